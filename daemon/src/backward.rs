@@ -1,0 +1,709 @@
+//! Backward reconstructions (paper section 3 and 3.1) as generated ONNX
+//! graphs run on the engine's execution provider.
+//!
+//! A neuron's backward pass only touches its field-of-view tree, so every
+//! graph works on windows: at each layer the window grows by one pixel per
+//! side (a full 3x3 convolution with the kernel flipped and its channels
+//! swapped) and doubles at each pool. All neurons of a layer share one graph;
+//! what differs per neuron and mode is fed as inputs:
+//! - `seed`: the start vector at the neuron (one-hot times the start value);
+//! - `gate{i}`: a 0/1 window per hidden layer i: the ReLU mask r_i (or, for
+//!   the deconvnet, just "inside the image"), times the switches of the pool
+//!   that follows layer i. Unpooling is then nearest upsampling times it;
+//! - `flag`: 0 applies a ReLU after each transposed convolution (the three
+//!   deconvnet modes), 1 leaves it linear (the linear filter).
+//!
+//! The image-plane result is not rectified, so reconstructions keep their
+//! sign; equations 4-7 are applied at every hidden layer.
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::network::{ConvLayer, FovTree, Span, fov_tree};
+use crate::onnx::{Attr, Dim, GraphBuilder, f32_tensor, i64_tensor};
+use crate::recording::Recording;
+use fovea_proto::onnx::{ModelProto, tensor_proto::DataType};
+use ort::session::Session;
+use ort::value::TensorRef;
+use rand::SeedableRng;
+use rand_distr::{Distribution, Normal};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// The four backward modes of the paper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// Eq. 4-5: no forward masks, switches kept.
+    Deconvnet,
+    /// Eq. 6-7: forward masks and switches (guided backpropagation).
+    Masked,
+    /// Eq. 6-7 with Gaussian weights matching each layer's mean and std.
+    RandomWeights,
+    /// Eq. 8-9: the exact local linear filter (gradient of the pre-activation).
+    LinearFilter,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 4] = [
+        Mode::Deconvnet,
+        Mode::Masked,
+        Mode::RandomWeights,
+        Mode::LinearFilter,
+    ];
+
+    fn uses_masks(self) -> bool {
+        self != Mode::Deconvnet
+    }
+
+    fn linear(self) -> bool {
+        self == Mode::LinearFilter
+    }
+}
+
+/// The start vector's value at the neuron.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Start {
+    #[default]
+    OneHot,
+    RecordedActivation,
+}
+
+/// A conv neuron, already validated against the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NeuronAt {
+    pub layer: usize,
+    pub feature: usize,
+    pub y: usize,
+    pub x: usize,
+}
+
+/// Input-pixel box `[x0, x1) x [y0, y1)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PixelBox {
+    pub x0: usize,
+    pub y0: usize,
+    pub x1: usize,
+    pub y1: usize,
+}
+
+/// One neuron's reconstruction in one mode.
+#[derive(Debug, Clone)]
+pub struct Reconstruction {
+    pub neuron_index: usize,
+    pub mode: Mode,
+    /// `[3, H, W]` in input space, channels in the model's order; zero
+    /// outside the field of view.
+    pub values: Vec<f32>,
+    pub fov: PixelBox,
+    /// Linear filter only: pre-activation = <values, input> + effective_bias.
+    pub effective_bias: Option<f32>,
+    pub activation: f32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum GraphKind {
+    Trained,
+    Random(u64),
+    Affine,
+}
+
+/// Sessions of generated graphs, built on first use.
+#[derive(Default)]
+pub struct BackwardCache {
+    sessions: Mutex<HashMap<(usize, GraphKind), Arc<Mutex<Session>>>>,
+    random_order: Mutex<Vec<(usize, GraphKind)>>,
+}
+
+/// Random-weight sessions kept at once (one per layer and seed).
+const RANDOM_SESSIONS: usize = 8;
+/// Samples per backward run; bounds the memory of one call.
+const BATCH: usize = 8;
+
+/// The field-of-view box of a neuron, clipped to the input.
+pub fn fov_box(convs: &[ConvLayer], n: NeuronAt, size: usize) -> PixelBox {
+    let tree = fov_tree(convs, n.layer, n.y, n.x);
+    let (sy, sx) = tree.out[0];
+    let (y0, y1) = sy.clip(size);
+    let (x0, x1) = sx.clip(size);
+    PixelBox { x0, y0, x1, y1 }
+}
+
+/// Gaussian weights with each layer's weight mean and std, reproducible from
+/// the seed (ChaCha8, one stream per layer), OIHW like the trained ones.
+pub fn random_weights(convs: &[ConvLayer], seed: u64) -> Vec<Vec<f32>> {
+    convs
+        .iter()
+        .map(|c| {
+            let n = c.weight.len() as f64;
+            let mean = c.weight.iter().map(|&v| v as f64).sum::<f64>() / n;
+            let var = c
+                .weight
+                .iter()
+                .map(|&v| (v as f64 - mean).powi(2))
+                .sum::<f64>()
+                / n;
+            let std = var.sqrt().max(f64::MIN_POSITIVE);
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            rng.set_stream(c.number as u64);
+            match Normal::new(mean, std) {
+                Ok(dist) => (0..c.weight.len())
+                    .map(|_| dist.sample(&mut rng) as f32)
+                    .collect(),
+                Err(_) => vec![mean as f32; c.weight.len()],
+            }
+        })
+        .collect()
+}
+
+/// `[in, out, 3, 3]` kernel of the transposed convolution: channels swapped
+/// and the 3x3 kernel rotated by 180 degrees.
+fn transposed_kernel(w: &[f32], out_ch: usize, in_ch: usize) -> Vec<f32> {
+    let mut t = vec![0f32; w.len()];
+    for o in 0..out_ch {
+        for i in 0..in_ch {
+            for k in 0..9 {
+                t[(i * out_ch + o) * 9 + (8 - k)] = w[(o * in_ch + i) * 9 + k];
+            }
+        }
+    }
+    t
+}
+
+fn dims(n: &'static str, c: usize, s: (Span, Span)) -> [Dim; 4] {
+    [
+        Dim::Named(n),
+        Dim::Fixed(c as i64),
+        Dim::Fixed(s.0.len as i64),
+        Dim::Fixed(s.1.len as i64),
+    ]
+}
+
+/// The window sizes of any neuron of `layer` (they do not depend on where
+/// it is, only the offsets do).
+fn tree_of(convs: &[ConvLayer], layer: usize) -> FovTree {
+    fov_tree(convs, layer, 0, 0)
+}
+
+/// Backward graph from conv layer `layer` to the input plane.
+fn backward_graph(convs: &[ConvLayer], layer: usize, weights: &[Vec<f32>]) -> ModelProto {
+    let tree = tree_of(convs, layer);
+    let mut g = GraphBuilder::new(&format!("backward_l{layer}"));
+    let top = &convs[layer - 1];
+    let mut x = g.input(
+        "seed",
+        DataType::Float,
+        &[
+            Dim::Named("n"),
+            Dim::Fixed(top.out_channels as i64),
+            Dim::Fixed(1),
+            Dim::Fixed(1),
+        ],
+    );
+    let flag = (layer > 1).then(|| {
+        g.input(
+            "flag",
+            DataType::Float,
+            &[Dim::Named("n"), Dim::Fixed(1), Dim::Fixed(1), Dim::Fixed(1)],
+        )
+    });
+    let scales = (convs[..layer].iter().any(|c| c.pooled))
+        .then(|| g.initializer(f32_tensor("up_scales", &[4], &[1.0, 1.0, 2.0, 2.0])));
+    for i in (1..=layer).rev() {
+        let c = &convs[i - 1];
+        let k = g.initializer(f32_tensor(
+            &format!("wt{i}"),
+            &[c.in_channels as i64, c.out_channels as i64, 3, 3],
+            &transposed_kernel(&weights[i - 1], c.out_channels, c.in_channels),
+        ));
+        let u = g.node(
+            "Conv",
+            &[&x, &k],
+            vec![
+                ("pads", Attr::Ints(vec![2, 2, 2, 2])),
+                ("kernel_shape", Attr::Ints(vec![3, 3])),
+            ],
+        );
+        if i == 1 {
+            g.node_named("Identity", &[&u], "image", vec![]);
+            break;
+        }
+        let flag = flag.as_deref().unwrap_or("flag");
+        let scaled = g.node("Mul", &[&u, flag], vec![]);
+        let mut v = g.node("Max", &[&u, &scaled], vec![]);
+        if c.pooled {
+            let scales = scales.as_deref().unwrap_or("up_scales");
+            v = g.node(
+                "Resize",
+                &[&v, "", scales],
+                vec![
+                    ("mode", Attr::Str("nearest")),
+                    ("coordinate_transformation_mode", Attr::Str("asymmetric")),
+                    ("nearest_mode", Attr::Str("floor")),
+                ],
+            );
+        }
+        let gate = g.input(
+            &format!("gate{}", i - 1),
+            DataType::Uint8,
+            &dims("n", c.in_channels, tree.out[i - 1]),
+        );
+        let gate_f = g.node(
+            "Cast",
+            &[&gate],
+            vec![("to", Attr::Int(DataType::Float as i64))],
+        );
+        x = g.node("Mul", &[&v, &gate_f], vec![]);
+    }
+    g.output("image", DataType::Float, &dims("n", 3, tree.out[0]));
+    g.finish()
+}
+
+/// Forward graph of the affine map fixed by the recorded masks and switches,
+/// on the FOV windows, from a zero input: its output is the neuron's
+/// effective bias (pre-activation for input 0).
+fn affine_graph(convs: &[ConvLayer], layer: usize) -> ModelProto {
+    let tree = tree_of(convs, layer);
+    let mut g = GraphBuilder::new(&format!("affine_l{layer}"));
+    let zeros_shape = g.initializer(i64_tensor(
+        "zeros_shape",
+        &[3],
+        &[3, tree.out[0].0.len as i64, tree.out[0].1.len as i64],
+    ));
+    let zeros = g.node("ConstantOfShape", &[&zeros_shape], vec![]);
+    let axes = g.initializer(i64_tensor("axes0", &[1], &[0]));
+    let mut a = g.node("Unsqueeze", &[&zeros, &axes], vec![]);
+    let top = &convs[layer - 1];
+    for i in 1..=layer {
+        let c = &convs[i - 1];
+        if c.pooled {
+            let pooled = g.node(
+                "AveragePool",
+                &[&a],
+                vec![
+                    ("kernel_shape", Attr::Ints(vec![2, 2])),
+                    ("strides", Attr::Ints(vec![2, 2])),
+                ],
+            );
+            let four = g.initializer(f32_tensor(&format!("four{i}"), &[], &[4.0]));
+            a = g.node("Mul", &[&pooled, &four], vec![]);
+        }
+        let w = g.initializer(f32_tensor(
+            &format!("w{i}"),
+            &[c.out_channels as i64, c.in_channels as i64, 3, 3],
+            &c.weight,
+        ));
+        let b = g.initializer(f32_tensor(
+            &format!("b{i}"),
+            &[c.out_channels as i64],
+            &c.bias,
+        ));
+        let z = g.node(
+            "Conv",
+            &[&a, &w, &b],
+            vec![("kernel_shape", Attr::Ints(vec![3, 3]))],
+        );
+        if i == layer {
+            g.node_named("Identity", &[&z], "preact", vec![]);
+            break;
+        }
+        let gate = g.input(
+            &format!("gate{i}"),
+            DataType::Uint8,
+            &dims("n", c.out_channels, tree.out[i]),
+        );
+        let gate_f = g.node(
+            "Cast",
+            &[&gate],
+            vec![("to", Attr::Int(DataType::Float as i64))],
+        );
+        // The batch comes in with the first gate (the zero image has batch 1).
+        a = g.node("Mul", &[&z, &gate_f], vec![]);
+    }
+    g.output(
+        "preact",
+        DataType::Float,
+        &[
+            Dim::Named("n"),
+            Dim::Fixed(top.out_channels as i64),
+            Dim::Fixed(1),
+            Dim::Fixed(1),
+        ],
+    );
+    g.finish()
+}
+
+/// The 0/1 gate windows of hidden layers 1..layer for one neuron and mode.
+fn gates(
+    engine: &Engine,
+    rec: &Recording,
+    tree: &FovTree,
+    layer: usize,
+    masks: bool,
+) -> Vec<Vec<u8>> {
+    let convs = &engine.network.convs;
+    (1..layer)
+        .map(|i| {
+            let l = rec.layer(i);
+            let switches = if convs[i].pooled {
+                rec.layer(i + 1).switches.as_ref()
+            } else {
+                None
+            };
+            let (sy, sx) = tree.out[i];
+            let (h, w) = (l.height, l.width);
+            let mut out = vec![0u8; l.channels * sy.len * sx.len];
+            let (y0, y1) = sy.clip(h);
+            let (x0, x1) = sx.clip(w);
+            for c in 0..l.channels {
+                for y in y0..y1 {
+                    let row = (c * h + y) * w;
+                    let o = (c * sy.len + (y as i64 - sy.start) as usize) * sx.len;
+                    for x in x0..x1 {
+                        let idx = row + x;
+                        let mut on = !masks || l.mask.get(idx);
+                        if let Some(s) = switches {
+                            on &= s.get(idx);
+                        }
+                        out[o + (x as i64 - sx.start) as usize] = on as u8;
+                    }
+                }
+            }
+            out
+        })
+        .collect()
+}
+
+impl Engine {
+    fn cached_session(
+        &self,
+        layer: usize,
+        kind: GraphKind,
+        build: impl FnOnce() -> ModelProto,
+    ) -> Result<Arc<Mutex<Session>>> {
+        let key = (layer, kind);
+        if let Some(s) = self.backward.sessions.lock().map_err(poisoned)?.get(&key) {
+            return Ok(s.clone());
+        }
+        let model = build();
+        self.dump(
+            &match kind {
+                GraphKind::Trained => format!("backward_l{layer}"),
+                GraphKind::Random(seed) => format!("backward_l{layer}_random{seed}"),
+                GraphKind::Affine => format!("affine_l{layer}"),
+            },
+            &model,
+        );
+        let session = Arc::new(Mutex::new(self.session(&model)?));
+        let mut sessions = self.backward.sessions.lock().map_err(poisoned)?;
+        if let GraphKind::Random(_) = kind {
+            let mut order = self.backward.random_order.lock().map_err(poisoned)?;
+            order.push(key);
+            if order.len() > RANDOM_SESSIONS {
+                let old = order.remove(0);
+                sessions.remove(&old);
+            }
+        }
+        Ok(sessions.entry(key).or_insert(session).clone())
+    }
+
+    /// Checks a neuron against the network and the working size.
+    pub fn neuron(
+        &self,
+        field: &str,
+        layer: &str,
+        feature: i64,
+        y: i64,
+        x: i64,
+    ) -> Result<NeuronAt> {
+        let layer = self
+            .network
+            .resolve_conv(&format!("{field}.layer"), layer)?;
+        let g = &self.geometry[layer];
+        if feature < 0 || feature as usize >= g.channels {
+            return Err(Error::invalid(
+                format!("{field}.feature"),
+                format!(
+                    "{feature} is outside 0..={} for layer {layer}",
+                    g.channels - 1
+                ),
+            ));
+        }
+        if y < 0 || y as usize >= g.height {
+            return Err(Error::invalid(
+                format!("{field}.y"),
+                format!("{y} is outside 0..={} for layer {layer}", g.height - 1),
+            ));
+        }
+        if x < 0 || x as usize >= g.width {
+            return Err(Error::invalid(
+                format!("{field}.x"),
+                format!("{x} is outside 0..={} for layer {layer}", g.width - 1),
+            ));
+        }
+        Ok(NeuronAt {
+            layer,
+            feature: feature as usize,
+            y: y as usize,
+            x: x as usize,
+        })
+    }
+
+    /// Reconstructs every (neuron, mode) pair; results in neuron-major order.
+    pub fn reconstruct(
+        &self,
+        rec: &Recording,
+        neurons: &[NeuronAt],
+        modes: &[Mode],
+        start: Start,
+        seed: u64,
+    ) -> Result<Vec<Reconstruction>> {
+        self.check_recording(rec)?;
+        let mut jobs: Vec<(usize, NeuronAt, Mode)> = Vec::new();
+        for (i, n) in neurons.iter().enumerate() {
+            for &m in modes {
+                jobs.push((i, *n, m));
+            }
+        }
+        let mut results: Vec<Option<Reconstruction>> = vec![None; jobs.len()];
+        // Group by (layer, weights) so each group is one graph.
+        let mut groups: HashMap<(usize, GraphKind), Vec<usize>> = HashMap::new();
+        for (j, (_, n, m)) in jobs.iter().enumerate() {
+            let kind = if *m == Mode::RandomWeights {
+                GraphKind::Random(seed)
+            } else {
+                GraphKind::Trained
+            };
+            groups.entry((n.layer, kind)).or_default().push(j);
+        }
+        let mut keys: Vec<_> = groups.keys().copied().collect();
+        keys.sort_by_key(|k| (k.0, matches!(k.1, GraphKind::Random(_))));
+        for key in keys {
+            let (layer, kind) = key;
+            let session = self.cached_session(layer, kind, || {
+                let weights = match kind {
+                    GraphKind::Random(s) => random_weights(&self.network.convs, s),
+                    _ => self
+                        .network
+                        .convs
+                        .iter()
+                        .map(|c| c.weight.clone())
+                        .collect(),
+                };
+                backward_graph(&self.network.convs, layer, &weights)
+            })?;
+            for chunk in groups[&key].chunks(BATCH) {
+                let batch: Vec<(NeuronAt, Mode)> =
+                    chunk.iter().map(|&j| (jobs[j].1, jobs[j].2)).collect();
+                let images = self.run_backward(&session, rec, layer, &batch, start)?;
+                for (&j, values) in chunk.iter().zip(images) {
+                    let (index, n, mode) = jobs[j];
+                    results[j] = Some(Reconstruction {
+                        neuron_index: index,
+                        mode,
+                        values,
+                        fov: fov_box(&self.network.convs, n, self.profile.input_size),
+                        effective_bias: None,
+                        activation: rec.layer(n.layer).activation(n.feature, n.y, n.x),
+                    });
+                }
+            }
+        }
+        // Effective biases for the linear filters, one affine pass per layer.
+        let linear: Vec<usize> = (0..jobs.len())
+            .filter(|&j| jobs[j].2 == Mode::LinearFilter)
+            .collect();
+        if !linear.is_empty() {
+            let ns: Vec<NeuronAt> = linear.iter().map(|&j| jobs[j].1).collect();
+            let biases = self.effective_bias(rec, &ns)?;
+            for (&j, b) in linear.iter().zip(biases) {
+                if let Some(r) = results[j].as_mut() {
+                    r.effective_bias = Some(b);
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.ok_or_else(|| Error::Runtime("a reconstruction was not computed".into())))
+            .collect()
+    }
+
+    fn check_recording(&self, rec: &Recording) -> Result<()> {
+        if rec.layers.len() != self.network.convs.len()
+            || rec.input.len() != 3 * self.profile.input_size.pow(2)
+        {
+            return Err(Error::invalid(
+                "recording",
+                "was made with another model or input size",
+            ));
+        }
+        Ok(())
+    }
+
+    fn run_backward(
+        &self,
+        session: &Mutex<Session>,
+        rec: &Recording,
+        layer: usize,
+        batch: &[(NeuronAt, Mode)],
+        start: Start,
+    ) -> Result<Vec<Vec<f32>>> {
+        let convs = &self.network.convs;
+        let n = batch.len();
+        let c_top = convs[layer - 1].out_channels;
+        let top = rec.layer(layer);
+        let mut seed = vec![0f32; n * c_top];
+        let mut flag = vec![0f32; n];
+        let size_tree = tree_of(convs, layer);
+        let mut gate_batches: Vec<Vec<u8>> = (1..layer)
+            .map(|i| {
+                let (sy, sx) = size_tree.out[i];
+                Vec::with_capacity(n * convs[i - 1].out_channels * sy.len * sx.len)
+            })
+            .collect();
+        for (k, (nr, mode)) in batch.iter().enumerate() {
+            let act = top.activation(nr.feature, nr.y, nr.x);
+            let mut v = match start {
+                Start::OneHot => 1.0,
+                Start::RecordedActivation => act,
+            };
+            if mode.uses_masks()
+                && !mode.linear()
+                && !top
+                    .mask
+                    .get((nr.feature * top.height + nr.y) * top.width + nr.x)
+            {
+                v = 0.0;
+            }
+            seed[k * c_top + nr.feature] = v;
+            flag[k] = if mode.linear() { 1.0 } else { 0.0 };
+            let tree = fov_tree(convs, layer, nr.y, nr.x);
+            for (i, g) in gates(self, rec, &tree, layer, mode.uses_masks())
+                .into_iter()
+                .enumerate()
+            {
+                gate_batches[i].extend_from_slice(&g);
+            }
+        }
+        let mut inputs: Vec<(String, ort::session::SessionInputValue<'_>)> = Vec::new();
+        inputs.push((
+            "seed".into(),
+            TensorRef::from_array_view(([n, c_top, 1, 1], seed.as_slice()))?.into(),
+        ));
+        if layer > 1 {
+            inputs.push((
+                "flag".into(),
+                TensorRef::from_array_view(([n, 1, 1, 1], flag.as_slice()))?.into(),
+            ));
+        }
+        for (i, g) in gate_batches.iter().enumerate() {
+            let (sy, sx) = size_tree.out[i + 1];
+            let shape = [n, convs[i].out_channels, sy.len, sx.len];
+            inputs.push((
+                format!("gate{}", i + 1),
+                TensorRef::from_array_view((shape, g.as_slice()))?.into(),
+            ));
+        }
+        let mut session = session.lock().map_err(poisoned)?;
+        let outputs = session.run(inputs)?;
+        let (_, image) = outputs["image"].try_extract_tensor::<f32>()?;
+        let (wy, wx) = size_tree.out[0];
+        let s = self.profile.input_size;
+        let per = 3 * wy.len * wx.len;
+        let mut frames = Vec::with_capacity(n);
+        for (k, (nr, _)) in batch.iter().enumerate() {
+            let tree = fov_tree(convs, layer, nr.y, nr.x);
+            let (sy, sx) = tree.out[0];
+            let mut frame = vec![0f32; 3 * s * s];
+            let (y0, y1) = sy.clip(s);
+            let (x0, x1) = sx.clip(s);
+            for c in 0..3 {
+                for y in y0..y1 {
+                    let src = k * per + (c * wy.len + (y as i64 - sy.start) as usize) * wx.len;
+                    let dst = (c * s + y) * s;
+                    for x in x0..x1 {
+                        frame[dst + x] = image[src + (x as i64 - sx.start) as usize];
+                    }
+                }
+            }
+            frames.push(frame);
+        }
+        Ok(frames)
+    }
+
+    /// Each neuron's pre-activation for a zero input under the recorded masks
+    /// and switches (the `b_eff` of pre-activation = <filter, x0> + b_eff).
+    pub fn effective_bias(&self, rec: &Recording, neurons: &[NeuronAt]) -> Result<Vec<f32>> {
+        self.check_recording(rec)?;
+        let convs = &self.network.convs;
+        let mut out = vec![0f32; neurons.len()];
+        let mut by_layer: HashMap<usize, Vec<usize>> = HashMap::new();
+        for (i, n) in neurons.iter().enumerate() {
+            by_layer.entry(n.layer).or_default().push(i);
+        }
+        for (layer, idx) in by_layer {
+            if layer == 1 {
+                // No hidden layer: the bias is the whole affine offset.
+                for i in idx {
+                    out[i] = convs[0].bias[neurons[i].feature];
+                }
+                continue;
+            }
+            let session =
+                self.cached_session(layer, GraphKind::Affine, || affine_graph(convs, layer))?;
+            let size_tree = tree_of(convs, layer);
+            for chunk in idx.chunks(BATCH) {
+                let n = chunk.len();
+                let mut gate_batches: Vec<Vec<u8>> = vec![Vec::new(); layer.saturating_sub(1)];
+                for &i in chunk {
+                    let nr = neurons[i];
+                    let tree = fov_tree(convs, layer, nr.y, nr.x);
+                    for (g, gate) in gate_batches
+                        .iter_mut()
+                        .zip(gates(self, rec, &tree, layer, true))
+                    {
+                        g.extend_from_slice(&gate);
+                    }
+                }
+                let mut inputs: Vec<(String, ort::session::SessionInputValue<'_>)> = Vec::new();
+                for (i, g) in gate_batches.iter().enumerate() {
+                    let (sy, sx) = size_tree.out[i + 1];
+                    let shape = [n, convs[i].out_channels, sy.len, sx.len];
+                    inputs.push((
+                        format!("gate{}", i + 1),
+                        TensorRef::from_array_view((shape, g.as_slice()))?.into(),
+                    ));
+                }
+                let mut session = session.lock().map_err(poisoned)?;
+                let outputs = session.run(inputs)?;
+                let (shape, pre) = outputs["preact"].try_extract_tensor::<f32>()?;
+                let c_top = convs[layer - 1].out_channels;
+                if shape.first().copied() != Some(n as i64) {
+                    return Err(Error::Runtime(format!(
+                        "affine graph returned shape {shape:?} for {n} neurons"
+                    )));
+                }
+                for (k, &i) in chunk.iter().enumerate() {
+                    out[i] = pre[k * c_top + neurons[i].feature];
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn poisoned<T>(_: std::sync::PoisonError<T>) -> Error {
+    Error::Runtime("a session lock was poisoned by an earlier failure".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transposed_kernel_swaps_channels_and_rotates() {
+        // 2 out x 1 in, kernels 0..9 and 9..18.
+        let w: Vec<f32> = (0..18).map(|v| v as f32).collect();
+        let t = transposed_kernel(&w, 2, 1);
+        assert_eq!(&t[..9], &[8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0, 0.0]);
+        assert_eq!(t[9], 17.0);
+    }
+}

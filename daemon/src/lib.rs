@@ -1,0 +1,17 @@
+//! Fovea's daemon library: the probe engine (model loading, recording,
+//! backward reconstructions, maximization, statistics) and the gRPC server
+//! that serves it.
+
+pub mod backward;
+pub mod engine;
+pub mod error;
+pub mod fixtures;
+pub mod network;
+pub mod onnx;
+pub mod paths;
+pub mod profile;
+pub mod recording;
+pub mod render;
+pub mod supply;
+
+pub use error::{Error, Result};

@@ -1,0 +1,282 @@
+//! Reading and writing ONNX protobufs: tensor and attribute access on parsed
+//! models, and a small builder for the graphs the engine generates.
+
+use crate::error::{Error, Result};
+use fovea_proto::onnx::{
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+    TensorShapeProto, TypeProto, ValueInfoProto, attribute_proto::AttributeType,
+    tensor_proto::DataType, tensor_shape_proto, type_proto,
+};
+use prost::Message;
+
+/// Opset of every generated graph.
+pub const OPSET: i64 = 17;
+
+pub fn decode_model(bytes: &[u8]) -> Result<ModelProto> {
+    let model = ModelProto::decode(bytes)
+        .map_err(|e| Error::Model(format!("not an ONNX model file: {e}")))?;
+    if model.graph.as_ref().is_none_or(|g| g.node.is_empty()) {
+        return Err(Error::Model(
+            "not an ONNX model file: it has no graph".into(),
+        ));
+    }
+    Ok(model)
+}
+
+/// A float tensor's dims and values (float, double or float16 storage).
+pub fn tensor_f32(t: &TensorProto) -> Result<(Vec<i64>, Vec<f32>)> {
+    if t.data_location == 1 {
+        return Err(Error::Model(format!(
+            "tensor {} keeps its data in an external file; save the model with the weights inside",
+            t.name
+        )));
+    }
+    let n: i64 = t.dims.iter().product();
+    let values: Vec<f32> = match DataType::try_from(t.data_type) {
+        Ok(DataType::Float) if !t.raw_data.is_empty() => t
+            .raw_data
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        Ok(DataType::Float) => t.float_data.clone(),
+        Ok(DataType::Double) if !t.raw_data.is_empty() => t
+            .raw_data
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
+            .collect(),
+        Ok(DataType::Double) => t.double_data.iter().map(|&v| v as f32).collect(),
+        Ok(DataType::Float16) if !t.raw_data.is_empty() => t
+            .raw_data
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        Ok(DataType::Float16) => t
+            .int32_data
+            .iter()
+            .map(|&v| half::f16::from_bits(v as u16).to_f32())
+            .collect(),
+        _ => {
+            return Err(Error::Model(format!(
+                "tensor {} has element type {}, expected a float type",
+                t.name, t.data_type
+            )));
+        }
+    };
+    if values.len() as i64 != n {
+        return Err(Error::Model(format!(
+            "tensor {} declares {n} values but holds {}",
+            t.name,
+            values.len()
+        )));
+    }
+    Ok((t.dims.clone(), values))
+}
+
+/// An integer tensor's values (int64 or int32 storage).
+pub fn tensor_i64(t: &TensorProto) -> Option<Vec<i64>> {
+    match DataType::try_from(t.data_type).ok()? {
+        DataType::Int64 if !t.raw_data.is_empty() => Some(
+            t.raw_data
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+                .collect(),
+        ),
+        DataType::Int64 => Some(t.int64_data.clone()),
+        DataType::Int32 if !t.raw_data.is_empty() => Some(
+            t.raw_data
+                .chunks_exact(4)
+                .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64)
+                .collect(),
+        ),
+        DataType::Int32 => Some(t.int32_data.iter().map(|&v| v as i64).collect()),
+        _ => None,
+    }
+}
+
+pub fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
+    node.attribute.iter().find(|a| a.name == name)
+}
+
+pub fn attr_ints(node: &NodeProto, name: &str) -> Option<Vec<i64>> {
+    attr(node, name).map(|a| a.ints.clone())
+}
+
+pub fn attr_int(node: &NodeProto, name: &str) -> Option<i64> {
+    attr(node, name).map(|a| a.i)
+}
+
+pub fn attr_str(node: &NodeProto, name: &str) -> Option<String> {
+    attr(node, name).map(|a| String::from_utf8_lossy(&a.s).into_owned())
+}
+
+/// A dimension of a generated graph's input or output.
+#[derive(Debug, Clone)]
+pub enum Dim {
+    Fixed(i64),
+    Named(&'static str),
+}
+
+pub fn value_info(name: &str, elem: DataType, dims: &[Dim]) -> ValueInfoProto {
+    ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: elem as i32,
+                shape: Some(TensorShapeProto {
+                    dim: dims
+                        .iter()
+                        .map(|d| tensor_shape_proto::Dimension {
+                            value: Some(match d {
+                                Dim::Fixed(v) => tensor_shape_proto::dimension::Value::DimValue(*v),
+                                Dim::Named(n) => {
+                                    tensor_shape_proto::dimension::Value::DimParam((*n).into())
+                                }
+                            }),
+                            denotation: String::new(),
+                        })
+                        .collect(),
+                }),
+            })),
+            denotation: String::new(),
+        }),
+        doc_string: String::new(),
+    }
+}
+
+pub fn f32_tensor(name: &str, dims: &[i64], values: &[f32]) -> TensorProto {
+    let mut raw = Vec::with_capacity(values.len() * 4);
+    for v in values {
+        raw.extend_from_slice(&v.to_le_bytes());
+    }
+    TensorProto {
+        dims: dims.to_vec(),
+        data_type: DataType::Float as i32,
+        name: name.into(),
+        raw_data: raw.into(),
+        ..Default::default()
+    }
+}
+
+pub fn i64_tensor(name: &str, dims: &[i64], values: &[i64]) -> TensorProto {
+    TensorProto {
+        dims: dims.to_vec(),
+        data_type: DataType::Int64 as i32,
+        name: name.into(),
+        int64_data: values.to_vec(),
+        ..Default::default()
+    }
+}
+
+/// An attribute value for [`GraphBuilder::node`].
+pub enum Attr {
+    Int(i64),
+    Ints(Vec<i64>),
+    Float(f32),
+    Str(&'static str),
+}
+
+/// Builds the ONNX graphs the engine generates (recording, backward, ...).
+#[derive(Default)]
+pub struct GraphBuilder {
+    graph: GraphProto,
+    counter: usize,
+}
+
+impl GraphBuilder {
+    pub fn new(name: &str) -> Self {
+        GraphBuilder {
+            graph: GraphProto {
+                name: name.into(),
+                ..Default::default()
+            },
+            counter: 0,
+        }
+    }
+
+    pub fn input(&mut self, name: &str, elem: DataType, dims: &[Dim]) -> String {
+        self.graph.input.push(value_info(name, elem, dims));
+        name.into()
+    }
+
+    pub fn output(&mut self, name: &str, elem: DataType, dims: &[Dim]) {
+        self.graph.output.push(value_info(name, elem, dims));
+    }
+
+    pub fn initializer(&mut self, tensor: TensorProto) -> String {
+        let name = tensor.name.clone();
+        self.graph.initializer.push(tensor);
+        name
+    }
+
+    /// Adds a node with a fresh output name, returning it.
+    pub fn node(&mut self, op: &str, inputs: &[&str], attrs: Vec<(&str, Attr)>) -> String {
+        self.counter += 1;
+        let out = format!("{}_{}", op.to_lowercase(), self.counter);
+        self.node_named(op, inputs, &out, attrs);
+        out
+    }
+
+    /// Adds a node whose output has the given name.
+    pub fn node_named(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        output: &str,
+        attrs: Vec<(&str, Attr)>,
+    ) {
+        self.counter += 1;
+        let attribute = attrs
+            .into_iter()
+            .map(|(name, a)| {
+                let mut p = AttributeProto {
+                    name: name.into(),
+                    ..Default::default()
+                };
+                match a {
+                    Attr::Int(i) => {
+                        p.r#type = AttributeType::Int as i32;
+                        p.i = i;
+                    }
+                    Attr::Ints(v) => {
+                        p.r#type = AttributeType::Ints as i32;
+                        p.ints = v;
+                    }
+                    Attr::Float(f) => {
+                        p.r#type = AttributeType::Float as i32;
+                        p.f = f;
+                    }
+                    Attr::Str(s) => {
+                        p.r#type = AttributeType::String as i32;
+                        p.s = s.as_bytes().to_vec();
+                    }
+                }
+                p
+            })
+            .collect();
+        self.graph.node.push(NodeProto {
+            input: inputs.iter().map(|s| (*s).to_string()).collect(),
+            output: vec![output.into()],
+            name: format!("n{}", self.counter),
+            op_type: op.into(),
+            attribute,
+            ..Default::default()
+        });
+    }
+
+    pub fn finish(self) -> ModelProto {
+        ModelProto {
+            ir_version: 8,
+            opset_import: vec![OperatorSetIdProto {
+                domain: String::new(),
+                version: OPSET,
+            }],
+            producer_name: "fovea".into(),
+            graph: Some(self.graph),
+            ..Default::default()
+        }
+    }
+}
+
+pub fn encode(model: &ModelProto) -> Vec<u8> {
+    model.encode_to_vec()
+}

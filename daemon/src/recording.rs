@@ -1,0 +1,335 @@
+//! One recorded forward pass: activations (half precision, for display and
+//! start values), ReLU masks and max-pool switches (bit-packed), and what the
+//! statistics and top-k queries compute from them.
+
+use half::f16;
+use image::RgbImage;
+
+/// A packed bit vector.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Bits {
+    words: Vec<u64>,
+    len: usize,
+}
+
+impl Bits {
+    pub fn zeros(len: usize) -> Bits {
+        Bits {
+            words: vec![0; len.div_ceil(64)],
+            len,
+        }
+    }
+
+    pub fn from_fn(len: usize, f: impl Fn(usize) -> bool) -> Bits {
+        let mut b = Bits::zeros(len);
+        for i in 0..len {
+            if f(i) {
+                b.set(i);
+            }
+        }
+        b
+    }
+
+    #[inline]
+    pub fn set(&mut self, i: usize) {
+        self.words[i / 64] |= 1 << (i % 64);
+    }
+
+    #[inline]
+    pub fn get(&self, i: usize) -> bool {
+        self.words[i / 64] >> (i % 64) & 1 == 1
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn count_ones(&self) -> usize {
+        self.words.iter().map(|w| w.count_ones() as usize).sum()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.words.len() * 8
+    }
+
+    pub fn words(&self) -> &[u64] {
+        &self.words
+    }
+
+    pub fn from_words(words: Vec<u64>, len: usize) -> Option<Bits> {
+        (words.len() == len.div_ceil(64)).then_some(Bits { words, len })
+    }
+}
+
+/// What one conv layer recorded.
+#[derive(Debug, Clone)]
+pub struct LayerRecording {
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    /// `[C, H, W]` activations after the ReLU.
+    pub activations: Vec<f16>,
+    /// `[C, H, W]`: 1 where the unit is active (pre-activation > 0).
+    pub mask: Bits,
+    /// For a pooled layer: the switches of the pool feeding it, on the grid
+    /// of the previous layer (`[C', H', W']`): 1 at each window's maximum.
+    pub switches: Option<Bits>,
+}
+
+impl LayerRecording {
+    pub fn plane(&self) -> usize {
+        self.height * self.width
+    }
+
+    pub fn activation(&self, c: usize, y: usize, x: usize) -> f32 {
+        self.activations[(c * self.height + y) * self.width + x].to_f32()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.activations.len() * 2
+            + self.mask.bytes()
+            + self.switches.as_ref().map_or(0, Bits::bytes)
+    }
+}
+
+/// One image's forward pass, everything kept.
+#[derive(Debug, Clone)]
+pub struct Recording {
+    pub id: String,
+    pub label: String,
+    pub original_width: u32,
+    pub original_height: u32,
+    /// The resized image the network saw.
+    pub image: RgbImage,
+    /// `[3, H, W]` input tensor in the model's channel order.
+    pub input: Vec<f32>,
+    /// Index i is conv layer i + 1.
+    pub layers: Vec<LayerRecording>,
+    /// Head output (class scores), empty without a head.
+    pub scores: Vec<f32>,
+}
+
+impl Recording {
+    pub fn layer(&self, number: usize) -> &LayerRecording {
+        &self.layers[number - 1]
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.layers.iter().map(LayerRecording::bytes).sum::<usize>()
+            + self.input.len() * 4
+            + self.image.as_raw().len()
+            + self.scores.len() * 4
+            + self.id.len()
+            + self.label.len()
+    }
+
+    /// Fraction of units active, per conv layer.
+    pub fn activity(&self) -> Vec<f32> {
+        self.layers
+            .iter()
+            .map(|l| l.mask.count_ones() as f32 / l.mask.len().max(1) as f32)
+            .collect()
+    }
+}
+
+/// Builds a layer's record from its f32 activations; `previous` (the layer
+/// before, f32) is needed when the layer is pooled, for the switches.
+pub fn layer_recording(
+    channels: usize,
+    height: usize,
+    width: usize,
+    activations: &[f32],
+    pooled_from: Option<(&[f32], usize, usize)>,
+) -> LayerRecording {
+    let mask = Bits::from_fn(activations.len(), |i| activations[i] > 0.0);
+    let switches =
+        pooled_from.map(|(prev, ph, pw)| pool_switches(prev, prev.len() / (ph * pw), ph, pw));
+    LayerRecording {
+        channels,
+        height,
+        width,
+        activations: activations.iter().map(|&v| f16::from_f32(v)).collect(),
+        mask,
+        switches,
+    }
+}
+
+/// Switches of a 2x2/2 max pool over `[C, H, W]`: in each window the first
+/// maximum in row-major order wins (PyTorch's rule; ties are common after a
+/// ReLU). Rows or columns left over by an odd size get no switch.
+pub fn pool_switches(x: &[f32], c: usize, h: usize, w: usize) -> Bits {
+    let mut bits = Bits::zeros(c * h * w);
+    let (oh, ow) = (h / 2, w / 2);
+    for ch in 0..c {
+        let base = ch * h * w;
+        for py in 0..oh {
+            for px in 0..ow {
+                let candidates = [
+                    base + 2 * py * w + 2 * px,
+                    base + 2 * py * w + 2 * px + 1,
+                    base + (2 * py + 1) * w + 2 * px,
+                    base + (2 * py + 1) * w + 2 * px + 1,
+                ];
+                let mut best = candidates[0];
+                for &i in &candidates[1..] {
+                    if x[i] > x[best] {
+                        best = i;
+                    }
+                }
+                bits.set(best);
+            }
+        }
+    }
+    bits
+}
+
+/// Per-layer activation statistics (paper section 5, figure 6).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerStats {
+    pub layer: usize,
+    pub features: usize,
+    pub locations: usize,
+    /// `histogram[n]`: locations with exactly n active features.
+    pub histogram: Vec<u32>,
+    pub fraction_active: f32,
+    pub feature_fraction_active: Vec<f32>,
+}
+
+pub fn layer_stats(number: usize, l: &LayerRecording) -> LayerStats {
+    let plane = l.plane();
+    let mut counts = vec![0u32; plane];
+    let mut per_feature = vec![0f32; l.channels];
+    for (c, pf) in per_feature.iter_mut().enumerate() {
+        let mut n = 0usize;
+        for (i, count) in counts.iter_mut().enumerate() {
+            if l.mask.get(c * plane + i) {
+                *count += 1;
+                n += 1;
+            }
+        }
+        *pf = n as f32 / plane.max(1) as f32;
+    }
+    let mut histogram = vec![0u32; l.channels + 1];
+    for &n in &counts {
+        histogram[n as usize] += 1;
+    }
+    let total: u64 = counts.iter().map(|&n| n as u64).sum();
+    LayerStats {
+        layer: number,
+        features: l.channels,
+        locations: plane,
+        histogram,
+        fraction_active: total as f32 / (plane * l.channels).max(1) as f32,
+        feature_fraction_active: per_feature,
+    }
+}
+
+/// A neuron and its activation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Hit {
+    pub feature: usize,
+    pub y: usize,
+    pub x: usize,
+    pub value: f32,
+}
+
+/// The k strongest activations of a layer, strongest first; ties broken by
+/// (feature, y, x) so the answer is deterministic.
+pub fn top_activations(
+    l: &LayerRecording,
+    k: usize,
+    feature: Option<usize>,
+    distinct: bool,
+) -> Vec<Hit> {
+    let plane = l.plane();
+    let features: Vec<usize> = match feature {
+        Some(f) => vec![f],
+        None => (0..l.channels).collect(),
+    };
+    let mut hits: Vec<Hit> = Vec::new();
+    for f in features {
+        let slice = &l.activations[f * plane..(f + 1) * plane];
+        if distinct {
+            let (i, v) = slice
+                .iter()
+                .enumerate()
+                .fold((0, f16::NEG_INFINITY), |best, (i, &v)| {
+                    if v > best.1 { (i, v) } else { best }
+                });
+            hits.push(Hit {
+                feature: f,
+                y: i / l.width,
+                x: i % l.width,
+                value: v.to_f32(),
+            });
+        } else {
+            for (i, &v) in slice.iter().enumerate() {
+                hits.push(Hit {
+                    feature: f,
+                    y: i / l.width,
+                    x: i % l.width,
+                    value: v.to_f32(),
+                });
+            }
+        }
+        // Keep memory bounded on large layers: trim to k now and then.
+        if hits.len() > 4 * k.max(1024) {
+            sort_hits(&mut hits);
+            hits.truncate(k);
+        }
+    }
+    sort_hits(&mut hits);
+    hits.truncate(k);
+    hits
+}
+
+fn sort_hits(hits: &mut [Hit]) {
+    hits.sort_by(|a, b| {
+        b.value
+            .total_cmp(&a.value)
+            .then(a.feature.cmp(&b.feature))
+            .then(a.y.cmp(&b.y))
+            .then(a.x.cmp(&b.x))
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn switches_pick_the_first_maximum() {
+        // One channel, 2x4: windows [1,1;0,1] (tie -> first) and [0,0;0,0].
+        let x = [1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0];
+        let s = pool_switches(&x, 1, 2, 4);
+        let set: Vec<usize> = (0..8).filter(|&i| s.get(i)).collect();
+        assert_eq!(set, vec![0, 2]);
+        // Strict maximum in the last position.
+        let s = pool_switches(&[0.0, 1.0, 2.0, 3.0], 1, 2, 2);
+        assert!(s.get(3) && s.count_ones() == 1);
+    }
+
+    #[test]
+    fn stats_count_active_features_per_location() {
+        // Two features on a 1x2 grid: location 0 has both active, location 1 none.
+        let l = layer_recording(2, 1, 2, &[1.0, 0.0, 2.0, -1.0], None);
+        let s = layer_stats(1, &l);
+        assert_eq!(s.histogram, vec![1, 0, 1]);
+        assert!((s.fraction_active - 0.5).abs() < 1e-6);
+        assert_eq!(s.feature_fraction_active, vec![0.5, 0.5]);
+    }
+
+    #[test]
+    fn top_k_is_sorted_and_deterministic() {
+        let l = layer_recording(2, 1, 3, &[1.0, 5.0, 3.0, 5.0, 0.0, 2.0], None);
+        let t = top_activations(&l, 3, None, false);
+        let got: Vec<(usize, usize, f32)> = t.iter().map(|h| (h.feature, h.x, h.value)).collect();
+        assert_eq!(got, vec![(0, 1, 5.0), (1, 0, 5.0), (0, 2, 3.0)]);
+        let d = top_activations(&l, 5, None, true);
+        assert_eq!(d.len(), 2);
+    }
+}

@@ -1,0 +1,50 @@
+//! Shared set-up for the engine tests: ONNX Runtime from the cache (fetched
+//! on first use) and engines on the generated tiny model.
+
+#![allow(dead_code)]
+
+use fovea_daemon::engine::{Engine, EngineOptions, Runtime};
+use fovea_daemon::fixtures::tiny_model;
+use fovea_daemon::network::Layout;
+use fovea_daemon::paths::cache_dir;
+use fovea_daemon::profile::ProfileName;
+use fovea_daemon::supply::{ExecutionProvider, Provenance, resolve_ort_library};
+use std::path::PathBuf;
+
+pub const TINY_SIZE: usize = 32;
+
+pub fn runtime() -> std::sync::Arc<Runtime> {
+    let lib =
+        resolve_ort_library(None, ExecutionProvider::Cpu, &cache_dir()).expect("ONNX Runtime");
+    Runtime::new(&lib, ExecutionProvider::Cpu, 2).expect("runtime")
+}
+
+pub fn write_temp(bytes: &[u8], name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(name);
+    std::fs::write(&path, bytes).expect("write");
+    (dir, path)
+}
+
+pub fn tiny_engine(layout: Layout, head: bool) -> Engine {
+    let (_dir, path) = write_temp(&tiny_model(layout, head, TINY_SIZE), "tiny.onnx");
+    let options = EngineOptions {
+        input_size: TINY_SIZE,
+        profile: Some(ProfileName::Torchvision),
+        dump_graphs: None,
+    };
+    let provenance = Provenance {
+        source: "file".into(),
+        origin: "tiny".into(),
+        sha256: format!("tiny-{layout:?}-{head}"),
+        ..Default::default()
+    };
+    Engine::load(runtime(), &path, provenance, &options).expect("tiny engine")
+}
+
+pub fn shared_image(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/images")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}

@@ -1,0 +1,488 @@
+//! The engine on the generated tiny model, checked against a plain-loop
+//! reference written here (f64 conv, ReLU, first-max pooling, and the four
+//! backward modes over the whole image) and against finite differences.
+
+mod common;
+
+use common::{TINY_SIZE, tiny_engine};
+use fovea_daemon::Error;
+use fovea_daemon::backward::{Mode, NeuronAt, Start, random_weights};
+use fovea_daemon::engine::Engine;
+use fovea_daemon::fixtures::{TINY_CONVS, test_image_png, tiny_weights};
+use fovea_daemon::network::Layout;
+use fovea_daemon::profile::ImageLimits;
+
+/// Plain reference network (f64).
+struct Reference {
+    /// (in, out, pooled, weight OIHW, bias)
+    layers: Vec<(usize, usize, bool, Vec<f64>, Vec<f64>)>,
+    size: usize,
+}
+
+/// What the reference forward keeps.
+struct Trace {
+    /// Per layer: pre-activations [C, H, W].
+    pre: Vec<Vec<f64>>,
+    /// Per layer: (h, w).
+    dims: Vec<(usize, usize)>,
+    /// Per pooled layer i: for each pooled output index, the argmax index in
+    /// layer i-1's grid.
+    argmax: Vec<Option<Vec<usize>>>,
+}
+
+fn conv(x: &[f64], cin: usize, h: usize, w: usize, wt: &[f64], b: &[f64], cout: usize) -> Vec<f64> {
+    let mut out = vec![0f64; cout * h * w];
+    for o in 0..cout {
+        for y in 0..h {
+            for xx in 0..w {
+                let mut s = b[o];
+                for i in 0..cin {
+                    for ky in 0..3 {
+                        for kx in 0..3 {
+                            let (iy, ix) = (y as i64 + ky as i64 - 1, xx as i64 + kx as i64 - 1);
+                            if iy < 0 || ix < 0 || iy >= h as i64 || ix >= w as i64 {
+                                continue;
+                            }
+                            s += wt[((o * cin + i) * 3 + ky) * 3 + kx]
+                                * x[(i * h + iy as usize) * w + ix as usize];
+                        }
+                    }
+                }
+                out[(o * h + y) * w + xx] = s;
+            }
+        }
+    }
+    out
+}
+
+/// Gradient of `conv` with respect to its input (the transposed convolution).
+fn conv_t(g: &[f64], cin: usize, h: usize, w: usize, wt: &[f64], cout: usize) -> Vec<f64> {
+    let mut out = vec![0f64; cin * h * w];
+    for o in 0..cout {
+        for y in 0..h {
+            for xx in 0..w {
+                let v = g[(o * h + y) * w + xx];
+                if v == 0.0 {
+                    continue;
+                }
+                for i in 0..cin {
+                    for ky in 0..3 {
+                        for kx in 0..3 {
+                            let (iy, ix) = (y as i64 + ky as i64 - 1, xx as i64 + kx as i64 - 1);
+                            if iy < 0 || ix < 0 || iy >= h as i64 || ix >= w as i64 {
+                                continue;
+                            }
+                            out[(i * h + iy as usize) * w + ix as usize] +=
+                                wt[((o * cin + i) * 3 + ky) * 3 + kx] * v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+impl Reference {
+    fn new(weights: Vec<(Vec<f32>, Vec<f32>)>, size: usize) -> Reference {
+        Reference {
+            layers: TINY_CONVS
+                .iter()
+                .zip(weights)
+                .map(|(&(i, o, p), (w, b))| {
+                    (
+                        i,
+                        o,
+                        p,
+                        w.iter().map(|&v| v as f64).collect(),
+                        b.iter().map(|&v| v as f64).collect(),
+                    )
+                })
+                .collect(),
+            size,
+        }
+    }
+
+    fn forward(&self, input: &[f64]) -> Trace {
+        let (mut h, mut w) = (self.size, self.size);
+        let mut x = input.to_vec();
+        let mut trace = Trace {
+            pre: vec![],
+            dims: vec![],
+            argmax: vec![],
+        };
+        for (cin, cout, pooled, wt, b) in &self.layers {
+            if *pooled {
+                let (oh, ow) = (h / 2, w / 2);
+                let mut px = vec![0f64; cin * oh * ow];
+                let mut arg = vec![0usize; cin * oh * ow];
+                for c in 0..*cin {
+                    for y in 0..oh {
+                        for xx in 0..ow {
+                            let mut best = (c * h + 2 * y) * w + 2 * xx;
+                            for (dy, dx) in [(0, 1), (1, 0), (1, 1)] {
+                                let i = (c * h + 2 * y + dy) * w + 2 * xx + dx;
+                                if x[i] > x[best] {
+                                    best = i;
+                                }
+                            }
+                            px[(c * oh + y) * ow + xx] = x[best];
+                            arg[(c * oh + y) * ow + xx] = best;
+                        }
+                    }
+                }
+                x = px;
+                h = oh;
+                w = ow;
+                trace.argmax.push(Some(arg));
+            } else {
+                trace.argmax.push(None);
+            }
+            let pre = conv(&x, *cin, h, w, wt, b, *cout);
+            x = pre.iter().map(|&v| v.max(0.0)).collect();
+            trace.pre.push(pre);
+            trace.dims.push((h, w));
+        }
+        trace
+    }
+
+    /// Full-image backward from neuron n in `mode` with the given backward
+    /// weights, under the masks and switches of `trace`.
+    fn backward(
+        &self,
+        trace: &Trace,
+        n: NeuronAt,
+        mode: Mode,
+        weights: &[Vec<f64>],
+        value: f64,
+    ) -> Vec<f64> {
+        let l = n.layer;
+        let (h, w) = trace.dims[l - 1];
+        let cl = self.layers[l - 1].1;
+        let mut x = vec![0f64; cl * h * w];
+        x[(n.feature * h + n.y) * w + n.x] = value;
+        for i in (1..=l).rev() {
+            let (cin, cout, pooled, _, _) = &self.layers[i - 1];
+            let (h, w) = trace.dims[i - 1];
+            let masked = match mode {
+                Mode::Deconvnet => false,
+                Mode::LinearFilter => i != l,
+                _ => true,
+            };
+            if masked {
+                for (v, p) in x.iter_mut().zip(&trace.pre[i - 1]) {
+                    if *p <= 0.0 {
+                        *v = 0.0;
+                    }
+                }
+            }
+            let mut u = conv_t(&x, *cin, h, w, &weights[i - 1], *cout);
+            if i == 1 {
+                return u;
+            }
+            if mode != Mode::LinearFilter {
+                u.iter_mut().for_each(|v| *v = v.max(0.0));
+            }
+            if *pooled {
+                let (ph, pw) = trace.dims[i - 2];
+                let mut up = vec![0f64; cin * ph * pw];
+                let arg = trace.argmax[i - 1]
+                    .as_ref()
+                    .expect("pooled layer has switches");
+                for (k, &a) in arg.iter().enumerate() {
+                    up[a] = u[k];
+                }
+                u = up;
+            }
+            x = u;
+        }
+        unreachable!()
+    }
+}
+
+fn recorded_input(engine: &Engine) -> (fovea_daemon::recording::Recording, Vec<f64>) {
+    let png = test_image_png(40, 36);
+    let rec = engine
+        .record(&png, "test", ImageLimits::default())
+        .expect("record");
+    let input = rec.input.iter().map(|&v| v as f64).collect();
+    (rec, input)
+}
+
+fn max_abs(v: &[f64]) -> f64 {
+    v.iter().fold(0.0, |m, x| m.max(x.abs()))
+}
+
+/// Neurons to probe: the strongest active unit of every layer, plus corner
+/// and edge positions of the top layer.
+fn probe_neurons(engine: &Engine, rec: &fovea_daemon::recording::Recording) -> Vec<NeuronAt> {
+    let mut out = Vec::new();
+    for l in 1..=TINY_CONVS.len() {
+        let top = fovea_daemon::recording::top_activations(rec.layer(l), 1, None, false)[0];
+        out.push(NeuronAt {
+            layer: l,
+            feature: top.feature,
+            y: top.y,
+            x: top.x,
+        });
+    }
+    let g = engine.geometry[5];
+    for (y, x) in [
+        (0, 0),
+        (0, g.width - 1),
+        (g.height - 1, 0),
+        (g.height - 1, g.width - 1),
+        (0, 3),
+        (4, 0),
+    ] {
+        out.push(NeuronAt {
+            layer: 5,
+            feature: 1,
+            y,
+            x,
+        });
+    }
+    out
+}
+
+#[test]
+fn recording_matches_the_reference_forward() {
+    let engine = tiny_engine(Layout::Nchw, true);
+    let reference = Reference::new(tiny_weights(), TINY_SIZE);
+    let (rec, input) = recorded_input(&engine);
+    let pass = engine.forward(&rec.input).expect("forward");
+    let trace = reference.forward(&input);
+    for (l, (got, pre)) in pass.activations.iter().zip(&trace.pre).enumerate() {
+        let want: Vec<f64> = pre.iter().map(|&v| v.max(0.0)).collect();
+        let scale = max_abs(&want).max(1e-12);
+        let diff = got
+            .iter()
+            .zip(&want)
+            .fold(0f64, |m, (&a, &b)| m.max((a as f64 - b).abs()));
+        assert!(
+            diff <= 1e-5 * scale,
+            "layer {}: max diff {diff} vs scale {scale}",
+            l + 1
+        );
+        // Masks are exactly the sign of the reference pre-activation, except
+        // for values within float noise of zero.
+        let lr = rec.layer(l + 1);
+        for (i, &p) in pre.iter().enumerate() {
+            if p.abs() > 1e-4 * scale {
+                assert_eq!(lr.mask.get(i), p > 0.0, "layer {} unit {i}", l + 1);
+            }
+        }
+    }
+    assert_eq!(pass.scores.len(), fovea_daemon::fixtures::TINY_CLASSES);
+    assert!((pass.scores.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+}
+
+#[test]
+fn all_four_modes_equal_the_reference_backward() {
+    let engine = tiny_engine(Layout::Nchw, false);
+    let reference = Reference::new(tiny_weights(), TINY_SIZE);
+    let (rec, input) = recorded_input(&engine);
+    let trace = reference.forward(&input);
+    let trained: Vec<Vec<f64>> = reference.layers.iter().map(|l| l.3.clone()).collect();
+    let seed = 42;
+    let random: Vec<Vec<f64>> = random_weights(&engine.network.convs, seed)
+        .into_iter()
+        .map(|w| w.into_iter().map(|v| v as f64).collect())
+        .collect();
+    let neurons = probe_neurons(&engine, &rec);
+    for start in [Start::OneHot, Start::RecordedActivation] {
+        let got = engine
+            .reconstruct(&rec, &neurons, &Mode::ALL, start, seed)
+            .expect("reconstruct");
+        assert_eq!(got.len(), neurons.len() * 4);
+        let mut worst = 0f64;
+        for r in &got {
+            let n = neurons[r.neuron_index];
+            let value = match start {
+                Start::OneHot => 1.0,
+                Start::RecordedActivation => {
+                    rec.layer(n.layer).activation(n.feature, n.y, n.x) as f64
+                }
+            };
+            let w = if r.mode == Mode::RandomWeights {
+                &random
+            } else {
+                &trained
+            };
+            let want = reference.backward(&trace, n, r.mode, w, value);
+            let scale = max_abs(&want);
+            let diff = r
+                .values
+                .iter()
+                .zip(&want)
+                .fold(0f64, |m, (&a, &b)| m.max((a as f64 - b).abs()));
+            if scale > 0.0 {
+                worst = worst.max(diff / scale);
+            }
+            assert!(
+                diff <= 1e-4 * scale.max(1e-30),
+                "{:?} {n:?} {start:?}: max diff {diff} vs max {scale}",
+                r.mode
+            );
+        }
+        eprintln!("{start:?}: worst relative difference {worst:e}");
+    }
+}
+
+#[test]
+fn fov_restricted_results_equal_full_image_results_and_stay_inside_the_fov() {
+    let engine = tiny_engine(Layout::Nchw, false);
+    let (rec, _) = recorded_input(&engine);
+    let neurons = probe_neurons(&engine, &rec);
+    let got = engine
+        .reconstruct(&rec, &neurons, &Mode::ALL, Start::OneHot, 1)
+        .expect("reconstruct");
+    for r in got {
+        let b = r.fov;
+        for c in 0..3 {
+            for y in 0..TINY_SIZE {
+                for x in 0..TINY_SIZE {
+                    let inside = y >= b.y0 && y < b.y1 && x >= b.x0 && x < b.x1;
+                    if !inside {
+                        assert_eq!(r.values[(c * TINY_SIZE + y) * TINY_SIZE + x], 0.0);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn linear_filter_is_the_finite_difference_gradient_and_the_affine_identity_holds() {
+    let engine = tiny_engine(Layout::Nchw, false);
+    let reference = Reference::new(tiny_weights(), TINY_SIZE);
+    let (rec, input) = recorded_input(&engine);
+    let neurons = probe_neurons(&engine, &rec);
+    for &n in &neurons[..5] {
+        let r = &engine
+            .reconstruct(&rec, &[n], &[Mode::LinearFilter], Start::OneHot, 0)
+            .expect("reconstruct")[0];
+        let g = engine.geometry[n.layer];
+        let preact = |x: &[f64]| {
+            reference.forward(x).pre[n.layer - 1][(n.feature * g.height + n.y) * g.width + n.x]
+        };
+        let eps = 1e-3;
+        let (mut num, mut den) = (0f64, 0f64);
+        let mut x = input.clone();
+        for i in 0..input.len() {
+            x[i] = input[i] + eps;
+            let up = preact(&x);
+            x[i] = input[i] - eps;
+            let down = preact(&x);
+            x[i] = input[i];
+            let fd = (up - down) / (2.0 * eps);
+            num += (fd - r.values[i] as f64).powi(2);
+            den += fd.powi(2);
+        }
+        let rel = (num / den.max(1e-30)).sqrt();
+        assert!(rel <= 1e-2, "{n:?}: relative error {rel}");
+        // pre-activation = <filter, x0> + b_eff
+        let dot: f64 = r
+            .values
+            .iter()
+            .zip(&input)
+            .map(|(&a, &b)| a as f64 * b)
+            .sum();
+        let b = r.effective_bias.expect("linear filter carries its bias") as f64;
+        let want = preact(&input);
+        assert!(
+            (dot + b - want).abs() <= 1e-4 * want.abs().max(1.0),
+            "{n:?}: {dot} + {b} != {want}"
+        );
+    }
+}
+
+#[test]
+fn nhwc_and_nchw_exports_agree() {
+    let a = tiny_engine(Layout::Nchw, true);
+    let b = tiny_engine(Layout::Nhwc, true);
+    let png = test_image_png(50, 30);
+    let ra = a.record(&png, "", ImageLimits::default()).expect("record");
+    let rb = b.record(&png, "", ImageLimits::default()).expect("record");
+    for (la, lb) in ra.layers.iter().zip(&rb.layers) {
+        assert_eq!(la.mask, lb.mask);
+        assert_eq!(la.switches, lb.switches);
+        for (x, y) in la.activations.iter().zip(&lb.activations) {
+            assert!((x.to_f32() - y.to_f32()).abs() <= 1e-3 * x.to_f32().abs().max(1e-3));
+        }
+    }
+    for (x, y) in ra.scores.iter().zip(&rb.scores) {
+        assert!((x - y).abs() < 1e-5);
+    }
+    let neurons = probe_neurons(&a, &ra);
+    let xa = a
+        .reconstruct(&ra, &neurons, &Mode::ALL, Start::OneHot, 3)
+        .expect("a");
+    let xb = b
+        .reconstruct(&rb, &neurons, &Mode::ALL, Start::OneHot, 3)
+        .expect("b");
+    for (p, q) in xa.iter().zip(&xb) {
+        let scale = p.values.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let diff = p
+            .values
+            .iter()
+            .zip(&q.values)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(diff <= 1e-4 * scale.max(1e-30), "{:?}: {diff}", p.mode);
+    }
+}
+
+#[test]
+fn random_weights_match_layer_statistics_and_are_seeded() {
+    let engine = tiny_engine(Layout::Nchw, false);
+    let convs = &engine.network.convs;
+    let a = random_weights(convs, 5);
+    let b = random_weights(convs, 5);
+    let c = random_weights(convs, 6);
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+    // (Mean and std against the trained layers are checked on the real
+    // VGG-16, whose layers are large enough for sampling noise to be small.)
+    // Different seeds give different reconstructions; the same seed the same.
+    let (rec, _) = recorded_input(&engine);
+    let n = probe_neurons(&engine, &rec)[4];
+    let r1 = engine
+        .reconstruct(&rec, &[n], &[Mode::RandomWeights], Start::OneHot, 5)
+        .expect("r1");
+    let r2 = engine
+        .reconstruct(&rec, &[n], &[Mode::RandomWeights], Start::OneHot, 5)
+        .expect("r2");
+    let r3 = engine
+        .reconstruct(&rec, &[n], &[Mode::RandomWeights], Start::OneHot, 6)
+        .expect("r3");
+    assert_eq!(r1[0].values, r2[0].values);
+    assert_ne!(r1[0].values, r3[0].values);
+}
+
+#[test]
+fn bad_requests_are_typed_errors() {
+    let engine = tiny_engine(Layout::Nchw, false);
+    let invalid = |r: Result<NeuronAt, Error>, field: &str| match r {
+        Err(Error::InvalidArgument { field: f, message }) => {
+            assert_eq!(f, field, "{message}");
+        }
+        other => panic!("expected InvalidArgument on {field}, got {other:?}"),
+    };
+    invalid(engine.neuron("neuron", "0", 0, 0, 0), "neuron.layer");
+    invalid(engine.neuron("neuron", "14", 0, 0, 0), "neuron.layer");
+    invalid(engine.neuron("neuron", "conv9_9", 0, 0, 0), "neuron.layer");
+    invalid(engine.neuron("neuron", "1", -1, 0, 0), "neuron.feature");
+    invalid(engine.neuron("neuron", "1", 4, 0, 0), "neuron.feature");
+    invalid(engine.neuron("neuron", "conv3_1", 0, 8, 0), "neuron.y");
+    invalid(engine.neuron("neuron", "5", 0, 0, -2), "neuron.x");
+    assert!(engine.neuron("neuron", "conv3_1", 7, 7, 7).is_ok());
+    // A tensor with the wrong channel count.
+    assert!(matches!(
+        engine.forward(&vec![0.0; 4 * TINY_SIZE * TINY_SIZE]),
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        engine.record(b"garbage", "", ImageLimits::default()),
+        Err(Error::BadImage(_))
+    ));
+}
