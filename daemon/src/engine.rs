@@ -59,12 +59,12 @@ impl Runtime {
             .with_name("fovea")
             .build()
             .map_err(|e| Error::Runtime(e.to_string()))?;
-        let version = ort::info()
-            .split("git-branch=rel-")
-            .nth(1)
-            .and_then(|s| s.split([',', ' ']).next())
-            .unwrap_or("unknown")
-            .to_string();
+        // The versioned file name is the most reliable source of the version.
+        let version = lib
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .and_then(|f| f.split_once(".so.").map(|(_, v)| v.to_string()))
+            .unwrap_or_else(|| "unknown".into());
         let cuda = match ep {
             ExecutionProvider::Cpu => false,
             ExecutionProvider::Auto | ExecutionProvider::Cuda => {

@@ -12,6 +12,7 @@ pub mod paths;
 pub mod profile;
 pub mod recording;
 pub mod render;
+pub mod server;
 pub mod supply;
 
 pub use error::{Error, Result};

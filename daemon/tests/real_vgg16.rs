@@ -1,0 +1,108 @@
+//! The engine on the real, trained VGG-16 (the offline package source of the
+//! default model, fetched once into the cache) and a sample photograph.
+
+mod common;
+
+use common::{runtime, shared_image};
+use fovea_daemon::backward::{Mode, NeuronAt, Start, random_weights};
+use fovea_daemon::engine::{Engine, EngineOptions};
+use fovea_daemon::paths::cache_dir;
+use fovea_daemon::profile::ImageLimits;
+use fovea_daemon::recording::top_activations;
+use fovea_daemon::supply::{ModelSource, resolve_model};
+use ort::value::TensorRef;
+
+fn vgg16(input_size: usize) -> (Engine, std::path::PathBuf) {
+    let (path, provenance) = resolve_model("vgg16", ModelSource::Package, &cache_dir()).expect("VGG-16");
+    let options = EngineOptions {
+        input_size,
+        ..Default::default()
+    };
+    (Engine::load(runtime(), &path, provenance, &options).expect("engine"), path)
+}
+
+#[test]
+fn linear_filter_identity_holds_at_layers_13_10_and_5() {
+    let (engine, _) = vgg16(224);
+    assert_eq!(engine.network.convs.len(), 13);
+    assert_eq!(engine.network.convs[12].name, "conv5_3");
+    assert_eq!(engine.profile.name, "caffe");
+    let rec = engine.record(&shared_image("chelsea.png"), "chelsea", ImageLimits::default()).expect("record");
+    let pass = engine.forward(&rec.input).expect("forward");
+    let mut neurons = Vec::new();
+    for layer in [13, 10, 5] {
+        let top = top_activations(rec.layer(layer), 1, None, false)[0];
+        neurons.push(NeuronAt {
+            layer,
+            feature: top.feature,
+            y: top.y,
+            x: top.x,
+        });
+    }
+    let filters = engine
+        .reconstruct(&rec, &neurons, &[Mode::LinearFilter], Start::OneHot, 0)
+        .expect("reconstruct");
+    for (n, f) in neurons.iter().zip(&filters) {
+        let g = engine.geometry[n.layer];
+        let preact = pass.activations[n.layer - 1][(n.feature * g.height + n.y) * g.width + n.x] as f64;
+        let dot: f64 = f.values.iter().zip(&rec.input).map(|(&a, &b)| a as f64 * b as f64).sum();
+        let b = f.effective_bias.expect("bias") as f64;
+        let rel = (dot + b - preact).abs() / preact.abs();
+        eprintln!("layer {}: preact {preact}, <filter, x0> {dot}, b_eff {b}, relative error {rel:e}", n.layer);
+        assert!(rel <= 1e-3, "{n:?}: {dot} + {b} vs {preact}");
+    }
+    // Activity falls with depth, as in the paper's section 5.
+    let activity = rec.activity();
+    assert!(activity[0] > activity[12], "{activity:?}");
+}
+
+#[test]
+fn recording_matches_the_unmodified_model_run_by_onnx_runtime() {
+    // The file fixes its input at 240x240, so compare at that size.
+    let (engine, path) = vgg16(240);
+    assert!(engine.head_enabled);
+    let rec = engine.record(&shared_image("rocket.jpg"), "", ImageLimits::default()).expect("record");
+    let original = std::fs::read(&path).expect("model file");
+    let mut session = engine_runtime_session(&original);
+    let nhwc: Vec<f32> = {
+        let plane = 240 * 240;
+        (0..plane * 3).map(|i| rec.input[(i % 3) * plane + i / 3]).collect()
+    };
+    let input = TensorRef::from_array_view(([1usize, 240, 240, 3], nhwc.as_slice())).expect("tensor");
+    let outputs = session.run(ort::inputs!["input" => input]).expect("run");
+    let (_, want) = outputs["dense_3"].try_extract_tensor::<f32>().expect("output");
+    assert_eq!(want.len(), rec.scores.len());
+    for (a, b) in rec.scores.iter().zip(want) {
+        assert!((a - b).abs() <= 1e-4 * b.abs().max(1e-6), "{a} vs {b}");
+    }
+    // The last conv output, through the recording graph's own session, is
+    // consistent with the recorded (half-precision) activations.
+    let pass = engine.forward(&rec.input).expect("forward");
+    for (x, h) in pass.activations[12].iter().zip(&rec.layer(13).activations) {
+        assert!((x - h.to_f32()).abs() <= 1e-3 * x.abs().max(1e-3));
+    }
+}
+
+fn engine_runtime_session(model: &[u8]) -> ort::session::Session {
+    runtime().session(model).expect("session")
+}
+
+#[test]
+fn random_weights_follow_each_trained_layer() {
+    let (engine, _) = vgg16(224);
+    let random = random_weights(&engine.network.convs, 9);
+    let stats = |v: &[f32]| {
+        let n = v.len() as f64;
+        let m = v.iter().map(|&x| x as f64).sum::<f64>() / n;
+        let s = (v.iter().map(|&x| (x as f64 - m).powi(2)).sum::<f64>() / n).sqrt();
+        (m, s)
+    };
+    for (c, r) in engine.network.convs.iter().zip(&random) {
+        let (mt, st) = stats(&c.weight);
+        let (mr, sr) = stats(r);
+        eprintln!("{}: trained mean {mt:.3e} std {st:.3e}; random mean {mr:.3e} std {sr:.3e}", c.name);
+        assert!((sr - st).abs() <= 0.05 * st, "{}: std {sr} vs {st}", c.name);
+        // The mean is near zero, so it is compared on the scale of the std.
+        assert!((mr - mt).abs() <= 0.05 * st, "{}: mean {mr} vs {mt}", c.name);
+    }
+}
