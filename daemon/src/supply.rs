@@ -491,7 +491,12 @@ pub fn download(
     let result = write_atomically(dest, |w| {
         let mut buf = vec![0u8; 1 << 16];
         loop {
-            let n = reader.read(&mut buf)?;
+            let n = reader.read(&mut buf).map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("transfer truncated after {total} bytes: {e}"),
+                )
+            })?;
             if n == 0 {
                 break;
             }

@@ -12,10 +12,12 @@ use fovea_daemon::fixtures::{TINY_CONVS, test_image_png, tiny_weights};
 use fovea_daemon::network::Layout;
 use fovea_daemon::profile::ImageLimits;
 
+/// One reference layer: (in, out, pooled, weight OIHW, bias).
+type RefLayer = (usize, usize, bool, Vec<f64>, Vec<f64>);
+
 /// Plain reference network (f64).
 struct Reference {
-    /// (in, out, pooled, weight OIHW, bias)
-    layers: Vec<(usize, usize, bool, Vec<f64>, Vec<f64>)>,
+    layers: Vec<RefLayer>,
     size: usize,
 }
 

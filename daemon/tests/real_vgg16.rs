@@ -13,12 +13,16 @@ use fovea_daemon::supply::{ModelSource, resolve_model};
 use ort::value::TensorRef;
 
 fn vgg16(input_size: usize) -> (Engine, std::path::PathBuf) {
-    let (path, provenance) = resolve_model("vgg16", ModelSource::Package, &cache_dir()).expect("VGG-16");
+    let (path, provenance) =
+        resolve_model("vgg16", ModelSource::Package, &cache_dir()).expect("VGG-16");
     let options = EngineOptions {
         input_size,
         ..Default::default()
     };
-    (Engine::load(runtime(), &path, provenance, &options).expect("engine"), path)
+    (
+        Engine::load(runtime(), &path, provenance, &options).expect("engine"),
+        path,
+    )
 }
 
 #[test]
@@ -27,7 +31,13 @@ fn linear_filter_identity_holds_at_layers_13_10_and_5() {
     assert_eq!(engine.network.convs.len(), 13);
     assert_eq!(engine.network.convs[12].name, "conv5_3");
     assert_eq!(engine.profile.name, "caffe");
-    let rec = engine.record(&shared_image("chelsea.png"), "chelsea", ImageLimits::default()).expect("record");
+    let rec = engine
+        .record(
+            &shared_image("chelsea.png"),
+            "chelsea",
+            ImageLimits::default(),
+        )
+        .expect("record");
     let pass = engine.forward(&rec.input).expect("forward");
     let mut neurons = Vec::new();
     for layer in [13, 10, 5] {
@@ -44,11 +54,20 @@ fn linear_filter_identity_holds_at_layers_13_10_and_5() {
         .expect("reconstruct");
     for (n, f) in neurons.iter().zip(&filters) {
         let g = engine.geometry[n.layer];
-        let preact = pass.activations[n.layer - 1][(n.feature * g.height + n.y) * g.width + n.x] as f64;
-        let dot: f64 = f.values.iter().zip(&rec.input).map(|(&a, &b)| a as f64 * b as f64).sum();
+        let preact =
+            pass.activations[n.layer - 1][(n.feature * g.height + n.y) * g.width + n.x] as f64;
+        let dot: f64 = f
+            .values
+            .iter()
+            .zip(&rec.input)
+            .map(|(&a, &b)| a as f64 * b as f64)
+            .sum();
         let b = f.effective_bias.expect("bias") as f64;
         let rel = (dot + b - preact).abs() / preact.abs();
-        eprintln!("layer {}: preact {preact}, <filter, x0> {dot}, b_eff {b}, relative error {rel:e}", n.layer);
+        eprintln!(
+            "layer {}: preact {preact}, <filter, x0> {dot}, b_eff {b}, relative error {rel:e}",
+            n.layer
+        );
         assert!(rel <= 1e-3, "{n:?}: {dot} + {b} vs {preact}");
     }
     // Activity falls with depth, as in the paper's section 5.
@@ -61,16 +80,23 @@ fn recording_matches_the_unmodified_model_run_by_onnx_runtime() {
     // The file fixes its input at 240x240, so compare at that size.
     let (engine, path) = vgg16(240);
     assert!(engine.head_enabled);
-    let rec = engine.record(&shared_image("rocket.jpg"), "", ImageLimits::default()).expect("record");
+    let rec = engine
+        .record(&shared_image("rocket.jpg"), "", ImageLimits::default())
+        .expect("record");
     let original = std::fs::read(&path).expect("model file");
     let mut session = engine_runtime_session(&original);
     let nhwc: Vec<f32> = {
         let plane = 240 * 240;
-        (0..plane * 3).map(|i| rec.input[(i % 3) * plane + i / 3]).collect()
+        (0..plane * 3)
+            .map(|i| rec.input[(i % 3) * plane + i / 3])
+            .collect()
     };
-    let input = TensorRef::from_array_view(([1usize, 240, 240, 3], nhwc.as_slice())).expect("tensor");
+    let input =
+        TensorRef::from_array_view(([1usize, 240, 240, 3], nhwc.as_slice())).expect("tensor");
     let outputs = session.run(ort::inputs!["input" => input]).expect("run");
-    let (_, want) = outputs["dense_3"].try_extract_tensor::<f32>().expect("output");
+    let (_, want) = outputs["dense_3"]
+        .try_extract_tensor::<f32>()
+        .expect("output");
     assert_eq!(want.len(), rec.scores.len());
     for (a, b) in rec.scores.iter().zip(want) {
         assert!((a - b).abs() <= 1e-4 * b.abs().max(1e-6), "{a} vs {b}");
@@ -100,9 +126,16 @@ fn random_weights_follow_each_trained_layer() {
     for (c, r) in engine.network.convs.iter().zip(&random) {
         let (mt, st) = stats(&c.weight);
         let (mr, sr) = stats(r);
-        eprintln!("{}: trained mean {mt:.3e} std {st:.3e}; random mean {mr:.3e} std {sr:.3e}", c.name);
+        eprintln!(
+            "{}: trained mean {mt:.3e} std {st:.3e}; random mean {mr:.3e} std {sr:.3e}",
+            c.name
+        );
         assert!((sr - st).abs() <= 0.05 * st, "{}: std {sr} vs {st}", c.name);
         // The mean is near zero, so it is compared on the scale of the std.
-        assert!((mr - mt).abs() <= 0.05 * st, "{}: mean {mr} vs {mt}", c.name);
+        assert!(
+            (mr - mt).abs() <= 0.05 * st,
+            "{}: mean {mr} vs {mt}",
+            c.name
+        );
     }
 }
