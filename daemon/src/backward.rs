@@ -99,11 +99,14 @@ pub struct Reconstruction {
     pub activation: f32,
 }
 
+/// The generated graphs, per layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum GraphKind {
+pub(crate) enum GraphKind {
     Trained,
     Random(u64),
     Affine,
+    /// Forward + gradient over the FOV window, for maximization.
+    Ascent,
 }
 
 /// Sessions of generated graphs, built on first use.
@@ -158,7 +161,7 @@ pub fn random_weights(convs: &[ConvLayer], seed: u64) -> Vec<Vec<f32>> {
 
 /// `[in, out, 3, 3]` kernel of the transposed convolution: channels swapped
 /// and the 3x3 kernel rotated by 180 degrees.
-fn transposed_kernel(w: &[f32], out_ch: usize, in_ch: usize) -> Vec<f32> {
+pub(crate) fn transposed_kernel(w: &[f32], out_ch: usize, in_ch: usize) -> Vec<f32> {
     let mut t = vec![0f32; w.len()];
     for o in 0..out_ch {
         for i in 0..in_ch {
@@ -375,7 +378,7 @@ fn gates(
 }
 
 impl Engine {
-    fn cached_session(
+    pub(crate) fn cached_graph(
         &self,
         layer: usize,
         kind: GraphKind,
@@ -391,6 +394,7 @@ impl Engine {
                 GraphKind::Trained => format!("backward_l{layer}"),
                 GraphKind::Random(seed) => format!("backward_l{layer}_random{seed}"),
                 GraphKind::Affine => format!("affine_l{layer}"),
+                GraphKind::Ascent => format!("ascent_l{layer}"),
             },
             &model,
         );
@@ -480,7 +484,7 @@ impl Engine {
         keys.sort_by_key(|k| (k.0, matches!(k.1, GraphKind::Random(_))));
         for key in keys {
             let (layer, kind) = key;
-            let session = self.cached_session(layer, kind, || {
+            let session = self.cached_graph(layer, kind, || {
                 let weights = match kind {
                     GraphKind::Random(s) => random_weights(&self.network.convs, s),
                     _ => self
@@ -650,7 +654,7 @@ impl Engine {
                 continue;
             }
             let session =
-                self.cached_session(layer, GraphKind::Affine, || affine_graph(convs, layer))?;
+                self.cached_graph(layer, GraphKind::Affine, || affine_graph(convs, layer))?;
             let size_tree = tree_of(convs, layer);
             for chunk in idx.chunks(BATCH) {
                 let n = chunk.len();

@@ -7,6 +7,7 @@ pub mod engine;
 pub mod error;
 pub mod fixtures;
 pub mod launch;
+pub mod maximize;
 pub mod network;
 pub mod onnx;
 pub mod paths;

@@ -1,0 +1,625 @@
+//! Best-input selection (paper section 4, eq. 10): gradient ascent on the
+//! input to maximize one neuron's pre-activation, from several seeded random
+//! starts run as one batch, with the regularizers of Yosinski et al. (2015).
+//!
+//! Only the neuron's field of view is optimised: one generated graph runs the
+//! forward pass over the FOV window and, fused with it, the backward pass of
+//! the linear filter at the current image (the gradient), with the ReLU masks
+//! and pooling switches of that same forward pass.
+
+use crate::backward::{NeuronAt, PixelBox, fov_box, transposed_kernel};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::network::{ConvLayer, fov_tree};
+use crate::onnx::{Attr, Dim, GraphBuilder, f32_tensor};
+use fovea_proto::onnx::{ModelProto, tensor_proto::DataType};
+use ort::value::TensorRef;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, Normal};
+
+/// Settings of one maximization.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MaximizeOptions {
+    /// Random starts, run as one batch (1..=16).
+    pub starts: usize,
+    /// Gradient steps (1..=10000).
+    pub steps: usize,
+    /// Step length in 0..255 pixel units per step, applied to the gradient
+    /// normalised to unit RMS.
+    pub learning_rate: f32,
+    /// Image multiplied by (1 - l2_decay) after each step (pulls to the mean).
+    pub l2_decay: f32,
+    /// Gaussian blur of this sigma (pixels) every `blur_every` steps; 0 off.
+    pub blur_sigma: f32,
+    pub blur_every: usize,
+    /// Random shift of up to this many pixels before each step.
+    pub jitter: usize,
+    /// Keep pixels within 0..=255.
+    pub clip: bool,
+    pub seed: u64,
+}
+
+impl Default for MaximizeOptions {
+    fn default() -> Self {
+        MaximizeOptions {
+            starts: 3,
+            steps: 200,
+            learning_rate: 1.0,
+            l2_decay: 0.0005,
+            blur_sigma: 0.5,
+            blur_every: 4,
+            jitter: 2,
+            clip: true,
+            seed: 0,
+        }
+    }
+}
+
+impl MaximizeOptions {
+    /// Checks every field, naming it and its allowed range.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |f: &str, m: String| Err(Error::invalid(f, m));
+        if !(1..=16).contains(&self.starts) {
+            return bad("starts", format!("{} is outside 1..=16", self.starts));
+        }
+        if !(1..=10_000).contains(&self.steps) {
+            return bad("steps", format!("{} is outside 1..=10000", self.steps));
+        }
+        if !self.learning_rate.is_finite() || self.learning_rate <= 0.0 || self.learning_rate > 1e6
+        {
+            return bad(
+                "learning_rate",
+                format!("{} is outside (0, 1e6]", self.learning_rate),
+            );
+        }
+        if !self.l2_decay.is_finite() || !(0.0..1.0).contains(&self.l2_decay) {
+            return bad("l2_decay", format!("{} is outside [0, 1)", self.l2_decay));
+        }
+        if !self.blur_sigma.is_finite() || !(0.0..=10.0).contains(&self.blur_sigma) {
+            return bad(
+                "blur_sigma",
+                format!("{} is outside [0, 10]", self.blur_sigma),
+            );
+        }
+        if self.blur_every > 10_000 {
+            return bad(
+                "blur_every",
+                format!("{} is outside 0..=10000", self.blur_every),
+            );
+        }
+        if self.jitter > 32 {
+            return bad("jitter", format!("{} is outside 0..=32", self.jitter));
+        }
+        Ok(())
+    }
+}
+
+/// Progress after a step.
+#[derive(Debug, Clone)]
+pub struct Progress<'a> {
+    pub step: usize,
+    pub total: usize,
+    /// Pre-activation of the neuron for each start.
+    pub objective: &'a [f32],
+    /// Current FOV crops, `[starts][3, h, w]` in input space.
+    pub crops: &'a [Vec<f32>],
+}
+
+/// The outcome: one image per start.
+#[derive(Debug, Clone)]
+pub struct Maximized {
+    /// `[3, H, W]` full frames (zero, the mean colour, outside the FOV).
+    pub images: Vec<Vec<f32>>,
+    pub objective: Vec<f32>,
+    pub fov: PixelBox,
+}
+
+/// Forward over the FOV window fused with the gradient of the neuron's
+/// pre-activation. Inputs: `x` [S, 3, h0, w0], `seed` [1, C_L, 1, 1] and a
+/// 0/1 `inside{i}` window per hidden layer (zero padding at the image
+/// border). Outputs: `objective` [S, C_L, 1, 1] and `grad` like `x`.
+fn ascent_graph(convs: &[ConvLayer], layer: usize) -> ModelProto {
+    let tree = fov_tree(convs, layer, 0, 0);
+    let mut g = GraphBuilder::new(&format!("ascent_l{layer}"));
+    let (wy, wx) = tree.out[0];
+    let x = g.input(
+        "x",
+        DataType::Float,
+        &[
+            Dim::Named("s"),
+            Dim::Fixed(3),
+            Dim::Fixed(wy.len as i64),
+            Dim::Fixed(wx.len as i64),
+        ],
+    );
+    let top = &convs[layer - 1];
+    let seed = g.input(
+        "seed",
+        DataType::Float,
+        &[
+            Dim::Fixed(1),
+            Dim::Fixed(top.out_channels as i64),
+            Dim::Fixed(1),
+            Dim::Fixed(1),
+        ],
+    );
+    let scales = g.initializer(f32_tensor("up_scales", &[4], &[1.0, 1.0, 2.0, 2.0]));
+    let zero = g.initializer(f32_tensor("zero", &[], &[0.0]));
+    let mut a = x;
+    let mut masks: Vec<String> = vec![String::new(); layer + 1];
+    let mut switches: Vec<String> = vec![String::new(); layer + 1];
+    for i in 1..=layer {
+        let c = &convs[i - 1];
+        if c.pooled {
+            let p = g.node(
+                "MaxPool",
+                &[&a],
+                vec![
+                    ("kernel_shape", Attr::Ints(vec![2, 2])),
+                    ("strides", Attr::Ints(vec![2, 2])),
+                ],
+            );
+            // Where the window's maximum sits (exact ties are measure-zero for
+            // the continuous images being optimised).
+            let up = g.node(
+                "Resize",
+                &[&p, "", &scales],
+                vec![
+                    ("mode", Attr::Str("nearest")),
+                    ("coordinate_transformation_mode", Attr::Str("asymmetric")),
+                    ("nearest_mode", Attr::Str("floor")),
+                ],
+            );
+            let eq = g.node("Equal", &[&a, &up], vec![]);
+            switches[i] = g.node(
+                "Cast",
+                &[&eq],
+                vec![("to", Attr::Int(DataType::Float as i64))],
+            );
+            a = p;
+        }
+        let w = g.initializer(f32_tensor(
+            &format!("w{i}"),
+            &[c.out_channels as i64, c.in_channels as i64, 3, 3],
+            &c.weight,
+        ));
+        let b = g.initializer(f32_tensor(
+            &format!("b{i}"),
+            &[c.out_channels as i64],
+            &c.bias,
+        ));
+        let z = g.node(
+            "Conv",
+            &[&a, &w, &b],
+            vec![("kernel_shape", Attr::Ints(vec![3, 3]))],
+        );
+        if i == layer {
+            g.node_named("Identity", &[&z], "objective", vec![]);
+            break;
+        }
+        let (sy, sx) = tree.out[i];
+        let inside = g.input(
+            &format!("inside{i}"),
+            DataType::Float,
+            &[
+                Dim::Fixed(1),
+                Dim::Fixed(1),
+                Dim::Fixed(sy.len as i64),
+                Dim::Fixed(sx.len as i64),
+            ],
+        );
+        let pos = g.node("Greater", &[&z, &zero], vec![]);
+        let posf = g.node(
+            "Cast",
+            &[&pos],
+            vec![("to", Attr::Int(DataType::Float as i64))],
+        );
+        masks[i] = g.node("Mul", &[&posf, &inside], vec![]);
+        a = g.node("Mul", &[&z, &masks[i]], vec![]);
+    }
+    let mut grad = seed;
+    for i in (1..=layer).rev() {
+        let c = &convs[i - 1];
+        let k = g.initializer(f32_tensor(
+            &format!("wt{i}"),
+            &[c.in_channels as i64, c.out_channels as i64, 3, 3],
+            &transposed_kernel(&c.weight, c.out_channels, c.in_channels),
+        ));
+        let mut u = g.node(
+            "Conv",
+            &[&grad, &k],
+            vec![
+                ("pads", Attr::Ints(vec![2, 2, 2, 2])),
+                ("kernel_shape", Attr::Ints(vec![3, 3])),
+            ],
+        );
+        if i == 1 {
+            g.node_named("Identity", &[&u], "grad", vec![]);
+            break;
+        }
+        if c.pooled {
+            let up = g.node(
+                "Resize",
+                &[&u, "", &scales],
+                vec![
+                    ("mode", Attr::Str("nearest")),
+                    ("coordinate_transformation_mode", Attr::Str("asymmetric")),
+                    ("nearest_mode", Attr::Str("floor")),
+                ],
+            );
+            u = g.node("Mul", &[&up, &switches[i]], vec![]);
+        }
+        grad = g.node("Mul", &[&u, &masks[i - 1]], vec![]);
+    }
+    g.output(
+        "objective",
+        DataType::Float,
+        &[
+            Dim::Named("s"),
+            Dim::Fixed(top.out_channels as i64),
+            Dim::Fixed(1),
+            Dim::Fixed(1),
+        ],
+    );
+    g.output(
+        "grad",
+        DataType::Float,
+        &[
+            Dim::Named("s"),
+            Dim::Fixed(3),
+            Dim::Fixed(wy.len as i64),
+            Dim::Fixed(wx.len as i64),
+        ],
+    );
+    g.finish()
+}
+
+/// A normalised 1-D Gaussian kernel.
+fn gaussian_kernel(sigma: f32) -> Vec<f32> {
+    let r = (3.0 * sigma).ceil().max(1.0) as i64;
+    let k: Vec<f32> = (-r..=r)
+        .map(|i| (-(i * i) as f32 / (2.0 * sigma * sigma)).exp())
+        .collect();
+    let s: f32 = k.iter().sum();
+    k.into_iter().map(|v| v / s).collect()
+}
+
+/// Separable Gaussian blur of each `h x w` plane, edges clamped.
+fn blur(planes: &mut [f32], h: usize, w: usize, sigma: f32) {
+    let k = gaussian_kernel(sigma);
+    let r = (k.len() / 2) as i64;
+    let mut tmp = vec![0f32; h * w];
+    for plane in planes.chunks_mut(h * w) {
+        for y in 0..h {
+            for x in 0..w {
+                let mut s = 0.0;
+                for (j, kv) in k.iter().enumerate() {
+                    let xx = (x as i64 + j as i64 - r).clamp(0, w as i64 - 1) as usize;
+                    s += kv * plane[y * w + xx];
+                }
+                tmp[y * w + x] = s;
+            }
+        }
+        for y in 0..h {
+            for x in 0..w {
+                let mut s = 0.0;
+                for (j, kv) in k.iter().enumerate() {
+                    let yy = (y as i64 + j as i64 - r).clamp(0, h as i64 - 1) as usize;
+                    s += kv * tmp[yy * w + x];
+                }
+                plane[y * w + x] = s;
+            }
+        }
+    }
+}
+
+/// Circular shift of each plane by (dy, dx).
+fn roll(planes: &mut [f32], h: usize, w: usize, dy: i64, dx: i64) {
+    if dy == 0 && dx == 0 {
+        return;
+    }
+    let mut tmp = vec![0f32; h * w];
+    for plane in planes.chunks_mut(h * w) {
+        for y in 0..h {
+            for x in 0..w {
+                let ny = (y as i64 + dy).rem_euclid(h as i64) as usize;
+                let nx = (x as i64 + dx).rem_euclid(w as i64) as usize;
+                tmp[ny * w + nx] = plane[y * w + x];
+            }
+        }
+        plane.copy_from_slice(&tmp);
+    }
+}
+
+/// The ascent graph of one neuron, with its per-position inputs.
+struct Ascent {
+    session: std::sync::Arc<std::sync::Mutex<ort::session::Session>>,
+    tree: crate::network::FovTree,
+    insides: Vec<Vec<f32>>,
+    seed: Vec<f32>,
+    feature: usize,
+}
+
+impl Ascent {
+    fn new(engine: &Engine, n: NeuronAt) -> Result<Ascent> {
+        let convs = &engine.network.convs;
+        let layer = n.layer;
+        let session = engine.cached_graph(layer, crate::backward::GraphKind::Ascent, || {
+            ascent_graph(convs, layer)
+        })?;
+        let tree = fov_tree(convs, layer, n.y, n.x);
+        let insides = (1..layer)
+            .map(|i| {
+                let (ty, tx) = tree.out[i];
+                let g = &engine.geometry[i];
+                (0..ty.len * tx.len)
+                    .map(|k| {
+                        let (y, x) = (
+                            ty.start + (k / tx.len) as i64,
+                            tx.start + (k % tx.len) as i64,
+                        );
+                        (y >= 0 && x >= 0 && (y as usize) < g.height && (x as usize) < g.width)
+                            as u8 as f32
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut seed = vec![0f32; convs[layer - 1].out_channels];
+        seed[n.feature] = 1.0;
+        Ok(Ascent {
+            session,
+            tree,
+            insides,
+            seed,
+            feature: n.feature,
+        })
+    }
+
+    fn window(&self) -> (usize, usize) {
+        (self.tree.out[0].0.len, self.tree.out[0].1.len)
+    }
+
+    /// Pre-activations and gradients for a batch of FOV crops.
+    fn run(&self, batch: &[f32], starts: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+        let (h, w) = self.window();
+        let mut inputs: Vec<(String, ort::session::SessionInputValue<'_>)> = vec![
+            (
+                "x".into(),
+                TensorRef::from_array_view(([starts, 3, h, w], batch))?.into(),
+            ),
+            (
+                "seed".into(),
+                TensorRef::from_array_view(([1, self.seed.len(), 1, 1], self.seed.as_slice()))?
+                    .into(),
+            ),
+        ];
+        for (i, ins) in self.insides.iter().enumerate() {
+            let (ty, tx) = self.tree.out[i + 1];
+            inputs.push((
+                format!("inside{}", i + 1),
+                TensorRef::from_array_view(([1usize, 1, ty.len, tx.len], ins.as_slice()))?.into(),
+            ));
+        }
+        let mut session = self
+            .session
+            .lock()
+            .map_err(|_| Error::Runtime("session poisoned".into()))?;
+        let out = session.run(inputs)?;
+        let (_, obj) = out["objective"].try_extract_tensor::<f32>()?;
+        let c_top = self.seed.len();
+        let objective = (0..starts).map(|s| obj[s * c_top + self.feature]).collect();
+        Ok((
+            objective,
+            out["grad"].try_extract_tensor::<f32>()?.1.to_vec(),
+        ))
+    }
+}
+
+impl Engine {
+    /// The neuron's pre-activation and its gradient with respect to a full
+    /// `[3, H, W]` input, computed on the FOV window only.
+    pub fn fov_gradient(&self, n: NeuronAt, input: &[f32]) -> Result<(f32, Vec<f32>)> {
+        let size = self.profile.input_size;
+        if input.len() != 3 * size * size {
+            return Err(Error::invalid(
+                "input",
+                format!("expected 3x{size}x{size} values"),
+            ));
+        }
+        let ascent = Ascent::new(self, n)?;
+        let (sy, sx) = ascent.tree.out[0];
+        let (h, w) = ascent.window();
+        let mut crop = vec![0f32; 3 * h * w];
+        for c in 0..3 {
+            for y in 0..h {
+                for x in 0..w {
+                    let (gy, gx) = (sy.start + y as i64, sx.start + x as i64);
+                    if gy >= 0 && gx >= 0 && (gy as usize) < size && (gx as usize) < size {
+                        crop[(c * h + y) * w + x] =
+                            input[(c * size + gy as usize) * size + gx as usize];
+                    }
+                }
+            }
+        }
+        let (obj, grad) = ascent.run(&crop, 1)?;
+        let mut frame = vec![0f32; 3 * size * size];
+        for c in 0..3 {
+            for y in 0..h {
+                for x in 0..w {
+                    let (gy, gx) = (sy.start + y as i64, sx.start + x as i64);
+                    if gy >= 0 && gx >= 0 && (gy as usize) < size && (gx as usize) < size {
+                        frame[(c * size + gy as usize) * size + gx as usize] =
+                            grad[(c * h + y) * w + x];
+                    }
+                }
+            }
+        }
+        Ok((obj[0], frame))
+    }
+
+    /// Maximizes a conv neuron's pre-activation. `progress` is called after
+    /// every step and returns false to cancel (honoured within one step).
+    pub fn maximize(
+        &self,
+        n: NeuronAt,
+        opts: &MaximizeOptions,
+        mut progress: impl FnMut(&Progress) -> bool,
+    ) -> Result<Maximized> {
+        opts.validate()?;
+        let ascent = Ascent::new(self, n)?;
+        let (sy, sx) = ascent.tree.out[0];
+        let (h, w) = ascent.window();
+        let size = self.profile.input_size;
+        let plane = h * w;
+        let starts = opts.starts;
+        let p = &self.profile;
+        // Per model channel: pixel units -> model units, and the valid range.
+        let unit: Vec<f32> = (0..3).map(|c| p.scale / p.std[c]).collect();
+        let lo: Vec<f32> = (0..3).map(|c| (0.0 - p.mean[c]) / p.std[c]).collect();
+        let hi: Vec<f32> = (0..3)
+            .map(|c| (255.0 * p.scale - p.mean[c]) / p.std[c])
+            .collect();
+        let inside_img: Vec<f32> = (0..plane)
+            .map(|i| {
+                let (y, x) = (sy.start + (i / w) as i64, sx.start + (i % w) as i64);
+                (y >= 0 && x >= 0 && (y as usize) < size && (x as usize) < size) as u8 as f32
+            })
+            .collect();
+
+        // Random starts: mid-grey plus noise of 20 pixel units, in model space.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed);
+        let noise = Normal::new(0.0f32, 20.0).map_err(|e| Error::Runtime(e.to_string()))?;
+        let mut crops: Vec<Vec<f32>> = (0..starts)
+            .map(|_| {
+                let mut v = vec![0f32; 3 * plane];
+                for c in 0..3 {
+                    for i in 0..plane {
+                        let px = 128.0 + noise.sample(&mut rng);
+                        v[c * plane + i] = (px * p.scale - p.mean[c]) / p.std[c] * inside_img[i];
+                    }
+                }
+                v
+            })
+            .collect();
+        let mut batch = vec![0f32; starts * 3 * plane];
+        let mut objective = vec![0f32; starts];
+        for step in 1..=opts.steps {
+            let (dy, dx) = if opts.jitter > 0 {
+                let j = opts.jitter as i64;
+                (rng.random_range(-j..=j), rng.random_range(-j..=j))
+            } else {
+                (0, 0)
+            };
+            for (s, crop) in crops.iter_mut().enumerate() {
+                roll(crop, h, w, dy, dx);
+                batch[s * 3 * plane..(s + 1) * 3 * plane].copy_from_slice(crop);
+            }
+            let (obj, grads) = ascent.run(&batch, starts)?;
+            objective = obj;
+            for (s, crop) in crops.iter_mut().enumerate() {
+                let g = &grads[s * 3 * plane..(s + 1) * 3 * plane];
+                let rms = (g.iter().map(|v| v * v).sum::<f32>() / g.len() as f32).sqrt();
+                let step_len = if rms > 0.0 {
+                    opts.learning_rate / rms
+                } else {
+                    0.0
+                };
+                for c in 0..3 {
+                    for i in 0..plane {
+                        let k = c * plane + i;
+                        let mut v = crop[k] + step_len * unit[c] * g[k];
+                        v *= 1.0 - opts.l2_decay;
+                        if opts.clip {
+                            v = v.clamp(lo[c], hi[c]);
+                        }
+                        crop[k] = v * inside_img[i];
+                    }
+                }
+                roll(crop, h, w, -dy, -dx);
+                if opts.blur_sigma > 0.0 && opts.blur_every > 0 && step % opts.blur_every == 0 {
+                    blur(crop, h, w, opts.blur_sigma);
+                    for c in 0..3 {
+                        for i in 0..plane {
+                            crop[c * plane + i] *= inside_img[i];
+                        }
+                    }
+                }
+            }
+            let go_on = progress(&Progress {
+                step,
+                total: opts.steps,
+                objective: &objective,
+                crops: &crops,
+            });
+            if !go_on {
+                return Err(Error::Cancelled);
+            }
+        }
+        // The objective of the final images.
+        for (s, crop) in crops.iter().enumerate() {
+            batch[s * 3 * plane..(s + 1) * 3 * plane].copy_from_slice(crop);
+        }
+        objective = ascent.run(&batch, starts)?.0;
+        let fov = fov_box(&self.network.convs, n, size);
+        let images = crops
+            .iter()
+            .map(|crop| {
+                let mut frame = vec![0f32; 3 * size * size];
+                for c in 0..3 {
+                    for y in fov.y0..fov.y1 {
+                        for x in fov.x0..fov.x1 {
+                            let (cy, cx) = (
+                                (y as i64 - sy.start) as usize,
+                                (x as i64 - sx.start) as usize,
+                            );
+                            frame[(c * size + y) * size + x] = crop[c * plane + cy * w + cx];
+                        }
+                    }
+                }
+                frame
+            })
+            .collect();
+        Ok(Maximized {
+            images,
+            objective,
+            fov,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blur_keeps_the_mean_and_roll_round_trips() {
+        let mut v: Vec<f32> = (0..25).map(|i| (i % 7) as f32).collect();
+        let orig = v.clone();
+        roll(&mut v, 5, 5, 2, -1);
+        roll(&mut v, 5, 5, -2, 1);
+        assert_eq!(v, orig);
+        let mut flat = vec![3.0f32; 25];
+        blur(&mut flat, 5, 5, 1.0);
+        assert!(flat.iter().all(|&x| (x - 3.0).abs() < 1e-5));
+    }
+
+    #[test]
+    fn options_are_validated() {
+        assert!(MaximizeOptions::default().validate().is_ok());
+        let nan = MaximizeOptions {
+            learning_rate: f32::NAN,
+            ..Default::default()
+        };
+        assert!(
+            nan.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("learning_rate")
+        );
+        let many = MaximizeOptions {
+            steps: 1_000_000_000,
+            ..Default::default()
+        };
+        assert!(many.validate().unwrap_err().to_string().contains("steps"));
+    }
+}
