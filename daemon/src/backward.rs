@@ -94,7 +94,8 @@ pub struct Reconstruction {
     /// outside the field of view.
     pub values: Vec<f32>,
     pub fov: PixelBox,
-    /// Linear filter only: pre-activation = <values, input> + effective_bias.
+    /// Linear filter only, when asked for ([`Engine::effective_bias`]):
+    /// pre-activation = <values, input> + effective_bias.
     pub effective_bias: Option<f32>,
     pub activation: f32,
 }
@@ -120,8 +121,17 @@ pub struct BackwardCache {
 
 /// Random-weight sessions kept at once (one per layer and seed).
 const RANDOM_SESSIONS: usize = 8;
-/// Samples per backward run; bounds the memory of one call.
-const BATCH: usize = 8;
+/// Samples per backward run. Small windows gain from batching; on large ones
+/// batched convolutions run slower per sample than single ones on CPU (and
+/// the memory of one run grows), so those go one at a time.
+fn batch_size(convs: &[ConvLayer], layer: usize) -> usize {
+    let (sy, sx) = tree_of(convs, layer).out[0];
+    match sy.len * sx.len {
+        a if a >= 128 * 128 => 1,
+        a if a >= 64 * 64 => 2,
+        _ => 8,
+    }
+}
 
 /// The field-of-view box of a neuron, clipped to the input.
 pub fn fov_box(convs: &[ConvLayer], n: NeuronAt, size: usize) -> PixelBox {
@@ -336,6 +346,23 @@ fn affine_graph(convs: &[ConvLayer], layer: usize) -> ModelProto {
     g.finish()
 }
 
+/// Byte b spread to eight 0/1 bytes (bit i to byte i).
+const SPREAD: [u64; 256] = {
+    let mut t = [0u64; 256];
+    let mut b = 0;
+    while b < 256 {
+        let mut v = 0u64;
+        let mut i = 0;
+        while i < 8 {
+            v |= (((b >> i) & 1) as u64) << (8 * i);
+            i += 1;
+        }
+        t[b] = v;
+        b += 1;
+    }
+    t
+};
+
 /// The 0/1 gate windows of hidden layers 1..layer for one neuron and mode.
 fn gates(
     engine: &Engine,
@@ -362,13 +389,17 @@ fn gates(
                 for y in y0..y1 {
                     let row = (c * h + y) * w;
                     let o = (c * sy.len + (y as i64 - sy.start) as usize) * sx.len;
-                    for x in x0..x1 {
-                        let idx = row + x;
-                        let mut on = !masks || l.mask.get(idx);
+                    let dst = &mut out
+                        [o + (x0 as i64 - sx.start) as usize..o + (x1 as i64 - sx.start) as usize];
+                    // Eight positions at a time: bits ANDed, then spread to bytes.
+                    for (k, chunk) in dst.chunks_mut(8).enumerate() {
+                        let at = row + x0 + 8 * k;
+                        let mut bits = if masks { l.mask.bits_at(at) } else { u64::MAX };
                         if let Some(s) = switches {
-                            on &= s.get(idx);
+                            bits &= s.bits_at(at);
                         }
-                        out[o + (x as i64 - sx.start) as usize] = on as u8;
+                        let bytes = SPREAD[(bits & 0xff) as usize].to_le_bytes();
+                        chunk.copy_from_slice(&bytes[..chunk.len()]);
                     }
                 }
             }
@@ -496,7 +527,7 @@ impl Engine {
                 };
                 backward_graph(&self.network.convs, layer, &weights)
             })?;
-            for chunk in groups[&key].chunks(BATCH) {
+            for chunk in groups[&key].chunks(batch_size(&self.network.convs, layer)) {
                 let batch: Vec<(NeuronAt, Mode)> =
                     chunk.iter().map(|&j| (jobs[j].1, jobs[j].2)).collect();
                 let images = self.run_backward(&session, rec, layer, &batch, start)?;
@@ -510,19 +541,6 @@ impl Engine {
                         effective_bias: None,
                         activation: rec.layer(n.layer).activation(n.feature, n.y, n.x),
                     });
-                }
-            }
-        }
-        // Effective biases for the linear filters, one affine pass per layer.
-        let linear: Vec<usize> = (0..jobs.len())
-            .filter(|&j| jobs[j].2 == Mode::LinearFilter)
-            .collect();
-        if !linear.is_empty() {
-            let ns: Vec<NeuronAt> = linear.iter().map(|&j| jobs[j].1).collect();
-            let biases = self.effective_bias(rec, &ns)?;
-            for (&j, b) in linear.iter().zip(biases) {
-                if let Some(r) = results[j].as_mut() {
-                    r.effective_bias = Some(b);
                 }
             }
         }
@@ -656,7 +674,7 @@ impl Engine {
             let session =
                 self.cached_graph(layer, GraphKind::Affine, || affine_graph(convs, layer))?;
             let size_tree = tree_of(convs, layer);
-            for chunk in idx.chunks(BATCH) {
+            for chunk in idx.chunks(batch_size(convs, layer)) {
                 let n = chunk.len();
                 let mut gate_batches: Vec<Vec<u8>> = vec![Vec::new(); layer.saturating_sub(1)];
                 for &i in chunk {

@@ -280,6 +280,10 @@ impl Engine {
         self.runtime.provider()
     }
 
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
     pub fn runtime_version(&self) -> &str {
         self.runtime.version()
     }
@@ -303,8 +307,13 @@ impl Engine {
         self.runtime.session(&onnx::encode(model))
     }
 
-    /// Runs the recording graph on a `[3, H, W]` input tensor.
-    pub fn forward(&self, input: &[f32]) -> Result<ForwardPass> {
+    /// Runs the recording graph on a `[3, H, W]` input tensor and hands the
+    /// per-layer activations and the scores to `f` without copying them.
+    fn with_outputs<T>(
+        &self,
+        input: &[f32],
+        f: impl FnOnce(&[&[f32]], &[f32]) -> Result<T>,
+    ) -> Result<T> {
         let s = self.profile.input_size;
         if input.len() != 3 * s * s {
             return Err(Error::invalid(
@@ -312,14 +321,8 @@ impl Engine {
                 format!("expected 3x{s}x{s} values, got {}", input.len()),
             ));
         }
-        let fed: Vec<f32>;
-        let tensor = match self.network.layout {
-            Layout::Nchw => TensorRef::from_array_view(([1usize, 3, s, s], input))?,
-            Layout::Nhwc => {
-                fed = nchw_to_nhwc(input, s, s);
-                TensorRef::from_array_view(([1usize, s, s, 3], fed.as_slice()))?
-            }
-        };
+        let (shape, fed) = self.model_layout(input);
+        let tensor = TensorRef::from_array_view((shape, fed.as_ref()))?;
         let mut session = self
             .record
             .lock()
@@ -338,19 +341,35 @@ impl Engine {
                     g.width
                 )));
             }
-            activations.push(data.to_vec());
+            activations.push(data);
         }
-        let scores = match (&self.network.head_output, self.head_enabled) {
-            (Some(name), true) => outputs[name.as_str()]
-                .try_extract_tensor::<f32>()?
-                .1
-                .to_vec(),
-            _ => Vec::new(),
+        let scores: &[f32] = match (&self.network.head_output, self.head_enabled) {
+            (Some(name), true) => outputs[name.as_str()].try_extract_tensor::<f32>()?.1,
+            _ => &[],
         };
-        Ok(ForwardPass {
-            activations,
-            scores,
+        f(&activations, scores)
+    }
+
+    /// Runs the recording graph on a `[3, H, W]` input tensor.
+    pub fn forward(&self, input: &[f32]) -> Result<ForwardPass> {
+        self.with_outputs(input, |acts, scores| {
+            Ok(ForwardPass {
+                activations: acts.iter().map(|a| a.to_vec()).collect(),
+                scores: scores.to_vec(),
+            })
         })
+    }
+
+    /// A `[3, H, W]` tensor as the model file's input wants it (shape, data).
+    pub fn model_layout<'a>(&self, input: &'a [f32]) -> ([usize; 4], std::borrow::Cow<'a, [f32]>) {
+        let s = self.profile.input_size;
+        match self.network.layout {
+            Layout::Nchw => ([1, 3, s, s], std::borrow::Cow::Borrowed(input)),
+            Layout::Nhwc => (
+                [1, s, s, 3],
+                std::borrow::Cow::Owned(nchw_to_nhwc(input, s, s)),
+            ),
+        }
     }
 
     /// The content key of an image under this model and preprocessing.
@@ -379,24 +398,49 @@ impl Engine {
 
     /// Records a preprocessed `[3, H, W]` tensor (id and image left empty).
     pub fn record_tensor(&self, input: Vec<f32>) -> Result<Recording> {
-        let pass = self.forward(&input)?;
-        let mut layers = Vec::with_capacity(pass.activations.len());
-        for (i, act) in pass.activations.iter().enumerate() {
-            let g = &self.geometry[i + 1];
-            let prev = &self.geometry[i];
-            let pooled_from = if g.pooled {
-                Some((pass.activations[i - 1].as_slice(), prev.height, prev.width))
-            } else {
-                None
-            };
-            layers.push(layer_recording(
-                g.channels,
-                g.height,
-                g.width,
-                act,
-                pooled_from,
-            ));
-        }
+        let geometry = &self.geometry;
+        let (layers, scores) = self.with_outputs(&input, |acts, scores| {
+            // Masks, switches and half-precision copies, layers spread over
+            // the cores (largest first).
+            let mut order: Vec<usize> = (0..acts.len()).collect();
+            order.sort_by_key(|&i| std::cmp::Reverse(acts[i].len()));
+            let next = std::sync::atomic::AtomicUsize::new(0);
+            let slots: Vec<Mutex<Option<crate::recording::LayerRecording>>> =
+                (0..acts.len()).map(|_| Mutex::new(None)).collect();
+            let workers = std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .min(acts.len());
+            std::thread::scope(|scope| {
+                for _ in 0..workers {
+                    scope.spawn(|| {
+                        loop {
+                            let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(&i) = order.get(k) else { break };
+                            let g = &geometry[i + 1];
+                            let prev = &geometry[i];
+                            let pooled_from =
+                                g.pooled.then(|| (acts[i - 1], prev.height, prev.width));
+                            let l = layer_recording(
+                                g.channels,
+                                g.height,
+                                g.width,
+                                acts[i],
+                                pooled_from,
+                            );
+                            if let Ok(mut slot) = slots[i].lock() {
+                                *slot = Some(l);
+                            }
+                        }
+                    });
+                }
+            });
+            let layers = slots
+                .into_iter()
+                .map(|s| s.into_inner().ok().flatten())
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| Error::Runtime("a layer was not recorded".into()))?;
+            Ok((layers, scores.to_vec()))
+        })?;
         let s = self.profile.input_size as u32;
         Ok(Recording {
             id: String::new(),
@@ -406,7 +450,7 @@ impl Engine {
             image: image::RgbImage::new(s, s),
             input,
             layers,
-            scores: pass.scores,
+            scores,
         })
     }
 }
@@ -420,6 +464,45 @@ fn nchw_to_nhwc(x: &[f32], h: usize, w: usize) -> Vec<f32> {
         }
     }
     out
+}
+
+/// Declares the input's batch and spatial dimensions free, so the graph runs
+/// at the working size; nothing else changes.
+fn free_input_size(g: &mut fovea_proto::onnx::GraphProto, net: &Network) {
+    for i in &mut g.input {
+        if i.name != net.input_name {
+            continue;
+        }
+        if let Some(fovea_proto::onnx::type_proto::Value::TensorType(t)) =
+            i.r#type.as_mut().and_then(|t| t.value.as_mut())
+            && let Some(shape) = t.shape.as_mut()
+        {
+            let (h, w) = match net.layout {
+                Layout::Nchw => (2, 3),
+                Layout::Nhwc => (1, 2),
+            };
+            for (k, name) in [(0usize, "batch"), (h, "height"), (w, "width")] {
+                if let Some(d) = shape.dim.get_mut(k) {
+                    d.value = Some(
+                        fovea_proto::onnx::tensor_shape_proto::dimension::Value::DimParam(
+                            name.into(),
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The unmodified model with only its input size freed: the baseline the
+/// benchmark compares against.
+pub fn plain_model(model: &ModelProto, net: &Network) -> ModelProto {
+    let mut m = model.clone();
+    if let Some(g) = m.graph.as_mut() {
+        free_input_size(g, net);
+        g.value_info.clear();
+    }
+    m
 }
 
 /// The original graph with every conv layer's ReLU output exposed and the
@@ -449,29 +532,7 @@ fn record_graph(model: &ModelProto, net: &Network, head: bool) -> ModelProto {
     }
     g.output = outputs;
     g.value_info.clear();
-    for i in &mut g.input {
-        if i.name != net.input_name {
-            continue;
-        }
-        if let Some(fovea_proto::onnx::type_proto::Value::TensorType(t)) =
-            i.r#type.as_mut().and_then(|t| t.value.as_mut())
-            && let Some(shape) = t.shape.as_mut()
-        {
-            let (h, w) = match net.layout {
-                Layout::Nchw => (2, 3),
-                Layout::Nhwc => (1, 2),
-            };
-            for (k, name) in [(0usize, "batch"), (h, "height"), (w, "width")] {
-                if let Some(d) = shape.dim.get_mut(k) {
-                    d.value = Some(
-                        fovea_proto::onnx::tensor_shape_proto::dimension::Value::DimParam(
-                            name.into(),
-                        ),
-                    );
-                }
-            }
-        }
-    }
+    free_input_size(g, net);
     // Keep only the nodes the outputs need.
     let mut needed: HashSet<String> = g.output.iter().map(|o| o.name.clone()).collect();
     let mut keep = vec![false; g.node.len()];

@@ -44,6 +44,19 @@ impl Bits {
         self.len
     }
 
+    /// The 64 bits starting at bit `i` (bit i in the lowest position); bits
+    /// past the end read as 0.
+    #[inline]
+    pub fn bits_at(&self, i: usize) -> u64 {
+        let (w, o) = (i / 64, i % 64);
+        let lo = self.words.get(w).copied().unwrap_or(0) >> o;
+        if o == 0 {
+            lo
+        } else {
+            lo | self.words.get(w + 1).copied().unwrap_or(0) << (64 - o)
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -145,14 +158,28 @@ pub fn layer_recording(
     activations: &[f32],
     pooled_from: Option<(&[f32], usize, usize)>,
 ) -> LayerRecording {
-    let mask = Bits::from_fn(activations.len(), |i| activations[i] > 0.0);
+    // One pass: mask bits and half-precision values together.
+    let mut words = Vec::with_capacity(activations.len().div_ceil(64));
+    let mut halves = Vec::with_capacity(activations.len());
+    for chunk in activations.chunks(64) {
+        let mut w = 0u64;
+        for (i, &v) in chunk.iter().enumerate() {
+            w |= ((v > 0.0) as u64) << i;
+            halves.push(f16::from_f32(v));
+        }
+        words.push(w);
+    }
+    let mask = Bits {
+        words,
+        len: activations.len(),
+    };
     let switches =
         pooled_from.map(|(prev, ph, pw)| pool_switches(prev, prev.len() / (ph * pw), ph, pw));
     LayerRecording {
         channels,
         height,
         width,
-        activations: activations.iter().map(|&v| f16::from_f32(v)).collect(),
+        activations: halves,
         mask,
         switches,
     }
@@ -300,6 +327,18 @@ fn sort_hits(hits: &mut [Hit]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bits_at_reads_across_words() {
+        let b = Bits::from_fn(200, |i| i % 3 == 0 || i == 130);
+        for start in [0, 1, 63, 64, 100, 127, 190] {
+            let w = b.bits_at(start);
+            for k in 0..64 {
+                let want = start + k < 200 && b.get(start + k);
+                assert_eq!(w >> k & 1 == 1, want, "start {start} bit {k}");
+            }
+        }
+    }
 
     #[test]
     fn switches_pick_the_first_maximum() {

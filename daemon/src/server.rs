@@ -637,11 +637,18 @@ impl Probe for ProbeService {
             }
         };
         let rec = self.state.recording(&req.recording_id)?;
-        let (crop, png_only, seed) = (req.crop_to_fov, req.png_only, req.seed);
+        let (crop, png_only, seed, want_bias) =
+            (req.crop_to_fov, req.png_only, req.seed, req.effective_bias);
         let out = self
             .state
             .run(move |engine| {
-                let results = engine.reconstruct(&rec, &neurons, &modes, start, seed)?;
+                let mut results = engine.reconstruct(&rec, &neurons, &modes, start, seed)?;
+                if want_bias && modes.contains(&Mode::LinearFilter) {
+                    let biases = engine.effective_bias(&rec, &neurons)?;
+                    for r in results.iter_mut().filter(|r| r.mode == Mode::LinearFilter) {
+                        r.effective_bias = Some(biases[r.neuron_index]);
+                    }
+                }
                 let size = engine.profile.input_size;
                 Ok(results
                     .into_iter()

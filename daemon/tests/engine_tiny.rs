@@ -390,7 +390,7 @@ fn linear_filter_is_the_finite_difference_gradient_and_the_affine_identity_holds
             .zip(&input)
             .map(|(&a, &b)| a as f64 * b)
             .sum();
-        let b = r.effective_bias.expect("linear filter carries its bias") as f64;
+        let b = engine.effective_bias(&rec, &[n]).expect("effective bias")[0] as f64;
         let want = preact(&input);
         assert!(
             (dot + b - want).abs() <= 1e-4 * want.abs().max(1.0),

@@ -62,7 +62,7 @@ fn linear_filter_identity_holds_at_layers_13_10_and_5() {
             .zip(&rec.input)
             .map(|(&a, &b)| a as f64 * b as f64)
             .sum();
-        let b = f.effective_bias.expect("bias") as f64;
+        let b = engine.effective_bias(&rec, &[*n]).expect("bias")[0] as f64;
         let rel = (dot + b - preact).abs() / preact.abs();
         eprintln!(
             "layer {}: preact {preact}, <filter, x0> {dot}, b_eff {b}, relative error {rel:e}",

@@ -149,6 +149,7 @@ async fn health_reflection_and_every_rpc_on_the_tiny_model() {
                 best.x as i32,
             )],
             crop_to_fov: true,
+            effective_bias: true,
             ..Default::default()
         })
         .await

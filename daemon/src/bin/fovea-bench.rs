@@ -1,0 +1,261 @@
+//! `fovea-bench`: speed and memory of the engine on the real VGG-16, every
+//! time given as a ratio to the plain ONNX Runtime forward pass of the
+//! original model measured in the same run, with the same threads.
+
+use clap::Parser;
+use fovea_daemon::backward::{Mode, NeuronAt, Start};
+use fovea_daemon::engine::{Engine, plain_model};
+use fovea_daemon::launch::{LoadOptions, load};
+use fovea_daemon::maximize::MaximizeOptions;
+use fovea_daemon::onnx::{decode_model, encode};
+use fovea_daemon::profile::{ImageLimits, decode_image};
+use fovea_daemon::recording::Recording;
+use ort::value::TensorRef;
+use std::time::Instant;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "fovea-bench",
+    about = "Benchmarks the Fovea engine against a plain forward pass"
+)]
+struct Args {
+    #[command(flatten)]
+    load: LoadOptions,
+    /// Image to record (default: a sample photograph).
+    #[arg(long)]
+    image: Option<std::path::PathBuf>,
+    /// Timed repetitions of each figure (the median is reported).
+    #[arg(long, default_value_t = 7)]
+    repeat: usize,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Median wall time of `f` in milliseconds, after one warm-up call.
+fn time_ms(repeat: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
+    f()?;
+    let mut t = Vec::with_capacity(repeat);
+    for _ in 0..repeat.max(1) {
+        let s = Instant::now();
+        f()?;
+        t.push(s.elapsed().as_secs_f64() * 1e3);
+    }
+    t.sort_by(f64::total_cmp);
+    Ok(t[t.len() / 2])
+}
+
+fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn centre(engine: &Engine, layer: usize, rec: &Recording) -> NeuronAt {
+    let g = engine.geometry[layer];
+    let (y, x) = (g.height / 2, g.width / 2);
+    // The strongest feature at the centre, so the masked modes have work.
+    let l = rec.layer(layer);
+    let feature = (0..l.channels)
+        .max_by(|&a, &b| l.activation(a, y, x).total_cmp(&l.activation(b, y, x)))
+        .unwrap_or(0);
+    NeuronAt {
+        layer,
+        feature,
+        y,
+        x,
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(args) {
+        eprintln!("fovea-bench: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let engine = load(&args.load)?;
+    let startup_ms = started.elapsed().as_secs_f64() * 1e3;
+    let image_path = args.image.clone().unwrap_or_else(|| {
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/images/chelsea.png")
+    });
+    let bytes =
+        std::fs::read(&image_path).map_err(|e| anyhow::anyhow!("{}: {e}", image_path.display()))?;
+    let decoded = decode_image(&bytes, ImageLimits::default())?;
+    let (_, input) = engine.profile.preprocess(&decoded);
+
+    // Baseline: the original graph (input size freed, nothing else changed).
+    let model = decode_model(&std::fs::read(&engine.provenance.path)?)?;
+    let mut plain = engine
+        .runtime()
+        .session(&encode(&plain_model(&model, &engine.network)))?;
+    drop(model);
+    let (shape, fed) = engine.model_layout(&input);
+    let input_name = engine.network.input_name.clone();
+    let plain_ms = time_ms(args.repeat, || {
+        let t = TensorRef::from_array_view((shape, fed.as_ref()))?;
+        plain.run(ort::inputs![input_name.as_str() => t])?;
+        Ok(())
+    })?;
+    drop(plain);
+
+    let record_ms = time_ms(args.repeat, || {
+        engine.record_tensor(input.clone())?;
+        Ok(())
+    })?;
+    let rec = engine.record_tensor(input.clone())?;
+    let one = |layer: usize, modes: &[Mode]| -> anyhow::Result<f64> {
+        let n = centre(&engine, layer, &rec);
+        time_ms(args.repeat, || {
+            engine.reconstruct(&rec, &[n], modes, Start::OneHot, 0)?;
+            Ok(())
+        })
+    };
+    let l13 = one(13, &[Mode::Masked])?;
+    let l10 = one(10, &[Mode::Masked])?;
+    let l7 = one(7, &[Mode::Masked])?;
+    let four = one(13, &Mode::ALL)?;
+    let step = |layer: usize| -> anyhow::Result<f64> {
+        let n = centre(&engine, layer, &rec);
+        let steps = 4;
+        let opts = MaximizeOptions {
+            starts: 1,
+            steps,
+            ..Default::default()
+        };
+        // maximize() runs one extra forward for the final objective.
+        Ok(time_ms(args.repeat.min(3), || {
+            engine.maximize(n, &opts, |_| true)?;
+            Ok(())
+        })? / (steps as f64 + 0.5))
+    };
+    let max13 = step(13)?;
+    let max10 = step(10)?;
+
+    // Memory: 20 distinct recordings held at once.
+    let mut held = Vec::new();
+    for i in 0..20 {
+        let mut x = input.clone();
+        x[i] += 1.0;
+        held.push(engine.record_tensor(x)?);
+    }
+    let recording_bytes = rec.bytes();
+    let peak = peak_rss_bytes();
+    drop(held);
+
+    let rows: Vec<(&str, &str, f64, f64, Option<f64>)> = vec![
+        (
+            "plain_forward_ms",
+            "plain ONNX Runtime forward (baseline)",
+            plain_ms,
+            1.0,
+            None,
+        ),
+        (
+            "record_ratio",
+            "record one image",
+            record_ms,
+            record_ms / plain_ms,
+            Some(1.25),
+        ),
+        (
+            "reconstruct_l13_ratio",
+            "reconstruct layer-13 neuron, one mode",
+            l13,
+            l13 / plain_ms,
+            Some(0.6),
+        ),
+        (
+            "reconstruct_l10_ratio",
+            "reconstruct layer-10 neuron, one mode",
+            l10,
+            l10 / plain_ms,
+            Some(0.25),
+        ),
+        (
+            "reconstruct_l7_ratio",
+            "reconstruct layer-7 neuron, one mode",
+            l7,
+            l7 / plain_ms,
+            Some(0.1),
+        ),
+        (
+            "four_modes_over_one",
+            "four modes of a layer-13 neuron / one mode",
+            four,
+            four / l13,
+            Some(3.0),
+        ),
+        (
+            "maximize_step_l13_ratio",
+            "maximization step, layer 13, one start",
+            max13,
+            max13 / plain_ms,
+            Some(1.6),
+        ),
+        (
+            "maximize_step_l10_ratio",
+            "maximization step, layer 10, one start",
+            max10,
+            max10 / plain_ms,
+            Some(0.5),
+        ),
+    ];
+    if args.json {
+        let mut fields: Vec<String> = vec![format!("\"plain_forward_ms\": {plain_ms:.3}")];
+        for (key, _, _, ratio, _) in &rows[1..] {
+            fields.push(format!("\"{key}\": {ratio:.4}"));
+        }
+        fields.push(format!("\"recording_bytes\": {recording_bytes}"));
+        fields.push(format!("\"peak_rss_bytes_20_recordings\": {peak}"));
+        fields.push(format!("\"startup_ms\": {startup_ms:.1}"));
+        fields.push(format!("\"threads\": {}", engine.threads()));
+        fields.push(format!("\"execution_provider\": \"{}\"", engine.provider()));
+        fields.push(format!("\"input_size\": {}", engine.profile.input_size));
+        println!("{{{}}}", fields.join(", "));
+    } else {
+        println!(
+            "Fovea bench: {} at {}x{}, provider {}, threads {}",
+            engine.provenance.origin,
+            engine.profile.input_size,
+            engine.profile.input_size,
+            engine.provider(),
+            if engine.threads() == 0 {
+                "all cores".to_string()
+            } else {
+                engine.threads().to_string()
+            }
+        );
+        println!(
+            "{:<46} {:>10} {:>8} {:>8}  {}",
+            "figure", "ms", "ratio", "target", ""
+        );
+        for (_, label, ms, ratio, target) in &rows {
+            let (t, ok) = match target {
+                Some(t) => (format!("<= {t}"), if ratio <= t { "ok" } else { "MISSED" }),
+                None => ("".into(), ""),
+            };
+            println!("{label:<46} {ms:>10.1} {ratio:>8.3} {t:>8}  {ok}");
+        }
+        println!("bytes per cached recording: {recording_bytes}");
+        println!(
+            "peak resident memory with 20 recordings held: {:.0} MiB",
+            peak as f64 / (1 << 20) as f64
+        );
+        println!("start to ready with the model cached: {startup_ms:.0} ms");
+    }
+    Ok(())
+}
