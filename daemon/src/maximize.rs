@@ -525,14 +525,14 @@ impl Engine {
                     0.0
                 };
                 for c in 0..3 {
-                    for i in 0..plane {
+                    for (i, inside) in inside_img.iter().enumerate() {
                         let k = c * plane + i;
                         let mut v = crop[k] + step_len * unit[c] * g[k];
                         v *= 1.0 - opts.l2_decay;
                         if opts.clip {
                             v = v.clamp(lo[c], hi[c]);
                         }
-                        crop[k] = v * inside_img[i];
+                        crop[k] = v * inside;
                     }
                 }
                 roll(crop, h, w, -dy, -dx);
