@@ -240,8 +240,8 @@ fn run(args: Args) -> anyhow::Result<()> {
             }
         );
         println!(
-            "{:<46} {:>10} {:>8} {:>8}  {}",
-            "figure", "ms", "ratio", "target", ""
+            "{:<46} {:>10} {:>8} {:>8}",
+            "figure", "ms", "ratio", "target"
         );
         for (_, label, ms, ratio, target) in &rows {
             let (t, ok) = match target {
