@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::network::{LayerGeom, Layout, Network};
 use crate::onnx::{self, decode_model};
 use crate::profile::{ImageLimits, Profile, ProfileName, decode_image};
-use crate::recording::{Recording, layer_recording};
+use crate::recording::Recording;
 use crate::supply::{ExecutionProvider, Provenance, hex};
 use fovea_proto::onnx::{ModelProto, tensor_proto::DataType};
 use ort::session::Session;
@@ -173,8 +173,10 @@ pub struct Engine {
     pub geometry: Vec<LayerGeom>,
     /// The head runs at the working size and reports class scores.
     pub head_enabled: bool,
+    /// Recording graph with compact outputs (f16 values, masks, switches).
     record: Mutex<Session>,
-    record_outputs: Vec<String>,
+    /// Full-precision recording graph, built on first use of `forward`.
+    exact: std::sync::OnceLock<Mutex<Session>>,
     pub(crate) backward: BackwardCache,
     pub(crate) dump_graphs: Option<PathBuf>,
 }
@@ -209,13 +211,47 @@ impl Engine {
             None => Profile::default_for(&network, options.input_size),
         };
         let geometry = network.geometry(options.input_size);
-        let mut engine = Engine {
-            record: Mutex::new(
-                runtime.session(&onnx::encode(&record_graph(&model, &network, false)))?,
-            ),
+        // The head only runs where the flattened size matches the file's;
+        // try it, and record without it where it does not.
+        let mut head_enabled = network.head_output.is_some();
+        let zeros = vec![0.0; 3 * options.input_size * options.input_size];
+        let record = loop {
+            let graph = record_graph(&model, &network, head_enabled, &geometry);
+            let attempt = runtime.session(&onnx::encode(&graph)).and_then(|session| {
+                let session = Mutex::new(session);
+                run_compact(
+                    &session,
+                    &network,
+                    &geometry,
+                    head_enabled,
+                    &profile,
+                    &zeros,
+                    |_| Ok(()),
+                )?;
+                Ok((session, graph))
+            });
+            match attempt {
+                Ok((session, graph)) => {
+                    if let Some(dir) = &options.dump_graphs {
+                        dump_to(dir, "record", &graph);
+                    }
+                    break session;
+                }
+                Err(e) if head_enabled => {
+                    tracing::warn!(
+                        "the model's head does not run at {0}x{0} ({e}); class predictions are off",
+                        options.input_size
+                    );
+                    head_enabled = false;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let engine = Engine {
+            record,
+            exact: std::sync::OnceLock::new(),
             runtime,
-            record_outputs: Vec::new(),
-            head_enabled: false,
+            head_enabled,
             network,
             profile,
             provenance,
@@ -223,48 +259,6 @@ impl Engine {
             backward: BackwardCache::default(),
             dump_graphs: options.dump_graphs.clone(),
         };
-        engine.record_outputs = engine
-            .network
-            .convs
-            .iter()
-            .map(|c| c.relu_output.clone())
-            .collect();
-        if engine.network.head_output.is_some() {
-            let with_head = record_graph(&model, &engine.network, true);
-            let attempt = engine
-                .runtime
-                .session(&onnx::encode(&with_head))
-                .and_then(|s| {
-                    *engine
-                        .record
-                        .lock()
-                        .map_err(|_| Error::Runtime("poisoned".into()))? = s;
-                    engine.head_enabled = true;
-                    engine.forward(&vec![0.0; 3 * options.input_size * options.input_size])
-                });
-            if let Err(e) = attempt {
-                tracing::warn!(
-                    "the model's head does not run at {0}x{0} ({e}); class predictions are off",
-                    options.input_size
-                );
-                engine.head_enabled = false;
-                *engine
-                    .record
-                    .lock()
-                    .map_err(|_| Error::Runtime("poisoned".into()))? = engine
-                    .runtime
-                    .session(&onnx::encode(&record_graph(&model, &engine.network, false)))?;
-            }
-            engine.dump(
-                "record",
-                &record_graph(&model, &engine.network, engine.head_enabled),
-            );
-        } else {
-            engine.dump("record", &record_graph(&model, &engine.network, false));
-        }
-        if !engine.head_enabled {
-            engine.forward(&vec![0.0; 3 * options.input_size * options.input_size])?;
-        }
         tracing::info!(
             layers = engine.network.convs.len(),
             dense = engine.network.dense.len(),
@@ -294,12 +288,7 @@ impl Engine {
 
     pub(crate) fn dump(&self, name: &str, model: &ModelProto) {
         if let Some(dir) = &self.dump_graphs {
-            let path = dir.join(format!("{name}.onnx"));
-            if let Err(e) = std::fs::create_dir_all(dir)
-                .and_then(|_| std::fs::write(&path, onnx::encode(model)))
-            {
-                tracing::warn!("cannot dump graph {}: {e}", path.display());
-            }
+            dump_to(dir, name, model);
         }
     }
 
@@ -307,13 +296,7 @@ impl Engine {
         self.runtime.session(&onnx::encode(model))
     }
 
-    /// Runs the recording graph on a `[3, H, W]` input tensor and hands the
-    /// per-layer activations and the scores to `f` without copying them.
-    fn with_outputs<T>(
-        &self,
-        input: &[f32],
-        f: impl FnOnce(&[&[f32]], &[f32]) -> Result<T>,
-    ) -> Result<T> {
+    fn check_input(&self, input: &[f32]) -> Result<()> {
         let s = self.profile.input_size;
         if input.len() != 3 * s * s {
             return Err(Error::invalid(
@@ -321,42 +304,124 @@ impl Engine {
                 format!("expected 3x{s}x{s} values, got {}", input.len()),
             ));
         }
+        Ok(())
+    }
+
+    /// Full-precision activations of every conv layer (and the scores), from
+    /// a second recording graph with f32 outputs, built on first use: for
+    /// checks against other computations, not for recording.
+    pub fn forward(&self, input: &[f32]) -> Result<ForwardPass> {
+        self.check_input(input)?;
+        let session = match self.exact.get() {
+            Some(s) => s,
+            None => {
+                let bytes = std::fs::read(&self.provenance.path)
+                    .map_err(|e| Error::io(&self.provenance.path, e))?;
+                let model = decode_model(&bytes)?;
+                let graph = exact_graph(&model, &self.network, self.head_enabled);
+                let session = Mutex::new(self.runtime.session(&onnx::encode(&graph))?);
+                self.exact.get_or_init(|| session)
+            }
+        };
         let (shape, fed) = self.model_layout(input);
         let tensor = TensorRef::from_array_view((shape, fed.as_ref()))?;
-        let mut session = self
-            .record
+        let mut session = session
             .lock()
             .map_err(|_| Error::Runtime("recording session poisoned".into()))?;
         let outputs = session.run(ort::inputs![self.network.input_name.as_str() => tensor])?;
-        let mut activations = Vec::with_capacity(self.record_outputs.len());
-        for (i, name) in self.record_outputs.iter().enumerate() {
-            let (shape, data) = outputs[name.as_str()].try_extract_tensor::<f32>()?;
-            let g = &self.geometry[i + 1];
-            if shape.iter().product::<i64>() as usize != g.channels * g.height * g.width {
-                return Err(Error::Runtime(format!(
-                    "layer {} produced shape {shape:?}, expected [1, {}, {}, {}]",
-                    i + 1,
-                    g.channels,
-                    g.height,
-                    g.width
-                )));
-            }
-            activations.push(data);
+        let mut activations = Vec::with_capacity(self.network.convs.len());
+        for c in &self.network.convs {
+            activations.push(
+                outputs[c.relu_output.as_str()]
+                    .try_extract_tensor::<f32>()?
+                    .1
+                    .to_vec(),
+            );
         }
-        let scores: &[f32] = match (&self.network.head_output, self.head_enabled) {
-            (Some(name), true) => outputs[name.as_str()].try_extract_tensor::<f32>()?.1,
-            _ => &[],
+        let scores = match (&self.network.head_output, self.head_enabled) {
+            (Some(name), true) => outputs[name.as_str()]
+                .try_extract_tensor::<f32>()?
+                .1
+                .to_vec(),
+            _ => Vec::new(),
         };
-        f(&activations, scores)
+        Ok(ForwardPass {
+            activations,
+            scores,
+        })
     }
 
-    /// Runs the recording graph on a `[3, H, W]` input tensor.
-    pub fn forward(&self, input: &[f32]) -> Result<ForwardPass> {
-        self.with_outputs(input, |acts, scores| {
-            Ok(ForwardPass {
-                activations: acts.iter().map(|a| a.to_vec()).collect(),
-                scores: scores.to_vec(),
-            })
+    /// Records a preprocessed `[3, H, W]` tensor (id and image left empty).
+    pub fn record_tensor(&self, input: Vec<f32>) -> Result<Recording> {
+        self.check_input(&input)?;
+        let (layers, scores) = run_compact(
+            &self.record,
+            &self.network,
+            &self.geometry,
+            self.head_enabled,
+            &self.profile,
+            &input,
+            |out| {
+                // Pack masks and switches, layers spread over the cores
+                // (largest first).
+                let n = out.layers.len();
+                let mut order: Vec<usize> = (0..n).collect();
+                order.sort_by_key(|&i| std::cmp::Reverse(out.layers[i].0.len()));
+                let next = std::sync::atomic::AtomicUsize::new(0);
+                let slots: Vec<Mutex<Option<crate::recording::LayerRecording>>> =
+                    (0..n).map(|_| Mutex::new(None)).collect();
+                let workers = std::thread::available_parallelism()
+                    .map_or(2, |n| n.get())
+                    .min(n);
+                std::thread::scope(|scope| {
+                    for _ in 0..workers {
+                        scope.spawn(|| {
+                            loop {
+                                let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                let Some(&i) = order.get(k) else { break };
+                                let g = &self.geometry[i + 1];
+                                let prev = &self.geometry[i];
+                                let (values, mask, switch) = out.layers[i];
+                                let l = crate::recording::LayerRecording {
+                                    channels: g.channels,
+                                    height: g.height,
+                                    width: g.width,
+                                    activations: values.to_vec(),
+                                    mask: crate::recording::Bits::from_bools(mask),
+                                    switches: switch.map(|s| {
+                                        crate::recording::switches_from_argmax(
+                                            s,
+                                            prev.channels,
+                                            prev.height,
+                                            prev.width,
+                                        )
+                                    }),
+                                };
+                                if let Ok(mut slot) = slots[i].lock() {
+                                    *slot = Some(l);
+                                }
+                            }
+                        });
+                    }
+                });
+                let layers = slots
+                    .into_iter()
+                    .map(|s| s.into_inner().ok().flatten())
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| Error::Runtime("a layer was not recorded".into()))?;
+                Ok((layers, out.scores.to_vec()))
+            },
+        )?;
+        let s = self.profile.input_size as u32;
+        Ok(Recording {
+            id: String::new(),
+            label: String::new(),
+            original_width: s,
+            original_height: s,
+            image: image::RgbImage::new(s, s),
+            input,
+            layers,
+            scores,
         })
     }
 
@@ -394,64 +459,6 @@ impl Engine {
         rec.original_height = decoded.height();
         rec.image = resized;
         Ok(rec)
-    }
-
-    /// Records a preprocessed `[3, H, W]` tensor (id and image left empty).
-    pub fn record_tensor(&self, input: Vec<f32>) -> Result<Recording> {
-        let geometry = &self.geometry;
-        let (layers, scores) = self.with_outputs(&input, |acts, scores| {
-            // Masks, switches and half-precision copies, layers spread over
-            // the cores (largest first).
-            let mut order: Vec<usize> = (0..acts.len()).collect();
-            order.sort_by_key(|&i| std::cmp::Reverse(acts[i].len()));
-            let next = std::sync::atomic::AtomicUsize::new(0);
-            let slots: Vec<Mutex<Option<crate::recording::LayerRecording>>> =
-                (0..acts.len()).map(|_| Mutex::new(None)).collect();
-            let workers = std::thread::available_parallelism()
-                .map_or(2, |n| n.get())
-                .min(acts.len());
-            std::thread::scope(|scope| {
-                for _ in 0..workers {
-                    scope.spawn(|| {
-                        loop {
-                            let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let Some(&i) = order.get(k) else { break };
-                            let g = &geometry[i + 1];
-                            let prev = &geometry[i];
-                            let pooled_from =
-                                g.pooled.then(|| (acts[i - 1], prev.height, prev.width));
-                            let l = layer_recording(
-                                g.channels,
-                                g.height,
-                                g.width,
-                                acts[i],
-                                pooled_from,
-                            );
-                            if let Ok(mut slot) = slots[i].lock() {
-                                *slot = Some(l);
-                            }
-                        }
-                    });
-                }
-            });
-            let layers = slots
-                .into_iter()
-                .map(|s| s.into_inner().ok().flatten())
-                .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| Error::Runtime("a layer was not recorded".into()))?;
-            Ok((layers, scores.to_vec()))
-        })?;
-        let s = self.profile.input_size as u32;
-        Ok(Recording {
-            id: String::new(),
-            label: String::new(),
-            original_width: s,
-            original_height: s,
-            image: image::RgbImage::new(s, s),
-            input,
-            layers,
-            scores,
-        })
     }
 }
 
@@ -505,9 +512,91 @@ pub fn plain_model(model: &ModelProto, net: &Network) -> ModelProto {
     m
 }
 
-/// The original graph with every conv layer's ReLU output exposed and the
-/// spatial input size left free; with `head` false, the head is pruned away.
-fn record_graph(model: &ModelProto, net: &Network, head: bool) -> ModelProto {
+fn dump_to(dir: &Path, name: &str, model: &ModelProto) {
+    let path = dir.join(format!("{name}.onnx"));
+    if let Err(e) =
+        std::fs::create_dir_all(dir).and_then(|_| std::fs::write(&path, onnx::encode(model)))
+    {
+        tracing::warn!("cannot dump graph {}: {e}", path.display());
+    }
+}
+
+/// One conv layer's compact outputs: half-precision values, active flags,
+/// and for a pooled layer the first-max position (0..4, row-major) of each
+/// pool window feeding it.
+type CompactLayer<'a> = (&'a [half::f16], &'a [bool], Option<&'a [u8]>);
+
+/// What one compact recording run returns, borrowed from ONNX Runtime.
+pub(crate) struct CompactOutputs<'a> {
+    pub layers: Vec<CompactLayer<'a>>,
+    pub scores: &'a [f32],
+}
+
+/// Runs the compact recording graph and hands its outputs to `f`.
+fn run_compact<T>(
+    session: &Mutex<Session>,
+    net: &Network,
+    geometry: &[LayerGeom],
+    head: bool,
+    profile: &Profile,
+    input: &[f32],
+    f: impl FnOnce(CompactOutputs) -> Result<T>,
+) -> Result<T> {
+    let s = profile.input_size;
+    let fed: std::borrow::Cow<[f32]> = match net.layout {
+        Layout::Nchw => std::borrow::Cow::Borrowed(input),
+        Layout::Nhwc => std::borrow::Cow::Owned(nchw_to_nhwc(input, s, s)),
+    };
+    let shape = match net.layout {
+        Layout::Nchw => [1, 3, s, s],
+        Layout::Nhwc => [1, s, s, 3],
+    };
+    let tensor = TensorRef::from_array_view((shape, fed.as_ref()))?;
+    let mut session = session
+        .lock()
+        .map_err(|_| Error::Runtime("recording session poisoned".into()))?;
+    let outputs = session.run(ort::inputs![net.input_name.as_str() => tensor])?;
+    let mut layers = Vec::with_capacity(net.convs.len());
+    for (i, c) in net.convs.iter().enumerate() {
+        let g = &geometry[i + 1];
+        let n = g.channels * g.height * g.width;
+        let (_, values) =
+            outputs[format!("fovea_act{}", c.number).as_str()].try_extract_tensor::<half::f16>()?;
+        let (_, mask) =
+            outputs[format!("fovea_mask{}", c.number).as_str()].try_extract_tensor::<bool>()?;
+        if values.len() != n || mask.len() != n {
+            return Err(Error::Runtime(format!(
+                "layer {} produced {} values, expected {n}",
+                c.number,
+                values.len()
+            )));
+        }
+        let switch = if c.pooled {
+            let (_, sw) =
+                outputs[format!("fovea_switch{}", c.number).as_str()].try_extract_tensor::<u8>()?;
+            Some(sw)
+        } else {
+            None
+        };
+        layers.push((values, mask, switch));
+    }
+    let scores: &[f32] = match (&net.head_output, head) {
+        (Some(name), true) => outputs[name.as_str()].try_extract_tensor::<f32>()?.1,
+        _ => &[],
+    };
+    f(CompactOutputs { layers, scores })
+}
+
+/// The original graph made to record: per conv layer its activations as
+/// float16, its active flags, and (before each pooled layer) the position of
+/// the first maximum in every 2x2 window; the spatial input size left free.
+/// With `head` false the head is pruned away.
+fn record_graph(
+    model: &ModelProto,
+    net: &Network,
+    head: bool,
+    geometry: &[LayerGeom],
+) -> ModelProto {
     let mut m = model.clone();
     let Some(g) = m.graph.as_mut() else { return m };
     let mut outputs = Vec::new();
@@ -517,19 +606,115 @@ fn record_graph(model: &ModelProto, net: &Network, head: bool) -> ModelProto {
             .iter()
             .find(|o| Some(&o.name) == net.head_output.as_ref())
     {
-        outputs.push(o.clone());
+        let mut o = o.clone();
+        clear_shape(&mut o);
+        outputs.push(o);
+    }
+    let mut b = onnx::GraphBuilder::new("record_extras").prefixed("fovea_");
+    let zero = b.initializer(onnx::f32_tensor("fovea_zero", &[], &[0.0]));
+    for c in &net.convs {
+        let i = c.number;
+        let act = format!("fovea_act{i}");
+        b.node_named(
+            "Cast",
+            &[&c.relu_output],
+            &act,
+            vec![("to", onnx::Attr::Int(DataType::Float16 as i64))],
+        );
+        outputs.push(onnx::value_info(&act, DataType::Float16, &[]));
+        let mask = format!("fovea_mask{i}");
+        b.node_named("Greater", &[&c.relu_output, &zero], &mask, vec![]);
+        outputs.push(onnx::value_info(&mask, DataType::Bool, &[]));
+        if c.pooled {
+            // Windows as a new axis of 4 (row-major within the window), then
+            // ArgMax picks the first maximum.
+            let prev = &geometry[i - 1];
+            let (h2, w2) = (prev.height / 2, prev.width / 2);
+            let mut x = net.convs[i - 2].relu_output.clone();
+            if prev.height % 2 == 1 || prev.width % 2 == 1 {
+                let starts = b.initializer(onnx::i64_tensor(&format!("fovea_s{i}"), &[2], &[0, 0]));
+                let ends = b.initializer(onnx::i64_tensor(
+                    &format!("fovea_e{i}"),
+                    &[2],
+                    &[2 * h2 as i64, 2 * w2 as i64],
+                ));
+                let axes = b.initializer(onnx::i64_tensor(&format!("fovea_a{i}"), &[2], &[2, 3]));
+                x = b.node("Slice", &[&x, &starts, &ends, &axes], vec![]);
+            }
+            let blocks = b.node(
+                "SpaceToDepth",
+                &[&x],
+                vec![("blocksize", onnx::Attr::Int(2))],
+            );
+            let shape = b.initializer(onnx::i64_tensor(
+                &format!("fovea_shape{i}"),
+                &[5],
+                &[1, 4, prev.channels as i64, h2 as i64, w2 as i64],
+            ));
+            let windows = b.node("Reshape", &[&blocks, &shape], vec![]);
+            let arg = b.node(
+                "ArgMax",
+                &[&windows],
+                vec![
+                    ("axis", onnx::Attr::Int(1)),
+                    ("keepdims", onnx::Attr::Int(0)),
+                ],
+            );
+            let switch = format!("fovea_switch{i}");
+            b.node_named(
+                "Cast",
+                &[&arg],
+                &switch,
+                vec![("to", onnx::Attr::Int(DataType::Uint8 as i64))],
+            );
+            outputs.push(onnx::value_info(&switch, DataType::Uint8, &[]));
+        }
+    }
+    let extras = b.finish().graph.unwrap_or_default();
+    g.node.extend(extras.node);
+    g.initializer.extend(extras.initializer);
+    finish_record_graph(g, net, outputs);
+    m
+}
+
+/// The original graph with every conv layer's ReLU output exposed in full
+/// precision (see [`Engine::forward`]).
+fn exact_graph(model: &ModelProto, net: &Network, head: bool) -> ModelProto {
+    let mut m = model.clone();
+    let Some(g) = m.graph.as_mut() else { return m };
+    let mut outputs = Vec::new();
+    if head
+        && let Some(o) = g
+            .output
+            .iter()
+            .find(|o| Some(&o.name) == net.head_output.as_ref())
+    {
+        let mut o = o.clone();
+        clear_shape(&mut o);
+        outputs.push(o);
     }
     for c in &net.convs {
         outputs.push(onnx::value_info(&c.relu_output, DataType::Float, &[]));
     }
-    for o in &mut outputs {
-        // Shapes recorded in the file hold for its native size only.
-        if let Some(fovea_proto::onnx::type_proto::Value::TensorType(t)) =
-            o.r#type.as_mut().and_then(|t| t.value.as_mut())
-        {
-            t.shape = None;
-        }
+    finish_record_graph(g, net, outputs);
+    m
+}
+
+/// Shapes recorded in the file hold for its native size only.
+fn clear_shape(o: &mut fovea_proto::onnx::ValueInfoProto) {
+    if let Some(fovea_proto::onnx::type_proto::Value::TensorType(t)) =
+        o.r#type.as_mut().and_then(|t| t.value.as_mut())
+    {
+        t.shape = None;
     }
+}
+
+/// Sets the outputs, frees the input size and prunes what they do not need.
+fn finish_record_graph(
+    g: &mut fovea_proto::onnx::GraphProto,
+    net: &Network,
+    outputs: Vec<fovea_proto::onnx::ValueInfoProto>,
+) {
     g.output = outputs;
     g.value_info.clear();
     free_input_size(g, net);
@@ -548,5 +733,4 @@ fn record_graph(model: &ModelProto, net: &Network, head: bool) -> ModelProto {
         keep[idx - 1]
     });
     g.initializer.retain(|t| needed.contains(&t.name));
-    m
 }

@@ -116,13 +116,14 @@ pub enum Dim {
     Named(&'static str),
 }
 
+/// A typed graph input or output; empty `dims` leaves the shape unknown.
 pub fn value_info(name: &str, elem: DataType, dims: &[Dim]) -> ValueInfoProto {
     ValueInfoProto {
         name: name.into(),
         r#type: Some(TypeProto {
             value: Some(type_proto::Value::TensorType(type_proto::Tensor {
                 elem_type: elem as i32,
-                shape: Some(TensorShapeProto {
+                shape: (!dims.is_empty()).then(|| TensorShapeProto {
                     dim: dims
                         .iter()
                         .map(|d| tensor_shape_proto::Dimension {
@@ -180,6 +181,7 @@ pub enum Attr {
 pub struct GraphBuilder {
     graph: GraphProto,
     counter: usize,
+    prefix: String,
 }
 
 impl GraphBuilder {
@@ -190,7 +192,15 @@ impl GraphBuilder {
                 ..Default::default()
             },
             counter: 0,
+            prefix: String::new(),
         }
+    }
+
+    /// Prefixes generated tensor and node names (for nodes added to a graph
+    /// that has names of its own).
+    pub fn prefixed(mut self, prefix: &str) -> Self {
+        self.prefix = prefix.into();
+        self
     }
 
     pub fn input(&mut self, name: &str, elem: DataType, dims: &[Dim]) -> String {
@@ -211,7 +221,7 @@ impl GraphBuilder {
     /// Adds a node with a fresh output name, returning it.
     pub fn node(&mut self, op: &str, inputs: &[&str], attrs: Vec<(&str, Attr)>) -> String {
         self.counter += 1;
-        let out = format!("{}_{}", op.to_lowercase(), self.counter);
+        let out = format!("{}{}_{}", self.prefix, op.to_lowercase(), self.counter);
         self.node_named(op, inputs, &out, attrs);
         out
     }
@@ -256,7 +266,7 @@ impl GraphBuilder {
         self.graph.node.push(NodeProto {
             input: inputs.iter().map(|s| (*s).to_string()).collect(),
             output: vec![output.into()],
-            name: format!("n{}", self.counter),
+            name: format!("{}n{}", self.prefix, self.counter),
             op_type: op.into(),
             attribute,
             ..Default::default()

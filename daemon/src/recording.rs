@@ -73,6 +73,29 @@ impl Bits {
         &self.words
     }
 
+    /// Packs a slice of flags, eight at a time.
+    pub fn from_bools(flags: &[bool]) -> Bits {
+        let mut words = Vec::with_capacity(flags.len().div_ceil(64));
+        for chunk in flags.chunks(64) {
+            let mut w = 0u64;
+            for (k, eight) in chunk.chunks(8).enumerate() {
+                let mut bytes = [0u8; 8];
+                for (b, &f) in bytes.iter_mut().zip(eight) {
+                    *b = f as u8;
+                }
+                // Gather the low bit of each byte into one byte.
+                let packed =
+                    (u64::from_le_bytes(bytes).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u8;
+                w |= (packed as u64) << (8 * k);
+            }
+            words.push(w);
+        }
+        Bits {
+            words,
+            len: flags.len(),
+        }
+    }
+
     pub fn from_words(words: Vec<u64>, len: usize) -> Option<Bits> {
         (words.len() == len.div_ceil(64)).then_some(Bits { words, len })
     }
@@ -149,67 +172,16 @@ impl Recording {
     }
 }
 
-/// Builds a layer's record from its f32 activations; `previous` (the layer
-/// before, f32) is needed when the layer is pooled, for the switches.
-pub fn layer_recording(
-    channels: usize,
-    height: usize,
-    width: usize,
-    activations: &[f32],
-    pooled_from: Option<(&[f32], usize, usize)>,
-) -> LayerRecording {
-    // One pass: mask bits and half-precision values together.
-    let mut words = Vec::with_capacity(activations.len().div_ceil(64));
-    let mut halves = Vec::with_capacity(activations.len());
-    for chunk in activations.chunks(64) {
-        let mut w = 0u64;
-        for (i, &v) in chunk.iter().enumerate() {
-            w |= ((v > 0.0) as u64) << i;
-            halves.push(f16::from_f32(v));
-        }
-        words.push(w);
-    }
-    let mask = Bits {
-        words,
-        len: activations.len(),
-    };
-    let switches =
-        pooled_from.map(|(prev, ph, pw)| pool_switches(prev, prev.len() / (ph * pw), ph, pw));
-    LayerRecording {
-        channels,
-        height,
-        width,
-        activations: halves,
-        mask,
-        switches,
-    }
-}
-
-/// Switches of a 2x2/2 max pool over `[C, H, W]`: in each window the first
-/// maximum in row-major order wins (PyTorch's rule; ties are common after a
-/// ReLU). Rows or columns left over by an odd size get no switch.
-pub fn pool_switches(x: &[f32], c: usize, h: usize, w: usize) -> Bits {
+/// Switch bits on a `[C, H, W]` grid from the window position (0..4,
+/// row-major) of each 2x2 window's first maximum, `[C, H/2, W/2]`.
+pub fn switches_from_argmax(argmax: &[u8], c: usize, h: usize, w: usize) -> Bits {
     let mut bits = Bits::zeros(c * h * w);
     let (oh, ow) = (h / 2, w / 2);
-    for ch in 0..c {
-        let base = ch * h * w;
-        for py in 0..oh {
-            for px in 0..ow {
-                let candidates = [
-                    base + 2 * py * w + 2 * px,
-                    base + 2 * py * w + 2 * px + 1,
-                    base + (2 * py + 1) * w + 2 * px,
-                    base + (2 * py + 1) * w + 2 * px + 1,
-                ];
-                let mut best = candidates[0];
-                for &i in &candidates[1..] {
-                    if x[i] > x[best] {
-                        best = i;
-                    }
-                }
-                bits.set(best);
-            }
-        }
+    for (k, &a) in argmax.iter().enumerate().take(c * oh * ow) {
+        let ch = k / (oh * ow);
+        let (py, px) = ((k / ow) % oh, k % ow);
+        let (dy, dx) = ((a as usize >> 1) & 1, a as usize & 1);
+        bits.set((ch * h + 2 * py + dy) * w + 2 * px + dx);
     }
     bits
 }
@@ -328,6 +300,71 @@ fn sort_hits(hits: &mut [Hit]) {
 mod tests {
     use super::*;
 
+    /// Builds a layer's record from its f32 activations; `previous` (the layer
+    /// before, f32) is needed when the layer is pooled, for the switches.
+    fn layer_recording(
+        channels: usize,
+        height: usize,
+        width: usize,
+        activations: &[f32],
+        pooled_from: Option<(&[f32], usize, usize)>,
+    ) -> LayerRecording {
+        // One pass: mask bits and half-precision values together.
+        let mut words = Vec::with_capacity(activations.len().div_ceil(64));
+        let mut halves = Vec::with_capacity(activations.len());
+        for chunk in activations.chunks(64) {
+            let mut w = 0u64;
+            for (i, &v) in chunk.iter().enumerate() {
+                w |= ((v > 0.0) as u64) << i;
+                halves.push(f16::from_f32(v));
+            }
+            words.push(w);
+        }
+        let mask = Bits {
+            words,
+            len: activations.len(),
+        };
+        let switches =
+            pooled_from.map(|(prev, ph, pw)| pool_switches(prev, prev.len() / (ph * pw), ph, pw));
+        LayerRecording {
+            channels,
+            height,
+            width,
+            activations: halves,
+            mask,
+            switches,
+        }
+    }
+
+    /// Switches of a 2x2/2 max pool over `[C, H, W]`: in each window the first
+    /// maximum in row-major order wins (PyTorch's rule; ties are common after a
+    /// ReLU). Rows or columns left over by an odd size get no switch.
+    fn pool_switches(x: &[f32], c: usize, h: usize, w: usize) -> Bits {
+        let mut bits = Bits::zeros(c * h * w);
+        let (oh, ow) = (h / 2, w / 2);
+        for ch in 0..c {
+            let base = ch * h * w;
+            for py in 0..oh {
+                for px in 0..ow {
+                    let candidates = [
+                        base + 2 * py * w + 2 * px,
+                        base + 2 * py * w + 2 * px + 1,
+                        base + (2 * py + 1) * w + 2 * px,
+                        base + (2 * py + 1) * w + 2 * px + 1,
+                    ];
+                    let mut best = candidates[0];
+                    for &i in &candidates[1..] {
+                        if x[i] > x[best] {
+                            best = i;
+                        }
+                    }
+                    bits.set(best);
+                }
+            }
+        }
+        bits
+    }
+
     #[test]
     fn bits_at_reads_across_words() {
         let b = Bits::from_fn(200, |i| i % 3 == 0 || i == 130);
@@ -338,6 +375,19 @@ mod tests {
                 assert_eq!(w >> k & 1 == 1, want, "start {start} bit {k}");
             }
         }
+    }
+
+    #[test]
+    fn packing_flags_and_argmax_switches() {
+        let flags: Vec<bool> = (0..150).map(|i| i % 5 == 0 || i == 77).collect();
+        let b = Bits::from_bools(&flags);
+        for (i, &f) in flags.iter().enumerate() {
+            assert_eq!(b.get(i), f, "{i}");
+        }
+        // One channel 2x4 with windows won at positions 3 and 0.
+        let x = [0.0, 1.0, 5.0, 1.0, 2.0, 3.0, 1.0, 1.0];
+        let want = pool_switches(&x, 1, 2, 4);
+        assert_eq!(switches_from_argmax(&[3, 0], 1, 2, 4), want);
     }
 
     #[test]

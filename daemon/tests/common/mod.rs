@@ -27,7 +27,9 @@ pub fn write_temp(bytes: &[u8], name: &str) -> (tempfile::TempDir, PathBuf) {
 }
 
 pub fn tiny_engine(layout: Layout, head: bool) -> Engine {
-    let (_dir, path) = write_temp(&tiny_model(layout, head, TINY_SIZE), "tiny.onnx");
+    // The engine re-reads its file for full-precision passes: keep it.
+    let (dir, path) = write_temp(&tiny_model(layout, head, TINY_SIZE), "tiny.onnx");
+    let _kept = dir.keep();
     let options = EngineOptions {
         input_size: TINY_SIZE,
         profile: Some(ProfileName::Torchvision),
@@ -36,6 +38,7 @@ pub fn tiny_engine(layout: Layout, head: bool) -> Engine {
     let provenance = Provenance {
         source: "file".into(),
         origin: "tiny".into(),
+        path: path.clone(),
         sha256: format!("tiny-{layout:?}-{head}"),
         ..Default::default()
     };
