@@ -416,6 +416,13 @@ impl Ascent {
 }
 
 impl Engine {
+    /// Size (h, w) of a neuron's unclipped FOV window, the crops maximization
+    /// works on.
+    pub fn fov_window(&self, n: NeuronAt) -> (usize, usize) {
+        let (sy, sx) = fov_tree(&self.network.convs, n.layer, n.y, n.x).out[0];
+        (sy.len, sx.len)
+    }
+
     /// The neuron's pre-activation and its gradient with respect to a full
     /// `[3, H, W]` input, computed on the FOV window only.
     pub fn fov_gradient(&self, n: NeuronAt, input: &[f32]) -> Result<(f32, Vec<f32>)> {

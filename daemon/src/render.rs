@@ -91,11 +91,36 @@ pub fn render_signed(
 
 /// Renders an input-space image back to pixels (undoing the preprocessing).
 pub fn render_input(values: &[f32], size: usize, profile: &Profile) -> RgbImage {
-    let plane = size * size;
-    RgbImage::from_fn(size as u32, size as u32, |x, y| {
+    render_input_region(values, size, size, profile)
+}
+
+/// Renders a `[3, h, w]` input-space crop back to pixels.
+pub fn render_input_region(values: &[f32], h: usize, w: usize, profile: &Profile) -> RgbImage {
+    let plane = h * w;
+    RgbImage::from_fn(w as u32, h as u32, |x, y| {
         let mut px = [0u8; 3];
         for c in 0..3 {
-            let v = values[c * plane + y as usize * size + x as usize];
+            let v = values[c * plane + y as usize * w + x as usize];
+            px[profile.rgb_of(c)] = profile.to_pixel(c, v).round().clamp(0.0, 255.0) as u8;
+        }
+        image::Rgb(px)
+    })
+}
+
+/// Renders the `region` of a full `[3, size, size]` input-space frame.
+pub fn render_input_crop(
+    values: &[f32],
+    size: usize,
+    profile: &Profile,
+    region: PixelBox,
+) -> RgbImage {
+    let plane = size * size;
+    let (w, h) = (region.x1 - region.x0, region.y1 - region.y0);
+    RgbImage::from_fn(w.max(1) as u32, h.max(1) as u32, |x, y| {
+        let mut px = [0u8; 3];
+        for c in 0..3 {
+            let i = (region.y0 + y as usize) * size + region.x0 + x as usize;
+            let v = values.get(c * plane + i).copied().unwrap_or(0.0);
             px[profile.rgb_of(c)] = profile.to_pixel(c, v).round().clamp(0.0, 255.0) as u8;
         }
         image::Rgb(px)

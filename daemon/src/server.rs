@@ -5,6 +5,8 @@
 use crate::backward::{Mode, NeuronAt, Start};
 use crate::engine::Engine;
 use crate::error::Error;
+use crate::maximize::MaximizeOptions;
+use crate::network::LayerId;
 use crate::profile::ImageLimits;
 use crate::recording::{Recording, layer_stats, top_activations};
 use crate::render;
@@ -200,11 +202,24 @@ impl State {
     /// Runs blocking engine work under the concurrency bound; a full queue is
     /// RESOURCE_EXHAUSTED.
     async fn run<T: Send + 'static>(
-        &self,
+        self: &Arc<Self>,
         work: impl FnOnce(Arc<Engine>) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Status> {
-        use std::sync::atomic::Ordering;
         let engine = self.engine()?;
+        let admission = self.admit().await?;
+        tokio::task::spawn_blocking(move || {
+            let _admission = admission;
+            work(engine)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("engine task failed: {e}")))?
+        .map_err(Status::from)
+    }
+
+    /// A place in the bounded work queue, held until the guard is dropped;
+    /// past the bound, RESOURCE_EXHAUSTED.
+    async fn admit(self: &Arc<Self>) -> Result<Admission, Status> {
+        use std::sync::atomic::Ordering;
         if self.waiting.fetch_add(1, Ordering::SeqCst)
             >= self.options.queue + self.options.concurrency
         {
@@ -214,20 +229,20 @@ impl State {
                 self.options.queue
             )));
         }
-        let permit = self.permits.clone().acquire_owned().await;
-        let result = match permit {
-            Ok(permit) => tokio::task::spawn_blocking(move || {
-                let r = work(engine);
-                drop(permit);
-                r
-            })
-            .await
-            .map_err(|e| Status::internal(format!("engine task failed: {e}")))
-            .and_then(|r| r.map_err(Status::from)),
-            Err(_) => Err(Status::unavailable("the daemon is shutting down")),
+        // Counted from here on: dropping the admission, even while it
+        // waits for a permit, gives the place back.
+        let mut admission = Admission {
+            state: self.clone(),
+            permit: None,
         };
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
-        result
+        admission.permit = Some(
+            self.permits
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| Status::unavailable("the daemon is shutting down"))?,
+        );
+        Ok(admission)
     }
 
     fn recording(&self, id: &str) -> Result<Arc<Recording>, Status> {
@@ -240,6 +255,67 @@ impl State {
             .get(id)
             .ok_or_else(|| Error::RecordingNotFound(id.to_string()).into())
     }
+}
+
+/// A place in the work queue, released when dropped.
+struct Admission {
+    state: Arc<State>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.permit.take();
+        self.state
+            .waiting
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Maximization settings from a request, defaults filled in and checked.
+fn maximize_options(req: &pb::MaximizeRequest) -> Result<MaximizeOptions, Status> {
+    let d = MaximizeOptions::default();
+    let opts = MaximizeOptions {
+        starts: if req.starts == 0 {
+            d.starts
+        } else {
+            req.starts as usize
+        },
+        steps: if req.steps == 0 {
+            d.steps
+        } else {
+            req.steps as usize
+        },
+        learning_rate: if req.learning_rate == 0.0 {
+            d.learning_rate
+        } else {
+            req.learning_rate
+        },
+        l2_decay: req.l2_decay,
+        blur_sigma: req.blur_sigma,
+        blur_every: req.blur_every as usize,
+        jitter: req.jitter as usize,
+        clip: req.clip.unwrap_or(true),
+        seed: req.seed,
+    };
+    opts.validate()?;
+    if req.preview_every > 10_000 {
+        return Err(Status::invalid_argument(format!(
+            "preview_every: {} is outside 0..=10000",
+            req.preview_every
+        )));
+    }
+    if req.fov_only == Some(false) {
+        return Err(Status::invalid_argument(
+            "fov_only: false is not supported; only the field of view influences the neuron",
+        ));
+    }
+    Ok(opts)
+}
+
+/// PNG of a `[3, h, w]` input-space crop.
+fn crop_png(engine: &Engine, crop: &[f32], h: usize, w: usize) -> Vec<u8> {
+    render::png(&render::render_input_region(crop, h, w, &engine.profile))
 }
 
 /// The `fovea.v1.Probe` implementation.
@@ -690,11 +766,107 @@ impl Probe for ProbeService {
 
     async fn maximize(
         &self,
-        _: Request<pb::MaximizeRequest>,
+        request: Request<pb::MaximizeRequest>,
     ) -> Result<Response<Self::MaximizeStream>, Status> {
-        Err(Status::unimplemented(
-            "Maximize is not available in this build of fovead",
-        ))
+        let req = request.into_inner();
+        let engine = self.state.engine()?;
+        let n = req
+            .neuron
+            .as_ref()
+            .ok_or_else(|| Status::invalid_argument("neuron: required"))?;
+        if let Ok(LayerId::Dense(_)) = engine.network.resolve_layer("neuron.layer", &n.layer) {
+            return Err(Status::invalid_argument(
+                "neuron.layer: maximizing dense-layer neurons is not supported; choose a conv layer",
+            ));
+        }
+        let neuron = engine.neuron("neuron", &n.layer, n.feature as i64, n.y as i64, n.x as i64)?;
+        let opts = maximize_options(&req)?;
+        let admission = self.state.admit().await?;
+        let preview_every = req.preview_every as usize;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::MaximizeEvent, Status>>(8);
+        tokio::task::spawn_blocking(move || {
+            let _admission = admission;
+            let started = std::time::Instant::now();
+            let (h, w) = engine.fov_window(neuron);
+            let result = engine.maximize(neuron, &opts, |p| {
+                let due = preview_every > 0 && (p.step % preview_every == 0 || p.step == p.total);
+                let previews = if due {
+                    p.crops.iter().map(|c| crop_png(&engine, c, h, w)).collect()
+                } else {
+                    Vec::new()
+                };
+                let event = pb::MaximizeEvent {
+                    event: Some(pb::maximize_event::Event::Progress(pb::MaximizeProgress {
+                        step: p.step as u32,
+                        total_steps: p.total as u32,
+                        objective: p.objective.to_vec(),
+                        previews,
+                    })),
+                };
+                // A failed send means the client left (or its deadline passed).
+                tx.blocking_send(Ok(event)).is_ok()
+            });
+            match result {
+                Ok(m) => {
+                    let size = engine.profile.input_size;
+                    let b = m.fov;
+                    let pngs = m
+                        .images
+                        .iter()
+                        .map(|img| {
+                            render::png(&render::render_input_crop(img, size, &engine.profile, b))
+                        })
+                        .collect();
+                    let images = m
+                        .images
+                        .iter()
+                        .map(|img| pb::FloatImage {
+                            height: size as u32,
+                            width: size as u32,
+                            values: to_hwc_rgb(&engine, img),
+                        })
+                        .collect();
+                    let event = pb::MaximizeEvent {
+                        event: Some(pb::maximize_event::Event::Result(pb::MaximizeResult {
+                            pngs,
+                            objective: m.objective,
+                            images,
+                            fov: Some(pb::Box {
+                                x0: b.x0 as i32,
+                                y0: b.y0 as i32,
+                                x1: b.x1 as i32,
+                                y1: b.y1 as i32,
+                            }),
+                            normalization: Some(pb::Normalization {
+                                kind: "input".into(),
+                                colormap: "rgb".into(),
+                                description: "input-space values mapped back to 0..255 pixels through the preprocessing"
+                                    .into(),
+                                ..Default::default()
+                            }),
+                        })),
+                    };
+                    let _ = tx.blocking_send(Ok(event));
+                    tracing::info!(
+                        steps = opts.steps,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "maximize finished"
+                    );
+                }
+                Err(Error::Cancelled) => {
+                    tracing::info!(
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "maximize cancelled: the client went away"
+                    );
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e.into()));
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn activation_stats(

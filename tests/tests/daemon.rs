@@ -278,3 +278,67 @@ fn a_graph_that_is_not_a_conv_chain_exits_naming_the_node() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("(Conv)") && err.contains("3x3"), "{err}");
 }
+
+// Multi-threaded: the test blocks while waiting for the daemon's log, and the
+// client's connection must keep running meanwhile to send the cancellation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maximize_streams_progress_and_stops_when_the_client_leaves() {
+    let (_dir, model) = tiny_model_file();
+    let d = Daemon::start(&[
+        "--model",
+        model.to_str().unwrap(),
+        "--input-size",
+        "32",
+        "--ep",
+        "cpu",
+    ]);
+    let c = client_for(&d).await;
+    let req = pb::MaximizeRequest {
+        neuron: Some(neuron("conv3_1", 2, 3, 4)),
+        starts: 2,
+        steps: 6,
+        preview_every: 3,
+        seed: 1,
+        ..Default::default()
+    };
+    let mut stream = c.maximize(req.clone()).await.expect("maximize");
+    let mut steps = Vec::new();
+    let mut previews = 0;
+    let mut result = None;
+    while let Some(ev) = stream.message().await.expect("event") {
+        match ev.event {
+            Some(pb::maximize_event::Event::Progress(p)) => {
+                assert_eq!(p.objective.len(), 2);
+                previews += usize::from(!p.previews.is_empty());
+                steps.push(p.step);
+            }
+            Some(pb::maximize_event::Event::Result(r)) => result = Some(r),
+            None => {}
+        }
+    }
+    assert_eq!(steps, (1..=6).collect::<Vec<_>>());
+    assert_eq!(previews, 2);
+    let r = result.expect("final result");
+    assert_eq!(r.pngs.len(), 2);
+    let b = r.fov.unwrap();
+    let (w, h, constant) = png_dims(&r.pngs[0]);
+    assert_eq!((w as i32, h as i32), (b.x1 - b.x0, b.y1 - b.y0));
+    assert!(!constant);
+
+    // A client that leaves mid-run: the daemon stops within a step.
+    let long = pb::MaximizeRequest {
+        steps: 10_000,
+        ..req
+    };
+    let mut stream = c.maximize(long).await.expect("maximize");
+    let first = stream.message().await.expect("event");
+    assert!(first.is_some());
+    drop(stream);
+    assert!(
+        d.wait_log("maximize cancelled", Duration::from_secs(20)),
+        "no cancellation logged:\n{}",
+        d.log()
+    );
+    // Still serving.
+    c.model().await.expect("model after cancellation");
+}
