@@ -7,6 +7,7 @@
 //! by sending the image again and retrying, transparently.
 
 pub mod embedded;
+pub mod picture;
 
 use fovea_proto::v1 as pb;
 use fovea_proto::v1::probe_client::ProbeClient;

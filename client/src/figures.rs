@@ -1,0 +1,445 @@
+//! The paper's figures for the user's image (fig. 2, 4, 5, 6) and the pieces
+//! the single commands share with them.
+
+use crate::{ModeArg, decode_png, mode_label, modes_of, record};
+use anyhow::{Context, anyhow};
+use fovea_client::picture;
+use fovea_client::{Client, neuron, v1 as pb};
+use image::RgbImage;
+use std::path::Path;
+
+/// Runs a maximization with a progress bar (when `bar`); Ctrl-C cancels it
+/// (the daemon stops within a step).
+pub async fn maximize_with_progress(
+    client: &Client,
+    req: pb::MaximizeRequest,
+    bar: bool,
+) -> anyhow::Result<pb::MaximizeResult> {
+    let steps = req.steps.max(1) as u64;
+    let pb_ = if bar {
+        indicatif::ProgressBar::new(steps)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    pb_.set_style(
+        indicatif::ProgressStyle::with_template(
+            "maximize {bar:30} {pos}/{len} steps {msg} eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut stream = client.maximize(req).await?;
+    let mut result = None;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {
+                pb_.abandon_with_message("cancelled");
+                drop(stream);
+                return Err(fovea_client::ClientError::Status(tonic::Status::cancelled("maximization cancelled (Ctrl-C)")).into());
+            }
+            ev = stream.message() => {
+                match ev? {
+                    None => break,
+                    Some(pb::MaximizeEvent { event: Some(pb::maximize_event::Event::Progress(p)) }) => {
+                        pb_.set_position(p.step as u64);
+                        let objs: Vec<String> = p.objective.iter().map(|o| format!("{o:.1}")).collect();
+                        pb_.set_message(format!("objective {}", objs.join(" ")));
+                    }
+                    Some(pb::MaximizeEvent { event: Some(pb::maximize_event::Event::Result(r)) }) => result = Some(r),
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+    pb_.finish_and_clear();
+    result.ok_or_else(|| anyhow!("the daemon ended the maximization without a result"))
+}
+
+/// Figure 6: one histogram per layer of how many features are active at a
+/// location.
+pub fn stats_figure(stats: &pb::ActivationStatsResponse) -> RgbImage {
+    let plots: Vec<RgbImage> = stats
+        .layers
+        .iter()
+        .map(|l| {
+            let title = format!(
+                "layer {} ({}): {:.0}% active",
+                l.layer,
+                l.name,
+                100.0 * l.fraction_active
+            );
+            picture::histogram_plot(
+                &title,
+                &l.histogram,
+                "active features",
+                "locations",
+                300,
+                190,
+            )
+        })
+        .collect();
+    picture::grid(&plots, 4, Some("Active features per location, per layer"))
+}
+
+/// Overlays the FOV box on the input picture.
+fn with_box(input: &RgbImage, fov: &pb::Box) -> RgbImage {
+    let mut img = input.clone();
+    picture::outline(
+        &mut img,
+        fov.x0 as i64,
+        fov.y0 as i64,
+        fov.x1 as i64,
+        fov.y1 as i64,
+        picture::ACCENT,
+        2,
+    );
+    img
+}
+
+/// Writes fig2.png, fig4.png, fig5.png, fig6.png and index.html into `out`;
+/// returns the file names.
+pub async fn all(
+    client: &Client,
+    image: &Path,
+    out: &Path,
+    steps: u32,
+    seed: u64,
+    progress: bool,
+    show: &dyn Fn(&RgbImage),
+) -> anyhow::Result<Vec<String>> {
+    std::fs::create_dir_all(out).with_context(|| format!("{}", out.display()))?;
+    let model = client.model().await?;
+    let convs: Vec<&pb::Layer> = model
+        .layers
+        .iter()
+        .filter(|l| l.kind == pb::LayerKind::Conv as i32)
+        .collect();
+    let last = convs
+        .last()
+        .ok_or_else(|| anyhow!("the model has no conv layers"))?;
+    let r = record(client, image).await?;
+    let id = r.recording_id.clone();
+    let input = decode_png(&r.input_png)?;
+    let say = |s: &str| {
+        if progress {
+            eprintln!("{s}");
+        }
+    };
+    let mut notes: Vec<(String, String)> = Vec::new();
+    let tile = 120u32;
+
+    // Figure 2: the image and feature-map slices at layers 1, 4, 7, 9, 13
+    // (or spread over the network's depth), the four strongest features each.
+    say("figure 2: feature maps");
+    let picks: Vec<u32> = if convs.len() >= 13 {
+        vec![1, 4, 7, 9, 13]
+    } else {
+        let n = convs.len();
+        let mut v: Vec<u32> = [0, n / 4, n / 2, 3 * n / 4, n - 1]
+            .iter()
+            .map(|&i| convs[i].number)
+            .collect();
+        v.dedup();
+        v
+    };
+    let mut rows = vec![picture::captioned(&input, "input", tile)];
+    for &layer in &picks {
+        let top = client
+            .top(pb::TopActivationsRequest {
+                recording_id: id.clone(),
+                layer: layer.to_string(),
+                k: 4,
+                distinct_features: true,
+                ..Default::default()
+            })
+            .await?;
+        let features: Vec<u32> = top.activations.iter().map(|a| a.feature).collect();
+        let maps = client
+            .feature_maps(pb::GetFeatureMapsRequest {
+                recording_id: id.clone(),
+                layer: layer.to_string(),
+                features: features.clone(),
+                ..Default::default()
+            })
+            .await?;
+        let name = &model.layers[layer as usize].name;
+        let tiles: Vec<RgbImage> = maps
+            .maps
+            .iter()
+            .map(|m| {
+                let (img, _) = fovea_daemon::render::render_map(
+                    &m.values,
+                    maps.height as usize,
+                    maps.width as usize,
+                    m.max,
+                );
+                picture::captioned(
+                    &picture::scale_to(&img, tile, tile),
+                    &format!("{layer} {name} f{}", m.feature),
+                    tile,
+                )
+            })
+            .collect();
+        rows.push(picture::grid(&tiles, tiles.len(), None));
+    }
+    let fig2 = picture::grid(
+        &rows,
+        1,
+        Some("Fig. 2: activations at several depths (4 strongest features each)"),
+    );
+    crate::save(&fig2, &out.join("fig2.png"))?;
+    show(&fig2);
+    notes.push((
+        "fig2.png".into(),
+        format!("Feature maps at layers {picks:?}; each map in viridis over [0, its own max]; the 4 features with the strongest activation per layer."),
+    ));
+
+    // Figure 4: the strongest location of the last conv layer, its two
+    // strongest features, four backward modes each, cropped to the FOV.
+    say("figure 4: reconstructions");
+    let top = client
+        .top(pb::TopActivationsRequest {
+            recording_id: id.clone(),
+            layer: last.number.to_string(),
+            k: 1,
+            ..Default::default()
+        })
+        .await?;
+    let best = *top
+        .activations
+        .first()
+        .ok_or_else(|| anyhow!("no activations at the last layer"))?;
+    let maps = client
+        .feature_maps(pb::GetFeatureMapsRequest {
+            recording_id: id.clone(),
+            layer: last.number.to_string(),
+            ..Default::default()
+        })
+        .await?;
+    let at = (best.y * maps.width + best.x) as usize;
+    let mut ranked: Vec<(u32, f32)> = maps
+        .maps
+        .iter()
+        .map(|m| (m.feature, m.values[at]))
+        .collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let features: Vec<u32> = ranked.iter().take(2).map(|r| r.0).collect();
+    let rr = client
+        .reconstruct(pb::ReconstructRequest {
+            recording_id: id.clone(),
+            neurons: features
+                .iter()
+                .map(|&f| {
+                    neuron(
+                        &last.number.to_string(),
+                        f as i32,
+                        best.y as i32,
+                        best.x as i32,
+                    )
+                })
+                .collect(),
+            modes: modes_of(ModeArg::All)
+                .into_iter()
+                .map(|m| m as i32)
+                .collect(),
+            seed,
+            crop_to_fov: true,
+            png_only: true,
+            ..Default::default()
+        })
+        .await?;
+    let fov = rr
+        .reconstructions
+        .first()
+        .and_then(|r| r.fov)
+        .unwrap_or_default();
+    let size = 196u32;
+    let mut rows = Vec::new();
+    for (i, &f) in features.iter().enumerate() {
+        let mut tiles = vec![picture::captioned(
+            &with_box(&input, &fov),
+            &format!("feature {f}"),
+            size,
+        )];
+        for rec in rr
+            .reconstructions
+            .iter()
+            .filter(|r| r.neuron_index as usize == i)
+        {
+            tiles.push(picture::captioned(
+                &decode_png(&rec.png)?,
+                mode_label(rec.mode),
+                size,
+            ));
+        }
+        rows.push(picture::grid(&tiles, tiles.len(), None));
+    }
+    let fig4 = picture::grid(
+        &rows,
+        1,
+        Some(&format!(
+            "Fig. 4: layer {} ({}) at ({}, {})",
+            last.number, last.name, best.y, best.x
+        )),
+    );
+    crate::save(&fig4, &out.join("fig4.png"))?;
+    show(&fig4);
+    let norms: Vec<String> = rr
+        .reconstructions
+        .iter()
+        .filter(|r| r.neuron_index == 0)
+        .map(|r| {
+            format!(
+                "{}: {}",
+                mode_label(r.mode),
+                r.normalization.clone().unwrap_or_default().description
+            )
+        })
+        .collect();
+    notes.push((
+        "fig4.png".into(),
+        format!(
+            "Layer {} ({}) location (y {}, x {}), features {:?} (strongest there); field of view x {}..{}, y {}..{} (red box). Columns: deconvnet, deconvnet + masks, masks + random weights (seed {seed}), linear filter. One-hot start. Normalization: {}.",
+            last.number, last.name, best.y, best.x, features, fov.x0, fov.x1, fov.y0, fov.y1, norms.join("; ")
+        ),
+    ));
+
+    // Figure 5: three maximizations of the same neuron.
+    say("figure 5: maximizations");
+    let req = pb::MaximizeRequest {
+        neuron: Some(neuron(
+            &last.number.to_string(),
+            features[0] as i32,
+            best.y as i32,
+            best.x as i32,
+        )),
+        starts: 3,
+        steps,
+        seed,
+        learning_rate: 1.0,
+        l2_decay: 0.0005,
+        blur_sigma: 0.5,
+        blur_every: 4,
+        jitter: 2,
+        clip: Some(true),
+        ..Default::default()
+    };
+    let result = maximize_with_progress(client, req, progress).await?;
+    let tiles: Vec<RgbImage> = result
+        .pngs
+        .iter()
+        .zip(&result.objective)
+        .enumerate()
+        .map(|(i, (png, o))| {
+            Ok(picture::captioned(
+                &decode_png(png)?,
+                &format!("start {} ({o:.0})", i + 1),
+                size,
+            ))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let fig5 = picture::grid(
+        &tiles,
+        tiles.len(),
+        Some(&format!(
+            "Fig. 5: layer {} feature {} maximized from 3 random starts",
+            last.number, features[0]
+        )),
+    );
+    crate::save(&fig5, &out.join("fig5.png"))?;
+    show(&fig5);
+    notes.push((
+        "fig5.png".into(),
+        format!(
+            "Gradient ascent on the field of view of layer {} feature {} at (y {}, x {}): {steps} steps, seed {seed}, step 1.0 pixel units on the RMS-normalised gradient, L2 decay 0.0005, blur sigma 0.5 every 4 steps, jitter 2, clipped to 0..255. Final pre-activations {:?}. Pictures: the input-space image mapped back to pixels.",
+            last.number, features[0], best.y, best.x, result.objective
+        ),
+    ));
+
+    // Figure 6: activation statistics.
+    say("figure 6: activation statistics");
+    let stats = client
+        .stats(pb::ActivationStatsRequest {
+            recording_id: id.clone(),
+            layers: vec![],
+        })
+        .await?;
+    let fig6 = stats_figure(&stats);
+    crate::save(&fig6, &out.join("fig6.png"))?;
+    show(&fig6);
+    let fractions: Vec<String> = stats
+        .layers
+        .iter()
+        .map(|l| format!("{}: {:.2}", l.layer, l.fraction_active))
+        .collect();
+    notes.push((
+        "fig6.png".into(),
+        format!("Per layer, the histogram over locations of the number of active features. Fraction active per layer: {}.", fractions.join(", ")),
+    ));
+
+    let prov = model.provenance.clone().unwrap_or_default();
+    let pre = model.preprocessing.clone().unwrap_or_default();
+    let mut html = String::from(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Fovea figures</title>\n<style>body{font-family:sans-serif;max-width:70em;margin:auto} td{padding:0 1em 0 0;vertical-align:top} img{max-width:100%}</style></head><body>\n",
+    );
+    html.push_str(&format!(
+        "<h1>Fovea figures for {}</h1>\n<table>\n",
+        escape(&image.display().to_string())
+    ));
+    for (k, v) in [
+        (
+            "model",
+            format!("{} ({} layers)", model.name, model.layers.len()),
+        ),
+        (
+            "weights",
+            format!("{} via {} — {}", prov.origin, prov.source, prov.path),
+        ),
+        ("sha256", prov.sha256.clone()),
+        (
+            "execution provider",
+            format!(
+                "{} (ONNX Runtime {})",
+                model.execution_provider, model.onnxruntime_version
+            ),
+        ),
+        (
+            "preprocessing",
+            format!(
+                "{} profile: resize to {}x{} (bilinear), {} order, value = (pixel * {} - mean {:?}) / std {:?}",
+                pre.profile,
+                pre.input_size,
+                pre.input_size,
+                pre.channel_order,
+                pre.scale,
+                pre.mean,
+                pre.std
+            ),
+        ),
+        ("recording", id.clone()),
+        ("seed", seed.to_string()),
+    ] {
+        html.push_str(&format!(
+            "<tr><td><b>{k}</b></td><td>{}</td></tr>\n",
+            escape(&v)
+        ));
+    }
+    html.push_str("</table>\n");
+    for (file, note) in &notes {
+        html.push_str(&format!(
+            "<h2>{file}</h2>\n<p>{}</p>\n<img src=\"{file}\">\n",
+            escape(note)
+        ));
+    }
+    html.push_str("</body></html>\n");
+    std::fs::write(out.join("index.html"), html)
+        .with_context(|| format!("{}", out.join("index.html").display()))?;
+    let mut files: Vec<String> = notes.into_iter().map(|(f, _)| f).collect();
+    files.push("index.html".into());
+    Ok(files)
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}

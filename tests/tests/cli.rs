@@ -1,0 +1,305 @@
+//! The `fovea` binary end to end: every subcommand against a real `fovead`
+//! on an ephemeral port (tiny model), the embedded mode, JSON output, bad
+//! arguments, and the paper's figures on the real VGG-16.
+
+use fovea_tests::{Daemon, bin, shared_image, tiny_model_file};
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn fovea(args: &[&str]) -> Output {
+    Command::new(bin("fovea"))
+        .args(args)
+        .env("RUST_LOG", "off")
+        .env_remove("FOVEA_CONNECT")
+        .output()
+        .expect("run fovea")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_str(&ok(out)).expect("stdout is JSON")
+}
+
+/// Width, height, and whether the picture is one flat colour.
+fn picture(path: &Path) -> (u32, u32, bool) {
+    let img = image::open(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .to_rgb8();
+    let first = *img.get_pixel(0, 0);
+    (img.width(), img.height(), img.pixels().all(|p| *p == first))
+}
+
+#[test]
+fn every_subcommand_against_a_running_daemon() {
+    let (dir, model) = tiny_model_file();
+    let d = Daemon::start(&[
+        "--model",
+        model.to_str().unwrap(),
+        "--input-size",
+        "32",
+        "--ep",
+        "cpu",
+    ]);
+    let image = dir.path().join("test.png");
+    std::fs::write(&image, fovea_daemon::fixtures::test_image_png(64, 48)).unwrap();
+    let img = image.to_str().unwrap();
+    let c = ["--connect", d.addr.as_str()];
+    let out = |name: &str| dir.path().join(name);
+
+    let m = json(&fovea(&[&c[..], &["--json", "model"]].concat()));
+    assert_eq!(m["layers"].as_array().unwrap().len(), 8);
+    assert_eq!(m["execution_provider"], "cpu");
+    let text = ok(&fovea(&[&c[..], &["model"]].concat()));
+    assert!(text.contains("conv3_1") && text.contains("FOV"), "{text}");
+
+    let r = json(&fovea(&[&c[..], &["--json", "record", img]].concat()));
+    assert_eq!(r["fraction_active"].as_array().unwrap().len(), 5);
+    assert_eq!(r["predictions"].as_array().unwrap().len(), 5);
+
+    let t = json(&fovea(
+        &[&c[..], &["--json", "top", img, "--layer", "5", "-k", "4"]].concat(),
+    ));
+    let acts = t["activations"].as_array().unwrap();
+    assert_eq!(acts.len(), 4);
+    assert!(acts[0]["value"].as_f64() >= acts[3]["value"].as_f64());
+
+    let maps = out("maps.png");
+    ok(&fovea(
+        &[
+            &c[..],
+            &[
+                "maps",
+                img,
+                "--layer",
+                "conv2_1",
+                "--features",
+                "0..4",
+                "-o",
+                maps.to_str().unwrap(),
+            ],
+        ]
+        .concat(),
+    ));
+    let (w, h, flat) = picture(&maps);
+    assert!(w > 64 && h > 64 && !flat);
+
+    // One mode, FOV-cropped: the picture has the FOV's size.
+    let one = out("one.png");
+    let rj = json(&fovea(
+        &[
+            &c[..],
+            &[
+                "--json",
+                "reconstruct",
+                img,
+                "--layer",
+                "3",
+                "--feature",
+                "1",
+                "--mode",
+                "masked",
+                "-o",
+                one.to_str().unwrap(),
+            ],
+        ]
+        .concat(),
+    ));
+    let fov: Vec<i64> = rj["fov"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
+    let (w, h, flat) = picture(&one);
+    assert_eq!(
+        (w as i64, h as i64),
+        (fov[2] - fov[0], fov[3] - fov[1]),
+        "the FOV crop"
+    );
+    assert!(!flat);
+    let all = out("all.png");
+    let rj = json(&fovea(
+        &[
+            &c[..],
+            &[
+                "--json",
+                "reconstruct",
+                img,
+                "--layer",
+                "5",
+                "-o",
+                all.to_str().unwrap(),
+            ],
+        ]
+        .concat(),
+    ));
+    assert_eq!(rj["reconstructions"].as_array().unwrap().len(), 4);
+    assert!(!picture(&all).2);
+
+    let mx = out("max.png");
+    let mj = json(&fovea(
+        &[
+            &c[..],
+            &[
+                "--json",
+                "maximize",
+                "--layer",
+                "5",
+                "--feature",
+                "2",
+                "--starts",
+                "2",
+                "--steps",
+                "5",
+                "-o",
+                mx.to_str().unwrap(),
+            ],
+        ]
+        .concat(),
+    ));
+    assert_eq!(mj["objective"].as_array().unwrap().len(), 2);
+    assert!(!picture(&mx).2);
+
+    let st = out("stats.png");
+    let sj = json(&fovea(
+        &[
+            &c[..],
+            &["--json", "stats", img, "-o", st.to_str().unwrap()],
+        ]
+        .concat(),
+    ));
+    assert_eq!(sj["layers"].as_array().unwrap().len(), 5);
+    assert!(!picture(&st).2);
+
+    let hj = json(&fovea(&["--json", "health", d.addr.as_str()]));
+    assert_eq!(hj["status"], "SERVING");
+}
+
+#[test]
+fn embedded_daemon_without_connect() {
+    let (dir, model) = tiny_model_file();
+    let out = fovea(&[
+        "--model",
+        model.to_str().unwrap(),
+        "--input-size",
+        "32",
+        "--ep",
+        "cpu",
+        "--json",
+        "model",
+    ]);
+    let m = json(&out);
+    assert_eq!(m["provenance"]["source"], "file");
+    drop(dir);
+}
+
+#[test]
+fn bad_arguments_are_one_line_errors() {
+    let (dir, model) = tiny_model_file();
+    let d = Daemon::start(&[
+        "--model",
+        model.to_str().unwrap(),
+        "--input-size",
+        "32",
+        "--ep",
+        "cpu",
+    ]);
+    let image = dir.path().join("test.png");
+    std::fs::write(&image, fovea_daemon::fixtures::test_image_png(40, 40)).unwrap();
+    let img = image.to_str().unwrap();
+    let garbage = dir.path().join("garbage.png");
+    std::fs::write(&garbage, b"not a picture").unwrap();
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        (vec!["top", img, "--layer", "conv9_9"], 2, "conv9_9"),
+        (vec!["top", img, "--layer", "99"], 2, "99"),
+        (
+            vec![
+                "reconstruct",
+                img,
+                "--layer",
+                "3",
+                "--feature",
+                "6",
+                "--at",
+                "1,1",
+            ],
+            2,
+            "feature",
+        ),
+        (
+            vec!["reconstruct", img, "--layer", "3", "--at", "nope"],
+            1,
+            "Y,X",
+        ),
+        (vec!["record", garbage.to_str().unwrap()], 2, "image"),
+        (vec!["record", "/nonexistent/cat.png"], 1, "nonexistent"),
+        (
+            vec![
+                "maximize",
+                "--layer",
+                "3",
+                "--feature",
+                "1",
+                "--steps",
+                "1000000000",
+            ],
+            2,
+            "steps",
+        ),
+    ];
+    for (args, code, needle) in cases {
+        let mut all = vec!["--connect", d.addr.as_str()];
+        all.extend(args.iter());
+        let out = fovea(&all);
+        let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.starts_with("fovea: ") && err.contains(needle),
+            "{args:?}: {err}"
+        );
+    }
+    let unreachable = fovea(&["--connect", "127.0.0.1:1", "model"]);
+    assert_eq!(unreachable.status.code(), Some(3));
+    assert!(
+        fovea(&["reconstruct"]).status.code() == Some(2),
+        "clap usage error"
+    );
+}
+
+#[test]
+fn figures_on_the_real_vgg16() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("figs");
+    let out = fovea(&[
+        "--model-source",
+        "package",
+        "--ep",
+        "cpu",
+        "figures",
+        shared_image("chelsea.png").to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--steps",
+        "8",
+    ]);
+    ok(&out);
+    for f in ["fig2.png", "fig4.png", "fig5.png", "fig6.png"] {
+        let (w, h, flat) = picture(&out_dir.join(f));
+        assert!(w > 300 && h > 150 && !flat, "{f}: {w}x{h}");
+    }
+    let html = std::fs::read_to_string(out_dir.join("index.html")).unwrap();
+    for needle in ["fig4.png", "sha256", "caffe", "seed", "linear filter"] {
+        assert!(html.contains(needle), "index.html lacks {needle}");
+    }
+}
