@@ -34,14 +34,16 @@ impl Embedded {
             .local_addr()
             .map_err(|e| ClientError::Embedded(e.to_string()))?
             .to_string();
-        let state = State::new(options.service);
+        let state =
+            State::new(options.service).map_err(|e| ClientError::Embedded(e.to_string()))?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
             let ready = async move { Some(engine) };
             let shutdown = async move {
                 let _ = stopped.await;
             };
-            if let Err(e) = serve(Listener::Tcp(listener), state, ready, shutdown).await {
+            let security = fovea_daemon::server::Security::default();
+            if let Err(e) = serve(Listener::Tcp(listener), state, security, ready, shutdown).await {
                 tracing::error!("embedded daemon stopped: {e}");
             }
         });

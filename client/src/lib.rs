@@ -110,9 +110,25 @@ fn endpoint(addr: &str) -> Result<Endpoint> {
 impl Client {
     /// Connects to a running daemon.
     pub async fn connect(addr: &str) -> Result<Client> {
-        let ep = endpoint(addr)?
+        Client::connect_with(addr, None).await
+    }
+
+    /// Connects over TLS when `ca_pem` (the certificate authority to trust,
+    /// PEM) is given; the address may then be `https://host:port`.
+    pub async fn connect_with(addr: &str, ca_pem: Option<&[u8]>) -> Result<Client> {
+        let mut ep = endpoint(addr)?
             .connect_timeout(std::time::Duration::from_secs(5))
             .tcp_nodelay(true);
+        if let Some(ca) = ca_pem {
+            let tls = tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(ca));
+            ep = ep
+                .tls_config(tls)
+                .map_err(|source| ClientError::Transport {
+                    addr: addr.into(),
+                    source,
+                })?;
+        }
         let channel = if let Some(path) = addr.strip_prefix("unix:") {
             let path = path.to_string();
             ep.connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {

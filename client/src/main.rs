@@ -27,6 +27,9 @@ struct Cli {
     /// File holding the bearer token of a daemon started with --token-file.
     #[arg(long, env = "FOVEA_TOKEN_FILE", global = true)]
     token_file: Option<PathBuf>,
+    /// Certificate authority (PEM) to trust for a daemon serving TLS.
+    #[arg(long, env = "FOVEA_TLS_CA", global = true)]
+    tls_ca: Option<PathBuf>,
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -261,7 +264,13 @@ async fn connect(cli: &Cli) -> anyhow::Result<Client> {
     };
     let client = match &cli.connect {
         Some(addr) => {
-            let mut c = Client::connect(addr).await?;
+            let ca = match &cli.tls_ca {
+                Some(p) => {
+                    Some(std::fs::read(p).with_context(|| format!("--tls-ca {}", p.display()))?)
+                }
+                None => None,
+            };
+            let mut c = Client::connect_with(addr, ca.as_deref()).await?;
             if let Some(t) = &token {
                 c = c.with_token(t);
             }

@@ -15,6 +15,7 @@ pub mod profile;
 pub mod recording;
 pub mod render;
 pub mod server;
+pub mod store;
 pub mod supply;
 
 pub use error::{Error, Result};

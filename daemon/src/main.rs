@@ -5,14 +5,17 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use fovea_daemon::launch::LoadOptions;
 use fovea_daemon::profile::ImageLimits;
-use fovea_daemon::server::{Listener, ServiceOptions, State, serve};
+use fovea_daemon::server::{Listener, Security, ServiceOptions, State, serve};
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Parser, Debug)]
 #[command(
     name = "fovead",
     version,
-    about = "Fovea daemon: probes a VGG-style network over gRPC"
+    about = "Fovea daemon: probes a VGG-style network over gRPC",
+    after_help = "Every flag can also be set through the environment variable named in its help (FOVEA_*), for example from a systemd EnvironmentFile."
 )]
 struct Args {
     /// Address to listen on (host:port), or unix:/path/to/socket.
@@ -23,24 +26,39 @@ struct Args {
     /// Bytes of recordings kept in memory.
     #[arg(long, default_value_t = 2 << 30, env = "FOVEA_CACHE_BYTES")]
     cache_bytes: usize,
+    /// Also keep recordings in this folder, across restarts.
+    #[arg(long, env = "FOVEA_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Bytes the cache folder may take.
+    #[arg(long, default_value_t = 20 << 30, env = "FOVEA_CACHE_DIR_BYTES")]
+    cache_dir_bytes: u64,
     /// Requests computing at once.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, env = "FOVEA_CONCURRENCY")]
     concurrency: usize,
     /// Requests waiting beyond those before the daemon answers RESOURCE_EXHAUSTED.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, env = "FOVEA_QUEUE")]
     queue: usize,
     /// Largest encoded image accepted, bytes.
-    #[arg(long, default_value_t = 32 << 20)]
+    #[arg(long, default_value_t = 32 << 20, env = "FOVEA_MAX_IMAGE_BYTES")]
     max_image_bytes: usize,
     /// Largest decoded image accepted, pixels.
-    #[arg(long, default_value_t = 50_000_000)]
+    #[arg(long, default_value_t = 50_000_000, env = "FOVEA_MAX_IMAGE_PIXELS")]
     max_image_pixels: u64,
+    /// Require this bearer token (first line of the file) on every probe call.
+    #[arg(long, env = "FOVEA_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// TLS certificate chain (PEM); with --tls-key.
+    #[arg(long, env = "FOVEA_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM); with --tls-cert.
+    #[arg(long, env = "FOVEA_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Allow a non-loopback address without TLS or a token.
+    #[arg(long, env = "FOVEA_INSECURE")]
+    insecure: bool,
     /// Log format.
     #[arg(long, value_enum, default_value = "text", env = "FOVEA_LOG_FORMAT")]
     log_format: LogFormat,
-    /// Allow listening on a non-loopback address without TLS or a token.
-    #[arg(long)]
-    insecure: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -53,7 +71,7 @@ fn main() {
     let args = Args::parse();
     init_logging(args.log_format);
     if let Err(e) = run(args) {
-        eprintln!("fovead: {e:#}");
+        eprintln!("fovead: {}", format!("{e:#}").replace('\n', " "));
         std::process::exit(1);
     }
 }
@@ -71,26 +89,57 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+fn security(args: &Args) -> anyhow::Result<Security> {
+    let token = match &args.token_file {
+        Some(p) => {
+            let t = std::fs::read_to_string(p)
+                .with_context(|| format!("--token-file {}", p.display()))?;
+            let t = t.lines().next().unwrap_or("").trim().to_string();
+            if t.len() < 16 {
+                bail!(
+                    "--token-file {}: the token must be at least 16 characters",
+                    p.display()
+                );
+            }
+            Some(Arc::from(t.as_str()))
+        }
+        None => None,
+    };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => Some((
+            std::fs::read(c).with_context(|| format!("--tls-cert {}", c.display()))?,
+            std::fs::read(k).with_context(|| format!("--tls-key {}", k.display()))?,
+        )),
+        _ => None,
+    };
+    Ok(Security { token, tls })
+}
+
 fn run(args: Args) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let listener = bind(&args).await?;
+        let security = security(&args)?;
+        let protected = security.token.is_some() || security.tls.is_some();
+        let listener = bind(&args.listen, protected || args.insecure).await?;
         let state = State::new(ServiceOptions {
             cache_bytes: args.cache_bytes,
+            cache_dir: args.cache_dir.clone(),
+            cache_dir_bytes: args.cache_dir_bytes,
             image_limits: ImageLimits {
                 max_bytes: args.max_image_bytes,
                 max_pixels: args.max_image_pixels,
             },
             concurrency: args.concurrency,
             queue: args.queue,
-        });
+        })?;
         // Load while already answering health (NOT_SERVING); a model that
         // cannot load ends the process with its one-line reason.
         let (fail_tx, mut fail_rx) = tokio::sync::oneshot::channel::<anyhow::Error>();
+        let load = args.load.clone();
         let loading = tokio::task::spawn_blocking(move || {
-            fovea_daemon::launch::load(&args.load).map_err(anyhow::Error::from)
+            fovea_daemon::launch::load(&load).map_err(anyhow::Error::from)
         });
         let ready = async move {
             match loading.await {
@@ -108,14 +157,15 @@ fn run(args: Args) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let shutdown = async move {
             tokio::select! {
-                _ = shutdown_signal() => tracing::info!("shutting down"),
+                _ = shutdown_signal() => tracing::info!("shutting down: finishing in-flight work"),
                 _ = stop_rx => {}
             }
         };
-        let server = tokio::spawn(serve(listener, state, ready, shutdown));
+        let server = tokio::spawn(serve(listener, state, security, ready, shutdown));
         tokio::select! {
             result = server => {
                 result.context("server task")?.map_err(|e| anyhow::anyhow!("{e}"))?;
+                tracing::info!("stopped");
                 Ok(())
             }
             Ok(e) = &mut fail_rx => {
@@ -126,48 +176,43 @@ fn run(args: Args) -> anyhow::Result<()> {
     })
 }
 
-async fn bind(args: &Args) -> anyhow::Result<Listener> {
-    if let Some(path) = args.listen.strip_prefix("unix:") {
+async fn bind(listen: &str, exposed_ok: bool) -> anyhow::Result<Listener> {
+    if let Some(path) = listen.strip_prefix("unix:") {
+        // A stale socket from an earlier run would make bind fail.
         let _ = std::fs::remove_file(path);
-        let l = tokio::net::UnixListener::bind(path)
-            .with_context(|| format!("--listen {}", args.listen))?;
+        let l =
+            tokio::net::UnixListener::bind(path).with_context(|| format!("--listen {listen}"))?;
         tracing::info!("listening on unix:{path}");
         return Ok(Listener::Unix(l));
     }
-    let addr: SocketAddr = tokio::net::lookup_host(&args.listen)
+    let addr: SocketAddr = tokio::net::lookup_host(listen)
         .await
-        .with_context(|| format!("--listen {}: not a host:port address", args.listen))?
+        .with_context(|| format!("--listen {listen}: not a host:port address"))?
         .next()
-        .with_context(|| format!("--listen {}: resolves to no address", args.listen))?;
-    if !addr.ip().is_loopback() && !args.insecure {
+        .with_context(|| format!("--listen {listen}: resolves to no address"))?;
+    if !addr.ip().is_loopback() && !exposed_ok {
         bail!(
-            "--listen {}: a non-loopback address exposes the daemon; tunnel over SSH to 127.0.0.1, or pass --insecure",
-            args.listen
+            "--listen {listen}: a non-loopback address needs --tls-cert/--tls-key or --token-file (or an explicit --insecure); or tunnel over SSH to 127.0.0.1"
         );
     }
     let l = tokio::net::TcpListener::bind(addr)
         .await
-        .with_context(|| format!("--listen {}", args.listen))?;
+        .with_context(|| format!("--listen {listen}"))?;
     tracing::info!("listening on {}", l.local_addr()?);
     Ok(Listener::Tcp(l))
 }
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
             }
         }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

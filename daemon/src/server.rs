@@ -36,6 +36,10 @@ impl From<Error> for Status {
 #[derive(Debug, Clone)]
 pub struct ServiceOptions {
     pub cache_bytes: usize,
+    /// Spill recordings to this folder (survives restarts).
+    pub cache_dir: Option<std::path::PathBuf>,
+    /// Bound of the folder, bytes.
+    pub cache_dir_bytes: u64,
     pub image_limits: ImageLimits,
     /// Requests running on the engine at once.
     pub concurrency: usize,
@@ -47,6 +51,8 @@ impl Default for ServiceOptions {
     fn default() -> Self {
         ServiceOptions {
             cache_bytes: 2 << 30,
+            cache_dir: None,
+            cache_dir_bytes: 20 << 30,
             image_limits: ImageLimits::default(),
             concurrency: 2,
             queue: 32,
@@ -169,20 +175,94 @@ impl RecordingCache {
 pub struct State {
     engine: RwLock<Option<Arc<Engine>>>,
     pub cache: RecordingCache,
+    disk: Option<Arc<crate::store::DiskStore>>,
+    /// Disk writes under way (waited for at shutdown).
+    pending_writes: Arc<std::sync::atomic::AtomicUsize>,
     options: ServiceOptions,
     permits: Arc<Semaphore>,
     waiting: std::sync::atomic::AtomicUsize,
 }
 
 impl State {
-    pub fn new(options: ServiceOptions) -> Arc<State> {
-        Arc::new(State {
+    pub fn new(options: ServiceOptions) -> Result<Arc<State>, Error> {
+        let disk = match &options.cache_dir {
+            Some(dir) => Some(Arc::new(crate::store::DiskStore::open(
+                dir,
+                options.cache_dir_bytes,
+            )?)),
+            None => None,
+        };
+        Ok(Arc::new(State {
             engine: RwLock::new(None),
             cache: RecordingCache::new(options.cache_bytes),
+            disk,
+            pending_writes: Default::default(),
             permits: Arc::new(Semaphore::new(options.concurrency.max(1))),
             waiting: Default::default(),
             options,
+        }))
+    }
+
+    /// A recording from memory, else from the disk store (then kept in
+    /// memory); `None` when neither has it.
+    async fn lookup(&self, id: &str) -> Option<Arc<Recording>> {
+        if let Some(r) = self.cache.get(id) {
+            return Some(r);
+        }
+        let disk = self.disk.clone()?;
+        let engine = self.engine().ok()?;
+        let key = id.to_string();
+        let rec = tokio::task::spawn_blocking(move || {
+            let fits = |r: &Recording| {
+                r.layers.len() == engine.network.convs.len()
+                    && r.layers.iter().zip(&engine.geometry[1..]).all(|(l, g)| {
+                        (l.channels, l.height, l.width) == (g.channels, g.height, g.width)
+                    })
+                    && r.input.len() == 3 * engine.profile.input_size.pow(2)
+            };
+            disk.load(&key, fits)
         })
+        .await
+        .ok()??;
+        let rec = Arc::new(rec);
+        self.cache.insert(rec.clone());
+        Some(rec)
+    }
+
+    /// Keeps a new recording in memory and writes it to the disk store in
+    /// the background.
+    fn keep(&self, rec: Arc<Recording>) {
+        self.cache.insert(rec.clone());
+        if let Some(disk) = self.disk.clone() {
+            use std::sync::atomic::Ordering;
+            let pending = self.pending_writes.clone();
+            pending.fetch_add(1, Ordering::SeqCst);
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = disk.save(&rec) {
+                    tracing::warn!("cannot write recording {} to the cache folder: {e}", rec.id);
+                }
+                pending.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    }
+
+    fn forget(&self, id: &str) -> bool {
+        let in_memory = self.cache.remove(id);
+        let on_disk = self.disk.as_ref().is_some_and(|d| d.remove(id));
+        in_memory || on_disk
+    }
+
+    /// Waits (up to `timeout`) for background disk writes to finish.
+    pub async fn flush(&self, timeout: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self
+            .pending_writes
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     pub fn set_engine(&self, engine: Arc<Engine>) {
@@ -245,14 +325,14 @@ impl State {
         Ok(admission)
     }
 
-    fn recording(&self, id: &str) -> Result<Arc<Recording>, Status> {
+    async fn recording(&self, id: &str) -> Result<Arc<Recording>, Status> {
         if id.is_empty() {
             return Err(Status::invalid_argument(
                 "recording_id: required (the id Record returned)",
             ));
         }
-        self.cache
-            .get(id)
+        self.lookup(id)
+            .await
             .ok_or_else(|| Error::RecordingNotFound(id.to_string()).into())
     }
 }
@@ -516,7 +596,7 @@ impl Probe for ProbeService {
         let req = request.into_inner();
         let engine = self.state.engine()?;
         let id = engine.recording_id(&req.image);
-        if let Some(rec) = self.state.cache.get(&id) {
+        if let Some(rec) = self.state.lookup(&id).await {
             return Ok(Response::new(record_response(&engine, &rec, true)));
         }
         let limits = self.state.options.image_limits;
@@ -532,7 +612,7 @@ impl Probe for ProbeService {
                 }
             })?;
         let rec = Arc::new(rec);
-        self.state.cache.insert(rec.clone());
+        self.state.keep(rec.clone());
         Ok(Response::new(record_response(&engine, &rec, false)))
     }
 
@@ -543,7 +623,7 @@ impl Probe for ProbeService {
         let req = request.into_inner();
         let engine = self.state.engine()?;
         let layer = engine.network.resolve_conv("layer", &req.layer)?;
-        let rec = self.state.recording(&req.recording_id)?;
+        let rec = self.state.recording(&req.recording_id).await?;
         let l = rec.layer(layer);
         let depth = l.channels as u32;
         let features: Vec<u32> = if !req.features.is_empty() {
@@ -632,7 +712,7 @@ impl Probe for ProbeService {
                 req.k
             )));
         }
-        let rec = self.state.recording(&req.recording_id)?;
+        let rec = self.state.recording(&req.recording_id).await?;
         let l = rec.layer(layer);
         if let Some(f) = req.feature.filter(|&f| f as usize >= l.channels) {
             return Err(Status::invalid_argument(format!(
@@ -712,7 +792,7 @@ impl Probe for ProbeService {
                 )));
             }
         };
-        let rec = self.state.recording(&req.recording_id)?;
+        let rec = self.state.recording(&req.recording_id).await?;
         let (crop, png_only, seed, want_bias) =
             (req.crop_to_fov, req.png_only, req.seed, req.effective_bias);
         let out = self
@@ -884,7 +964,7 @@ impl Probe for ProbeService {
                 .map(|(i, l)| engine.network.resolve_conv(&format!("layers[{i}]"), l))
                 .collect::<Result<_, _>>()?
         };
-        let rec = self.state.recording(&req.recording_id)?;
+        let rec = self.state.recording(&req.recording_id).await?;
         let stats = layers
             .into_iter()
             .map(|n| {
@@ -924,7 +1004,7 @@ impl Probe for ProbeService {
             return Err(Status::invalid_argument("recording_id: required"));
         }
         Ok(Response::new(pb::DropRecordingResponse {
-            dropped: self.state.cache.remove(&id),
+            dropped: self.state.forget(&id),
         }))
     }
 }
@@ -935,12 +1015,120 @@ pub enum Listener {
     Unix(tokio::net::UnixListener),
 }
 
+/// Who may call the probe service.
+#[derive(Clone, Default)]
+pub struct Security {
+    /// Required `authorization: Bearer <token>` on every probe call (health
+    /// and reflection stay open, for orchestrators' probes).
+    pub token: Option<Arc<str>>,
+    /// PEM certificate chain and private key for TLS.
+    pub tls: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Checks the bearer token in constant time; never logs it.
+#[derive(Clone)]
+struct TokenCheck(Option<Arc<str>>);
+
+impl tonic::service::Interceptor for TokenCheck {
+    fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
+        use subtle::ConstantTimeEq;
+        let Some(expected) = &self.0 else {
+            return Ok(req);
+        };
+        let given = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| Status::unauthenticated("authorization: a bearer token is required"))?;
+        if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+            Ok(req)
+        } else {
+            Err(Status::unauthenticated(
+                "authorization: the token is not valid",
+            ))
+        }
+    }
+}
+
+/// One log line per RPC: method, gRPC status and latency.
+#[derive(Clone, Copy)]
+struct RpcLogLayer;
+
+impl<S> tower::Layer<S> for RpcLogLayer {
+    type Service = RpcLog<S>;
+    fn layer(&self, inner: S) -> RpcLog<S> {
+        RpcLog { inner }
+    }
+}
+
+#[derive(Clone)]
+struct RpcLog<S> {
+    inner: S,
+}
+
+type BoxFuture<T, E> = Pin<Box<dyn std::future::Future<Output = Result<T, E>> + Send>>;
+
+impl<S, B, R> tower::Service<tonic::codegen::http::Request<B>> for RpcLog<S>
+where
+    S: tower::Service<
+            tonic::codegen::http::Request<B>,
+            Response = tonic::codegen::http::Response<R>,
+        >,
+    S::Future: Send + 'static,
+    S::Error: std::fmt::Display,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<S::Response, S::Error>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: tonic::codegen::http::Request<B>) -> Self::Future {
+        let method = req.uri().path().to_string();
+        let started = std::time::Instant::now();
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let res = fut.await;
+            let ms = started.elapsed().as_secs_f64() * 1e3;
+            match &res {
+                // Errors travel in the headers of a trailers-only answer;
+                // otherwise the call succeeded (its status follows in trailers).
+                Ok(r) => {
+                    let code = r
+                        .headers()
+                        .get("grpc-status")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<i32>().ok())
+                        .unwrap_or(0);
+                    let status = tonic::Code::from_i32(code);
+                    if code == 0 {
+                        tracing::info!(%method, status = ?status, latency_ms = format!("{ms:.1}"), "rpc");
+                    } else {
+                        tracing::warn!(%method, status = ?status, latency_ms = format!("{ms:.1}"), "rpc");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(%method, latency_ms = format!("{ms:.1}"), "rpc failed: {e}")
+                }
+            }
+            res
+        })
+    }
+}
+
 /// Serves the probe API, health and reflection on an already-bound listener
-/// until `shutdown` completes. Health says NOT_SERVING until `ready` resolves
-/// with an engine.
+/// until `shutdown` completes, then waits for disk writes. Health says
+/// NOT_SERVING until `ready` resolves with an engine.
 pub async fn serve(
     listener: Listener,
     state: Arc<State>,
+    security: Security,
     ready: impl std::future::Future<Output = Option<Arc<Engine>>> + Send + 'static,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -955,7 +1143,10 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(fovea_proto::v1::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
-    let service = ProbeService::new(state.clone()).into_server();
+    let service = tonic::service::interceptor::InterceptedService::new(
+        ProbeService::new(state.clone()).into_server(),
+        TokenCheck(security.token.clone()),
+    );
     let loader_state = state.clone();
     tokio::spawn(async move {
         if let Some(engine) = ready.await {
@@ -967,8 +1158,14 @@ pub async fn serve(
             tracing::info!("serving");
         }
     });
-    let router = tonic::transport::Server::builder()
-        .trace_fn(|r| tracing::info_span!("rpc", method = %r.uri().path()))
+    let mut builder = tonic::transport::Server::builder();
+    if let Some((cert, key)) = &security.tls {
+        let identity = tonic::transport::Identity::from_pem(cert, key);
+        builder =
+            builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
+    }
+    let router = builder
+        .layer(RpcLogLayer)
         .add_service(health)
         .add_service(reflection)
         .add_service(service);
@@ -990,5 +1187,6 @@ pub async fn serve(
                 .await?
         }
     }
+    state.flush(std::time::Duration::from_secs(30)).await;
     Ok(())
 }

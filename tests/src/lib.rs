@@ -45,15 +45,18 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Starts `fovead --listen 127.0.0.1:0 ARGS...` and waits for its
-    /// "listening on" line.
+    /// Starts `fovead --listen 127.0.0.1:0 ARGS...` (unless ARGS name another
+    /// address) and waits for its "listening on" line.
     pub fn start(args: &[&str]) -> Daemon {
         Self::start_with_env(args, &[])
     }
 
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let mut cmd = Command::new(bin("fovead"));
-        cmd.args(["--listen", "127.0.0.1:0"]).args(args);
+        if !args.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        cmd.args(args);
         for (k, v) in env {
             cmd.env(k, v);
         }
