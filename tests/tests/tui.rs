@@ -1,0 +1,166 @@
+//! Runs `fovea-tui` in a real terminal (tmux) against the real `fovead` on
+//! an ephemeral port (tiny model), types keys and reads the screen back.
+
+use fovea_tests::{Daemon, bin, tiny_model_file};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+struct Tmux {
+    session: String,
+}
+
+impl Tmux {
+    fn start(cmd: &str) -> Option<Tmux> {
+        let session = format!("fovea-test-{}", std::process::id());
+        let ok = Command::new("tmux")
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                &session,
+                "-x",
+                "160",
+                "-y",
+                "48",
+                cmd,
+            ])
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(Tmux { session })
+    }
+
+    fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &self.session])
+            .output()
+            .expect("capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", self.session.as_str()];
+        args.extend(keys);
+        assert!(
+            Command::new("tmux")
+                .args(&args)
+                .status()
+                .expect("send-keys")
+                .success()
+        );
+    }
+
+    /// Waits until the screen satisfies `f`.
+    fn wait(&self, what: &str, f: impl Fn(&str) -> bool) -> String {
+        let t = Instant::now();
+        loop {
+            let s = self.screen();
+            if f(&s) {
+                return s;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "timed out waiting for {what}:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.session])
+            .status();
+    }
+}
+
+/// The selected row of the layer list.
+fn selected_layer(screen: &str) -> Option<String> {
+    screen.lines().find_map(|l| {
+        l.split("│> ").nth(1).map(|rest| {
+            rest.split_whitespace()
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+    })
+}
+
+#[test]
+fn keys_move_through_layers_features_and_help() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("SKIPPED: tmux is not installed");
+        return;
+    }
+    let (dir, model) = tiny_model_file();
+    let d = Daemon::start(&[
+        "--model",
+        model.to_str().unwrap(),
+        "--input-size",
+        "32",
+        "--ep",
+        "cpu",
+    ]);
+    let image = dir.path().join("cat.png");
+    std::fs::write(&image, fovea_daemon::fixtures::test_image_png(64, 48)).unwrap();
+    let cmd = format!(
+        "{} --connect {} --graphics blocks {}; echo FOVEA-TUI-EXITED $?; sleep 30",
+        bin("fovea-tui").display(),
+        d.addr,
+        image.display()
+    );
+    let Some(t) = Tmux::start(&cmd) else {
+        eprintln!("SKIPPED: tmux could not start a session");
+        return;
+    };
+    // Opens on the last conv layer's strongest neuron, reconstructions drawn.
+    let s = t.wait("the image to be recorded", |s| {
+        s.contains("cat.png recorded") && s.contains("= ")
+    });
+    assert_eq!(selected_layer(&s).as_deref(), Some("5 conv3_1"), "{s}");
+    assert!(s.contains("CPU"), "provider in the status bar:\n{s}");
+    assert!(s.contains(&d.addr), "address in the status bar");
+
+    t.keys(&["k"]);
+    let s = t.wait("layer 4", |s| {
+        selected_layer(s).as_deref() == Some("4 conv2_2")
+    });
+    assert!(s.contains("4 conv2_2 f"), "{s}");
+
+    // l: next feature, shown in the activation map's title.
+    let feature = |s: &str| {
+        s.split("conv2_2 f")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .map(str::to_string)
+    };
+    let before = feature(&s);
+    t.keys(&["l"]);
+    t.wait("the next feature", |s| feature(s) != before);
+
+    // Arrows move the location.
+    t.keys(&["Right"]);
+    t.wait("the location to move", |s| {
+        s.contains(",") && feature(s).is_some()
+    });
+
+    t.keys(&["?"]);
+    t.wait("the help overlay", |s| {
+        s.contains("move focus between panels")
+    });
+    t.keys(&["Escape"]);
+    t.wait("the help to close", |s| {
+        !s.contains("move focus between panels")
+    });
+
+    t.keys(&["m"]);
+    t.wait("a maximization step", |s| s.contains("step "));
+    t.keys(&["x"]);
+    t.wait("the cancellation", |s| {
+        s.contains("maximization stopped") || s.contains("maximization finished")
+    });
+
+    t.keys(&["q"]);
+    let s = t.wait("the exit", |s| s.contains("FOVEA-TUI-EXITED"));
+    assert!(s.contains("FOVEA-TUI-EXITED 0"), "{s}");
+}

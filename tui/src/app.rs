@@ -1,0 +1,793 @@
+//! The TUI's state and its update: keys become [`Action`]s, actions change
+//! the state and return [`Command`]s for the worker; worker answers come
+//! back as [`Msg`]s. Nothing here touches the terminal or the network.
+
+use fovea_client::v1 as pb;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Panels that take keyboard focus (Tab cycles them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Focus {
+    Layers,
+    Maps,
+    Activation,
+    Reconstructions,
+    Maximize,
+}
+
+impl Focus {
+    fn next(self) -> Focus {
+        match self {
+            Focus::Layers => Focus::Maps,
+            Focus::Maps => Focus::Activation,
+            Focus::Activation => Focus::Reconstructions,
+            Focus::Reconstructions => Focus::Maximize,
+            Focus::Maximize => Focus::Layers,
+        }
+    }
+}
+
+/// What a key means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    LayerDown,
+    LayerUp,
+    FeatureNext,
+    FeaturePrev,
+    /// Arrow keys: move the location (or, with the maps focused, the feature).
+    Move(i32, i32),
+    JumpStrongest,
+    FocusNext,
+    Maximize,
+    Cancel,
+    OpenPrompt,
+    Reseed,
+    Save,
+    CycleGraphics,
+    ToggleHelp,
+    Quit,
+    /// A click on the activation map at grid position (y, x).
+    SelectLocation(u32, u32),
+    /// Typing in the open-image prompt.
+    PromptChar(char),
+    PromptBackspace,
+    PromptComplete,
+    PromptSubmit,
+    PromptCancel,
+}
+
+/// Work for the worker.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Open(PathBuf),
+    FetchLayer {
+        layer: u32,
+        generation: u64,
+    },
+    FetchNeuron {
+        layer: u32,
+        feature: u32,
+        y: u32,
+        x: u32,
+        seed: u64,
+        generation: u64,
+    },
+    Strongest {
+        layer: u32,
+        generation: u64,
+    },
+    Maximize {
+        layer: u32,
+        feature: u32,
+        y: u32,
+        x: u32,
+        seed: u64,
+    },
+    CancelMaximize,
+    Save,
+    CycleGraphics,
+    Quit,
+}
+
+/// Answers from the worker.
+#[derive(Debug)]
+pub enum Msg {
+    Model(pb::ModelInfo),
+    Recorded {
+        path: PathBuf,
+        response: pb::RecordResponse,
+        stats: pb::ActivationStatsResponse,
+    },
+    Layer {
+        generation: u64,
+        maps: pb::FeatureMaps,
+    },
+    Neuron {
+        generation: u64,
+        reconstructions: Vec<pb::Reconstruction>,
+    },
+    Strongest {
+        generation: u64,
+        activation: pb::Activation,
+    },
+    MaxProgress(pb::MaximizeProgress),
+    MaxResult(pb::MaximizeResult),
+    MaxEnded(Option<String>),
+    Status(String),
+    Error(String),
+    Connection(bool),
+}
+
+/// The running or finished maximization.
+#[derive(Debug, Default, Clone)]
+pub struct MaxState {
+    pub running: bool,
+    pub neuron: Option<(u32, u32, u32, u32)>,
+    pub step: u32,
+    pub total: u32,
+    /// Objective history per start.
+    pub history: Vec<Vec<f32>>,
+    pub previews: Vec<Vec<u8>>,
+    pub result: Option<pb::MaximizeResult>,
+}
+
+/// Path entry with completion.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Prompt {
+    pub text: String,
+    pub hint: String,
+}
+
+/// Delay before a changed selection is fetched: a held key fetches only the
+/// neuron it stops on.
+pub const SETTLE: Duration = Duration::from_millis(120);
+
+#[derive(Debug)]
+pub struct App {
+    pub address: String,
+    pub model: Option<pb::ModelInfo>,
+    pub image: Option<PathBuf>,
+    pub recording: Option<pb::RecordResponse>,
+    pub stats: Option<pb::ActivationStatsResponse>,
+    /// Index into the conv layers.
+    pub layer: usize,
+    pub feature: u32,
+    pub cursor: (u32, u32),
+    pub maps: Option<pb::FeatureMaps>,
+    pub reconstructions: Vec<pb::Reconstruction>,
+    pub fov: Option<pb::Box>,
+    pub max: MaxState,
+    pub focus: Focus,
+    pub status: String,
+    pub error: Option<String>,
+    pub help: bool,
+    pub prompt: Option<Prompt>,
+    pub seed: u64,
+    pub graphics: String,
+    pub connected: bool,
+    /// Requests in flight (spinner).
+    pub busy: usize,
+    pub quit: bool,
+    layer_gen: u64,
+    neuron_gen: u64,
+    layer_due: Option<Instant>,
+    neuron_due: Option<Instant>,
+}
+
+impl App {
+    pub fn new(address: &str, graphics: &str) -> App {
+        App {
+            address: address.into(),
+            model: None,
+            image: None,
+            recording: None,
+            stats: None,
+            layer: 0,
+            feature: 0,
+            cursor: (0, 0),
+            maps: None,
+            reconstructions: Vec::new(),
+            fov: None,
+            max: MaxState::default(),
+            focus: Focus::Layers,
+            status: "connecting".into(),
+            error: None,
+            help: false,
+            prompt: None,
+            seed: 0,
+            graphics: graphics.into(),
+            connected: true,
+            busy: 0,
+            quit: false,
+            layer_gen: 0,
+            neuron_gen: 0,
+            layer_due: None,
+            neuron_due: None,
+        }
+    }
+
+    /// Conv layers of the model.
+    pub fn convs(&self) -> Vec<&pb::Layer> {
+        self.model
+            .as_ref()
+            .map(|m| {
+                m.layers
+                    .iter()
+                    .filter(|l| l.kind == pb::LayerKind::Conv as i32)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn current_layer(&self) -> Option<&pb::Layer> {
+        self.convs().get(self.layer).copied()
+    }
+
+    pub fn layer_number(&self) -> u32 {
+        self.current_layer().map_or(1, |l| l.number)
+    }
+
+    fn depth(&self) -> u32 {
+        self.current_layer().map_or(1, |l| l.channels.max(1))
+    }
+
+    fn grid(&self) -> (u32, u32) {
+        self.current_layer()
+            .map_or((1, 1), |l| (l.height.max(1), l.width.max(1)))
+    }
+
+    /// Columns of the thumbnail grid (arrows move by them when it has focus).
+    pub fn grid_columns(&self) -> u32 {
+        let n = self.depth().min(64);
+        (n as f64).sqrt().ceil().max(1.0) as u32
+    }
+
+    fn layer_changed(&mut self, now: Instant) {
+        let (h, w) = self.grid();
+        self.feature = self.feature.min(self.depth() - 1);
+        self.cursor = (self.cursor.0.min(h - 1), self.cursor.1.min(w - 1));
+        self.layer_gen += 1;
+        self.layer_due = Some(now + SETTLE);
+        self.neuron_changed(now);
+    }
+
+    fn neuron_changed(&mut self, now: Instant) {
+        self.neuron_gen += 1;
+        self.neuron_due = Some(now + SETTLE);
+    }
+
+    pub fn layer_gen(&self) -> u64 {
+        self.layer_gen
+    }
+
+    pub fn neuron_gen(&self) -> u64 {
+        self.neuron_gen
+    }
+
+    /// Applies a key's action; returns the work it asks for.
+    pub fn update(&mut self, action: Action, now: Instant) -> Vec<Command> {
+        if self.prompt.is_some() {
+            return self.update_prompt(action);
+        }
+        if self.help && !matches!(action, Action::ToggleHelp | Action::Quit) {
+            self.help = false;
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        let n_layers = self.convs().len();
+        match action {
+            Action::Quit => {
+                self.quit = true;
+                out.push(Command::Quit);
+            }
+            Action::ToggleHelp => self.help = !self.help,
+            Action::LayerDown if n_layers > 0 && self.layer + 1 < n_layers => {
+                self.layer += 1;
+                self.layer_changed(now);
+            }
+            Action::LayerUp if self.layer > 0 => {
+                self.layer -= 1;
+                self.layer_changed(now);
+            }
+            Action::FeatureNext => {
+                self.feature = (self.feature + 1) % self.depth();
+                self.neuron_changed(now);
+            }
+            Action::FeaturePrev => {
+                self.feature = (self.feature + self.depth() - 1) % self.depth();
+                self.neuron_changed(now);
+            }
+            Action::Move(dy, dx) if self.focus == Focus::Maps => {
+                let step = dy * self.grid_columns() as i32 + dx;
+                let d = self.depth() as i32;
+                self.feature = (self.feature as i32 + step).rem_euclid(d) as u32;
+                self.neuron_changed(now);
+            }
+            Action::Move(dy, dx) => {
+                let (h, w) = self.grid();
+                let y = (self.cursor.0 as i32 + dy).clamp(0, h as i32 - 1) as u32;
+                let x = (self.cursor.1 as i32 + dx).clamp(0, w as i32 - 1) as u32;
+                if (y, x) != self.cursor {
+                    self.cursor = (y, x);
+                    self.neuron_changed(now);
+                }
+            }
+            Action::SelectLocation(y, x) => {
+                let (h, w) = self.grid();
+                self.cursor = (y.min(h - 1), x.min(w - 1));
+                self.focus = Focus::Activation;
+                self.neuron_changed(now);
+            }
+            Action::JumpStrongest => {
+                self.neuron_gen += 1;
+                self.neuron_due = None;
+                self.busy += 1;
+                out.push(Command::Strongest {
+                    layer: self.layer_number(),
+                    generation: self.neuron_gen,
+                });
+            }
+            Action::FocusNext => self.focus = self.focus.next(),
+            Action::Maximize => {
+                if self.max.running {
+                    self.status = "a maximization is already running (x cancels it)".into();
+                } else {
+                    let (y, x) = self.cursor;
+                    self.max = MaxState {
+                        running: true,
+                        neuron: Some((self.layer_number(), self.feature, y, x)),
+                        ..Default::default()
+                    };
+                    self.focus = Focus::Maximize;
+                    out.push(Command::Maximize {
+                        layer: self.layer_number(),
+                        feature: self.feature,
+                        y,
+                        x,
+                        seed: self.seed,
+                    });
+                }
+            }
+            Action::Cancel => {
+                if self.max.running {
+                    out.push(Command::CancelMaximize);
+                }
+            }
+            Action::OpenPrompt => {
+                self.prompt = Some(Prompt {
+                    text: self
+                        .image
+                        .as_ref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default(),
+                    hint: "Tab completes, Enter opens, Esc cancels".into(),
+                });
+            }
+            Action::Reseed => {
+                self.seed += 1;
+                self.status = format!("random weights reseeded: seed {}", self.seed);
+                self.neuron_changed(now);
+            }
+            Action::Save => out.push(Command::Save),
+            Action::CycleGraphics => out.push(Command::CycleGraphics),
+            Action::PromptChar(_)
+            | Action::PromptBackspace
+            | Action::PromptComplete
+            | Action::PromptSubmit
+            | Action::PromptCancel
+            | Action::LayerDown
+            | Action::LayerUp => {}
+        }
+        out
+    }
+
+    fn update_prompt(&mut self, action: Action) -> Vec<Command> {
+        let Some(p) = self.prompt.as_mut() else {
+            return Vec::new();
+        };
+        match action {
+            Action::PromptChar(c) => p.text.push(c),
+            Action::PromptBackspace => {
+                p.text.pop();
+            }
+            Action::PromptComplete => {
+                let (text, hint) = complete_path(&p.text);
+                p.text = text;
+                p.hint = hint;
+            }
+            Action::PromptCancel => self.prompt = None,
+            Action::PromptSubmit => {
+                let path = PathBuf::from(p.text.trim());
+                self.prompt = None;
+                if !path.as_os_str().is_empty() {
+                    self.busy += 1;
+                    self.status = format!("recording {}", path.display());
+                    return vec![Command::Open(path)];
+                }
+            }
+            Action::Quit => {
+                self.quit = true;
+                return vec![Command::Quit];
+            }
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    /// Time passing: issues the settled fetches.
+    pub fn tick(&mut self, now: Instant) -> Vec<Command> {
+        let mut out = Vec::new();
+        if self.recording.is_none() || self.model.is_none() {
+            return out;
+        }
+        if self.layer_due.is_some_and(|t| now >= t) {
+            self.layer_due = None;
+            self.busy += 1;
+            out.push(Command::FetchLayer {
+                layer: self.layer_number(),
+                generation: self.layer_gen,
+            });
+        }
+        if self.neuron_due.is_some_and(|t| now >= t) {
+            self.neuron_due = None;
+            self.busy += 1;
+            out.push(Command::FetchNeuron {
+                layer: self.layer_number(),
+                feature: self.feature,
+                y: self.cursor.0,
+                x: self.cursor.1,
+                seed: self.seed,
+                generation: self.neuron_gen,
+            });
+        }
+        out
+    }
+
+    /// Applies a worker answer; stale ones (older generations) are dropped.
+    pub fn apply(&mut self, msg: Msg, now: Instant) -> Vec<Command> {
+        let mut out = Vec::new();
+        match msg {
+            Msg::Model(m) => {
+                self.layer = m
+                    .layers
+                    .iter()
+                    .filter(|l| l.kind == pb::LayerKind::Conv as i32)
+                    .count()
+                    .saturating_sub(1);
+                self.model = Some(m);
+            }
+            Msg::Recorded {
+                path,
+                response,
+                stats,
+            } => {
+                self.busy = self.busy.saturating_sub(1);
+                self.status = format!("{} recorded", path.display());
+                self.error = None;
+                self.image = Some(path);
+                self.recording = Some(response);
+                self.stats = Some(stats);
+                self.maps = None;
+                self.reconstructions.clear();
+                self.layer_changed(now);
+                // Start on the strongest neuron of the layer.
+                out.extend(self.update(Action::JumpStrongest, now));
+            }
+            Msg::Layer { generation, maps } => {
+                self.busy = self.busy.saturating_sub(1);
+                if generation == self.layer_gen {
+                    self.maps = Some(maps);
+                }
+            }
+            Msg::Neuron {
+                generation,
+                reconstructions,
+            } => {
+                self.busy = self.busy.saturating_sub(1);
+                if generation == self.neuron_gen {
+                    self.fov = reconstructions.first().and_then(|r| r.fov);
+                    self.reconstructions = reconstructions;
+                }
+            }
+            Msg::Strongest {
+                generation,
+                activation,
+            } => {
+                self.busy = self.busy.saturating_sub(1);
+                if generation == self.neuron_gen {
+                    self.feature = activation.feature;
+                    self.cursor = (activation.y, activation.x);
+                    self.neuron_changed(now);
+                    // Fetch at once: the user asked for this neuron.
+                    self.neuron_due = Some(now);
+                }
+            }
+            Msg::MaxProgress(p) => {
+                self.max.step = p.step;
+                self.max.total = p.total_steps;
+                if self.max.history.len() < p.objective.len() {
+                    self.max.history.resize(p.objective.len(), Vec::new());
+                }
+                for (h, o) in self.max.history.iter_mut().zip(&p.objective) {
+                    h.push(*o);
+                }
+                if !p.previews.is_empty() {
+                    self.max.previews = p.previews;
+                }
+            }
+            Msg::MaxResult(r) => {
+                self.max.previews = r.pngs.clone();
+                self.max.result = Some(r);
+            }
+            Msg::MaxEnded(err) => {
+                self.max.running = false;
+                match err {
+                    Some(e) => self.status = format!("maximization stopped: {e}"),
+                    None => self.status = "maximization finished".into(),
+                }
+            }
+            Msg::Status(s) => {
+                self.busy = self
+                    .busy
+                    .saturating_sub(usize::from(s.starts_with("saved")));
+                self.status = s;
+            }
+            Msg::Error(e) => {
+                self.busy = self.busy.saturating_sub(1);
+                self.error = Some(e);
+            }
+            Msg::Connection(up) => {
+                self.connected = up;
+                if up {
+                    self.error = None;
+                    self.status = format!("connected to {}", self.address);
+                    // Everything may have been lost: fetch again.
+                    self.layer_changed(now);
+                } else {
+                    self.error = Some(format!("daemon unreachable at {}; retrying", self.address));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Completes a path: the longest common prefix of the matching entries, and
+/// a hint listing them.
+pub fn complete_path(text: &str) -> (String, String) {
+    let path = std::path::Path::new(text);
+    let (dir, stem) = if text.ends_with('/') || text.is_empty() {
+        (
+            if text.is_empty() {
+                std::path::Path::new(".")
+            } else {
+                path
+            },
+            String::new(),
+        )
+    } else {
+        (
+            path.parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new(".")),
+            path.file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        )
+    };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return (text.into(), format!("no folder {}", dir.display()));
+    };
+    let mut names: Vec<(String, bool)> = rd
+        .flatten()
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.path().is_dir(),
+            )
+        })
+        .filter(|(n, _)| n.starts_with(&stem) && !n.starts_with('.'))
+        .collect();
+    names.sort();
+    if names.is_empty() {
+        return (text.into(), "no match".into());
+    }
+    let first = &names[0].0;
+    let common = names.iter().fold(first.len(), |n, (s, _)| {
+        first
+            .chars()
+            .zip(s.chars())
+            .take(n)
+            .take_while(|(a, b)| a == b)
+            .count()
+    });
+    let mut completed: String = first.chars().take(common).collect();
+    if names.len() == 1 && names[0].1 {
+        completed.push('/');
+    }
+    let prefix = if text.ends_with('/') || text.is_empty() {
+        text.to_string()
+    } else {
+        match text.rfind('/') {
+            Some(i) => text[..=i].to_string(),
+            None => String::new(),
+        }
+    };
+    let hint = names
+        .iter()
+        .take(8)
+        .map(|(n, d)| if *d { format!("{n}/") } else { n.clone() })
+        .collect::<Vec<_>>()
+        .join("  ");
+    (format!("{prefix}{completed}"), hint)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model() -> pb::ModelInfo {
+        let conv = |number: u32, name: &str, channels: u32, side: u32| pb::Layer {
+            number,
+            name: name.into(),
+            kind: pb::LayerKind::Conv as i32,
+            channels,
+            height: side,
+            width: side,
+            ..Default::default()
+        };
+        pb::ModelInfo {
+            layers: vec![
+                pb::Layer {
+                    number: 0,
+                    name: "input".into(),
+                    kind: pb::LayerKind::Input as i32,
+                    ..Default::default()
+                },
+                conv(1, "conv1_1", 4, 8),
+                conv(2, "conv1_2", 6, 4),
+            ],
+            ..Default::default()
+        }
+    }
+
+    fn loaded() -> (App, Instant) {
+        let mut app = App::new("test", "half blocks");
+        let now = Instant::now();
+        app.apply(Msg::Model(model()), now);
+        let cmds = app.apply(
+            Msg::Recorded {
+                path: "cat.png".into(),
+                response: pb::RecordResponse::default(),
+                stats: pb::ActivationStatsResponse::default(),
+            },
+            now,
+        );
+        assert!(matches!(
+            cmds.as_slice(),
+            [Command::Strongest { layer: 2, .. }]
+        ));
+        (app, now)
+    }
+
+    #[test]
+    fn starts_on_the_last_layer_and_moves_between_layers() {
+        let (mut app, now) = loaded();
+        assert_eq!(app.layer_number(), 2);
+        app.update(Action::LayerDown, now);
+        assert_eq!(app.layer_number(), 2, "no layer below the last");
+        app.update(Action::LayerUp, now);
+        assert_eq!(app.layer_number(), 1);
+        // The fetch waits until the selection settles.
+        assert!(app.tick(now).is_empty());
+        let cmds = app.tick(now + SETTLE);
+        assert!(
+            cmds.iter()
+                .any(|c| matches!(c, Command::FetchLayer { layer: 1, .. }))
+        );
+        assert!(
+            cmds.iter()
+                .any(|c| matches!(c, Command::FetchNeuron { layer: 1, .. }))
+        );
+    }
+
+    #[test]
+    fn holding_a_key_fetches_only_the_last_neuron() {
+        let (mut app, now) = loaded();
+        app.tick(now + SETTLE);
+        for _ in 0..5 {
+            app.update(Action::FeatureNext, now);
+        }
+        let cmds = app.tick(now + SETTLE);
+        let fetches: Vec<_> = cmds
+            .iter()
+            .filter(|c| matches!(c, Command::FetchNeuron { .. }))
+            .collect();
+        assert_eq!(fetches.len(), 1);
+        assert!(matches!(
+            fetches[0],
+            Command::FetchNeuron { feature: 5, .. }
+        ));
+        // An answer for an older selection is dropped.
+        let generation = app.neuron_gen();
+        app.update(Action::FeatureNext, now);
+        app.apply(
+            Msg::Neuron {
+                generation,
+                reconstructions: vec![pb::Reconstruction::default()],
+            },
+            now,
+        );
+        assert!(app.reconstructions.is_empty());
+    }
+
+    #[test]
+    fn features_wrap_and_the_cursor_stays_on_the_map() {
+        let (mut app, now) = loaded();
+        app.update(Action::FeaturePrev, now);
+        assert_eq!(app.feature, 5);
+        for _ in 0..10 {
+            app.update(Action::Move(1, 1), now);
+        }
+        assert_eq!(app.cursor, (3, 3));
+        app.update(Action::SelectLocation(9, 1), now);
+        assert_eq!(app.cursor, (3, 1));
+        assert_eq!(app.focus, Focus::Activation);
+        // With the maps focused, arrows move through the features.
+        app.focus = Focus::Maps;
+        app.update(Action::Move(0, 1), now);
+        assert_eq!(app.feature, 0);
+    }
+
+    #[test]
+    fn help_prompt_maximize_and_quit() {
+        let (mut app, now) = loaded();
+        app.update(Action::ToggleHelp, now);
+        assert!(app.help);
+        app.update(Action::LayerUp, now);
+        assert!(!app.help, "any key closes the help");
+        assert_eq!(app.layer_number(), 2, "and does nothing else");
+        app.update(Action::OpenPrompt, now);
+        app.prompt = Some(Prompt::default());
+        for c in "dog.png".chars() {
+            app.update(Action::PromptChar(c), now);
+        }
+        let cmds = app.update(Action::PromptSubmit, now);
+        assert_eq!(cmds, vec![Command::Open("dog.png".into())]);
+        let cmds = app.update(Action::Maximize, now);
+        assert!(matches!(
+            cmds.as_slice(),
+            [Command::Maximize { layer: 2, .. }]
+        ));
+        assert!(
+            app.update(Action::Maximize, now).is_empty(),
+            "one at a time"
+        );
+        assert_eq!(
+            app.update(Action::Cancel, now),
+            vec![Command::CancelMaximize]
+        );
+        app.apply(Msg::MaxEnded(Some("cancelled".into())), now);
+        assert!(!app.max.running);
+        app.update(Action::Reseed, now);
+        assert_eq!(app.seed, 1);
+        assert_eq!(app.update(Action::Quit, now), vec![Command::Quit]);
+        assert!(app.quit);
+    }
+
+    #[test]
+    fn path_completion() {
+        let dir = std::env::temp_dir().join(format!("fovea-complete-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("images")).unwrap();
+        std::fs::write(dir.join("images/cat.png"), b"x").unwrap();
+        std::fs::write(dir.join("images/car.png"), b"x").unwrap();
+        let base = dir.display().to_string();
+        let (t, _) = complete_path(&format!("{base}/ima"));
+        assert_eq!(t, format!("{base}/images/"));
+        let (t, hint) = complete_path(&format!("{base}/images/c"));
+        assert_eq!(t, format!("{base}/images/ca"));
+        assert!(hint.contains("cat.png") && hint.contains("car.png"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -1,0 +1,56 @@
+//! Terminal events to actions.
+
+use crate::app::{Action, App};
+use crate::ui::{Areas, map_hit};
+use crossterm::event::{
+    Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEventKind,
+};
+
+/// The action of a terminal event, if any.
+pub fn action(app: &App, areas: &Areas, event: &Event) -> Option<Action> {
+    match event {
+        Event::Key(k) if k.kind != KeyEventKind::Release => key(app, k),
+        Event::Mouse(m) if m.kind == MouseEventKind::Down(MouseButton::Left) => {
+            map_hit(app, areas, m.column, m.row).map(|(y, x)| Action::SelectLocation(y, x))
+        }
+        _ => None,
+    }
+}
+
+fn key(app: &App, k: &KeyEvent) -> Option<Action> {
+    if k.modifiers.contains(KeyModifiers::CONTROL) && k.code == KeyCode::Char('c') {
+        return Some(Action::Quit);
+    }
+    if app.prompt.is_some() {
+        return match k.code {
+            KeyCode::Char(c) => Some(Action::PromptChar(c)),
+            KeyCode::Backspace => Some(Action::PromptBackspace),
+            KeyCode::Tab => Some(Action::PromptComplete),
+            KeyCode::Enter => Some(Action::PromptSubmit),
+            KeyCode::Esc => Some(Action::PromptCancel),
+            _ => None,
+        };
+    }
+    Some(match k.code {
+        KeyCode::Char('q') => Action::Quit,
+        KeyCode::Char('j') => Action::LayerDown,
+        KeyCode::Char('k') => Action::LayerUp,
+        KeyCode::Char('l') => Action::FeatureNext,
+        KeyCode::Char('h') => Action::FeaturePrev,
+        KeyCode::Up => Action::Move(-1, 0),
+        KeyCode::Down => Action::Move(1, 0),
+        KeyCode::Left => Action::Move(0, -1),
+        KeyCode::Right => Action::Move(0, 1),
+        KeyCode::Char('t') => Action::JumpStrongest,
+        KeyCode::Tab => Action::FocusNext,
+        KeyCode::Char('m') => Action::Maximize,
+        KeyCode::Char('x') => Action::Cancel,
+        KeyCode::Char('o') => Action::OpenPrompt,
+        KeyCode::Char('r') => Action::Reseed,
+        KeyCode::Char('s') => Action::Save,
+        KeyCode::Char('g') => Action::CycleGraphics,
+        KeyCode::Char('?') => Action::ToggleHelp,
+        KeyCode::Esc if app.help => Action::ToggleHelp,
+        _ => return None,
+    })
+}

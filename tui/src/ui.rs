@@ -1,0 +1,439 @@
+//! Drawing: one layout function shared by drawing and mouse hit-testing.
+
+use crate::app::{App, Focus};
+use crate::pictures::{PAGE, Panel, Pictures};
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Direction, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{
+    Bar, BarChart, BarGroup, Block, Borders, Clear, Gauge, List, ListItem, ListState, Paragraph,
+    Sparkline, Wrap,
+};
+use ratatui_image::{Resize, StatefulImage};
+
+/// Where each panel is on a screen of a given size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Areas {
+    pub input: Rect,
+    pub layers: Rect,
+    pub map: Rect,
+    pub grid: Rect,
+    pub reconstructions: Rect,
+    pub histogram: Rect,
+    pub maximize: Rect,
+    pub status: Rect,
+}
+
+pub fn layout(area: Rect) -> Areas {
+    let rows = Layout::default()
+        .direction(Direction::Vertical)
+        .constraints([
+            Constraint::Percentage(38),
+            Constraint::Percentage(37),
+            Constraint::Min(6),
+            Constraint::Length(2),
+        ])
+        .split(area);
+    let top = Layout::default()
+        .direction(Direction::Horizontal)
+        .constraints([
+            Constraint::Percentage(30),
+            Constraint::Percentage(34),
+            Constraint::Percentage(36),
+        ])
+        .split(rows[0]);
+    let middle = Layout::default()
+        .direction(Direction::Horizontal)
+        .constraints([Constraint::Percentage(55), Constraint::Percentage(45)])
+        .split(rows[1]);
+    let bottom = Layout::default()
+        .direction(Direction::Horizontal)
+        .constraints([Constraint::Percentage(45), Constraint::Percentage(55)])
+        .split(rows[2]);
+    Areas {
+        input: top[0],
+        layers: top[1],
+        map: top[2],
+        grid: middle[0],
+        reconstructions: middle[1],
+        histogram: bottom[0],
+        maximize: bottom[1],
+        status: rows[3],
+    }
+}
+
+fn block(title: String, focused: bool) -> Block<'static> {
+    let style = if focused {
+        Style::default()
+            .fg(Color::Yellow)
+            .add_modifier(Modifier::BOLD)
+    } else {
+        Style::default().fg(Color::Gray)
+    };
+    Block::default()
+        .borders(Borders::ALL)
+        .border_style(style)
+        .title(Span::styled(title, style))
+}
+
+const SPINNER: [char; 4] = ['|', '/', '-', '\\'];
+
+/// The grid cell of the activation map at terminal position (col, row), if
+/// the position is on the map.
+pub fn map_hit(app: &App, areas: &Areas, col: u16, row: u16) -> Option<(u32, u32)> {
+    let inner = block(String::new(), false).inner(areas.map);
+    let layer = app.current_layer()?;
+    if col < inner.x
+        || row < inner.y
+        || col >= inner.x + inner.width
+        || row >= inner.y + inner.height
+    {
+        return None;
+    }
+    // The picture is fitted to the area keeping its (square) aspect: cells
+    // are about twice as tall as wide.
+    let side_cols = inner.width.min(inner.height * 2);
+    let side_rows = (side_cols / 2).max(1);
+    let (dx, dy) = (col - inner.x, row - inner.y);
+    if dx >= side_cols || dy >= side_rows {
+        return None;
+    }
+    let x = dx as u32 * layer.width / side_cols as u32;
+    let y = dy as u32 * layer.height / side_rows as u32;
+    Some((y, x))
+}
+
+pub fn draw(f: &mut Frame, app: &App, pictures: &mut Pictures, tick: usize) {
+    let areas = layout(f.area());
+    let overlay = app.help || app.prompt.is_some();
+    let picture = |f: &mut Frame,
+                   pictures: &mut Pictures,
+                   panel: Panel,
+                   area: Rect,
+                   title: String,
+                   focused: bool| {
+        let b = block(title, focused);
+        let inner = b.inner(area);
+        f.render_widget(b, area);
+        if overlay {
+            return;
+        }
+        match pictures.state(panel) {
+            Some(state) => f.render_stateful_widget(
+                StatefulImage::default().resize(Resize::Scale(None)),
+                inner,
+                state,
+            ),
+            None => f.render_widget(
+                Paragraph::new("…").style(Style::default().fg(Color::DarkGray)),
+                inner,
+            ),
+        }
+    };
+
+    let layer = app.current_layer().cloned();
+    let lname = layer
+        .as_ref()
+        .map(|l| format!("{} {}", l.number, l.name))
+        .unwrap_or_default();
+    let input_title = match (&app.image, app.fov) {
+        (Some(p), Some(b)) => format!(
+            " {} · FOV x {}..{} y {}..{} ",
+            p.file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            b.x0,
+            b.x1,
+            b.y0,
+            b.y1
+        ),
+        (Some(p), None) => format!(" {} ", p.display()),
+        _ => " input ".into(),
+    };
+    picture(f, pictures, Panel::Input, areas.input, input_title, false);
+
+    // Layer list: number, name, shape, fraction active.
+    let fractions: Vec<f32> = app
+        .recording
+        .as_ref()
+        .map(|r| r.activity.iter().map(|a| a.fraction_active).collect())
+        .unwrap_or_default();
+    let items: Vec<ListItem> = app
+        .convs()
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let frac = fractions
+                .get(i)
+                .map(|f| format!("{f:.2}"))
+                .unwrap_or_else(|| "-".into());
+            ListItem::new(format!(
+                "{:>2} {:<7} {:>11} {:>3} {frac}",
+                l.number,
+                l.name,
+                format!("{}x{}x{}", l.channels, l.height, l.width),
+                l.fov
+            ))
+        })
+        .collect();
+    let mut state = ListState::default().with_selected(Some(app.layer));
+    let list = List::new(items)
+        .block(block(
+            " layers (j/k): shape, FOV, active ".into(),
+            app.focus == Focus::Layers,
+        ))
+        .highlight_style(
+            Style::default()
+                .bg(Color::Blue)
+                .fg(Color::White)
+                .add_modifier(Modifier::BOLD),
+        )
+        .highlight_symbol("> ");
+    f.render_stateful_widget(list, areas.layers, &mut state);
+
+    let act = app
+        .reconstructions
+        .first()
+        .map(|r| format!(" = {:.3}", r.activation))
+        .unwrap_or_default();
+    picture(
+        f,
+        pictures,
+        Panel::Map,
+        areas.map,
+        format!(
+            " {lname} f{} @ ({},{}){act} ",
+            app.feature, app.cursor.0, app.cursor.1
+        ),
+        app.focus == Focus::Activation,
+    );
+    let depth = layer.as_ref().map_or(0, |l| l.channels);
+    let page = app.feature / PAGE;
+    picture(
+        f,
+        pictures,
+        Panel::Grid,
+        areas.grid,
+        format!(
+            " feature maps {}..{} of {depth} (h/l) ",
+            page * PAGE,
+            ((page + 1) * PAGE).min(depth)
+        ),
+        app.focus == Focus::Maps,
+    );
+    picture(
+        f,
+        pictures,
+        Panel::Reconstructions,
+        areas.reconstructions,
+        format!(" reconstructions · seed {} (r) ", app.seed),
+        app.focus == Focus::Reconstructions,
+    );
+
+    // Histogram of active features per location (fig. 6) for the layer.
+    let hb = block(" active features per location ".into(), false);
+    let hinner = hb.inner(areas.histogram);
+    f.render_widget(hb, areas.histogram);
+    if let Some(s) = app.stats.as_ref().and_then(|s| s.layers.get(app.layer)) {
+        let bars = (hinner.width as usize / 2).clamp(1, 64);
+        let per = s.histogram.len().div_ceil(bars).max(1);
+        let grouped: Vec<Bar> = s
+            .histogram
+            .chunks(per)
+            .map(|c| {
+                Bar::default()
+                    .value(c.iter().map(|&v| v as u64).sum())
+                    .text_value(String::new())
+            })
+            .collect();
+        let chart = BarChart::default()
+            .data(BarGroup::default().bars(&grouped))
+            .bar_width(1)
+            .bar_gap(1)
+            .bar_style(Style::default().fg(Color::Cyan))
+            .value_style(Style::default().fg(Color::Black).bg(Color::Cyan));
+        let parts = Layout::default()
+            .direction(Direction::Vertical)
+            .constraints([
+                Constraint::Length(1),
+                Constraint::Min(1),
+                Constraint::Length(1),
+            ])
+            .split(hinner);
+        f.render_widget(
+            Paragraph::new(format!(
+                "0 {:>w$}",
+                format!("{} active features", s.features),
+                w = (grouped.len() * 2).saturating_sub(2).max(1)
+            )),
+            parts[2],
+        );
+        f.render_widget(
+            Paragraph::new(format!(
+                "layer {}: {} locations, {:.0}% of units active; bars: locations by active features",
+                s.layer,
+                s.locations,
+                100.0 * s.fraction_active
+            )),
+            parts[0],
+        );
+        f.render_widget(chart, parts[1]);
+    }
+
+    // Maximization: gauge, objective per start, previews.
+    let mb = block(
+        " maximize (m, x cancels) ".into(),
+        app.focus == Focus::Maximize,
+    );
+    let minner = mb.inner(areas.maximize);
+    f.render_widget(mb, areas.maximize);
+    let starts = app.max.history.len().max(1) as u16;
+    let parts = Layout::default()
+        .direction(Direction::Vertical)
+        .constraints([
+            Constraint::Length(1),
+            Constraint::Length(starts.min(4)),
+            Constraint::Min(1),
+        ])
+        .split(minner);
+    let ratio = if app.max.total > 0 {
+        app.max.step as f64 / app.max.total as f64
+    } else {
+        0.0
+    };
+    let label = match (app.max.running, app.max.neuron) {
+        (true, Some((l, f_, y, x))) => format!(
+            "layer {l} f{f_} ({y},{x}): step {}/{}",
+            app.max.step, app.max.total
+        ),
+        (false, Some(_)) if app.max.result.is_some() => "done".to_string(),
+        (false, Some(_)) => "stopped".to_string(),
+        _ => "m maximizes the selected neuron".to_string(),
+    };
+    f.render_widget(
+        Gauge::default()
+            .ratio(ratio.clamp(0.0, 1.0))
+            .label(label)
+            .gauge_style(Style::default().fg(Color::Green)),
+        parts[0],
+    );
+    let lines = Layout::default()
+        .direction(Direction::Vertical)
+        .constraints(vec![Constraint::Length(1); starts.min(4) as usize])
+        .split(parts[1]);
+    for (i, h) in app.max.history.iter().take(4).enumerate() {
+        let row = Layout::default()
+            .direction(Direction::Horizontal)
+            .constraints([Constraint::Length(20), Constraint::Min(1)])
+            .split(lines[i]);
+        f.render_widget(
+            Paragraph::new(format!(
+                "start {} {:>9.1}",
+                i + 1,
+                h.last().copied().unwrap_or(0.0)
+            )),
+            row[0],
+        );
+        let min = h.iter().copied().fold(f32::INFINITY, f32::min);
+        let data: Vec<u64> = h.iter().map(|v| ((v - min) * 100.0) as u64).collect();
+        let tail = data.len().saturating_sub(row[1].width as usize);
+        f.render_widget(
+            Sparkline::default()
+                .data(&data[tail..])
+                .style(Style::default().fg(Color::Green)),
+            row[1],
+        );
+    }
+    if !overlay && let Some(state) = pictures.state(Panel::Maximize) {
+        f.render_stateful_widget(
+            StatefulImage::default().resize(Resize::Scale(None)),
+            parts[2],
+            state,
+        );
+    }
+
+    // Status bar.
+    let spin = if app.busy > 0 { SPINNER[tick % 4] } else { ' ' };
+    let provider = app
+        .model
+        .as_ref()
+        .map(|m| m.execution_provider.to_uppercase())
+        .unwrap_or_default();
+    let line1 = Line::from(vec![
+        Span::styled(format!(" {spin} "), Style::default().fg(Color::Yellow)),
+        Span::styled(
+            format!("{provider} "),
+            Style::default()
+                .fg(Color::Green)
+                .add_modifier(Modifier::BOLD),
+        ),
+        Span::raw(format!("{} · graphics: {} · ", app.address, app.graphics)),
+        match &app.error {
+            Some(e) => Span::styled(e.clone(), Style::default().fg(Color::Red)),
+            None => Span::raw(app.status.clone()),
+        },
+    ]);
+    let line2 = Line::from(Span::styled(
+        " j/k layer  h/l feature  arrows location  t strongest  Tab focus  m maximize  x cancel  o open  r reseed  s save  g graphics  ? help  q quit",
+        Style::default().fg(Color::DarkGray),
+    ));
+    f.render_widget(Paragraph::new(vec![line1, line2]), areas.status);
+
+    if app.help {
+        let area = centered(f.area(), 64, 22);
+        f.render_widget(Clear, area);
+        let text = vec![
+            Line::from("Keys").style(Style::default().add_modifier(Modifier::BOLD)),
+            Line::from(""),
+            Line::from("  j / k        next / previous layer"),
+            Line::from("  h / l        previous / next feature"),
+            Line::from("  arrows       move the location (the feature, in the maps)"),
+            Line::from("  mouse click  select a location on the activation map"),
+            Line::from("  t            jump to the strongest neuron of the layer"),
+            Line::from("  Tab          move focus between panels"),
+            Line::from("  m            maximize the selected neuron (3 starts)"),
+            Line::from("  x            cancel the maximization"),
+            Line::from("  o            open another image (Tab completes)"),
+            Line::from("  r            reseed the random weights"),
+            Line::from("  s            save what is on screen as PNG files"),
+            Line::from("  g            cycle graphics: kitty, sixel, iTerm2, half blocks"),
+            Line::from("  ?            this help (any key closes it)"),
+            Line::from("  q            quit"),
+            Line::from(""),
+            Line::from("Inside tmux, real pictures need `set -g allow-passthrough on`."),
+        ];
+        f.render_widget(
+            Paragraph::new(text)
+                .block(block(" help ".into(), true))
+                .wrap(Wrap { trim: false }),
+            area,
+        );
+    }
+    if let Some(p) = &app.prompt {
+        let area = centered(f.area(), 70, 5);
+        f.render_widget(Clear, area);
+        let text = vec![
+            Line::from(format!("> {}_", p.text)),
+            Line::from(Span::styled(
+                p.hint.clone(),
+                Style::default().fg(Color::DarkGray),
+            )),
+        ];
+        f.render_widget(
+            Paragraph::new(text).block(block(" open image ".into(), true)),
+            area,
+        );
+    }
+}
+
+fn centered(area: Rect, w: u16, h: u16) -> Rect {
+    let w = w.min(area.width);
+    let h = h.min(area.height);
+    Rect::new(
+        area.x + (area.width - w) / 2,
+        area.y + (area.height - h) / 2,
+        w,
+        h,
+    )
+}

@@ -1,0 +1,314 @@
+//! Runs the app's [`Command`]s against the daemon, each as its own task so a
+//! slow reconstruction never holds up browsing, and reports back as [`Msg`]s.
+//! Reconnects (and re-records the open image) when a remote daemon returns.
+
+use crate::app::{Command, Msg};
+use fovea_client::embedded::EmbeddedOptions;
+use fovea_client::{Client, neuron, v1 as pb};
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+
+/// How to reach a daemon.
+#[derive(Clone)]
+pub enum Target {
+    Remote {
+        addr: String,
+        token: Option<String>,
+        ca: Option<Vec<u8>>,
+    },
+    Embedded(EmbeddedOptions),
+}
+
+async fn connect(target: &Target) -> Result<Client, String> {
+    match target {
+        Target::Remote { addr, token, ca } => {
+            let mut c = Client::connect_with(addr, ca.as_deref())
+                .await
+                .map_err(|e| e.to_string())?;
+            if let Some(t) = token {
+                c = c.with_token(t);
+            }
+            c.wait_ready(Duration::from_secs(30))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(c)
+        }
+        Target::Embedded(opts) => Client::embedded(opts.clone())
+            .await
+            .map_err(|e| e.to_string()),
+    }
+}
+
+fn all_modes() -> Vec<i32> {
+    [
+        pb::ReconstructionMode::Deconvnet,
+        pb::ReconstructionMode::DeconvnetMasked,
+        pb::ReconstructionMode::RandomWeights,
+        pb::ReconstructionMode::LinearFilter,
+    ]
+    .into_iter()
+    .map(|m| m as i32)
+    .collect()
+}
+
+/// Opens an image: records it and fetches its statistics.
+async fn open(client: &Client, path: &PathBuf) -> Result<Msg, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let label = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let response = client
+        .record(bytes, &label)
+        .await
+        .map_err(|e| e.to_string())?;
+    let stats = client
+        .stats(pb::ActivationStatsRequest {
+            recording_id: response.recording_id.clone(),
+            layers: vec![],
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Msg::Recorded {
+        path: path.clone(),
+        response,
+        stats,
+    })
+}
+
+/// Serves commands until `Quit` or the channel closes.
+pub async fn run(
+    target: Target,
+    first_image: Option<PathBuf>,
+    mut rx: UnboundedReceiver<Command>,
+    tx: UnboundedSender<Msg>,
+) {
+    let mut client = loop {
+        match connect(&target).await {
+            Ok(c) => break c,
+            Err(e) => {
+                let _ = tx.send(Msg::Connection(false));
+                let _ = tx.send(Msg::Error(e));
+                if matches!(target, Target::Embedded(_)) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    };
+    let _ = tx.send(Msg::Connection(true));
+    match client.model().await {
+        Ok(m) => {
+            let _ = tx.send(Msg::Model(m));
+        }
+        Err(e) => {
+            let _ = tx.send(Msg::Error(e.to_string()));
+        }
+    }
+    // The open image and, once recorded, its recording id.
+    let current: Shared = Default::default();
+    if let Some(p) = first_image {
+        spawn_open(&client, p, &tx, &current);
+    }
+    let mut maximizing: Option<tokio::task::JoinHandle<()>> = None;
+    let (lost_tx, mut lost_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    loop {
+        let cmd = tokio::select! {
+            cmd = rx.recv() => match cmd { Some(c) => c, None => return },
+            Some(()) = lost_rx.recv() => {
+                // The daemon went away: reconnect, then record the image again.
+                let _ = tx.send(Msg::Connection(false));
+                loop {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    if let Ok(c) = connect(&target).await {
+                        client = c;
+                        break;
+                    }
+                }
+                while lost_rx.try_recv().is_ok() {}
+                let _ = tx.send(Msg::Connection(true));
+                let reopen = current.lock().ok().and_then(|c| c.as_ref().map(|(p, _)| p.clone()));
+                if let Some(p) = reopen {
+                    spawn_open(&client, p, &tx, &current);
+                }
+                continue;
+            }
+        };
+        let (c, tx2, lost) = (client.clone(), tx.clone(), lost_tx.clone());
+        let report = move |e: fovea_client::ClientError| {
+            if e.is_unreachable() {
+                let _ = lost.send(());
+            }
+            let _ = tx2.send(Msg::Error(e.to_string()));
+        };
+        match cmd {
+            Command::Quit => return,
+            Command::Open(path) => spawn_open(&client, path, &tx, &current),
+            Command::FetchLayer { layer, generation } => {
+                let tx = tx.clone();
+                let id = recording_id(&current);
+                tokio::spawn(async move {
+                    let req = pb::GetFeatureMapsRequest {
+                        recording_id: id,
+                        layer: layer.to_string(),
+                        encoding: pb::ValueEncoding::Uint8 as i32,
+                        ..Default::default()
+                    };
+                    match c.feature_maps(req).await {
+                        Ok(maps) => {
+                            let _ = tx.send(Msg::Layer { generation, maps });
+                        }
+                        Err(e) => report(e),
+                    }
+                });
+            }
+            Command::FetchNeuron {
+                layer,
+                feature,
+                y,
+                x,
+                seed,
+                generation,
+            } => {
+                let tx = tx.clone();
+                let id = recording_id(&current);
+                tokio::spawn(async move {
+                    let req = pb::ReconstructRequest {
+                        recording_id: id,
+                        neurons: vec![neuron(
+                            &layer.to_string(),
+                            feature as i32,
+                            y as i32,
+                            x as i32,
+                        )],
+                        modes: all_modes(),
+                        seed,
+                        crop_to_fov: true,
+                        png_only: true,
+                        ..Default::default()
+                    };
+                    match c.reconstruct(req).await {
+                        Ok(r) => {
+                            let _ = tx.send(Msg::Neuron {
+                                generation,
+                                reconstructions: r.reconstructions,
+                            });
+                        }
+                        Err(e) => report(e),
+                    }
+                });
+            }
+            Command::Strongest { layer, generation } => {
+                let tx = tx.clone();
+                let id = recording_id(&current);
+                tokio::spawn(async move {
+                    let req = pb::TopActivationsRequest {
+                        recording_id: id,
+                        layer: layer.to_string(),
+                        k: 1,
+                        ..Default::default()
+                    };
+                    match c.top(req).await {
+                        Ok(t) => {
+                            if let Some(a) = t.activations.first() {
+                                let _ = tx.send(Msg::Strongest {
+                                    generation,
+                                    activation: *a,
+                                });
+                            }
+                        }
+                        Err(e) => report(e),
+                    }
+                });
+            }
+            Command::Maximize {
+                layer,
+                feature,
+                y,
+                x,
+                seed,
+            } => {
+                let tx = tx.clone();
+                maximizing = Some(tokio::spawn(async move {
+                    let req = pb::MaximizeRequest {
+                        neuron: Some(neuron(
+                            &layer.to_string(),
+                            feature as i32,
+                            y as i32,
+                            x as i32,
+                        )),
+                        starts: 3,
+                        steps: 150,
+                        learning_rate: 1.0,
+                        l2_decay: 0.0005,
+                        blur_sigma: 0.5,
+                        blur_every: 4,
+                        jitter: 2,
+                        seed,
+                        preview_every: 10,
+                        clip: Some(true),
+                        ..Default::default()
+                    };
+                    let ended = match c.maximize(req).await {
+                        Ok(mut stream) => loop {
+                            match stream.message().await {
+                                Ok(Some(pb::MaximizeEvent {
+                                    event: Some(pb::maximize_event::Event::Progress(p)),
+                                })) => {
+                                    let _ = tx.send(Msg::MaxProgress(p));
+                                }
+                                Ok(Some(pb::MaximizeEvent {
+                                    event: Some(pb::maximize_event::Event::Result(r)),
+                                })) => {
+                                    let _ = tx.send(Msg::MaxResult(r));
+                                }
+                                Ok(Some(_)) => {}
+                                Ok(None) => break None,
+                                Err(e) => break Some(e.message().to_string()),
+                            }
+                        },
+                        Err(e) => Some(e.to_string()),
+                    };
+                    let _ = tx.send(Msg::MaxEnded(ended));
+                }));
+            }
+            Command::CancelMaximize => {
+                if let Some(task) = maximizing.take() {
+                    // Dropping the stream tells the daemon to stop.
+                    task.abort();
+                    let _ = tx.send(Msg::MaxEnded(Some("cancelled".into())));
+                }
+            }
+            Command::Save | Command::CycleGraphics => {}
+        }
+    }
+}
+
+/// The open image's path and recording id.
+type Shared = std::sync::Arc<std::sync::Mutex<Option<(PathBuf, String)>>>;
+
+fn spawn_open(client: &Client, path: PathBuf, tx: &UnboundedSender<Msg>, current: &Shared) {
+    let (c, tx, current) = (client.clone(), tx.clone(), current.clone());
+    tokio::spawn(async move {
+        match open(&c, &path).await {
+            Ok(m) => {
+                if let (Msg::Recorded { response, .. }, Ok(mut cur)) = (&m, current.lock()) {
+                    *cur = Some((path.clone(), response.recording_id.clone()));
+                }
+                let _ = tx.send(m);
+            }
+            Err(e) => {
+                let _ = tx.send(Msg::Error(e));
+            }
+        }
+    });
+}
+
+fn recording_id(current: &Shared) -> String {
+    current
+        .lock()
+        .ok()
+        .and_then(|c| c.as_ref().map(|(_, id)| id.clone()))
+        .unwrap_or_default()
+}

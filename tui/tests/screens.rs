@@ -1,0 +1,277 @@
+//! The main screens drawn on ratatui's TestBackend and compared with stored
+//! snapshots (`FOVEA_UPDATE_SNAPSHOTS=1` rewrites them), and the picture
+//! protocols' escape sequences checked to be well-formed.
+
+use fovea_client::v1 as pb;
+use fovea_tui::app::{Action, App, Msg};
+use fovea_tui::pictures::{PANELS, Pictures};
+use fovea_tui::ui;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui_image::picker::{Picker, ProtocolType};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+fn png(w: u32, h: u32, f: impl Fn(u32, u32) -> [u8; 3]) -> Vec<u8> {
+    fovea_daemon::render::png(&image::RgbImage::from_fn(w, h, |x, y| image::Rgb(f(x, y))))
+}
+
+/// A loaded app on a two-layer network, as if the daemon had answered.
+fn app() -> App {
+    let now = Instant::now();
+    let mut app = App::new("127.0.0.1:50051", "half blocks");
+    let conv = |number: u32, name: &str, channels: u32, side: u32, fov: u32| pb::Layer {
+        number,
+        name: name.into(),
+        kind: pb::LayerKind::Conv as i32,
+        channels,
+        height: side,
+        width: side,
+        fov,
+        stride: 1,
+        ..Default::default()
+    };
+    app.apply(
+        Msg::Model(pb::ModelInfo {
+            name: "tiny".into(),
+            execution_provider: "cpu".into(),
+            layers: vec![conv(1, "conv1_1", 4, 8, 3), conv(2, "conv1_2", 4, 8, 5)],
+            ..Default::default()
+        }),
+        now,
+    );
+    app.apply(
+        Msg::Recorded {
+            path: PathBuf::from("cat.png"),
+            response: pb::RecordResponse {
+                recording_id: "ab".into(),
+                input_png: png(32, 32, |x, y| [(x * 8) as u8, (y * 8) as u8, 128]),
+                activity: vec![
+                    pb::LayerActivity {
+                        layer: 1,
+                        fraction_active: 0.5,
+                    },
+                    pb::LayerActivity {
+                        layer: 2,
+                        fraction_active: 0.25,
+                    },
+                ],
+                ..Default::default()
+            },
+            stats: pb::ActivationStatsResponse {
+                layers: vec![
+                    pb::LayerStats {
+                        layer: 1,
+                        features: 4,
+                        locations: 64,
+                        histogram: vec![4, 10, 30, 15, 5],
+                        fraction_active: 0.5,
+                        ..Default::default()
+                    },
+                    pb::LayerStats {
+                        layer: 2,
+                        features: 4,
+                        locations: 64,
+                        histogram: vec![20, 30, 10, 4, 0],
+                        fraction_active: 0.25,
+                        ..Default::default()
+                    },
+                ],
+            },
+        },
+        now,
+    );
+    app.apply(
+        Msg::Strongest {
+            generation: app.neuron_gen(),
+            activation: pb::Activation {
+                feature: 2,
+                y: 3,
+                x: 4,
+                value: 1.5,
+            },
+        },
+        now,
+    );
+    app.apply(
+        Msg::Layer {
+            generation: app.layer_gen(),
+            maps: pb::FeatureMaps {
+                layer: 2,
+                height: 8,
+                width: 8,
+                maps: (0..4)
+                    .map(|f| pb::FeatureMap {
+                        feature: f,
+                        max: 2.0,
+                        quantized: (0..64).map(|i| ((i * (f + 1) * 7) % 256) as u8).collect(),
+                        scale: 2.0 / 255.0,
+                        ..Default::default()
+                    })
+                    .collect(),
+            },
+        },
+        now,
+    );
+    app.apply(
+        Msg::Neuron {
+            generation: app.neuron_gen(),
+            reconstructions: (1..=4)
+                .map(|m| pb::Reconstruction {
+                    mode: m,
+                    png: png(12, 12, |x, y| {
+                        [(x * 20) as u8, (y * 20) as u8, (m * 50) as u8]
+                    }),
+                    fov: Some(pb::Box {
+                        x0: 4,
+                        y0: 4,
+                        x1: 16,
+                        y1: 16,
+                    }),
+                    activation: 1.5,
+                    ..Default::default()
+                })
+                .collect(),
+        },
+        now,
+    );
+    app.status = "cat.png recorded".into();
+    app
+}
+
+/// Draws twice: the first draw asks for resized pictures, which are encoded
+/// here synchronously before the second.
+fn render(app: &App, w: u16, h: u16) -> String {
+    let mut senders = HashMap::new();
+    let mut receivers = Vec::new();
+    for panel in PANELS {
+        let (tx, rx) = std::sync::mpsc::channel();
+        senders.insert(panel, tx);
+        receivers.push((panel, rx));
+    }
+    let mut pictures = Pictures::new(Picker::halfblocks(), true, senders);
+    let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
+    pictures.refresh(app);
+    terminal
+        .draw(|f| ui::draw(f, app, &mut pictures, 0))
+        .unwrap();
+    for (panel, rx) in &receivers {
+        while let Ok(req) = rx.try_recv() {
+            pictures.resized(*panel, req.resize_encode().unwrap());
+        }
+    }
+    terminal
+        .draw(|f| ui::draw(f, app, &mut pictures, 0))
+        .unwrap();
+    let buf = terminal.backend().buffer().clone();
+    let mut out = String::new();
+    for y in 0..h {
+        for x in 0..w {
+            out.push_str(buf[(x, y)].symbol());
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn snapshot(name: &str, screen: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/snapshots")
+        .join(format!("{name}.txt"));
+    if std::env::var_os("FOVEA_UPDATE_SNAPSHOTS").is_some() || !path.exists() {
+        std::fs::write(&path, screen).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        want == screen,
+        "{name} differs from {}:\n{screen}",
+        path.display()
+    );
+}
+
+#[test]
+fn main_screen() {
+    let screen = render(&app(), 120, 40);
+    assert!(
+        screen
+            .lines()
+            .any(|l| l.contains(">  2 conv1_2") && l.contains("4x8x8") && l.contains("0.25")),
+        "{screen}"
+    );
+    assert!(screen.contains("f2 @ (3,4) = 1.500"), "{screen}");
+    assert!(screen.contains("cat.png recorded"));
+    assert!(
+        screen.contains('▀') || screen.contains('▄'),
+        "pictures drawn as half blocks"
+    );
+    snapshot("main_screen", &screen);
+}
+
+#[test]
+fn help_overlay_hides_pictures_and_lists_every_key() {
+    let mut app = app();
+    app.update(Action::ToggleHelp, Instant::now());
+    let screen = render(&app, 120, 40);
+    for key in [
+        "j / k", "h / l", "arrows", "t ", "Tab", "m ", "x ", "o ", "r ", "s ", "g ", "q ",
+    ] {
+        assert!(screen.contains(key), "help lacks {key:?}");
+    }
+    snapshot("help", &screen);
+}
+
+#[test]
+fn maximize_panel_shows_progress() {
+    let mut app = app();
+    let now = Instant::now();
+    app.update(Action::Maximize, now);
+    for step in 1..=5 {
+        app.apply(
+            Msg::MaxProgress(pb::MaximizeProgress {
+                step,
+                total_steps: 10,
+                objective: vec![step as f32, 2.0 * step as f32, 0.5],
+                previews: vec![],
+            }),
+            now,
+        );
+    }
+    let screen = render(&app, 120, 40);
+    assert!(screen.contains("step 5/10"), "{screen}");
+    assert!(screen.contains("start 2      10.0"), "{screen}");
+}
+
+/// Every picture protocol's output for a small image.
+fn encoded(kind: ProtocolType) -> String {
+    let mut picker = Picker::halfblocks();
+    picker.set_protocol_type(kind);
+    let img = image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(32, 32, |x, y| {
+        image::Rgb([x as u8 * 8, y as u8 * 8, 90])
+    }));
+    let area = ratatui::layout::Rect::new(0, 0, 8, 4);
+    let proto = picker
+        .new_protocol(img, area.as_size(), ratatui_image::Resize::Fit(None))
+        .unwrap();
+    let mut buf = ratatui::buffer::Buffer::empty(area);
+    ratatui::widgets::Widget::render(ratatui_image::Image::new(&proto), area, &mut buf);
+    buf.content().iter().map(|c| c.symbol()).collect()
+}
+
+#[test]
+fn graphics_protocols_emit_well_formed_sequences() {
+    let sixel = encoded(ProtocolType::Sixel);
+    let start = sixel.find("\x1bP").expect("sixel starts with DCS");
+    assert!(sixel[start..].contains('q'), "sixel introducer");
+    assert!(sixel[start..].contains("\x1b\\"), "sixel ends with ST");
+    let kitty = encoded(ProtocolType::Kitty);
+    assert!(kitty.contains("\x1b_G"), "kitty graphics APC");
+    assert!(kitty.contains("\x1b\\"), "kitty APC terminated");
+    let iterm = encoded(ProtocolType::Iterm2);
+    let start = iterm.find("\x1b]1337;File=").expect("iTerm2 OSC 1337");
+    assert!(iterm[start..].contains("inline=1"));
+    assert!(iterm[start..].contains('\x07'), "OSC terminated by BEL");
+    let blocks = encoded(ProtocolType::Halfblocks);
+    assert!(!blocks.contains('\x1b') && (blocks.contains('▀') || blocks.contains('▄')));
+}
