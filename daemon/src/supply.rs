@@ -12,8 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-/// ONNX Runtime version fetched when none is installed.
+/// ONNX Runtime version fetched when none is installed (CPU package).
 pub const ORT_VERSION: &str = "1.32.0";
+/// Version of the CUDA package (`onnxruntime-gpu`, built for CUDA 13 and
+/// cuDNN 9), which trails the CPU one.
+pub const ORT_GPU_VERSION: &str = "1.31.1";
 
 /// The ONNX model zoo VGG-16 (opset 12, NCHW, 1000 ImageNet classes).
 pub const ZOO_VGG16_URL: &str = "https://github.com/onnx/models/raw/main/validated/vision/classification/vgg/model/vgg16-12.tar.gz";
@@ -81,14 +84,14 @@ pub fn resolve_ort_library(
         ExecutionProvider::Cpu => false,
         ExecutionProvider::Auto => gpu_present(),
     };
-    let package = if gpu {
-        "onnxruntime-gpu"
+    let (package, version) = if gpu {
+        ("onnxruntime-gpu", ORT_GPU_VERSION)
     } else {
-        "onnxruntime"
+        ("onnxruntime", ORT_VERSION)
     };
     let dir = cache
         .join("onnxruntime")
-        .join(format!("{package}-{ORT_VERSION}"));
+        .join(format!("{package}-{version}"));
     if let Some(lib) = find_main_library(&dir) {
         return Ok(lib);
     }
@@ -105,12 +108,12 @@ pub fn resolve_ort_library(
         return Ok(lib);
     }
     say(&format!(
-        "ONNX Runtime not found; fetching {package}=={ORT_VERSION} with pip into {}",
+        "ONNX Runtime not found; fetching {package}=={version} with pip into {}",
         dir.display()
     ));
-    let wheel = pip_download(&format!("{package}=={ORT_VERSION}"), &cache.join("downloads")).map_err(|e| {
+    let wheel = pip_download(&format!("{package}=={version}"), &cache.join("downloads")).map_err(|e| {
         Error::Supply(format!(
-            "{e}\nprovide ONNX Runtime {ORT_VERSION} yourself: --ort-lib PATH or ORT_DYLIB_PATH=/path/to/libonnxruntime.so"
+            "{e}; provide ONNX Runtime {version} yourself: --ort-lib PATH or ORT_DYLIB_PATH=/path/to/libonnxruntime.so"
         ))
     })?;
     // The providers first: the main library's presence marks a finished set.

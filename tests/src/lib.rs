@@ -73,8 +73,13 @@ impl Daemon {
         let sink = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(addr.trim().to_string());
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    // Text or JSON logs: the address ends at a quote or a space.
+                    let addr = rest
+                        .split(|c: char| c == '"' || c.is_whitespace())
+                        .next()
+                        .unwrap_or(rest);
+                    let _ = tx.send(addr.to_string());
                 }
                 if let Ok(mut l) = sink.lock() {
                     l.push_str(&line);
@@ -115,4 +120,58 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A Python virtual environment in the user cache with `packages` (pinned
+/// `name==version` specs) installed; `None`, with a printed reason, where
+/// python3 or pip cannot provide them.
+pub fn python_venv(name: &str, packages: &[&str], check_import: &str) -> Option<PathBuf> {
+    let cache = fovea_daemon::paths::cache_dir();
+    let venv = cache.join(format!("python-{name}"));
+    let python = venv.join("bin/python");
+    // Tests run in parallel: one of them builds the environment.
+    let _ = std::fs::create_dir_all(&cache);
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(cache.join(format!("python-{name}.lock")))
+        .ok()?;
+    lock.lock().ok()?;
+    if !python.exists() {
+        let made = Command::new("python3")
+            .arg("-m")
+            .arg("venv")
+            .arg(&venv)
+            .status();
+        if !made.is_ok_and(|s| s.success()) {
+            eprintln!("SKIPPED: python3 -m venv is not available");
+            return None;
+        }
+    }
+    let ready = |python: &Path| {
+        Command::new(python)
+            .args(["-c", check_import])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !ready(&python) {
+        let pip = Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(packages)
+            .status();
+        if !pip.is_ok_and(|s| s.success()) || !ready(&python) {
+            eprintln!("SKIPPED: pip could not install {packages:?} (offline?)");
+            return None;
+        }
+    }
+    Some(venv)
 }

@@ -5,7 +5,7 @@
 
 use fovea_client::{Client, neuron, v1 as pb};
 use fovea_proto::v1::probe_client::ProbeClient;
-use fovea_tests::{Daemon, bin, shared_image, tiny_model_file};
+use fovea_tests::{Daemon, bin, python_venv, shared_image, tiny_model_file};
 use std::time::Duration;
 use tonic::Code;
 
@@ -551,40 +551,14 @@ async fn kill_9_during_cache_writes_never_serves_a_corrupt_recording() {
 
 #[test]
 fn a_python_grpcio_client_records_and_reconstructs() {
-    let venv = fovea_daemon::paths::cache_dir().join("python-grpc");
+    let Some(venv) = python_venv(
+        "grpc",
+        &["grpcio==1.76.0", "grpcio-tools==1.76.0"],
+        "import grpc, grpc_tools",
+    ) else {
+        return;
+    };
     let python = venv.join("bin/python");
-    if !python.exists() {
-        let made = std::process::Command::new("python3")
-            .arg("-m")
-            .arg("venv")
-            .arg(&venv)
-            .status();
-        if !made.is_ok_and(|s| s.success()) {
-            eprintln!("SKIPPED: python3 -m venv is not available");
-            return;
-        }
-    }
-    let installed = std::process::Command::new(&python)
-        .args(["-c", "import grpc, grpc_tools"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !installed {
-        let pip = std::process::Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "grpcio==1.76.0",
-                "grpcio-tools==1.76.0",
-            ])
-            .status();
-        if !pip.is_ok_and(|s| s.success()) {
-            eprintln!("SKIPPED: pip could not install grpcio (offline?)");
-            return;
-        }
-    }
     let (dir, model) = tiny_model_file();
     let args = tiny_args(&model);
     let d = Daemon::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
