@@ -328,6 +328,15 @@ impl Client {
             .into_inner())
     }
 
+    pub async fn scan_top(&self, req: pb::ScanTopRequest) -> Result<pb::ScanTopResponse> {
+        Ok(self
+            .inner
+            .clone()
+            .scan_top(self.req(req))
+            .await?
+            .into_inner())
+    }
+
     pub async fn list(&self) -> Result<pb::ListRecordingsResponse> {
         Ok(self
             .inner

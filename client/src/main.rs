@@ -2,6 +2,7 @@
 //! by `--connect`, or starts one in-process.
 
 mod figures;
+mod scan;
 
 use anyhow::{Context, anyhow, bail};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -30,6 +31,9 @@ struct Cli {
     /// Certificate authority (PEM) to trust for a daemon serving TLS.
     #[arg(long, env = "FOVEA_TLS_CA", global = true)]
     tls_ca: Option<PathBuf>,
+    /// Scan results for the in-process daemon to serve (ScanTop).
+    #[arg(long, env = "FOVEA_SCAN", global = true)]
+    scan_results: Option<PathBuf>,
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -43,6 +47,16 @@ struct Cli {
     load: LoadOptions,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum ScanCommand {
+    /// Merge shard results into one (exact, in any order).
+    Merge {
+        inputs: Vec<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -162,6 +176,48 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Scan a dataset: for every conv feature, the k images where it fires
+    /// hardest. Runs in this process; resumable; `--shard i/n` takes a slice.
+    #[command(args_conflicts_with_subcommands = true)]
+    Scan {
+        #[command(subcommand)]
+        merge: Option<ScanCommand>,
+        /// Folder (searched recursively) or list file of images.
+        input: Option<PathBuf>,
+        /// Results file (also the checkpoint an interrupted scan resumes).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, default_value_t = 9)]
+        k: usize,
+        /// Conv layers: `A..B` (inclusive) or `A,B,C`.
+        #[arg(long, default_value = "1..13")]
+        layers: String,
+        /// This run's slice of the list, `i/n` (0-based).
+        #[arg(long)]
+        shard: Option<String>,
+        /// Images per forward pass.
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        /// Save progress at least this often (seconds).
+        #[arg(long, default_value_t = 5.0)]
+        checkpoint_secs: f64,
+    },
+    /// The images where a feature fires hardest, from scan results loaded by
+    /// the daemon (`--scan`), as a grid of field-of-view patches.
+    ScanTop {
+        #[arg(long, default_value = "13")]
+        layer: String,
+        #[arg(long)]
+        feature: u32,
+        #[arg(short, long, default_value_t = 9)]
+        k: u32,
+        /// Also record each image and show the neuron's four reconstructions
+        /// there, one row per image.
+        #[arg(long)]
+        reconstruct: bool,
+        #[arg(short, long, default_value = "scan-top.png")]
+        out: PathBuf,
+    },
     /// Check a daemon's health (exit 0 when it is serving).
     Health {
         /// Address (default: --connect, else 127.0.0.1:50051).
@@ -278,11 +334,16 @@ async fn connect(cli: &Cli) -> anyhow::Result<Client> {
             c
         }
         None => {
-            Client::embedded(EmbeddedOptions {
+            let mut opts = EmbeddedOptions {
                 load: cli.load.clone(),
                 ..Default::default()
-            })
-            .await?
+            };
+            if let Some(p) = &cli.scan_results {
+                opts.service.scan = Some(std::sync::Arc::new(
+                    fovea_daemon::scan::ScanResults::load(p)?,
+                ));
+            }
+            Client::embedded(opts).await?
         }
     };
     Ok(client)
@@ -477,8 +538,124 @@ async fn run_inner(cli: Cli) -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    if let Command::Scan {
+        merge,
+        input,
+        out,
+        k,
+        layers,
+        shard,
+        batch,
+        checkpoint_secs,
+    } = &cli.command
+    {
+        return match merge {
+            Some(ScanCommand::Merge { inputs, out }) => scan::merge(inputs, out, cli.json),
+            None => {
+                let input = input
+                    .as_ref()
+                    .ok_or_else(|| anyhow!("scan: give a folder or a list file of images"))?;
+                let out = out
+                    .as_ref()
+                    .ok_or_else(|| anyhow!("scan: --out RESULTS is required"))?;
+                let every = std::time::Duration::try_from_secs_f64(*checkpoint_secs)
+                    .map_err(|_| anyhow!("--checkpoint-secs {checkpoint_secs}: not a duration"))?;
+                let spec = scan::Spec {
+                    k: *k,
+                    layers,
+                    shard: shard.as_deref(),
+                    batch: *batch,
+                    checkpoint_every: every,
+                };
+                scan::run(&cli.load, input, out, spec, cli.json).await
+            }
+        };
+    }
     let client = connect(&cli).await?;
     match &cli.command {
+        Command::Scan { .. } => Ok(()),
+        Command::ScanTop {
+            layer,
+            feature,
+            k,
+            reconstruct,
+            out,
+        } => {
+            let top = client
+                .scan_top(pb::ScanTopRequest {
+                    layer: layer.clone(),
+                    feature: *feature,
+                    k: *k,
+                    patches: Some(true),
+                })
+                .await?;
+            let mut tiles: Vec<RgbImage> = Vec::new();
+            let mut rows: Vec<RgbImage> = Vec::new();
+            for h in top.hits.iter().filter(|h| !h.patch_png.is_empty()) {
+                let name = Path::new(&h.image)
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let patch = picture::captioned(
+                    &decode_png(&h.patch_png)?,
+                    &format!("{:.1} {name}", h.value),
+                    160,
+                );
+                if !reconstruct {
+                    tiles.push(patch);
+                    continue;
+                }
+                // The neuron in this image, all four modes.
+                let r = record(&client, Path::new(&h.image)).await?;
+                let rr = client
+                    .reconstruct(pb::ReconstructRequest {
+                        recording_id: r.recording_id,
+                        neurons: vec![neuron(
+                            &top.layer.to_string(),
+                            top.feature as i32,
+                            h.y as i32,
+                            h.x as i32,
+                        )],
+                        crop_to_fov: true,
+                        png_only: true,
+                        ..Default::default()
+                    })
+                    .await?;
+                let mut row = vec![patch];
+                for rec in &rr.reconstructions {
+                    row.push(picture::captioned(
+                        &decode_png(&rec.png)?,
+                        mode_label(rec.mode),
+                        160,
+                    ));
+                }
+                rows.push(picture::grid(&row, row.len(), None));
+            }
+            let title = format!(
+                "layer {} feature {}: strongest images",
+                top.layer, top.feature
+            );
+            let img = if *reconstruct {
+                picture::grid(&rows, 1, Some(&title))
+            } else {
+                let cols = (tiles.len() as f64).sqrt().ceil().max(1.0) as usize;
+                picture::grid(&tiles, cols, Some(&title))
+            };
+            save(&img, out)?;
+            if cli.json {
+                print_json(json!({
+                    "layer": top.layer, "feature": top.feature, "out": out, "scanned": top.scanned, "skipped": top.skipped,
+                    "hits": top.hits.iter().map(|h| json!({"image": h.image, "value": h.value, "y": h.y, "x": h.x})).collect::<Vec<_>>(),
+                }));
+            } else {
+                for h in &top.hits {
+                    println!("{:>10.3}  ({:>2},{:>2})  {}", h.value, h.y, h.x, h.image);
+                }
+                println!("wrote {}", out.display());
+            }
+            shower.show(&img);
+            Ok(())
+        }
         Command::Health { .. } => Ok(()),
         Command::Model => {
             let m = client.model().await?;

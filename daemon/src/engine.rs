@@ -157,6 +157,9 @@ impl Default for EngineOptions {
     }
 }
 
+/// A feature's strongest activation in one image: (value, y, x).
+pub type FeatureMax = (f32, u32, u32);
+
 /// The f32 result of one forward pass.
 pub struct ForwardPass {
     /// Per conv layer, `[C, H, W]` activations after the ReLU.
@@ -177,6 +180,8 @@ pub struct Engine {
     record: Mutex<Session>,
     /// Full-precision recording graph, built on first use of `forward`.
     exact: std::sync::OnceLock<Mutex<Session>>,
+    /// Per-feature maxima for dataset scans, built on first use.
+    scan: std::sync::OnceLock<Mutex<Session>>,
     pub(crate) backward: BackwardCache,
     pub(crate) dump_graphs: Option<PathBuf>,
 }
@@ -250,6 +255,7 @@ impl Engine {
         let engine = Engine {
             record,
             exact: std::sync::OnceLock::new(),
+            scan: std::sync::OnceLock::new(),
             runtime,
             head_enabled,
             network,
@@ -349,6 +355,74 @@ impl Engine {
             activations,
             scores,
         })
+    }
+
+    /// For a batch of `[3, H, W]` inputs: per conv layer, each feature's
+    /// strongest activation and its location (first maximum in row-major
+    /// order). `out[layer - 1][image][feature] = (value, y, x)`.
+    pub fn feature_maxima(&self, inputs: &[Vec<f32>]) -> Result<Vec<Vec<Vec<FeatureMax>>>> {
+        let n = inputs.len();
+        if n == 0 {
+            return Ok(vec![Vec::new(); self.network.convs.len()]);
+        }
+        for i in inputs {
+            self.check_input(i)?;
+        }
+        let session = match self.scan.get() {
+            Some(s) => s,
+            None => {
+                let bytes = std::fs::read(&self.provenance.path)
+                    .map_err(|e| Error::io(&self.provenance.path, e))?;
+                let model = decode_model(&bytes)?;
+                let graph = scan_graph(&model, &self.network);
+                self.dump("scan", &graph);
+                let session = Mutex::new(self.runtime.session(&onnx::encode(&graph))?);
+                self.scan.get_or_init(|| session)
+            }
+        };
+        let s = self.profile.input_size;
+        let mut batch = Vec::with_capacity(n * 3 * s * s);
+        for i in inputs {
+            let (_, fed) = self.model_layout(i);
+            batch.extend_from_slice(&fed);
+        }
+        let shape = match self.network.layout {
+            Layout::Nchw => [n, 3, s, s],
+            Layout::Nhwc => [n, s, s, 3],
+        };
+        let tensor = TensorRef::from_array_view((shape, batch.as_slice()))?;
+        let mut session = session
+            .lock()
+            .map_err(|_| Error::Runtime("scan session poisoned".into()))?;
+        let outputs = session.run(ort::inputs![self.network.input_name.as_str() => tensor])?;
+        let mut out = Vec::with_capacity(self.network.convs.len());
+        for c in &self.network.convs {
+            let g = &self.geometry[c.number];
+            let (_, values) =
+                outputs[format!("fovea_max{}", c.number).as_str()].try_extract_tensor::<f32>()?;
+            let (_, args) =
+                outputs[format!("fovea_arg{}", c.number).as_str()].try_extract_tensor::<i64>()?;
+            if values.len() != n * g.channels || args.len() != n * g.channels {
+                return Err(Error::Runtime(format!(
+                    "scan of layer {} returned the wrong size",
+                    c.number
+                )));
+            }
+            out.push(
+                (0..n)
+                    .map(|b| {
+                        (0..g.channels)
+                            .map(|f| {
+                                let k = b * g.channels + f;
+                                let at = args[k].max(0) as usize;
+                                (values[k], (at / g.width) as u32, (at % g.width) as u32)
+                            })
+                            .collect()
+                    })
+                    .collect(),
+            );
+        }
+        Ok(out)
     }
 
     /// Records a preprocessed `[3, H, W]` tensor (id and image left empty).
@@ -669,6 +743,49 @@ fn record_graph(
             );
             outputs.push(onnx::value_info(&switch, DataType::Uint8, &[]));
         }
+    }
+    let extras = b.finish().graph.unwrap_or_default();
+    g.node.extend(extras.node);
+    g.initializer.extend(extras.initializer);
+    finish_record_graph(g, net, outputs);
+    m
+}
+
+/// The original graph reduced to, per conv layer, each feature's maximum over
+/// the locations and its first position (`fovea_max{i}`, `fovea_arg{i}`),
+/// for any batch size. Ops chosen to exist in every opset from 11 on.
+fn scan_graph(model: &ModelProto, net: &Network) -> ModelProto {
+    let mut m = model.clone();
+    let Some(g) = m.graph.as_mut() else { return m };
+    let mut b = onnx::GraphBuilder::new("scan_extras").prefixed("fovea_");
+    let mut outputs = Vec::new();
+    for c in &net.convs {
+        let i = c.number;
+        let shape = b.initializer(onnx::i64_tensor(
+            &format!("fovea_flat{i}"),
+            &[3],
+            &[0, c.out_channels as i64, -1],
+        ));
+        let flat = b.node("Reshape", &[&c.relu_output, &shape], vec![]);
+        let arg = format!("fovea_arg{i}");
+        b.node_named(
+            "ArgMax",
+            &[&flat],
+            &arg,
+            vec![
+                ("axis", onnx::Attr::Int(2)),
+                ("keepdims", onnx::Attr::Int(1)),
+            ],
+        );
+        let max = format!("fovea_max{i}");
+        b.node_named(
+            "GatherElements",
+            &[&flat, &arg],
+            &max,
+            vec![("axis", onnx::Attr::Int(2))],
+        );
+        outputs.push(onnx::value_info(&max, DataType::Float, &[]));
+        outputs.push(onnx::value_info(&arg, DataType::Int64, &[]));
     }
     let extras = b.finish().graph.unwrap_or_default();
     g.node.extend(extras.node);

@@ -32,6 +32,9 @@ struct Args {
     /// Bytes the cache folder may take.
     #[arg(long, default_value_t = 20 << 30, env = "FOVEA_CACHE_DIR_BYTES")]
     cache_dir_bytes: u64,
+    /// Serve these dataset scan results (from `fovea scan`) through ScanTop.
+    #[arg(long, env = "FOVEA_SCAN")]
+    scan: Option<PathBuf>,
     /// Requests computing at once.
     #[arg(long, default_value_t = 2, env = "FOVEA_CONCURRENCY")]
     concurrency: usize,
@@ -127,6 +130,10 @@ fn run(args: Args) -> anyhow::Result<()> {
             cache_bytes: args.cache_bytes,
             cache_dir: args.cache_dir.clone(),
             cache_dir_bytes: args.cache_dir_bytes,
+            scan: match &args.scan {
+                Some(p) => Some(Arc::new(fovea_daemon::scan::ScanResults::load(p)?)),
+                None => None,
+            },
             image_limits: ImageLimits {
                 max_bytes: args.max_image_bytes,
                 max_pixels: args.max_image_pixels,

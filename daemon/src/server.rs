@@ -40,6 +40,8 @@ pub struct ServiceOptions {
     pub cache_dir: Option<std::path::PathBuf>,
     /// Bound of the folder, bytes.
     pub cache_dir_bytes: u64,
+    /// Dataset scan results served by ScanTop.
+    pub scan: Option<Arc<crate::scan::ScanResults>>,
     pub image_limits: ImageLimits,
     /// Requests running on the engine at once.
     pub concurrency: usize,
@@ -53,6 +55,7 @@ impl Default for ServiceOptions {
             cache_bytes: 2 << 30,
             cache_dir: None,
             cache_dir_bytes: 20 << 30,
+            scan: None,
             image_limits: ImageLimits::default(),
             concurrency: 2,
             queue: 32,
@@ -992,6 +995,103 @@ impl Probe for ProbeService {
             recordings,
             cache_bytes: bytes as u64,
             cache_limit_bytes: self.state.cache.limit() as u64,
+        }))
+    }
+
+    async fn scan_top(
+        &self,
+        request: Request<pb::ScanTopRequest>,
+    ) -> Result<Response<pb::ScanTopResponse>, Status> {
+        let req = request.into_inner();
+        let engine = self.state.engine()?;
+        let scan = self.state.options.scan.clone().ok_or_else(|| {
+            Status::failed_precondition(
+                "no scan results are loaded; start fovead with --scan RESULTS",
+            )
+        })?;
+        let layer = engine.network.resolve_conv("layer", &req.layer)?;
+        let top = scan.layer(layer).ok_or_else(|| {
+            let kept: Vec<usize> = scan.layers.iter().map(|l| l.layer).collect();
+            Status::invalid_argument(format!("layer: the scan kept layers {kept:?}, not {layer}"))
+        })?;
+        let hits = top.features.get(req.feature as usize).ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "feature: {} is outside 0..={} for layer {layer}",
+                req.feature,
+                top.features.len().saturating_sub(1)
+            ))
+        })?;
+        if req.k as usize > scan.k {
+            return Err(Status::invalid_argument(format!(
+                "k: {} is outside 0..={} (the scan's k)",
+                req.k, scan.k
+            )));
+        }
+        let k = if req.k == 0 {
+            hits.len()
+        } else {
+            req.k as usize
+        };
+        let chosen: Vec<crate::scan::Hit> = hits.iter().take(k).cloned().collect();
+        let patches = req.patches.unwrap_or(true);
+        let limits = self.state.options.image_limits;
+        let answer = self
+            .state
+            .run(move |engine| {
+                let size = engine.profile.input_size;
+                Ok(chosen
+                    .into_iter()
+                    .map(|h| {
+                        let n = crate::backward::NeuronAt {
+                            layer,
+                            feature: req.feature as usize,
+                            y: h.y as usize,
+                            x: h.x as usize,
+                        };
+                        let b = crate::backward::fov_box(&engine.network.convs, n, size);
+                        let patch_png = if patches {
+                            std::fs::read(&h.image)
+                                .ok()
+                                .and_then(|bytes| crate::profile::decode_image(&bytes, limits).ok())
+                                .map(|img| {
+                                    let (resized, _) = engine.profile.preprocess(&img);
+                                    let crop = image::imageops::crop_imm(
+                                        &resized,
+                                        b.x0 as u32,
+                                        b.y0 as u32,
+                                        (b.x1 - b.x0) as u32,
+                                        (b.y1 - b.y0) as u32,
+                                    )
+                                    .to_image();
+                                    render::png(&crop)
+                                })
+                                .unwrap_or_default()
+                        } else {
+                            Vec::new()
+                        };
+                        pb::ScanHit {
+                            image: h.image,
+                            value: h.value,
+                            y: h.y,
+                            x: h.x,
+                            fov: Some(pb::Box {
+                                x0: b.x0 as i32,
+                                y0: b.y0 as i32,
+                                x1: b.x1 as i32,
+                                y1: b.y1 as i32,
+                            }),
+                            patch_png,
+                        }
+                    })
+                    .collect::<Vec<_>>())
+            })
+            .await?;
+        Ok(Response::new(pb::ScanTopResponse {
+            layer: layer as u32,
+            feature: req.feature,
+            hits: answer,
+            scanned: scan.scanned as u64,
+            skipped: scan.skipped.len() as u64,
         }))
     }
 

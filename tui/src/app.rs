@@ -45,6 +45,9 @@ pub enum Action {
     Reseed,
     Save,
     CycleGraphics,
+    /// Show the dataset scan's strongest images for the feature instead of
+    /// the reconstructions.
+    TogglePatches,
     ToggleHelp,
     Quit,
     /// A click on the activation map at grid position (y, x).
@@ -75,6 +78,11 @@ pub enum Command {
     },
     Strongest {
         layer: u32,
+        generation: u64,
+    },
+    Patches {
+        layer: u32,
+        feature: u32,
         generation: u64,
     },
     Maximize {
@@ -110,6 +118,10 @@ pub enum Msg {
     Strongest {
         generation: u64,
         activation: pb::Activation,
+    },
+    Patches {
+        generation: u64,
+        hits: Vec<pb::ScanHit>,
     },
     MaxProgress(pb::MaximizeProgress),
     MaxResult(pb::MaximizeResult),
@@ -157,6 +169,9 @@ pub struct App {
     pub maps: Option<pb::FeatureMaps>,
     pub reconstructions: Vec<pb::Reconstruction>,
     pub fov: Option<pb::Box>,
+    /// The reconstruction panel shows the scan's top images instead.
+    pub show_patches: bool,
+    pub patches: Vec<pb::ScanHit>,
     pub max: MaxState,
     pub focus: Focus,
     pub status: String,
@@ -189,6 +204,8 @@ impl App {
             maps: None,
             reconstructions: Vec::new(),
             fov: None,
+            show_patches: false,
+            patches: Vec::new(),
             max: MaxState::default(),
             focus: Focus::Layers,
             status: "connecting".into(),
@@ -370,6 +387,17 @@ impl App {
                 self.neuron_changed(now);
             }
             Action::Save => out.push(Command::Save),
+            Action::TogglePatches => {
+                self.show_patches = !self.show_patches;
+                if self.show_patches {
+                    self.busy += 1;
+                    out.push(Command::Patches {
+                        layer: self.layer_number(),
+                        feature: self.feature,
+                        generation: self.neuron_gen,
+                    });
+                }
+            }
             Action::CycleGraphics => out.push(Command::CycleGraphics),
             Action::PromptChar(_)
             | Action::PromptBackspace
@@ -440,6 +468,14 @@ impl App {
                 seed: self.seed,
                 generation: self.neuron_gen,
             });
+            if self.show_patches {
+                self.busy += 1;
+                out.push(Command::Patches {
+                    layer: self.layer_number(),
+                    feature: self.feature,
+                    generation: self.neuron_gen,
+                });
+            }
         }
         out
     }
@@ -501,6 +537,12 @@ impl App {
                     self.neuron_changed(now);
                     // Fetch at once: the user asked for this neuron.
                     self.neuron_due = Some(now);
+                }
+            }
+            Msg::Patches { generation, hits } => {
+                self.busy = self.busy.saturating_sub(1);
+                if generation == self.neuron_gen {
+                    self.patches = hits;
                 }
             }
             Msg::MaxProgress(p) => {
@@ -774,6 +816,17 @@ mod tests {
         assert_eq!(app.seed, 1);
         assert_eq!(app.update(Action::Quit, now), vec![Command::Quit]);
         assert!(app.quit);
+    }
+
+    #[test]
+    fn patches_follow_the_selected_feature() {
+        let (mut app, now) = loaded();
+        let cmds = app.update(Action::TogglePatches, now);
+        assert!(matches!(cmds.as_slice(), [Command::Patches { layer: 2, .. }]));
+        app.update(Action::FeatureNext, now);
+        let cmds = app.tick(now + SETTLE);
+        assert!(cmds.iter().any(|c| matches!(c, Command::Patches { feature: 1, .. })));
+        assert!(app.update(Action::TogglePatches, now).is_empty());
     }
 
     #[test]

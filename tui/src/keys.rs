@@ -49,6 +49,7 @@ fn key(app: &App, k: &KeyEvent) -> Option<Action> {
         KeyCode::Char('r') => Action::Reseed,
         KeyCode::Char('s') => Action::Save,
         KeyCode::Char('g') => Action::CycleGraphics,
+        KeyCode::Char('p') => Action::TogglePatches,
         KeyCode::Char('?') => Action::ToggleHelp,
         KeyCode::Esc if app.help => Action::ToggleHelp,
         _ => return None,

@@ -35,6 +35,9 @@ struct Args {
     /// Certificate authority (PEM) for a daemon serving TLS.
     #[arg(long, env = "FOVEA_TLS_CA")]
     tls_ca: Option<PathBuf>,
+    /// Dataset scan results for the in-process daemon (`p` shows them).
+    #[arg(long, env = "FOVEA_SCAN")]
+    scan: Option<PathBuf>,
     /// Picture protocol (default: detected from the terminal).
     #[arg(long, value_enum, default_value = "auto")]
     graphics: Graphics,
@@ -95,10 +98,18 @@ fn run(args: Args) -> anyhow::Result<()> {
                 None => None,
             },
         },
-        None => Target::Embedded(EmbeddedOptions {
-            load: args.load.clone(),
-            ..Default::default()
-        }),
+        None => {
+            let mut opts = EmbeddedOptions {
+                load: args.load.clone(),
+                ..Default::default()
+            };
+            if let Some(p) = &args.scan {
+                opts.service.scan = Some(std::sync::Arc::new(
+                    fovea_daemon::scan::ScanResults::load(p)?,
+                ));
+            }
+            Target::Embedded(opts)
+        }
     };
     let address = args
         .connect

@@ -281,8 +281,24 @@ fn mode_name(m: i32) -> &'static str {
     }
 }
 
-/// The four reconstructions, labelled, 2 x 2.
+/// The four reconstructions, labelled, 2 x 2; or the scan's strongest
+/// images for the feature, 3 x 3.
 pub fn reconstruction_picture(app: &App) -> Option<RgbImage> {
+    if app.show_patches {
+        let tiles: Vec<RgbImage> = app
+            .patches
+            .iter()
+            .filter_map(|h| {
+                let name = std::path::Path::new(&h.image)
+                    .file_name()?
+                    .to_string_lossy()
+                    .into_owned();
+                decode(&h.patch_png)
+                    .map(|img| picture::captioned(&img, &format!("{:.1} {name}", h.value), 120))
+            })
+            .collect();
+        return (!tiles.is_empty()).then(|| picture::grid(&tiles, 3, None));
+    }
     if app.reconstructions.is_empty() {
         return None;
     }

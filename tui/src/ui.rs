@@ -227,7 +227,11 @@ pub fn draw(f: &mut Frame, app: &App, pictures: &mut Pictures, tick: usize) {
         pictures,
         Panel::Reconstructions,
         areas.reconstructions,
-        format!(" reconstructions · seed {} (r) ", app.seed),
+        if app.show_patches {
+            format!(" strongest images in the scan for f{} (p) ", app.feature)
+        } else {
+            format!(" reconstructions · seed {} (r; p: scan) ", app.seed)
+        },
         app.focus == Focus::Reconstructions,
     );
 
@@ -375,13 +379,13 @@ pub fn draw(f: &mut Frame, app: &App, pictures: &mut Pictures, tick: usize) {
         },
     ]);
     let line2 = Line::from(Span::styled(
-        " j/k layer  h/l feature  arrows location  t strongest  Tab focus  m maximize  x cancel  o open  r reseed  s save  g graphics  ? help  q quit",
+        " j/k layer  h/l feature  arrows location  t strongest  Tab focus  m maximize  x cancel  o open  r reseed  p scan  s save  g graphics  ? help  q quit",
         Style::default().fg(Color::DarkGray),
     ));
     f.render_widget(Paragraph::new(vec![line1, line2]), areas.status);
 
     if app.help {
-        let area = centered(f.area(), 64, 22);
+        let area = centered(f.area(), 70, 23);
         f.render_widget(Clear, area);
         let text = vec![
             Line::from("Keys").style(Style::default().add_modifier(Modifier::BOLD)),
@@ -398,6 +402,7 @@ pub fn draw(f: &mut Frame, app: &App, pictures: &mut Pictures, tick: usize) {
             Line::from("  r            reseed the random weights"),
             Line::from("  s            save what is on screen as PNG files"),
             Line::from("  g            cycle graphics: kitty, sixel, iTerm2, half blocks"),
+            Line::from("  p            the dataset scan's strongest images for the feature"),
             Line::from("  ?            this help (any key closes it)"),
             Line::from("  q            quit"),
             Line::from(""),

@@ -222,6 +222,33 @@ pub async fn run(
                     }
                 });
             }
+            Command::Patches {
+                layer,
+                feature,
+                generation,
+            } => {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let req = pb::ScanTopRequest {
+                        layer: layer.to_string(),
+                        feature,
+                        k: 9,
+                        patches: Some(true),
+                    };
+                    match c.scan_top(req).await {
+                        Ok(t) => {
+                            let _ = tx.send(Msg::Patches {
+                                generation,
+                                hits: t.hits,
+                            });
+                        }
+                        Err(e) if e.code() == Some(tonic::Code::FailedPrecondition) => {
+                            let _ = tx.send(Msg::Error("no scan results are loaded: run `fovea scan`, then start the daemon with --scan".into()));
+                        }
+                        Err(e) => report(e),
+                    }
+                });
+            }
             Command::Maximize {
                 layer,
                 feature,

@@ -110,7 +110,56 @@ fn run(args: Args) -> anyhow::Result<()> {
         plain.run(ort::inputs![input_name.as_str() => t])?;
         Ok(())
     })?;
+
+    // Scan throughput against plain batched forward passes over the same
+    // images (already decoded and preprocessed for the baseline).
+    let scan_dir = std::env::temp_dir().join(format!("fovea-bench-scan-{}", std::process::id()));
+    std::fs::create_dir_all(&scan_dir)?;
+    let samples = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/images");
+    let mut list = Vec::new();
+    for copy in 0..8 {
+        for name in ["astronaut.png", "chelsea.png", "rocket.jpg"] {
+            let dst = scan_dir.join(format!("{copy}-{name}"));
+            std::fs::copy(samples.join(name), &dst)?;
+            list.push(dst);
+        }
+    }
+    let batch = 8;
+    let tensors: Vec<Vec<f32>> = list
+        .iter()
+        .map(|p| -> anyhow::Result<Vec<f32>> {
+            let img = decode_image(&std::fs::read(p)?, ImageLimits::default())?;
+            Ok(engine
+                .model_layout(&engine.profile.preprocess(&img).1)
+                .1
+                .into_owned())
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let batched_ms = time_ms(2, || {
+        for chunk in tensors.chunks(batch) {
+            let flat: Vec<f32> = chunk.concat();
+            let mut shape = shape;
+            shape[0] = chunk.len();
+            let t = TensorRef::from_array_view((shape, flat.as_slice()))?;
+            plain.run(ort::inputs![input_name.as_str() => t])?;
+        }
+        Ok(())
+    })?;
     drop(plain);
+    let settings = fovea_daemon::scan::ScanSettings {
+        k: 9,
+        layers: (1..=engine.network.convs.len()).collect(),
+        batch,
+        ..Default::default()
+    };
+    let scan_out = scan_dir.join("results.json");
+    let scan_ms = time_ms(2, || {
+        let _ = std::fs::remove_file(&scan_out);
+        fovea_daemon::scan::scan(&engine, &list, &settings, &scan_out, |_| true)?;
+        Ok(())
+    })?;
+    let _ = std::fs::remove_dir_all(&scan_dir);
+    let scan_ratio = batched_ms / scan_ms;
 
     let record_ms = time_ms(args.repeat, || {
         engine.record_tensor(input.clone())?;
@@ -219,6 +268,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         for (key, _, _, ratio, _) in &rows[1..] {
             fields.push(format!("\"{key}\": {ratio:.4}"));
         }
+        fields.push(format!("\"scan_over_batched_forward\": {scan_ratio:.4}"));
         fields.push(format!("\"recording_bytes\": {recording_bytes}"));
         fields.push(format!("\"peak_rss_bytes_20_recordings\": {peak}"));
         fields.push(format!("\"startup_ms\": {startup_ms:.1}"));
@@ -250,6 +300,12 @@ fn run(args: Args) -> anyhow::Result<()> {
             };
             println!("{label:<46} {ms:>10.1} {ratio:>8.3} {t:>8}  {ok}");
         }
+        println!(
+            "scan of {} images: {:.1} images/s; plain batched forward {:.1} images/s; ratio {scan_ratio:.3} (target >= 0.9)",
+            list.len(),
+            list.len() as f64 / scan_ms * 1e3,
+            list.len() as f64 / batched_ms * 1e3
+        );
         println!("bytes per cached recording: {recording_bytes}");
         println!(
             "peak resident memory with 20 recordings held: {:.0} MiB",
