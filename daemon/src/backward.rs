@@ -198,6 +198,51 @@ fn tree_of(convs: &[ConvLayer], layer: usize) -> FovTree {
     fov_tree(convs, layer, 0, 0)
 }
 
+/// A layer's forward convolution without padding (on a window whose border
+/// the caller accounts for), with its trained weights and bias.
+pub(crate) fn forward_conv(g: &mut GraphBuilder, c: &ConvLayer, x: &str) -> String {
+    let i = c.number;
+    let w = g.initializer(f32_tensor(
+        &format!("w{i}"),
+        &[c.out_channels as i64, c.in_channels as i64, 3, 3],
+        &c.weight,
+    ));
+    let b = g.initializer(f32_tensor(
+        &format!("b{i}"),
+        &[c.out_channels as i64],
+        &c.bias,
+    ));
+    g.node(
+        "Conv",
+        &[x, &w, &b],
+        vec![("kernel_shape", Attr::Ints(vec![3, 3]))],
+    )
+}
+
+/// The transposed convolution of a layer with `weight` (OIHW), as a full
+/// convolution: the window grows by one pixel per side.
+pub(crate) fn transposed_conv(
+    g: &mut GraphBuilder,
+    c: &ConvLayer,
+    weight: &[f32],
+    x: &str,
+) -> String {
+    let i = c.number;
+    let k = g.initializer(f32_tensor(
+        &format!("wt{i}"),
+        &[c.in_channels as i64, c.out_channels as i64, 3, 3],
+        &transposed_kernel(weight, c.out_channels, c.in_channels),
+    ));
+    g.node(
+        "Conv",
+        &[x, &k],
+        vec![
+            ("pads", Attr::Ints(vec![2, 2, 2, 2])),
+            ("kernel_shape", Attr::Ints(vec![3, 3])),
+        ],
+    )
+}
+
 /// Backward graph from conv layer `layer` to the input plane.
 fn backward_graph(convs: &[ConvLayer], layer: usize, weights: &[Vec<f32>]) -> ModelProto {
     let tree = tree_of(convs, layer);
@@ -220,23 +265,9 @@ fn backward_graph(convs: &[ConvLayer], layer: usize, weights: &[Vec<f32>]) -> Mo
             &[Dim::Named("n"), Dim::Fixed(1), Dim::Fixed(1), Dim::Fixed(1)],
         )
     });
-    let scales = (convs[..layer].iter().any(|c| c.pooled))
-        .then(|| g.initializer(f32_tensor("up_scales", &[4], &[1.0, 1.0, 2.0, 2.0])));
     for i in (1..=layer).rev() {
         let c = &convs[i - 1];
-        let k = g.initializer(f32_tensor(
-            &format!("wt{i}"),
-            &[c.in_channels as i64, c.out_channels as i64, 3, 3],
-            &transposed_kernel(&weights[i - 1], c.out_channels, c.in_channels),
-        ));
-        let u = g.node(
-            "Conv",
-            &[&x, &k],
-            vec![
-                ("pads", Attr::Ints(vec![2, 2, 2, 2])),
-                ("kernel_shape", Attr::Ints(vec![3, 3])),
-            ],
-        );
+        let u = transposed_conv(&mut g, c, &weights[i - 1], &x);
         if i == 1 {
             g.node_named("Identity", &[&u], "image", vec![]);
             break;
@@ -245,27 +276,14 @@ fn backward_graph(convs: &[ConvLayer], layer: usize, weights: &[Vec<f32>]) -> Mo
         let scaled = g.node("Mul", &[&u, flag], vec![]);
         let mut v = g.node("Max", &[&u, &scaled], vec![]);
         if c.pooled {
-            let scales = scales.as_deref().unwrap_or("up_scales");
-            v = g.node(
-                "Resize",
-                &[&v, "", scales],
-                vec![
-                    ("mode", Attr::Str("nearest")),
-                    ("coordinate_transformation_mode", Attr::Str("asymmetric")),
-                    ("nearest_mode", Attr::Str("floor")),
-                ],
-            );
+            v = g.upsample2(&v);
         }
         let gate = g.input(
             &format!("gate{}", i - 1),
             DataType::Uint8,
             &dims("n", c.in_channels, tree.out[i - 1]),
         );
-        let gate_f = g.node(
-            "Cast",
-            &[&gate],
-            vec![("to", Attr::Int(DataType::Float as i64))],
-        );
+        let gate_f = g.to_float(&gate);
         x = g.node("Mul", &[&v, &gate_f], vec![]);
     }
     g.output("image", DataType::Float, &dims("n", 3, tree.out[0]));
@@ -301,21 +319,7 @@ fn affine_graph(convs: &[ConvLayer], layer: usize) -> ModelProto {
             let four = g.initializer(f32_tensor(&format!("four{i}"), &[], &[4.0]));
             a = g.node("Mul", &[&pooled, &four], vec![]);
         }
-        let w = g.initializer(f32_tensor(
-            &format!("w{i}"),
-            &[c.out_channels as i64, c.in_channels as i64, 3, 3],
-            &c.weight,
-        ));
-        let b = g.initializer(f32_tensor(
-            &format!("b{i}"),
-            &[c.out_channels as i64],
-            &c.bias,
-        ));
-        let z = g.node(
-            "Conv",
-            &[&a, &w, &b],
-            vec![("kernel_shape", Attr::Ints(vec![3, 3]))],
-        );
+        let z = forward_conv(&mut g, c, &a);
         if i == layer {
             g.node_named("Identity", &[&z], "preact", vec![]);
             break;
@@ -325,11 +329,7 @@ fn affine_graph(convs: &[ConvLayer], layer: usize) -> ModelProto {
             DataType::Uint8,
             &dims("n", c.out_channels, tree.out[i]),
         );
-        let gate_f = g.node(
-            "Cast",
-            &[&gate],
-            vec![("to", Attr::Int(DataType::Float as i64))],
-        );
+        let gate_f = g.to_float(&gate);
         // The batch comes in with the first gate (the zero image has batch 1).
         a = g.node("Mul", &[&z, &gate_f], vec![]);
     }

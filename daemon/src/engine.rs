@@ -673,17 +673,7 @@ fn record_graph(
 ) -> ModelProto {
     let mut m = model.clone();
     let Some(g) = m.graph.as_mut() else { return m };
-    let mut outputs = Vec::new();
-    if head
-        && let Some(o) = g
-            .output
-            .iter()
-            .find(|o| Some(&o.name) == net.head_output.as_ref())
-    {
-        let mut o = o.clone();
-        clear_shape(&mut o);
-        outputs.push(o);
-    }
+    let mut outputs = head_output(g, net, head);
     let mut b = onnx::GraphBuilder::new("record_extras").prefixed("fovea_");
     let zero = b.initializer(onnx::f32_tensor("fovea_zero", &[], &[0.0]));
     for c in &net.convs {
@@ -744,9 +734,7 @@ fn record_graph(
             outputs.push(onnx::value_info(&switch, DataType::Uint8, &[]));
         }
     }
-    let extras = b.finish().graph.unwrap_or_default();
-    g.node.extend(extras.node);
-    g.initializer.extend(extras.initializer);
+    append(g, b);
     finish_record_graph(g, net, outputs);
     m
 }
@@ -787,9 +775,7 @@ fn scan_graph(model: &ModelProto, net: &Network) -> ModelProto {
         outputs.push(onnx::value_info(&max, DataType::Float, &[]));
         outputs.push(onnx::value_info(&arg, DataType::Int64, &[]));
     }
-    let extras = b.finish().graph.unwrap_or_default();
-    g.node.extend(extras.node);
-    g.initializer.extend(extras.initializer);
+    append(g, b);
     finish_record_graph(g, net, outputs);
     m
 }
@@ -799,22 +785,39 @@ fn scan_graph(model: &ModelProto, net: &Network) -> ModelProto {
 fn exact_graph(model: &ModelProto, net: &Network, head: bool) -> ModelProto {
     let mut m = model.clone();
     let Some(g) = m.graph.as_mut() else { return m };
-    let mut outputs = Vec::new();
-    if head
-        && let Some(o) = g
-            .output
-            .iter()
-            .find(|o| Some(&o.name) == net.head_output.as_ref())
-    {
-        let mut o = o.clone();
-        clear_shape(&mut o);
-        outputs.push(o);
-    }
+    let mut outputs = head_output(g, net, head);
     for c in &net.convs {
         outputs.push(onnx::value_info(&c.relu_output, DataType::Float, &[]));
     }
     finish_record_graph(g, net, outputs);
     m
+}
+
+/// The head's output, kept when `head` is on (shape cleared).
+fn head_output(
+    g: &fovea_proto::onnx::GraphProto,
+    net: &Network,
+    head: bool,
+) -> Vec<fovea_proto::onnx::ValueInfoProto> {
+    let found = g
+        .output
+        .iter()
+        .find(|o| Some(&o.name) == net.head_output.as_ref());
+    match found {
+        Some(o) if head => {
+            let mut o = o.clone();
+            clear_shape(&mut o);
+            vec![o]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Adds generated nodes and initializers to a model's graph.
+fn append(g: &mut fovea_proto::onnx::GraphProto, extras: onnx::GraphBuilder) {
+    let extras = extras.finish().graph.unwrap_or_default();
+    g.node.extend(extras.node);
+    g.initializer.extend(extras.initializer);
 }
 
 /// Shapes recorded in the file hold for its native size only.

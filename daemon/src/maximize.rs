@@ -7,7 +7,7 @@
 //! the linear filter at the current image (the gradient), with the ReLU masks
 //! and pooling switches of that same forward pass.
 
-use crate::backward::{NeuronAt, PixelBox, fov_box, transposed_kernel};
+use crate::backward::{NeuronAt, PixelBox, forward_conv, fov_box, transposed_conv};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::network::{ConvLayer, fov_tree};
@@ -143,7 +143,6 @@ fn ascent_graph(convs: &[ConvLayer], layer: usize) -> ModelProto {
             Dim::Fixed(1),
         ],
     );
-    let scales = g.initializer(f32_tensor("up_scales", &[4], &[1.0, 1.0, 2.0, 2.0]));
     let zero = g.initializer(f32_tensor("zero", &[], &[0.0]));
     let mut a = x;
     let mut masks: Vec<String> = vec![String::new(); layer + 1];
@@ -161,38 +160,12 @@ fn ascent_graph(convs: &[ConvLayer], layer: usize) -> ModelProto {
             );
             // Where the window's maximum sits (exact ties are measure-zero for
             // the continuous images being optimised).
-            let up = g.node(
-                "Resize",
-                &[&p, "", &scales],
-                vec![
-                    ("mode", Attr::Str("nearest")),
-                    ("coordinate_transformation_mode", Attr::Str("asymmetric")),
-                    ("nearest_mode", Attr::Str("floor")),
-                ],
-            );
+            let up = g.upsample2(&p);
             let eq = g.node("Equal", &[&a, &up], vec![]);
-            switches[i] = g.node(
-                "Cast",
-                &[&eq],
-                vec![("to", Attr::Int(DataType::Float as i64))],
-            );
+            switches[i] = g.to_float(&eq);
             a = p;
         }
-        let w = g.initializer(f32_tensor(
-            &format!("w{i}"),
-            &[c.out_channels as i64, c.in_channels as i64, 3, 3],
-            &c.weight,
-        ));
-        let b = g.initializer(f32_tensor(
-            &format!("b{i}"),
-            &[c.out_channels as i64],
-            &c.bias,
-        ));
-        let z = g.node(
-            "Conv",
-            &[&a, &w, &b],
-            vec![("kernel_shape", Attr::Ints(vec![3, 3]))],
-        );
+        let z = forward_conv(&mut g, c, &a);
         if i == layer {
             g.node_named("Identity", &[&z], "objective", vec![]);
             break;
@@ -209,44 +182,20 @@ fn ascent_graph(convs: &[ConvLayer], layer: usize) -> ModelProto {
             ],
         );
         let pos = g.node("Greater", &[&z, &zero], vec![]);
-        let posf = g.node(
-            "Cast",
-            &[&pos],
-            vec![("to", Attr::Int(DataType::Float as i64))],
-        );
+        let posf = g.to_float(&pos);
         masks[i] = g.node("Mul", &[&posf, &inside], vec![]);
         a = g.node("Mul", &[&z, &masks[i]], vec![]);
     }
     let mut grad = seed;
     for i in (1..=layer).rev() {
         let c = &convs[i - 1];
-        let k = g.initializer(f32_tensor(
-            &format!("wt{i}"),
-            &[c.in_channels as i64, c.out_channels as i64, 3, 3],
-            &transposed_kernel(&c.weight, c.out_channels, c.in_channels),
-        ));
-        let mut u = g.node(
-            "Conv",
-            &[&grad, &k],
-            vec![
-                ("pads", Attr::Ints(vec![2, 2, 2, 2])),
-                ("kernel_shape", Attr::Ints(vec![3, 3])),
-            ],
-        );
+        let mut u = transposed_conv(&mut g, c, &c.weight, &grad);
         if i == 1 {
             g.node_named("Identity", &[&u], "grad", vec![]);
             break;
         }
         if c.pooled {
-            let up = g.node(
-                "Resize",
-                &[&u, "", &scales],
-                vec![
-                    ("mode", Attr::Str("nearest")),
-                    ("coordinate_transformation_mode", Attr::Str("asymmetric")),
-                    ("nearest_mode", Attr::Str("floor")),
-                ],
-            );
+            let up = g.upsample2(&u);
             u = g.node("Mul", &[&up, &switches[i]], vec![]);
         }
         grad = g.node("Mul", &[&u, &masks[i - 1]], vec![]);

@@ -182,6 +182,7 @@ pub struct GraphBuilder {
     graph: GraphProto,
     counter: usize,
     prefix: String,
+    up_scales: Option<String>,
 }
 
 impl GraphBuilder {
@@ -193,6 +194,7 @@ impl GraphBuilder {
             },
             counter: 0,
             prefix: String::new(),
+            up_scales: None,
         }
     }
 
@@ -271,6 +273,38 @@ impl GraphBuilder {
             attribute,
             ..Default::default()
         });
+    }
+
+    /// Nearest-neighbour upsampling by 2 on both spatial axes (every cell
+    /// copied to its 2x2 block): unpooling before the switches are applied.
+    pub fn upsample2(&mut self, x: &str) -> String {
+        let scales = match &self.up_scales {
+            Some(s) => s.clone(),
+            None => {
+                let name = format!("{}up_scales", self.prefix);
+                let s = self.initializer(f32_tensor(&name, &[4], &[1.0, 1.0, 2.0, 2.0]));
+                self.up_scales = Some(s.clone());
+                s
+            }
+        };
+        self.node(
+            "Resize",
+            &[x, "", &scales],
+            vec![
+                ("mode", Attr::Str("nearest")),
+                ("coordinate_transformation_mode", Attr::Str("asymmetric")),
+                ("nearest_mode", Attr::Str("floor")),
+            ],
+        )
+    }
+
+    /// Casts to float (0/1 masks fed as bytes or booleans).
+    pub fn to_float(&mut self, x: &str) -> String {
+        self.node(
+            "Cast",
+            &[x],
+            vec![("to", Attr::Int(DataType::Float as i64))],
+        )
     }
 
     pub fn finish(self) -> ModelProto {

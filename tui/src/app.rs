@@ -822,10 +822,16 @@ mod tests {
     fn patches_follow_the_selected_feature() {
         let (mut app, now) = loaded();
         let cmds = app.update(Action::TogglePatches, now);
-        assert!(matches!(cmds.as_slice(), [Command::Patches { layer: 2, .. }]));
+        assert!(matches!(
+            cmds.as_slice(),
+            [Command::Patches { layer: 2, .. }]
+        ));
         app.update(Action::FeatureNext, now);
         let cmds = app.tick(now + SETTLE);
-        assert!(cmds.iter().any(|c| matches!(c, Command::Patches { feature: 1, .. })));
+        assert!(
+            cmds.iter()
+                .any(|c| matches!(c, Command::Patches { feature: 1, .. }))
+        );
         assert!(app.update(Action::TogglePatches, now).is_empty());
     }
 
