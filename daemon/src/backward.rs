@@ -618,14 +618,7 @@ impl Engine {
                 TensorRef::from_array_view(([n, 1, 1, 1], flag.as_slice()))?.into(),
             ));
         }
-        for (i, g) in gate_batches.iter().enumerate() {
-            let (sy, sx) = size_tree.out[i + 1];
-            let shape = [n, convs[i].out_channels, sy.len, sx.len];
-            inputs.push((
-                format!("gate{}", i + 1),
-                TensorRef::from_array_view((shape, g.as_slice()))?.into(),
-            ));
-        }
+        inputs.extend(gate_inputs(convs, &size_tree, n, &gate_batches)?);
         let mut session = session.lock().map_err(poisoned)?;
         let outputs = session.run(inputs)?;
         let (_, image) = outputs["image"].try_extract_tensor::<f32>()?;
@@ -687,15 +680,7 @@ impl Engine {
                         g.extend_from_slice(&gate);
                     }
                 }
-                let mut inputs: Vec<(String, ort::session::SessionInputValue<'_>)> = Vec::new();
-                for (i, g) in gate_batches.iter().enumerate() {
-                    let (sy, sx) = size_tree.out[i + 1];
-                    let shape = [n, convs[i].out_channels, sy.len, sx.len];
-                    inputs.push((
-                        format!("gate{}", i + 1),
-                        TensorRef::from_array_view((shape, g.as_slice()))?.into(),
-                    ));
-                }
+                let inputs = gate_inputs(convs, &size_tree, n, &gate_batches)?;
                 let mut session = session.lock().map_err(poisoned)?;
                 let outputs = session.run(inputs)?;
                 let (shape, pre) = outputs["preact"].try_extract_tensor::<f32>()?;
@@ -712,6 +697,27 @@ impl Engine {
         }
         Ok(out)
     }
+}
+
+/// The `gate{i}` inputs of a batch of `n` samples.
+fn gate_inputs<'a>(
+    convs: &[ConvLayer],
+    size_tree: &FovTree,
+    n: usize,
+    gate_batches: &'a [Vec<u8>],
+) -> Result<Vec<(String, ort::session::SessionInputValue<'a>)>> {
+    gate_batches
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let (sy, sx) = size_tree.out[i + 1];
+            let shape = [n, convs[i].out_channels, sy.len, sx.len];
+            Ok((
+                format!("gate{}", i + 1),
+                TensorRef::from_array_view((shape, g.as_slice()))?.into(),
+            ))
+        })
+        .collect()
 }
 
 fn poisoned<T>(_: std::sync::PoisonError<T>) -> Error {

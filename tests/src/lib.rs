@@ -175,3 +175,27 @@ pub fn python_venv(name: &str, packages: &[&str], check_import: &str) -> Option<
     }
     Some(venv)
 }
+
+/// Starts `fovead` on the tiny model at 32x32 on CPU; the folder holds the
+/// model file and is free for the test's own files.
+pub fn tiny_daemon() -> (tempfile::TempDir, PathBuf, Daemon) {
+    let (dir, model) = tiny_model_file();
+    let d = Daemon::start(&[
+        "--model",
+        model.to_str().unwrap_or_default(),
+        "--input-size",
+        "32",
+        "--ep",
+        "cpu",
+    ]);
+    (dir, model, d)
+}
+
+/// Width, height, and whether an encoded picture is one flat colour.
+pub fn picture_info(bytes: &[u8]) -> (u32, u32, bool) {
+    let img = image::load_from_memory(bytes)
+        .expect("a decodable picture")
+        .to_rgb8();
+    let first = *img.get_pixel(0, 0);
+    (img.width(), img.height(), img.pixels().all(|p| *p == first))
+}

@@ -2,7 +2,7 @@
 //! on an ephemeral port (tiny model), the embedded mode, JSON output, bad
 //! arguments, and the paper's figures on the real VGG-16.
 
-use fovea_tests::{Daemon, bin, shared_image, tiny_model_file};
+use fovea_tests::{bin, picture_info, shared_image, tiny_daemon, tiny_model_file};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -30,26 +30,13 @@ fn json(out: &Output) -> serde_json::Value {
     serde_json::from_str(&ok(out)).expect("stdout is JSON")
 }
 
-/// Width, height, and whether the picture is one flat colour.
 fn picture(path: &Path) -> (u32, u32, bool) {
-    let img = image::open(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .to_rgb8();
-    let first = *img.get_pixel(0, 0);
-    (img.width(), img.height(), img.pixels().all(|p| *p == first))
+    picture_info(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
 }
 
 #[test]
 fn every_subcommand_against_a_running_daemon() {
-    let (dir, model) = tiny_model_file();
-    let d = Daemon::start(&[
-        "--model",
-        model.to_str().unwrap(),
-        "--input-size",
-        "32",
-        "--ep",
-        "cpu",
-    ]);
+    let (dir, _model, d) = tiny_daemon();
     let image = dir.path().join("test.png");
     std::fs::write(&image, fovea_daemon::fixtures::test_image_png(64, 48)).unwrap();
     let img = image.to_str().unwrap();
@@ -205,15 +192,7 @@ fn embedded_daemon_without_connect() {
 
 #[test]
 fn bad_arguments_are_one_line_errors() {
-    let (dir, model) = tiny_model_file();
-    let d = Daemon::start(&[
-        "--model",
-        model.to_str().unwrap(),
-        "--input-size",
-        "32",
-        "--ep",
-        "cpu",
-    ]);
+    let (dir, _model, d) = tiny_daemon();
     let image = dir.path().join("test.png");
     std::fs::write(&image, fovea_daemon::fixtures::test_image_png(40, 40)).unwrap();
     let img = image.to_str().unwrap();

@@ -3,7 +3,7 @@
 //! reflection and start-up failures.
 
 use fovea_client::{Client, neuron, v1 as pb};
-use fovea_tests::{Daemon, bin, tiny_model_file};
+use fovea_tests::{Daemon, bin, picture_info, tiny_daemon};
 use std::time::Duration;
 
 async fn client_for(d: &Daemon) -> Client {
@@ -12,26 +12,9 @@ async fn client_for(d: &Daemon) -> Client {
     c
 }
 
-fn png_dims(bytes: &[u8]) -> (u32, u32, bool) {
-    let img = image::load_from_memory(bytes)
-        .expect("png decodes")
-        .to_rgb8();
-    let first = *img.get_pixel(0, 0);
-    let constant = img.pixels().all(|p| *p == first);
-    (img.width(), img.height(), constant)
-}
-
 #[tokio::test]
 async fn health_reflection_and_every_rpc_on_the_tiny_model() {
-    let (_dir, model) = tiny_model_file();
-    let d = Daemon::start(&[
-        "--model",
-        model.to_str().unwrap(),
-        "--input-size",
-        "32",
-        "--ep",
-        "cpu",
-    ]);
+    let (_dir, _model, d) = tiny_daemon();
     let c = client_for(&d).await;
 
     // Health (overall and per service) and reflection.
@@ -157,7 +140,7 @@ async fn health_reflection_and_every_rpc_on_the_tiny_model() {
     assert_eq!(rr.reconstructions.len(), 4);
     for rec in &rr.reconstructions {
         let b = rec.fov.unwrap();
-        let (w, h, constant) = png_dims(&rec.png);
+        let (w, h, constant) = picture_info(&rec.png);
         assert_eq!((w as i32, h as i32), (b.x1 - b.x0, b.y1 - b.y0));
         assert!(!constant, "{:?} rendered a constant picture", rec.mode);
         assert_eq!(rec.values.len(), 32 * 32 * 3);
@@ -283,15 +266,7 @@ fn a_graph_that_is_not_a_conv_chain_exits_naming_the_node() {
 // client's connection must keep running meanwhile to send the cancellation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maximize_streams_progress_and_stops_when_the_client_leaves() {
-    let (_dir, model) = tiny_model_file();
-    let d = Daemon::start(&[
-        "--model",
-        model.to_str().unwrap(),
-        "--input-size",
-        "32",
-        "--ep",
-        "cpu",
-    ]);
+    let (_dir, _model, d) = tiny_daemon();
     let c = client_for(&d).await;
     let req = pb::MaximizeRequest {
         neuron: Some(neuron("conv3_1", 2, 3, 4)),
@@ -321,7 +296,7 @@ async fn maximize_streams_progress_and_stops_when_the_client_leaves() {
     let r = result.expect("final result");
     assert_eq!(r.pngs.len(), 2);
     let b = r.fov.unwrap();
-    let (w, h, constant) = png_dims(&r.pngs[0]);
+    let (w, h, constant) = picture_info(&r.pngs[0]);
     assert_eq!((w as i32, h as i32), (b.x1 - b.x0, b.y1 - b.y0));
     assert!(!constant);
 

@@ -1,7 +1,7 @@
 //! Runs `fovea-tui` in a real terminal (tmux) against the real `fovead` on
 //! an ephemeral port (tiny model), types keys and reads the screen back.
 
-use fovea_tests::{Daemon, bin, tiny_model_file};
+use fovea_tests::{bin, tiny_daemon};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -92,15 +92,7 @@ fn keys_move_through_layers_features_and_help() {
         eprintln!("SKIPPED: tmux is not installed");
         return;
     }
-    let (dir, model) = tiny_model_file();
-    let d = Daemon::start(&[
-        "--model",
-        model.to_str().unwrap(),
-        "--input-size",
-        "32",
-        "--ep",
-        "cpu",
-    ]);
+    let (dir, _model, d) = tiny_daemon();
     let image = dir.path().join("cat.png");
     std::fs::write(&image, fovea_daemon::fixtures::test_image_png(64, 48)).unwrap();
     let cmd = format!(
