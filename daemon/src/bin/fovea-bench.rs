@@ -27,6 +27,9 @@ struct Args {
     /// Timed repetitions of each figure (the median is reported).
     #[arg(long, default_value_t = 7)]
     repeat: usize,
+    /// Also time each reconstruction mode alone (to stderr).
+    #[arg(long)]
+    per_mode: bool,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -177,6 +180,11 @@ fn run(args: Args) -> anyhow::Result<()> {
     let l10 = one(10, &[Mode::Masked])?;
     let l7 = one(7, &[Mode::Masked])?;
     let four = one(13, &Mode::ALL)?;
+    if args.per_mode {
+        for m in Mode::ALL {
+            eprintln!("layer 13, {m:?} alone: {:.1} ms", one(13, &[m])?);
+        }
+    }
     let step = |layer: usize| -> anyhow::Result<f64> {
         let n = centre(&engine, layer, &rec);
         let steps = 4;
