@@ -611,3 +611,62 @@ print("ok", rec.recording_id, len(r.reconstructions[0].values), r.reconstruction
     );
     assert!(stdout.starts_with("ok "), "{stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_in_flight_work_flushes_the_cache_and_exits_0() {
+    let (dir, model) = tiny_model_file();
+    let cache = dir.path().join("cache");
+    let mut args = tiny_args(&model);
+    args.extend(["--cache-dir".into(), cache.to_str().unwrap().into()]);
+    let mut d = Daemon::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let c = ready(&d.addr).await;
+    let id = c
+        .record(fovea_daemon::fixtures::test_image_png(48, 48), "")
+        .await
+        .expect("record")
+        .recording_id;
+    let mut stream = c
+        .maximize(pb::MaximizeRequest {
+            neuron: Some(neuron("5", 1, 3, 3)),
+            steps: 400,
+            starts: 2,
+            ..Default::default()
+        })
+        .await
+        .expect("maximize");
+    assert!(stream.message().await.expect("first event").is_some());
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &d.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    // The stream in flight ends (finished or cancelled), never hangs.
+    let ended = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match stream.message().await {
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream did not end");
+    let t = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = d.child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "fovead did not exit:\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit {status:?}:\n{}", d.log());
+    assert!(
+        cache.join(format!("{id}.rec")).exists(),
+        "the recording was flushed to the cache folder"
+    );
+    assert!(d.wait_log("stopped", Duration::from_secs(5)), "{}", d.log());
+}
