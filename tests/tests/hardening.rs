@@ -642,12 +642,7 @@ async fn sigterm_finishes_in_flight_work_flushes_the_cache_and_exits_0() {
     assert!(killed.success());
     // The stream in flight ends (finished or cancelled), never hangs.
     let ended = tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            match stream.message().await {
-                Ok(Some(_)) => {}
-                Ok(None) | Err(_) => break,
-            }
-        }
+        while let Ok(Some(_)) = stream.message().await {}
     })
     .await;
     assert!(ended.is_ok(), "the stream did not end");
