@@ -51,9 +51,9 @@ impl ClientError {
     pub fn is_unreachable(&self) -> bool {
         match self {
             ClientError::Transport { .. } => true,
-            ClientError::Status(s) => {
-                s.code() == tonic::Code::Unavailable && s.message().contains("transport")
-            }
+            // The channel reports a lost connection as UNAVAILABLE; a daemon
+            // still loading says the same, and waiting for it is right too.
+            ClientError::Status(s) => s.code() == tonic::Code::Unavailable,
             _ => false,
         }
     }
