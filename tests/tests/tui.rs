@@ -11,7 +11,9 @@ struct Tmux {
 
 impl Tmux {
     fn start(cmd: &str) -> Option<Tmux> {
-        let session = format!("fovea-test-{}", std::process::id());
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let session = format!("fovea-test-{}-{n}", std::process::id());
         let ok = Command::new("tmux")
             .args([
                 "new-session",
@@ -155,4 +157,55 @@ fn keys_move_through_layers_features_and_help() {
     t.keys(&["q"]);
     let s = t.wait("the exit", |s| s.contains("FOVEA-TUI-EXITED"));
     assert!(s.contains("FOVEA-TUI-EXITED 0"), "{s}");
+}
+
+#[test]
+fn reconnects_and_records_again_when_the_daemon_returns() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("SKIPPED: tmux is not installed");
+        return;
+    }
+    let (dir, model) = fovea_tests::tiny_model_file();
+    // A fixed port the second daemon can take over.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let args = [
+        "--model",
+        model.to_str().unwrap(),
+        "--input-size",
+        "32",
+        "--ep",
+        "cpu",
+        "--listen",
+        addr.as_str(),
+    ];
+    let first = fovea_tests::Daemon::start(&args);
+    let image = dir.path().join("cat.png");
+    std::fs::write(&image, fovea_daemon::fixtures::test_image_png(64, 48)).unwrap();
+    let cmd = format!(
+        "{} --connect {addr} --graphics blocks {}; sleep 30",
+        bin("fovea-tui").display(),
+        image.display()
+    );
+    let Some(t) = Tmux::start(&cmd) else {
+        eprintln!("SKIPPED: tmux could not start a session");
+        return;
+    };
+    t.wait("the image to be recorded", |s| {
+        s.contains("cat.png recorded")
+    });
+    drop(first);
+    t.keys(&["l"]);
+    t.wait("the daemon to be missed", |s| {
+        s.contains("daemon unreachable")
+    });
+    let second = fovea_tests::Daemon::start(&args);
+    let s = t.wait("the image recorded again", |s| {
+        s.contains("cat.png recorded") && !s.contains("unreachable")
+    });
+    assert!(second.wait_log("rpc", Duration::from_secs(10)), "{s}");
 }

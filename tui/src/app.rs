@@ -577,7 +577,10 @@ impl App {
             }
             Msg::Error(e) => {
                 self.busy = self.busy.saturating_sub(1);
-                self.error = Some(e);
+                // While the daemon is away, its absence is the message.
+                if self.connected {
+                    self.error = Some(e);
+                }
             }
             Msg::Connection(up) => {
                 self.connected = up;

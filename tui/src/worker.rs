@@ -87,12 +87,14 @@ pub async fn run(
     let mut client = loop {
         match connect(&target).await {
             Ok(c) => break c,
-            Err(e) => {
-                let _ = tx.send(Msg::Connection(false));
+            // An in-process daemon that cannot start will not start later.
+            Err(e) if matches!(target, Target::Embedded(_)) => {
                 let _ = tx.send(Msg::Error(e));
-                if matches!(target, Target::Embedded(_)) {
-                    return;
-                }
+                return;
+            }
+            Err(e) => {
+                let _ = tx.send(Msg::Error(e));
+                let _ = tx.send(Msg::Connection(false));
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
         }
@@ -137,10 +139,11 @@ pub async fn run(
         };
         let (c, tx2, lost) = (client.clone(), tx.clone(), lost_tx.clone());
         let report = move |e: fovea_client::ClientError| {
+            // The error first: the reconnect notice that follows stays shown.
+            let _ = tx2.send(Msg::Error(e.to_string()));
             if e.is_unreachable() {
                 let _ = lost.send(());
             }
-            let _ = tx2.send(Msg::Error(e.to_string()));
         };
         match cmd {
             Command::Quit => return,
