@@ -48,6 +48,9 @@ pub enum Action {
     /// Show the dataset scan's strongest images for the feature instead of
     /// the reconstructions.
     TogglePatches,
+    /// Open the n-th (0-based) of those images at its strongest location,
+    /// with its four reconstructions.
+    OpenPatch(usize),
     ToggleHelp,
     Quit,
     /// A click on the activation map at grid position (y, x).
@@ -184,6 +187,9 @@ pub struct App {
     /// Requests in flight (spinner).
     pub busy: usize,
     pub quit: bool,
+    /// Neuron (feature, y, x) to select once the image being opened is
+    /// recorded.
+    goto: Option<(u32, u32, u32)>,
     layer_gen: u64,
     neuron_gen: u64,
     layer_due: Option<Instant>,
@@ -217,6 +223,7 @@ impl App {
             connected: true,
             busy: 0,
             quit: false,
+            goto: None,
             layer_gen: 0,
             neuron_gen: 0,
             layer_due: None,
@@ -387,6 +394,14 @@ impl App {
                 self.neuron_changed(now);
             }
             Action::Save => out.push(Command::Save),
+            Action::OpenPatch(i) => {
+                if let (true, Some(hit)) = (self.show_patches, self.patches.get(i)) {
+                    self.goto = Some((self.feature, hit.y, hit.x));
+                    self.busy += 1;
+                    self.status = format!("opening {}", hit.image);
+                    out.push(Command::Open(PathBuf::from(&hit.image)));
+                }
+            }
             Action::TogglePatches => {
                 self.show_patches = !self.show_patches;
                 if self.show_patches {
@@ -507,8 +522,17 @@ impl App {
                 self.maps = None;
                 self.reconstructions.clear();
                 self.layer_changed(now);
-                // Start on the strongest neuron of the layer.
-                out.extend(self.update(Action::JumpStrongest, now));
+                match self.goto.take() {
+                    // Opened from a scan patch: show that neuron there.
+                    Some((feature, y, x)) => {
+                        self.feature = feature;
+                        self.cursor = (y, x);
+                        self.show_patches = false;
+                        self.neuron_changed(now);
+                    }
+                    // Start on the strongest neuron of the layer.
+                    None => out.extend(self.update(Action::JumpStrongest, now)),
+                }
             }
             Msg::Layer { generation, maps } => {
                 self.busy = self.busy.saturating_sub(1);
@@ -836,6 +860,49 @@ mod tests {
                 .any(|c| matches!(c, Command::Patches { feature: 1, .. }))
         );
         assert!(app.update(Action::TogglePatches, now).is_empty());
+    }
+
+    #[test]
+    fn a_scan_patch_opens_at_its_neuron() {
+        let (mut app, now) = loaded();
+        app.update(Action::TogglePatches, now);
+        app.apply(
+            Msg::Patches {
+                generation: app.neuron_gen(),
+                hits: vec![pb::ScanHit {
+                    image: "dog.png".into(),
+                    value: 3.0,
+                    y: 2,
+                    x: 1,
+                    ..Default::default()
+                }],
+            },
+            now,
+        );
+        assert_eq!(
+            app.update(Action::OpenPatch(0), now),
+            vec![Command::Open("dog.png".into())]
+        );
+        app.apply(
+            Msg::Recorded {
+                path: "dog.png".into(),
+                response: pb::RecordResponse::default(),
+                stats: pb::ActivationStatsResponse::default(),
+            },
+            now,
+        );
+        assert_eq!((app.feature, app.cursor), (0, (2, 1)));
+        assert!(!app.show_patches, "back to the reconstructions");
+        let cmds = app.tick(now + SETTLE);
+        assert!(cmds.iter().any(|c| matches!(
+            c,
+            Command::FetchNeuron {
+                feature: 0,
+                y: 2,
+                x: 1,
+                ..
+            }
+        )));
     }
 
     #[test]

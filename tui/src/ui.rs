@@ -228,7 +228,10 @@ pub fn draw(f: &mut Frame, app: &App, pictures: &mut Pictures, tick: usize) {
         Panel::Reconstructions,
         areas.reconstructions,
         if app.show_patches {
-            format!(" strongest images in the scan for f{} (p) ", app.feature)
+            format!(
+                " strongest images in the scan for f{} (1-9 open one, p back) ",
+                app.feature
+            )
         } else {
             format!(" reconstructions · seed {} (r; p: scan) ", app.seed)
         },
@@ -385,7 +388,7 @@ pub fn draw(f: &mut Frame, app: &App, pictures: &mut Pictures, tick: usize) {
     f.render_widget(Paragraph::new(vec![line1, line2]), areas.status);
 
     if app.help {
-        let area = centered(f.area(), 70, 23);
+        let area = centered(f.area(), 72, 24);
         f.render_widget(Clear, area);
         let text = vec![
             Line::from("Keys").style(Style::default().add_modifier(Modifier::BOLD)),
@@ -403,6 +406,7 @@ pub fn draw(f: &mut Frame, app: &App, pictures: &mut Pictures, tick: usize) {
             Line::from("  s            save what is on screen as PNG files"),
             Line::from("  g            cycle graphics: kitty, sixel, iTerm2, half blocks"),
             Line::from("  p            the dataset scan's strongest images for the feature"),
+            Line::from("  1-9          (with p) open that image at its neuron"),
             Line::from("  ?            this help (any key closes it)"),
             Line::from("  q            quit"),
             Line::from(""),
