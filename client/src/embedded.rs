@@ -12,6 +12,22 @@ pub struct EmbeddedOptions {
     pub service: ServiceOptions,
 }
 
+impl EmbeddedOptions {
+    /// A daemon for `load`, serving the scan results in `scan` if given.
+    pub fn new(load: LoadOptions, scan: Option<&std::path::Path>) -> Result<EmbeddedOptions> {
+        let mut opts = EmbeddedOptions {
+            load,
+            ..Default::default()
+        };
+        if let Some(p) = scan {
+            let results = fovea_daemon::scan::ScanResults::load(p)
+                .map_err(|e| ClientError::Embedded(e.to_string()))?;
+            opts.service.scan = Some(std::sync::Arc::new(results));
+        }
+        Ok(opts)
+    }
+}
+
 /// A running in-process daemon; stops when dropped.
 pub struct Embedded {
     pub addr: String,

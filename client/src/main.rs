@@ -334,15 +334,7 @@ async fn connect(cli: &Cli) -> anyhow::Result<Client> {
             c
         }
         None => {
-            let mut opts = EmbeddedOptions {
-                load: cli.load.clone(),
-                ..Default::default()
-            };
-            if let Some(p) = &cli.scan_results {
-                opts.service.scan = Some(std::sync::Arc::new(
-                    fovea_daemon::scan::ScanResults::load(p)?,
-                ));
-            }
+            let opts = EmbeddedOptions::new(cli.load.clone(), cli.scan_results.as_deref())?;
             Client::embedded(opts).await?
         }
     };

@@ -99,15 +99,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             },
         },
         None => {
-            let mut opts = EmbeddedOptions {
-                load: args.load.clone(),
-                ..Default::default()
-            };
-            if let Some(p) = &args.scan {
-                opts.service.scan = Some(std::sync::Arc::new(
-                    fovea_daemon::scan::ScanResults::load(p)?,
-                ));
-            }
+            let opts = EmbeddedOptions::new(args.load.clone(), args.scan.as_deref())?;
             Target::Embedded(opts)
         }
     };
