@@ -29,9 +29,9 @@ pub fn png(img: &RgbImage) -> Vec<u8> {
 }
 
 /// Renders a signed `[3, H, W]` input-space image (model channel order):
-/// each channel maps to its RGB colour with zero at mid-grey and the largest
-/// magnitude inside `region` at the ends, the usual picture of a
-/// reconstruction.
+/// each channel maps to its RGB colour with zero at mid-grey and the 99.5th
+/// percentile of the magnitudes inside `region` at the ends, the usual
+/// picture of a reconstruction.
 pub fn render_signed(
     values: &[f32],
     size: usize,
@@ -45,17 +45,25 @@ pub fn render_signed(
         y1: size,
     });
     let plane = size * size;
-    let mut max_abs = 0f32;
+    // The 99.5th percentile of the nonzero magnitudes sets the ends: a few
+    // extreme pixels would otherwise leave the picture flat grey.
+    let mut mags: Vec<f32> = Vec::new();
     for c in 0..3 {
         for y in r.y0..r.y1 {
             for x in r.x0..r.x1 {
                 let v = values[c * plane + y * size + x];
-                if v.is_finite() {
-                    max_abs = max_abs.max(v.abs());
+                if v.is_finite() && v != 0.0 {
+                    mags.push(v.abs());
                 }
             }
         }
     }
+    let max_abs = if mags.is_empty() {
+        0.0
+    } else {
+        let k = ((mags.len() as f64 * 0.995) as usize).min(mags.len() - 1);
+        *mags.select_nth_unstable_by(k, f32::total_cmp).1
+    };
     let scale = if max_abs > 0.0 { 127.5 / max_abs } else { 0.0 };
     let (w, h) = ((r.x1 - r.x0) as u32, (r.y1 - r.y0) as u32);
     let mut img = RgbImage::new(w.max(1), h.max(1));
@@ -78,7 +86,7 @@ pub fn render_signed(
             max: max_abs,
             colormap: "per-channel-rgb",
             description: format!(
-                "each channel: 128 + 127.5 * v / {max_abs:.6e} (zero is mid-grey; max |v| over the {} shown)",
+                "each channel: 128 + 127.5 * v / {max_abs:.6e}, clamped (zero is mid-grey; the scale is the 99.5th percentile of |v| over the nonzero values of the {} shown)",
                 if region.is_some() {
                     "field of view"
                 } else {
