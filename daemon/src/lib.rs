@@ -14,6 +14,7 @@ pub mod paths;
 pub mod profile;
 pub mod recording;
 pub mod render;
+pub mod requests;
 pub mod scan;
 pub mod server;
 pub mod store;

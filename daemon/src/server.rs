@@ -2,14 +2,13 @@
 //! one place, engine errors become status codes in one place, and heavy work
 //! runs on blocking threads behind a bounded queue.
 
-use crate::backward::{Mode, NeuronAt, Start};
+use crate::backward::Mode;
 use crate::engine::Engine;
 use crate::error::Error;
-use crate::maximize::MaximizeOptions;
-use crate::network::LayerId;
 use crate::profile::ImageLimits;
 use crate::recording::{Recording, layer_stats, top_activations};
 use crate::render;
+use crate::requests::{MapsQuery, MaximizeJob, ReconstructJob, mode_to};
 use fovea_proto::v1 as pb;
 use fovea_proto::v1::probe_server::{Probe, ProbeServer};
 use std::collections::HashMap;
@@ -355,47 +354,6 @@ impl Drop for Admission {
     }
 }
 
-/// Maximization settings from a request, defaults filled in and checked.
-fn maximize_options(req: &pb::MaximizeRequest) -> Result<MaximizeOptions, Status> {
-    let d = MaximizeOptions::default();
-    let opts = MaximizeOptions {
-        starts: if req.starts == 0 {
-            d.starts
-        } else {
-            req.starts as usize
-        },
-        steps: if req.steps == 0 {
-            d.steps
-        } else {
-            req.steps as usize
-        },
-        learning_rate: if req.learning_rate == 0.0 {
-            d.learning_rate
-        } else {
-            req.learning_rate
-        },
-        l2_decay: req.l2_decay,
-        blur_sigma: req.blur_sigma,
-        blur_every: req.blur_every as usize,
-        jitter: req.jitter as usize,
-        clip: req.clip.unwrap_or(true),
-        seed: req.seed,
-    };
-    opts.validate()?;
-    if req.preview_every > 10_000 {
-        return Err(Status::invalid_argument(format!(
-            "preview_every: {} is outside 0..=10000",
-            req.preview_every
-        )));
-    }
-    if req.fov_only == Some(false) {
-        return Err(Status::invalid_argument(
-            "fov_only: false is not supported; only the field of view influences the neuron",
-        ));
-    }
-    Ok(opts)
-}
-
 /// PNG of a `[3, h, w]` input-space crop.
 fn crop_png(engine: &Engine, crop: &[f32], h: usize, w: usize) -> Vec<u8> {
     render::png(&render::render_input_region(crop, h, w, &engine.profile))
@@ -415,27 +373,6 @@ impl ProbeService {
         ProbeServer::new(self)
             .max_decoding_message_size(48 << 20)
             .max_encoding_message_size(256 << 20)
-    }
-}
-
-fn mode_from(v: i32, index: usize) -> Result<Mode, Status> {
-    match pb::ReconstructionMode::try_from(v) {
-        Ok(pb::ReconstructionMode::Deconvnet) => Ok(Mode::Deconvnet),
-        Ok(pb::ReconstructionMode::DeconvnetMasked) => Ok(Mode::Masked),
-        Ok(pb::ReconstructionMode::RandomWeights) => Ok(Mode::RandomWeights),
-        Ok(pb::ReconstructionMode::LinearFilter) => Ok(Mode::LinearFilter),
-        _ => Err(Status::invalid_argument(format!(
-            "modes[{index}]: {v} is not a mode; allowed DECONVNET (1), DECONVNET_MASKED (2), RANDOM_WEIGHTS (3), LINEAR_FILTER (4)"
-        ))),
-    }
-}
-
-fn mode_to(m: Mode) -> pb::ReconstructionMode {
-    match m {
-        Mode::Deconvnet => pb::ReconstructionMode::Deconvnet,
-        Mode::Masked => pb::ReconstructionMode::DeconvnetMasked,
-        Mode::RandomWeights => pb::ReconstructionMode::RandomWeights,
-        Mode::LinearFilter => pb::ReconstructionMode::LinearFilter,
     }
 }
 
@@ -623,47 +560,14 @@ impl Probe for ProbeService {
         &self,
         request: Request<pb::GetFeatureMapsRequest>,
     ) -> Result<Response<pb::FeatureMaps>, Status> {
-        let req = request.into_inner();
         let engine = self.state.engine()?;
-        let layer = engine.network.resolve_conv("layer", &req.layer)?;
-        let rec = self.state.recording(&req.recording_id).await?;
+        let q = MapsQuery::try_from((&*engine, request.into_inner()))?;
+        let rec = self.state.recording(&q.recording_id).await?;
+        let (layer, quantize) = (q.layer, q.quantize);
         let l = rec.layer(layer);
-        let depth = l.channels as u32;
-        let features: Vec<u32> = if !req.features.is_empty() {
-            if req.feature_start.is_some() || req.feature_end.is_some() {
-                return Err(Status::invalid_argument(
-                    "features: give a list or a range, not both",
-                ));
-            }
-            if let Some(bad) = req.features.iter().find(|&&f| f >= depth) {
-                return Err(Status::invalid_argument(format!(
-                    "features: {bad} is outside 0..={} for layer {layer}",
-                    depth - 1
-                )));
-            }
-            req.features.clone()
-        } else {
-            let start = req.feature_start.unwrap_or(0);
-            let end = req.feature_end.unwrap_or(depth);
-            if start >= end || end > depth {
-                return Err(Status::invalid_argument(format!(
-                    "feature_start..feature_end: {start}..{end} is not a non-empty range within 0..{depth}"
-                )));
-            }
-            (start..end).collect()
-        };
-        let quantize = match pb::ValueEncoding::try_from(req.encoding) {
-            Ok(pb::ValueEncoding::Uint8) => true,
-            Ok(_) => false,
-            Err(_) => {
-                return Err(Status::invalid_argument(format!(
-                    "encoding: {} is not FLOAT32 (1) or UINT8 (2)",
-                    req.encoding
-                )));
-            }
-        };
         let plane = l.plane();
-        let maps = features
+        let maps = q
+            .features
             .into_iter()
             .map(|f| {
                 let vals: Vec<f32> = l.activations[f as usize * plane..(f as usize + 1) * plane]
@@ -747,57 +651,11 @@ impl Probe for ProbeService {
         &self,
         request: Request<pb::ReconstructRequest>,
     ) -> Result<Response<pb::ReconstructResponse>, Status> {
-        let req = request.into_inner();
         let engine = self.state.engine()?;
-        if req.neurons.is_empty() || req.neurons.len() > 64 {
-            return Err(Status::invalid_argument(format!(
-                "neurons: {} given; allowed 1..=64",
-                req.neurons.len()
-            )));
-        }
-        let neurons: Vec<NeuronAt> = req
-            .neurons
-            .iter()
-            .enumerate()
-            .map(|(i, n)| {
-                engine.neuron(
-                    &format!("neurons[{i}]"),
-                    &n.layer,
-                    n.feature as i64,
-                    n.y as i64,
-                    n.x as i64,
-                )
-            })
-            .collect::<Result<_, _>>()?;
-        let mut modes: Vec<Mode> = req
-            .modes
-            .iter()
-            .enumerate()
-            .map(|(i, &m)| mode_from(m, i))
-            .collect::<Result<_, _>>()?;
-        if modes.is_empty() {
-            modes = Mode::ALL.to_vec();
-        }
-        modes.dedup();
-        if neurons.len() * modes.len() > 64 {
-            return Err(Status::invalid_argument(format!(
-                "neurons x modes: {} reconstructions requested; allowed at most 64 per call",
-                neurons.len() * modes.len()
-            )));
-        }
-        let start = match pb::StartValue::try_from(req.start) {
-            Ok(pb::StartValue::RecordedActivation) => Start::RecordedActivation,
-            Ok(_) => Start::OneHot,
-            Err(_) => {
-                return Err(Status::invalid_argument(format!(
-                    "start: {} is not ONE_HOT (1) or RECORDED_ACTIVATION (2)",
-                    req.start
-                )));
-            }
-        };
-        let rec = self.state.recording(&req.recording_id).await?;
-        let (crop, png_only, seed, want_bias) =
-            (req.crop_to_fov, req.png_only, req.seed, req.effective_bias);
+        let job = ReconstructJob::try_from((&*engine, request.into_inner()))?;
+        let rec = self.state.recording(&job.recording_id).await?;
+        let (crop, png_only, want_bias) = (job.crop_to_fov, job.png_only, job.effective_bias);
+        let (neurons, modes, start, seed) = (job.neurons, job.modes, job.start, job.seed);
         let out = self
             .state
             .run(move |engine| {
@@ -851,21 +709,11 @@ impl Probe for ProbeService {
         &self,
         request: Request<pb::MaximizeRequest>,
     ) -> Result<Response<Self::MaximizeStream>, Status> {
-        let req = request.into_inner();
         let engine = self.state.engine()?;
-        let n = req
-            .neuron
-            .as_ref()
-            .ok_or_else(|| Status::invalid_argument("neuron: required"))?;
-        if let Ok(LayerId::Dense(_)) = engine.network.resolve_layer("neuron.layer", &n.layer) {
-            return Err(Status::invalid_argument(
-                "neuron.layer: maximizing dense-layer neurons is not supported; choose a conv layer",
-            ));
-        }
-        let neuron = engine.neuron("neuron", &n.layer, n.feature as i64, n.y as i64, n.x as i64)?;
-        let opts = maximize_options(&req)?;
+        let job = MaximizeJob::try_from((&*engine, request.into_inner()))?;
+        let (neuron, opts) = (job.neuron, job.options);
         let admission = self.state.admit().await?;
-        let preview_every = req.preview_every as usize;
+        let preview_every = job.preview_every;
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::MaximizeEvent, Status>>(8);
         tokio::task::spawn_blocking(move || {
             let _admission = admission;
