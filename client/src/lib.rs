@@ -359,6 +359,35 @@ impl Client {
     }
 }
 
+/// Reads what `--token-file` and `--tls-ca` name: the token (first line,
+/// trimmed) and the certificate authority (PEM).
+pub fn read_credentials(
+    token_file: Option<&std::path::Path>,
+    tls_ca: Option<&std::path::Path>,
+) -> std::io::Result<(Option<String>, Option<Vec<u8>>)> {
+    let token = match token_file {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("--token-file {}: {e}", p.display()))
+                })?
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let ca = match tls_ca {
+        Some(p) => Some(std::fs::read(p).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("--tls-ca {}: {e}", p.display()))
+        })?),
+        None => None,
+    };
+    Ok((token, ca))
+}
+
 /// A neuron by layer (number or name), feature and location.
 pub fn neuron(layer: &str, feature: i32, y: i32, x: i32) -> pb::Neuron {
     pb::Neuron {

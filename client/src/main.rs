@@ -309,23 +309,10 @@ impl Shower {
 }
 
 async fn connect(cli: &Cli) -> anyhow::Result<Client> {
-    let token = match &cli.token_file {
-        Some(p) => Some(
-            std::fs::read_to_string(p)
-                .with_context(|| format!("--token-file {}", p.display()))?
-                .trim()
-                .to_string(),
-        ),
-        None => None,
-    };
+    let (token, ca) =
+        fovea_client::read_credentials(cli.token_file.as_deref(), cli.tls_ca.as_deref())?;
     let client = match &cli.connect {
         Some(addr) => {
-            let ca = match &cli.tls_ca {
-                Some(p) => {
-                    Some(std::fs::read(p).with_context(|| format!("--tls-ca {}", p.display()))?)
-                }
-                None => None,
-            };
             let mut c = Client::connect_with(addr, ca.as_deref()).await?;
             if let Some(t) = &token {
                 c = c.with_token(t);

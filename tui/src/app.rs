@@ -289,6 +289,16 @@ impl App {
         self.neuron_gen
     }
 
+    /// Asks for the scan's top images of the selected feature.
+    fn patches_command(&mut self) -> Command {
+        self.busy += 1;
+        Command::Patches {
+            layer: self.layer_number(),
+            feature: self.feature,
+            generation: self.neuron_gen,
+        }
+    }
+
     /// Applies a key's action; returns the work it asks for.
     pub fn update(&mut self, action: Action, now: Instant) -> Vec<Command> {
         if self.prompt.is_some() {
@@ -405,12 +415,7 @@ impl App {
             Action::TogglePatches => {
                 self.show_patches = !self.show_patches;
                 if self.show_patches {
-                    self.busy += 1;
-                    out.push(Command::Patches {
-                        layer: self.layer_number(),
-                        feature: self.feature,
-                        generation: self.neuron_gen,
-                    });
+                    out.push(self.patches_command());
                 }
             }
             Action::CycleGraphics => out.push(Command::CycleGraphics),
@@ -484,12 +489,7 @@ impl App {
                 generation: self.neuron_gen,
             });
             if self.show_patches {
-                self.busy += 1;
-                out.push(Command::Patches {
-                    layer: self.layer_number(),
-                    feature: self.feature,
-                    generation: self.neuron_gen,
-                });
+                out.push(self.patches_command());
             }
         }
         out

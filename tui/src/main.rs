@@ -2,7 +2,6 @@
 //! daemon (for example through an SSH tunnel); without, it starts one
 //! in-process.
 
-use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use fovea_client::embedded::EmbeddedOptions;
 use fovea_daemon::launch::LoadOptions;
@@ -79,24 +78,13 @@ fn main() {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
+    let (token, ca) =
+        fovea_client::read_credentials(args.token_file.as_deref(), args.tls_ca.as_deref())?;
     let target = match &args.connect {
         Some(addr) => Target::Remote {
             addr: addr.clone(),
-            token: match &args.token_file {
-                Some(p) => Some(
-                    std::fs::read_to_string(p)
-                        .with_context(|| format!("--token-file {}", p.display()))?
-                        .trim()
-                        .to_string(),
-                ),
-                None => None,
-            },
-            ca: match &args.tls_ca {
-                Some(p) => {
-                    Some(std::fs::read(p).with_context(|| format!("--tls-ca {}", p.display()))?)
-                }
-                None => None,
-            },
+            token,
+            ca,
         },
         None => {
             let opts = EmbeddedOptions::new(args.load.clone(), args.scan.as_deref())?;
