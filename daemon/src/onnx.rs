@@ -72,27 +72,6 @@ pub fn tensor_f32(t: &TensorProto) -> Result<(Vec<i64>, Vec<f32>)> {
     Ok((t.dims.clone(), values))
 }
 
-/// An integer tensor's values (int64 or int32 storage).
-pub fn tensor_i64(t: &TensorProto) -> Option<Vec<i64>> {
-    match DataType::try_from(t.data_type).ok()? {
-        DataType::Int64 if !t.raw_data.is_empty() => Some(
-            t.raw_data
-                .chunks_exact(8)
-                .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-                .collect(),
-        ),
-        DataType::Int64 => Some(t.int64_data.clone()),
-        DataType::Int32 if !t.raw_data.is_empty() => Some(
-            t.raw_data
-                .chunks_exact(4)
-                .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64)
-                .collect(),
-        ),
-        DataType::Int32 => Some(t.int32_data.iter().map(|&v| v as i64).collect()),
-        _ => None,
-    }
-}
-
 pub fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
     node.attribute.iter().find(|a| a.name == name)
 }

@@ -97,11 +97,6 @@ pub fn render_signed(
     )
 }
 
-/// Renders an input-space image back to pixels (undoing the preprocessing).
-pub fn render_input(values: &[f32], size: usize, profile: &Profile) -> RgbImage {
-    render_input_region(values, size, size, profile)
-}
-
 /// Renders a `[3, h, w]` input-space crop back to pixels.
 pub fn render_input_region(values: &[f32], h: usize, w: usize, profile: &Profile) -> RgbImage {
     let plane = h * w;
