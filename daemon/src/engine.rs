@@ -463,7 +463,7 @@ impl Engine {
                                     activations: values.to_vec(),
                                     mask: crate::recording::Bits::from_bools(mask),
                                     switches: switch.map(|s| {
-                                        crate::recording::switches_from_argmax(
+                                        crate::recording::switches_from_maxima(
                                             s,
                                             prev.channels,
                                             prev.height,
@@ -596,9 +596,9 @@ fn dump_to(dir: &Path, name: &str, model: &ModelProto) {
 }
 
 /// One conv layer's compact outputs: half-precision values, active flags,
-/// and for a pooled layer the first-max position (0..4, row-major) of each
-/// pool window feeding it.
-type CompactLayer<'a> = (&'a [half::f16], &'a [bool], Option<&'a [u8]>);
+/// and for a pooled layer, on the grid before the pool, a flag at every
+/// position equal to its window's maximum.
+type CompactLayer<'a> = (&'a [half::f16], &'a [bool], Option<&'a [bool]>);
 
 /// What one compact recording run returns, borrowed from ONNX Runtime.
 pub(crate) struct CompactOutputs<'a> {
@@ -646,8 +646,17 @@ fn run_compact<T>(
             )));
         }
         let switch = if c.pooled {
-            let (_, sw) =
-                outputs[format!("fovea_switch{}", c.number).as_str()].try_extract_tensor::<u8>()?;
+            let (_, sw) = outputs[format!("fovea_switch{}", c.number).as_str()]
+                .try_extract_tensor::<bool>()?;
+            let prev = &geometry[i];
+            let expected = prev.channels * (prev.height / 2 * 2) * (prev.width / 2 * 2);
+            if sw.len() != expected {
+                return Err(Error::Runtime(format!(
+                    "the pool before layer {} produced {} flags, expected {expected}",
+                    c.number,
+                    sw.len()
+                )));
+            }
             Some(sw)
         } else {
             None
@@ -662,8 +671,8 @@ fn run_compact<T>(
 }
 
 /// The original graph made to record: per conv layer its activations as
-/// float16, its active flags, and (before each pooled layer) the position of
-/// the first maximum in every 2x2 window; the spatial input size left free.
+/// float16, its active flags, and (before each pooled layer) flags at each
+/// 2x2 window's maxima; the spatial input size left free.
 /// With `head` false the head is pruned away.
 fn record_graph(
     model: &ModelProto,
@@ -690,8 +699,9 @@ fn record_graph(
         b.node_named("Greater", &[&c.relu_output, &zero], &mask, vec![]);
         outputs.push(onnx::value_info(&mask, DataType::Bool, &[]));
         if c.pooled {
-            // Windows as a new axis of 4 (row-major within the window), then
-            // ArgMax picks the first maximum.
+            // Every position equal to its 2x2 window's maximum (exact f32
+            // comparisons); the first of them per window is resolved when
+            // packing, which is cheaper than an ArgMax over window blocks.
             let prev = &geometry[i - 1];
             let (h2, w2) = (prev.height / 2, prev.width / 2);
             let mut x = net.convs[i - 2].relu_output.clone();
@@ -705,33 +715,18 @@ fn record_graph(
                 let axes = b.initializer(onnx::i64_tensor(&format!("fovea_a{i}"), &[2], &[2, 3]));
                 x = b.node("Slice", &[&x, &starts, &ends, &axes], vec![]);
             }
-            let blocks = b.node(
-                "SpaceToDepth",
+            let pooled = b.node(
+                "MaxPool",
                 &[&x],
-                vec![("blocksize", onnx::Attr::Int(2))],
-            );
-            let shape = b.initializer(onnx::i64_tensor(
-                &format!("fovea_shape{i}"),
-                &[5],
-                &[1, 4, prev.channels as i64, h2 as i64, w2 as i64],
-            ));
-            let windows = b.node("Reshape", &[&blocks, &shape], vec![]);
-            let arg = b.node(
-                "ArgMax",
-                &[&windows],
                 vec![
-                    ("axis", onnx::Attr::Int(1)),
-                    ("keepdims", onnx::Attr::Int(0)),
+                    ("kernel_shape", onnx::Attr::Ints(vec![2, 2])),
+                    ("strides", onnx::Attr::Ints(vec![2, 2])),
                 ],
             );
+            let spread = b.upsample2(&pooled);
             let switch = format!("fovea_switch{i}");
-            b.node_named(
-                "Cast",
-                &[&arg],
-                &switch,
-                vec![("to", onnx::Attr::Int(DataType::Uint8 as i64))],
-            );
-            outputs.push(onnx::value_info(&switch, DataType::Uint8, &[]));
+            b.node_named("Equal", &[&x, &spread], &switch, vec![]);
+            outputs.push(onnx::value_info(&switch, DataType::Bool, &[]));
         }
     }
     append(g, b);

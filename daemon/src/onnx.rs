@@ -161,7 +161,7 @@ pub struct GraphBuilder {
     graph: GraphProto,
     counter: usize,
     prefix: String,
-    up_scales: Option<String>,
+    up_scales: Option<(String, String)>,
 }
 
 impl GraphBuilder {
@@ -257,18 +257,21 @@ impl GraphBuilder {
     /// Nearest-neighbour upsampling by 2 on both spatial axes (every cell
     /// copied to its 2x2 block): unpooling before the switches are applied.
     pub fn upsample2(&mut self, x: &str) -> String {
-        let scales = match &self.up_scales {
+        let (roi, scales) = match &self.up_scales {
             Some(s) => s.clone(),
             None => {
+                // An empty roi rather than a missing one: opset 11 requires it.
+                let roi = format!("{}up_roi", self.prefix);
+                let roi = self.initializer(f32_tensor(&roi, &[0], &[]));
                 let name = format!("{}up_scales", self.prefix);
                 let s = self.initializer(f32_tensor(&name, &[4], &[1.0, 1.0, 2.0, 2.0]));
-                self.up_scales = Some(s.clone());
-                s
+                self.up_scales = Some((roi.clone(), s.clone()));
+                (roi, s)
             }
         };
         self.node(
             "Resize",
-            &[x, "", &scales],
+            &[x, &roi, &scales],
             vec![
                 ("mode", Attr::Str("nearest")),
                 ("coordinate_transformation_mode", Attr::Str("asymmetric")),

@@ -96,6 +96,21 @@ impl Bits {
         }
     }
 
+    /// ORs `v` into the 64 bits starting at bit `i` (bits past the end are
+    /// dropped).
+    #[inline]
+    fn or_at(&mut self, i: usize, v: u64) {
+        let (w, o) = (i / 64, i % 64);
+        if let Some(word) = self.words.get_mut(w) {
+            *word |= v << o;
+        }
+        if o > 0
+            && let Some(word) = self.words.get_mut(w + 1)
+        {
+            *word |= v >> (64 - o);
+        }
+    }
+
     pub fn from_words(words: Vec<u64>, len: usize) -> Option<Bits> {
         (words.len() == len.div_ceil(64)).then_some(Bits { words, len })
     }
@@ -172,18 +187,38 @@ impl Recording {
     }
 }
 
-/// Switch bits on a `[C, H, W]` grid from the window position (0..4,
-/// row-major) of each 2x2 window's first maximum, `[C, H/2, W/2]`.
-pub fn switches_from_argmax(argmax: &[u8], c: usize, h: usize, w: usize) -> Bits {
-    let mut bits = Bits::zeros(c * h * w);
-    let (oh, ow) = (h / 2, w / 2);
-    for (k, &a) in argmax.iter().enumerate().take(c * oh * ow) {
-        let ch = k / (oh * ow);
-        let (py, px) = ((k / ow) % oh, k % ow);
-        let (dy, dx) = ((a as usize >> 1) & 1, a as usize & 1);
-        bits.set((ch * h + 2 * py + dy) * w + 2 * px + dx);
+/// Switch bits on a `[C, H, W]` grid from flags at every position equal to
+/// its 2x2 window's maximum (`[C, 2*(H/2), 2*(W/2)]`, rows and columns left
+/// over by an odd size dropped): in each window the first flag in row-major
+/// order wins. Works on 64 positions at a time; flags of a window's pair of
+/// columns sit at an even and the following odd bit.
+pub fn switches_from_maxima(at_max: &[bool], c: usize, h: usize, w: usize) -> Bits {
+    const EVEN: u64 = 0x5555_5555_5555_5555;
+    // Keeps the odd bit of a pair only where the even one is clear.
+    let first_of_pairs = |v: u64| v & (EVEN | !((v & EVEN) << 1));
+    let (eh, ew) = (h / 2 * 2, w / 2 * 2);
+    let mut out = Bits::zeros(c * h * w);
+    if at_max.len() < c * eh * ew {
+        return out;
     }
-    bits
+    let flags = Bits::from_bools(at_max);
+    for ch in 0..c {
+        for y in (0..eh).step_by(2) {
+            let src = (ch * eh + y) * ew;
+            let dst = (ch * h + y) * w;
+            for x in (0..ew).step_by(64) {
+                let n = (ew - x).min(64);
+                let keep = if n == 64 { u64::MAX } else { (1 << n) - 1 };
+                let top = flags.bits_at(src + x) & keep;
+                let bottom = flags.bits_at(src + ew + x) & keep;
+                let top_any = (top | top >> 1) & EVEN;
+                let bottom = bottom & !(top_any | top_any << 1);
+                out.or_at(dst + x, first_of_pairs(top));
+                out.or_at(dst + w + x, first_of_pairs(bottom));
+            }
+        }
+    }
+    out
 }
 
 /// Per-layer activation statistics (paper section 5, figure 6).
@@ -378,16 +413,51 @@ mod tests {
     }
 
     #[test]
-    fn packing_flags_and_argmax_switches() {
+    fn packing_flags() {
         let flags: Vec<bool> = (0..150).map(|i| i % 5 == 0 || i == 77).collect();
         let b = Bits::from_bools(&flags);
         for (i, &f) in flags.iter().enumerate() {
             assert_eq!(b.get(i), f, "{i}");
         }
-        // One channel 2x4 with windows won at positions 3 and 0.
-        let x = [0.0, 1.0, 5.0, 1.0, 2.0, 3.0, 1.0, 1.0];
-        let want = pool_switches(&x, 1, 2, 4);
-        assert_eq!(switches_from_argmax(&[3, 0], 1, 2, 4), want);
+    }
+
+    /// Flags at each window's maxima, as the recording graph computes them.
+    fn window_maxima(x: &[f32], c: usize, h: usize, w: usize) -> Vec<bool> {
+        let (eh, ew) = (h / 2 * 2, w / 2 * 2);
+        let mut out = Vec::with_capacity(c * eh * ew);
+        for ch in 0..c {
+            for y in 0..eh {
+                for xx in 0..ew {
+                    let at = |yy: usize, xx: usize| x[(ch * h + yy) * w + xx];
+                    let (y0, x0) = (y / 2 * 2, xx / 2 * 2);
+                    let m = at(y0, x0)
+                        .max(at(y0, x0 + 1))
+                        .max(at(y0 + 1, x0))
+                        .max(at(y0 + 1, x0 + 1));
+                    out.push(at(y, xx) == m);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn switches_from_maxima_match_the_first_maximum_rule() {
+        // Few distinct values so ties are everywhere; odd and wide sizes so
+        // rows cross word boundaries and leftover rows and columns occur.
+        let mut state = 12345u64;
+        for (c, h, w) in [(1, 2, 4), (3, 5, 7), (2, 6, 130), (4, 9, 67), (1, 4, 64)] {
+            let x: Vec<f32> = (0..c * h * w)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((state >> 33) % 3) as f32
+                })
+                .collect();
+            let got = switches_from_maxima(&window_maxima(&x, c, h, w), c, h, w);
+            assert_eq!(got, pool_switches(&x, c, h, w), "{c}x{h}x{w}");
+        }
     }
 
     #[test]
