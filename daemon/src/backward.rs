@@ -10,8 +10,9 @@
 //! - `gate{i}`: a 0/1 window per hidden layer i: the ReLU mask r_i (or, for
 //!   the deconvnet, just "inside the image"), times the switches of the pool
 //!   that follows layer i. Unpooling is then nearest upsampling times it;
-//! - `flag`: 0 applies a ReLU after each transposed convolution (the three
-//!   deconvnet modes), 1 leaves it linear (the linear filter).
+//!
+//! The three deconvnet modes apply a ReLU after each transposed convolution
+//! (fused into it by ONNX Runtime); the linear filter's graph leaves it out.
 //!
 //! The image-plane result is not rectified, so reconstructions keep their
 //! sign; equations 4-7 are applied at every hidden layer.
@@ -103,7 +104,11 @@ pub struct Reconstruction {
 /// The generated graphs, per layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum GraphKind {
-    Trained,
+    /// Trained weights, rectified (deconvnet, masked) or not (linear filter).
+    Trained {
+        linear: bool,
+    },
+    /// Random weights from a seed, rectified.
     Random(u64),
     Affine,
     /// Forward + gradient over the FOV window, for maximization.
@@ -244,7 +249,12 @@ pub(crate) fn transposed_conv(
 }
 
 /// Backward graph from conv layer `layer` to the input plane.
-fn backward_graph(convs: &[ConvLayer], layer: usize, weights: &[Vec<f32>]) -> ModelProto {
+fn backward_graph(
+    convs: &[ConvLayer],
+    layer: usize,
+    weights: &[Vec<f32>],
+    linear: bool,
+) -> ModelProto {
     let tree = tree_of(convs, layer);
     let mut g = GraphBuilder::new(&format!("backward_l{layer}"));
     let top = &convs[layer - 1];
@@ -258,13 +268,6 @@ fn backward_graph(convs: &[ConvLayer], layer: usize, weights: &[Vec<f32>]) -> Mo
             Dim::Fixed(1),
         ],
     );
-    let flag = (layer > 1).then(|| {
-        g.input(
-            "flag",
-            DataType::Float,
-            &[Dim::Named("n"), Dim::Fixed(1), Dim::Fixed(1), Dim::Fixed(1)],
-        )
-    });
     for i in (1..=layer).rev() {
         let c = &convs[i - 1];
         let u = transposed_conv(&mut g, c, &weights[i - 1], &x);
@@ -272,9 +275,11 @@ fn backward_graph(convs: &[ConvLayer], layer: usize, weights: &[Vec<f32>]) -> Mo
             g.node_named("Identity", &[&u], "image", vec![]);
             break;
         }
-        let flag = flag.as_deref().unwrap_or("flag");
-        let scaled = g.node("Mul", &[&u, flag], vec![]);
-        let mut v = g.node("Max", &[&u, &scaled], vec![]);
+        let mut v = if linear {
+            u
+        } else {
+            g.node("Relu", &[&u], vec![])
+        };
         if c.pooled {
             v = g.upsample2(&v);
         }
@@ -363,49 +368,76 @@ const SPREAD: [u64; 256] = {
     t
 };
 
-/// The 0/1 gate windows of hidden layers 1..layer for one neuron and mode.
-fn gates(
-    engine: &Engine,
-    rec: &Recording,
-    tree: &FovTree,
-    layer: usize,
+/// One sample of a backward batch: its FOV tree and whether the mode uses the
+/// ReLU masks (the deconvnet keeps the switches only).
+struct GateSample {
+    tree: FovTree,
     masks: bool,
-) -> Vec<Vec<u8>> {
-    let convs = &engine.network.convs;
-    (1..layer)
-        .map(|i| {
-            let l = rec.layer(i);
-            let switches = if convs[i].pooled {
-                rec.layer(i + 1).switches.as_ref()
-            } else {
-                None
-            };
-            let (sy, sx) = tree.out[i];
-            let (h, w) = (l.height, l.width);
-            let mut out = vec![0u8; l.channels * sy.len * sx.len];
-            let (y0, y1) = sy.clip(h);
-            let (x0, x1) = sx.clip(w);
-            for c in 0..l.channels {
-                for y in y0..y1 {
-                    let row = (c * h + y) * w;
-                    let o = (c * sy.len + (y as i64 - sy.start) as usize) * sx.len;
-                    let dst = &mut out
-                        [o + (x0 as i64 - sx.start) as usize..o + (x1 as i64 - sx.start) as usize];
-                    // Eight positions at a time: bits ANDed, then spread to bytes.
-                    for (k, chunk) in dst.chunks_mut(8).enumerate() {
-                        let at = row + x0 + 8 * k;
-                        let mut bits = if masks { l.mask.bits_at(at) } else { u64::MAX };
-                        if let Some(s) = switches {
-                            bits &= s.bits_at(at);
-                        }
-                        let bytes = SPREAD[(bits & 0xff) as usize].to_le_bytes();
-                        chunk.copy_from_slice(&bytes[..chunk.len()]);
+}
+
+/// The 0/1 gate windows of hidden layer `i` for every sample, concatenated.
+fn gate_batch(convs: &[ConvLayer], rec: &Recording, samples: &[GateSample], i: usize) -> Vec<u8> {
+    let l = rec.layer(i);
+    let switches = if convs[i].pooled {
+        rec.layer(i + 1).switches.as_ref()
+    } else {
+        None
+    };
+    let (h, w) = (l.height, l.width);
+    let Some(first) = samples.first() else {
+        return Vec::new();
+    };
+    let (sy, sx) = first.tree.out[i];
+    let per = l.channels * sy.len * sx.len;
+    let mut out = vec![0u8; samples.len() * per];
+    for (sample, out) in samples.iter().zip(out.chunks_mut(per)) {
+        let (sy, sx) = sample.tree.out[i];
+        let (y0, y1) = sy.clip(h);
+        let (x0, x1) = sx.clip(w);
+        for c in 0..l.channels {
+            for y in y0..y1 {
+                let row = (c * h + y) * w;
+                let o = (c * sy.len + (y as i64 - sy.start) as usize) * sx.len;
+                let dst = &mut out
+                    [o + (x0 as i64 - sx.start) as usize..o + (x1 as i64 - sx.start) as usize];
+                // Eight positions at a time: bits ANDed, then spread to bytes.
+                for (k, chunk) in dst.chunks_mut(8).enumerate() {
+                    let at = row + x0 + 8 * k;
+                    let mut bits = if sample.masks {
+                        l.mask.bits_at(at)
+                    } else {
+                        u64::MAX
+                    };
+                    if let Some(s) = switches {
+                        bits &= s.bits_at(at);
                     }
+                    let bytes = SPREAD[(bits & 0xff) as usize].to_le_bytes();
+                    chunk.copy_from_slice(&bytes[..chunk.len()]);
                 }
             }
-            out
-        })
-        .collect()
+        }
+    }
+    out
+}
+
+/// The gate batches of hidden layers 1..layer (index i - 1 is `gate{i}`),
+/// layers spread over the cores.
+fn gate_batches(
+    convs: &[ConvLayer],
+    rec: &Recording,
+    samples: &[GateSample],
+    layer: usize,
+) -> Result<Vec<Vec<u8>>> {
+    let sizes = tree_of(convs, layer);
+    crate::parallel::map_by_cost(
+        layer - 1,
+        |k| {
+            let (sy, sx) = sizes.out[k + 1];
+            convs[k].out_channels * sy.len * sx.len
+        },
+        |k| gate_batch(convs, rec, samples, k + 1),
+    )
+    .ok_or_else(|| Error::Runtime("a gate window was not computed".into()))
 }
 
 impl Engine {
@@ -422,7 +454,8 @@ impl Engine {
         let model = build();
         self.dump(
             &match kind {
-                GraphKind::Trained => format!("backward_l{layer}"),
+                GraphKind::Trained { linear: false } => format!("backward_l{layer}"),
+                GraphKind::Trained { linear: true } => format!("backward_l{layer}_linear"),
                 GraphKind::Random(seed) => format!("backward_l{layer}_random{seed}"),
                 GraphKind::Affine => format!("affine_l{layer}"),
                 GraphKind::Ascent => format!("ascent_l{layer}"),
@@ -504,15 +537,20 @@ impl Engine {
         // Group by (layer, weights) so each group is one graph.
         let mut groups: HashMap<(usize, GraphKind), Vec<usize>> = HashMap::new();
         for (j, (_, n, m)) in jobs.iter().enumerate() {
-            let kind = if *m == Mode::RandomWeights {
-                GraphKind::Random(seed)
-            } else {
-                GraphKind::Trained
+            let kind = match m {
+                Mode::RandomWeights => GraphKind::Random(seed),
+                _ => GraphKind::Trained { linear: m.linear() },
             };
             groups.entry((n.layer, kind)).or_default().push(j);
         }
         let mut keys: Vec<_> = groups.keys().copied().collect();
-        keys.sort_by_key(|k| (k.0, matches!(k.1, GraphKind::Random(_))));
+        keys.sort_by_key(|&(layer, kind)| {
+            let order = match kind {
+                GraphKind::Trained { linear } => linear as u8,
+                _ => 2,
+            };
+            (layer, order)
+        });
         for key in keys {
             let (layer, kind) = key;
             let session = self.cached_graph(layer, kind, || {
@@ -525,7 +563,8 @@ impl Engine {
                         .map(|c| c.weight.clone())
                         .collect(),
                 };
-                backward_graph(&self.network.convs, layer, &weights)
+                let linear = kind == GraphKind::Trained { linear: true };
+                backward_graph(&self.network.convs, layer, &weights, linear)
             })?;
             for chunk in groups[&key].chunks(batch_size(&self.network.convs, layer)) {
                 let batch: Vec<(NeuronAt, Mode)> =
@@ -575,14 +614,8 @@ impl Engine {
         let c_top = convs[layer - 1].out_channels;
         let top = rec.layer(layer);
         let mut seed = vec![0f32; n * c_top];
-        let mut flag = vec![0f32; n];
         let size_tree = tree_of(convs, layer);
-        let mut gate_batches: Vec<Vec<u8>> = (1..layer)
-            .map(|i| {
-                let (sy, sx) = size_tree.out[i];
-                Vec::with_capacity(n * convs[i - 1].out_channels * sy.len * sx.len)
-            })
-            .collect();
+        let mut samples = Vec::with_capacity(n);
         for (k, (nr, mode)) in batch.iter().enumerate() {
             let act = top.activation(nr.feature, nr.y, nr.x);
             let mut v = match start {
@@ -598,26 +631,17 @@ impl Engine {
                 v = 0.0;
             }
             seed[k * c_top + nr.feature] = v;
-            flag[k] = if mode.linear() { 1.0 } else { 0.0 };
-            let tree = fov_tree(convs, layer, nr.y, nr.x);
-            for (i, g) in gates(self, rec, &tree, layer, mode.uses_masks())
-                .into_iter()
-                .enumerate()
-            {
-                gate_batches[i].extend_from_slice(&g);
-            }
+            samples.push(GateSample {
+                tree: fov_tree(convs, layer, nr.y, nr.x),
+                masks: mode.uses_masks(),
+            });
         }
+        let gate_batches = gate_batches(convs, rec, &samples, layer)?;
         let mut inputs: Vec<(String, ort::session::SessionInputValue<'_>)> = Vec::new();
         inputs.push((
             "seed".into(),
             TensorRef::from_array_view(([n, c_top, 1, 1], seed.as_slice()))?.into(),
         ));
-        if layer > 1 {
-            inputs.push((
-                "flag".into(),
-                TensorRef::from_array_view(([n, 1, 1, 1], flag.as_slice()))?.into(),
-            ));
-        }
         inputs.extend(gate_inputs(convs, &size_tree, n, &gate_batches)?);
         let mut session = session.lock().map_err(poisoned)?;
         let outputs = session.run(inputs)?;
@@ -669,17 +693,14 @@ impl Engine {
             let size_tree = tree_of(convs, layer);
             for chunk in idx.chunks(batch_size(convs, layer)) {
                 let n = chunk.len();
-                let mut gate_batches: Vec<Vec<u8>> = vec![Vec::new(); layer.saturating_sub(1)];
-                for &i in chunk {
-                    let nr = neurons[i];
-                    let tree = fov_tree(convs, layer, nr.y, nr.x);
-                    for (g, gate) in gate_batches
-                        .iter_mut()
-                        .zip(gates(self, rec, &tree, layer, true))
-                    {
-                        g.extend_from_slice(&gate);
-                    }
-                }
+                let samples: Vec<GateSample> = chunk
+                    .iter()
+                    .map(|&i| GateSample {
+                        tree: fov_tree(convs, layer, neurons[i].y, neurons[i].x),
+                        masks: true,
+                    })
+                    .collect();
+                let gate_batches = gate_batches(convs, rec, &samples, layer)?;
                 let inputs = gate_inputs(convs, &size_tree, n, &gate_batches)?;
                 let mut session = session.lock().map_err(poisoned)?;
                 let outputs = session.run(inputs)?;

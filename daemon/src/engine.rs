@@ -57,6 +57,9 @@ impl Runtime {
                 ))
             })?
             .with_name("fovea")
+            .with_global_thread_pool(
+                thread_pool(threads).map_err(|e| Error::Runtime(e.to_string()))?,
+            )
             .build()
             .map_err(|e| Error::Runtime(e.to_string()))?;
         // The versioned file name is the most reliable source of the version.
@@ -108,18 +111,25 @@ impl Runtime {
         self.threads
     }
 
-    /// A session on the chosen provider for an encoded model.
+    /// A session on the chosen provider for an encoded model; it runs on the
+    /// runtime's shared thread pool.
     pub fn session(&self, model: &[u8]) -> Result<Session> {
         let mut b =
             Session::builder(&self.env)?.with_optimization_level(GraphOptimizationLevel::All)?;
-        if self.threads > 0 {
-            b = b.with_intra_threads(self.threads)?;
-        }
         if self.cuda {
             b = b.with_execution_providers([ort::ep::CUDA::default().build()])?;
         }
         Ok(b.commit_from_memory(model)?)
     }
+}
+
+/// One pool for every session: with a pool per session, the threads of the
+/// session that ran last keep spinning and take the cores from the next one
+/// (alternating two sessions ran at 60% speed on two cores).
+fn thread_pool(threads: usize) -> ort::Result<ort::environment::GlobalThreadPoolOptions> {
+    ort::environment::GlobalThreadPoolOptions::default()
+        .with_intra_threads(threads)?
+        .with_inter_threads(1)
 }
 
 fn cuda_usable(env: &ort::environment::Environment) -> std::result::Result<(), String> {
@@ -436,53 +446,32 @@ impl Engine {
             &self.profile,
             &input,
             |out| {
-                // Pack masks and switches, layers spread over the cores
-                // (largest first).
-                let n = out.layers.len();
-                let mut order: Vec<usize> = (0..n).collect();
-                order.sort_by_key(|&i| std::cmp::Reverse(out.layers[i].0.len()));
-                let next = std::sync::atomic::AtomicUsize::new(0);
-                let slots: Vec<Mutex<Option<crate::recording::LayerRecording>>> =
-                    (0..n).map(|_| Mutex::new(None)).collect();
-                let workers = std::thread::available_parallelism()
-                    .map_or(2, |n| n.get())
-                    .min(n);
-                std::thread::scope(|scope| {
-                    for _ in 0..workers {
-                        scope.spawn(|| {
-                            loop {
-                                let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                                let Some(&i) = order.get(k) else { break };
-                                let g = &self.geometry[i + 1];
-                                let prev = &self.geometry[i];
-                                let (values, mask, switch) = out.layers[i];
-                                let l = crate::recording::LayerRecording {
-                                    channels: g.channels,
-                                    height: g.height,
-                                    width: g.width,
-                                    activations: values.to_vec(),
-                                    mask: crate::recording::Bits::from_bools(mask),
-                                    switches: switch.map(|s| {
-                                        crate::recording::switches_from_maxima(
-                                            s,
-                                            prev.channels,
-                                            prev.height,
-                                            prev.width,
-                                        )
-                                    }),
-                                };
-                                if let Ok(mut slot) = slots[i].lock() {
-                                    *slot = Some(l);
-                                }
-                            }
-                        });
-                    }
-                });
-                let layers = slots
-                    .into_iter()
-                    .map(|s| s.into_inner().ok().flatten())
-                    .collect::<Option<Vec<_>>>()
-                    .ok_or_else(|| Error::Runtime("a layer was not recorded".into()))?;
+                // Pack masks and switches, layers spread over the cores.
+                let layers = crate::parallel::map_by_cost(
+                    out.layers.len(),
+                    |i| out.layers[i].0.len(),
+                    |i| {
+                        let g = &self.geometry[i + 1];
+                        let prev = &self.geometry[i];
+                        let (values, mask, switch) = out.layers[i];
+                        crate::recording::LayerRecording {
+                            channels: g.channels,
+                            height: g.height,
+                            width: g.width,
+                            activations: values.to_vec(),
+                            mask: crate::recording::Bits::from_bools(mask),
+                            switches: switch.map(|s| {
+                                crate::recording::switches_from_maxima(
+                                    s,
+                                    prev.channels,
+                                    prev.height,
+                                    prev.width,
+                                )
+                            }),
+                        }
+                    },
+                )
+                .ok_or_else(|| Error::Runtime("a layer was not recorded".into()))?;
                 Ok((layers, out.scores.to_vec()))
             },
         )?;

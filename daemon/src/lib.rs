@@ -10,6 +10,7 @@ pub mod launch;
 pub mod maximize;
 pub mod network;
 pub mod onnx;
+mod parallel;
 pub mod paths;
 pub mod profile;
 pub mod recording;
