@@ -730,6 +730,7 @@ fn scan_graph(model: &ModelProto, net: &Network) -> ModelProto {
     let mut m = model.clone();
     let Some(g) = m.graph.as_mut() else { return m };
     let mut b = onnx::GraphBuilder::new("scan_extras").prefixed("fovea_");
+    let one = b.initializer(onnx::i64_tensor("fovea_k", &[1], &[1]));
     let mut outputs = Vec::new();
     for c in &net.convs {
         let i = c.number;
@@ -739,21 +740,13 @@ fn scan_graph(model: &ModelProto, net: &Network) -> ModelProto {
             &[0, c.out_channels as i64, -1],
         ));
         let flat = b.node("Reshape", &[&c.relu_output, &shape], vec![]);
-        let arg = format!("fovea_arg{i}");
-        b.node_named(
-            "ArgMax",
-            &[&flat],
-            &arg,
-            vec![
-                ("axis", onnx::Attr::Int(2)),
-                ("keepdims", onnx::Attr::Int(1)),
-            ],
-        );
-        let max = format!("fovea_max{i}");
-        b.node_named(
-            "GatherElements",
-            &[&flat, &arg],
-            &max,
+        // TopK with k = 1 returns the first maximum (lower index first on
+        // ties) and is cheaper than ArgMax plus a gather.
+        let (max, arg) = (format!("fovea_max{i}"), format!("fovea_arg{i}"));
+        b.node_outputs(
+            "TopK",
+            &[&flat, &one],
+            &[&max, &arg],
             vec![("axis", onnx::Attr::Int(2))],
         );
         outputs.push(onnx::value_info(&max, DataType::Float, &[]));

@@ -215,6 +215,17 @@ impl GraphBuilder {
         output: &str,
         attrs: Vec<(&str, Attr)>,
     ) {
+        self.node_outputs(op, inputs, &[output], attrs);
+    }
+
+    /// Adds a node with several named outputs.
+    pub fn node_outputs(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        outputs: &[&str],
+        attrs: Vec<(&str, Attr)>,
+    ) {
         self.counter += 1;
         let attribute = attrs
             .into_iter()
@@ -246,7 +257,7 @@ impl GraphBuilder {
             .collect();
         self.graph.node.push(NodeProto {
             input: inputs.iter().map(|s| (*s).to_string()).collect(),
-            output: vec![output.into()],
+            output: outputs.iter().map(|s| (*s).to_string()).collect(),
             name: format!("{}n{}", self.prefix, self.counter),
             op_type: op.into(),
             attribute,

@@ -339,9 +339,10 @@ pub fn scan(
                         run_batch(engine, &mut results, &mut batch, todo, settings.k)?;
                         results.done = start + expect;
                         let go_on = progress(&results);
+                        // The last batch is saved once, below.
                         if !go_on
-                            || last_checkpoint.elapsed() >= settings.checkpoint_every
-                            || expect == todo.len()
+                            || (last_checkpoint.elapsed() >= settings.checkpoint_every
+                                && expect < todo.len())
                         {
                             results.save(out)?;
                             last_checkpoint = Instant::now();
@@ -383,8 +384,13 @@ fn run_batch(
         for ((i, _), feats) in batch.iter().zip(per_image) {
             let image = todo[*i].display().to_string();
             for (f, &(value, y, x)) in feats.iter().enumerate() {
+                let list = &mut lt.features[f];
+                // Most hits of a long scan lose to a full list's worst.
+                if list.len() == k && list.last().is_some_and(|worst| value < worst.value) {
+                    continue;
+                }
                 offer(
-                    &mut lt.features[f],
+                    list,
                     Hit {
                         value,
                         image: image.clone(),
