@@ -9,7 +9,7 @@
 //! - `seed`: the start vector at the neuron (one-hot times the start value);
 //! - `gate{i}`: a 0/1 window per hidden layer i: the ReLU mask r_i (or, for
 //!   the deconvnet, just "inside the image"), times the switches of the pool
-//!   that follows layer i. Unpooling is then nearest upsampling times it;
+//!   that follows layer i. Unpooling is then nearest upsampling times it.
 //!
 //! The three deconvnet modes apply a ReLU after each transposed convolution
 //! (fused into it by ONNX Runtime); the linear filter's graph leaves it out.
