@@ -961,7 +961,11 @@ async fn run_inner(cli: Cli) -> anyhow::Result<()> {
                     ))
                 })
                 .collect::<anyhow::Result<_>>()?;
-            let title = format!("layer {layer} feature {feature} at ({y},{x}): maximized");
+            let title = if l.kind == pb::LayerKind::Dense as i32 {
+                format!("layer {layer} unit {feature}: maximized")
+            } else {
+                format!("layer {layer} feature {feature} at ({y},{x}): maximized")
+            };
             let img = picture::grid(&tiles, tiles.len(), Some(&title));
             save(&img, out)?;
             if cli.json {

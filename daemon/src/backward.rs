@@ -116,7 +116,7 @@ pub(crate) enum GraphKind {
 }
 
 /// Sessions of generated graphs, built on first use.
-type SharedSession = Arc<Mutex<Session>>;
+pub(crate) type SharedSession = Arc<Mutex<Session>>;
 
 #[derive(Default)]
 pub struct BackwardCache {
@@ -203,9 +203,10 @@ fn tree_of(convs: &[ConvLayer], layer: usize) -> FovTree {
     fov_tree(convs, layer, 0, 0)
 }
 
-/// A layer's forward convolution without padding (on a window whose border
-/// the caller accounts for), with its trained weights and bias.
-pub(crate) fn forward_conv(g: &mut GraphBuilder, c: &ConvLayer, x: &str) -> String {
+/// A layer's forward convolution with its trained weights and bias, padded by
+/// `pad` (0 on a window whose border the caller accounts for, 1 on a whole
+/// image).
+pub(crate) fn forward_conv(g: &mut GraphBuilder, c: &ConvLayer, x: &str, pad: i64) -> String {
     let i = c.number;
     let w = g.initializer(f32_tensor(
         &format!("w{i}"),
@@ -220,17 +221,22 @@ pub(crate) fn forward_conv(g: &mut GraphBuilder, c: &ConvLayer, x: &str) -> Stri
     g.node(
         "Conv",
         &[x, &w, &b],
-        vec![("kernel_shape", Attr::Ints(vec![3, 3]))],
+        vec![
+            ("pads", Attr::Ints(vec![pad; 4])),
+            ("kernel_shape", Attr::Ints(vec![3, 3])),
+        ],
     )
 }
 
-/// The transposed convolution of a layer with `weight` (OIHW), as a full
-/// convolution: the window grows by one pixel per side.
+/// The transposed convolution of a layer with `weight` (OIHW), as an ordinary
+/// convolution padded by `pad`: 2 grows a window by one pixel per side (a
+/// full convolution), 1 keeps a whole image's size.
 pub(crate) fn transposed_conv(
     g: &mut GraphBuilder,
     c: &ConvLayer,
     weight: &[f32],
     x: &str,
+    pad: i64,
 ) -> String {
     let i = c.number;
     let k = g.initializer(f32_tensor(
@@ -242,7 +248,7 @@ pub(crate) fn transposed_conv(
         "Conv",
         &[x, &k],
         vec![
-            ("pads", Attr::Ints(vec![2, 2, 2, 2])),
+            ("pads", Attr::Ints(vec![pad; 4])),
             ("kernel_shape", Attr::Ints(vec![3, 3])),
         ],
     )
@@ -270,7 +276,7 @@ fn backward_graph(
     );
     for i in (1..=layer).rev() {
         let c = &convs[i - 1];
-        let u = transposed_conv(&mut g, c, &weights[i - 1], &x);
+        let u = transposed_conv(&mut g, c, &weights[i - 1], &x, 2);
         if i == 1 {
             g.node_named("Identity", &[&u], "image", vec![]);
             break;
@@ -324,7 +330,7 @@ fn affine_graph(convs: &[ConvLayer], layer: usize) -> ModelProto {
             let four = g.initializer(f32_tensor(&format!("four{i}"), &[], &[4.0]));
             a = g.node("Mul", &[&pooled, &four], vec![]);
         }
-        let z = forward_conv(&mut g, c, &a);
+        let z = forward_conv(&mut g, c, &a, 0);
         if i == layer {
             g.node_named("Identity", &[&z], "preact", vec![]);
             break;
@@ -445,13 +451,13 @@ impl Engine {
         &self,
         layer: usize,
         kind: GraphKind,
-        build: impl FnOnce() -> ModelProto,
+        build: impl FnOnce() -> Result<ModelProto>,
     ) -> Result<SharedSession> {
         let key = (layer, kind);
         if let Some(s) = self.backward.sessions.lock().map_err(poisoned)?.get(&key) {
             return Ok(s.clone());
         }
-        let model = build();
+        let model = build()?;
         self.dump(
             &match kind {
                 GraphKind::Trained { linear: false } => format!("backward_l{layer}"),
@@ -564,7 +570,7 @@ impl Engine {
                         .collect(),
                 };
                 let linear = kind == GraphKind::Trained { linear: true };
-                backward_graph(&self.network.convs, layer, &weights, linear)
+                Ok(backward_graph(&self.network.convs, layer, &weights, linear))
             })?;
             for chunk in groups[&key].chunks(batch_size(&self.network.convs, layer)) {
                 let batch: Vec<(NeuronAt, Mode)> =
@@ -689,7 +695,7 @@ impl Engine {
                 continue;
             }
             let session =
-                self.cached_graph(layer, GraphKind::Affine, || affine_graph(convs, layer))?;
+                self.cached_graph(layer, GraphKind::Affine, || Ok(affine_graph(convs, layer)))?;
             let size_tree = tree_of(convs, layer);
             for chunk in idx.chunks(batch_size(convs, layer)) {
                 let n = chunk.len();

@@ -323,6 +323,14 @@ impl Engine {
         Ok(())
     }
 
+    /// The model file, read again: graphs built after loading copy parts of
+    /// it (the engine keeps only what it extracted).
+    pub(crate) fn model_file(&self) -> Result<ModelProto> {
+        let bytes = std::fs::read(&self.provenance.path)
+            .map_err(|e| Error::io(&self.provenance.path, e))?;
+        decode_model(&bytes)
+    }
+
     /// Full-precision activations of every conv layer (and the scores), from
     /// a second recording graph with f32 outputs, built on first use: for
     /// checks against other computations, not for recording.
@@ -331,10 +339,7 @@ impl Engine {
         let session = match self.exact.get() {
             Some(s) => s,
             None => {
-                let bytes = std::fs::read(&self.provenance.path)
-                    .map_err(|e| Error::io(&self.provenance.path, e))?;
-                let model = decode_model(&bytes)?;
-                let graph = exact_graph(&model, &self.network, self.head_enabled);
+                let graph = exact_graph(&self.model_file()?, &self.network, self.head_enabled);
                 let session = Mutex::new(self.runtime.session(&onnx::encode(&graph))?);
                 self.exact.get_or_init(|| session)
             }

@@ -6,6 +6,7 @@ pub mod backward;
 pub mod engine;
 pub mod error;
 pub mod fixtures;
+mod head;
 pub mod launch;
 pub mod maximize;
 pub mod network;

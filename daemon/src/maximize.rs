@@ -7,10 +7,12 @@
 //! the linear filter at the current image (the gradient), with the ReLU masks
 //! and pooling switches of that same forward pass.
 
-use crate::backward::{NeuronAt, PixelBox, forward_conv, fov_box, transposed_conv};
+use crate::backward::{
+    GraphKind, NeuronAt, PixelBox, SharedSession, forward_conv, fov_box, transposed_conv,
+};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::network::{ConvLayer, fov_tree};
+use crate::network::{ConvLayer, FovTree, LayerId, fov_tree};
 use crate::onnx::{Attr, Dim, GraphBuilder, f32_tensor};
 use fovea_proto::onnx::{ModelProto, tensor_proto::DataType};
 use ort::value::TensorRef;
@@ -114,6 +116,159 @@ pub struct Maximized {
     pub fov: PixelBox,
 }
 
+/// How the conv chain of an ascent graph meets the image border.
+#[derive(Clone, Copy)]
+pub(crate) enum Frame<'a> {
+    /// A FOV window: unpadded convolutions, and an `inside{i}` input per
+    /// hidden layer that zeroes what lies beyond the image (zero padding).
+    Window(&'a FovTree),
+    /// The whole image: padded convolutions.
+    Whole,
+}
+
+impl Frame<'_> {
+    /// Padding of the forward and of the transposed convolutions.
+    fn pads(self) -> (i64, i64) {
+        match self {
+            Frame::Window(_) => (0, 2),
+            Frame::Whole => (1, 1),
+        }
+    }
+}
+
+/// The forward conv chain of an ascent graph, with what its gradient needs.
+pub(crate) struct Chain<'a> {
+    frame: Frame<'a>,
+    /// Pre-activation of the top layer.
+    pub top: String,
+    top_layer: usize,
+    /// 0/1 ReLU masks of the layers below the top (index = layer).
+    masks: Vec<String>,
+    /// The pools in front of pooled layers (index = layer).
+    pools: Vec<Option<Pool>>,
+}
+
+/// A 2x2/2 max pool, with what its gradient needs: where each window's
+/// maximum sits (the first one in row-major order, as the recordings keep
+/// them) and the shape of its input.
+pub(crate) struct Pool {
+    pub output: String,
+    indices: String,
+    input_shape: String,
+}
+
+pub(crate) fn max_pool(g: &mut GraphBuilder, a: &str) -> Pool {
+    let output = g.fresh_name("maxpool");
+    let indices = format!("{output}_indices");
+    g.node_outputs(
+        "MaxPool",
+        &[a],
+        &[&output, &indices],
+        vec![
+            ("kernel_shape", Attr::Ints(vec![2, 2])),
+            ("strides", Attr::Ints(vec![2, 2])),
+        ],
+    );
+    let input_shape = g.node("Shape", &[a], vec![]);
+    Pool {
+        output,
+        indices,
+        input_shape,
+    }
+}
+
+impl Pool {
+    /// The gradient at the pool's input from the gradient at its output.
+    pub(crate) fn backward(&self, g: &mut GraphBuilder, grad: &str) -> String {
+        g.node(
+            "MaxUnpool",
+            &[grad, &self.indices, &self.input_shape],
+            vec![
+                ("kernel_shape", Attr::Ints(vec![2, 2])),
+                ("strides", Attr::Ints(vec![2, 2])),
+            ],
+        )
+    }
+}
+
+/// Forward from `x` through conv layers 1..=top, keeping the masks and
+/// switches of that same pass.
+pub(crate) fn chain_forward<'a>(
+    g: &mut GraphBuilder,
+    convs: &[ConvLayer],
+    x: &str,
+    top: usize,
+    frame: Frame<'a>,
+) -> Chain<'a> {
+    let zero = g.initializer(f32_tensor("zero", &[], &[0.0]));
+    let (pad, _) = frame.pads();
+    let mut a = x.to_string();
+    let mut masks: Vec<String> = vec![String::new(); top + 1];
+    let mut pools: Vec<Option<Pool>> = (0..=top).map(|_| None).collect();
+    let mut top_z = String::new();
+    for i in 1..=top {
+        let c = &convs[i - 1];
+        if c.pooled {
+            let p = max_pool(g, &a);
+            a = p.output.clone();
+            pools[i] = Some(p);
+        }
+        let z = forward_conv(g, c, &a, pad);
+        if i == top {
+            top_z = z;
+            break;
+        }
+        let pos = g.node("Greater", &[&z, &zero], vec![]);
+        masks[i] = g.to_float(&pos);
+        if let Frame::Window(tree) = frame {
+            let (sy, sx) = tree.out[i];
+            let inside = g.input(
+                &format!("inside{i}"),
+                DataType::Float,
+                &[
+                    Dim::Fixed(1),
+                    Dim::Fixed(1),
+                    Dim::Fixed(sy.len as i64),
+                    Dim::Fixed(sx.len as i64),
+                ],
+            );
+            masks[i] = g.node("Mul", &[&masks[i], &inside], vec![]);
+        }
+        a = g.node("Mul", &[&z, &masks[i]], vec![]);
+    }
+    Chain {
+        frame,
+        top: top_z,
+        top_layer: top,
+        masks,
+        pools,
+    }
+}
+
+/// The gradient at the chain's input, given the gradient at its top
+/// pre-activation: the linear filter at the current input.
+pub(crate) fn chain_backward(
+    g: &mut GraphBuilder,
+    convs: &[ConvLayer],
+    chain: &Chain,
+    grad_top: &str,
+) -> String {
+    let (_, pad) = chain.frame.pads();
+    let mut grad = grad_top.to_string();
+    for i in (1..=chain.top_layer).rev() {
+        let c = &convs[i - 1];
+        let mut u = transposed_conv(g, c, &c.weight, &grad, pad);
+        if i == 1 {
+            return u;
+        }
+        if let Some(p) = &chain.pools[i] {
+            u = p.backward(g, &u);
+        }
+        grad = g.node("Mul", &[&u, &chain.masks[i - 1]], vec![]);
+    }
+    grad
+}
+
 /// Forward over the FOV window fused with the gradient of the neuron's
 /// pre-activation. Inputs: `x` [S, 3, h0, w0], `seed` [1, C_L, 1, 1] and a
 /// 0/1 `inside{i}` window per hidden layer (zero padding at the image
@@ -122,104 +277,31 @@ fn ascent_graph(convs: &[ConvLayer], layer: usize) -> ModelProto {
     let tree = fov_tree(convs, layer, 0, 0);
     let mut g = GraphBuilder::new(&format!("ascent_l{layer}"));
     let (wy, wx) = tree.out[0];
-    let x = g.input(
-        "x",
-        DataType::Float,
-        &[
-            Dim::Named("s"),
-            Dim::Fixed(3),
-            Dim::Fixed(wy.len as i64),
-            Dim::Fixed(wx.len as i64),
-        ],
-    );
+    let x_dims = [
+        Dim::Named("s"),
+        Dim::Fixed(3),
+        Dim::Fixed(wy.len as i64),
+        Dim::Fixed(wx.len as i64),
+    ];
+    let x = g.input("x", DataType::Float, &x_dims);
     let top = &convs[layer - 1];
-    let seed = g.input(
-        "seed",
-        DataType::Float,
-        &[
-            Dim::Fixed(1),
+    let seed_dims = |n| {
+        [
+            n,
             Dim::Fixed(top.out_channels as i64),
             Dim::Fixed(1),
             Dim::Fixed(1),
-        ],
-    );
-    let zero = g.initializer(f32_tensor("zero", &[], &[0.0]));
-    let mut a = x;
-    let mut masks: Vec<String> = vec![String::new(); layer + 1];
-    let mut switches: Vec<String> = vec![String::new(); layer + 1];
-    for i in 1..=layer {
-        let c = &convs[i - 1];
-        if c.pooled {
-            let p = g.node(
-                "MaxPool",
-                &[&a],
-                vec![
-                    ("kernel_shape", Attr::Ints(vec![2, 2])),
-                    ("strides", Attr::Ints(vec![2, 2])),
-                ],
-            );
-            // Where the window's maximum sits (exact ties are measure-zero for
-            // the continuous images being optimised).
-            let up = g.upsample2(&p);
-            let eq = g.node("Equal", &[&a, &up], vec![]);
-            switches[i] = g.to_float(&eq);
-            a = p;
-        }
-        let z = forward_conv(&mut g, c, &a);
-        if i == layer {
-            g.node_named("Identity", &[&z], "objective", vec![]);
-            break;
-        }
-        let (sy, sx) = tree.out[i];
-        let inside = g.input(
-            &format!("inside{i}"),
-            DataType::Float,
-            &[
-                Dim::Fixed(1),
-                Dim::Fixed(1),
-                Dim::Fixed(sy.len as i64),
-                Dim::Fixed(sx.len as i64),
-            ],
-        );
-        let pos = g.node("Greater", &[&z, &zero], vec![]);
-        let posf = g.to_float(&pos);
-        masks[i] = g.node("Mul", &[&posf, &inside], vec![]);
-        a = g.node("Mul", &[&z, &masks[i]], vec![]);
-    }
-    let mut grad = seed;
-    for i in (1..=layer).rev() {
-        let c = &convs[i - 1];
-        let mut u = transposed_conv(&mut g, c, &c.weight, &grad);
-        if i == 1 {
-            g.node_named("Identity", &[&u], "grad", vec![]);
-            break;
-        }
-        if c.pooled {
-            let up = g.upsample2(&u);
-            u = g.node("Mul", &[&up, &switches[i]], vec![]);
-        }
-        grad = g.node("Mul", &[&u, &masks[i - 1]], vec![]);
-    }
-    g.output(
-        "objective",
-        DataType::Float,
-        &[
-            Dim::Named("s"),
-            Dim::Fixed(top.out_channels as i64),
-            Dim::Fixed(1),
-            Dim::Fixed(1),
-        ],
-    );
-    g.output(
-        "grad",
-        DataType::Float,
-        &[
-            Dim::Named("s"),
-            Dim::Fixed(3),
-            Dim::Fixed(wy.len as i64),
-            Dim::Fixed(wx.len as i64),
-        ],
-    );
+        ]
+    };
+    let seed = g.input("seed", DataType::Float, &seed_dims(Dim::Fixed(1)));
+    let chain = chain_forward(&mut g, convs, &x, layer, Frame::Window(&tree));
+    g.node_named("Identity", &[&chain.top], "objective", vec![]);
+    let top_shape = g.node("Shape", &[&chain.top], vec![]);
+    let seed = g.node("Expand", &[&seed, &top_shape], vec![]);
+    let grad = chain_backward(&mut g, convs, &chain, &seed);
+    g.node_named("Identity", &[&grad], "grad", vec![]);
+    g.output("objective", DataType::Float, &seed_dims(Dim::Named("s")));
+    g.output("grad", DataType::Float, &x_dims);
     g.finish()
 }
 
@@ -280,28 +362,44 @@ fn roll(planes: &mut [f32], h: usize, w: usize, dy: i64, dx: i64) {
     }
 }
 
+/// An input of an ascent graph besides the images.
+struct Fed {
+    name: String,
+    shape: Vec<usize>,
+    values: Vec<f32>,
+}
+
 /// The ascent graph of one neuron, with its per-position inputs.
 struct Ascent {
-    session: std::sync::Arc<std::sync::Mutex<ort::session::Session>>,
-    tree: crate::network::FovTree,
-    insides: Vec<Vec<f32>>,
-    seed: Vec<f32>,
+    session: SharedSession,
+    /// Top-left corner of the optimised window, in input pixels (negative
+    /// where it reaches beyond the image).
+    origin: (i64, i64),
+    /// Size (h, w) of the optimised window.
+    window: (usize, usize),
+    /// The window clipped to the image.
+    fov: PixelBox,
+    fed: Vec<Fed>,
+    /// Length of a row of the `objective` output, and the neuron's place in it.
+    units: usize,
     feature: usize,
 }
 
 impl Ascent {
     fn new(engine: &Engine, n: NeuronAt) -> Result<Ascent> {
         let convs = &engine.network.convs;
+        if n.layer > convs.len() {
+            return Ascent::dense(engine, n);
+        }
         let layer = n.layer;
-        let session = engine.cached_graph(layer, crate::backward::GraphKind::Ascent, || {
-            ascent_graph(convs, layer)
-        })?;
+        let session =
+            engine.cached_graph(layer, GraphKind::Ascent, || Ok(ascent_graph(convs, layer)))?;
         let tree = fov_tree(convs, layer, n.y, n.x);
-        let insides = (1..layer)
+        let mut fed: Vec<Fed> = (1..layer)
             .map(|i| {
                 let (ty, tx) = tree.out[i];
                 let g = &engine.geometry[i];
-                (0..ty.len * tx.len)
+                let values = (0..ty.len * tx.len)
                     .map(|k| {
                         let (y, x) = (
                             ty.start + (k / tx.len) as i64,
@@ -310,43 +408,77 @@ impl Ascent {
                         (y >= 0 && x >= 0 && (y as usize) < g.height && (x as usize) < g.width)
                             as u8 as f32
                     })
-                    .collect()
+                    .collect();
+                Fed {
+                    name: format!("inside{i}"),
+                    shape: vec![1, 1, ty.len, tx.len],
+                    values,
+                }
             })
             .collect();
-        let mut seed = vec![0f32; convs[layer - 1].out_channels];
-        seed[n.feature] = 1.0;
+        let units = convs[layer - 1].out_channels;
+        fed.push(Fed {
+            name: "seed".into(),
+            shape: vec![1, units, 1, 1],
+            values: one_hot(units, n.feature),
+        });
+        let (sy, sx) = tree.out[0];
         Ok(Ascent {
             session,
-            tree,
-            insides,
-            seed,
+            origin: (sy.start, sx.start),
+            window: (sy.len, sx.len),
+            fov: fov_box(convs, n, engine.profile.input_size),
+            fed,
+            units,
             feature: n.feature,
         })
     }
 
-    fn window(&self) -> (usize, usize) {
-        (self.tree.out[0].0.len, self.tree.out[0].1.len)
+    /// A dense neuron sees the whole image: the graph runs the conv chain
+    /// padded, then the model's own head, and back.
+    fn dense(engine: &Engine, n: NeuronAt) -> Result<Ascent> {
+        let net = &engine.network;
+        let index = n.layer - net.convs.len() - 1;
+        let units = net
+            .dense
+            .get(index)
+            .ok_or_else(|| Error::invalid("neuron.layer", format!("{} is not a layer", n.layer)))?
+            .units;
+        let size = engine.profile.input_size;
+        let session = engine.cached_graph(n.layer, GraphKind::Ascent, || {
+            crate::head::dense_ascent_graph(&engine.model_file()?, net, size, index)
+        })?;
+        Ok(Ascent {
+            session,
+            origin: (0, 0),
+            window: (size, size),
+            fov: PixelBox {
+                x0: 0,
+                y0: 0,
+                x1: size,
+                y1: size,
+            },
+            fed: vec![Fed {
+                name: "seed".into(),
+                shape: vec![1, units],
+                values: one_hot(units, n.feature),
+            }],
+            units,
+            feature: n.feature,
+        })
     }
 
-    /// Pre-activations and gradients for a batch of FOV crops.
+    /// Pre-activations and gradients for a batch of windows.
     fn run(&self, batch: &[f32], starts: usize) -> Result<(Vec<f32>, Vec<f32>)> {
-        let (h, w) = self.window();
-        let mut inputs: Vec<(String, ort::session::SessionInputValue<'_>)> = vec![
-            (
-                "x".into(),
-                TensorRef::from_array_view(([starts, 3, h, w], batch))?.into(),
-            ),
-            (
-                "seed".into(),
-                TensorRef::from_array_view(([1, self.seed.len(), 1, 1], self.seed.as_slice()))?
-                    .into(),
-            ),
-        ];
-        for (i, ins) in self.insides.iter().enumerate() {
-            let (ty, tx) = self.tree.out[i + 1];
+        let (h, w) = self.window;
+        let mut inputs: Vec<(String, ort::session::SessionInputValue<'_>)> = vec![(
+            "x".into(),
+            TensorRef::from_array_view(([starts, 3, h, w], batch))?.into(),
+        )];
+        for f in &self.fed {
             inputs.push((
-                format!("inside{}", i + 1),
-                TensorRef::from_array_view(([1usize, 1, ty.len, tx.len], ins.as_slice()))?.into(),
+                f.name.clone(),
+                TensorRef::from_array_view((f.shape.clone(), f.values.as_slice()))?.into(),
             ));
         }
         let mut session = self
@@ -355,25 +487,113 @@ impl Ascent {
             .map_err(|_| Error::Runtime("session poisoned".into()))?;
         let out = session.run(inputs)?;
         let (_, obj) = out["objective"].try_extract_tensor::<f32>()?;
-        let c_top = self.seed.len();
-        let objective = (0..starts).map(|s| obj[s * c_top + self.feature]).collect();
+        let objective = (0..starts)
+            .map(|s| obj[s * self.units + self.feature])
+            .collect();
         Ok((
             objective,
             out["grad"].try_extract_tensor::<f32>()?.1.to_vec(),
         ))
     }
+
+    /// Copies between a full `[3, size, size]` frame and the window: `to_window`
+    /// picks the window out of `frame`, otherwise the window is written into
+    /// `frame` where it lies inside the image.
+    fn transfer(&self, frame: &mut [f32], window: &mut [f32], size: usize, to_window: bool) {
+        let (h, w) = self.window;
+        let (oy, ox) = self.origin;
+        for c in 0..3 {
+            for y in 0..h {
+                for x in 0..w {
+                    let (gy, gx) = (oy + y as i64, ox + x as i64);
+                    if gy >= 0 && gx >= 0 && (gy as usize) < size && (gx as usize) < size {
+                        let f = &mut frame[(c * size + gy as usize) * size + gx as usize];
+                        let v = &mut window[(c * h + y) * w + x];
+                        if to_window {
+                            *v = *f;
+                        } else {
+                            *f = *v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn one_hot(n: usize, i: usize) -> Vec<f32> {
+    let mut v = vec![0f32; n];
+    if let Some(x) = v.get_mut(i) {
+        *x = 1.0;
+    }
+    v
 }
 
 impl Engine {
-    /// Size (h, w) of a neuron's unclipped FOV window, the crops maximization
-    /// works on.
+    /// Checks a neuron to maximize: a conv neuron, or a dense (fc or class)
+    /// one when the model's head runs at the working size.
+    pub fn ascent_neuron(
+        &self,
+        field: &str,
+        layer: &str,
+        feature: i64,
+        y: i64,
+        x: i64,
+    ) -> Result<NeuronAt> {
+        let net = &self.network;
+        let LayerId::Dense(index) = net.resolve_layer(&format!("{field}.layer"), layer)? else {
+            return self.neuron(field, layer, feature, y, x);
+        };
+        let dense = net
+            .dense
+            .get(index)
+            .ok_or_else(|| Error::invalid(format!("{field}.layer"), "not a dense layer"))?;
+        if !self.head_enabled {
+            let size = self.profile.input_size;
+            let hint = match net.native_size {
+                Some((h, w)) if h == w => format!("; start the daemon with --input-size {h}"),
+                _ => String::new(),
+            };
+            return Err(Error::invalid(
+                format!("{field}.layer"),
+                format!(
+                    "{} belongs to the model's head, which does not run at {size}x{size}{hint}",
+                    dense.name
+                ),
+            ));
+        }
+        if feature < 0 || feature as usize >= dense.units {
+            return Err(Error::invalid(
+                format!("{field}.feature"),
+                format!(
+                    "{feature} is outside 0..={} for layer {}",
+                    dense.units - 1,
+                    dense.name
+                ),
+            ));
+        }
+        Ok(NeuronAt {
+            layer: dense.number,
+            feature: feature as usize,
+            y: 0,
+            x: 0,
+        })
+    }
+
+    /// Size (h, w) of the window maximization works on: a conv neuron's
+    /// unclipped FOV, or the whole image for a dense neuron.
     pub fn fov_window(&self, n: NeuronAt) -> (usize, usize) {
+        if n.layer > self.network.convs.len() {
+            let size = self.profile.input_size;
+            return (size, size);
+        }
         let (sy, sx) = fov_tree(&self.network.convs, n.layer, n.y, n.x).out[0];
         (sy.len, sx.len)
     }
 
     /// The neuron's pre-activation and its gradient with respect to a full
-    /// `[3, H, W]` input, computed on the FOV window only.
+    /// `[3, H, W]` input, computed on the FOV window only (the whole image for
+    /// a dense neuron).
     pub fn fov_gradient(&self, n: NeuronAt, input: &[f32]) -> Result<(f32, Vec<f32>)> {
         let size = self.profile.input_size;
         if input.len() != 3 * size * size {
@@ -383,37 +603,17 @@ impl Engine {
             ));
         }
         let ascent = Ascent::new(self, n)?;
-        let (sy, sx) = ascent.tree.out[0];
-        let (h, w) = ascent.window();
-        let mut crop = vec![0f32; 3 * h * w];
-        for c in 0..3 {
-            for y in 0..h {
-                for x in 0..w {
-                    let (gy, gx) = (sy.start + y as i64, sx.start + x as i64);
-                    if gy >= 0 && gx >= 0 && (gy as usize) < size && (gx as usize) < size {
-                        crop[(c * h + y) * w + x] =
-                            input[(c * size + gy as usize) * size + gx as usize];
-                    }
-                }
-            }
-        }
-        let (obj, grad) = ascent.run(&crop, 1)?;
-        let mut frame = vec![0f32; 3 * size * size];
-        for c in 0..3 {
-            for y in 0..h {
-                for x in 0..w {
-                    let (gy, gx) = (sy.start + y as i64, sx.start + x as i64);
-                    if gy >= 0 && gx >= 0 && (gy as usize) < size && (gx as usize) < size {
-                        frame[(c * size + gy as usize) * size + gx as usize] =
-                            grad[(c * h + y) * w + x];
-                    }
-                }
-            }
-        }
+        let (h, w) = ascent.window;
+        let mut window = vec![0f32; 3 * h * w];
+        let mut frame = input.to_vec();
+        ascent.transfer(&mut frame, &mut window, size, true);
+        let (obj, mut grad) = ascent.run(&window, 1)?;
+        frame.fill(0.0);
+        ascent.transfer(&mut frame, &mut grad, size, false);
         Ok((obj[0], frame))
     }
 
-    /// Maximizes a conv neuron's pre-activation. `progress` is called after
+    /// Maximizes a neuron's pre-activation. `progress` is called after
     /// every step and returns false to cancel (honoured within one step).
     pub fn maximize(
         &self,
@@ -423,8 +623,8 @@ impl Engine {
     ) -> Result<Maximized> {
         opts.validate()?;
         let ascent = Ascent::new(self, n)?;
-        let (sy, sx) = ascent.tree.out[0];
-        let (h, w) = ascent.window();
+        let (sy, sx) = ascent.origin;
+        let (h, w) = ascent.window;
         let size = self.profile.input_size;
         let plane = h * w;
         let starts = opts.starts;
@@ -437,7 +637,7 @@ impl Engine {
             .collect();
         let inside_img: Vec<f32> = (0..plane)
             .map(|i| {
-                let (y, x) = (sy.start + (i / w) as i64, sx.start + (i % w) as i64);
+                let (y, x) = (sy + (i / w) as i64, sx + (i % w) as i64);
                 (y >= 0 && x >= 0 && (y as usize) < size && (x as usize) < size) as u8 as f32
             })
             .collect();
@@ -516,29 +716,18 @@ impl Engine {
             batch[s * 3 * plane..(s + 1) * 3 * plane].copy_from_slice(crop);
         }
         objective = ascent.run(&batch, starts)?.0;
-        let fov = fov_box(&self.network.convs, n, size);
         let images = crops
-            .iter()
+            .iter_mut()
             .map(|crop| {
                 let mut frame = vec![0f32; 3 * size * size];
-                for c in 0..3 {
-                    for y in fov.y0..fov.y1 {
-                        for x in fov.x0..fov.x1 {
-                            let (cy, cx) = (
-                                (y as i64 - sy.start) as usize,
-                                (x as i64 - sx.start) as usize,
-                            );
-                            frame[(c * size + y) * size + x] = crop[c * plane + cy * w + cx];
-                        }
-                    }
-                }
+                ascent.transfer(&mut frame, crop, size, false);
                 frame
             })
             .collect();
         Ok(Maximized {
             images,
             objective,
-            fov,
+            fov: ascent.fov,
         })
     }
 }

@@ -49,6 +49,9 @@ pub struct DenseLayer {
     pub name: String,
     pub units: usize,
     pub node: String,
+    /// The tensor holding the layer's pre-activation: the Gemm's output, or
+    /// the bias Add after a MatMul.
+    pub preactivation: String,
 }
 
 #[derive(Debug, Clone)]
@@ -60,6 +63,8 @@ pub struct Network {
     pub convs: Vec<ConvLayer>,
     /// A max pool follows the last conv (feeding the head).
     pub pool_after_last: bool,
+    /// The tensor where the conv chain ends and the head begins.
+    pub chain_end: String,
     pub dense: Vec<DenseLayer>,
     /// The graph output holding class scores, when the model has a head.
     pub head_output: Option<String>,
@@ -314,11 +319,23 @@ impl Network {
                 }
                 let trans_b = n.op_type == "Gemm" && attr_int(n, "transB") == Some(1);
                 let units = if trans_b { w.dims[0] } else { w.dims[1] } as usize;
+                let mut preactivation = n.output[0].clone();
+                if n.op_type == "MatMul"
+                    && let Some(add) = single(&preactivation)
+                    && add.op_type == "Add"
+                    && add
+                        .input
+                        .iter()
+                        .any(|i| *i != preactivation && consts.contains_key(i.as_str()))
+                {
+                    preactivation = add.output[0].clone();
+                }
                 dense.push(DenseLayer {
                     number: convs.len() + 1 + dense.len(),
                     name: format!("fc{}", dense.len() + 1),
                     units,
                     node: display_name(n),
+                    preactivation,
                 });
             }
         }
@@ -339,6 +356,7 @@ impl Network {
             native_size,
             convs,
             pool_after_last: pending_pool,
+            chain_end: cur,
             dense,
             head_output,
             producer: model.producer_name.clone(),
@@ -620,6 +638,7 @@ mod tests {
             native_size: None,
             convs: vgg_like(),
             pool_after_last: true,
+            chain_end: String::new(),
             dense: vec![],
             head_output: None,
             producer: String::new(),

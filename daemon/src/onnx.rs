@@ -201,10 +201,15 @@ impl GraphBuilder {
 
     /// Adds a node with a fresh output name, returning it.
     pub fn node(&mut self, op: &str, inputs: &[&str], attrs: Vec<(&str, Attr)>) -> String {
-        self.counter += 1;
-        let out = format!("{}{}_{}", self.prefix, op.to_lowercase(), self.counter);
+        let out = self.fresh_name(&op.to_lowercase());
         self.node_named(op, inputs, &out, attrs);
         out
+    }
+
+    /// A tensor name no other generated tensor has.
+    pub fn fresh_name(&mut self, stem: &str) -> String {
+        self.counter += 1;
+        format!("{}{stem}_{}", self.prefix, self.counter)
     }
 
     /// Adds a node whose output has the given name.
@@ -265,6 +270,11 @@ impl GraphBuilder {
         });
     }
 
+    /// Adds a node as it is (copied from another graph, names already final).
+    pub fn push_node(&mut self, node: NodeProto) {
+        self.graph.node.push(node);
+    }
+
     /// Nearest-neighbour upsampling by 2 on both spatial axes (every cell
     /// copied to its 2x2 block): unpooling before the switches are applied.
     pub fn upsample2(&mut self, x: &str) -> String {
@@ -301,11 +311,17 @@ impl GraphBuilder {
     }
 
     pub fn finish(self) -> ModelProto {
+        self.finish_with_opset(OPSET)
+    }
+
+    /// The model at another default-domain opset (for graphs that copy nodes
+    /// of a model file, whose meaning depends on that file's opset).
+    pub fn finish_with_opset(self, version: i64) -> ModelProto {
         ModelProto {
             ir_version: 8,
             opset_import: vec![OperatorSetIdProto {
                 domain: String::new(),
-                version: OPSET,
+                version,
             }],
             producer_name: "fovea".into(),
             graph: Some(self.graph),

@@ -5,7 +5,6 @@
 use crate::backward::{Mode, NeuronAt, Start};
 use crate::engine::Engine;
 use crate::maximize::MaximizeOptions;
-use crate::network::LayerId;
 use fovea_proto::v1 as pb;
 use tonic::Status;
 
@@ -125,12 +124,8 @@ impl TryFrom<(&Engine, pb::MaximizeRequest)> for MaximizeJob {
             .neuron
             .as_ref()
             .ok_or_else(|| Status::invalid_argument("neuron: required"))?;
-        if let Ok(LayerId::Dense(_)) = engine.network.resolve_layer("neuron.layer", &n.layer) {
-            return Err(Status::invalid_argument(
-                "neuron.layer: maximizing dense-layer neurons is not supported; choose a conv layer",
-            ));
-        }
-        let neuron = engine.neuron("neuron", &n.layer, n.feature as i64, n.y as i64, n.x as i64)?;
+        let neuron =
+            engine.ascent_neuron("neuron", &n.layer, n.feature as i64, n.y as i64, n.x as i64)?;
         // Zero means "the default" for the counts and the step.
         let d = MaximizeOptions::default();
         let or = |v: u32, default: usize| if v == 0 { default } else { v as usize };

@@ -568,3 +568,193 @@ fn maximization_raises_the_neuron_deterministically_and_cancels() {
     assert!(matches!(cancelled, Err(Error::Cancelled)));
     assert_eq!(calls, 3);
 }
+
+/// The tiny model's head in f64, with the weights read from the model file:
+/// max pool, flatten (NCHW), fc1 + ReLU, fc2 (class logits).
+struct ReferenceHead {
+    fc: Vec<(Vec<f64>, Vec<f64>, usize)>,
+}
+
+impl ReferenceHead {
+    fn from_tiny_model() -> ReferenceHead {
+        let bytes = fovea_daemon::fixtures::tiny_model(Layout::Nchw, true, TINY_SIZE);
+        let model = fovea_daemon::onnx::decode_model(&bytes).expect("model");
+        let graph = model.graph.expect("graph");
+        let tensor = |name: &str| -> (Vec<i64>, Vec<f64>) {
+            let t = graph
+                .initializer
+                .iter()
+                .find(|t| t.name == name)
+                .expect(name);
+            let (dims, v) = fovea_daemon::onnx::tensor_f32(t).expect("tensor");
+            (dims, v.iter().map(|&x| x as f64).collect())
+        };
+        let fc = ["fc1", "fc2"]
+            .iter()
+            .map(|l| {
+                let (dims, w) = tensor(&format!("{l}.weight"));
+                let (_, b) = tensor(&format!("{l}.bias"));
+                (w, b, dims[1] as usize)
+            })
+            .collect();
+        ReferenceHead { fc }
+    }
+
+    /// Pre-activations of every dense layer, from the last conv layer's.
+    fn forward(&self, last_pre: &[f64], channels: usize, h: usize, w: usize) -> Vec<Vec<f64>> {
+        let (oh, ow) = (h / 2, w / 2);
+        let mut x = vec![0f64; channels * oh * ow];
+        for c in 0..channels {
+            for y in 0..oh {
+                for xx in 0..ow {
+                    let mut m = f64::MIN;
+                    for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                        m = m.max(last_pre[(c * h + 2 * y + dy) * w + 2 * xx + dx].max(0.0));
+                    }
+                    x[(c * oh + y) * ow + xx] = m;
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (k, (wt, b, inputs)) in self.fc.iter().enumerate() {
+            let pre: Vec<f64> = b
+                .iter()
+                .enumerate()
+                .map(|(o, bo)| bo + (0..*inputs).map(|i| wt[o * inputs + i] * x[i]).sum::<f64>())
+                .collect();
+            if k + 1 < self.fc.len() {
+                x = pre.iter().map(|&v| v.max(0.0)).collect();
+            }
+            out.push(pre);
+        }
+        out
+    }
+}
+
+#[test]
+fn dense_gradients_are_finite_differences_and_the_logits_give_the_scores() {
+    let engine = tiny_engine(Layout::Nchw, true);
+    assert!(engine.head_enabled);
+    let reference = Reference::new(tiny_weights(), TINY_SIZE);
+    let head = ReferenceHead::from_tiny_model();
+    let (_, input) = recorded_input(&engine);
+    // A little noise breaks the exact ties of the image's flat areas, where
+    // max pooling has no gradient for finite differences to find.
+    let input: Vec<f64> = input
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v + ((i * 7919 % 1000) as f64 - 500.0) * 1e-4)
+        .collect();
+    let x0: Vec<f32> = input.iter().map(|&v| v as f32).collect();
+    let last = TINY_CONVS.len();
+    let channels = TINY_CONVS[last - 1].1;
+    let dense_pre = |x: &[f64]| {
+        let t = reference.forward(x);
+        let (h, w) = t.dims[last - 1];
+        head.forward(&t.pre[last - 1], channels, h, w)
+    };
+    let want = dense_pre(&input);
+    // Every class logit, then two fc1 units (the strongest and the weakest).
+    let fc1 = &want[0];
+    let strongest = (0..fc1.len()).fold(0, |b, i| if fc1[i] > fc1[b] { i } else { b });
+    let weakest = (0..fc1.len()).fold(0, |b, i| if fc1[i] < fc1[b] { i } else { b });
+    let mut logits = Vec::new();
+    let mut neurons = Vec::new();
+    for class in 0..fovea_daemon::fixtures::TINY_CLASSES {
+        neurons.push((1, class, "fc2".to_string()));
+    }
+    neurons.push((0, strongest, (last + 1).to_string()));
+    neurons.push((0, weakest, "fc1".to_string()));
+    for (k, (dense, unit, layer)) in neurons.into_iter().enumerate() {
+        let n = engine
+            .ascent_neuron("neuron", &layer, unit as i64, 0, 0)
+            .expect("dense neuron");
+        assert_eq!(n.layer, last + 1 + dense);
+        assert_eq!(engine.fov_window(n), (TINY_SIZE, TINY_SIZE));
+        let (pre, grad) = engine.fov_gradient(n, &x0).expect("gradient");
+        let expected = want[dense][unit];
+        assert!(
+            (pre as f64 - expected).abs() <= 1e-4 * expected.abs().max(1.0),
+            "{layer}/{unit}: {pre} vs {expected}"
+        );
+        if dense == 1 {
+            logits.push(pre);
+        }
+        // Central differences over every input value (all of them for one
+        // class, a stride of them for the rest to keep the test quick).
+        let stride = if k == 0 { 1 } else { 7 };
+        let eps = 1e-3;
+        let (mut num, mut den) = (0f64, 0f64);
+        let mut x = input.clone();
+        for i in (0..input.len()).step_by(stride) {
+            x[i] = input[i] + eps;
+            let up = dense_pre(&x)[dense][unit];
+            x[i] = input[i] - eps;
+            let down = dense_pre(&x)[dense][unit];
+            x[i] = input[i];
+            let fd = (up - down) / (2.0 * eps);
+            num += (fd - grad[i] as f64).powi(2);
+            den += fd.powi(2);
+        }
+        let rel = (num / den.max(1e-30)).sqrt();
+        assert!(den > 0.0, "{layer}/{unit}: the gradient is zero");
+        assert!(rel <= 1e-2, "{layer}/{unit}: relative error {rel}");
+    }
+    // Softmax of the logits is what ONNX Runtime gives running the file.
+    let m = logits.iter().fold(f32::MIN, |a, &b| a.max(b));
+    let total: f32 = logits.iter().map(|&l| (l - m).exp()).sum();
+    let scores = engine.forward(&x0).expect("forward").scores;
+    assert_eq!(scores.len(), logits.len());
+    for (l, s) in logits.iter().zip(&scores) {
+        let p = (l - m).exp() / total;
+        assert!((p - s).abs() <= 1e-5, "{p} vs {s}");
+    }
+}
+
+#[test]
+fn class_neurons_are_maximized_over_the_whole_image() {
+    use fovea_daemon::maximize::MaximizeOptions;
+    let engine = tiny_engine(Layout::Nhwc, true);
+    let n = engine
+        .ascent_neuron("neuron", "fc2", 3, 0, 0)
+        .expect("class neuron");
+    let opts = MaximizeOptions {
+        starts: 2,
+        steps: 30,
+        seed: 3,
+        ..Default::default()
+    };
+    let mut first = Vec::new();
+    let out = engine
+        .maximize(n, &opts, |p| {
+            if p.step == 1 {
+                first = p.objective.to_vec();
+            }
+            true
+        })
+        .expect("maximize");
+    for (a, b) in first.iter().zip(&out.objective) {
+        assert!(b > a, "objective did not rise: {a} -> {b}");
+    }
+    assert_eq!(
+        (out.fov.x0, out.fov.y0, out.fov.x1, out.fov.y1),
+        (0, 0, TINY_SIZE, TINY_SIZE)
+    );
+    // The class's score rises with its logit (the file's own softmax).
+    let before = engine
+        .forward(&vec![0.0; 3 * TINY_SIZE * TINY_SIZE])
+        .expect("forward")
+        .scores[3];
+    let after = engine.forward(&out.images[0]).expect("forward").scores[3];
+    assert!(after > before, "score {before} -> {after}");
+    assert_eq!(
+        engine.maximize(n, &opts, |_| true).expect("again").images,
+        out.images
+    );
+
+    // Out of range, and a head that does not run at the working size.
+    let bad = engine.ascent_neuron("neuron", "fc2", 5, 0, 0).unwrap_err();
+    assert!(bad.to_string().contains("neuron.feature"), "{bad}");
+    let headless = tiny_engine(Layout::Nchw, false);
+    assert!(headless.ascent_neuron("neuron", "fc1", 0, 0, 0).is_err());
+}

@@ -139,3 +139,84 @@ fn random_weights_follow_each_trained_layer() {
         );
     }
 }
+
+#[test]
+fn dense_gradients_match_the_original_model_run_by_onnx_runtime() {
+    use fovea_daemon::onnx::{Dim, decode_model, encode, value_info};
+    use fovea_proto::onnx::tensor_proto::DataType;
+    // The file's head runs at its own size only.
+    let (engine, path) = vgg16(240);
+    let net = &engine.network;
+    assert_eq!(net.dense.len(), 4);
+    // The unmodified model, asked for its dense pre-activations too.
+    let mut model = decode_model(&std::fs::read(&path).expect("model file")).expect("decode");
+    let graph = model.graph.as_mut().expect("graph");
+    for d in &net.dense {
+        graph.output.push(value_info(
+            &d.preactivation,
+            DataType::Float,
+            &[Dim::Named("N"), Dim::Fixed(d.units as i64)],
+        ));
+    }
+    let mut session = engine_runtime_session(&encode(&model));
+    let mut original = |x: &[f32]| -> Vec<Vec<f32>> {
+        let plane = 240 * 240;
+        let nhwc: Vec<f32> = (0..plane * 3).map(|i| x[(i % 3) * plane + i / 3]).collect();
+        let input =
+            TensorRef::from_array_view(([1usize, 240, 240, 3], nhwc.as_slice())).expect("tensor");
+        let out = session.run(ort::inputs!["input" => input]).expect("run");
+        net.dense
+            .iter()
+            .map(|d| {
+                out[d.preactivation.as_str()]
+                    .try_extract_tensor::<f32>()
+                    .expect("output")
+                    .1
+                    .to_vec()
+            })
+            .collect()
+    };
+    let rec = engine
+        .record(&shared_image("chelsea.png"), "", ImageLimits::default())
+        .expect("record");
+    // A little noise breaks the exact ties of flat areas, where max pooling
+    // has no gradient for differences to find.
+    let x0: Vec<f32> = rec
+        .input
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v + ((i * 7919 % 1000) as f32 - 500.0) * 2e-5)
+        .collect();
+    let want = original(&x0);
+    let fc1 = &want[0];
+    let strongest = (0..fc1.len()).fold(0, |b, i| if fc1[i] > fc1[b] { i } else { b });
+    for (index, unit) in [(0usize, strongest), (3, 0), (3, 3)] {
+        let d = &net.dense[index];
+        let n = engine
+            .ascent_neuron("neuron", &d.name, unit as i64, 0, 0)
+            .expect("dense neuron");
+        let (pre, grad) = engine.fov_gradient(n, &x0).expect("gradient");
+        let expected = want[index][unit];
+        assert!(
+            (pre - expected).abs() <= 1e-3 * expected.abs().max(1.0),
+            "{}/{unit}: {pre} vs {expected}",
+            d.name
+        );
+        // Directional differences along the gradient's signs: small steps
+        // that stay within one linear piece.
+        let h = 1e-3f32;
+        let dir: Vec<f32> = grad.iter().map(|g| g.signum()).collect();
+        let mut step = |s: f32| -> f32 {
+            let x: Vec<f32> = x0.iter().zip(&dir).map(|(a, b)| a + s * h * b).collect();
+            original(&x)[index][unit]
+        };
+        let fd = (step(1.0) as f64 - step(-1.0) as f64) / (2.0 * h as f64);
+        let analytic: f64 = grad.iter().map(|g| g.abs() as f64).sum();
+        let rel = (fd - analytic).abs() / analytic;
+        eprintln!(
+            "{}/{unit}: pre-activation {pre}, directional derivative {fd} vs {analytic} ({rel:e})",
+            d.name
+        );
+        assert!(rel <= 1e-2, "{}/{unit}: {fd} vs {analytic}", d.name);
+    }
+}

@@ -157,6 +157,31 @@ fn every_subcommand_against_a_running_daemon() {
     assert_eq!(mj["objective"].as_array().unwrap().len(), 2);
     assert!(!picture(&mx).2);
 
+    // A class neuron of the head: the whole image is optimised.
+    let cx = out("class.png");
+    let cj = json(&fovea(
+        &[
+            &c[..],
+            &[
+                "--json",
+                "maximize",
+                "--layer",
+                "fc2",
+                "--feature",
+                "4",
+                "--starts",
+                "1",
+                "--steps",
+                "5",
+                "-o",
+                cx.to_str().unwrap(),
+            ],
+        ]
+        .concat(),
+    ));
+    assert_eq!(cj["objective"].as_array().unwrap().len(), 1);
+    assert!(!picture(&cx).2);
+
     let st = out("stats.png");
     let sj = json(&fovea(
         &[

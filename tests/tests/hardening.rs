@@ -199,9 +199,9 @@ async fn bad_inputs_get_exact_codes_and_the_daemon_keeps_serving() {
         maximize_code(&mut p, maxi(&|r| r.neuron = None)).await
     );
     case!(
-        "maximize a dense neuron",
+        "a class beyond the head's",
         Code::InvalidArgument,
-        maximize_code(&mut p, maxi(&|r| r.neuron = Some(neuron("6", 0, 0, 0)))).await
+        maximize_code(&mut p, maxi(&|r| r.neuron = Some(neuron("fc2", 5, 0, 0)))).await
     );
     case!(
         "unknown recording id",
