@@ -376,36 +376,45 @@ impl Engine {
     /// strongest activation and its location (first maximum in row-major
     /// order). `out[layer - 1][image][feature] = (value, y, x)`.
     pub fn feature_maxima(&self, inputs: &[Vec<f32>]) -> Result<Vec<Vec<Vec<FeatureMax>>>> {
-        let n = inputs.len();
+        let mut batch = Vec::with_capacity(inputs.len() * inputs.first().map_or(0, Vec::len));
+        for i in inputs {
+            self.check_input(i)?;
+            batch.extend_from_slice(&self.model_layout(i).1);
+        }
+        self.feature_maxima_laid_out(&batch, inputs.len())
+    }
+
+    /// [`Self::feature_maxima`] of `n` inputs already in the model file's
+    /// layout ([`Self::model_layout`]) and concatenated.
+    pub fn feature_maxima_laid_out(
+        &self,
+        batch: &[f32],
+        n: usize,
+    ) -> Result<Vec<Vec<Vec<FeatureMax>>>> {
         if n == 0 {
             return Ok(vec![Vec::new(); self.network.convs.len()]);
         }
-        for i in inputs {
-            self.check_input(i)?;
+        let s = self.profile.input_size;
+        if batch.len() != n * 3 * s * s {
+            return Err(Error::invalid(
+                "batch",
+                format!("expected {n} x 3 x {s} x {s} values"),
+            ));
         }
         let session = match self.scan.get() {
             Some(s) => s,
             None => {
-                let bytes = std::fs::read(&self.provenance.path)
-                    .map_err(|e| Error::io(&self.provenance.path, e))?;
-                let model = decode_model(&bytes)?;
-                let graph = scan_graph(&model, &self.network);
+                let graph = scan_graph(&self.model_file()?, &self.network);
                 self.dump("scan", &graph);
                 let session = Mutex::new(self.runtime.session(&onnx::encode(&graph))?);
                 self.scan.get_or_init(|| session)
             }
         };
-        let s = self.profile.input_size;
-        let mut batch = Vec::with_capacity(n * 3 * s * s);
-        for i in inputs {
-            let (_, fed) = self.model_layout(i);
-            batch.extend_from_slice(&fed);
-        }
         let shape = match self.network.layout {
             Layout::Nchw => [n, 3, s, s],
             Layout::Nhwc => [n, s, s, 3],
         };
-        let tensor = TensorRef::from_array_view((shape, batch.as_slice()))?;
+        let tensor = TensorRef::from_array_view((shape, batch))?;
         let mut session = session
             .lock()
             .map_err(|_| Error::Runtime("scan session poisoned".into()))?;

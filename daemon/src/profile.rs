@@ -103,7 +103,7 @@ impl Profile {
         let resized = if img.width() == s && img.height() == s {
             img.clone()
         } else {
-            image::imageops::resize(img, s, s, FilterType::Triangle)
+            resize_rgb(img, s)
         };
         let plane = (s * s) as usize;
         let mut out = vec![0f32; 3 * plane];
@@ -132,6 +132,27 @@ impl Profile {
     pub fn to_pixel(&self, c: usize, v: f32) -> f32 {
         (v * self.std[c] + self.mean[c]) / self.scale
     }
+}
+
+/// Bilinear (triangle-filter) resize to `size` x `size`, the filter widened
+/// when shrinking so every source pixel counts; SIMD through
+/// fast_image_resize, with the image crate's own resize as the fallback.
+fn resize_rgb(img: &RgbImage, size: u32) -> RgbImage {
+    use fast_image_resize::{FilterType as Filter, PixelType, ResizeAlg, ResizeOptions, Resizer};
+    let fast = || -> Option<RgbImage> {
+        let src = fast_image_resize::images::ImageRef::new(
+            img.width(),
+            img.height(),
+            img.as_raw(),
+            PixelType::U8x3,
+        )
+        .ok()?;
+        let mut dst = fast_image_resize::images::Image::new(size, size, PixelType::U8x3);
+        let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(Filter::Bilinear));
+        Resizer::new().resize(&src, &mut dst, &options).ok()?;
+        RgbImage::from_raw(size, size, dst.into_vec())
+    };
+    fast().unwrap_or_else(|| image::imageops::resize(img, size, size, FilterType::Triangle))
 }
 
 /// Limits on images clients send.

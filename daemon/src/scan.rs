@@ -288,7 +288,7 @@ pub fn scan(
     }
     let start = results.done.min(list.len());
     let todo = &list[start..];
-    // Decoders pull indices and send back preprocessed tensors; a reorder
+    // Decoders pull indices and send back tensors in the model's layout; a reorder
     // buffer restores the list order, so batches and checkpoints are exact.
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
@@ -309,7 +309,10 @@ pub fn scan(
                     let item = std::fs::read(path)
                         .map_err(|e| e.to_string())
                         .and_then(|b| decode_image(&b, settings.limits).map_err(|e| e.to_string()))
-                        .map(|img| engine.profile.preprocess(&img).1);
+                        .map(|img| {
+                            let (_, t) = engine.profile.preprocess(&img);
+                            engine.model_layout(&t).1.into_owned()
+                        });
                     if tx.send((i, item)).is_err() {
                         break;
                     }
@@ -377,8 +380,12 @@ fn run_batch(
     if batch.is_empty() {
         return Ok(());
     }
-    let inputs: Vec<Vec<f32>> = batch.iter().map(|(_, t)| t.clone()).collect();
-    let maxima = engine.feature_maxima(&inputs)?;
+    let flat = batch
+        .iter()
+        .map(|(_, t)| t.as_slice())
+        .collect::<Vec<_>>()
+        .concat();
+    let maxima = engine.feature_maxima_laid_out(&flat, batch.len())?;
     for lt in &mut results.layers {
         let per_image = &maxima[lt.layer - 1];
         for ((i, _), feats) in batch.iter().zip(per_image) {
