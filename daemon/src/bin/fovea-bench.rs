@@ -48,6 +48,29 @@ fn time_ms(repeat: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::
     Ok(t[t.len() / 2])
 }
 
+/// Median times of `a` and `b` (each warmed up once), run alternately so that
+/// drift in the machine's speed affects both alike.
+fn time_alternating(
+    rounds: usize,
+    mut a: impl FnMut() -> anyhow::Result<()>,
+    mut b: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<(f64, f64)> {
+    a()?;
+    b()?;
+    let (mut ta, mut tb) = (Vec::new(), Vec::new());
+    for _ in 0..rounds.max(1) {
+        let s = Instant::now();
+        a()?;
+        ta.push(s.elapsed().as_secs_f64() * 1e3);
+        let s = Instant::now();
+        b()?;
+        tb.push(s.elapsed().as_secs_f64() * 1e3);
+    }
+    ta.sort_by(f64::total_cmp);
+    tb.sort_by(f64::total_cmp);
+    Ok((ta[ta.len() / 2], tb[tb.len() / 2]))
+}
+
 fn peak_rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -138,17 +161,6 @@ fn run(args: Args) -> anyhow::Result<()> {
                 .into_owned())
         })
         .collect::<anyhow::Result<_>>()?;
-    let batched_ms = time_ms(2, || {
-        for chunk in tensors.chunks(batch) {
-            let flat: Vec<f32> = chunk.concat();
-            let mut shape = shape;
-            shape[0] = chunk.len();
-            let t = TensorRef::from_array_view((shape, flat.as_slice()))?;
-            plain.run(ort::inputs![input_name.as_str() => t])?;
-        }
-        Ok(())
-    })?;
-    drop(plain);
     let settings = fovea_daemon::scan::ScanSettings {
         k: 9,
         layers: (1..=engine.network.convs.len()).collect(),
@@ -156,11 +168,25 @@ fn run(args: Args) -> anyhow::Result<()> {
         ..Default::default()
     };
     let scan_out = scan_dir.join("results.json");
-    let scan_ms = time_ms(2, || {
-        let _ = std::fs::remove_file(&scan_out);
-        fovea_daemon::scan::scan(&engine, &list, &settings, &scan_out, |_| true)?;
-        Ok(())
-    })?;
+    let (batched_ms, scan_ms) = time_alternating(
+        3,
+        || {
+            for chunk in tensors.chunks(batch) {
+                let flat: Vec<f32> = chunk.concat();
+                let mut shape = shape;
+                shape[0] = chunk.len();
+                let t = TensorRef::from_array_view((shape, flat.as_slice()))?;
+                plain.run(ort::inputs![input_name.as_str() => t])?;
+            }
+            Ok(())
+        },
+        || {
+            let _ = std::fs::remove_file(&scan_out);
+            fovea_daemon::scan::scan(&engine, &list, &settings, &scan_out, |_| true)?;
+            Ok(())
+        },
+    )?;
+    drop(plain);
     let _ = std::fs::remove_dir_all(&scan_dir);
     let scan_ratio = batched_ms / scan_ms;
 
