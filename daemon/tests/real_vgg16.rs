@@ -31,6 +31,20 @@ fn linear_filter_identity_holds_at_layers_13_10_and_5() {
     assert_eq!(engine.network.convs.len(), 13);
     assert_eq!(engine.network.convs[12].name, "conv5_3");
     assert_eq!(engine.profile.name, "caffe");
+    // pool5 is 7x7 at 224 as at the file's own 240, so the head runs; at 256
+    // it does not, and its neurons are refused, naming the size that works.
+    assert!(engine.head_enabled);
+    assert!(engine.ascent_neuron("neuron", "fc1", 0, 0, 0).is_ok());
+    let (wide, _) = vgg16(256);
+    assert!(!wide.head_enabled);
+    let refused = wide
+        .ascent_neuron("neuron", "fc1", 0, 0, 0)
+        .expect_err("the head does not run at 256");
+    assert!(
+        refused.to_string().contains("--input-size 240"),
+        "{refused}"
+    );
+    drop(wide);
     let rec = engine
         .record(
             &shared_image("chelsea.png"),
