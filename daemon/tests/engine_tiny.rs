@@ -516,6 +516,28 @@ fn fov_gradient_equals_the_full_image_linear_filter_everywhere() {
     }
 }
 
+/// Maximizes, checking that every start's objective rose from its first step.
+fn maximize_rising(
+    engine: &Engine,
+    n: NeuronAt,
+    opts: &fovea_daemon::maximize::MaximizeOptions,
+) -> fovea_daemon::maximize::Maximized {
+    let mut first = Vec::new();
+    let out = engine
+        .maximize(n, opts, |p| {
+            if p.step == 1 {
+                first = p.objective.to_vec();
+            }
+            true
+        })
+        .expect("maximize");
+    assert_eq!(first.len(), opts.starts);
+    for (a, b) in first.iter().zip(&out.objective) {
+        assert!(b > a, "objective did not rise: {a} -> {b}");
+    }
+    out
+}
+
 #[test]
 fn maximization_raises_the_neuron_deterministically_and_cancels() {
     use fovea_daemon::maximize::MaximizeOptions;
@@ -532,19 +554,8 @@ fn maximization_raises_the_neuron_deterministically_and_cancels() {
         seed: 7,
         ..Default::default()
     };
-    let mut first = Vec::new();
-    let out = engine
-        .maximize(n, &opts, |p| {
-            if p.step == 1 {
-                first = p.objective.to_vec();
-            }
-            true
-        })
-        .expect("maximize");
+    let out = maximize_rising(&engine, n, &opts);
     assert_eq!(out.images.len(), 3);
-    for (a, b) in first.iter().zip(&out.objective) {
-        assert!(b > a, "objective did not rise: {a} -> {b}");
-    }
     assert_ne!(
         out.images[0], out.images[1],
         "different starts give different images"
@@ -724,18 +735,7 @@ fn class_neurons_are_maximized_over_the_whole_image() {
         seed: 3,
         ..Default::default()
     };
-    let mut first = Vec::new();
-    let out = engine
-        .maximize(n, &opts, |p| {
-            if p.step == 1 {
-                first = p.objective.to_vec();
-            }
-            true
-        })
-        .expect("maximize");
-    for (a, b) in first.iter().zip(&out.objective) {
-        assert!(b > a, "objective did not rise: {a} -> {b}");
-    }
+    let out = maximize_rising(&engine, n, &opts);
     assert_eq!(
         (out.fov.x0, out.fov.y0, out.fov.x1, out.fov.y1),
         (0, 0, TINY_SIZE, TINY_SIZE)
