@@ -18,6 +18,9 @@ pub enum Error {
     /// The model file is not a network Fovea can probe.
     #[error("model: {0}")]
     Model(String),
+    /// A request this model cannot serve (a head op without a gradient rule).
+    #[error("unsupported: {0}")]
+    Unsupported(String),
     /// ONNX Runtime failed.
     #[error("onnx runtime: {0}")]
     Runtime(String),

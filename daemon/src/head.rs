@@ -35,14 +35,14 @@ pub(crate) fn dense_ascent_graph(
     let dense = net
         .dense
         .get(index)
-        .ok_or_else(|| Error::Model(format!("the head has no dense layer {}", index + 1)))?;
+        .ok_or_else(|| Error::Unsupported(format!("the head has no dense layer {}", index + 1)))?;
     let target = dense.preactivation.as_str();
     let chain_end = net.chain_end.as_str();
     let start = graph
         .node
         .iter()
         .position(|n| n.output.iter().any(|o| o == chain_end))
-        .ok_or_else(|| Error::Model(format!("no node computes {chain_end}")))?;
+        .ok_or_else(|| Error::Unsupported(format!("no node computes {chain_end}")))?;
     let head = &graph.node[start + 1..];
     let initializers: HashMap<&str, _> = graph
         .initializer
@@ -72,7 +72,7 @@ pub(crate) fn dense_ascent_graph(
         .filter_map(|(n, &k)| k.then_some(n))
         .collect();
     if nodes.is_empty() {
-        return Err(Error::Model(format!(
+        return Err(Error::Unsupported(format!(
             "{} ({target}) is not computed after the conv layers",
             dense.name
         )));
@@ -123,7 +123,7 @@ pub(crate) fn dense_ascent_graph(
                 continue;
             }
             let t = initializers.get(i.as_str()).ok_or_else(|| {
-                Error::Model(format!(
+                Error::Unsupported(format!(
                     "head node {} reads {i}, which is neither a constant nor computed in the head",
                     node_name(n)
                 ))
@@ -164,7 +164,7 @@ pub(crate) fn dense_ascent_graph(
             .skip(1)
             .find(|o| grads.contains_key(o.as_str()))
         {
-            return Err(Error::Model(format!(
+            return Err(Error::Unsupported(format!(
                 "head node {} passes {extra} on towards {}; Fovea follows first outputs only",
                 node_name(n),
                 dense.name
@@ -189,12 +189,20 @@ pub(crate) fn dense_ascent_graph(
             continue;
         };
         let refuse = |why: &str| {
-            Error::Model(format!(
+            Error::Unsupported(format!(
                 "head node {} ({}) lies between the conv layers and {}: {why}",
                 node_name(n),
                 n.op_type,
                 dense.name
             ))
+        };
+        // The node's i-th input, renamed.
+        let arg = |i: usize| {
+            n.input
+                .get(i)
+                .filter(|t| !t.is_empty())
+                .map(|t| rename(t))
+                .ok_or_else(|| refuse(&format!("it lacks input {i}")))
         };
         let only_first = |why: &str| {
             if inputs.len() == 1 && k == 0 {
@@ -239,7 +247,7 @@ pub(crate) fn dense_ascent_graph(
                 only_first("its weights must be constants")?;
                 let bt = g.node(
                     "Transpose",
-                    &[&rename(&n.input[1])],
+                    &[&arg(1)?],
                     vec![("perm", Attr::Ints(vec![1, 0]))],
                 );
                 g.node("MatMul", &[&out_grad, &bt], vec![])
@@ -253,15 +261,15 @@ pub(crate) fn dense_ascent_graph(
                 let alpha = attr_float(n, "alpha").unwrap_or(1.0);
                 g.node(
                     "Gemm",
-                    &[&out_grad, &rename(&n.input[1])],
+                    &[&out_grad, &arg(1)?],
                     vec![
                         ("transB", Attr::Int(1 - trans_b)),
                         ("alpha", Attr::Float(alpha)),
                     ],
                 )
             }
-            "Add" | "Sub" | "Mul" | "Div" if inputs.len() == 1 => {
-                let c = rename(&n.input[1 - k]);
+            "Add" | "Sub" | "Mul" | "Div" if inputs.len() == 1 && n.input.len() == 2 => {
+                let c = arg(1 - k)?;
                 match (n.op_type.as_str(), k) {
                     ("Add", _) | ("Sub", 0) => out_grad,
                     ("Sub", _) => g.node("Neg", &[&out_grad], vec![]),
@@ -274,9 +282,9 @@ pub(crate) fn dense_ascent_graph(
                 only_first("its statistics must be constants")?;
                 let eps = attr_float(n, "epsilon").unwrap_or(1e-5);
                 let eps = g.initializer(f32_tensor(&format!("eps_{}", node_name(n)), &[], &[eps]));
-                let var = g.node("Add", &[&rename(&n.input[4]), &eps], vec![]);
+                let var = g.node("Add", &[&arg(4)?, &eps], vec![]);
                 let sd = g.node("Sqrt", &[&var], vec![]);
-                let factor = g.node("Div", &[&rename(&n.input[1]), &sd], vec![]);
+                let factor = g.node("Div", &[&arg(1)?, &sd], vec![]);
                 let factor = channel_broadcast(&mut g, &factor, &rename(input));
                 g.node("Mul", &[&out_grad, &factor], vec![])
             }
@@ -290,7 +298,7 @@ pub(crate) fn dense_ascent_graph(
         }
     }
     let at_features = grads.get(chain_end).cloned().ok_or_else(|| {
-        Error::Model(format!(
+        Error::Unsupported(format!(
             "{} does not depend on the conv features along a path Fovea can follow",
             dense.name
         ))

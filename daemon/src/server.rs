@@ -26,6 +26,7 @@ impl From<Error> for Status {
             }
             Error::RecordingNotFound(_) => Status::not_found(e.to_string()),
             Error::Cancelled => Status::cancelled(e.to_string()),
+            Error::Unsupported(_) => Status::unimplemented(e.to_string()),
             _ => Status::internal(e.to_string()),
         }
     }

@@ -758,3 +758,223 @@ fn class_neurons_are_maximized_over_the_whole_image() {
     let headless = tiny_engine(Layout::Nchw, false);
     assert!(headless.ascent_neuron("neuron", "fc1", 0, 0, 0).is_err());
 }
+
+/// A small VGG-like model whose head uses every op the dense gradient has a
+/// rule for: Transpose, Reshape, MatMul + Add, BatchNormalization, Relu, Div
+/// and Sub by constants, Gemm (transB = 0, alpha), then Softmax. Its dense
+/// pre-activations are graph outputs too, for finite differences. With
+/// `unsupported`, a 1x1 AveragePool (a head op without a rule) comes first.
+fn rich_head_model(size: usize, unsupported: bool) -> Vec<u8> {
+    use fovea_daemon::onnx::{Attr, Dim, GraphBuilder, encode, f32_tensor, i64_tensor};
+    use fovea_proto::onnx::tensor_proto::DataType;
+    let mut seed = 1u32;
+    let mut next = move || {
+        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+    };
+    let mut sample = |n: usize, scale: f32| (0..n).map(|_| next() * scale).collect::<Vec<f32>>();
+    let mut g = GraphBuilder::new("rich_head");
+    let dims = [
+        Dim::Named("N"),
+        Dim::Fixed(3),
+        Dim::Fixed(size as i64),
+        Dim::Fixed(size as i64),
+    ];
+    let mut x = g.input("input", DataType::Float, &dims);
+    for (k, (i, o)) in [(3usize, 4usize), (4, 4)].into_iter().enumerate() {
+        let w = g.initializer(f32_tensor(
+            &format!("w{k}"),
+            &[o as i64, i as i64, 3, 3],
+            &sample(o * i * 9, 1.0),
+        ));
+        let b = g.initializer(f32_tensor(&format!("b{k}"), &[o as i64], &sample(o, 0.2)));
+        let c = g.node(
+            "Conv",
+            &[&x, &w, &b],
+            vec![
+                ("kernel_shape", Attr::Ints(vec![3, 3])),
+                ("pads", Attr::Ints(vec![1, 1, 1, 1])),
+            ],
+        );
+        let r = g.node("Relu", &[&c], vec![]);
+        x = g.node(
+            "MaxPool",
+            &[&r],
+            vec![
+                ("kernel_shape", Attr::Ints(vec![2, 2])),
+                ("strides", Attr::Ints(vec![2, 2])),
+            ],
+        );
+    }
+    if unsupported {
+        x = g.node(
+            "AveragePool",
+            &[&x],
+            vec![("kernel_shape", Attr::Ints(vec![1, 1]))],
+        );
+    }
+    let features = 4 * (size / 4) * (size / 4);
+    let t = g.node(
+        "Transpose",
+        &[&x],
+        vec![("perm", Attr::Ints(vec![0, 2, 3, 1]))],
+    );
+    let shape = g.initializer(i64_tensor("flat", &[2], &[-1, features as i64]));
+    let flat = g.node("Reshape", &[&t, &shape], vec![]);
+    let w1 = g.initializer(f32_tensor(
+        "fc1.w",
+        &[features as i64, 6],
+        &sample(features * 6, 0.5),
+    ));
+    let b1 = g.initializer(f32_tensor("fc1.b", &[6], &sample(6, 0.5)));
+    let m = g.node("MatMul", &[&flat, &w1], vec![]);
+    g.node_named("Add", &[&m, &b1], "fc1_pre", vec![]);
+    let bn: Vec<String> = ["scale", "bias", "mean"]
+        .iter()
+        .map(|n| g.initializer(f32_tensor(&format!("bn.{n}"), &[6], &sample(6, 2.0))))
+        .collect();
+    let var = g.initializer(f32_tensor("bn.var", &[6], &[0.5, 1.0, 2.0, 0.25, 3.0, 1.5]));
+    let h = g.node(
+        "BatchNormalization",
+        &["fc1_pre", &bn[0], &bn[1], &bn[2], &var],
+        vec![("epsilon", Attr::Float(1e-3))],
+    );
+    let h = g.node("Relu", &[&h], vec![]);
+    let two = g.initializer(f32_tensor("two", &[], &[2.0]));
+    let h = g.node("Div", &[&h, &two], vec![]);
+    let shift = g.initializer(f32_tensor("shift", &[6], &sample(6, 1.0)));
+    let h = g.node("Sub", &[&shift, &h], vec![]);
+    let w2 = g.initializer(f32_tensor("fc2.w", &[6, 3], &sample(18, 1.0)));
+    let b2 = g.initializer(f32_tensor("fc2.b", &[3], &sample(3, 1.0)));
+    g.node_named(
+        "Gemm",
+        &[&h, &w2, &b2],
+        "fc2_pre",
+        vec![("alpha", Attr::Float(0.5))],
+    );
+    g.node_named(
+        "Softmax",
+        &["fc2_pre"],
+        "probs",
+        vec![("axis", Attr::Int(1))],
+    );
+    for (name, n) in [("probs", 3), ("fc1_pre", 6), ("fc2_pre", 3)] {
+        g.output(name, DataType::Float, &[Dim::Named("N"), Dim::Fixed(n)]);
+    }
+    encode(&g.finish())
+}
+
+#[test]
+fn every_head_rule_gives_the_finite_difference_gradient() {
+    use fovea_daemon::engine::EngineOptions;
+    use fovea_daemon::profile::ProfileName;
+    use fovea_daemon::supply::Provenance;
+    use ort::value::TensorRef;
+    let size = 16;
+    let bytes = rich_head_model(size, false);
+    let (_dir, path) = common::write_temp(&bytes, "rich.onnx");
+    let provenance = Provenance {
+        source: "file".into(),
+        origin: "rich head".into(),
+        path: path.clone(),
+        sha256: "rich-head".into(),
+        ..Default::default()
+    };
+    let options = EngineOptions {
+        input_size: size,
+        profile: Some(ProfileName::Torchvision),
+        dump_graphs: None,
+    };
+    let engine = Engine::load(common::runtime(), &path, provenance, &options).expect("engine");
+    assert!(engine.head_enabled);
+    assert_eq!(engine.network.dense.len(), 2);
+    let mut original = common::runtime().session(&bytes).expect("session");
+    let mut dense_pre = |x: &[f32]| -> [Vec<f32>; 2] {
+        let t = TensorRef::from_array_view(([1usize, 3, size, size], x)).expect("tensor");
+        let out = original.run(ort::inputs!["input" => t]).expect("run");
+        ["fc1_pre", "fc2_pre"].map(|name| {
+            out[name]
+                .try_extract_tensor::<f32>()
+                .expect("output")
+                .1
+                .to_vec()
+        })
+    };
+    // Continuous values: no ties for the pools.
+    let x0: Vec<f32> = (0..3 * size * size)
+        .map(|i| ((i * 7919 % 997) as f32 / 997.0 - 0.5) * 3.0)
+        .collect();
+    let want = dense_pre(&x0);
+    let mut checked = 0;
+    for (index, layer) in ["fc1", "fc2"].into_iter().enumerate() {
+        for unit in 0..want[index].len() {
+            let n = engine
+                .ascent_neuron("neuron", layer, unit as i64, 0, 0)
+                .expect("dense neuron");
+            let (pre, grad) = engine.fov_gradient(n, &x0).expect("gradient");
+            let expected = want[index][unit];
+            assert!(
+                (pre - expected).abs() <= 1e-4 * expected.abs().max(1.0),
+                "{layer}/{unit}: {pre} vs {expected}"
+            );
+            let eps = 1e-2f32;
+            let (mut num, mut den) = (0f64, 0f64);
+            let mut x = x0.clone();
+            for i in 0..x0.len() {
+                x[i] = x0[i] + eps;
+                let up = dense_pre(&x)[index][unit];
+                x[i] = x0[i] - eps;
+                let down = dense_pre(&x)[index][unit];
+                x[i] = x0[i];
+                let fd = (up as f64 - down as f64) / (2.0 * eps as f64);
+                num += (fd - grad[i] as f64).powi(2);
+                den += fd.powi(2);
+            }
+            let rel = (num / den.max(1e-30)).sqrt();
+            // A unit whose ReLU is shut for this input has no gradient.
+            if den > 0.0 {
+                assert!(rel <= 1e-2, "{layer}/{unit}: relative error {rel}");
+                checked += 1;
+            } else {
+                assert!(grad.iter().all(|&v| v == 0.0), "{layer}/{unit}");
+            }
+        }
+    }
+    assert_eq!(checked, 9, "every unit has a gradient at this input");
+}
+
+#[test]
+fn a_head_op_without_a_gradient_rule_is_refused_by_name() {
+    use fovea_daemon::engine::EngineOptions;
+    use fovea_daemon::profile::ProfileName;
+    use fovea_daemon::supply::Provenance;
+    let size = 16;
+    let (_dir, path) = common::write_temp(&rich_head_model(size, true), "avgpool.onnx");
+    let provenance = Provenance {
+        source: "file".into(),
+        origin: "average-pooled head".into(),
+        path: path.clone(),
+        sha256: "avgpool-head".into(),
+        ..Default::default()
+    };
+    let options = EngineOptions {
+        input_size: size,
+        profile: Some(ProfileName::Torchvision),
+        dump_graphs: None,
+    };
+    let engine = Engine::load(common::runtime(), &path, provenance, &options).expect("engine");
+    let n = engine
+        .ascent_neuron("neuron", "fc2", 0, 0, 0)
+        .expect("the neuron itself is valid");
+    match engine.fov_gradient(n, &vec![0.0; 3 * size * size]) {
+        Err(Error::Unsupported(why)) => assert!(why.contains("AveragePool"), "{why}"),
+        other => panic!("expected Unsupported, got {other:?}"),
+    }
+    // Conv neurons of the same model are unaffected.
+    let conv = engine.ascent_neuron("neuron", "2", 1, 3, 3).expect("conv");
+    assert!(
+        engine
+            .fov_gradient(conv, &vec![0.5; 3 * size * size])
+            .is_ok()
+    );
+}
