@@ -907,12 +907,11 @@ fn every_head_rule_gives_the_finite_difference_gradient() {
     let want = dense_pre(&x0);
     let mut checked = 0;
     for (index, layer) in ["fc1", "fc2"].into_iter().enumerate() {
-        for unit in 0..want[index].len() {
+        for (unit, &expected) in want[index].iter().enumerate() {
             let n = engine
                 .ascent_neuron("neuron", layer, unit as i64, 0, 0)
                 .expect("dense neuron");
             let (pre, grad) = engine.fov_gradient(n, &x0).expect("gradient");
-            let expected = want[index][unit];
             assert!(
                 (pre - expected).abs() <= 1e-4 * expected.abs().max(1.0),
                 "{layer}/{unit}: {pre} vs {expected}"
