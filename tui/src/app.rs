@@ -40,6 +40,8 @@ pub enum Action {
     JumpStrongest,
     FocusNext,
     Maximize,
+    /// Maximize the recording's top class (a neuron of the head's last layer).
+    MaximizeClass,
     Cancel,
     OpenPrompt,
     Reseed,
@@ -364,23 +366,30 @@ impl App {
             }
             Action::FocusNext => self.focus = self.focus.next(),
             Action::Maximize => {
-                if self.max.running {
-                    self.status = "a maximization is already running (x cancels it)".into();
-                } else {
-                    let (y, x) = self.cursor;
-                    self.max = MaxState {
-                        running: true,
-                        neuron: Some((self.layer_number(), self.feature, y, x)),
-                        ..Default::default()
-                    };
-                    self.focus = Focus::Maximize;
-                    out.push(Command::Maximize {
-                        layer: self.layer_number(),
-                        feature: self.feature,
-                        y,
-                        x,
-                        seed: self.seed,
-                    });
+                let (y, x) = self.cursor;
+                out.extend(self.start_maximize(self.layer_number(), self.feature, y, x));
+            }
+            Action::MaximizeClass => {
+                let class_layer = self.model.as_ref().and_then(|m| {
+                    m.layers
+                        .iter()
+                        .rfind(|l| l.kind == pb::LayerKind::Dense as i32)
+                        .map(|l| l.number)
+                });
+                let top = self.recording.as_ref().and_then(|r| r.predictions.first());
+                match (class_layer, top) {
+                    (Some(layer), Some(p)) => {
+                        let (class, label) = (p.class_index, p.label.clone());
+                        out.extend(self.start_maximize(layer, class, 0, 0));
+                        if self.max.running {
+                            self.status = format!("maximizing class {class} {label}");
+                        }
+                    }
+                    _ => {
+                        self.status =
+                            "no class to maximize: the model's head does not run at this size"
+                                .into()
+                    }
                 }
             }
             Action::Cancel => {
@@ -428,6 +437,27 @@ impl App {
             | Action::LayerUp => {}
         }
         out
+    }
+
+    /// Starts a maximization unless one is running.
+    fn start_maximize(&mut self, layer: u32, feature: u32, y: u32, x: u32) -> Vec<Command> {
+        if self.max.running {
+            self.status = "a maximization is already running (x cancels it)".into();
+            return Vec::new();
+        }
+        self.max = MaxState {
+            running: true,
+            neuron: Some((layer, feature, y, x)),
+            ..Default::default()
+        };
+        self.focus = Focus::Maximize;
+        vec![Command::Maximize {
+            layer,
+            feature,
+            y,
+            x,
+            seed: self.seed,
+        }]
     }
 
     fn update_prompt(&mut self, action: Action) -> Vec<Command> {
@@ -843,6 +873,46 @@ mod tests {
         assert_eq!(app.seed, 1);
         assert_eq!(app.update(Action::Quit, now), vec![Command::Quit]);
         assert!(app.quit);
+    }
+
+    #[test]
+    fn the_top_class_is_maximized_over_the_head() {
+        let (mut app, now) = loaded();
+        app.update(Action::MaximizeClass, now);
+        assert!(!app.max.running, "no head, no class");
+        assert!(app.status.contains("no class"), "{}", app.status);
+        let mut m = model();
+        m.layers.push(pb::Layer {
+            number: 3,
+            name: "fc1".into(),
+            kind: pb::LayerKind::Dense as i32,
+            channels: 5,
+            height: 1,
+            width: 1,
+            ..Default::default()
+        });
+        app.apply(Msg::Model(m), now);
+        app.recording = Some(pb::RecordResponse {
+            predictions: vec![pb::Prediction {
+                class_index: 4,
+                label: "tabby".into(),
+                score: 0.9,
+            }],
+            ..Default::default()
+        });
+        let cmds = app.update(Action::MaximizeClass, now);
+        assert_eq!(
+            cmds,
+            vec![Command::Maximize {
+                layer: 3,
+                feature: 4,
+                y: 0,
+                x: 0,
+                seed: 0
+            }]
+        );
+        assert!(app.status.contains("tabby"), "{}", app.status);
+        assert!(app.update(Action::MaximizeClass, now).is_empty());
     }
 
     #[test]

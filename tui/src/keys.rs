@@ -44,6 +44,7 @@ fn key(app: &App, k: &KeyEvent) -> Option<Action> {
         KeyCode::Char('t') => Action::JumpStrongest,
         KeyCode::Tab => Action::FocusNext,
         KeyCode::Char('m') => Action::Maximize,
+        KeyCode::Char('c') => Action::MaximizeClass,
         KeyCode::Char('x') => Action::Cancel,
         KeyCode::Char('o') => Action::OpenPrompt,
         KeyCode::Char('r') => Action::Reseed,

@@ -310,8 +310,12 @@ pub fn draw(f: &mut Frame, app: &App, pictures: &mut Pictures, tick: usize) {
         0.0
     };
     let label = match (app.max.running, app.max.neuron) {
-        (true, Some((l, f_, y, x))) => format!(
+        (true, Some((l, f_, y, x))) if (l as usize) <= app.convs().len() => format!(
             "layer {l} f{f_} ({y},{x}): step {}/{}",
+            app.max.step, app.max.total
+        ),
+        (true, Some((l, f_, _, _))) => format!(
+            "layer {l} unit {f_}: step {}/{}",
             app.max.step, app.max.total
         ),
         (false, Some(_)) if app.max.result.is_some() => "done".to_string(),
@@ -382,7 +386,7 @@ pub fn draw(f: &mut Frame, app: &App, pictures: &mut Pictures, tick: usize) {
         },
     ]);
     let line2 = Line::from(Span::styled(
-        " j/k layer  h/l feature  arrows location  t strongest  Tab focus  m maximize  x cancel  o open  r reseed  p scan  s save  g graphics  ? help  q quit",
+        " j/k layer  h/l feature  arrows location  t strongest  Tab focus  m maximize  c class  x cancel  o open  r reseed  p scan  s save  g graphics  ? help  q quit",
         Style::default().fg(Color::DarkGray),
     ));
     f.render_widget(Paragraph::new(vec![line1, line2]), areas.status);
@@ -400,6 +404,7 @@ pub fn draw(f: &mut Frame, app: &App, pictures: &mut Pictures, tick: usize) {
             Line::from("  t            jump to the strongest neuron of the layer"),
             Line::from("  Tab          move focus between panels"),
             Line::from("  m            maximize the selected neuron (3 starts)"),
+            Line::from("  c            maximize the top class of the image (whole image)"),
             Line::from("  x            cancel the maximization"),
             Line::from("  o            open another image (Tab completes)"),
             Line::from("  r            reseed the random weights"),
