@@ -114,6 +114,9 @@ fn run(args: Args) -> anyhow::Result<()> {
         )
         .unwrap_or_else(|_| Picker::halfblocks()),
     };
+    if !matches!(args.graphics, Graphics::Blocks) {
+        release_query_reader();
+    }
     let forced = match args.graphics {
         Graphics::Auto => None,
         Graphics::Kitty => Some(ProtocolType::Kitty),
@@ -135,6 +138,20 @@ fn run(args: Args) -> anyhow::Result<()> {
     let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);
     ratatui::restore();
     result
+}
+
+/// When the terminal leaves part of the capability query unanswered, the
+/// query gives up after its timeout but its reader thread stays blocked on
+/// stdin, where it would swallow the first key typed. A bare status report
+/// request, which terminals (and tmux) answer, hands that reader the reply it
+/// waits for; where the reader is already gone, the reply is an event the
+/// input loop ignores.
+fn release_query_reader() {
+    use std::io::Write;
+    let mut out = std::io::stdout();
+    let _ = out.write_all(b"\x1b[5n");
+    let _ = out.flush();
+    std::thread::sleep(Duration::from_millis(100));
 }
 
 async fn event_loop(
