@@ -212,3 +212,33 @@ fn reconnects_and_records_again_when_the_daemon_returns() {
     });
     assert!(second.wait_log("rpc", Duration::from_secs(10)), "{s}");
 }
+
+#[test]
+fn the_first_key_counts_after_the_terminal_is_asked_what_it_draws() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("SKIPPED: tmux is not installed");
+        return;
+    }
+    let (dir, _model, d) = tiny_daemon();
+    let image = dir.path().join("cat.png");
+    std::fs::write(&image, fovea_daemon::fixtures::test_image_png(64, 48)).unwrap();
+    // Default graphics: the terminal is queried, and tmux leaves part of the
+    // query unanswered.
+    let cmd = format!(
+        "{} --connect {} {}; sleep 30",
+        bin("fovea-tui").display(),
+        d.addr,
+        image.display()
+    );
+    let Some(t) = Tmux::start(&cmd) else {
+        eprintln!("SKIPPED: tmux could not start a session");
+        return;
+    };
+    t.wait("the image to be recorded", |s| {
+        s.contains("cat.png recorded")
+    });
+    t.keys(&["?"]);
+    t.wait("the help overlay on the first key", |s| {
+        s.contains("move focus between panels")
+    });
+}
