@@ -866,26 +866,10 @@ fn rich_head_model(size: usize, unsupported: bool) -> Vec<u8> {
 
 #[test]
 fn every_head_rule_gives_the_finite_difference_gradient() {
-    use fovea_daemon::engine::EngineOptions;
-    use fovea_daemon::profile::ProfileName;
-    use fovea_daemon::supply::Provenance;
     use ort::value::TensorRef;
     let size = 16;
     let bytes = rich_head_model(size, false);
-    let (_dir, path) = common::write_temp(&bytes, "rich.onnx");
-    let provenance = Provenance {
-        source: "file".into(),
-        origin: "rich head".into(),
-        path: path.clone(),
-        sha256: "rich-head".into(),
-        ..Default::default()
-    };
-    let options = EngineOptions {
-        input_size: size,
-        profile: Some(ProfileName::Torchvision),
-        dump_graphs: None,
-    };
-    let engine = Engine::load(common::runtime(), &path, provenance, &options).expect("engine");
+    let engine = common::engine_of(&bytes, size, "rich-head");
     assert!(engine.head_enabled);
     assert_eq!(engine.network.dense.len(), 2);
     let mut original = common::runtime().session(&bytes).expect("session");
@@ -944,24 +928,8 @@ fn every_head_rule_gives_the_finite_difference_gradient() {
 
 #[test]
 fn a_head_op_without_a_gradient_rule_is_refused_by_name() {
-    use fovea_daemon::engine::EngineOptions;
-    use fovea_daemon::profile::ProfileName;
-    use fovea_daemon::supply::Provenance;
     let size = 16;
-    let (_dir, path) = common::write_temp(&rich_head_model(size, true), "avgpool.onnx");
-    let provenance = Provenance {
-        source: "file".into(),
-        origin: "average-pooled head".into(),
-        path: path.clone(),
-        sha256: "avgpool-head".into(),
-        ..Default::default()
-    };
-    let options = EngineOptions {
-        input_size: size,
-        profile: Some(ProfileName::Torchvision),
-        dump_graphs: None,
-    };
-    let engine = Engine::load(common::runtime(), &path, provenance, &options).expect("engine");
+    let engine = common::engine_of(&rich_head_model(size, true), size, "avgpool-head");
     let n = engine
         .ascent_neuron("neuron", "fc2", 0, 0, 0)
         .expect("the neuron itself is valid");

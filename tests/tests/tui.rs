@@ -76,6 +76,29 @@ impl Drop for Tmux {
     }
 }
 
+/// `fovea-tui` (with `flags`) in tmux on a test image, against a fresh
+/// tiny daemon; `None`, the test skipped, where tmux cannot run.
+fn tui_on_tiny_daemon(flags: &str) -> Option<(Tmux, tempfile::TempDir, fovea_tests::Daemon)> {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("SKIPPED: tmux is not installed");
+        return None;
+    }
+    let (dir, _model, d) = tiny_daemon();
+    let image = dir.path().join("cat.png");
+    std::fs::write(&image, fovea_daemon::fixtures::test_image_png(64, 48)).unwrap();
+    let cmd = format!(
+        "{} --connect {} {flags} {}; echo FOVEA-TUI-EXITED $?; sleep 30",
+        bin("fovea-tui").display(),
+        d.addr,
+        image.display()
+    );
+    let Some(t) = Tmux::start(&cmd) else {
+        eprintln!("SKIPPED: tmux could not start a session");
+        return None;
+    };
+    Some((t, dir, d))
+}
+
 /// The selected row of the layer list.
 fn selected_layer(screen: &str) -> Option<String> {
     screen.lines().find_map(|l| {
@@ -90,21 +113,7 @@ fn selected_layer(screen: &str) -> Option<String> {
 
 #[test]
 fn keys_move_through_layers_features_and_help() {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        eprintln!("SKIPPED: tmux is not installed");
-        return;
-    }
-    let (dir, _model, d) = tiny_daemon();
-    let image = dir.path().join("cat.png");
-    std::fs::write(&image, fovea_daemon::fixtures::test_image_png(64, 48)).unwrap();
-    let cmd = format!(
-        "{} --connect {} --graphics blocks {}; echo FOVEA-TUI-EXITED $?; sleep 30",
-        bin("fovea-tui").display(),
-        d.addr,
-        image.display()
-    );
-    let Some(t) = Tmux::start(&cmd) else {
-        eprintln!("SKIPPED: tmux could not start a session");
+    let Some((t, _dir, d)) = tui_on_tiny_daemon("--graphics blocks") else {
         return;
     };
     // Opens on the last conv layer's strongest neuron, reconstructions drawn.
@@ -215,23 +224,9 @@ fn reconnects_and_records_again_when_the_daemon_returns() {
 
 #[test]
 fn the_first_key_counts_after_the_terminal_is_asked_what_it_draws() {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        eprintln!("SKIPPED: tmux is not installed");
-        return;
-    }
-    let (dir, _model, d) = tiny_daemon();
-    let image = dir.path().join("cat.png");
-    std::fs::write(&image, fovea_daemon::fixtures::test_image_png(64, 48)).unwrap();
     // Default graphics: the terminal is queried, and tmux leaves part of the
     // query unanswered.
-    let cmd = format!(
-        "{} --connect {} {}; sleep 30",
-        bin("fovea-tui").display(),
-        d.addr,
-        image.display()
-    );
-    let Some(t) = Tmux::start(&cmd) else {
-        eprintln!("SKIPPED: tmux could not start a session");
+    let Some((t, _dir, _d)) = tui_on_tiny_daemon("") else {
         return;
     };
     t.wait("the image to be recorded", |s| {

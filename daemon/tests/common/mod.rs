@@ -27,22 +27,32 @@ pub fn write_temp(bytes: &[u8], name: &str) -> (tempfile::TempDir, PathBuf) {
 }
 
 pub fn tiny_engine(layout: Layout, head: bool) -> Engine {
-    // The engine re-reads its file for full-precision passes: keep it.
-    let (dir, path) = write_temp(&tiny_model(layout, head, TINY_SIZE), "tiny.onnx");
+    engine_of(
+        &tiny_model(layout, head, TINY_SIZE),
+        TINY_SIZE,
+        &format!("tiny-{layout:?}-{head}"),
+    )
+}
+
+/// An engine on a generated model at `size` x `size` (torchvision
+/// preprocessing). The file is kept: the engine re-reads it for
+/// full-precision passes and for graphs built later.
+pub fn engine_of(model: &[u8], size: usize, name: &str) -> Engine {
+    let (dir, path) = write_temp(model, &format!("{name}.onnx"));
     let _kept = dir.keep();
     let options = EngineOptions {
-        input_size: TINY_SIZE,
+        input_size: size,
         profile: Some(ProfileName::Torchvision),
         dump_graphs: None,
     };
     let provenance = Provenance {
         source: "file".into(),
-        origin: "tiny".into(),
+        origin: name.into(),
         path: path.clone(),
-        sha256: format!("tiny-{layout:?}-{head}"),
+        sha256: name.into(),
         ..Default::default()
     };
-    Engine::load(runtime(), &path, provenance, &options).expect("tiny engine")
+    Engine::load(runtime(), &path, provenance, &options).expect("engine")
 }
 
 pub fn shared_image(name: &str) -> Vec<u8> {
