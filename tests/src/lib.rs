@@ -180,15 +180,25 @@ pub fn python_venv(name: &str, packages: &[&str], check_import: &str) -> Option<
 /// model file and is free for the test's own files.
 pub fn tiny_daemon() -> (tempfile::TempDir, PathBuf, Daemon) {
     let (dir, model) = tiny_model_file();
-    let d = Daemon::start(&[
+    let args = tiny_args(&model);
+    let d = Daemon::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    (dir, model, d)
+}
+
+/// The `fovead` (and embedded `fovea`) flags that serve the tiny model on
+/// the CPU.
+pub fn tiny_args(model: &Path) -> Vec<String> {
+    [
         "--model",
         model.to_str().unwrap_or_default(),
         "--input-size",
         "32",
         "--ep",
         "cpu",
-    ]);
-    (dir, model, d)
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
 
 /// Width, height, and whether an encoded picture is one flat colour.

@@ -200,16 +200,9 @@ fn every_subcommand_against_a_running_daemon() {
 #[test]
 fn embedded_daemon_without_connect() {
     let (dir, model) = tiny_model_file();
-    let out = fovea(&[
-        "--model",
-        model.to_str().unwrap(),
-        "--input-size",
-        "32",
-        "--ep",
-        "cpu",
-        "--json",
-        "model",
-    ]);
+    let mut args = fovea_tests::tiny_args(&model);
+    args.extend(["--json".to_string(), "model".to_string()]);
+    let out = fovea(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let m = json(&out);
     assert_eq!(m["provenance"]["source"], "file");
     drop(dir);

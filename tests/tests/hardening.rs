@@ -5,23 +5,9 @@
 
 use fovea_client::{Client, neuron, v1 as pb};
 use fovea_proto::v1::probe_client::ProbeClient;
-use fovea_tests::{Daemon, bin, python_venv, shared_image, tiny_model_file};
+use fovea_tests::{Daemon, bin, python_venv, shared_image, tiny_args, tiny_model_file};
 use std::time::Duration;
 use tonic::Code;
-
-fn tiny_args(model: &std::path::Path) -> Vec<String> {
-    [
-        "--model",
-        model.to_str().unwrap(),
-        "--input-size",
-        "32",
-        "--ep",
-        "cpu",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
-}
 
 async fn ready(addr: &str) -> Client {
     let c = Client::connect(addr).await.expect("connect");

@@ -185,16 +185,9 @@ fn reconnects_and_records_again_when_the_daemon_returns() {
         .unwrap()
         .port();
     let addr = format!("127.0.0.1:{port}");
-    let args = [
-        "--model",
-        model.to_str().unwrap(),
-        "--input-size",
-        "32",
-        "--ep",
-        "cpu",
-        "--listen",
-        addr.as_str(),
-    ];
+    let mut args = fovea_tests::tiny_args(&model);
+    args.extend(["--listen".to_string(), addr.clone()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let first = fovea_tests::Daemon::start(&args);
     let image = dir.path().join("cat.png");
     std::fs::write(&image, fovea_daemon::fixtures::test_image_png(64, 48)).unwrap();
