@@ -382,7 +382,9 @@ impl App {
                         let (class, label) = (p.class_index, p.label.clone());
                         out.extend(self.start_maximize(layer, class, 0, 0));
                         if self.max.running {
-                            self.status = format!("maximizing class {class} {label}");
+                            self.status = format!("maximizing class {class} {label}")
+                                .trim_end()
+                                .to_string();
                         }
                     }
                     _ => {
