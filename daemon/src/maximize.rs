@@ -5,7 +5,9 @@
 //! Only the neuron's field of view is optimised: one generated graph runs the
 //! forward pass over the FOV window and, fused with it, the backward pass of
 //! the linear filter at the current image (the gradient), with the ReLU masks
-//! and pooling switches of that same forward pass.
+//! and pooling switches of that same forward pass. A dense (fc or class)
+//! neuron sees the whole image; its graph, which also runs the model's head,
+//! is built in `head.rs`.
 
 use crate::backward::{
     GraphKind, NeuronAt, PixelBox, SharedSession, forward_conv, fov_box, transposed_conv,
