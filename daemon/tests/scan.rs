@@ -114,6 +114,45 @@ fn settings(layers: Vec<usize>, k: usize, shard: (usize, usize)) -> ScanSettings
     }
 }
 
+/// Both reductions (TopK in the graph, vector code over the activations)
+/// give every feature's maximum and its first position in row-major order,
+/// checked against a plain scan of the full forward pass; a flat image makes
+/// whole regions tie.
+#[test]
+fn both_reductions_give_the_first_maximum() {
+    for layout in [Layout::Nchw, Layout::Nhwc] {
+        let engine = tiny_engine(layout, false);
+        let s = engine.profile.input_size;
+        let flat = vec![0.5f32; 3 * s * s];
+        let ramp: Vec<f32> = (0..3 * s * s)
+            .map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0)
+            .collect();
+        let inputs = [flat, ramp];
+        let mut batch = Vec::new();
+        for i in &inputs {
+            batch.extend_from_slice(&engine.model_layout(i).1);
+        }
+        let in_graph = engine.feature_maxima_by(&batch, 2, true).unwrap();
+        let outside = engine.feature_maxima_by(&batch, 2, false).unwrap();
+        assert_eq!(in_graph, outside, "{layout:?}");
+        for (b, input) in inputs.iter().enumerate() {
+            let pass = engine.forward(input).unwrap();
+            for (l, acts) in pass.activations.iter().enumerate() {
+                let g = engine.geometry[l + 1];
+                for (f, plane) in acts.chunks(g.height * g.width).enumerate() {
+                    let mut want = (f32::NEG_INFINITY, 0, 0);
+                    for (i, &v) in plane.iter().enumerate() {
+                        if v > want.0 {
+                            want = (v, (i / g.width) as u32, (i % g.width) as u32);
+                        }
+                    }
+                    assert_eq!(outside[l][b][f], want, "{layout:?} layer {} f{f}", l + 1);
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn scan_equals_brute_force_and_skips_the_corrupt_file() {
     let engine = tiny_engine(Layout::Nchw, false);
