@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::network::{LayerGeom, Layout, Network};
 use crate::onnx::{self, decode_model};
 use crate::profile::{ImageLimits, Profile, ProfileName, decode_image};
-use crate::recording::Recording;
+use crate::recording::{LayerRecording, Recording};
 use crate::supply::{ExecutionProvider, Provenance, hex};
 use fovea_proto::onnx::{ModelProto, tensor_proto::DataType};
 use ort::session::Session;
@@ -155,6 +155,10 @@ pub struct EngineOptions {
     pub profile: Option<ProfileName>,
     /// Write every generated graph here (for inspection).
     pub dump_graphs: Option<PathBuf>,
+    /// Let ONNX Runtime make the float16 values and the flags of a
+    /// recording rather than pack them from f32 activations; by default on a
+    /// GPU only, where it sends back less.
+    pub compact_recording: Option<bool>,
 }
 
 impl Default for EngineOptions {
@@ -163,6 +167,7 @@ impl Default for EngineOptions {
             input_size: 224,
             profile: None,
             dump_graphs: None,
+            compact_recording: None,
         }
     }
 }
@@ -186,9 +191,11 @@ pub struct Engine {
     pub geometry: Vec<LayerGeom>,
     /// The head runs at the working size and reports class scores.
     pub head_enabled: bool,
-    /// Recording graph with compact outputs (f16 values, masks, switches).
+    /// The recording graph, of the kind `recording`.
     record: Mutex<Session>,
-    /// Full-precision recording graph, built on first use of `forward`.
+    recording: RecordingGraph,
+    /// Full-precision graph for `forward` when the recording graph is
+    /// compact, built on first use.
     exact: std::sync::OnceLock<Mutex<Session>>,
     /// Dataset-scan graphs, built on first use: index 0 exposes the
     /// activations for [`first_max`], index 1 reduces them itself.
@@ -231,18 +238,26 @@ impl Engine {
         // try it, and record without it where it does not.
         let mut head_enabled = network.head_output.is_some();
         let zeros = vec![0.0; 3 * options.input_size * options.input_size];
+        let recording = if options.compact_recording.unwrap_or(runtime.cuda) {
+            RecordingGraph::Compact
+        } else {
+            RecordingGraph::Exact
+        };
         let record = loop {
-            let graph = record_graph(&model, &network, head_enabled, &geometry);
+            let graph = match recording {
+                RecordingGraph::Compact => record_graph(&model, &network, head_enabled, &geometry),
+                RecordingGraph::Exact => exact_graph(&model, &network, head_enabled),
+            };
             let attempt = runtime.session(&onnx::encode(&graph)).and_then(|session| {
                 let session = Mutex::new(session);
-                run_compact(
+                run_recording(
                     &session,
+                    recording,
                     &network,
                     &geometry,
                     head_enabled,
                     &profile,
                     &zeros,
-                    |_| Ok(()),
                 )?;
                 Ok((session, graph))
             });
@@ -265,6 +280,7 @@ impl Engine {
         };
         let engine = Engine {
             record,
+            recording,
             exact: std::sync::OnceLock::new(),
             scan: Default::default(),
             runtime,
@@ -332,14 +348,15 @@ impl Engine {
         decode_model(&bytes)
     }
 
-    /// Full-precision activations of every conv layer (and the scores), from
-    /// a second recording graph with f32 outputs, built on first use: for
-    /// checks against other computations, not for recording.
+    /// Full-precision activations of every conv layer (and the scores): the
+    /// recording graph's own outputs on the CPU; with a compact recording
+    /// graph, a second graph built on first use.
     pub fn forward(&self, input: &[f32]) -> Result<ForwardPass> {
         self.check_input(input)?;
-        let session = match self.exact.get() {
-            Some(s) => s,
-            None => {
+        let session = match (self.recording, self.exact.get()) {
+            (RecordingGraph::Exact, _) => &self.record,
+            (RecordingGraph::Compact, Some(s)) => s,
+            (RecordingGraph::Compact, None) => {
                 let graph = exact_graph(&self.model_file()?, &self.network, self.head_enabled);
                 let session = Mutex::new(self.runtime.session(&onnx::encode(&graph))?);
                 self.exact.get_or_init(|| session)
@@ -501,42 +518,14 @@ impl Engine {
     /// Records a preprocessed `[3, H, W]` tensor (id and image left empty).
     pub fn record_tensor(&self, input: Vec<f32>) -> Result<Recording> {
         self.check_input(&input)?;
-        let (layers, scores) = run_compact(
+        let (layers, scores) = run_recording(
             &self.record,
+            self.recording,
             &self.network,
             &self.geometry,
             self.head_enabled,
             &self.profile,
             &input,
-            |out| {
-                // Pack masks and switches, layers spread over the cores.
-                let layers = crate::parallel::map_by_cost(
-                    out.layers.len(),
-                    |i| out.layers[i].0.len(),
-                    |i| {
-                        let g = &self.geometry[i + 1];
-                        let prev = &self.geometry[i];
-                        let (values, mask, switch) = out.layers[i];
-                        crate::recording::LayerRecording {
-                            channels: g.channels,
-                            height: g.height,
-                            width: g.width,
-                            activations: values.to_vec(),
-                            mask: crate::recording::Bits::from_bools(mask),
-                            switches: switch.map(|s| {
-                                crate::recording::switches_from_maxima(
-                                    s,
-                                    prev.channels,
-                                    prev.height,
-                                    prev.width,
-                                )
-                            }),
-                        }
-                    },
-                )
-                .ok_or_else(|| Error::Runtime("a layer was not recorded".into()))?;
-                Ok((layers, out.scores.to_vec()))
-            },
         )?;
         let s = self.profile.input_size as u32;
         Ok(Recording {
@@ -647,27 +636,28 @@ fn dump_to(dir: &Path, name: &str, model: &ModelProto) {
     }
 }
 
-/// One conv layer's compact outputs: half-precision values, active flags,
-/// and for a pooled layer, on the grid before the pool, a flag at every
-/// position equal to its window's maximum.
-type CompactLayer<'a> = (&'a [half::f16], &'a [bool], Option<&'a [bool]>);
-
-/// What one compact recording run returns, borrowed from ONNX Runtime.
-pub(crate) struct CompactOutputs<'a> {
-    pub layers: Vec<CompactLayer<'a>>,
-    pub scores: &'a [f32],
+/// How a recording graph hands out each conv layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RecordingGraph {
+    /// Float16 values, active flags and, before each pool, flags at the
+    /// window maxima, made by ONNX Runtime (a GPU sends back less this way).
+    Compact,
+    /// The f32 activations, packed here with vector code (on the CPU, ONNX
+    /// Runtime's casts and compares cost more than the packing).
+    Exact,
 }
 
-/// Runs the compact recording graph and hands its outputs to `f`.
-fn run_compact<T>(
+/// Runs a recording graph on one `[3, H, W]` input: every conv layer's
+/// recording (layers packed in parallel) and the head's scores.
+fn run_recording(
     session: &Mutex<Session>,
+    kind: RecordingGraph,
     net: &Network,
     geometry: &[LayerGeom],
     head: bool,
     profile: &Profile,
     input: &[f32],
-    f: impl FnOnce(CompactOutputs) -> Result<T>,
-) -> Result<T> {
+) -> Result<(Vec<LayerRecording>, Vec<f32>)> {
     let s = profile.input_size;
     let fed: std::borrow::Cow<[f32]> = match net.layout {
         Layout::Nchw => std::borrow::Cow::Borrowed(input),
@@ -682,44 +672,94 @@ fn run_compact<T>(
         .lock()
         .map_err(|_| Error::Runtime("recording session poisoned".into()))?;
     let outputs = session.run(ort::inputs![net.input_name.as_str() => tensor])?;
-    let mut layers = Vec::with_capacity(net.convs.len());
-    for (i, c) in net.convs.iter().enumerate() {
-        let g = &geometry[i + 1];
-        let n = g.channels * g.height * g.width;
-        let (_, values) =
-            outputs[format!("fovea_act{}", c.number).as_str()].try_extract_tensor::<half::f16>()?;
-        let (_, mask) =
-            outputs[format!("fovea_mask{}", c.number).as_str()].try_extract_tensor::<bool>()?;
-        if values.len() != n || mask.len() != n {
-            return Err(Error::Runtime(format!(
-                "layer {} produced {} values, expected {n}",
-                c.number,
-                values.len()
-            )));
-        }
-        let switch = if c.pooled {
-            let (_, sw) = outputs[format!("fovea_switch{}", c.number).as_str()]
-                .try_extract_tensor::<bool>()?;
-            let prev = &geometry[i];
-            let expected = prev.channels * (prev.height / 2 * 2) * (prev.width / 2 * 2);
-            if sw.len() != expected {
-                return Err(Error::Runtime(format!(
-                    "the pool before layer {} produced {} flags, expected {expected}",
-                    c.number,
-                    sw.len()
-                )));
-            }
-            Some(sw)
-        } else {
-            None
-        };
-        layers.push((values, mask, switch));
-    }
-    let scores: &[f32] = match (&net.head_output, head) {
-        (Some(name), true) => outputs[name.as_str()].try_extract_tensor::<f32>()?.1,
-        _ => &[],
+    let wrong = |what: &str, layer: usize, got: usize, want: usize| {
+        Error::Runtime(format!(
+            "layer {layer} produced {got} {what}, expected {want}"
+        ))
     };
-    f(CompactOutputs { layers, scores })
+    let layers = match kind {
+        RecordingGraph::Compact => {
+            let mut parts = Vec::with_capacity(net.convs.len());
+            for (i, c) in net.convs.iter().enumerate() {
+                let g = &geometry[i + 1];
+                let n = g.channels * g.height * g.width;
+                let (_, values) = outputs[format!("fovea_act{}", c.number).as_str()]
+                    .try_extract_tensor::<half::f16>()?;
+                let (_, mask) = outputs[format!("fovea_mask{}", c.number).as_str()]
+                    .try_extract_tensor::<bool>()?;
+                if values.len() != n || mask.len() != n {
+                    return Err(wrong("values", c.number, values.len(), n));
+                }
+                let switch = if c.pooled {
+                    let (_, sw) = outputs[format!("fovea_switch{}", c.number).as_str()]
+                        .try_extract_tensor::<bool>()?;
+                    let prev = &geometry[i];
+                    let want = prev.channels * (prev.height / 2 * 2) * (prev.width / 2 * 2);
+                    if sw.len() != want {
+                        return Err(wrong("window flags", c.number, sw.len(), want));
+                    }
+                    Some(sw)
+                } else {
+                    None
+                };
+                parts.push((values, mask, switch));
+            }
+            crate::parallel::map_by_cost(
+                parts.len(),
+                |i| parts[i].0.len(),
+                |i| {
+                    let (g, prev) = (&geometry[i + 1], &geometry[i]);
+                    let (values, mask, switch) = parts[i];
+                    LayerRecording {
+                        channels: g.channels,
+                        height: g.height,
+                        width: g.width,
+                        activations: values.to_vec(),
+                        mask: crate::recording::Bits::from_bools(mask),
+                        switches: switch.map(|s| {
+                            crate::recording::switches_from_maxima(
+                                s,
+                                prev.channels,
+                                prev.height,
+                                prev.width,
+                            )
+                        }),
+                    }
+                },
+            )
+        }
+        RecordingGraph::Exact => {
+            let mut values = Vec::with_capacity(net.convs.len());
+            for (i, c) in net.convs.iter().enumerate() {
+                let g = &geometry[i + 1];
+                let n = g.channels * g.height * g.width;
+                let (_, v) = outputs[c.relu_output.as_str()].try_extract_tensor::<f32>()?;
+                if v.len() != n {
+                    return Err(wrong("values", c.number, v.len(), n));
+                }
+                values.push(v);
+            }
+            crate::parallel::map_by_cost(
+                values.len(),
+                |i| values[i].len(),
+                |i| {
+                    let (g, prev) = (&geometry[i + 1], &geometry[i]);
+                    let pooled_from = (i > 0 && net.convs[i].pooled)
+                        .then(|| (values[i - 1], prev.channels, prev.height, prev.width));
+                    LayerRecording::from_f32(g.channels, g.height, g.width, values[i], pooled_from)
+                },
+            )
+        }
+    }
+    .ok_or_else(|| Error::Runtime("a layer was not recorded".into()))?;
+    let scores = match (&net.head_output, head) {
+        (Some(name), true) => outputs[name.as_str()]
+            .try_extract_tensor::<f32>()?
+            .1
+            .to_vec(),
+        _ => Vec::new(),
+    };
+    Ok((layers, scores))
 }
 
 /// The original graph made to record: per conv layer its activations as

@@ -71,6 +71,7 @@ pub fn load(opts: &LoadOptions) -> Result<Arc<Engine>> {
         input_size: opts.input_size,
         profile: opts.profile,
         dump_graphs: opts.dump_graphs.clone(),
+        ..Default::default()
     };
     Ok(Arc::new(Engine::load(
         runtime, &path, provenance, &options,

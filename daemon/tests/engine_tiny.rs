@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{TINY_SIZE, tiny_engine};
+use common::{TINY_SIZE, engine_with, tiny_engine};
 use fovea_daemon::Error;
 use fovea_daemon::backward::{Mode, NeuronAt, Start, random_weights};
 use fovea_daemon::engine::Engine;
@@ -245,6 +245,43 @@ fn probe_neurons(engine: &Engine, rec: &fovea_daemon::recording::Recording) -> V
         });
     }
     out
+}
+
+/// The compact recording graph (float16 and flags made by ONNX Runtime)
+/// and the f32 one packed in Rust record the same bits, ties included (a
+/// flat image makes whole pool windows tie), in both layouts.
+#[test]
+fn both_recording_graphs_record_the_same() {
+    for layout in [Layout::Nchw, Layout::Nhwc] {
+        let model = fovea_daemon::fixtures::tiny_model(layout, true, TINY_SIZE);
+        let name = format!("tiny-both-{layout:?}");
+        let compact = engine_with(&model, TINY_SIZE, &format!("{name}-c"), Some(true));
+        let exact = engine_with(&model, TINY_SIZE, &format!("{name}-e"), Some(false));
+        let s = TINY_SIZE;
+        let ramp: Vec<f32> = (0..3 * s * s)
+            .map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0)
+            .collect();
+        for input in [vec![0.5f32; 3 * s * s], ramp] {
+            let a = compact.record_tensor(input.clone()).expect("compact");
+            let b = exact.record_tensor(input.clone()).expect("exact");
+            assert_eq!(a.scores, b.scores, "{layout:?}");
+            for (l, (x, y)) in a.layers.iter().zip(&b.layers).enumerate() {
+                let bits = |v: &[half::f16]| v.iter().map(|h| h.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&x.activations),
+                    bits(&y.activations),
+                    "layer {}",
+                    l + 1
+                );
+                assert_eq!(x.mask, y.mask, "{layout:?} layer {}", l + 1);
+                assert_eq!(x.switches, y.switches, "{layout:?} layer {}", l + 1);
+            }
+            assert_eq!(
+                compact.forward(&input).expect("forward").activations,
+                exact.forward(&input).expect("forward").activations
+            );
+        }
+    }
 }
 
 #[test]

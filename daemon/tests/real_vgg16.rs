@@ -13,10 +13,15 @@ use fovea_daemon::supply::{ModelSource, resolve_model};
 use ort::value::TensorRef;
 
 fn vgg16(input_size: usize) -> (Engine, std::path::PathBuf) {
+    vgg16_with(input_size, None)
+}
+
+fn vgg16_with(input_size: usize, compact: Option<bool>) -> (Engine, std::path::PathBuf) {
     let (path, provenance) =
         resolve_model("vgg16", ModelSource::Package, &cache_dir()).expect("VGG-16");
     let options = EngineOptions {
         input_size,
+        compact_recording: compact,
         ..Default::default()
     };
     (
@@ -52,6 +57,19 @@ fn linear_filter_identity_holds_at_layers_13_10_and_5() {
             ImageLimits::default(),
         )
         .expect("record");
+    // The compact recording graph records the same bits as the f32 one.
+    let (compact, _) = vgg16_with(224, Some(true));
+    let again = compact.record_tensor(rec.input.clone()).expect("compact");
+    assert_eq!(again.scores, rec.scores);
+    for (l, (a, b)) in again.layers.iter().zip(&rec.layers).enumerate() {
+        assert!(a.activations == b.activations, "layer {}", l + 1);
+        assert!(
+            a.mask == b.mask && a.switches == b.switches,
+            "layer {}",
+            l + 1
+        );
+    }
+    drop(compact);
     let pass = engine.forward(&rec.input).expect("forward");
     let mut neurons = Vec::new();
     for layer in [13, 10, 5] {

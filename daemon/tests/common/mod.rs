@@ -38,12 +38,18 @@ pub fn tiny_engine(layout: Layout, head: bool) -> Engine {
 /// preprocessing). The file is kept: the engine re-reads it for
 /// full-precision passes and for graphs built later.
 pub fn engine_of(model: &[u8], size: usize, name: &str) -> Engine {
+    engine_with(model, size, name, None)
+}
+
+/// [`engine_of`] with the recording graph chosen (`None`: by provider).
+pub fn engine_with(model: &[u8], size: usize, name: &str, compact: Option<bool>) -> Engine {
     let (dir, path) = write_temp(model, &format!("{name}.onnx"));
     let _kept = dir.keep();
     let options = EngineOptions {
         input_size: size,
         profile: Some(ProfileName::Torchvision),
-        dump_graphs: None,
+        compact_recording: compact,
+        ..Default::default()
     };
     let provenance = Provenance {
         source: "file".into(),
