@@ -170,6 +170,26 @@ fn halves_and_flags_from(values: &[f32], halves: &mut [f16], words: &mut [u64], 
     }
 }
 
+/// Fills every whole word of 64 with `block` (which converts `W` values
+/// and returns their flags), then the rest the portable way.
+#[inline(always)]
+fn halves_and_flags_by<const W: usize>(
+    values: &[f32],
+    halves: &mut [f16],
+    words: &mut [u64],
+    block: impl Fn(&[f32], &mut [f16]) -> u64,
+) {
+    let whole = values.chunks_exact(64).zip(halves.chunks_exact_mut(64));
+    for ((vs, hs), word) in whole.zip(words.iter_mut()) {
+        let mut w = 0u64;
+        for (q, (v, h)) in vs.chunks_exact(W).zip(hs.chunks_exact_mut(W)).enumerate() {
+            w |= block(v, h) << (W * q);
+        }
+        *word = w;
+    }
+    halves_and_flags_from(values, halves, words, values.len() / 64 * 64);
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 fn halves_and_flags_avx512(values: &[f32], halves: &mut [f16], words: &mut [u64]) {
@@ -177,24 +197,18 @@ fn halves_and_flags_avx512(values: &[f32], halves: &mut [f16], words: &mut [u64]
         _CMP_GT_OQ, _MM_FROUND_TO_NEAREST_INT, _mm256_storeu_si256, _mm512_cmp_ps_mask,
         _mm512_cvtps_ph, _mm512_loadu_ps, _mm512_setzero_ps,
     };
-    let full = values.len() / 64;
-    for (k, word) in words.iter_mut().enumerate().take(full) {
-        let mut w = 0u64;
-        for q in 0..4 {
-            let at = k * 64 + q * 16;
-            // SAFETY: `at + 16 <= full * 64 <= values.len() == halves.len()`,
-            // and both accesses are unaligned loads and stores.
-            unsafe {
-                let v = _mm512_loadu_ps(values.as_ptr().add(at));
-                let h = _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v);
-                _mm256_storeu_si256(halves.as_mut_ptr().add(at).cast(), h);
-                let m = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, _mm512_setzero_ps());
-                w |= u64::from(m) << (16 * q);
-            }
+    halves_and_flags_by::<16>(values, halves, words, |v, h| {
+        // SAFETY: `v` and `h` are chunks of exactly 16; the load and the
+        // store are unaligned.
+        unsafe {
+            let x = _mm512_loadu_ps(v.as_ptr());
+            _mm256_storeu_si256(
+                h.as_mut_ptr().cast(),
+                _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(x),
+            );
+            u64::from(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, _mm512_setzero_ps()))
         }
-        *word = w;
-    }
-    halves_and_flags_from(values, halves, words, full * 64);
+    });
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -204,24 +218,20 @@ fn halves_and_flags_avx2(values: &[f32], halves: &mut [f16], words: &mut [u64]) 
         _CMP_GT_OQ, _MM_FROUND_TO_NEAREST_INT, _mm_storeu_si128, _mm256_cmp_ps, _mm256_cvtps_ph,
         _mm256_loadu_ps, _mm256_movemask_ps, _mm256_setzero_ps,
     };
-    let full = values.len() / 64;
-    for (k, word) in words.iter_mut().enumerate().take(full) {
-        let mut w = 0u64;
-        for q in 0..8 {
-            let at = k * 64 + q * 8;
-            // SAFETY: `at + 8 <= full * 64 <= values.len() == halves.len()`,
-            // and both accesses are unaligned loads and stores.
-            unsafe {
-                let v = _mm256_loadu_ps(values.as_ptr().add(at));
-                let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v);
-                _mm_storeu_si128(halves.as_mut_ptr().add(at).cast(), h);
-                let m = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(v, _mm256_setzero_ps()));
-                w |= u64::from(m as u32) << (8 * q);
-            }
+    halves_and_flags_by::<8>(values, halves, words, |v, h| {
+        // SAFETY: `v` and `h` are chunks of exactly 8; the load and the
+        // store are unaligned.
+        unsafe {
+            let x = _mm256_loadu_ps(v.as_ptr());
+            _mm_storeu_si128(
+                h.as_mut_ptr().cast(),
+                _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(x),
+            );
+            u64::from(
+                _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(x, _mm256_setzero_ps())) as u32,
+            )
         }
-        *word = w;
-    }
-    halves_and_flags_from(values, halves, words, full * 64);
+    });
 }
 
 /// Up to 64 `> 0` flags as one word, four compares at a time with SSE.
