@@ -493,23 +493,18 @@ impl Engine {
                 }
                 maps.push((values, g));
             }
-            let maxima = crate::parallel::map_by_cost(
-                maps.len(),
-                |i| maps[i].0.len(),
-                |i| {
-                    let (values, g) = maps[i];
+            // On this thread alone: the other core is the decoders' (and
+            // ONNX Runtime's spinning worker's) meanwhile.
+            for (layer, (values, g)) in out.iter_mut().zip(maps) {
+                layer.push(
                     values
                         .chunks_exact(g.height * g.width)
                         .map(|plane| {
                             let (v, at) = first_max(plane);
                             (v, (at / g.width) as u32, (at % g.width) as u32)
                         })
-                        .collect::<Vec<FeatureMax>>()
-                },
-            )
-            .ok_or_else(|| Error::Runtime("a scan reduction did not finish".into()))?;
-            for (layer, m) in out.iter_mut().zip(maxima) {
-                layer.push(m);
+                        .collect(),
+                );
             }
         }
         Ok(out)
