@@ -197,9 +197,10 @@ pub struct Engine {
     /// Full-precision graph for `forward` when the recording graph is
     /// compact, built on first use.
     exact: std::sync::OnceLock<Mutex<Session>>,
-    /// Dataset-scan graphs, built on first use: index 0 exposes the
-    /// activations for [`first_max`], index 1 reduces them itself.
-    scan: [std::sync::OnceLock<Mutex<Session>>; 2],
+    /// Dataset-scan graph reducing the activations itself (for a GPU),
+    /// built on first use; on the CPU [`first_max`] reduces the recording
+    /// graph's activations.
+    scan: std::sync::OnceLock<Mutex<Session>>,
     pub(crate) backward: BackwardCache,
     pub(crate) dump_graphs: Option<PathBuf>,
 }
@@ -282,7 +283,7 @@ impl Engine {
             record,
             recording,
             exact: std::sync::OnceLock::new(),
-            scan: Default::default(),
+            scan: std::sync::OnceLock::new(),
             runtime,
             head_enabled,
             network,
@@ -348,12 +349,11 @@ impl Engine {
         decode_model(&bytes)
     }
 
-    /// Full-precision activations of every conv layer (and the scores): the
-    /// recording graph's own outputs on the CPU; with a compact recording
-    /// graph, a second graph built on first use.
-    pub fn forward(&self, input: &[f32]) -> Result<ForwardPass> {
-        self.check_input(input)?;
-        let session = match (self.recording, self.exact.get()) {
+    /// The graph handing out every conv layer's f32 activations (and the
+    /// scores): the recording graph itself on the CPU; with a compact
+    /// recording graph, a second graph built on first use.
+    fn exact_session(&self) -> Result<&Mutex<Session>> {
+        Ok(match (self.recording, self.exact.get()) {
             (RecordingGraph::Exact, _) => &self.record,
             (RecordingGraph::Compact, Some(s)) => s,
             (RecordingGraph::Compact, None) => {
@@ -361,7 +361,13 @@ impl Engine {
                 let session = Mutex::new(self.runtime.session(&onnx::encode(&graph))?);
                 self.exact.get_or_init(|| session)
             }
-        };
+        })
+    }
+
+    /// Full-precision activations of every conv layer (and the scores).
+    pub fn forward(&self, input: &[f32]) -> Result<ForwardPass> {
+        self.check_input(input)?;
+        let session = self.exact_session()?;
         let (shape, fed) = self.model_layout(input);
         let tensor = TensorRef::from_array_view((shape, fed.as_ref()))?;
         let mut session = session
@@ -435,13 +441,14 @@ impl Engine {
                 format!("expected {n} x 3 x {s} x {s} values"),
             ));
         }
-        let session = match self.scan[usize::from(in_graph)].get() {
-            Some(s) => s,
-            None => {
-                let graph = scan_graph(&self.model_file()?, &self.network, in_graph);
-                self.dump(if in_graph { "scan" } else { "scan_raw" }, &graph);
+        let session = match (in_graph, self.scan.get()) {
+            (false, _) => self.exact_session()?,
+            (true, Some(s)) => s,
+            (true, None) => {
+                let graph = scan_graph(&self.model_file()?, &self.network);
+                self.dump("scan", &graph);
                 let session = Mutex::new(self.runtime.session(&onnx::encode(&graph))?);
-                self.scan[usize::from(in_graph)].get_or_init(|| session)
+                self.scan.get_or_init(|| session)
             }
         };
         let shape = |n: usize| match self.network.layout {
@@ -821,14 +828,10 @@ fn record_graph(
     m
 }
 
-/// The original graph cut after the last conv layer. `in_graph`: reduced to,
-/// per conv layer, each feature's maximum over the locations and its first
-/// position (`fovea_max{i}`, `fovea_arg{i}`), with ops that exist in every
-/// opset from 11 on; otherwise every conv layer's ReLU output as it is.
-fn scan_graph(model: &ModelProto, net: &Network, in_graph: bool) -> ModelProto {
-    if !in_graph {
-        return exact_graph(model, net, false);
-    }
+/// The original graph reduced to, per conv layer, each feature's maximum over
+/// the locations and its first position (`fovea_max{i}`, `fovea_arg{i}`),
+/// for any batch size. Ops chosen to exist in every opset from 11 on.
+fn scan_graph(model: &ModelProto, net: &Network) -> ModelProto {
     let mut m = model.clone();
     let Some(g) = m.graph.as_mut() else { return m };
     let mut b = onnx::GraphBuilder::new("scan_extras").prefixed("fovea_");
