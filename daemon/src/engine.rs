@@ -374,15 +374,10 @@ impl Engine {
             .lock()
             .map_err(|_| Error::Runtime("recording session poisoned".into()))?;
         let outputs = session.run(ort::inputs![self.network.input_name.as_str() => tensor])?;
-        let mut activations = Vec::with_capacity(self.network.convs.len());
-        for c in &self.network.convs {
-            activations.push(
-                outputs[c.relu_output.as_str()]
-                    .try_extract_tensor::<f32>()?
-                    .1
-                    .to_vec(),
-            );
-        }
+        let activations = relu_outputs(&outputs, &self.network, &self.geometry)?
+            .into_iter()
+            .map(<[f32]>::to_vec)
+            .collect();
         let scores = match (&self.network.head_output, self.head_enabled) {
             (Some(name), true) => outputs[name.as_str()]
                 .try_extract_tensor::<f32>()?
@@ -470,7 +465,7 @@ impl Engine {
                 let (_, args) = outputs[format!("fovea_arg{}", c.number).as_str()]
                     .try_extract_tensor::<i64>()?;
                 if values.len() != n * g.channels || args.len() != n * g.channels {
-                    return Err(wrong_size(c.number));
+                    return Err(wrong_size(c.number, "maxima", values.len(), n * g.channels));
                 }
                 for b in 0..n {
                     layer.push(
@@ -491,18 +486,13 @@ impl Engine {
         for image in batch.chunks_exact(per) {
             let tensor = TensorRef::from_array_view((shape(1), image))?;
             let outputs = session.run(ort::inputs![self.network.input_name.as_str() => tensor])?;
-            let mut maps = Vec::with_capacity(self.network.convs.len());
-            for c in &self.network.convs {
-                let g = &self.geometry[c.number];
-                let (_, values) = outputs[c.relu_output.as_str()].try_extract_tensor::<f32>()?;
-                if values.len() != g.channels * g.height * g.width {
-                    return Err(wrong_size(c.number));
-                }
-                maps.push((values, g));
-            }
+            let maps = relu_outputs(&outputs, &self.network, &self.geometry)?;
             // On this thread alone: the other core is the decoders' (and
             // ONNX Runtime's spinning worker's) meanwhile.
-            for (layer, (values, g)) in out.iter_mut().zip(maps) {
+            for (layer, (values, g)) in out
+                .iter_mut()
+                .zip(maps.into_iter().zip(&self.geometry[1..]))
+            {
                 layer.push(
                     values
                         .chunks_exact(g.height * g.width)
@@ -674,11 +664,6 @@ fn run_recording(
         .lock()
         .map_err(|_| Error::Runtime("recording session poisoned".into()))?;
     let outputs = session.run(ort::inputs![net.input_name.as_str() => tensor])?;
-    let wrong = |what: &str, layer: usize, got: usize, want: usize| {
-        Error::Runtime(format!(
-            "layer {layer} produced {got} {what}, expected {want}"
-        ))
-    };
     let layers = match kind {
         RecordingGraph::Compact => {
             let mut parts = Vec::with_capacity(net.convs.len());
@@ -690,7 +675,7 @@ fn run_recording(
                 let (_, mask) = outputs[format!("fovea_mask{}", c.number).as_str()]
                     .try_extract_tensor::<bool>()?;
                 if values.len() != n || mask.len() != n {
-                    return Err(wrong("values", c.number, values.len(), n));
+                    return Err(wrong_size(c.number, "values", values.len(), n));
                 }
                 let switch = if c.pooled {
                     let (_, sw) = outputs[format!("fovea_switch{}", c.number).as_str()]
@@ -698,7 +683,7 @@ fn run_recording(
                     let prev = &geometry[i];
                     let want = prev.channels * (prev.height / 2 * 2) * (prev.width / 2 * 2);
                     if sw.len() != want {
-                        return Err(wrong("window flags", c.number, sw.len(), want));
+                        return Err(wrong_size(c.number, "window flags", sw.len(), want));
                     }
                     Some(sw)
                 } else {
@@ -731,16 +716,7 @@ fn run_recording(
             )
         }
         RecordingGraph::Exact => {
-            let mut values = Vec::with_capacity(net.convs.len());
-            for (i, c) in net.convs.iter().enumerate() {
-                let g = &geometry[i + 1];
-                let n = g.channels * g.height * g.width;
-                let (_, v) = outputs[c.relu_output.as_str()].try_extract_tensor::<f32>()?;
-                if v.len() != n {
-                    return Err(wrong("values", c.number, v.len(), n));
-                }
-                values.push(v);
-            }
+            let values = relu_outputs(&outputs, net, geometry)?;
             crate::parallel::map_by_cost(
                 values.len(),
                 |i| values[i].len(),
@@ -862,8 +838,31 @@ fn scan_graph(model: &ModelProto, net: &Network) -> ModelProto {
     m
 }
 
-fn wrong_size(layer: usize) -> Error {
-    Error::Runtime(format!("scan of layer {layer} returned the wrong size"))
+fn wrong_size(layer: usize, what: &str, got: usize, want: usize) -> Error {
+    Error::Runtime(format!(
+        "layer {layer} produced {got} {what}, expected {want}"
+    ))
+}
+
+/// Every conv layer's f32 activations `[C, H, W]` among a one-image run's
+/// outputs, each checked for its size.
+fn relu_outputs<'a>(
+    outputs: &'a ort::session::SessionOutputs<'_>,
+    net: &Network,
+    geometry: &[LayerGeom],
+) -> Result<Vec<&'a [f32]>> {
+    net.convs
+        .iter()
+        .zip(&geometry[1..])
+        .map(|(c, g)| {
+            let (_, v) = outputs[c.relu_output.as_str()].try_extract_tensor::<f32>()?;
+            let want = g.channels * g.height * g.width;
+            if v.len() != want {
+                return Err(wrong_size(c.number, "values", v.len(), want));
+            }
+            Ok(v)
+        })
+        .collect()
 }
 
 /// The largest value of `values` and the index of its first occurrence
