@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{runtime, shared_image};
+use common::{runtime, sample_image};
 use fovea_daemon::backward::{Mode, NeuronAt, Start, random_weights};
 use fovea_daemon::engine::{Engine, EngineOptions};
 use fovea_daemon::paths::cache_dir;
@@ -52,7 +52,7 @@ fn linear_filter_identity_holds_at_layers_13_10_and_5() {
     drop(wide);
     let rec = engine
         .record(
-            &shared_image("chelsea.png"),
+            &sample_image("chelsea.png"),
             "chelsea",
             ImageLimits::default(),
         )
@@ -113,7 +113,7 @@ fn recording_matches_the_unmodified_model_run_by_onnx_runtime() {
     let (engine, path) = vgg16(240);
     assert!(engine.head_enabled);
     let rec = engine
-        .record(&shared_image("rocket.jpg"), "", ImageLimits::default())
+        .record(&sample_image("rocket.jpg"), "", ImageLimits::default())
         .expect("record");
     let original = std::fs::read(&path).expect("model file");
     let mut session = engine_runtime_session(&original);
@@ -209,7 +209,7 @@ fn dense_gradients_match_the_original_model_run_by_onnx_runtime() {
             .collect()
     };
     let rec = engine
-        .record(&shared_image("chelsea.png"), "", ImageLimits::default())
+        .record(&sample_image("chelsea.png"), "", ImageLimits::default())
         .expect("record");
     // A little noise breaks the exact ties of flat areas, where max pooling
     // has no gradient for differences to find.

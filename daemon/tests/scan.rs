@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{runtime, shared_image, tiny_engine};
+use common::{runtime, tiny_engine};
 use fovea_daemon::engine::{Engine, EngineOptions};
 use fovea_daemon::network::Layout;
 use fovea_daemon::paths::cache_dir;
@@ -277,14 +277,9 @@ fn scan_on_the_real_vgg16_equals_brute_force() {
         resolve_model("vgg16", ModelSource::Package, &cache_dir()).expect("VGG-16");
     let engine =
         Engine::load(runtime(), &path, provenance, &EngineOptions::default()).expect("engine");
-    let list: Vec<PathBuf> = ["astronaut.png", "chelsea.png", "rocket.jpg"]
+    let list: Vec<PathBuf> = fovea_samples::SAMPLES
         .iter()
-        .map(|n| {
-            shared_image(n);
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../shared/images")
-                .join(n)
-        })
+        .map(|s| fovea_samples::source_path(s.name))
         .collect();
     let dir = tempfile::tempdir().unwrap();
     let layers = vec![10, 13];

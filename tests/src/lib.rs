@@ -21,11 +21,9 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
-/// The repository's shared sample images.
-pub fn shared_image(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/images")
-        .join(name)
+/// A sample image shipped in the repository's `samples/` folder.
+pub fn sample_image(name: &str) -> PathBuf {
+    fovea_samples::source_path(name)
 }
 
 /// Writes the tiny generated model (NCHW, with head, 32x32) to a temp dir.
@@ -123,9 +121,10 @@ impl Drop for Daemon {
 }
 
 /// A Python virtual environment in the user cache with `packages` (pinned
-/// `name==version` specs) installed; `None`, with a printed reason, where
-/// python3 or pip cannot provide them.
-pub fn python_venv(name: &str, packages: &[&str], check_import: &str) -> Option<PathBuf> {
+/// `name==version` specs) installed, made on first use. Panics, naming what
+/// is missing, where python3 or pip cannot provide them: a test that needs
+/// them must not pass without them.
+pub fn python_venv(name: &str, packages: &[&str], check_import: &str) -> PathBuf {
     let cache = fovea_daemon::paths::cache_dir();
     let venv = cache.join(format!("python-{name}"));
     let python = venv.join("bin/python");
@@ -136,18 +135,20 @@ pub fn python_venv(name: &str, packages: &[&str], check_import: &str) -> Option<
         .truncate(false)
         .write(true)
         .open(cache.join(format!("python-{name}.lock")))
-        .ok()?;
-    lock.lock().ok()?;
+        .unwrap_or_else(|e| panic!("cannot open the venv lock in {}: {e}", cache.display()));
+    lock.lock()
+        .unwrap_or_else(|e| panic!("cannot lock the venv in {}: {e}", cache.display()));
     if !python.exists() {
         let made = Command::new("python3")
             .arg("-m")
             .arg("venv")
             .arg(&venv)
             .status();
-        if !made.is_ok_and(|s| s.success()) {
-            eprintln!("SKIPPED: python3 -m venv is not available");
-            return None;
-        }
+        assert!(
+            made.is_ok_and(|s| s.success()),
+            "`python3 -m venv` failed: this test needs python3 with the venv module \
+             (Debian: apt-get install python3-venv)"
+        );
     }
     let ready = |python: &Path| {
         Command::new(python)
@@ -168,12 +169,14 @@ pub fn python_venv(name: &str, packages: &[&str], check_import: &str) -> Option<
             ])
             .args(packages)
             .status();
-        if !pip.is_ok_and(|s| s.success()) || !ready(&python) {
-            eprintln!("SKIPPED: pip could not install {packages:?} (offline?)");
-            return None;
-        }
+        assert!(
+            pip.is_ok_and(|s| s.success()) && ready(&python),
+            "pip could not install {packages:?} into {}: this test needs them \
+             (is PyPI reachable?)",
+            venv.display()
+        );
     }
-    Some(venv)
+    venv
 }
 
 /// Starts `fovead` on the tiny model at 32x32 on CPU; the folder holds the

@@ -2,7 +2,7 @@
 //! on an ephemeral port (tiny model), the embedded mode, JSON output, bad
 //! arguments, and the paper's figures on the real VGG-16.
 
-use fovea_tests::{bin, picture_info, shared_image, tiny_daemon, tiny_model_file};
+use fovea_tests::{bin, picture_info, sample_image, tiny_daemon, tiny_model_file};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -284,7 +284,7 @@ fn figures_on_the_real_vgg16() {
         "--ep",
         "cpu",
         "figures",
-        shared_image("chelsea.png").to_str().unwrap(),
+        sample_image("chelsea.png").to_str().unwrap(),
         "--out",
         out_dir.to_str().unwrap(),
         "--steps",

@@ -10,7 +10,9 @@ struct Tmux {
 }
 
 impl Tmux {
-    fn start(cmd: &str) -> Option<Tmux> {
+    /// Starts `cmd` in a detached 160x48 session. Panics, naming tmux, where
+    /// it cannot run (`.ci/run` installs it).
+    fn start(cmd: &str) -> Tmux {
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let session = format!("fovea-test-{}-{n}", std::process::id());
@@ -26,9 +28,14 @@ impl Tmux {
                 "48",
                 cmd,
             ])
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then_some(Tmux { session })
+            .status();
+        match ok {
+            Ok(s) if s.success() => Tmux { session },
+            other => panic!(
+                "this test drives the TUI in tmux, which could not start a session \
+                 ({other:?}); install tmux (Debian: apt-get install tmux)"
+            ),
+        }
     }
 
     fn screen(&self) -> String {
@@ -77,12 +84,8 @@ impl Drop for Tmux {
 }
 
 /// `fovea-tui` (with `flags`) in tmux on a test image, against a fresh
-/// tiny daemon; `None`, the test skipped, where tmux cannot run.
-fn tui_on_tiny_daemon(flags: &str) -> Option<(Tmux, tempfile::TempDir, fovea_tests::Daemon)> {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        eprintln!("SKIPPED: tmux is not installed");
-        return None;
-    }
+/// tiny daemon.
+fn tui_on_tiny_daemon(flags: &str) -> (Tmux, tempfile::TempDir, fovea_tests::Daemon) {
     let (dir, _model, d) = tiny_daemon();
     let image = dir.path().join("cat.png");
     std::fs::write(&image, fovea_daemon::fixtures::test_image_png(64, 48)).unwrap();
@@ -92,11 +95,7 @@ fn tui_on_tiny_daemon(flags: &str) -> Option<(Tmux, tempfile::TempDir, fovea_tes
         d.addr,
         image.display()
     );
-    let Some(t) = Tmux::start(&cmd) else {
-        eprintln!("SKIPPED: tmux could not start a session");
-        return None;
-    };
-    Some((t, dir, d))
+    (Tmux::start(&cmd), dir, d)
 }
 
 /// The selected row of the layer list.
@@ -113,9 +112,7 @@ fn selected_layer(screen: &str) -> Option<String> {
 
 #[test]
 fn keys_move_through_layers_features_and_help() {
-    let Some((t, _dir, d)) = tui_on_tiny_daemon("--graphics blocks") else {
-        return;
-    };
+    let (t, _dir, d) = tui_on_tiny_daemon("--graphics blocks");
     // Opens on the last conv layer's strongest neuron, reconstructions drawn.
     let s = t.wait("the image to be recorded", |s| {
         s.contains("cat.png recorded") && s.contains("= ")
@@ -173,10 +170,6 @@ fn keys_move_through_layers_features_and_help() {
 
 #[test]
 fn reconnects_and_records_again_when_the_daemon_returns() {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        eprintln!("SKIPPED: tmux is not installed");
-        return;
-    }
     let (dir, model) = fovea_tests::tiny_model_file();
     // A fixed port the second daemon can take over.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -196,10 +189,7 @@ fn reconnects_and_records_again_when_the_daemon_returns() {
         bin("fovea-tui").display(),
         image.display()
     );
-    let Some(t) = Tmux::start(&cmd) else {
-        eprintln!("SKIPPED: tmux could not start a session");
-        return;
-    };
+    let t = Tmux::start(&cmd);
     t.wait("the image to be recorded", |s| {
         s.contains("cat.png recorded")
     });
@@ -219,9 +209,7 @@ fn reconnects_and_records_again_when_the_daemon_returns() {
 fn the_first_key_counts_after_the_terminal_is_asked_what_it_draws() {
     // Default graphics: the terminal is queried, and tmux leaves part of the
     // query unanswered.
-    let Some((t, _dir, _d)) = tui_on_tiny_daemon("") else {
-        return;
-    };
+    let (t, _dir, _d) = tui_on_tiny_daemon("");
     t.wait("the image to be recorded", |s| {
         s.contains("cat.png recorded")
     });
@@ -229,4 +217,24 @@ fn the_first_key_counts_after_the_terminal_is_asked_what_it_draws() {
     t.wait("the help overlay on the first key", |s| {
         s.contains("move focus between panels")
     });
+}
+
+#[test]
+fn without_an_image_the_shipped_sample_is_opened_and_o_offers_the_others() {
+    let (_dir, _model, d) = tiny_daemon();
+    let cmd = format!(
+        "{} --connect {} --graphics blocks; sleep 30",
+        bin("fovea-tui").display(),
+        d.addr
+    );
+    let t = Tmux::start(&cmd);
+    let s = t.wait("the sample to be recorded", |s| {
+        s.contains("sample chelsea.png recorded")
+    });
+    assert!(s.contains("o opens your own image"), "{s}");
+    t.keys(&["o"]);
+    let s = t.wait("the samples to be offered", |s| {
+        s.contains("astronaut.png") && s.contains("rocket.jpg")
+    });
+    assert!(s.contains("samples/chelsea.png"), "{s}");
 }

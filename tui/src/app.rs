@@ -185,6 +185,8 @@ pub struct App {
     pub prompt: Option<Prompt>,
     pub seed: u64,
     pub graphics: String,
+    /// The folder of the sample images shipped with Fovea, offered by `o`.
+    pub samples: Option<PathBuf>,
     pub connected: bool,
     /// Requests in flight (spinner).
     pub busy: usize,
@@ -222,6 +224,7 @@ impl App {
             prompt: None,
             seed: 0,
             graphics: graphics.into(),
+            samples: None,
             connected: true,
             busy: 0,
             quit: false,
@@ -231,6 +234,13 @@ impl App {
             layer_due: None,
             neuron_due: None,
         }
+    }
+
+    /// The file name of `path` when it is one of the shipped samples.
+    fn sample_name<'a>(&self, path: &'a std::path::Path) -> Option<&'a str> {
+        let dir = self.samples.as_deref()?;
+        let name = path.file_name()?.to_str()?;
+        (path.parent() == Some(dir) && fovea_samples::bytes(name).is_some()).then_some(name)
     }
 
     /// Conv layers of the model.
@@ -400,14 +410,21 @@ impl App {
                 }
             }
             Action::OpenPrompt => {
-                self.prompt = Some(Prompt {
-                    text: self
-                        .image
-                        .as_ref()
-                        .map(|p| p.display().to_string())
-                        .unwrap_or_default(),
-                    hint: "Tab completes, Enter opens, Esc cancels".into(),
-                });
+                let mut hint = String::from("Tab completes, Enter opens, Esc cancels");
+                if let Some(dir) = &self.samples {
+                    let names: Vec<&str> = fovea_samples::SAMPLES.iter().map(|s| s.name).collect();
+                    hint = format!(
+                        "samples in {}/: {} | {hint}",
+                        dir.display(),
+                        names.join("  ")
+                    );
+                }
+                let text = match (&self.image, &self.samples) {
+                    (Some(image), _) => image.display().to_string(),
+                    (None, Some(dir)) => format!("{}/", dir.display()),
+                    (None, None) => String::new(),
+                };
+                self.prompt = Some(Prompt { text, hint });
             }
             Action::Reseed => {
                 self.seed += 1;
@@ -546,7 +563,12 @@ impl App {
                 stats,
             } => {
                 self.busy = self.busy.saturating_sub(1);
-                self.status = format!("{} recorded", path.display());
+                self.status = match self.sample_name(&path) {
+                    Some(name) => format!(
+                        "sample {name} recorded (shipped with Fovea; o opens your own image or another sample)"
+                    ),
+                    None => format!("{} recorded", path.display()),
+                };
                 self.error = None;
                 self.image = Some(path);
                 self.recording = Some(response);
@@ -839,6 +861,48 @@ mod tests {
         app.focus = Focus::Maps;
         app.update(Action::Move(0, 1), now);
         assert_eq!(app.feature, 0);
+    }
+
+    #[test]
+    fn the_samples_are_offered_and_named() {
+        let (mut app, now) = loaded();
+        let dir = PathBuf::from("/opt/fovea/samples");
+        app.samples = Some(dir.clone());
+        app.image = None;
+        app.update(Action::OpenPrompt, now);
+        let prompt = app.prompt.clone().unwrap();
+        assert_eq!(prompt.text, "/opt/fovea/samples/");
+        assert!(
+            prompt.hint.starts_with(
+                "samples in /opt/fovea/samples/: chelsea.png  astronaut.png  rocket.jpg"
+            ),
+            "{}",
+            prompt.hint
+        );
+        app.update(Action::PromptCancel, now);
+        app.apply(
+            Msg::Recorded {
+                path: dir.join("rocket.jpg"),
+                response: pb::RecordResponse::default(),
+                stats: pb::ActivationStatsResponse::default(),
+            },
+            now,
+        );
+        assert!(
+            app.status.starts_with("sample rocket.jpg recorded"),
+            "{}",
+            app.status
+        );
+        // A file of the same name elsewhere is the user's own.
+        app.apply(
+            Msg::Recorded {
+                path: PathBuf::from("/home/me/rocket.jpg"),
+                response: pb::RecordResponse::default(),
+                stats: pb::ActivationStatsResponse::default(),
+            },
+            now,
+        );
+        assert_eq!(app.status, "/home/me/rocket.jpg recorded");
     }
 
     #[test]

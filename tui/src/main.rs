@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
     about = "Browse a network's neurons in the terminal"
 )]
 struct Args {
-    /// Images to open (the first is shown; `o` opens others).
+    /// Images to open (the first is shown; `o` opens others). Without one, a
+    /// sample photograph shipped with Fovea is opened.
     images: Vec<PathBuf>,
     /// Address of a running fovead (host:port or unix:/path); else a daemon
     /// starts in-process.
@@ -95,6 +96,17 @@ fn run(args: Args) -> anyhow::Result<()> {
         .connect
         .clone()
         .unwrap_or_else(|| "in-process daemon".into());
+    // The shipped samples, as files `o` can list; written into the cache
+    // where the source tree is gone (an installed binary).
+    let samples = fovea_samples::folder(&fovea_daemon::paths::cache_dir().join("samples"));
+    let (first, samples_dir) = match (args.images.first(), samples) {
+        (Some(image), samples) => (Some(image.clone()), samples.ok()),
+        (None, Ok(dir)) => (Some(dir.join(fovea_samples::DEFAULT)), Some(dir)),
+        (None, Err(e)) => {
+            tracing::warn!("the sample images could not be written: {e}");
+            (None, None)
+        }
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -133,7 +145,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         forced.is_some(),
         target,
         address,
-        args.images.first().cloned(),
+        first,
+        samples_dir,
     ));
     let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);
     ratatui::restore();
@@ -161,6 +174,7 @@ async fn event_loop(
     target: Target,
     address: String,
     first: Option<PathBuf>,
+    samples: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel::<Event>();
     // Terminal input on its own thread. It polls rather than blocking in
@@ -203,6 +217,7 @@ async fn event_loop(
     }
     let mut pictures = Pictures::new(picker, forced, senders);
     let mut app = App::new(&address, &pictures.mode());
+    app.samples = samples;
     if first.is_none() {
         app.status = "press o to open an image".into();
     }

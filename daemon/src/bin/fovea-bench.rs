@@ -117,11 +117,12 @@ fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
     let engine = load(&args.load)?;
     let startup_ms = started.elapsed().as_secs_f64() * 1e3;
-    let image_path = args.image.clone().unwrap_or_else(|| {
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/images/chelsea.png")
-    });
-    let bytes =
-        std::fs::read(&image_path).map_err(|e| anyhow::anyhow!("{}: {e}", image_path.display()))?;
+    let bytes = match &args.image {
+        Some(path) => {
+            std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        }
+        None => fovea_samples::SAMPLES[0].bytes.to_vec(),
+    };
     let decoded = decode_image(&bytes, ImageLimits::default())?;
     let (_, input) = engine.profile.preprocess(&decoded);
 
@@ -143,12 +144,11 @@ fn run(args: Args) -> anyhow::Result<()> {
     // images (already decoded and preprocessed for the baseline).
     let scan_dir = std::env::temp_dir().join(format!("fovea-bench-scan-{}", std::process::id()));
     std::fs::create_dir_all(&scan_dir)?;
-    let samples = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/images");
     let mut list = Vec::new();
     for copy in 0..8 {
-        for name in ["astronaut.png", "chelsea.png", "rocket.jpg"] {
-            let dst = scan_dir.join(format!("{copy}-{name}"));
-            std::fs::copy(samples.join(name), &dst)?;
+        for sample in fovea_samples::SAMPLES {
+            let dst = scan_dir.join(format!("{copy}-{}", sample.name));
+            std::fs::write(&dst, sample.bytes)?;
             list.push(dst);
         }
     }

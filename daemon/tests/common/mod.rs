@@ -61,9 +61,8 @@ pub fn engine_with(model: &[u8], size: usize, name: &str, compact: Option<bool>)
     Engine::load(runtime(), &path, provenance, &options).expect("engine")
 }
 
-pub fn shared_image(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/images")
-        .join(name);
+/// A sample image shipped in the repository's `samples/` folder.
+pub fn sample_image(name: &str) -> Vec<u8> {
+    let path = fovea_samples::source_path(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }

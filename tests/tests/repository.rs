@@ -1,0 +1,87 @@
+//! The repository stands alone: no tracked file reaches outside the clone
+//! for its data, tools or documents.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Tracked files, as git lists them (the clone is what a user has),
+/// relative to the workspace.
+fn tracked_files() -> Vec<PathBuf> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(workspace())
+        .args(["ls-files", "-z"])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("this test lists tracked files with git, which did not run: {e}")
+        });
+    assert!(
+        out.status.success(),
+        "git ls-files failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+        .split(|b| *b == 0)
+        .filter(|p| !p.is_empty())
+        .map(|p| PathBuf::from(String::from_utf8_lossy(p).as_ref()))
+        .collect()
+}
+
+#[test]
+fn no_tracked_file_refers_to_a_folder_beside_the_clone() {
+    // Spelled in pieces so this file does not match itself.
+    let needle = ["..", "/", "shared"].concat();
+    let files = tracked_files();
+    assert!(files.len() > 50, "git listed only {} files", files.len());
+    let mut offending = Vec::new();
+    for path in &files {
+        let Ok(bytes) = std::fs::read(workspace().join(path)) else {
+            continue; // deleted in the working tree
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        for (n, line) in text.lines().enumerate() {
+            if line.contains(&needle) {
+                offending.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        offending.is_empty(),
+        "tracked files refer to {needle}, which a user's clone does not have:\n{}",
+        offending.join("\n")
+    );
+}
+
+#[test]
+fn the_samples_and_their_sources_are_tracked() {
+    let files = tracked_files();
+    for name in fovea_samples::SAMPLES
+        .iter()
+        .map(|s| s.name)
+        .chain(["SOURCES.md"])
+    {
+        let path = fovea_samples::source_dir().join(name);
+        let canonical = path.canonicalize().unwrap_or(path.clone());
+        assert!(
+            files.iter().any(|f| workspace()
+                .join(f)
+                .canonicalize()
+                .is_ok_and(|f| f == canonical)),
+            "{} is not tracked",
+            path.display()
+        );
+    }
+    let sources = std::fs::read_to_string(fovea_samples::source_dir().join("SOURCES.md"))
+        .expect("samples/SOURCES.md");
+    for s in fovea_samples::SAMPLES {
+        assert!(
+            sources.contains(s.name),
+            "SOURCES.md does not name {}",
+            s.name
+        );
+    }
+}
