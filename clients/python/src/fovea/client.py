@@ -1,0 +1,680 @@
+"""A thin, typed layer over the generated `fovea.v1` stubs: arrays in, arrays
+out, errors as exceptions."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import struct
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+
+import grpc
+import numpy as np
+
+from .v1 import probe_pb2 as pb
+from .v1 import probe_pb2_grpc as rpc
+
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+
+# Mode names as the `fovea` command line spells them, with the proto's
+# longer names accepted too.
+MODES: Dict[str, int] = {
+    "deconvnet": pb.DECONVNET,
+    "masked": pb.DECONVNET_MASKED,
+    "random": pb.RANDOM_WEIGHTS,
+    "linear": pb.LINEAR_FILTER,
+}
+_MODE_ALIASES = {
+    "deconvnet_masked": "masked",
+    "random_weights": "random",
+    "linear_filter": "linear",
+}
+_MODE_NAMES = {v: k for k, v in MODES.items()}
+
+
+# ------------------------------------------------------------------ errors
+
+
+class FoveaError(Exception):
+    """The daemon answered with an error status, or could not be reached.
+
+    `code` is the `grpc.StatusCode`; `details` the daemon's message."""
+
+    def __init__(self, code: grpc.StatusCode, details: str):
+        super().__init__(f"{code.name.lower().replace('_', ' ')}: {details}")
+        self.code = code
+        self.details = details
+
+
+class InvalidArgument(FoveaError):
+    """A request field is out of range; the message names it."""
+
+
+class NotFound(FoveaError):
+    """An unknown or evicted recording."""
+
+
+class ResourceExhausted(FoveaError):
+    """The daemon's work queue is full: try again later."""
+
+
+class Unavailable(FoveaError):
+    """The daemon is unreachable, still loading, or shutting down."""
+
+
+class Unauthenticated(FoveaError):
+    """A missing or wrong token."""
+
+
+class Cancelled(FoveaError):
+    """The call was cancelled (for example by Ctrl-C)."""
+
+
+_ERRORS = {
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
+    grpc.StatusCode.OUT_OF_RANGE: InvalidArgument,
+    grpc.StatusCode.NOT_FOUND: NotFound,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
+    grpc.StatusCode.UNAVAILABLE: Unavailable,
+    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
+    grpc.StatusCode.CANCELLED: Cancelled,
+}
+
+
+def _error(e: grpc.RpcError) -> FoveaError:
+    code = e.code() if hasattr(e, "code") else grpc.StatusCode.UNKNOWN
+    details = (e.details() if hasattr(e, "details") else None) or str(e)
+    return _ERRORS.get(code, FoveaError)(code, details)
+
+
+# ------------------------------------------------------------------ values
+
+
+@dataclass(frozen=True)
+class Neuron:
+    """A neuron: layer (number or name), feature and location in the
+    layer's grid (ignored for dense layers)."""
+
+    layer: str
+    feature: int
+    y: int = 0
+    x: int = 0
+
+    def _proto(self) -> pb.Neuron:
+        return pb.Neuron(layer=str(self.layer), feature=self.feature, y=self.y, x=self.x)
+
+
+NeuronLike = Union[Neuron, Tuple[Any, int, int, int], Tuple[Any, int]]
+
+
+def _neuron(n: NeuronLike) -> Neuron:
+    if isinstance(n, Neuron):
+        return n
+    if isinstance(n, tuple) and len(n) in (2, 4):
+        layer, feature, *at = n
+        y, x = at if at else (0, 0)
+        return Neuron(str(layer), int(feature), int(y), int(x))
+    raise TypeError(f"a neuron is a Neuron or a (layer, feature, y, x) tuple, not {type(n).__name__}")
+
+
+@dataclass(frozen=True)
+class Box:
+    """A box in input pixels: [x0, x1) x [y0, y1)."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    @staticmethod
+    def _from(b: pb.Box) -> "Box":
+        return Box(b.x0, b.y0, b.x1, b.y1)
+
+
+@dataclass(frozen=True)
+class Layer:
+    number: int
+    name: str
+    kind: str
+    channels: int
+    height: int
+    width: int
+    fov: int
+    stride: int
+
+
+@dataclass(frozen=True)
+class Model:
+    """The daemon's network. `raw` is the full `ModelInfo` message."""
+
+    name: str
+    layers: List[Layer]
+    input_size: int
+    execution_provider: str
+    num_classes: int
+    class_labels: List[str]
+    raw: pb.ModelInfo = field(repr=False)
+
+    def conv_layers(self) -> List[Layer]:
+        return [layer for layer in self.layers if layer.kind == "conv"]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    class_index: int
+    label: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Activation:
+    feature: int
+    y: int
+    x: int
+    value: float
+
+
+@dataclass(frozen=True)
+class LayerStats:
+    """Paper fig. 6: `histogram[n]` locations have exactly n features active."""
+
+    layer: int
+    name: str
+    features: int
+    locations: int
+    histogram: np.ndarray
+    fraction_active: float
+    feature_fraction_active: np.ndarray
+
+
+class Picture:
+    """An encoded PNG from the daemon; shows itself in Jupyter."""
+
+    def __init__(self, png: bytes):
+        self.png = bytes(png)
+
+    def _repr_png_(self) -> bytes:
+        return self.png
+
+    def save(self, path: Union[str, os.PathLike]) -> None:
+        pathlib.Path(path).write_bytes(self.png)
+
+    def __repr__(self) -> str:
+        return f"Picture({len(self.png)} bytes of PNG)"
+
+
+class Reconstructions(dict):
+    """Mode name -> float32 array (H, W, 3) in input space, full frame, with
+    what describes them alongside: `fov` (the neuron's field of view),
+    `normalization` and `png` (the rendered pictures) per mode, `activation`
+    (the neuron's recorded value) and, for `linear` with
+    `effective_bias=True`, `effective_bias`."""
+
+    fov: Optional[Box]
+    activation: float
+    effective_bias: Optional[float]
+    normalization: Dict[str, pb.Normalization]
+    png: Dict[str, bytes]
+
+    def picture(self, mode: str) -> Picture:
+        return Picture(self.png[_mode_name(mode)])
+
+
+@dataclass
+class Progress:
+    """One maximization event: the step and each start's objective."""
+
+    step: int
+    total_steps: int
+    objective: np.ndarray
+    previews: List[Picture]
+
+
+@dataclass
+class MaximizeResult:
+    """The final images, float32 (starts, H, W, 3) in input space."""
+
+    images: np.ndarray
+    objective: np.ndarray
+    pictures: List[Picture]
+    fov: Optional[Box]
+    normalization: pb.Normalization
+
+
+# ------------------------------------------------------------------ images
+
+
+def _png(rgb: np.ndarray) -> bytes:
+    """Encodes an (H, W, 3) or (H, W) uint8 array as PNG: the daemon takes
+    encoded images, and numpy alone has no encoder."""
+    if rgb.ndim == 2:
+        rgb = np.stack([rgb] * 3, axis=-1)
+    h, w, _ = rgb.shape
+    raw = b"".join(b"\x00" + rgb[row].tobytes() for row in range(h))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
+
+
+ImageLike = Union[str, os.PathLike, bytes, bytearray, np.ndarray, Any]
+
+
+def _image_bytes(image: ImageLike) -> Tuple[bytes, str]:
+    """Encoded bytes and a label for any accepted image."""
+    if isinstance(image, (bytes, bytearray)):
+        return bytes(image), ""
+    if isinstance(image, (str, os.PathLike)):
+        path = pathlib.Path(image)
+        return path.read_bytes(), path.name
+    if isinstance(image, np.ndarray):
+        a = image
+        if a.ndim == 3 and a.shape[-1] == 4:
+            a = a[..., :3]
+        if not (a.ndim == 2 or (a.ndim == 3 and a.shape[-1] == 3)):
+            raise ValueError(f"an image array is (H, W), (H, W, 3) or (H, W, 4), not {a.shape}")
+        if a.dtype != np.uint8:
+            if np.issubdtype(a.dtype, np.floating) and a.size and float(np.nanmax(a)) <= 1.0:
+                a = a * 255.0
+            a = np.clip(np.nan_to_num(a), 0, 255).astype(np.uint8)
+        return _png(np.ascontiguousarray(a)), ""
+    if hasattr(image, "save") and hasattr(image, "mode"):  # a PIL image
+        import io
+
+        buf = io.BytesIO()
+        image.convert("RGB").save(buf, format="PNG")
+        return buf.getvalue(), ""
+    raise TypeError(f"an image is a path, bytes, a numpy array or a PIL image, not {type(image).__name__}")
+
+
+def _mode_name(mode: Union[str, int]) -> str:
+    if isinstance(mode, int):
+        return _MODE_NAMES[mode]
+    name = _MODE_ALIASES.get(mode.lower(), mode.lower())
+    if name not in MODES:
+        raise ValueError(f"mode {mode!r}: one of {', '.join(MODES)}")
+    return name
+
+
+# ------------------------------------------------------------------ client
+
+
+class _Auth(grpc.AuthMetadataPlugin):
+    def __init__(self, token: str):
+        self._token = token
+
+    def __call__(self, context, callback):
+        callback((("authorization", f"Bearer {self._token}"),), None)
+
+
+def _read_token(path: Union[str, os.PathLike]) -> str:
+    text = pathlib.Path(path).read_text()
+    return text.splitlines()[0].strip() if text else ""
+
+
+def connect(
+    address: Optional[str] = None,
+    *,
+    token: Optional[str] = None,
+    token_file: Optional[Union[str, os.PathLike]] = None,
+    tls_ca: Optional[Union[str, os.PathLike, bytes]] = None,
+    timeout: Optional[float] = None,
+) -> "Client":
+    """Connects to a daemon: `host:port` or `unix:/path` (default
+    `FOVEA_CONNECT`, else 127.0.0.1:50051). A token (or `token_file`, else
+    `FOVEA_TOKEN_FILE`) is sent as a bearer token; `tls_ca` (else
+    `FOVEA_TLS_CA`) is the certificate authority of a daemon serving TLS.
+    `timeout` is a deadline in seconds for each unary call (none by
+    default)."""
+    address = address or os.environ.get("FOVEA_CONNECT") or DEFAULT_ADDRESS
+    token_file = token_file or os.environ.get("FOVEA_TOKEN_FILE") or None
+    if token is None and token_file:
+        token = _read_token(token_file)
+    tls_ca = tls_ca or os.environ.get("FOVEA_TLS_CA") or None
+    for prefix in ("http://", "https://"):
+        if address.startswith(prefix):
+            address = address[len(prefix):]
+    options = [
+        ("grpc.max_receive_message_length", 256 << 20),
+        ("grpc.max_send_message_length", 64 << 20),
+    ]
+    if address.startswith("unix:"):
+        # grpc-core sends the socket path as :authority, which the daemon's
+        # HTTP/2 layer refuses; a host name is what it expects.
+        options.append(("grpc.default_authority", "localhost"))
+    if tls_ca is not None:
+        ca = tls_ca if isinstance(tls_ca, bytes) else pathlib.Path(tls_ca).read_bytes()
+        creds = grpc.ssl_channel_credentials(root_certificates=ca)
+        if token:
+            creds = grpc.composite_channel_credentials(creds, grpc.metadata_call_credentials(_Auth(token)))
+        channel = grpc.secure_channel(address, creds, options=options)
+        metadata: Tuple[Tuple[str, str], ...] = ()
+    else:
+        channel = grpc.insecure_channel(address, options=options)
+        # Call credentials need TLS in grpcio: plain metadata over loopback.
+        metadata = (("authorization", f"Bearer {token}"),) if token else ()
+    return Client(channel, address, metadata, timeout)
+
+
+class Client:
+    """A connection to a Fovea daemon; make one with `fovea.connect()`."""
+
+    def __init__(self, channel: grpc.Channel, address: str, metadata, timeout: Optional[float]):
+        self._channel = channel
+        self._stub = rpc.ProbeStub(channel)
+        self.address = address
+        self._metadata = metadata
+        self._timeout = timeout
+        self._model: Optional[Model] = None
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _call(self, method: str, request):
+        try:
+            return getattr(self._stub, method)(request, timeout=self._timeout, metadata=self._metadata)
+        except grpc.RpcError as e:
+            raise _error(e) from None
+
+    # -------------------------------------------------------------- model
+
+    def model(self) -> Model:
+        """The loaded network: layers, geometry, provider."""
+        m = self._call("GetModel", pb.GetModelRequest())
+        kinds = {pb.LAYER_KIND_INPUT: "input", pb.LAYER_KIND_CONV: "conv", pb.LAYER_KIND_DENSE: "dense"}
+        layers = [
+            Layer(
+                l.number, l.name, kinds.get(l.kind, "unknown"), l.channels, l.height, l.width, l.fov, l.stride
+            )
+            for l in m.layers
+        ]
+        self._model = Model(
+            m.name,
+            layers,
+            m.preprocessing.input_size,
+            m.execution_provider,
+            m.num_classes,
+            list(m.class_labels),
+            m,
+        )
+        return self._model
+
+    # -------------------------------------------------------------- record
+
+    def record(self, image: ImageLike, label: Optional[str] = None) -> "Recording":
+        """Records an image (a path, encoded bytes, an (H, W, 3) array or a
+        PIL image): one forward pass with every activation, mask and switch
+        kept on the daemon."""
+        data, name = _image_bytes(image)
+        label = name if label is None else label
+        r = self._call("Record", pb.RecordRequest(image=data, label=label))
+        return Recording(self, r, data, label)
+
+    def recordings(self) -> List[pb.RecordingInfo]:
+        """Recordings the daemon's cache holds, most recently used first."""
+        return list(self._call("ListRecordings", pb.ListRecordingsRequest()).recordings)
+
+    # -------------------------------------------------------------- maximize
+
+    def maximize(
+        self,
+        neuron: NeuronLike,
+        *,
+        starts: int = 0,
+        steps: int = 0,
+        learning_rate: float = 0.0,
+        l2_decay: float = 0.0,
+        blur_sigma: float = 0.0,
+        blur_every: int = 0,
+        jitter: int = 0,
+        clip: Optional[bool] = None,
+        seed: int = 0,
+        preview_every: int = 0,
+        fov_only: Optional[bool] = None,
+    ) -> "Maximization":
+        """Best-input maximization of a neuron (paper eq. 10). Zero for
+        `starts`, `steps` or `learning_rate` takes the daemon's default
+        (3, 200, 1.0). Iterate over the result for progress; `.result` holds
+        the final images once it has ended, `.wait()` runs it to the end."""
+        request = pb.MaximizeRequest(
+            neuron=_neuron(neuron)._proto(),
+            starts=starts,
+            steps=steps,
+            learning_rate=learning_rate,
+            l2_decay=l2_decay,
+            blur_sigma=blur_sigma,
+            blur_every=blur_every,
+            jitter=jitter,
+            seed=seed,
+            preview_every=preview_every,
+        )
+        if clip is not None:
+            request.clip = clip
+        if fov_only is not None:
+            request.fov_only = fov_only
+        call = self._stub.Maximize(request, metadata=self._metadata)
+        return Maximization(call)
+
+
+class Maximization:
+    """A running maximization: iterate for `Progress` events. Ctrl-C (or
+    `cancel()`) cancels the call on the daemon."""
+
+    def __init__(self, call):
+        self._call = call
+        self.result: Optional[MaximizeResult] = None
+
+    def __iter__(self) -> Iterator[Progress]:
+        try:
+            for event in self._call:
+                kind = event.WhichOneof("event")
+                if kind == "progress":
+                    p = event.progress
+                    yield Progress(
+                        p.step,
+                        p.total_steps,
+                        np.asarray(p.objective, dtype=np.float32),
+                        [Picture(b) for b in p.previews],
+                    )
+                elif kind == "result":
+                    self.result = _maximize_result(event.result)
+        except KeyboardInterrupt:
+            self.cancel()
+            raise
+        except grpc.RpcError as e:
+            raise _error(e) from None
+        finally:
+            # A loop left early (break, an exception) stops the daemon's work.
+            if self.result is None:
+                self.cancel()
+
+    def wait(self) -> MaximizeResult:
+        """Runs to the end and returns the result."""
+        for _ in self:
+            pass
+        if self.result is None:
+            raise FoveaError(grpc.StatusCode.INTERNAL, "the maximization ended without a result")
+        return self.result
+
+    def cancel(self) -> None:
+        self._call.cancel()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._call.cancelled()
+
+
+def _maximize_result(r: pb.MaximizeResult) -> MaximizeResult:
+    images = [np.asarray(i.values, dtype=np.float32).reshape(i.height, i.width, 3) for i in r.images]
+    return MaximizeResult(
+        images=np.stack(images) if images else np.zeros((0, 0, 0, 3), np.float32),
+        objective=np.asarray(r.objective, dtype=np.float32),
+        pictures=[Picture(b) for b in r.pngs],
+        fov=Box._from(r.fov) if r.HasField("fov") else None,
+        normalization=r.normalization,
+    )
+
+
+class Recording:
+    """One recorded image on the daemon. Requests that find it evicted send
+    the image again and retry, once."""
+
+    def __init__(self, client: Client, response: pb.RecordResponse, image: bytes, label: str):
+        self._client = client
+        self._image = image
+        self.label = label
+        self._set(response)
+
+    def _set(self, r: pb.RecordResponse) -> None:
+        self.raw = r
+        self.id = r.recording_id
+        self.predictions = [Prediction(p.class_index, p.label, p.score) for p in r.predictions]
+        self.activity = {a.layer: a.fraction_active for a in r.activity}
+        self.input = Picture(r.input_png)
+
+    def __repr__(self) -> str:
+        return f"Recording({self.id[:12]}..., {self.label!r})"
+
+    def _call(self, method: str, make):
+        try:
+            return self._client._call(method, make(self.id))
+        except NotFound:
+            again = self._client._call("Record", pb.RecordRequest(image=self._image, label=self.label))
+            self._set(again)
+            return self._client._call(method, make(self.id))
+
+    def feature_maps(self, layer: Union[str, int], features: Optional[Iterable[int]] = None) -> np.ndarray:
+        """Activations after the ReLU: float32 (features, H, W), in the order
+        asked (default all of the layer's features)."""
+        fs = list(features) if features is not None else []
+        r = self._call(
+            "GetFeatureMaps",
+            lambda rid: pb.GetFeatureMapsRequest(
+                recording_id=rid, layer=str(layer), features=fs, encoding=pb.VALUE_ENCODING_FLOAT32
+            ),
+        )
+        if not r.maps:
+            return np.zeros((0, r.height, r.width), np.float32)
+        return np.stack([np.asarray(m.values, dtype=np.float32).reshape(r.height, r.width) for m in r.maps])
+
+    def top(
+        self, layer: Union[str, int], k: int = 9, *, feature: Optional[int] = None, distinct: bool = False
+    ) -> List[Activation]:
+        """The k strongest neurons of a layer, strongest first (at most one
+        per feature with `distinct`)."""
+        r = self._call(
+            "TopActivations",
+            lambda rid: pb.TopActivationsRequest(
+                recording_id=rid, layer=str(layer), k=k, feature=feature, distinct_features=distinct
+            ),
+        )
+        return [Activation(a.feature, a.y, a.x, a.value) for a in r.activations]
+
+    def reconstruct(
+        self,
+        neuron: NeuronLike,
+        modes: Sequence[Union[str, int]] = ("deconvnet", "masked", "random", "linear"),
+        *,
+        recorded_start: bool = False,
+        seed: int = 0,
+        crop_to_fov: bool = True,
+        effective_bias: bool = False,
+    ) -> Reconstructions:
+        """Backward reconstructions of one neuron onto the input plane
+        (paper section 3), one per mode. The arrays are the full input frame;
+        `crop_to_fov` crops only the rendered PNGs."""
+        names = [_mode_name(m) for m in modes]
+        n = _neuron(neuron)
+        r = self._call(
+            "Reconstruct",
+            lambda rid: pb.ReconstructRequest(
+                recording_id=rid,
+                neurons=[n._proto()],
+                modes=[MODES[m] for m in names],
+                start=pb.RECORDED_ACTIVATION if recorded_start else pb.ONE_HOT,
+                seed=seed,
+                crop_to_fov=crop_to_fov,
+                effective_bias=effective_bias,
+            ),
+        )
+        out = Reconstructions()
+        out.normalization, out.png = {}, {}
+        out.fov, out.activation, out.effective_bias = None, 0.0, None
+        for rec in r.reconstructions:
+            name = _MODE_NAMES[rec.mode]
+            out[name] = np.asarray(rec.values, dtype=np.float32).reshape(rec.height, rec.width, 3)
+            out.normalization[name] = rec.normalization
+            out.png[name] = rec.png
+            out.activation = rec.activation
+            if rec.HasField("fov"):
+                out.fov = Box._from(rec.fov)
+            if name == "linear" and effective_bias:
+                out.effective_bias = rec.effective_bias
+        return out
+
+    def stats(self, layers: Optional[Iterable[Union[str, int]]] = None) -> List[LayerStats]:
+        """Paper fig. 6 for the given layers (default every conv layer)."""
+        ls = [str(x) for x in layers] if layers is not None else []
+        r = self._call("ActivationStats", lambda rid: pb.ActivationStatsRequest(recording_id=rid, layers=ls))
+        return [
+            LayerStats(
+                s.layer,
+                s.name,
+                s.features,
+                s.locations,
+                np.asarray(s.histogram, dtype=np.int64),
+                s.fraction_active,
+                np.asarray(s.feature_fraction_active, dtype=np.float32),
+            )
+            for s in r.layers
+        ]
+
+    def drop(self) -> bool:
+        """Removes the recording from the daemon's cache."""
+        return self._client._call("DropRecording", pb.DropRecordingRequest(recording_id=self.id)).dropped
+
+
+# ------------------------------------------------------------------ display
+
+
+def show(picture: Union[Picture, np.ndarray], title: Optional[str] = None):
+    """Shows a picture: with matplotlib when installed (arrays in input
+    space are rescaled for display), else as PNG in IPython."""
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError:
+        plt = None
+    if plt is not None:
+        fig, ax = plt.subplots()
+        if isinstance(picture, Picture):
+            import io
+
+            ax.imshow(plt.imread(io.BytesIO(picture.png), format="png"))
+        else:
+            a = np.asarray(picture, dtype=np.float32)
+            span = float(np.abs(a).max()) or 1.0
+            ax.imshow(np.clip(0.5 + a / (2 * span), 0, 1) if a.min() < 0 else a / span)
+        ax.set_axis_off()
+        if title:
+            ax.set_title(title)
+        return fig
+    try:
+        from IPython.display import Image, display
+    except ImportError:
+        raise RuntimeError("show() needs matplotlib or IPython (pip install matplotlib)") from None
+    png = picture.png if isinstance(picture, Picture) else _png(
+        np.clip(np.asarray(picture, dtype=np.float32) * 255, 0, 255).astype(np.uint8)
+    )
+    display(Image(data=png))
+    return None

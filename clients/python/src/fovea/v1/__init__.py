@@ -1,0 +1,1 @@
+"""Generated protobuf and gRPC code for the `fovea.v1` API."""
