@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::network::{ConvLayer, FovTree, Span, fov_tree};
 use crate::onnx::{Attr, Dim, GraphBuilder, f32_tensor, i64_tensor};
 use crate::recording::Recording;
+use crate::stop::Stop;
 use fovea_proto::onnx::{ModelProto, tensor_proto::DataType};
 use ort::session::Session;
 use ort::value::TensorRef;
@@ -569,6 +570,19 @@ impl Engine {
         start: Start,
         seed: u64,
     ) -> Result<Vec<Reconstruction>> {
+        self.reconstruct_until(rec, neurons, modes, start, seed, &Stop::never())
+    }
+
+    /// [`Self::reconstruct`], checking `stop` before every batch.
+    pub fn reconstruct_until(
+        &self,
+        rec: &Recording,
+        neurons: &[NeuronAt],
+        modes: &[Mode],
+        start: Start,
+        seed: u64,
+        stop: &Stop,
+    ) -> Result<Vec<Reconstruction>> {
         self.check_recording(rec)?;
         let mut jobs: Vec<(usize, NeuronAt, Mode)> = Vec::new();
         for (i, n) in neurons.iter().enumerate() {
@@ -610,6 +624,7 @@ impl Engine {
                 Ok(backward_graph(&self.network.convs, layer, &weights, linear))
             })?;
             for chunk in groups[&key].chunks(batch_size(&self.network.convs, layer)) {
+                stop.check()?;
                 let batch: Vec<(NeuronAt, Mode)> =
                     chunk.iter().map(|&j| (jobs[j].1, jobs[j].2)).collect();
                 let images = self.run_backward(&session, rec, layer, &batch, start)?;
@@ -716,6 +731,16 @@ impl Engine {
     /// Each neuron's pre-activation for a zero input under the recorded masks
     /// and switches (the `b_eff` of pre-activation = <filter, x0> + b_eff).
     pub fn effective_bias(&self, rec: &Recording, neurons: &[NeuronAt]) -> Result<Vec<f32>> {
+        self.effective_bias_until(rec, neurons, &Stop::never())
+    }
+
+    /// [`Self::effective_bias`], checking `stop` before every batch.
+    pub fn effective_bias_until(
+        &self,
+        rec: &Recording,
+        neurons: &[NeuronAt],
+        stop: &Stop,
+    ) -> Result<Vec<f32>> {
         self.check_recording(rec)?;
         let convs = &self.network.convs;
         let mut out = vec![0f32; neurons.len()];
@@ -735,6 +760,7 @@ impl Engine {
                 self.cached_graph(layer, GraphKind::Affine, || Ok(affine_graph(convs, layer)))?;
             let size_tree = tree_of(convs, layer);
             for chunk in idx.chunks(batch_size(convs, layer)) {
+                stop.check()?;
                 let n = chunk.len();
                 let samples: Vec<GateSample> = chunk
                     .iter()

@@ -43,7 +43,17 @@ impl Runtime {
         if let Some(rt) = slot.as_ref() {
             return Ok(rt.clone());
         }
-        let rt = Arc::new(Runtime::create(lib, ep, threads)?);
+        // Created on a thread of its own at engine priority: the pool's
+        // threads inherit it, and the caller's priority stays as it was.
+        let rt = std::thread::scope(|s| {
+            s.spawn(|| {
+                crate::priority::lower_this_thread();
+                Runtime::create(lib, ep, threads)
+            })
+            .join()
+        })
+        .map_err(|_| Error::Runtime("creating the ONNX Runtime environment panicked".into()))??;
+        let rt = Arc::new(rt);
         *slot = Some(rt.clone());
         Ok(rt)
     }
@@ -550,7 +560,9 @@ impl Engine {
         h.update(self.provenance.sha256.as_bytes());
         h.update(b"\0");
         h.update(self.profile.fingerprint().as_bytes());
-        h.update(b"\0");
+        // How the bytes become pixels (EXIF orientation, alpha): recordings
+        // made before it was applied are not served for it.
+        h.update(b"\0decode-2\0");
         h.update(image);
         hex(&h.finalize())
     }

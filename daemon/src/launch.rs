@@ -37,6 +37,10 @@ pub struct LoadOptions {
     /// Write every generated ONNX graph to this folder.
     #[arg(long)]
     pub dump_graphs: Option<PathBuf>,
+    /// Where ONNX Runtime and the models are fetched to and kept (default
+    /// $XDG_CACHE_HOME/fovea or ~/.cache/fovea).
+    #[arg(long, env = "FOVEA_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Default for LoadOptions {
@@ -50,13 +54,14 @@ impl Default for LoadOptions {
             input_size: 224,
             profile: None,
             dump_graphs: None,
+            cache_dir: None,
         }
     }
 }
 
 /// Resolves ONNX Runtime and the model, and loads the engine.
 pub fn load(opts: &LoadOptions) -> Result<Arc<Engine>> {
-    let cache = cache_dir();
+    let cache = opts.cache_dir.clone().unwrap_or_else(cache_dir);
     let lib = resolve_ort_library(opts.ort_lib.as_deref(), opts.ep, &cache)?;
     let runtime = Runtime::new(&lib, opts.ep, opts.threads)?;
     let (path, provenance) = resolve_model(&opts.model, opts.model_source, &cache)?;

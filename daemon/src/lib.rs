@@ -3,6 +3,7 @@
 //! that serves it.
 
 pub mod backward;
+pub mod credentials;
 pub mod engine;
 pub mod error;
 pub mod fixtures;
@@ -13,12 +14,14 @@ pub mod network;
 pub mod onnx;
 mod parallel;
 pub mod paths;
+pub mod priority;
 pub mod profile;
 pub mod recording;
 pub mod render;
 pub mod requests;
 pub mod scan;
 pub mod server;
+pub mod stop;
 pub mod store;
 pub mod supply;
 

@@ -3,6 +3,7 @@
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use fovea_daemon::credentials::TlsFile;
 use fovea_daemon::launch::LoadOptions;
 use fovea_daemon::profile::ImageLimits;
 use fovea_daemon::server::{Listener, Security, ServiceOptions, State, serve};
@@ -26,12 +27,17 @@ struct Args {
     /// Bytes of recordings kept in memory.
     #[arg(long, default_value_t = 2 << 30, env = "FOVEA_CACHE_BYTES")]
     cache_bytes: usize,
-    /// Also keep recordings in this folder, across restarts.
-    #[arg(long, env = "FOVEA_CACHE_DIR")]
-    cache_dir: Option<PathBuf>,
-    /// Bytes the cache folder may take.
-    #[arg(long, default_value_t = 20 << 30, env = "FOVEA_CACHE_DIR_BYTES")]
-    cache_dir_bytes: u64,
+    /// Also keep recordings in this folder, across restarts. (The model and
+    /// ONNX Runtime cache is another folder: --cache-dir, FOVEA_CACHE_DIR.)
+    #[arg(long, env = "FOVEA_RECORDINGS_DIR")]
+    recordings_dir: Option<PathBuf>,
+    /// Bytes the recordings folder may take.
+    #[arg(long, default_value_t = 20 << 30, env = "FOVEA_RECORDINGS_DIR_BYTES")]
+    recordings_dir_bytes: u64,
+    /// Seconds in-flight work may take to finish after SIGTERM or SIGINT
+    /// (maximizations stop within a step); a second signal exits at once.
+    #[arg(long, default_value_t = 10, env = "FOVEA_SHUTDOWN_GRACE")]
+    shutdown_grace: u64,
     /// Serve these dataset scan results (from `fovea scan`) through ScanTop.
     #[arg(long, env = "FOVEA_SCAN")]
     scan: Option<PathBuf>,
@@ -98,21 +104,25 @@ fn security(args: &Args) -> anyhow::Result<Security> {
             let t = std::fs::read_to_string(p)
                 .with_context(|| format!("--token-file {}", p.display()))?;
             let t = t.lines().next().unwrap_or("").trim().to_string();
-            if t.len() < 16 {
-                bail!(
-                    "--token-file {}: the token must be at least 16 characters",
-                    p.display()
-                );
+            if let Err(why) = fovea_daemon::credentials::check_token(&t) {
+                bail!("--token-file {}: {why}", p.display());
             }
             Some(Arc::from(t.as_str()))
         }
         None => None,
     };
     let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(c), Some(k)) => Some((
-            std::fs::read(c).with_context(|| format!("--tls-cert {}", c.display()))?,
-            std::fs::read(k).with_context(|| format!("--tls-key {}", k.display()))?,
-        )),
+        (Some(c), Some(k)) => {
+            let cert = std::fs::read(c).with_context(|| format!("--tls-cert {}", c.display()))?;
+            let key = std::fs::read(k).with_context(|| format!("--tls-key {}", k.display()))?;
+            if let Err((file, why)) = fovea_daemon::credentials::check_tls(&cert, &key) {
+                match file {
+                    TlsFile::Cert => bail!("--tls-cert {}: {why}", c.display()),
+                    TlsFile::Key => bail!("--tls-key {}: {why}", k.display()),
+                }
+            }
+            Some((cert, key))
+        }
         _ => None,
     };
     Ok(Security { token, tls })
@@ -128,8 +138,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         let listener = bind(&args.listen, protected || args.insecure).await?;
         let state = State::new(ServiceOptions {
             cache_bytes: args.cache_bytes,
-            cache_dir: args.cache_dir.clone(),
-            cache_dir_bytes: args.cache_dir_bytes,
+            cache_dir: args.recordings_dir.clone(),
+            cache_dir_bytes: args.recordings_dir_bytes,
             scan: match &args.scan {
                 Some(p) => Some(Arc::new(fovea_daemon::scan::ScanResults::load(p)?)),
                 None => None,
@@ -146,6 +156,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         let (fail_tx, mut fail_rx) = tokio::sync::oneshot::channel::<anyhow::Error>();
         let load = args.load.clone();
         let loading = tokio::task::spawn_blocking(move || {
+            // Loading is engine work too: health answers while it runs.
+            fovea_daemon::priority::lower_this_thread();
             fovea_daemon::launch::load(&load).map_err(anyhow::Error::from)
         });
         let ready = async move {
@@ -162,31 +174,70 @@ fn run(args: Args) -> anyhow::Result<()> {
             }
         };
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let grace = std::time::Duration::from_secs(args.shutdown_grace);
+        let socket = listener.socket_path();
         let shutdown = async move {
             tokio::select! {
-                _ = shutdown_signal() => tracing::info!("shutting down: finishing in-flight work"),
+                _ = shutdown_signal() => {
+                    tracing::info!(
+                        "shutting down: finishing in-flight work (at most {}s; a second signal exits now)",
+                        grace.as_secs()
+                    );
+                    tokio::spawn(async move {
+                        tokio::select! {
+                            _ = shutdown_signal() => tracing::warn!("second signal: exiting now"),
+                            _ = tokio::time::sleep(grace) => tracing::warn!(
+                                "in-flight work did not end within --shutdown-grace {}s: exiting",
+                                grace.as_secs()
+                            ),
+                        }
+                        if let Some(path) = socket {
+                            let _ = std::fs::remove_file(path);
+                        }
+                        std::process::exit(1);
+                    });
+                }
                 _ = stop_rx => {}
             }
         };
+        let socket = listener.socket_path();
         let server = tokio::spawn(serve(listener, state, security, ready, shutdown));
-        tokio::select! {
+        let outcome = tokio::select! {
             result = server => {
-                result.context("server task")?.map_err(|e| anyhow::anyhow!("{e}"))?;
-                tracing::info!("stopped");
-                Ok(())
+                result
+                    .context("server task")
+                    .and_then(|r| r.map_err(|e| anyhow::anyhow!("{e}")))
+                    .map(|()| tracing::info!("stopped"))
             }
             Ok(e) = &mut fail_rx => {
                 let _ = stop_tx.send(());
                 Err(e)
             }
+        };
+        if let Some(path) = socket {
+            let _ = std::fs::remove_file(path);
         }
+        outcome
     })
 }
 
 async fn bind(listen: &str, exposed_ok: bool) -> anyhow::Result<Listener> {
     if let Some(path) = listen.strip_prefix("unix:") {
-        // A stale socket from an earlier run would make bind fail.
-        let _ = std::fs::remove_file(path);
+        // Replace only a stale socket from an earlier run: never a regular
+        // file, nor the socket of a daemon still serving.
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            use std::os::unix::fs::FileTypeExt;
+            if !meta.file_type().is_socket() {
+                bail!(
+                    "--listen {listen}: {path} exists and is not a socket; refusing to replace it"
+                );
+            }
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                bail!("--listen {listen}: another process is serving on {path}");
+            }
+            std::fs::remove_file(path)
+                .with_context(|| format!("--listen {listen}: removing the stale socket"))?;
+        }
         let l =
             tokio::net::UnixListener::bind(path).with_context(|| format!("--listen {listen}"))?;
         tracing::info!("listening on unix:{path}");

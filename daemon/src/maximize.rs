@@ -116,6 +116,18 @@ pub struct Maximized {
     pub images: Vec<Vec<f32>>,
     pub objective: Vec<f32>,
     pub fov: PixelBox,
+    /// Steps taken: fewer than asked when the run was ended early.
+    pub steps: usize,
+}
+
+/// What a progress callback asks for after a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// Stop and discard the images (the client is gone).
+    Cancel,
+    /// Stop and return the images so far (shutdown, deadline).
+    Finish,
 }
 
 /// How the conv chain of an ascent graph meets the image border.
@@ -623,6 +635,23 @@ impl Engine {
         opts: &MaximizeOptions,
         mut progress: impl FnMut(&Progress) -> bool,
     ) -> Result<Maximized> {
+        self.maximize_with(n, opts, |p| {
+            if progress(p) {
+                Flow::Continue
+            } else {
+                Flow::Cancel
+            }
+        })
+    }
+
+    /// [`Self::maximize`] whose callback may also end the run early with
+    /// the images so far ([`Flow::Finish`]).
+    pub fn maximize_with(
+        &self,
+        n: NeuronAt,
+        opts: &MaximizeOptions,
+        mut progress: impl FnMut(&Progress) -> Flow,
+    ) -> Result<Maximized> {
         opts.validate()?;
         let ascent = Ascent::new(self, n)?;
         let (sy, sx) = ascent.origin;
@@ -661,6 +690,7 @@ impl Engine {
             .collect();
         let mut batch = vec![0f32; starts * 3 * plane];
         let mut objective = vec![0f32; starts];
+        let mut steps = 0;
         for step in 1..=opts.steps {
             let (dy, dx) = if opts.jitter > 0 {
                 let j = opts.jitter as i64;
@@ -703,14 +733,16 @@ impl Engine {
                     }
                 }
             }
-            let go_on = progress(&Progress {
+            steps = step;
+            match progress(&Progress {
                 step,
                 total: opts.steps,
                 objective: &objective,
                 crops: &crops,
-            });
-            if !go_on {
-                return Err(Error::Cancelled);
+            }) {
+                Flow::Continue => {}
+                Flow::Cancel => return Err(Error::Cancelled),
+                Flow::Finish => break,
             }
         }
         // The objective of the final images.
@@ -730,6 +762,7 @@ impl Engine {
             images,
             objective,
             fov: ascent.fov,
+            steps,
         })
     }
 }

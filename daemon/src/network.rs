@@ -398,7 +398,6 @@ impl Network {
 
     /// Resolves a layer given by paper number or name.
     pub fn resolve_layer(&self, field: &str, spec: &str) -> Result<LayerId> {
-        let spec = spec.trim();
         let n_conv = self.convs.len();
         let last = n_conv + self.dense.len();
         let range = format!(
@@ -409,7 +408,12 @@ impl Network {
                 .map(|d| format!(" or {}", d.name))
                 .unwrap_or_default()
         );
-        if let Ok(n) = spec.parse::<i64>() {
+        // Plain decimal only: "13", not "+13", "013" or " 13".
+        let decimal = !spec.is_empty()
+            && spec.len() <= 6
+            && spec.bytes().all(|b| b.is_ascii_digit())
+            && (spec == "0" || !spec.starts_with('0'));
+        if let Some(n) = decimal.then(|| spec.parse::<i64>().ok()).flatten() {
             return match n {
                 0 => Ok(LayerId::Input),
                 n if n >= 1 && n as usize <= n_conv => Ok(LayerId::Conv(n as usize)),
@@ -433,7 +437,10 @@ impl Network {
         }
         Err(Error::invalid(
             field,
-            format!("unknown layer {spec:?}; allowed {range}"),
+            format!(
+                "unknown layer {}; allowed {range} (numbers in plain decimal)",
+                crate::error::quote(spec)
+            ),
         ))
     }
 
@@ -444,7 +451,8 @@ impl Network {
             _ => Err(Error::invalid(
                 field,
                 format!(
-                    "layer {spec:?} is not a conv layer; allowed 1..={}",
+                    "layer {} is not a conv layer; allowed 1..={}",
+                    crate::error::quote(spec),
                     self.convs.len()
                 ),
             )),

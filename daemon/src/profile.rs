@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::network::{Layout, Network};
-use image::{ImageReader, Limits, RgbImage, imageops::FilterType};
+use image::{ImageDecoder, ImageReader, Limits, RgbImage, imageops::FilterType};
 use std::io::Cursor;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,8 +171,58 @@ impl Default for ImageLimits {
     }
 }
 
+/// What decoding did to an image beyond reading its pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DecodeNotes {
+    /// The EXIF orientation applied (2..=8), or 0 when the file has none or
+    /// it is the identity (1).
+    pub exif_orientation: u8,
+    /// The image had an alpha channel, composited over [`ALPHA_BACKGROUND`].
+    pub alpha_composited: bool,
+}
+
+/// The colour transparent pixels are composited over: mid-grey, which the
+/// preprocessing of the usual profiles maps close to zero input.
+pub const ALPHA_BACKGROUND: [u8; 3] = [128, 128, 128];
+
+/// What decoding `bytes` will do (orientation, alpha), read from the
+/// headers alone.
+pub fn decode_notes(bytes: &[u8]) -> DecodeNotes {
+    let Ok(reader) = ImageReader::new(Cursor::new(bytes)).with_guessed_format() else {
+        return DecodeNotes::default();
+    };
+    let Ok(mut decoder) = reader.into_decoder() else {
+        return DecodeNotes::default();
+    };
+    let exif_orientation = decoder
+        .orientation()
+        .ok()
+        .map(|o| o.to_exif())
+        .filter(|&o| o != 1)
+        .unwrap_or(0);
+    DecodeNotes {
+        exif_orientation,
+        alpha_composited: decoder.color_type().has_alpha(),
+    }
+}
+
+/// A JPEG whose entropy-coded data runs to its end marker: the last scan
+/// (SOS) must be followed by an EOI. Decoders fill a cut file's missing
+/// part with grey instead of failing; inside entropy-coded data 0xFF is
+/// always followed by 0x00 or a restart marker, so an EOI there is real.
+fn jpeg_complete(bytes: &[u8]) -> bool {
+    let last_sos = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
+    match last_sos {
+        Some(i) => bytes[i..].windows(2).any(|w| w == [0xFF, 0xD9]),
+        None => false,
+    }
+}
+
 /// Decodes an encoded image to RGB, checking the declared size before any
-/// pixel is decoded (decompression bombs stop here).
+/// pixel is decoded (decompression bombs stop here). The EXIF orientation
+/// is applied and transparency composited over [`ALPHA_BACKGROUND`]
+/// ([`decode_notes`] tells whether either happened); a truncated JPEG is
+/// refused.
 pub fn decode_image(bytes: &[u8], limits: ImageLimits) -> Result<RgbImage> {
     if bytes.is_empty() {
         return Err(Error::BadImage("no image bytes".into()));
@@ -190,6 +240,11 @@ pub fn decode_image(bytes: &[u8], limits: ImageLimits) -> Result<RgbImage> {
     if reader.format().is_none() {
         return Err(Error::BadImage(
             "unrecognised format; send PNG, JPEG, WebP, GIF or BMP".into(),
+        ));
+    }
+    if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_complete(bytes) {
+        return Err(Error::BadImage(
+            "truncated JPEG: the file ends before its last scan does".into(),
         ));
     }
     let (w, h) = reader
@@ -210,10 +265,24 @@ pub fn decode_image(bytes: &[u8], limits: ImageLimits) -> Result<RgbImage> {
     l.max_image_height = Some(h);
     l.max_alloc = Some(pixels * 16 + (64 << 20));
     reader.limits(l);
-    let img = reader
-        .decode()
-        .map_err(|e| Error::BadImage(format!("corrupt image: {e}")))?;
-    Ok(img.to_rgb8())
+    let corrupt = |e: image::ImageError| Error::BadImage(format!("corrupt image: {e}"));
+    let mut decoder = reader.into_decoder().map_err(corrupt)?;
+    let orientation = decoder.orientation().map_err(corrupt)?;
+    let mut img = image::DynamicImage::from_decoder(decoder).map_err(corrupt)?;
+    img.apply_orientation(orientation);
+    if !img.color().has_alpha() {
+        return Ok(img.to_rgb8());
+    }
+    let rgba = img.to_rgba32f();
+    let mut out = RgbImage::new(rgba.width(), rgba.height());
+    for (o, p) in out.pixels_mut().zip(rgba.pixels()) {
+        let a = p[3].clamp(0.0, 1.0);
+        for c in 0..3 {
+            let v = p[c].clamp(0.0, 1.0) * 255.0 * a + ALPHA_BACKGROUND[c] as f32 * (1.0 - a);
+            o[c] = v.round() as u8;
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

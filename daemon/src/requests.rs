@@ -11,6 +11,10 @@ use tonic::Status;
 /// Most reconstructions (neurons x modes) one call may ask for.
 pub const MAX_RECONSTRUCTIONS: usize = 64;
 
+/// Largest answer the server encodes, bytes; requests whose answer would
+/// be larger are refused before any work.
+pub const MAX_ENCODED_MESSAGE: usize = 256 << 20;
+
 /// A checked Reconstruct request.
 #[derive(Debug, Clone)]
 pub struct ReconstructJob {
@@ -179,11 +183,18 @@ impl TryFrom<(&Engine, pb::GetFeatureMapsRequest)> for MapsQuery {
     fn try_from((engine, req): (&Engine, pb::GetFeatureMapsRequest)) -> Result<Self, Status> {
         let layer = engine.network.resolve_conv("layer", &req.layer)?;
         let depth = engine.geometry[layer].channels as u32;
-        let features: Vec<u32> = if !req.features.is_empty() {
+        let listed = !req.features.is_empty();
+        let features: Vec<u32> = if listed {
             if req.feature_start.is_some() || req.feature_end.is_some() {
                 return Err(Status::invalid_argument(
                     "features: give a list or a range, not both",
                 ));
+            }
+            if req.features.len() > depth as usize {
+                return Err(Status::invalid_argument(format!(
+                    "features: {} given; allowed at most {depth} (the depth of layer {layer})",
+                    req.features.len()
+                )));
             }
             if let Some(bad) = req.features.iter().find(|&&f| f >= depth) {
                 return Err(Status::invalid_argument(format!(
@@ -212,6 +223,24 @@ impl TryFrom<(&Engine, pb::GetFeatureMapsRequest)> for MapsQuery {
                 )));
             }
         };
+        // The answer's size is known now: refuse what could not be sent.
+        let g = &engine.geometry[layer];
+        let per_map = g.height * g.width * if quantize { 1 } else { 4 } + 32;
+        let most = (MAX_ENCODED_MESSAGE / per_map).max(1);
+        if features.len() > most {
+            let field = if listed {
+                "features"
+            } else {
+                "feature_start..feature_end"
+            };
+            return Err(Status::invalid_argument(format!(
+                "{field}: {} maps of {}x{} would exceed the {} MiB answer limit; ask for at most {most} per call (or UINT8 encoding)",
+                features.len(),
+                g.height,
+                g.width,
+                MAX_ENCODED_MESSAGE >> 20
+            )));
+        }
         Ok(MapsQuery {
             recording_id: req.recording_id,
             layer,

@@ -5,10 +5,12 @@
 use crate::backward::Mode;
 use crate::engine::Engine;
 use crate::error::Error;
+use crate::maximize::Flow;
 use crate::profile::ImageLimits;
 use crate::recording::{Recording, layer_stats, top_activations};
 use crate::render;
-use crate::requests::{MapsQuery, MaximizeJob, ReconstructJob, mode_to};
+use crate::requests::{MAX_ENCODED_MESSAGE, MapsQuery, MaximizeJob, ReconstructJob, mode_to};
+use crate::stop::Stop;
 use fovea_proto::v1 as pb;
 use fovea_proto::v1::probe_server::{Probe, ProbeServer};
 use std::collections::HashMap;
@@ -26,6 +28,8 @@ impl From<Error> for Status {
             }
             Error::RecordingNotFound(_) => Status::not_found(e.to_string()),
             Error::Cancelled => Status::cancelled(e.to_string()),
+            Error::DeadlineExceeded => Status::deadline_exceeded(e.to_string()),
+            Error::ShuttingDown => Status::unavailable(e.to_string()),
             Error::Unsupported(_) => Status::unimplemented(e.to_string()),
             _ => Status::internal(e.to_string()),
         }
@@ -184,6 +188,8 @@ pub struct State {
     options: ServiceOptions,
     permits: Arc<Semaphore>,
     waiting: std::sync::atomic::AtomicUsize,
+    /// Set when the daemon begins to shut down: work in flight ends early.
+    shutdown: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl State {
@@ -202,6 +208,7 @@ impl State {
             pending_writes: Default::default(),
             permits: Arc::new(Semaphore::new(options.concurrency.max(1))),
             waiting: Default::default(),
+            shutdown: Default::default(),
             options,
         }))
     }
@@ -282,21 +289,45 @@ impl State {
             .ok_or_else(|| Status::unavailable("the model is still loading; retry shortly"))
     }
 
-    /// Runs blocking engine work under the concurrency bound; a full queue is
-    /// RESOURCE_EXHAUSTED.
+    /// Marks the daemon as shutting down: work in flight ends early.
+    pub fn begin_shutdown(&self) {
+        self.shutdown
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The reasons a request's work may stop early: its deadline, its
+    /// client going away (see [`State::run`]) and shutdown.
+    fn stop_for<R>(&self, request: &Request<R>) -> Stop {
+        Stop::never()
+            .with_deadline(deadline(request.metadata()))
+            .with_shutdown(self.shutdown.clone())
+    }
+
+    /// Runs blocking engine work under the concurrency bound (a full queue
+    /// is RESOURCE_EXHAUSTED). The work sees `stop`, which fires when the
+    /// request's future is dropped (the client left) and when its deadline
+    /// passes; at the deadline the answer is DEADLINE_EXCEEDED.
     async fn run<T: Send + 'static>(
         self: &Arc<Self>,
-        work: impl FnOnce(Arc<Engine>) -> Result<T, Error> + Send + 'static,
+        stop: Stop,
+        work: impl FnOnce(Arc<Engine>, &Stop) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Status> {
         let engine = self.engine()?;
-        let admission = self.admit().await?;
-        tokio::task::spawn_blocking(move || {
+        let guard = stop.guard();
+        let deadline = stop.deadline().map(tokio::time::Instant::from_std);
+        let admission = within(deadline, self.admit()).await??;
+        let task = tokio::task::spawn_blocking(move || {
             let _admission = admission;
-            work(engine)
-        })
-        .await
-        .map_err(|e| Status::internal(format!("engine task failed: {e}")))?
-        .map_err(Status::from)
+            crate::priority::lower_this_thread();
+            stop.check()?;
+            work(engine, &stop)
+        });
+        let out = within(deadline, task)
+            .await?
+            .map_err(|e| Status::internal(format!("engine task failed: {e}")))?
+            .map_err(Status::from);
+        guard.disarm();
+        out
     }
 
     /// A place in the bounded work queue, held until the guard is dropped;
@@ -329,15 +360,69 @@ impl State {
     }
 
     async fn recording(&self, id: &str) -> Result<Arc<Recording>, Status> {
-        if id.is_empty() {
-            return Err(Status::invalid_argument(
-                "recording_id: required (the id Record returned)",
-            ));
-        }
+        check_recording_id(id)?;
         self.lookup(id)
             .await
             .ok_or_else(|| Error::RecordingNotFound(id.to_string()).into())
     }
+}
+
+/// A recording id as Record returns it: 64 hexadecimal characters.
+fn check_recording_id(id: &str) -> Result<(), Status> {
+    if id.is_empty() {
+        return Err(Status::invalid_argument(
+            "recording_id: required (the id Record returned)",
+        ));
+    }
+    if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Status::invalid_argument(format!(
+            "recording_id: {} is not a recording id (64 hexadecimal characters, as Record returns)",
+            crate::error::quote(id)
+        )));
+    }
+    Ok(())
+}
+
+/// `fut`, or DEADLINE_EXCEEDED when `deadline` comes first.
+async fn within<T>(
+    deadline: Option<tokio::time::Instant>,
+    fut: impl std::future::Future<Output = T>,
+) -> Result<T, Status> {
+    match deadline {
+        Some(d) => tokio::time::timeout_at(d, fut)
+            .await
+            .map_err(|_| Status::from(Error::DeadlineExceeded)),
+        None => Ok(fut.await),
+    }
+}
+
+/// The deadline a client sent (`grpc-timeout`), a little early: the
+/// transport also times the call from when it arrived and would answer
+/// CANCELLED if it ran out first.
+fn deadline(metadata: &tonic::metadata::MetadataMap) -> Option<std::time::Instant> {
+    let timeout = parse_grpc_timeout(metadata.get("grpc-timeout")?.to_str().ok()?)?;
+    let margin = (timeout / 50).max(std::time::Duration::from_millis(5));
+    Some(std::time::Instant::now() + timeout.saturating_sub(margin))
+}
+
+/// `grpc-timeout`: at most 8 digits and a unit (H, M, S, m, u, n), per the
+/// gRPC over HTTP/2 spec.
+fn parse_grpc_timeout(v: &str) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
 }
 
 /// A place in the work queue, released when dropped.
@@ -373,7 +458,7 @@ impl ProbeService {
     pub fn into_server(self) -> ProbeServer<ProbeService> {
         ProbeServer::new(self)
             .max_decoding_message_size(48 << 20)
-            .max_encoding_message_size(256 << 20)
+            .max_encoding_message_size(MAX_ENCODED_MESSAGE)
     }
 }
 
@@ -485,7 +570,12 @@ pub fn model_info(engine: &Engine) -> pb::ModelInfo {
     }
 }
 
-fn record_response(engine: &Engine, rec: &Recording, cached: bool) -> pb::RecordResponse {
+fn record_response(
+    engine: &Engine,
+    rec: &Recording,
+    cached: bool,
+    notes: crate::profile::DecodeNotes,
+) -> pb::RecordResponse {
     let mut order: Vec<usize> = (0..rec.scores.len()).collect();
     order.sort_by(|&a, &b| rec.scores[b].total_cmp(&rec.scores[a]));
     pb::RecordResponse {
@@ -514,6 +604,55 @@ fn record_response(engine: &Engine, rec: &Recording, cached: bool) -> pb::Record
             .collect(),
         cached,
         input_png: render::png(&rec.image),
+        exif_orientation: notes.exif_orientation as u32,
+        alpha_composited: notes.alpha_composited,
+    }
+}
+
+/// Longest label a recording keeps, in characters.
+pub const MAX_LABEL_CHARS: usize = 1024;
+
+/// The feature maps a checked query asks for.
+fn feature_maps(rec: &Recording, q: MapsQuery) -> pb::FeatureMaps {
+    let l = rec.layer(q.layer);
+    let plane = l.plane();
+    let maps = q
+        .features
+        .into_iter()
+        .map(|f| {
+            let vals: Vec<f32> = l.activations[f as usize * plane..(f as usize + 1) * plane]
+                .iter()
+                .map(|v| v.to_f32())
+                .collect();
+            let max = vals.iter().fold(0f32, |m, &v| m.max(v));
+            if q.quantize {
+                let scale = if max > 0.0 { max / 255.0 } else { 1.0 };
+                pb::FeatureMap {
+                    feature: f,
+                    max,
+                    values: vec![],
+                    quantized: vals
+                        .iter()
+                        .map(|&v| (v / scale).round().clamp(0.0, 255.0) as u8)
+                        .collect(),
+                    scale,
+                }
+            } else {
+                pb::FeatureMap {
+                    feature: f,
+                    max,
+                    values: vals,
+                    quantized: vec![],
+                    scale: 1.0,
+                }
+            }
+        })
+        .collect();
+    pb::FeatureMaps {
+        layer: q.layer as u32,
+        height: l.height as u32,
+        width: l.width as u32,
+        maps,
     }
 }
 
@@ -534,16 +673,26 @@ impl Probe for ProbeService {
         &self,
         request: Request<pb::RecordRequest>,
     ) -> Result<Response<pb::RecordResponse>, Status> {
+        let stop = self.state.stop_for(&request);
         let req = request.into_inner();
         let engine = self.state.engine()?;
+        if req.label.chars().count() > MAX_LABEL_CHARS {
+            return Err(Status::invalid_argument(format!(
+                "label: {} characters; allowed at most {MAX_LABEL_CHARS}",
+                req.label.chars().count()
+            )));
+        }
         let id = engine.recording_id(&req.image);
+        let notes = crate::profile::decode_notes(&req.image);
         if let Some(rec) = self.state.lookup(&id).await {
-            return Ok(Response::new(record_response(&engine, &rec, true)));
+            return Ok(Response::new(record_response(&engine, &rec, true, notes)));
         }
         let limits = self.state.options.image_limits;
         let rec = self
             .state
-            .run(move |engine| engine.record(&req.image, &req.label, limits))
+            .run(stop, move |engine, _| {
+                engine.record(&req.image, &req.label, limits)
+            })
             .await
             .map_err(|s| {
                 if s.code() == tonic::Code::InvalidArgument && !s.message().starts_with("image") {
@@ -554,63 +703,29 @@ impl Probe for ProbeService {
             })?;
         let rec = Arc::new(rec);
         self.state.keep(rec.clone());
-        Ok(Response::new(record_response(&engine, &rec, false)))
+        Ok(Response::new(record_response(&engine, &rec, false, notes)))
     }
 
     async fn get_feature_maps(
         &self,
         request: Request<pb::GetFeatureMapsRequest>,
     ) -> Result<Response<pb::FeatureMaps>, Status> {
+        let stop = self.state.stop_for(&request);
         let engine = self.state.engine()?;
         let q = MapsQuery::try_from((&*engine, request.into_inner()))?;
         let rec = self.state.recording(&q.recording_id).await?;
-        let (layer, quantize) = (q.layer, q.quantize);
-        let l = rec.layer(layer);
-        let plane = l.plane();
-        let maps = q
-            .features
-            .into_iter()
-            .map(|f| {
-                let vals: Vec<f32> = l.activations[f as usize * plane..(f as usize + 1) * plane]
-                    .iter()
-                    .map(|v| v.to_f32())
-                    .collect();
-                let max = vals.iter().fold(0f32, |m, &v| m.max(v));
-                if quantize {
-                    let scale = if max > 0.0 { max / 255.0 } else { 1.0 };
-                    pb::FeatureMap {
-                        feature: f,
-                        max,
-                        values: vec![],
-                        quantized: vals
-                            .iter()
-                            .map(|&v| (v / scale).round().clamp(0.0, 255.0) as u8)
-                            .collect(),
-                        scale,
-                    }
-                } else {
-                    pb::FeatureMap {
-                        feature: f,
-                        max,
-                        values: vals,
-                        quantized: vec![],
-                        scale: 1.0,
-                    }
-                }
-            })
-            .collect();
-        Ok(Response::new(pb::FeatureMaps {
-            layer: layer as u32,
-            height: l.height as u32,
-            width: l.width as u32,
-            maps,
-        }))
+        let maps = self
+            .state
+            .run(stop, move |_, _| Ok(feature_maps(&rec, q)))
+            .await?;
+        Ok(Response::new(maps))
     }
 
     async fn top_activations(
         &self,
         request: Request<pb::TopActivationsRequest>,
     ) -> Result<Response<pb::TopActivationsResponse>, Status> {
+        let stop = self.state.stop_for(&request);
         let req = request.into_inner();
         let engine = self.state.engine()?;
         let layer = engine.network.resolve_conv("layer", &req.layer)?;
@@ -621,19 +736,24 @@ impl Probe for ProbeService {
             )));
         }
         let rec = self.state.recording(&req.recording_id).await?;
-        let l = rec.layer(layer);
-        if let Some(f) = req.feature.filter(|&f| f as usize >= l.channels) {
+        let channels = rec.layer(layer).channels;
+        if let Some(f) = req.feature.filter(|&f| f as usize >= channels) {
             return Err(Status::invalid_argument(format!(
                 "feature: {f} is outside 0..={} for layer {layer}",
-                l.channels - 1
+                channels - 1
             )));
         }
-        let hits = top_activations(
-            l,
-            req.k as usize,
-            req.feature.map(|f| f as usize),
-            req.distinct_features,
-        );
+        let hits = self
+            .state
+            .run(stop, move |_, _| {
+                Ok(top_activations(
+                    rec.layer(layer),
+                    req.k as usize,
+                    req.feature.map(|f| f as usize),
+                    req.distinct_features,
+                ))
+            })
+            .await?;
         Ok(Response::new(pb::TopActivationsResponse {
             layer: layer as u32,
             activations: hits
@@ -652,6 +772,7 @@ impl Probe for ProbeService {
         &self,
         request: Request<pb::ReconstructRequest>,
     ) -> Result<Response<pb::ReconstructResponse>, Status> {
+        let stop = self.state.stop_for(&request);
         let engine = self.state.engine()?;
         let job = ReconstructJob::try_from((&*engine, request.into_inner()))?;
         let rec = self.state.recording(&job.recording_id).await?;
@@ -659,10 +780,11 @@ impl Probe for ProbeService {
         let (neurons, modes, start, seed) = (job.neurons, job.modes, job.start, job.seed);
         let out = self
             .state
-            .run(move |engine| {
-                let mut results = engine.reconstruct(&rec, &neurons, &modes, start, seed)?;
+            .run(stop, move |engine, stop| {
+                let mut results =
+                    engine.reconstruct_until(&rec, &neurons, &modes, start, seed, stop)?;
                 if want_bias && modes.contains(&Mode::LinearFilter) {
-                    let biases = engine.effective_bias(&rec, &neurons)?;
+                    let biases = engine.effective_bias_until(&rec, &neurons, stop)?;
                     for r in results.iter_mut().filter(|r| r.mode == Mode::LinearFilter) {
                         r.effective_bias = Some(biases[r.neuron_index]);
                     }
@@ -710,6 +832,7 @@ impl Probe for ProbeService {
         &self,
         request: Request<pb::MaximizeRequest>,
     ) -> Result<Response<Self::MaximizeStream>, Status> {
+        let stop = self.state.stop_for(&request);
         let engine = self.state.engine()?;
         let job = MaximizeJob::try_from((&*engine, request.into_inner()))?;
         let (neuron, opts) = (job.neuron, job.options);
@@ -718,9 +841,11 @@ impl Probe for ProbeService {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::MaximizeEvent, Status>>(8);
         tokio::task::spawn_blocking(move || {
             let _admission = admission;
+            crate::priority::lower_this_thread();
             let started = std::time::Instant::now();
             let (h, w) = engine.fov_window(neuron);
-            let result = engine.maximize(neuron, &opts, |p| {
+            let mut shut_down = false;
+            let result = engine.maximize_with(neuron, &opts, |p| {
                 let due = preview_every > 0 && (p.step % preview_every == 0 || p.step == p.total);
                 let previews = if due {
                     p.crops.iter().map(|c| crop_png(&engine, c, h, w)).collect()
@@ -736,7 +861,17 @@ impl Probe for ProbeService {
                     })),
                 };
                 // A failed send means the client left (or its deadline passed).
-                tx.blocking_send(Ok(event)).is_ok()
+                if tx.blocking_send(Ok(event)).is_err() {
+                    return Flow::Cancel;
+                }
+                match stop.check() {
+                    Ok(()) => Flow::Continue,
+                    Err(Error::ShuttingDown) => {
+                        shut_down = true;
+                        Flow::Finish
+                    }
+                    Err(_) => Flow::Cancel,
+                }
             });
             match result {
                 Ok(m) => {
@@ -779,11 +914,21 @@ impl Probe for ProbeService {
                         })),
                     };
                     let _ = tx.blocking_send(Ok(event));
-                    tracing::info!(
-                        steps = opts.steps,
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        "maximize finished"
-                    );
+                    if shut_down {
+                        // The best images so far went out above; the status
+                        // says why the run ended early.
+                        let _ = tx.blocking_send(Err(Status::unavailable(format!(
+                            "server shutting down: stopped after {} of {} steps; the result holds the images so far",
+                            m.steps, opts.steps
+                        ))));
+                        tracing::info!(steps = m.steps, "maximize stopped by shutdown");
+                    } else {
+                        tracing::info!(
+                            steps = opts.steps,
+                            elapsed_ms = started.elapsed().as_millis() as u64,
+                            "maximize finished"
+                        );
+                    }
                 }
                 Err(Error::Cancelled) => {
                     tracing::info!(
@@ -805,10 +950,18 @@ impl Probe for ProbeService {
         &self,
         request: Request<pb::ActivationStatsRequest>,
     ) -> Result<Response<pb::ActivationStatsResponse>, Status> {
+        let stop = self.state.stop_for(&request);
         let req = request.into_inner();
         let engine = self.state.engine()?;
+        let convs = engine.network.convs.len();
+        if req.layers.len() > convs {
+            return Err(Status::invalid_argument(format!(
+                "layers: {} given; allowed at most {convs} (one per conv layer)",
+                req.layers.len()
+            )));
+        }
         let layers: Vec<usize> = if req.layers.is_empty() {
-            (1..=engine.network.convs.len()).collect()
+            (1..=convs).collect()
         } else {
             req.layers
                 .iter()
@@ -817,21 +970,26 @@ impl Probe for ProbeService {
                 .collect::<Result<_, _>>()?
         };
         let rec = self.state.recording(&req.recording_id).await?;
-        let stats = layers
-            .into_iter()
-            .map(|n| {
-                let s = layer_stats(n, rec.layer(n));
-                pb::LayerStats {
-                    layer: n as u32,
-                    name: engine.network.convs[n - 1].name.clone(),
-                    features: s.features as u32,
-                    locations: s.locations as u32,
-                    histogram: s.histogram,
-                    fraction_active: s.fraction_active,
-                    feature_fraction_active: s.feature_fraction_active,
-                }
+        let stats = self
+            .state
+            .run(stop, move |engine, _| {
+                Ok(layers
+                    .into_iter()
+                    .map(|n| {
+                        let s = layer_stats(n, rec.layer(n));
+                        pb::LayerStats {
+                            layer: n as u32,
+                            name: engine.network.convs[n - 1].name.clone(),
+                            features: s.features as u32,
+                            locations: s.locations as u32,
+                            histogram: s.histogram,
+                            fraction_active: s.fraction_active,
+                            feature_fraction_active: s.feature_fraction_active,
+                        }
+                    })
+                    .collect())
             })
-            .collect();
+            .await?;
         Ok(Response::new(pb::ActivationStatsResponse { layers: stats }))
     }
 
@@ -851,6 +1009,7 @@ impl Probe for ProbeService {
         &self,
         request: Request<pb::ScanTopRequest>,
     ) -> Result<Response<pb::ScanTopResponse>, Status> {
+        let stop = self.state.stop_for(&request);
         let req = request.into_inner();
         let engine = self.state.engine()?;
         let scan = self.state.options.scan.clone().ok_or_else(|| {
@@ -886,7 +1045,7 @@ impl Probe for ProbeService {
         let limits = self.state.options.image_limits;
         let answer = self
             .state
-            .run(move |engine| {
+            .run(stop, move |engine, _| {
                 let size = engine.profile.input_size;
                 Ok(chosen
                     .into_iter()
@@ -949,9 +1108,7 @@ impl Probe for ProbeService {
         request: Request<pb::DropRecordingRequest>,
     ) -> Result<Response<pb::DropRecordingResponse>, Status> {
         let id = request.into_inner().recording_id;
-        if id.is_empty() {
-            return Err(Status::invalid_argument("recording_id: required"));
-        }
+        check_recording_id(&id)?;
         Ok(Response::new(pb::DropRecordingResponse {
             dropped: self.state.forget(&id),
         }))
@@ -962,6 +1119,20 @@ impl Probe for ProbeService {
 pub enum Listener {
     Tcp(tokio::net::TcpListener),
     Unix(tokio::net::UnixListener),
+}
+
+impl Listener {
+    /// The socket file of a unix listener (removed when the daemon stops).
+    pub fn socket_path(&self) -> Option<std::path::PathBuf> {
+        match self {
+            Listener::Unix(l) => l
+                .local_addr()
+                .ok()?
+                .as_pathname()
+                .map(std::path::Path::to_path_buf),
+            Listener::Tcp(_) => None,
+        }
+    }
 }
 
 /// Who may call the probe service.
@@ -1107,6 +1278,11 @@ pub async fn serve(
             tracing::info!("serving");
         }
     });
+    let flag_state = state.clone();
+    let shutdown = async move {
+        shutdown.await;
+        flag_state.begin_shutdown();
+    };
     let mut builder = tonic::transport::Server::builder();
     if let Some((cert, key)) = &security.tls {
         let identity = tonic::transport::Identity::from_pem(cert, key);

@@ -212,3 +212,44 @@ pub fn picture_info(bytes: &[u8]) -> (u32, u32, bool) {
     let first = *img.get_pixel(0, 0);
     (img.width(), img.height(), img.pixels().all(|p| *p == first))
 }
+
+/// A client of the daemon at `addr`, once it serves (loading VGG-16 may
+/// take a while on a cold machine).
+pub async fn ready(addr: &str) -> fovea_client::Client {
+    let c = fovea_client::Client::connect(addr).await.expect("connect");
+    c.wait_ready(Duration::from_secs(120)).await.expect("ready");
+    c
+}
+
+/// The raw generated client on `c`'s channel, for requests the typed
+/// client would refuse or shape.
+pub fn probe(
+    c: &fovea_client::Client,
+) -> fovea_proto::v1::probe_client::ProbeClient<tonic::transport::Channel> {
+    fovea_proto::v1::probe_client::ProbeClient::new(c.channel())
+        .max_decoding_message_size(256 << 20)
+        .max_encoding_message_size(256 << 20)
+}
+
+/// The status of a call (OK for an answer).
+pub fn status<T>(r: Result<tonic::Response<T>, tonic::Status>) -> tonic::Status {
+    match r {
+        Ok(_) => tonic::Status::ok(""),
+        Err(s) => s,
+    }
+}
+
+/// `fovead` on the real VGG-16 (the offline source, so no download is
+/// tried), where work takes long enough to measure; `extra` flags added.
+pub fn vgg16_daemon(extra: &[&str]) -> Daemon {
+    let mut args = vec![
+        "--model",
+        "vgg16",
+        "--model-source",
+        "package",
+        "--ep",
+        "cpu",
+    ];
+    args.extend(extra);
+    Daemon::start(&args)
+}

@@ -5,15 +5,9 @@
 
 use fovea_client::{Client, neuron, v1 as pb};
 use fovea_proto::v1::probe_client::ProbeClient;
-use fovea_tests::{Daemon, bin, python_venv, sample_image, tiny_args, tiny_model_file};
+use fovea_tests::{Daemon, bin, python_venv, ready, sample_image, tiny_args, tiny_model_file};
 use std::time::Duration;
 use tonic::Code;
-
-async fn ready(addr: &str) -> Client {
-    let c = Client::connect(addr).await.expect("connect");
-    c.wait_ready(Duration::from_secs(60)).await.expect("ready");
-    c
-}
 
 fn code<T>(r: Result<tonic::Response<T>, tonic::Status>) -> Code {
     match r {
@@ -453,7 +447,7 @@ async fn kill_9_during_cache_writes_never_serves_a_corrupt_recording() {
         "256",
         "--ep",
         "cpu",
-        "--cache-dir",
+        "--recordings-dir",
         cache.to_str().unwrap(),
     ]
     .iter()
@@ -601,7 +595,7 @@ async fn sigterm_finishes_in_flight_work_flushes_the_cache_and_exits_0() {
     let (dir, model) = tiny_model_file();
     let cache = dir.path().join("cache");
     let mut args = tiny_args(&model);
-    args.extend(["--cache-dir".into(), cache.to_str().unwrap().into()]);
+    args.extend(["--recordings-dir".into(), cache.to_str().unwrap().into()]);
     let mut d = Daemon::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let c = ready(&d.addr).await;
     let id = c

@@ -340,3 +340,45 @@ fn the_package_version_follows_the_workspace() {
         env!("CARGO_PKG_VERSION")
     );
 }
+
+#[test]
+fn the_package_connects_over_a_unix_socket() {
+    let (dir, model) = tiny_model_file();
+    let path = dir.path().join("fovea.sock");
+    let listen = format!("unix:{}", path.display());
+    let args = tiny_args(&model);
+    let args: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .chain(["--listen", &listen])
+        .collect();
+    let d = Daemon::start(&args);
+    // A stock grpcio client needs `grpc.default_authority` on a unix
+    // socket (the package sets it); without it the call fails.
+    let script = r#"
+import sys, time, grpc, fovea
+from fovea.v1 import probe_pb2 as pb, probe_pb2_grpc as rpc
+client = fovea.connect(sys.argv[1])
+for _ in range(300):
+    try:
+        client.model()
+        break
+    except fovea.Unavailable:
+        time.sleep(0.1)
+rec = client.record(sys.argv[2])
+print("ok", len(rec.top("3", k=2)))
+stub = rpc.ProbeStub(grpc.insecure_channel(sys.argv[1], options=[("grpc.default_authority", "localhost")]))
+print("stock", stub.GetModel(pb.GetModelRequest()).name != "")
+"#;
+    let out = run_python(
+        &[
+            "-c",
+            script,
+            &listen,
+            sample_image("rocket.jpg").to_str().unwrap(),
+        ],
+        &d.addr,
+        dir.path(),
+    );
+    assert_eq!(out, "ok 2\nstock True\n", "{out}");
+}

@@ -411,13 +411,10 @@ impl App {
             }
             Action::OpenPrompt => {
                 let mut hint = String::from("Tab completes, Enter opens, Esc cancels");
-                if let Some(dir) = &self.samples {
+                // The names first: the folder is in the text already.
+                if self.samples.is_some() {
                     let names: Vec<&str> = fovea_samples::SAMPLES.iter().map(|s| s.name).collect();
-                    hint = format!(
-                        "samples in {}/: {} | {hint}",
-                        dir.display(),
-                        names.join("  ")
-                    );
+                    hint = format!("samples: {} | {hint}", names.join("  "));
                 }
                 let text = match (&self.image, &self.samples) {
                     (Some(image), _) => image.display().to_string(),
@@ -564,9 +561,7 @@ impl App {
             } => {
                 self.busy = self.busy.saturating_sub(1);
                 self.status = match self.sample_name(&path) {
-                    Some(name) => format!(
-                        "sample {name} recorded (shipped with Fovea; o opens your own image or another sample)"
-                    ),
+                    Some(name) => format!("sample {name} recorded; o opens another"),
                     None => format!("{} recorded", path.display()),
                 };
                 self.error = None;
@@ -873,9 +868,9 @@ mod tests {
         let prompt = app.prompt.clone().unwrap();
         assert_eq!(prompt.text, "/opt/fovea/samples/");
         assert!(
-            prompt.hint.starts_with(
-                "samples in /opt/fovea/samples/: chelsea.png  astronaut.png  rocket.jpg"
-            ),
+            prompt
+                .hint
+                .starts_with("samples: chelsea.png  astronaut.png  rocket.jpg | "),
             "{}",
             prompt.hint
         );

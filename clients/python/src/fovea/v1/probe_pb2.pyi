@@ -158,7 +158,7 @@ class LayerActivity(_message.Message):
     def __init__(self, layer: _Optional[int] = ..., fraction_active: _Optional[float] = ...) -> None: ...
 
 class RecordResponse(_message.Message):
-    __slots__ = ("recording_id", "original_width", "original_height", "input_width", "input_height", "predictions", "activity", "cached", "input_png")
+    __slots__ = ("recording_id", "original_width", "original_height", "input_width", "input_height", "predictions", "activity", "cached", "input_png", "exif_orientation", "alpha_composited")
     RECORDING_ID_FIELD_NUMBER: _ClassVar[int]
     ORIGINAL_WIDTH_FIELD_NUMBER: _ClassVar[int]
     ORIGINAL_HEIGHT_FIELD_NUMBER: _ClassVar[int]
@@ -168,6 +168,8 @@ class RecordResponse(_message.Message):
     ACTIVITY_FIELD_NUMBER: _ClassVar[int]
     CACHED_FIELD_NUMBER: _ClassVar[int]
     INPUT_PNG_FIELD_NUMBER: _ClassVar[int]
+    EXIF_ORIENTATION_FIELD_NUMBER: _ClassVar[int]
+    ALPHA_COMPOSITED_FIELD_NUMBER: _ClassVar[int]
     recording_id: str
     original_width: int
     original_height: int
@@ -177,7 +179,9 @@ class RecordResponse(_message.Message):
     activity: _containers.RepeatedCompositeFieldContainer[LayerActivity]
     cached: bool
     input_png: bytes
-    def __init__(self, recording_id: _Optional[str] = ..., original_width: _Optional[int] = ..., original_height: _Optional[int] = ..., input_width: _Optional[int] = ..., input_height: _Optional[int] = ..., predictions: _Optional[_Iterable[_Union[Prediction, _Mapping]]] = ..., activity: _Optional[_Iterable[_Union[LayerActivity, _Mapping]]] = ..., cached: bool = ..., input_png: _Optional[bytes] = ...) -> None: ...
+    exif_orientation: int
+    alpha_composited: bool
+    def __init__(self, recording_id: _Optional[str] = ..., original_width: _Optional[int] = ..., original_height: _Optional[int] = ..., input_width: _Optional[int] = ..., input_height: _Optional[int] = ..., predictions: _Optional[_Iterable[_Union[Prediction, _Mapping]]] = ..., activity: _Optional[_Iterable[_Union[LayerActivity, _Mapping]]] = ..., cached: bool = ..., input_png: _Optional[bytes] = ..., exif_orientation: _Optional[int] = ..., alpha_composited: bool = ...) -> None: ...
 
 class GetFeatureMapsRequest(_message.Message):
     __slots__ = ("recording_id", "layer", "features", "feature_start", "feature_end", "encoding")
