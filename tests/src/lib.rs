@@ -111,6 +111,31 @@ impl Daemon {
     pub fn log(&self) -> String {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
+
+    /// Sends SIGTERM.
+    pub fn send_term(&self) {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success(), "kill -TERM failed");
+    }
+
+    /// Waits for the exit, at most `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let t = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                return s;
+            }
+            assert!(
+                t.elapsed() < within,
+                "fovead did not exit within {within:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for Daemon {
@@ -240,16 +265,19 @@ pub fn status<T>(r: Result<tonic::Response<T>, tonic::Status>) -> tonic::Status 
 }
 
 /// `fovead` on the real VGG-16 (the offline source, so no download is
-/// tried), where work takes long enough to measure; `extra` flags added.
-pub fn vgg16_daemon(extra: &[&str]) -> Daemon {
-    let mut args = vec![
+/// tried), where work takes long enough to measure, with a client and the
+/// recording id of the chelsea sample.
+pub async fn vgg16_with_recording() -> (Daemon, fovea_client::Client, String) {
+    let d = Daemon::start(&[
         "--model",
         "vgg16",
         "--model-source",
         "package",
         "--ep",
         "cpu",
-    ];
-    args.extend(extra);
-    Daemon::start(&args)
+    ]);
+    let c = ready(&d.addr).await;
+    let image = std::fs::read(sample_image("chelsea.png")).expect("sample image");
+    let id = c.record(image, "").await.expect("record").recording_id;
+    (d, c, id)
 }

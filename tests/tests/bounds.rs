@@ -4,7 +4,7 @@
 
 use fovea_client::{neuron, v1 as pb};
 use fovea_tests::{
-    Daemon, bin, probe, ready, sample_image, status, tiny_args, tiny_model_file, vgg16_daemon,
+    Daemon, bin, probe, ready, status, tiny_args, tiny_model_file, vgg16_with_recording,
 };
 use std::path::Path;
 use std::process::Command;
@@ -23,14 +23,8 @@ fn cpu_seconds(pid: u32) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deadline_stops_the_work_and_answers_deadline_exceeded() {
-    let d = vgg16_daemon(&[]);
-    let c = ready(&d.addr).await;
+    let (d, c, id) = vgg16_with_recording().await;
     let mut p = probe(&c);
-    let id = c
-        .record(std::fs::read(sample_image("chelsea.png")).unwrap(), "")
-        .await
-        .expect("record")
-        .recording_id;
     // Build the layer's graphs first (a graph being built finishes before
     // the work can stop): what is measured is the loop over neurons.
     c.reconstruct(pb::ReconstructRequest {
@@ -100,13 +94,7 @@ async fn sigterm_stops_a_long_maximization_within_a_step_with_its_images() {
         stream.message().await.expect("event");
     }
     let signalled = Instant::now();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &d.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    d.send_term();
     let mut result = None;
     let end = loop {
         match stream.message().await {
@@ -137,13 +125,7 @@ async fn sigterm_stops_a_long_maximization_within_a_step_with_its_images() {
         ended < Duration::from_secs(3),
         "the stream ended {ended:?} after the signal"
     );
-    let exit = loop {
-        if let Some(s) = d.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(signalled.elapsed() < Duration::from_secs(10), "no exit");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let exit = d.wait_exit(Duration::from_secs(10).saturating_sub(signalled.elapsed()));
     assert!(exit.success(), "{exit:?}\n{}", d.log());
     assert!(
         d.log().contains("maximize stopped by shutdown"),
@@ -409,21 +391,8 @@ async fn unix_sockets_are_replaced_only_when_stale_and_removed_on_exit() {
     assert!(c.model().await.is_ok(), "the first daemon lost its socket");
 
     // SIGTERM: exit 0 and the socket file is gone.
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &d.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let t = Instant::now();
-    let exit = loop {
-        if let Some(s) = d.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(t.elapsed() < Duration::from_secs(15), "no exit");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    d.send_term();
+    let exit = d.wait_exit(Duration::from_secs(15));
     assert!(exit.success(), "{}", d.log());
     assert!(!path.exists(), "the socket file was left behind");
 }

@@ -613,29 +613,14 @@ async fn sigterm_finishes_in_flight_work_flushes_the_cache_and_exits_0() {
         .await
         .expect("maximize");
     assert!(stream.message().await.expect("first event").is_some());
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &d.child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
+    d.send_term();
     // The stream in flight ends (finished or cancelled), never hangs.
     let ended = tokio::time::timeout(Duration::from_secs(60), async {
         while let Ok(Some(_)) = stream.message().await {}
     })
     .await;
     assert!(ended.is_ok(), "the stream did not end");
-    let t = std::time::Instant::now();
-    let status = loop {
-        if let Some(s) = d.child.try_wait().expect("wait") {
-            break s;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "fovead did not exit:\n{}",
-            d.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = d.wait_exit(Duration::from_secs(60));
     assert!(status.success(), "exit {status:?}:\n{}", d.log());
     assert!(
         cache.join(format!("{id}.rec")).exists(),

@@ -4,20 +4,14 @@
 //! measures is the daemon's, not other tests'.
 
 use fovea_client::{neuron, v1 as pb};
-use fovea_tests::{probe, ready, sample_image, status, vgg16_daemon};
+use fovea_tests::{probe, status, vgg16_with_recording};
 use std::time::{Duration, Instant};
 use tonic::Code;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn unbounded_requests_are_refused_before_any_work_and_health_stays_fast() {
-    let d = vgg16_daemon(&[]);
-    let c = ready(&d.addr).await;
+    let (_daemon, c, id) = vgg16_with_recording().await;
     let mut p = probe(&c);
-    let id = c
-        .record(std::fs::read(sample_image("chelsea.png")).unwrap(), "")
-        .await
-        .expect("record")
-        .recording_id;
 
     // 10,000 features of layer 1: refused by size, naming the field and
     // the largest count.
