@@ -2,7 +2,7 @@
 //! so the CLI and the TUI use the same code path with or without `--connect`.
 
 use crate::{ClientError, Result};
-use fovea_daemon::launch::{LoadOptions, load};
+use fovea_daemon::launch::{LoadOptions, load_for_serving};
 use fovea_daemon::server::{Listener, ServiceOptions, State, serve};
 
 /// Settings of an embedded daemon.
@@ -39,7 +39,7 @@ impl Embedded {
     /// on `127.0.0.1:<ephemeral>`.
     pub async fn start(options: EmbeddedOptions) -> Result<Embedded> {
         let load_opts = options.load.clone();
-        let engine = tokio::task::spawn_blocking(move || load(&load_opts))
+        let engine = tokio::task::spawn_blocking(move || load_for_serving(&load_opts))
             .await
             .map_err(|e| ClientError::Embedded(e.to_string()))?
             .map_err(|e| ClientError::Embedded(e.to_string()))?;

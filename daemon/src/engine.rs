@@ -43,17 +43,9 @@ impl Runtime {
         if let Some(rt) = slot.as_ref() {
             return Ok(rt.clone());
         }
-        // Created on a thread of its own at engine priority: the pool's
-        // threads inherit it, and the caller's priority stays as it was.
-        let rt = std::thread::scope(|s| {
-            s.spawn(|| {
-                crate::priority::lower_this_thread();
-                Runtime::create(lib, ep, threads)
-            })
-            .join()
-        })
-        .map_err(|_| Error::Runtime("creating the ONNX Runtime environment panicked".into()))??;
-        let rt = Arc::new(rt);
+        // The pool's threads inherit the calling thread's CPU priority: a
+        // daemon loads on a lowered thread (see `priority`).
+        let rt = Arc::new(Runtime::create(lib, ep, threads)?);
         *slot = Some(rt.clone());
         Ok(rt)
     }

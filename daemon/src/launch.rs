@@ -59,6 +59,17 @@ impl Default for LoadOptions {
     }
 }
 
+/// [`load`] for a daemon that serves RPCs (`fovead`, or one in-process):
+/// on the calling thread lowered to engine priority, so ONNX Runtime's
+/// pool, created here, runs below the threads that answer RPCs, as the
+/// server's engine work does. Mixing priorities among the threads of one
+/// computation would slow it down, so direct users of the engine (the
+/// bench, `fovea scan`) call [`load`].
+pub fn load_for_serving(opts: &LoadOptions) -> Result<Arc<Engine>> {
+    crate::priority::lower_this_thread();
+    load(opts)
+}
+
 /// Resolves ONNX Runtime and the model, and loads the engine.
 pub fn load(opts: &LoadOptions) -> Result<Arc<Engine>> {
     let cache = opts.cache_dir.clone().unwrap_or_else(cache_dir);

@@ -156,9 +156,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         let (fail_tx, mut fail_rx) = tokio::sync::oneshot::channel::<anyhow::Error>();
         let load = args.load.clone();
         let loading = tokio::task::spawn_blocking(move || {
-            // Loading is engine work too: health answers while it runs.
-            fovea_daemon::priority::lower_this_thread();
-            fovea_daemon::launch::load(&load).map_err(anyhow::Error::from)
+            fovea_daemon::launch::load_for_serving(&load).map_err(anyhow::Error::from)
         });
         let ready = async move {
             match loading.await {

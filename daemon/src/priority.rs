@@ -1,8 +1,9 @@
-//! Engine work runs at a lower CPU priority than the threads that answer
-//! RPCs, so health checks and cheap calls stay fast while every core
-//! computes. On Linux the nice value belongs to a thread and new threads
-//! inherit it, so lowering the thread that creates ONNX Runtime's pool
-//! lowers the pool too. Elsewhere this does nothing.
+//! In a daemon, engine work runs at a lower CPU priority than the threads
+//! that answer RPCs, so health checks and cheap calls stay fast while every
+//! core computes. On Linux the nice value belongs to a thread and new
+//! threads inherit it, so lowering the thread that creates ONNX Runtime's
+//! pool lowers the pool too (`launch::load_for_serving`), and the server
+//! lowers the threads it runs engine work on. Elsewhere this does nothing.
 
 /// The nice value of engine threads (the RPC threads keep the process's).
 pub const ENGINE_NICE: i32 = 10;
