@@ -1315,3 +1315,30 @@ pub async fn serve(
     state.flush(std::time::Duration::from_secs(30)).await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn grpc_timeouts_parse_by_the_spec() {
+        assert_eq!(parse_grpc_timeout("300m"), Some(Duration::from_millis(300)));
+        assert_eq!(parse_grpc_timeout("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_grpc_timeout("5u"), Some(Duration::from_micros(5)));
+        for bad in ["", "m", "123456789m", "10x", "-1S", "1.5S", " 1S"] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn recording_ids_are_64_hex_characters() {
+        assert!(check_recording_id(&"a1".repeat(32)).is_ok());
+        for bad in ["", "xyz", &"g".repeat(64), &"a".repeat(20_000)] {
+            let s = check_recording_id(bad).unwrap_err();
+            assert_eq!(s.code(), tonic::Code::InvalidArgument);
+            assert!(s.message().len() < 200, "{}", s.message());
+        }
+    }
+}
