@@ -1,17 +1,19 @@
 //! Terminal events to actions.
 
 use crate::app::{Action, App};
-use crate::ui::{Areas, map_hit};
+use crate::ui::map_hit;
 use crossterm::event::{
     Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEventKind,
 };
+use ratatui::layout::Rect;
 
-/// The action of a terminal event, if any.
-pub fn action(app: &App, areas: &Areas, event: &Event) -> Option<Action> {
+/// The action of a terminal event, if any; `map` is where the activation
+/// map's picture is on screen.
+pub fn action(app: &App, map: Option<Rect>, event: &Event) -> Option<Action> {
     match event {
         Event::Key(k) if k.kind != KeyEventKind::Release => key(app, k),
         Event::Mouse(m) if m.kind == MouseEventKind::Down(MouseButton::Left) => {
-            map_hit(app, areas, m.column, m.row).map(|(y, x)| Action::SelectLocation(y, x))
+            map_hit(app, map, m.column, m.row).map(|(y, x)| Action::SelectLocation(y, x))
         }
         _ => None,
     }

@@ -4,6 +4,7 @@
 //! library.
 
 pub mod app;
+pub mod graphics;
 pub mod keys;
 pub mod pictures;
 pub mod ui;

@@ -6,12 +6,11 @@ use clap::{Parser, ValueEnum};
 use fovea_client::embedded::EmbeddedOptions;
 use fovea_daemon::launch::LoadOptions;
 use fovea_tui::app::{App, Command, Msg};
-use fovea_tui::pictures::{PANELS, Panel, Pictures};
+use fovea_tui::graphics::{Protocol, detect};
+use fovea_tui::pictures::{self, Done, PANELS, Panel, Pictures};
 use fovea_tui::worker::{self, Target};
 use fovea_tui::{keys, ui};
-use ratatui_image::picker::{Picker, ProtocolType};
-use ratatui_image::thread::ResizeRequest;
-use std::collections::HashMap;
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -48,7 +47,10 @@ struct Args {
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 enum Graphics {
     Auto,
+    /// Kitty's protocol with Unicode placeholders (kitty 0.28+).
     Kitty,
+    /// Kitty's protocol placed at the cursor (older kitty; not in tmux).
+    KittyDirect,
     Sixel,
     Iterm2,
     Blocks,
@@ -56,11 +58,8 @@ enum Graphics {
 
 enum Event {
     Term(crossterm::event::Event),
-    Msg(Msg),
-    Resized(
-        Panel,
-        Result<ratatui_image::thread::ResizeResponse, ratatui_image::errors::Errors>,
-    ),
+    Msg(Box<Msg>),
+    Encoded(Done),
 }
 
 fn main() {
@@ -107,6 +106,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             (None, None)
         }
     };
+    let (jobs_tx, jobs_rx) = std::sync::mpsc::channel::<pictures::Job>();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -116,33 +116,40 @@ fn run(args: Args) -> anyhow::Result<()> {
     crossterm::execute!(std::io::stdout(), crossterm::event::EnableMouseCapture)?;
     // Ask the terminal what it can draw, after entering the alternate screen
     // and before reading events (a generous timeout for SSH).
-    let mut picker = match args.graphics {
-        Graphics::Blocks => Picker::halfblocks(),
-        _ => Picker::from_query_stdio_with_options(
-            ratatui_image::picker::cap_parser::QueryStdioOptions {
-                timeout: Duration::from_secs(2),
-                ..Default::default()
+    let (cell, support) = match args.graphics {
+        Graphics::Blocks => (
+            detect::cell_size(&detect::Replies::default()),
+            detect::Support {
+                usable: vec![Protocol::Blocks],
+                note: None,
+                wrap: false,
             },
-        )
-        .unwrap_or_else(|_| Picker::halfblocks()),
+        ),
+        _ => {
+            let env = detect::Env::read();
+            let passthrough = env.tmux.then(detect::tmux_passthrough).flatten();
+            let replies = detect::query(
+                env.tmux && passthrough != Some(false),
+                Duration::from_secs(2),
+            );
+            (
+                detect::cell_size(&replies),
+                detect::decide(&env, &replies, passthrough),
+            )
+        }
     };
-    if !matches!(args.graphics, Graphics::Blocks) {
-        release_query_reader();
-    }
     let forced = match args.graphics {
         Graphics::Auto => None,
-        Graphics::Kitty => Some(ProtocolType::Kitty),
-        Graphics::Sixel => Some(ProtocolType::Sixel),
-        Graphics::Iterm2 => Some(ProtocolType::Iterm2),
-        Graphics::Blocks => Some(ProtocolType::Halfblocks),
+        Graphics::Kitty => Some(Protocol::Kitty),
+        Graphics::KittyDirect => Some(Protocol::KittyDirect),
+        Graphics::Sixel => Some(Protocol::Sixel),
+        Graphics::Iterm2 => Some(Protocol::Iterm2),
+        Graphics::Blocks => Some(Protocol::Blocks),
     };
-    if let Some(p) = forced {
-        picker.set_protocol_type(p);
-    }
     let result = rt.block_on(event_loop(
         &mut terminal,
-        picker,
-        forced.is_some(),
+        Pictures::new(cell, support, forced, jobs_tx),
+        jobs_rx,
         target,
         address,
         first,
@@ -153,24 +160,10 @@ fn run(args: Args) -> anyhow::Result<()> {
     result
 }
 
-/// When the terminal leaves part of the capability query unanswered, the
-/// query gives up after its timeout but its reader thread stays blocked on
-/// stdin, where it would swallow the first key typed. A bare status report
-/// request, which terminals (and tmux) answer, hands that reader the reply it
-/// waits for; where the reader is already gone, the reply is an event the
-/// input loop ignores.
-fn release_query_reader() {
-    use std::io::Write;
-    let mut out = std::io::stdout();
-    let _ = out.write_all(b"\x1b[5n");
-    let _ = out.flush();
-    std::thread::sleep(Duration::from_millis(100));
-}
-
 async fn event_loop(
     terminal: &mut ratatui::DefaultTerminal,
-    picker: Picker,
-    forced: bool,
+    mut pictures: Pictures,
+    jobs: std::sync::mpsc::Receiver<pictures::Job>,
     target: Target,
     address: String,
     first: Option<PathBuf>,
@@ -201,21 +194,11 @@ async fn event_loop(
             }
         }
     });
-    // One resize/encode thread per picture panel, answers tagged.
-    let mut senders = HashMap::new();
-    for panel in PANELS {
-        let (tx_req, rx_req) = std::sync::mpsc::channel::<ResizeRequest>();
-        let tx = events_tx.clone();
-        std::thread::spawn(move || {
-            while let Ok(req) = rx_req.recv() {
-                if tx.send(Event::Resized(panel, req.resize_encode())).is_err() {
-                    break;
-                }
-            }
-        });
-        senders.insert(panel, tx_req);
-    }
-    let mut pictures = Pictures::new(picker, forced, senders);
+    // Scaling and encoding pictures on their own thread.
+    let tx = events_tx.clone();
+    std::thread::spawn(move || {
+        pictures::encode_jobs(jobs, |done| tx.send(Event::Encoded(done)).is_ok())
+    });
     let mut app = App::new(&address, &pictures.mode());
     app.samples = samples;
     if first.is_none() {
@@ -227,7 +210,7 @@ async fn event_loop(
     let tx = events_tx.clone();
     tokio::spawn(async move {
         while let Some(m) = msgs.recv().await {
-            if tx.send(Event::Msg(m)).is_err() {
+            if tx.send(Event::Msg(Box::new(m))).is_err() {
                 break;
             }
         }
@@ -238,7 +221,11 @@ async fn event_loop(
     let mut last_size = terminal.size()?;
     loop {
         pictures.refresh(&app);
-        terminal.draw(|f| ui::draw(f, &app, &mut pictures, tick))?;
+        draw(terminal, &app, &mut pictures, tick)?;
+        if pictures.take_clear() {
+            terminal.clear()?;
+            draw(terminal, &app, &mut pictures, tick)?;
+        }
         let commands = tokio::select! {
             ev = events.recv() => match ev {
                 None => break,
@@ -250,9 +237,8 @@ async fn event_loop(
                         last_size = size;
                         terminal.clear()?;
                     }
-                    let areas = ui::layout(ratatui::layout::Rect::new(0, 0, size.width, size.height));
                     let was_overlay = app.help || app.prompt.is_some();
-                    let cmds = match keys::action(&app, &areas, &ev) {
+                    let cmds = match keys::action(&app, pictures.drawn_at(Panel::Map), &ev) {
                         Some(a) => app.update(a, Instant::now()),
                         None => Vec::new(),
                     };
@@ -261,11 +247,10 @@ async fn event_loop(
                     }
                     cmds
                 }
-                Some(Event::Msg(m)) => app.apply(m, Instant::now()),
-                Some(Event::Resized(panel, r)) => {
-                    match r {
-                        Ok(done) => pictures.resized(panel, done),
-                        Err(e) => app.error = Some(format!("picture encoding failed: {e}")),
+                Some(Event::Msg(m)) => app.apply(*m, Instant::now()),
+                Some(Event::Encoded(done)) => {
+                    if let Some(e) = pictures.encoded(done) {
+                        app.error = Some(e.to_string());
                     }
                     Vec::new()
                 }
@@ -295,6 +280,24 @@ async fn event_loop(
         if app.quit {
             break;
         }
+    }
+    Ok(())
+}
+
+/// Draws a frame, then what is not cells: deletions of pictures the
+/// terminal keeps apart from its text.
+fn draw(
+    terminal: &mut ratatui::DefaultTerminal,
+    app: &App,
+    pictures: &mut Pictures,
+    tick: usize,
+) -> std::io::Result<()> {
+    terminal.draw(|f| ui::draw(f, app, pictures, tick))?;
+    let extra = pictures.end_frame();
+    if !extra.is_empty() {
+        let mut out = std::io::stdout();
+        out.write_all(extra.as_bytes())?;
+        out.flush()?;
     }
     Ok(())
 }

@@ -1,16 +1,19 @@
-//! The pictures the TUI shows, composed from the app's state, and their
-//! terminal-graphics states (kitty, sixel, iTerm2 or half blocks). Resizing
-//! and encoding happen on a worker thread so drawing never waits for them.
+//! The pictures the TUI shows, composed from the app's state, and how
+//! each is on screen. Scaling and encoding happen on a worker thread so
+//! drawing never waits; until a panel's new picture is ready its previous
+//! one stays, marked as updating.
 
 use crate::app::App;
+use crate::graphics::{self, Encoded, Protocol, Target};
 use fovea_client::picture;
 use fovea_client::v1 as pb;
-use image::{DynamicImage, RgbImage};
-use ratatui_image::picker::{Picker, ProtocolType};
-use ratatui_image::thread::{ResizeRequest, ResizeResponse, ThreadProtocol};
-use std::collections::HashMap;
+use image::RgbImage;
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
-use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender};
 
 /// Panels that show a picture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -30,18 +33,94 @@ pub const PANELS: [Panel; 5] = [
     Panel::Maximize,
 ];
 
+impl Panel {
+    /// The panel's picture id for kitty: a new picture replaces the old.
+    fn kitty_id(self) -> u32 {
+        0x00F0_0100 + self as u32
+    }
+}
+
 /// Composes one panel's picture from the app's state.
 type Compose = dyn Fn(&App) -> Option<RgbImage>;
 
 /// Features shown per page of the thumbnail grid.
 pub const PAGE: u32 = 64;
 
+/// What an encoding is for: the picture, the area's size, the terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Spec {
+    key: u64,
+    cols: u16,
+    rows: u16,
+    target: Target,
+}
+
+/// Work for the encoding thread.
+pub struct Job {
+    panel: Panel,
+    spec: Spec,
+    img: Arc<RgbImage>,
+}
+
+impl Job {
+    pub fn encode(self) -> Done {
+        let s = &self.spec;
+        Done {
+            result: graphics::encode(&self.img, s.cols, s.rows, &s.target, self.panel.kitty_id()),
+            panel: self.panel,
+            spec: self.spec,
+        }
+    }
+}
+
+/// A finished encoding.
+pub struct Done {
+    panel: Panel,
+    spec: Spec,
+    result: Result<Encoded, graphics::EncodeError>,
+}
+
+/// Encodes jobs until the sender is gone; of several waiting for one
+/// panel only the newest is done.
+pub fn encode_jobs(jobs: Receiver<Job>, done: impl Fn(Done) -> bool) {
+    while let Ok(first) = jobs.recv() {
+        let mut latest: Vec<Job> = vec![first];
+        while let Ok(more) = jobs.try_recv() {
+            latest.retain(|j| j.panel != more.panel);
+            latest.push(more);
+        }
+        for j in latest {
+            if !done(j.encode()) {
+                return;
+            }
+        }
+    }
+}
+
+/// How a panel's picture stands after drawing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shown {
+    /// The current picture.
+    Current,
+    /// The previous picture while the new one is encoded.
+    Updating,
+    /// No picture.
+    Nothing,
+}
+
 pub struct Pictures {
-    picker: Picker,
-    detected: ProtocolType,
+    target: Target,
+    usable: Vec<Protocol>,
+    note: Option<String>,
     forced: bool,
-    senders: HashMap<Panel, Sender<ResizeRequest>>,
-    states: HashMap<Panel, (u64, RgbImage, ThreadProtocol)>,
+    jobs: Sender<Job>,
+    sources: HashMap<Panel, (u64, Arc<RgbImage>)>,
+    encoded: HashMap<Panel, (Spec, Encoded)>,
+    pending: HashMap<Panel, Spec>,
+    /// Where each picture was drawn this frame and the last.
+    drawn: HashMap<Panel, Rect>,
+    drawn_before: HashMap<Panel, Rect>,
+    needs_clear: bool,
 }
 
 fn key_of(h: impl Hash) -> u64 {
@@ -50,85 +129,168 @@ fn key_of(h: impl Hash) -> u64 {
     s.finish()
 }
 
-pub fn protocol_name(p: ProtocolType) -> &'static str {
-    match p {
-        ProtocolType::Halfblocks => "half blocks",
-        ProtocolType::Sixel => "sixel",
-        ProtocolType::Kitty => "kitty",
-        ProtocolType::Iterm2 => "iTerm2",
-    }
-}
-
 impl Pictures {
-    /// `senders` carry each panel's resize work to a thread that reports
-    /// back tagged with the panel.
+    /// `usable` is best first; `forced` is the user's choice, if any.
     pub fn new(
-        picker: Picker,
-        forced: bool,
-        senders: HashMap<Panel, Sender<ResizeRequest>>,
+        cell: (u16, u16),
+        support: graphics::detect::Support,
+        forced: Option<Protocol>,
+        jobs: Sender<Job>,
     ) -> Pictures {
+        let mut usable = support.usable;
+        if let Some(p) = forced
+            && !usable.contains(&p)
+        {
+            usable.insert(0, p);
+        }
+        let protocol = forced.unwrap_or(usable.first().copied().unwrap_or(Protocol::Blocks));
         Pictures {
-            detected: picker.protocol_type(),
-            picker,
-            forced,
-            senders,
-            states: HashMap::new(),
+            target: Target {
+                protocol,
+                cell,
+                wrap: support.wrap,
+            },
+            usable,
+            note: support.note,
+            forced: forced.is_some(),
+            jobs,
+            sources: HashMap::new(),
+            encoded: HashMap::new(),
+            pending: HashMap::new(),
+            drawn: HashMap::new(),
+            drawn_before: HashMap::new(),
+            needs_clear: false,
         }
     }
 
+    pub fn protocol(&self) -> Protocol {
+        self.target.protocol
+    }
+
+    /// The status line's words for how pictures are drawn.
     pub fn mode(&self) -> String {
-        let p = self.picker.protocol_type();
-        let mut s = protocol_name(p).to_string();
-        if !self.forced && p == self.detected {
+        let mut s = self.target.protocol.name().to_string();
+        if !self.forced && Some(&self.target.protocol) == self.usable.first() {
             s.push_str(" (detected)");
         }
-        if p == ProtocolType::Halfblocks && self.picker.tmux_detected() {
-            s.push_str("; in tmux set allow-passthrough on for real pictures");
+        if let Some(n) = &self.note {
+            s.push_str("; ");
+            s.push_str(n);
         }
         s
     }
 
-    /// Next protocol; every picture is encoded again.
+    /// The next protocol that works here; every picture is encoded again.
     pub fn cycle(&mut self) {
-        let next = self.picker.protocol_type().next();
-        self.picker.set_protocol_type(next);
-        self.forced = true;
-        let panels: Vec<(Panel, u64, RgbImage)> = self
-            .states
+        let at = self
+            .usable
             .iter()
-            .map(|(p, (k, img, _))| (*p, *k, img.clone()))
-            .collect();
-        for (p, k, img) in panels {
-            self.put(p, k, img);
-        }
-    }
-
-    fn put(&mut self, panel: Panel, key: u64, img: RgbImage) {
-        let Some(tx) = self.senders.get(&panel) else {
-            return;
-        };
-        let proto = self
-            .picker
-            .new_resize_protocol(DynamicImage::ImageRgb8(img.clone()));
-        self.states.insert(
-            panel,
-            (key, img, ThreadProtocol::new(tx.clone(), Some(proto))),
-        );
-    }
-
-    pub fn state(&mut self, panel: Panel) -> Option<&mut ThreadProtocol> {
-        self.states.get_mut(&panel).map(|(_, _, s)| s)
+            .position(|p| *p == self.target.protocol)
+            .unwrap_or(0);
+        self.target.protocol = self.usable[(at + 1) % self.usable.len().max(1)];
+        self.forced = true;
+        self.encoded.clear();
+        self.pending.clear();
+        self.needs_clear = true;
     }
 
     pub fn image(&self, panel: Panel) -> Option<&RgbImage> {
-        self.states.get(&panel).map(|(_, i, _)| i)
+        self.sources.get(&panel).map(|(_, i)| i.as_ref())
     }
 
-    /// A finished resize for `panel` (stale ones are ignored by the state).
-    pub fn resized(&mut self, panel: Panel, done: ResizeResponse) {
-        if let Some((_, _, s)) = self.states.get_mut(&panel) {
-            s.update_resized_protocol(done);
+    /// A finished encoding; one no longer wanted is dropped.
+    pub fn encoded(&mut self, done: Done) -> Option<graphics::EncodeError> {
+        if self.pending.get(&done.panel) != Some(&done.spec) {
+            return None;
         }
+        self.pending.remove(&done.panel);
+        match done.result {
+            Ok(e) => {
+                self.encoded.insert(done.panel, (done.spec, e));
+                None
+            }
+            Err(e) => Some(e),
+        }
+    }
+
+    /// Draws `panel`'s picture into `area`, asking for an encoding where
+    /// the one at hand is not for this picture, size and terminal.
+    pub fn draw(&mut self, panel: Panel, area: Rect, buf: &mut Buffer) -> Shown {
+        let Some((key, img)) = self.sources.get(&panel) else {
+            return Shown::Nothing;
+        };
+        let want = Spec {
+            key: *key,
+            cols: area.width,
+            rows: area.height,
+            target: self.target,
+        };
+        let have = self.encoded.get(&panel).map(|(s, _)| *s);
+        if have != Some(want) && self.pending.get(&panel) != Some(&want) {
+            let job = Job {
+                panel,
+                spec: want,
+                img: Arc::clone(img),
+            };
+            if self.jobs.send(job).is_ok() {
+                self.pending.insert(panel, want);
+            }
+        }
+        let Some((spec, enc)) = self.encoded.get(&panel) else {
+            return Shown::Nothing;
+        };
+        if spec.target != self.target || !enc.render(area, buf) {
+            return Shown::Nothing;
+        }
+        if let Some(r) = enc.rect(area) {
+            self.drawn.insert(panel, r);
+        }
+        if spec.key == want.key {
+            Shown::Current
+        } else {
+            Shown::Updating
+        }
+    }
+
+    /// Ends a frame: what must be written besides the cells (kitty
+    /// pictures of panels no longer drawn are deleted; they are not
+    /// cells). Sixel pixels outside a panel's new picture are only
+    /// cleared by clearing the screen, which `take_clear` asks for.
+    pub fn end_frame(&mut self) -> String {
+        let mut out = String::new();
+        let gone: HashSet<Panel> = self
+            .drawn_before
+            .iter()
+            .filter(|(p, r)| self.drawn.get(p) != Some(r))
+            .map(|(p, _)| *p)
+            .collect();
+        match self.target.protocol {
+            Protocol::KittyDirect => {
+                for p in &gone {
+                    if !self.drawn.contains_key(p) {
+                        out.push_str(&graphics::kitty_delete(p.kitty_id(), &self.target));
+                    }
+                }
+            }
+            Protocol::Sixel | Protocol::Iterm2 => {
+                if !gone.is_empty() {
+                    self.needs_clear = true;
+                }
+            }
+            Protocol::Kitty | Protocol::Blocks => {}
+        }
+        self.drawn_before = std::mem::take(&mut self.drawn);
+        out
+    }
+
+    /// Whether the screen must be cleared and drawn again.
+    pub fn take_clear(&mut self) -> bool {
+        std::mem::take(&mut self.needs_clear)
+    }
+
+    /// Where `panel`'s picture was last drawn.
+    pub fn drawn_at(&self, panel: Panel) -> Option<Rect> {
+        self.drawn_before.get(&panel).copied()
     }
 
     /// Recomposes the pictures whose inputs changed.
@@ -178,13 +340,16 @@ impl Pictures {
             ),
         ];
         for (panel, key, make) in jobs {
-            if self.states.get(&panel).is_some_and(|(k, _, _)| *k == key) {
+            if self.sources.get(&panel).is_some_and(|(k, _)| *k == key) {
                 continue;
             }
             match make(app) {
-                Some(img) => self.put(panel, key, img),
+                Some(img) => {
+                    self.sources.insert(panel, (key, Arc::new(img)));
+                }
                 None => {
-                    self.states.remove(&panel);
+                    self.sources.remove(&panel);
+                    self.encoded.remove(&panel);
                 }
             }
         }

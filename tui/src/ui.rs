@@ -1,7 +1,7 @@
 //! Drawing: one layout function shared by drawing and mouse hit-testing.
 
 use crate::app::{App, Focus};
-use crate::pictures::{PAGE, Panel, Pictures};
+use crate::pictures::{PAGE, Panel, Pictures, Shown};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Direction, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -10,7 +10,6 @@ use ratatui::widgets::{
     Bar, BarChart, BarGroup, Block, Borders, Clear, Gauge, List, ListItem, ListState, Paragraph,
     Sparkline, Wrap,
 };
-use ratatui_image::{Resize, StatefulImage};
 
 /// Where each panel is on a screen of a given size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,45 +62,43 @@ pub fn layout(area: Rect) -> Areas {
     }
 }
 
+/// Panel frames in the terminal's own foreground, so they read on light
+/// and dark themes alike: the focused one bold, the others plain with dim
+/// borders.
 fn block(title: String, focused: bool) -> Block<'static> {
-    let style = if focused {
-        Style::default()
-            .fg(Color::Yellow)
-            .add_modifier(Modifier::BOLD)
+    let (border, text) = if focused {
+        (
+            Style::default().add_modifier(Modifier::BOLD),
+            Style::default().add_modifier(Modifier::BOLD | Modifier::REVERSED),
+        )
     } else {
-        Style::default().fg(Color::Gray)
+        (
+            Style::default().add_modifier(Modifier::DIM),
+            Style::default(),
+        )
     };
     Block::default()
         .borders(Borders::ALL)
-        .border_style(style)
-        .title(Span::styled(title, style))
+        .border_style(border)
+        .title(Span::styled(title, text))
 }
 
 const SPINNER: [char; 4] = ['|', '/', '-', '\\'];
 
 /// The grid cell of the activation map at terminal position (col, row), if
-/// the position is on the map.
-pub fn map_hit(app: &App, areas: &Areas, col: u16, row: u16) -> Option<(u32, u32)> {
-    let inner = block(String::new(), false).inner(areas.map);
+/// the position is on the map as drawn (`map`: the picture's cells).
+pub fn map_hit(app: &App, map: Option<Rect>, col: u16, row: u16) -> Option<(u32, u32)> {
     let layer = app.current_layer()?;
-    if col < inner.x
-        || row < inner.y
-        || col >= inner.x + inner.width
-        || row >= inner.y + inner.height
-    {
+    let r = map?;
+    if col < r.x || row < r.y || col >= r.x + r.width || row >= r.y + r.height {
         return None;
     }
-    // The picture is fitted to the area keeping its (square) aspect: cells
-    // are about twice as tall as wide.
-    let side_cols = inner.width.min(inner.height * 2);
-    let side_rows = (side_cols / 2).max(1);
-    let (dx, dy) = (col - inner.x, row - inner.y);
-    if dx >= side_cols || dy >= side_rows {
-        return None;
-    }
-    let x = dx as u32 * layer.width / side_cols as u32;
-    let y = dy as u32 * layer.height / side_rows as u32;
-    Some((y, x))
+    let x = u32::from(col - r.x) * layer.width / u32::from(r.width.max(1));
+    let y = u32::from(row - r.y) * layer.height / u32::from(r.height.max(1));
+    Some((
+        y.min(layer.height.saturating_sub(1)),
+        x.min(layer.width.saturating_sub(1)),
+    ))
 }
 
 pub fn draw(f: &mut Frame, app: &App, pictures: &mut Pictures, tick: usize) {
@@ -113,22 +110,22 @@ pub fn draw(f: &mut Frame, app: &App, pictures: &mut Pictures, tick: usize) {
                    area: Rect,
                    title: String,
                    focused: bool| {
-        let b = block(title, focused);
-        let inner = b.inner(area);
-        f.render_widget(b, area);
-        if overlay {
-            return;
-        }
-        match pictures.state(panel) {
-            Some(state) => f.render_stateful_widget(
-                StatefulImage::default().resize(Resize::Scale(None)),
+        let inner = block(String::new(), focused).inner(area);
+        let shown = if overlay {
+            Shown::Nothing
+        } else {
+            pictures.draw(panel, inner, f.buffer_mut())
+        };
+        let title = match shown {
+            Shown::Updating => format!("{title}· updating "),
+            _ => title,
+        };
+        f.render_widget(block(title, focused), area);
+        if shown == Shown::Nothing && !overlay {
+            f.render_widget(
+                Paragraph::new("…").style(Style::default().add_modifier(Modifier::DIM)),
                 inner,
-                state,
-            ),
-            None => f.render_widget(
-                Paragraph::new("…").style(Style::default().fg(Color::DarkGray)),
-                inner,
-            ),
+            );
         }
     };
 
@@ -183,12 +180,7 @@ pub fn draw(f: &mut Frame, app: &App, pictures: &mut Pictures, tick: usize) {
             " layers (j/k): shape, FOV, active ".into(),
             app.focus == Focus::Layers,
         ))
-        .highlight_style(
-            Style::default()
-                .bg(Color::Blue)
-                .fg(Color::White)
-                .add_modifier(Modifier::BOLD),
-        )
+        .highlight_style(Style::default().add_modifier(Modifier::REVERSED | Modifier::BOLD))
         .highlight_symbol("> ");
     f.render_stateful_widget(list, areas.layers, &mut state);
 
@@ -356,12 +348,8 @@ pub fn draw(f: &mut Frame, app: &App, pictures: &mut Pictures, tick: usize) {
             row[1],
         );
     }
-    if !overlay && let Some(state) = pictures.state(Panel::Maximize) {
-        f.render_stateful_widget(
-            StatefulImage::default().resize(Resize::Scale(None)),
-            parts[2],
-            state,
-        );
+    if !overlay {
+        pictures.draw(Panel::Maximize, parts[2], f.buffer_mut());
     }
 
     // Status bar.
@@ -372,7 +360,10 @@ pub fn draw(f: &mut Frame, app: &App, pictures: &mut Pictures, tick: usize) {
         .map(|m| m.execution_provider.to_uppercase())
         .unwrap_or_default();
     let line1 = Line::from(vec![
-        Span::styled(format!(" {spin} "), Style::default().fg(Color::Yellow)),
+        Span::styled(
+            format!(" {spin} "),
+            Style::default().add_modifier(Modifier::BOLD),
+        ),
         Span::styled(
             format!("{provider} "),
             Style::default()
@@ -386,8 +377,8 @@ pub fn draw(f: &mut Frame, app: &App, pictures: &mut Pictures, tick: usize) {
         },
     ]);
     let line2 = Line::from(Span::styled(
-        " j/k layer  h/l feature  arrows location  t strongest  Tab focus  m maximize  c class  x cancel  o open  r reseed  p scan  s save  g graphics  ? help  q quit",
-        Style::default().fg(Color::DarkGray),
+        key_bar(areas.status.width),
+        Style::default().add_modifier(Modifier::DIM),
     ));
     f.render_widget(Paragraph::new(vec![line1, line2]), areas.status);
 
@@ -409,7 +400,7 @@ pub fn draw(f: &mut Frame, app: &App, pictures: &mut Pictures, tick: usize) {
             Line::from("  o            open another image (Tab completes)"),
             Line::from("  r            reseed the random weights"),
             Line::from("  s            save what is on screen as PNG files"),
-            Line::from("  g            cycle graphics: kitty, sixel, iTerm2, half blocks"),
+            Line::from("  g            next picture protocol that works in this terminal"),
             Line::from("  p            the dataset scan's strongest images for the feature"),
             Line::from("  1-9          (with p) open that image at its neuron"),
             Line::from("  ?            this help (any key closes it)"),
@@ -431,7 +422,7 @@ pub fn draw(f: &mut Frame, app: &App, pictures: &mut Pictures, tick: usize) {
             Line::from(format!("> {}_", p.text)),
             Line::from(Span::styled(
                 p.hint.clone(),
-                Style::default().fg(Color::DarkGray),
+                Style::default().add_modifier(Modifier::DIM),
             )),
         ];
         f.render_widget(
@@ -439,6 +430,40 @@ pub fn draw(f: &mut Frame, app: &App, pictures: &mut Pictures, tick: usize) {
             area,
         );
     }
+}
+
+/// The key bar for a screen `width` columns wide: as many keys as fit, in
+/// order of use, and always the way to the help and out.
+pub fn key_bar(width: u16) -> String {
+    const KEYS: [&str; 14] = [
+        "j/k layer",
+        "h/l feature",
+        "arrows location",
+        "Tab focus",
+        "t strongest",
+        "m maximize",
+        "o open",
+        "x cancel",
+        "c class",
+        "p scan",
+        "s save",
+        "r reseed",
+        "g graphics",
+        "q quit",
+    ];
+    const HELP: &str = "? help";
+    let mut room = usize::from(width).saturating_sub(HELP.len() + 1);
+    let mut bar = String::from(" ");
+    for k in KEYS {
+        if k.len() + 2 > room {
+            break;
+        }
+        bar.push_str(k);
+        bar.push_str("  ");
+        room -= k.len() + 2;
+    }
+    bar.push_str(HELP);
+    bar
 }
 
 fn centered(area: Rect, w: u16, h: u16) -> Rect {

@@ -4,12 +4,11 @@
 
 use fovea_client::v1 as pb;
 use fovea_tui::app::{Action, App, Msg};
-use fovea_tui::pictures::{PANELS, Pictures};
+use fovea_tui::graphics::{self, Protocol, Target, detect::Support};
+use fovea_tui::pictures::Pictures;
 use fovea_tui::ui;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
-use ratatui_image::picker::{Picker, ProtocolType};
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -140,26 +139,23 @@ fn app() -> App {
     app
 }
 
-/// Draws twice: the first draw asks for resized pictures, which are encoded
-/// here synchronously before the second.
+/// Draws twice: the first draw asks for encoded pictures, which are
+/// encoded here synchronously before the second.
 fn render(app: &App, w: u16, h: u16) -> String {
-    let mut senders = HashMap::new();
-    let mut receivers = Vec::new();
-    for panel in PANELS {
-        let (tx, rx) = std::sync::mpsc::channel();
-        senders.insert(panel, tx);
-        receivers.push((panel, rx));
-    }
-    let mut pictures = Pictures::new(Picker::halfblocks(), true, senders);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let support = Support {
+        usable: vec![Protocol::Blocks],
+        note: None,
+        wrap: false,
+    };
+    let mut pictures = Pictures::new((9, 18), support, None, tx);
     let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
     pictures.refresh(app);
     terminal
         .draw(|f| ui::draw(f, app, &mut pictures, 0))
         .unwrap();
-    for (panel, rx) in &receivers {
-        while let Ok(req) = rx.try_recv() {
-            pictures.resized(*panel, req.resize_encode().unwrap());
-        }
+    while let Ok(job) = rx.try_recv() {
+        assert!(pictures.encoded(job.encode()).is_none());
     }
     terminal
         .draw(|f| ui::draw(f, app, &mut pictures, 0))
@@ -244,34 +240,36 @@ fn maximize_panel_shows_progress() {
 }
 
 /// Every picture protocol's output for a small image.
-fn encoded(kind: ProtocolType) -> String {
-    let mut picker = Picker::halfblocks();
-    picker.set_protocol_type(kind);
-    let img = image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(32, 32, |x, y| {
-        image::Rgb([x as u8 * 8, y as u8 * 8, 90])
-    }));
+fn encoded(protocol: Protocol) -> String {
+    let img = image::RgbImage::from_fn(32, 32, |x, y| image::Rgb([x as u8 * 8, y as u8 * 8, 90]));
+    let target = Target {
+        protocol,
+        cell: (9, 18),
+        wrap: false,
+    };
     let area = ratatui::layout::Rect::new(0, 0, 8, 4);
-    let proto = picker
-        .new_protocol(img, area.as_size(), ratatui_image::Resize::Fit(None))
-        .unwrap();
+    let e = graphics::encode(&img, area.width, area.height, &target, 7).unwrap();
     let mut buf = ratatui::buffer::Buffer::empty(area);
-    ratatui::widgets::Widget::render(ratatui_image::Image::new(&proto), area, &mut buf);
+    assert!(e.render(area, &mut buf));
     buf.content().iter().map(|c| c.symbol()).collect()
 }
 
 #[test]
 fn graphics_protocols_emit_well_formed_sequences() {
-    let sixel = encoded(ProtocolType::Sixel);
+    let sixel = encoded(Protocol::Sixel);
     let start = sixel.find("\x1bP").expect("sixel starts with DCS");
     assert!(sixel[start..].contains('q'), "sixel introducer");
     assert!(sixel[start..].contains("\x1b\\"), "sixel ends with ST");
-    let kitty = encoded(ProtocolType::Kitty);
-    assert!(kitty.contains("\x1b_G"), "kitty graphics APC");
-    assert!(kitty.contains("\x1b\\"), "kitty APC terminated");
-    let iterm = encoded(ProtocolType::Iterm2);
+    for kitty in [encoded(Protocol::Kitty), encoded(Protocol::KittyDirect)] {
+        assert!(kitty.contains("\x1b_G"), "kitty graphics APC");
+        assert!(kitty.contains("\x1b\\"), "kitty APC terminated");
+    }
+    // Placeholders: one per cell, the picture's id in the colour.
+    assert!(encoded(Protocol::Kitty).contains('\u{10EEEE}'));
+    let iterm = encoded(Protocol::Iterm2);
     let start = iterm.find("\x1b]1337;File=").expect("iTerm2 OSC 1337");
     assert!(iterm[start..].contains("inline=1"));
     assert!(iterm[start..].contains('\x07'), "OSC terminated by BEL");
-    let blocks = encoded(ProtocolType::Halfblocks);
-    assert!(!blocks.contains('\x1b') && (blocks.contains('▀') || blocks.contains('▄')));
+    let blocks = encoded(Protocol::Blocks);
+    assert!(!blocks.contains('\x1b') && blocks.contains('▀'));
 }
