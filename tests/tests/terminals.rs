@@ -1,0 +1,400 @@
+//! `fovea-tui` in real terminal emulators on a virtual X display: xterm
+//! with sixel, the same inside tmux, and kitty (Debian's 0.26, which has
+//! no Unicode placeholders). Each test takes screenshots of the display and
+//! checks that the input panel shows the network's input as real pixels:
+//! the same mean colour, a coarse correlation with the picture, and detail
+//! inside cells that half blocks cannot draw. `.ci/run` installs xvfb,
+//! xterm, kitty, x11-utils, imagemagick and tmux.
+
+use fovea_tests::{Daemon, bin, ready, sample_image};
+use fovea_tui::graphics::fit;
+use image::RgbImage;
+use ratatui::layout::Rect;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const COLS: u16 = 120;
+const ROWS: u16 = 40;
+
+fn spawn(cmd: &mut Command, what: &str) -> Child {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("{what} could not start ({e}); install it (Debian: apt-get install {what})")
+        })
+}
+
+/// A process killed when the test ends.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A virtual X display.
+struct Display {
+    name: String,
+    _server: Killed,
+}
+
+impl Display {
+    fn start() -> Display {
+        let n = (60..200)
+            .map(|i| i + std::process::id() % 50)
+            .find(|n| !PathBuf::from(format!("/tmp/.X{n}-lock")).exists())
+            .unwrap_or(250);
+        let name = format!(":{n}");
+        let server = Killed(spawn(
+            Command::new("Xvfb").args([&name, "-screen", "0", "1600x1000x24", "-nolisten", "tcp"]),
+            "xvfb",
+        ));
+        let socket = PathBuf::from(format!("/tmp/.X11-unix/X{n}"));
+        let t = Instant::now();
+        while !socket.exists() {
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "Xvfb {name} did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Display {
+            name,
+            _server: server,
+        }
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.env("DISPLAY", &self.name);
+        c
+    }
+
+    /// The whole screen.
+    fn screenshot(&self) -> RgbImage {
+        let out = self
+            .command("import")
+            .args(["-window", "root", "png:-"])
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("imagemagick's import could not run ({e}); install imagemagick")
+            });
+        image::load_from_memory(&out.stdout)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "import gave no picture ({e}): {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })
+            .to_rgb8()
+    }
+
+    /// Position and size of the largest top-level window (the terminal).
+    fn terminal_window(&self) -> Option<(u32, u32, u32, u32)> {
+        let out = self
+            .command("xwininfo")
+            .args(["-root", "-children"])
+            .output()
+            .unwrap_or_else(|e| panic!("xwininfo could not run ({e}); install x11-utils"));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                // `0x200001 "xterm": ("xterm" "XTerm")  1084x724+0+0  +0+0`
+                let geom = l.split_whitespace().rev().nth(1)?;
+                let (size, pos) = geom.split_once('+')?;
+                let (w, h) = size.split_once('x')?;
+                let (x, y) = pos.split_once('+')?;
+                Some((
+                    x.parse().ok()?,
+                    y.parse().ok()?,
+                    w.parse().ok()?,
+                    h.parse().ok()?,
+                ))
+            })
+            .max_by_key(|(_, _, w, h)| w * h)
+    }
+}
+
+/// The real VGG-16 serving on CPU, and the input picture it makes of the
+/// chelsea sample (what the TUI's input panel shows).
+fn vgg16() -> (Daemon, RgbImage) {
+    let d = Daemon::start(&[
+        "--model",
+        "vgg16",
+        "--model-source",
+        "package",
+        "--ep",
+        "cpu",
+    ]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let input = rt.block_on(async {
+        let c = ready(&d.addr).await;
+        let image = std::fs::read(sample_image("chelsea.png")).unwrap();
+        c.record(image, "").await.unwrap().input_png
+    });
+    (d, image::load_from_memory(&input).unwrap().to_rgb8())
+}
+
+fn tui_command(d: &Daemon) -> Vec<String> {
+    vec![
+        bin("fovea-tui").display().to_string(),
+        "--connect".into(),
+        d.addr.clone(),
+        sample_image("chelsea.png").display().to_string(),
+    ]
+}
+
+/// The command inside tmux (its own server, passthrough on, no status
+/// line so the TUI has the whole window).
+fn in_tmux(cmd: &[String], socket: &str, dir: &std::path::Path) -> Vec<String> {
+    let conf = dir.join("tmux.conf");
+    std::fs::write(
+        &conf,
+        "set -g allow-passthrough on\nset -g default-terminal tmux-256color\nset -g status off\n",
+    )
+    .unwrap();
+    let mut v: Vec<String> = ["tmux", "-L", socket, "-f"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    v.push(conf.display().to_string());
+    v.extend(["new-session".to_string(), "-s".into(), "shot".into()]);
+    v.push(cmd.join(" "));
+    v
+}
+
+fn xterm(display: &Display, cmd: &[String]) -> Killed {
+    Killed(spawn(
+        display
+            .command("xterm")
+            .args(["-ti", "vt340", "-xrm", "XTerm*decTerminalID: vt340"])
+            .args([
+                "-xrm",
+                "XTerm*numColorRegisters: 256",
+                "-fa",
+                "Monospace",
+                "-fs",
+                "9",
+            ])
+            .arg("-geometry")
+            .arg(format!("{COLS}x{ROWS}+0+0"))
+            .arg("-e")
+            .args(cmd),
+        "xterm",
+    ))
+}
+
+fn kitty(display: &Display, cmd: &[String]) -> Killed {
+    Killed(spawn(
+        display
+            .command("kitty")
+            .env("LIBGL_ALWAYS_SOFTWARE", "1")
+            .args(["--config", "NONE", "-o", "window_padding_width=0"])
+            .args(["-o", "remember_window_size=no"])
+            .arg("-o")
+            .arg(format!("initial_window_width={COLS}c"))
+            .arg("-o")
+            .arg(format!("initial_window_height={ROWS}c"))
+            .args(cmd),
+        "kitty",
+    ))
+}
+
+/// Mean colour of a picture.
+fn mean(img: &RgbImage) -> [f64; 3] {
+    let mut m = [0.0; 3];
+    for p in img.pixels() {
+        for c in 0..3 {
+            m[c] += f64::from(p[c]);
+        }
+    }
+    let n = f64::from((img.width() * img.height()).max(1));
+    m.map(|v| v / n)
+}
+
+/// Pearson correlation of the luminance of two pictures of one size.
+fn correlation(a: &RgbImage, b: &RgbImage) -> f64 {
+    let lum = |img: &RgbImage| -> Vec<f64> {
+        img.pixels()
+            .map(|p| 0.299 * f64::from(p[0]) + 0.587 * f64::from(p[1]) + 0.114 * f64::from(p[2]))
+            .collect()
+    };
+    let (x, y) = (lum(a), lum(b));
+    let n = x.len() as f64;
+    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (u, v) in x.iter().zip(&y) {
+        sxy += (u - mx) * (v - my);
+        sxx += (u - mx) * (u - mx);
+        syy += (v - my) * (v - my);
+    }
+    sxy / (sxx * syy).sqrt().max(1e-9)
+}
+
+/// Share of half-cells (cell width x half the cell height) holding more
+/// than six colours: a half block draws each in one colour (a few more
+/// where a window straddles two, or at the glyph's anti-aliased edge).
+fn detail(img: &RgbImage, cell: (u32, u32)) -> f64 {
+    let (w, h) = (cell.0.max(1), (cell.1 / 2).max(1));
+    let (mut varied, mut all) = (0usize, 0usize);
+    for by in 0..img.height() / h {
+        for bx in 0..img.width() / w {
+            let mut colours = std::collections::HashSet::new();
+            for y in 0..h {
+                for x in 0..w {
+                    colours.insert(img.get_pixel(bx * w + x, by * h + y).0);
+                }
+            }
+            varied += usize::from(colours.len() > 6);
+            all += 1;
+        }
+    }
+    varied as f64 / all.max(1) as f64
+}
+
+/// What the input panel shows in a screenshot, and the measures.
+struct Seen {
+    /// Where the picture was looked for: window, cell size.
+    geometry: String,
+    mean_diff: f64,
+    correlation: f64,
+    detail: f64,
+}
+
+fn input_panel(display: &Display, input: &RgbImage) -> Option<(Seen, RgbImage)> {
+    let (wx, wy, ww, wh) = display.terminal_window()?;
+    let cell = (ww / u32::from(COLS), wh / u32::from(ROWS));
+    // The terminal's border around the cells.
+    let (bx, by) = (
+        (ww - cell.0 * u32::from(COLS)) / 2,
+        (wh - cell.1 * u32::from(ROWS)) / 2,
+    );
+    let areas = fovea_tui::ui::layout(Rect::new(0, 0, COLS, ROWS));
+    let inner = Rect::new(
+        areas.input.x + 1,
+        areas.input.y + 1,
+        areas.input.width.saturating_sub(2),
+        areas.input.height.saturating_sub(2),
+    );
+    let f = fit(
+        input.width(),
+        input.height(),
+        inner.width,
+        inner.height,
+        (cell.0 as u16, cell.1 as u16),
+    )?;
+    let x = wx + bx + u32::from(inner.x + f.dx) * cell.0;
+    let y = wy + by + u32::from(inner.y + f.dy) * cell.1;
+    let shot = display.screenshot();
+    if x + f.width > shot.width() || y + f.height > shot.height() {
+        return None;
+    }
+    let crop = image::imageops::crop_imm(&shot, x, y, f.width, f.height).to_image();
+    let small = |img: &RgbImage| {
+        image::imageops::resize(img, 24, 24, image::imageops::FilterType::Triangle)
+    };
+    let (m1, m2) = (mean(&crop), mean(input));
+    let seen = Seen {
+        geometry: format!(
+            "window {ww}x{wh}+{wx}+{wy}, cells {}x{} px, picture at {x},{y}",
+            cell.0, cell.1
+        ),
+        mean_diff: (0..3).map(|c| (m1[c] - m2[c]).abs()).fold(0.0, f64::max),
+        correlation: correlation(&small(&crop), &small(input)),
+        detail: detail(&crop, cell),
+    };
+    Some((seen, shot))
+}
+
+/// Waits for the input panel to show the input as real pixels; on failure
+/// the last screenshot is saved in the temporary folder and named.
+fn assert_input_picture(display: &Display, input: &RgbImage, what: &str) {
+    let t = Instant::now();
+    let mut last = String::from("no terminal window");
+    loop {
+        if let Some((s, shot)) = input_panel(display, input) {
+            if s.mean_diff < 20.0 && s.correlation > 0.9 && s.detail > 0.75 {
+                return;
+            }
+            last = format!(
+                "mean colour off by {:.1}, correlation {:.3}, detail {:.2}; {}",
+                s.mean_diff, s.correlation, s.detail, s.geometry
+            );
+            if t.elapsed() > Duration::from_secs(60) {
+                let path = std::env::temp_dir().join(format!("fovea-{what}.png"));
+                let _ = shot.save(&path);
+                panic!(
+                    "{what}: the input panel does not show the input picture ({last}); screenshot: {}",
+                    path.display()
+                );
+            }
+        } else {
+            assert!(t.elapsed() < Duration::from_secs(60), "{what}: {last}");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn xterm_with_sixel_shows_the_input_picture() {
+    let (d, input) = vgg16();
+    let display = Display::start();
+    let _term = xterm(&display, &tui_command(&d));
+    assert_input_picture(&display, &input, "xterm-sixel");
+}
+
+#[test]
+fn tmux_in_xterm_passes_sixel_through() {
+    let (d, input) = vgg16();
+    let display = Display::start();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = format!("fovea-shot-{}", std::process::id());
+    let _term = xterm(&display, &in_tmux(&tui_command(&d), &socket, dir.path()));
+    assert_input_picture(&display, &input, "tmux-sixel");
+    let _ = Command::new("tmux")
+        .args(["-L", &socket, "kill-server"])
+        .status();
+}
+
+#[test]
+fn kitty_without_placeholders_places_pictures_directly() {
+    let (d, input) = vgg16();
+    let display = Display::start();
+    let _term = kitty(&display, &tui_command(&d));
+    assert_input_picture(&display, &input, "kitty");
+}
+
+/// The measure tells half blocks from pictures: the same panel drawn with
+/// half blocks correlates with the input but has no detail inside cells.
+#[test]
+fn half_blocks_in_xterm_fail_the_detail_measure() {
+    let (d, input) = vgg16();
+    let display = Display::start();
+    let mut cmd = tui_command(&d);
+    cmd.extend(["--graphics".to_string(), "blocks".into()]);
+    let _term = xterm(&display, &cmd);
+    let t = Instant::now();
+    loop {
+        if let Some((s, _)) = input_panel(&display, &input)
+            && s.correlation > 0.9
+        {
+            // Measured: pictures 0.9-1.0, half blocks about 0.4.
+            assert!(
+                s.detail < 0.55,
+                "half blocks measured as detailed ({:.2})",
+                s.detail
+            );
+            return;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the half-block input never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
