@@ -18,9 +18,13 @@ const COLS: u16 = 120;
 const ROWS: u16 = 40;
 
 fn spawn(cmd: &mut Command, what: &str) -> Child {
+    spawn_logged(cmd, what, Stdio::null())
+}
+
+fn spawn_logged(cmd: &mut Command, what: &str, log: Stdio) -> Child {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap_or_else(|e| {
             panic!("{what} could not start ({e}); install it (Debian: apt-get install {what})")
@@ -44,29 +48,53 @@ struct Display {
 }
 
 impl Display {
+    /// Tests run in parallel: each takes its own display number, and one
+    /// whose server does not come up (a number in use) tries the next.
     fn start() -> Display {
-        let n = (60..200)
-            .map(|i| i + std::process::id() % 50)
-            .find(|n| !PathBuf::from(format!("/tmp/.X{n}-lock")).exists())
-            .unwrap_or(250);
-        let name = format!(":{n}");
-        let server = Killed(spawn(
-            Command::new("Xvfb").args([&name, "-screen", "0", "1600x1000x24", "-nolisten", "tcp"]),
-            "xvfb",
-        ));
-        let socket = PathBuf::from(format!("/tmp/.X11-unix/X{n}"));
-        let t = Instant::now();
-        while !socket.exists() {
-            assert!(
-                t.elapsed() < Duration::from_secs(20),
-                "Xvfb {name} did not start"
-            );
-            std::thread::sleep(Duration::from_millis(100));
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        for _ in 0..20 {
+            let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let n = 100 + (std::process::id() % 400) * 16 + k % 16;
+            if PathBuf::from(format!("/tmp/.X{n}-lock")).exists() {
+                continue;
+            }
+            let name = format!(":{n}");
+            let mut server = Killed(spawn(
+                Command::new("Xvfb").args([
+                    &name,
+                    "-screen",
+                    "0",
+                    "1600x1000x24",
+                    "-nolisten",
+                    "tcp",
+                ]),
+                "xvfb",
+            ));
+            let socket = PathBuf::from(format!("/tmp/.X11-unix/X{n}"));
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(20) {
+                if !matches!(server.0.try_wait(), Ok(None)) {
+                    break;
+                }
+                // The socket appears a little before the server answers.
+                if socket.exists()
+                    && Command::new("xdpyinfo")
+                        .args(["-display", &name])
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status()
+                        .is_ok_and(|s| s.success())
+                {
+                    return Display {
+                        name,
+                        _server: server,
+                    };
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = server.0.kill();
         }
-        Display {
-            name,
-            _server: server,
-        }
+        panic!("no virtual X display could be started");
     }
 
     fn command(&self, program: &str) -> Command {
@@ -168,8 +196,36 @@ fn in_tmux(cmd: &[String], socket: &str, dir: &std::path::Path) -> Vec<String> {
     v
 }
 
-fn xterm(display: &Display, cmd: &[String]) -> Killed {
-    Killed(spawn(
+/// A terminal emulator and the file its error output goes to.
+struct Terminal {
+    process: Killed,
+    log: tempfile::NamedTempFile,
+}
+
+impl Terminal {
+    fn start(cmd: &mut Command, what: &str) -> Terminal {
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let out = log.reopen().unwrap();
+        Terminal {
+            process: Killed(spawn_logged(cmd, what, Stdio::from(out))),
+            log,
+        }
+    }
+
+    /// Whether it still runs, else how it ended and what it said.
+    fn state(&mut self) -> String {
+        match self.process.0.try_wait() {
+            Ok(None) => "running".into(),
+            other => format!(
+                "ended ({other:?}): {}",
+                std::fs::read_to_string(self.log.path()).unwrap_or_default()
+            ),
+        }
+    }
+}
+
+fn xterm(display: &Display, cmd: &[String]) -> Terminal {
+    Terminal::start(
         display
             .command("xterm")
             .args(["-ti", "vt340", "-xrm", "XTerm*decTerminalID: vt340"])
@@ -186,11 +242,11 @@ fn xterm(display: &Display, cmd: &[String]) -> Killed {
             .arg("-e")
             .args(cmd),
         "xterm",
-    ))
+    )
 }
 
-fn kitty(display: &Display, cmd: &[String]) -> Killed {
-    Killed(spawn(
+fn kitty(display: &Display, cmd: &[String]) -> Terminal {
+    Terminal::start(
         display
             .command("kitty")
             .env("LIBGL_ALWAYS_SOFTWARE", "1")
@@ -202,7 +258,7 @@ fn kitty(display: &Display, cmd: &[String]) -> Killed {
             .arg(format!("initial_window_height={ROWS}c"))
             .args(cmd),
         "kitty",
-    ))
+    )
 }
 
 /// Mean colour of a picture.
@@ -274,7 +330,11 @@ fn input_panel(display: &Display, input: &RgbImage) -> Option<(Seen, RgbImage)> 
         (ww - cell.0 * u32::from(COLS)) / 2,
         (wh - cell.1 * u32::from(ROWS)) / 2,
     );
-    let areas = fovea_tui::ui::layout(Rect::new(0, 0, COLS, ROWS));
+    let view = fovea_tui::ui::View {
+        focus: fovea_tui::app::Focus::Layers,
+        zoom: false,
+    };
+    let areas = fovea_tui::ui::layout(Rect::new(0, 0, COLS, ROWS), view);
     let inner = Rect::new(
         areas.input.x + 1,
         areas.input.y + 1,
@@ -313,7 +373,7 @@ fn input_panel(display: &Display, input: &RgbImage) -> Option<(Seen, RgbImage)> 
 
 /// Waits for the input panel to show the input as real pixels; on failure
 /// the last screenshot is saved in the temporary folder and named.
-fn assert_input_picture(display: &Display, input: &RgbImage, what: &str) {
+fn assert_input_picture(display: &Display, term: &mut Terminal, input: &RgbImage, what: &str) {
     let t = Instant::now();
     let mut last = String::from("no terminal window");
     loop {
@@ -334,7 +394,11 @@ fn assert_input_picture(display: &Display, input: &RgbImage, what: &str) {
                 );
             }
         } else {
-            assert!(t.elapsed() < Duration::from_secs(60), "{what}: {last}");
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "{what}: {last}; the terminal: {}",
+                term.state()
+            );
         }
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -344,8 +408,8 @@ fn assert_input_picture(display: &Display, input: &RgbImage, what: &str) {
 fn xterm_with_sixel_shows_the_input_picture() {
     let (d, input) = vgg16();
     let display = Display::start();
-    let _term = xterm(&display, &tui_command(&d));
-    assert_input_picture(&display, &input, "xterm-sixel");
+    let mut term = xterm(&display, &tui_command(&d));
+    assert_input_picture(&display, &mut term, &input, "xterm-sixel");
 }
 
 #[test]
@@ -354,8 +418,8 @@ fn tmux_in_xterm_passes_sixel_through() {
     let display = Display::start();
     let dir = tempfile::tempdir().unwrap();
     let socket = format!("fovea-shot-{}", std::process::id());
-    let _term = xterm(&display, &in_tmux(&tui_command(&d), &socket, dir.path()));
-    assert_input_picture(&display, &input, "tmux-sixel");
+    let mut term = xterm(&display, &in_tmux(&tui_command(&d), &socket, dir.path()));
+    assert_input_picture(&display, &mut term, &input, "tmux-sixel");
     let _ = Command::new("tmux")
         .args(["-L", &socket, "kill-server"])
         .status();
@@ -365,8 +429,8 @@ fn tmux_in_xterm_passes_sixel_through() {
 fn kitty_without_placeholders_places_pictures_directly() {
     let (d, input) = vgg16();
     let display = Display::start();
-    let _term = kitty(&display, &tui_command(&d));
-    assert_input_picture(&display, &input, "kitty");
+    let mut term = kitty(&display, &tui_command(&d));
+    assert_input_picture(&display, &mut term, &input, "kitty");
 }
 
 /// The measure tells half blocks from pictures: the same panel drawn with
@@ -377,7 +441,7 @@ fn half_blocks_in_xterm_fail_the_detail_measure() {
     let display = Display::start();
     let mut cmd = tui_command(&d);
     cmd.extend(["--graphics".to_string(), "blocks".into()]);
-    let _term = xterm(&display, &cmd);
+    let mut term = xterm(&display, &cmd);
     let t = Instant::now();
     loop {
         if let Some((s, _)) = input_panel(&display, &input)
@@ -393,7 +457,8 @@ fn half_blocks_in_xterm_fail_the_detail_measure() {
         }
         assert!(
             t.elapsed() < Duration::from_secs(60),
-            "the half-block input never appeared"
+            "the half-block input never appeared; the terminal: {}",
+            term.state()
         );
         std::thread::sleep(Duration::from_millis(500));
     }

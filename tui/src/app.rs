@@ -54,9 +54,15 @@ pub enum Action {
     /// with its four reconstructions.
     OpenPatch(usize),
     ToggleHelp,
+    /// The focused panel fills the screen, or no longer.
+    ToggleZoom,
     Quit,
     /// A click on the activation map at grid position (y, x).
     SelectLocation(u32, u32),
+    /// A click on a row of the layer list (index into the conv layers).
+    SelectLayer(usize),
+    /// A click on a tile of the feature grid.
+    SelectFeature(u32),
     /// Typing in the open-image prompt.
     PromptChar(char),
     PromptBackspace,
@@ -147,6 +153,24 @@ pub struct MaxState {
     pub history: Vec<Vec<f32>>,
     pub previews: Vec<Vec<u8>>,
     pub result: Option<pb::MaximizeResult>,
+    /// Set when the image's top class is maximized: its index and name.
+    pub class: Option<String>,
+    /// When the first step was reported (with its step number), for the
+    /// time left.
+    pub first_step: Option<(Instant, u32)>,
+}
+
+impl MaxState {
+    /// The time left at the pace since the first reported step.
+    pub fn eta(&self, now: Instant) -> Option<Duration> {
+        let (t0, s0) = self.first_step?;
+        let done = self.step.checked_sub(s0).filter(|d| *d > 0)?;
+        let left = self.total.saturating_sub(self.step);
+        Some(
+            now.duration_since(t0)
+                .mul_f64(f64::from(left) / f64::from(done)),
+        )
+    }
 }
 
 /// Path entry with completion.
@@ -182,6 +206,8 @@ pub struct App {
     pub status: String,
     pub error: Option<String>,
     pub help: bool,
+    /// The focused panel fills the screen.
+    pub zoom: bool,
     pub prompt: Option<Prompt>,
     pub seed: u64,
     pub graphics: String,
@@ -221,6 +247,7 @@ impl App {
             status: "connecting".into(),
             error: None,
             help: false,
+            zoom: false,
             prompt: None,
             seed: 0,
             graphics: graphics.into(),
@@ -279,6 +306,23 @@ impl App {
         (n as f64).sqrt().ceil().max(1.0) as u32
     }
 
+    /// Selects conv layer `index`, keeping the location where it is on the
+    /// image: the cursor is scaled by the ratio of the two grids (the
+    /// stride between the layers).
+    fn select_layer(&mut self, index: usize, now: Instant) {
+        if index == self.layer || index >= self.convs().len() {
+            return;
+        }
+        let (h0, w0) = self.grid();
+        self.layer = index;
+        let (h1, w1) = self.grid();
+        let scale = |v: u32, from: u32, to: u32| {
+            ((u64::from(v) * 2 + 1) * u64::from(to) / (2 * u64::from(from.max(1)))) as u32
+        };
+        self.cursor = (scale(self.cursor.0, h0, h1), scale(self.cursor.1, w0, w1));
+        self.layer_changed(now);
+    }
+
     fn layer_changed(&mut self, now: Instant) {
         let (h, w) = self.grid();
         self.feature = self.feature.min(self.depth() - 1);
@@ -322,19 +366,42 @@ impl App {
         }
         let mut out = Vec::new();
         let n_layers = self.convs().len();
+        if self.recording.is_none()
+            && matches!(
+                action,
+                Action::JumpStrongest
+                    | Action::Maximize
+                    | Action::MaximizeClass
+                    | Action::TogglePatches
+                    | Action::SelectLocation(..)
+            )
+        {
+            self.status = "no image recorded yet: o opens one".into();
+            return out;
+        }
         match action {
             Action::Quit => {
                 self.quit = true;
                 out.push(Command::Quit);
             }
             Action::ToggleHelp => self.help = !self.help,
+            Action::ToggleZoom => self.zoom = !self.zoom,
             Action::LayerDown if n_layers > 0 && self.layer + 1 < n_layers => {
-                self.layer += 1;
-                self.layer_changed(now);
+                self.select_layer(self.layer + 1, now);
             }
             Action::LayerUp if self.layer > 0 => {
-                self.layer -= 1;
-                self.layer_changed(now);
+                self.select_layer(self.layer - 1, now);
+            }
+            Action::SelectLayer(i) => {
+                self.focus = Focus::Layers;
+                self.select_layer(i, now);
+            }
+            Action::SelectFeature(f) => {
+                self.focus = Focus::Maps;
+                if f < self.depth() && f != self.feature {
+                    self.feature = f;
+                    self.neuron_changed(now);
+                }
             }
             Action::FeatureNext => {
                 self.feature = (self.feature + 1) % self.depth();
@@ -390,11 +457,11 @@ impl App {
                 match (class_layer, top) {
                     (Some(layer), Some(p)) => {
                         let (class, label) = (p.class_index, p.label.clone());
+                        let name = format!("class {class} {label}").trim_end().to_string();
                         out.extend(self.start_maximize(layer, class, 0, 0));
                         if self.max.running {
-                            self.status = format!("maximizing class {class} {label}")
-                                .trim_end()
-                                .to_string();
+                            self.status = format!("maximizing the image's top class, {name}");
+                            self.max.class = Some(name);
                         }
                     }
                     _ => {
@@ -619,6 +686,9 @@ impl App {
                 }
             }
             Msg::MaxProgress(p) => {
+                if self.max.first_step.is_none() {
+                    self.max.first_step = Some((now, p.step));
+                }
                 self.max.step = p.step;
                 self.max.total = p.total_steps;
                 if self.max.history.len() < p.objective.len() {
@@ -1049,5 +1119,96 @@ mod tests {
         assert_eq!(t, format!("{base}/images/ca"));
         assert!(hint.contains("cat.png") && hint.contains("car.png"));
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_location_keeps_its_place_on_the_image_across_layers() {
+        let (mut app, now) = loaded();
+        // Layer 2 is 4x4, layer 1 8x8: stride 2 between them.
+        assert_eq!(app.layer, 1);
+        app.cursor = (3, 1);
+        app.update(Action::LayerUp, now);
+        assert_eq!(app.cursor, (7, 3));
+        app.update(Action::LayerDown, now);
+        assert_eq!(app.cursor, (3, 1));
+        app.update(Action::SelectLayer(0), now);
+        assert_eq!(
+            (app.layer, app.cursor, app.focus),
+            (0, (7, 3), Focus::Layers)
+        );
+    }
+
+    #[test]
+    fn without_a_recording_probe_keys_say_how_to_get_one() {
+        let mut app = App::new("test", "half blocks");
+        let now = Instant::now();
+        app.apply(Msg::Model(model()), now);
+        for a in [
+            Action::JumpStrongest,
+            Action::Maximize,
+            Action::TogglePatches,
+        ] {
+            assert!(app.update(a, now).is_empty());
+            assert_eq!(app.status, "no image recorded yet: o opens one");
+        }
+    }
+
+    #[test]
+    fn clicks_pick_layers_tiles_and_locations_where_they_are_drawn() {
+        use crate::ui::{Hits, grid_hit, layer_hit, map_hit};
+        use ratatui::layout::Rect;
+        let (app, _) = loaded();
+        // The 4x4 map drawn on 8x4 cells at (10, 5).
+        let map = Some(Rect::new(10, 5, 8, 4));
+        assert_eq!(map_hit(&app, map, 10, 5), Some((0, 0)));
+        assert_eq!(map_hit(&app, map, 17, 8), Some((3, 3)));
+        assert_eq!(map_hit(&app, map, 18, 8), None);
+        // Six features: a 3x2 grid of tiles on 9x4 cells.
+        let grid = Some(Rect::new(0, 0, 9, 4));
+        assert_eq!(grid_hit(&app, grid, 0, 0), Some(0));
+        assert_eq!(grid_hit(&app, grid, 8, 0), Some(2));
+        assert_eq!(grid_hit(&app, grid, 4, 3), Some(4));
+        // The list's rows start inside its frame.
+        let list = Rect::new(0, 0, 30, 6);
+        assert_eq!(layer_hit(&app, list, 3, 1), Some(0));
+        assert_eq!(layer_hit(&app, list, 3, 2), Some(1));
+        assert_eq!(layer_hit(&app, list, 3, 3), None);
+        let hits = Hits {
+            map,
+            grid,
+            ..Hits::default()
+        };
+        let click = |col, row| {
+            crossterm::event::Event::Mouse(crossterm::event::MouseEvent {
+                kind: crossterm::event::MouseEventKind::Down(crossterm::event::MouseButton::Left),
+                column: col,
+                row,
+                modifiers: crossterm::event::KeyModifiers::NONE,
+            })
+        };
+        assert_eq!(
+            crate::keys::action(&app, &hits, &click(17, 8)),
+            Some(Action::SelectLocation(3, 3))
+        );
+        assert_eq!(
+            crate::keys::action(&app, &hits, &click(4, 3)),
+            Some(Action::SelectFeature(4))
+        );
+    }
+
+    #[test]
+    fn time_left_follows_the_pace_since_the_first_step() {
+        let t0 = Instant::now();
+        let m = MaxState {
+            step: 30,
+            total: 150,
+            first_step: Some((t0, 10)),
+            ..Default::default()
+        };
+        assert_eq!(
+            m.eta(t0 + Duration::from_secs(4)),
+            Some(Duration::from_secs(24))
+        );
+        assert_eq!(MaxState::default().eta(t0), None);
     }
 }

@@ -1,19 +1,43 @@
 //! Terminal events to actions.
 
 use crate::app::{Action, App};
-use crate::ui::map_hit;
+use crate::ui::{Hits, grid_hit, layer_hit, map_hit};
 use crossterm::event::{
     Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEventKind,
 };
-use ratatui::layout::Rect;
 
-/// The action of a terminal event, if any; `map` is where the activation
-/// map's picture is on screen.
-pub fn action(app: &App, map: Option<Rect>, event: &Event) -> Option<Action> {
+/// The action of a terminal event, if any; `hits` says what is where.
+pub fn action(app: &App, hits: &Hits, event: &Event) -> Option<Action> {
     match event {
         Event::Key(k) if k.kind != KeyEventKind::Release => key(app, k),
-        Event::Mouse(m) if m.kind == MouseEventKind::Down(MouseButton::Left) => {
-            map_hit(app, map, m.column, m.row).map(|(y, x)| Action::SelectLocation(y, x))
+        Event::Mouse(m) if app.help || app.prompt.is_some() => {
+            // Overlays take clicks away from the panels beneath.
+            (m.kind == MouseEventKind::Down(MouseButton::Left) && app.help)
+                .then_some(Action::ToggleHelp)
+        }
+        Event::Mouse(m) => {
+            let (col, row) = (m.column, m.row);
+            let on_list = || {
+                let r = hits.areas.layers;
+                col >= r.x && row >= r.y && col < r.x + r.width && row < r.y + r.height
+            };
+            match m.kind {
+                MouseEventKind::Down(MouseButton::Left) => map_hit(app, hits.map, col, row)
+                    .map(|(y, x)| Action::SelectLocation(y, x))
+                    .or_else(|| grid_hit(app, hits.grid, col, row).map(Action::SelectFeature))
+                    .or_else(|| {
+                        layer_hit(app, hits.areas.layers, col, row).map(Action::SelectLayer)
+                    }),
+                MouseEventKind::ScrollDown if on_list() => Some(Action::LayerDown),
+                MouseEventKind::ScrollUp if on_list() => Some(Action::LayerUp),
+                MouseEventKind::ScrollDown if grid_hit(app, hits.grid, col, row).is_some() => {
+                    Some(Action::FeatureNext)
+                }
+                MouseEventKind::ScrollUp if grid_hit(app, hits.grid, col, row).is_some() => {
+                    Some(Action::FeaturePrev)
+                }
+                _ => None,
+            }
         }
         _ => None,
     }
@@ -57,6 +81,7 @@ fn key(app: &App, k: &KeyEvent) -> Option<Action> {
             Action::OpenPatch(c as usize - '1' as usize)
         }
         KeyCode::Char('?') => Action::ToggleHelp,
+        KeyCode::Char('z') => Action::ToggleZoom,
         KeyCode::Esc if app.help => Action::ToggleHelp,
         _ => return None,
     })

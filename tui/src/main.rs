@@ -78,6 +78,19 @@ fn main() {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
+    // A picture that cannot be read is an error before the screen changes.
+    for image in &args.images {
+        std::fs::File::open(image)
+            .and_then(|f| f.metadata())
+            .and_then(|m| {
+                if m.is_file() {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::other("not a file"))
+                }
+            })
+            .map_err(|e| anyhow::anyhow!("cannot read the image {}: {e}", image.display()))?;
+    }
     let (token, ca) =
         fovea_client::read_credentials(args.token_file.as_deref(), args.tls_ca.as_deref())?;
     let target = match &args.connect {
@@ -238,7 +251,11 @@ async fn event_loop(
                         terminal.clear()?;
                     }
                     let was_overlay = app.help || app.prompt.is_some();
-                    let cmds = match keys::action(&app, pictures.drawn_at(Panel::Map), &ev) {
+                    let cmds = match keys::action(&app, &ui::Hits {
+                        areas: ui::layout(ratatui::layout::Rect::new(0, 0, size.width, size.height), ui::View::of(&app)),
+                        map: pictures.drawn_at(Panel::Map),
+                        grid: pictures.drawn_at(Panel::Grid),
+                    }, &ev) {
                         Some(a) => app.update(a, Instant::now()),
                         None => Vec::new(),
                     };

@@ -11,8 +11,9 @@ use ratatui::widgets::{
     Sparkline, Wrap,
 };
 
-/// Where each panel is on a screen of a given size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where each panel is on a screen of a given size. A hidden panel has an
+/// empty rectangle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Areas {
     pub input: Rect,
     pub layers: Rect,
@@ -22,44 +23,122 @@ pub struct Areas {
     pub histogram: Rect,
     pub maximize: Rect,
     pub status: Rect,
+    /// Set when the screen is too small for anything useful.
+    pub too_small: bool,
 }
 
-pub fn layout(area: Rect) -> Areas {
-    let rows = Layout::default()
-        .direction(Direction::Vertical)
-        .constraints([
+/// The smallest screen the TUI draws on.
+pub const MIN_SIZE: (u16, u16) = (60, 16);
+
+/// Below this, one picture panel at a time (the focused one; Tab moves).
+pub const COMPACT_BELOW: (u16, u16) = (110, 32);
+
+/// Which panels show, given the screen, the focus and the zoom.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct View {
+    pub focus: Focus,
+    pub zoom: bool,
+}
+
+impl View {
+    pub fn of(app: &App) -> View {
+        View {
+            focus: app.focus,
+            zoom: app.zoom,
+        }
+    }
+}
+
+fn split(area: Rect, direction: Direction, constraints: &[Constraint]) -> Vec<Rect> {
+    Layout::default()
+        .direction(direction)
+        .constraints(constraints.to_vec())
+        .split(area)
+        .to_vec()
+}
+
+pub fn layout(area: Rect, view: View) -> Areas {
+    let mut a = Areas::default();
+    if area.width < MIN_SIZE.0 || area.height < MIN_SIZE.1 {
+        a.too_small = true;
+        return a;
+    }
+    let rows = split(
+        area,
+        Direction::Vertical,
+        &[Constraint::Min(1), Constraint::Length(2)],
+    );
+    a.status = rows[1];
+    let body = rows[0];
+    if view.zoom {
+        match view.focus {
+            Focus::Layers => a.layers = body,
+            Focus::Maps => a.grid = body,
+            Focus::Activation => a.map = body,
+            Focus::Reconstructions => a.reconstructions = body,
+            Focus::Maximize => a.maximize = body,
+        }
+        return a;
+    }
+    if area.width < COMPACT_BELOW.0 || area.height < COMPACT_BELOW.1 {
+        // The input and the layer list, then the focused picture panel
+        // (the reconstructions while the list has focus).
+        let parts = split(
+            body,
+            Direction::Vertical,
+            &[Constraint::Percentage(45), Constraint::Percentage(55)],
+        );
+        let top = split(
+            parts[0],
+            Direction::Horizontal,
+            &[Constraint::Percentage(40), Constraint::Percentage(60)],
+        );
+        a.input = top[0];
+        a.layers = top[1];
+        match view.focus {
+            Focus::Maps => a.grid = parts[1],
+            Focus::Activation => a.map = parts[1],
+            Focus::Layers | Focus::Reconstructions => a.reconstructions = parts[1],
+            Focus::Maximize => a.maximize = parts[1],
+        }
+        return a;
+    }
+    let rows = split(
+        body,
+        Direction::Vertical,
+        &[
+            Constraint::Percentage(39),
             Constraint::Percentage(38),
-            Constraint::Percentage(37),
             Constraint::Min(6),
-            Constraint::Length(2),
-        ])
-        .split(area);
-    let top = Layout::default()
-        .direction(Direction::Horizontal)
-        .constraints([
+        ],
+    );
+    let top = split(
+        rows[0],
+        Direction::Horizontal,
+        &[
             Constraint::Percentage(30),
             Constraint::Percentage(34),
             Constraint::Percentage(36),
-        ])
-        .split(rows[0]);
-    let middle = Layout::default()
-        .direction(Direction::Horizontal)
-        .constraints([Constraint::Percentage(55), Constraint::Percentage(45)])
-        .split(rows[1]);
-    let bottom = Layout::default()
-        .direction(Direction::Horizontal)
-        .constraints([Constraint::Percentage(45), Constraint::Percentage(55)])
-        .split(rows[2]);
-    Areas {
-        input: top[0],
-        layers: top[1],
-        map: top[2],
-        grid: middle[0],
-        reconstructions: middle[1],
-        histogram: bottom[0],
-        maximize: bottom[1],
-        status: rows[3],
-    }
+        ],
+    );
+    let middle = split(
+        rows[1],
+        Direction::Horizontal,
+        &[Constraint::Percentage(55), Constraint::Percentage(45)],
+    );
+    let bottom = split(
+        rows[2],
+        Direction::Horizontal,
+        &[Constraint::Percentage(45), Constraint::Percentage(55)],
+    );
+    a.input = top[0];
+    a.layers = top[1];
+    a.map = top[2];
+    a.grid = middle[0];
+    a.reconstructions = middle[1];
+    a.histogram = bottom[0];
+    a.maximize = bottom[1];
+    a
 }
 
 /// Panel frames in the terminal's own foreground, so they read on light
@@ -85,14 +164,24 @@ fn block(title: String, focused: bool) -> Block<'static> {
 
 const SPINNER: [char; 4] = ['|', '/', '-', '\\'];
 
+/// What is where on screen, for the mouse: the panels and the pictures of
+/// the activation map and the feature grid as drawn.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Hits {
+    pub areas: Areas,
+    pub map: Option<Rect>,
+    pub grid: Option<Rect>,
+}
+
+fn inside(r: Rect, col: u16, row: u16) -> bool {
+    col >= r.x && row >= r.y && col < r.x + r.width && row < r.y + r.height
+}
+
 /// The grid cell of the activation map at terminal position (col, row), if
 /// the position is on the map as drawn (`map`: the picture's cells).
 pub fn map_hit(app: &App, map: Option<Rect>, col: u16, row: u16) -> Option<(u32, u32)> {
     let layer = app.current_layer()?;
-    let r = map?;
-    if col < r.x || row < r.y || col >= r.x + r.width || row >= r.y + r.height {
-        return None;
-    }
+    let r = map.filter(|r| inside(*r, col, row))?;
     let x = u32::from(col - r.x) * layer.width / u32::from(r.width.max(1));
     let y = u32::from(row - r.y) * layer.height / u32::from(r.height.max(1));
     Some((
@@ -101,63 +190,165 @@ pub fn map_hit(app: &App, map: Option<Rect>, col: u16, row: u16) -> Option<(u32,
     ))
 }
 
-pub fn draw(f: &mut Frame, app: &App, pictures: &mut Pictures, tick: usize) {
-    let areas = layout(f.area());
-    let overlay = app.help || app.prompt.is_some();
-    let picture = |f: &mut Frame,
-                   pictures: &mut Pictures,
-                   panel: Panel,
-                   area: Rect,
-                   title: String,
-                   focused: bool| {
-        let inner = block(String::new(), focused).inner(area);
-        let shown = if overlay {
-            Shown::Nothing
-        } else {
-            pictures.draw(panel, inner, f.buffer_mut())
-        };
-        let title = match shown {
-            Shown::Updating => format!("{title}· updating "),
-            _ => title,
-        };
-        f.render_widget(block(title, focused), area);
-        if shown == Shown::Nothing && !overlay {
-            f.render_widget(
-                Paragraph::new("…").style(Style::default().add_modifier(Modifier::DIM)),
-                inner,
-            );
-        }
-    };
+/// The feature whose tile of the thumbnail grid is at (col, row).
+pub fn grid_hit(app: &App, grid: Option<Rect>, col: u16, row: u16) -> Option<u32> {
+    let depth = app.current_layer()?.channels;
+    let r = grid.filter(|r| inside(*r, col, row))?;
+    let page = app.feature / PAGE;
+    let n = depth.saturating_sub(page * PAGE).clamp(1, PAGE);
+    let cols = f64::from(n).sqrt().ceil().max(1.0) as u32;
+    let rows = n.div_ceil(cols);
+    let c = u32::from(col - r.x) * cols / u32::from(r.width.max(1));
+    let k = u32::from(row - r.y) * rows / u32::from(r.height.max(1));
+    let feature = page * PAGE + k * cols + c;
+    (k * cols + c < n && feature < depth).then_some(feature)
+}
 
-    let layer = app.current_layer().cloned();
-    let lname = layer
+/// The conv layer (index) on the layer list's row at `row`.
+pub fn layer_hit(app: &App, list: Rect, col: u16, row: u16) -> Option<usize> {
+    let inner = block(String::new(), false).inner(list);
+    if !inside(inner, col, row) {
+        return None;
+    }
+    let i = list_offset(app.layer, usize::from(inner.height)) + usize::from(row - inner.y);
+    (i < app.convs().len()).then_some(i)
+}
+
+pub fn draw(f: &mut Frame, app: &App, pictures: &mut Pictures, tick: usize) {
+    let areas = layout(f.area(), View::of(app));
+    if areas.too_small {
+        let (w, h) = (f.area().width, f.area().height);
+        f.render_widget(
+            Paragraph::new(format!(
+                "fovea-tui needs at least {}x{} cells; this terminal is {w}x{h}. Enlarge it or press q.",
+                MIN_SIZE.0, MIN_SIZE.1
+            ))
+            .wrap(Wrap { trim: true }),
+            f.area(),
+        );
+        return;
+    }
+    let overlay = app.help || app.prompt.is_some();
+    let visible = |r: Rect| r.width >= 3 && r.height >= 3;
+    if visible(areas.input) {
+        input_panel(f, app, pictures, areas.input, overlay);
+    }
+    if visible(areas.layers) {
+        layers_panel(f, app, areas.layers);
+    }
+    if visible(areas.map) {
+        map_panel(f, app, pictures, areas.map, overlay);
+    }
+    if visible(areas.grid) {
+        grid_panel(f, app, pictures, areas.grid, overlay);
+    }
+    if visible(areas.reconstructions) {
+        reconstructions_panel(f, app, pictures, areas.reconstructions, overlay);
+    }
+    if visible(areas.histogram) {
+        histogram_panel(f, app, areas.histogram);
+    }
+    if visible(areas.maximize) {
+        maximize_panel(f, app, pictures, areas.maximize, overlay);
+    }
+    status_bar(f, app, areas.status, tick);
+    if app.help {
+        help(f);
+    }
+    if let Some(p) = &app.prompt {
+        let area = centered(f.area(), 70, 5);
+        f.render_widget(Clear, area);
+        let text = vec![
+            Line::from(format!("> {}_", p.text)),
+            Line::from(Span::styled(
+                p.hint.clone(),
+                Style::default().add_modifier(Modifier::DIM),
+            )),
+        ];
+        f.render_widget(
+            Paragraph::new(text).block(block(" open image ".into(), true)),
+            area,
+        );
+    }
+}
+
+/// A framed panel holding `panel`'s picture (or `empty`, dimmed, when it
+/// has none); the title says when the picture is being updated.
+#[allow(clippy::too_many_arguments)]
+fn picture_panel(
+    f: &mut Frame,
+    pictures: &mut Pictures,
+    panel: Panel,
+    area: Rect,
+    title: String,
+    focused: bool,
+    overlay: bool,
+    empty: &str,
+) {
+    let inner = block(String::new(), focused).inner(area);
+    let shown = if overlay {
+        Shown::Nothing
+    } else {
+        pictures.draw(panel, inner, f.buffer_mut())
+    };
+    let title = match shown {
+        Shown::Updating => format!("{title}· updating "),
+        _ => title,
+    };
+    f.render_widget(block(title, focused), area);
+    if shown == Shown::Nothing && !overlay {
+        f.render_widget(
+            Paragraph::new(empty.to_string())
+                .style(Style::default().add_modifier(Modifier::DIM))
+                .wrap(Wrap { trim: true }),
+            inner,
+        );
+    }
+}
+
+fn input_panel(f: &mut Frame, app: &App, pictures: &mut Pictures, area: Rect, overlay: bool) {
+    let name = app
+        .image
         .as_ref()
-        .map(|l| format!("{} {}", l.number, l.name))
-        .unwrap_or_default();
-    let input_title = match (&app.image, app.fov) {
-        (Some(p), Some(b)) => format!(
-            " {} · FOV x {}..{} y {}..{} ",
-            p.file_name()
-                .map(|f| f.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            b.x0,
-            b.x1,
-            b.y0,
-            b.y1
-        ),
-        (Some(p), None) => format!(" {} ", p.display()),
+        .and_then(|p| p.file_name())
+        .map(|f| f.to_string_lossy().into_owned());
+    let title = match (name, app.fov) {
+        (Some(n), Some(b)) => format!(" {n} · FOV x {}..{} y {}..{} ", b.x0, b.x1, b.y0, b.y1),
+        (Some(n), None) => format!(" {n} "),
         _ => " input ".into(),
     };
-    picture(f, pictures, Panel::Input, areas.input, input_title, false);
+    let empty = if app.recording.is_none() {
+        "no image yet: o opens one"
+    } else {
+        "…"
+    };
+    picture_panel(
+        f,
+        pictures,
+        Panel::Input,
+        area,
+        title,
+        false,
+        overlay,
+        empty,
+    );
+}
 
-    // Layer list: number, name, shape, fraction active.
+/// The first row of the layer list shown in `rows` rows with `selected`
+/// selected (the selection stays in view at the bottom edge).
+pub fn list_offset(selected: usize, rows: usize) -> usize {
+    selected.saturating_sub(rows.saturating_sub(1))
+}
+
+fn layers_panel(f: &mut Frame, app: &App, area: Rect) {
+    // Number, name, shape, FOV, fraction active.
     let fractions: Vec<f32> = app
         .recording
         .as_ref()
         .map(|r| r.activity.iter().map(|a| a.fraction_active).collect())
         .unwrap_or_default();
-    let items: Vec<ListItem> = app
-        .convs()
+    let convs = app.convs();
+    let items: Vec<ListItem> = convs
         .iter()
         .enumerate()
         .map(|(i, l)| {
@@ -174,145 +365,221 @@ pub fn draw(f: &mut Frame, app: &App, pictures: &mut Pictures, tick: usize) {
             ))
         })
         .collect();
-    let mut state = ListState::default().with_selected(Some(app.layer));
+    let mut b = block(
+        " layers (j/k): shape, FOV, active ".into(),
+        app.focus == Focus::Layers,
+    );
+    let rows = usize::from(b.inner(area).height);
+    let offset = list_offset(app.layer, rows);
+    // Where rows are out of view, say how many and where.
+    if convs.len() > rows {
+        let above = offset;
+        let below = convs.len().saturating_sub(offset + rows);
+        b = b.title_bottom(Line::from(format!(
+            " {}{}{} of {} ",
+            if above > 0 {
+                format!("↑{above} ")
+            } else {
+                String::new()
+            },
+            if below > 0 {
+                format!("↓{below} ")
+            } else {
+                String::new()
+            },
+            app.layer + 1,
+            convs.len()
+        )));
+    }
+    let mut state = ListState::default()
+        .with_selected(Some(app.layer))
+        .with_offset(offset);
     let list = List::new(items)
-        .block(block(
-            " layers (j/k): shape, FOV, active ".into(),
-            app.focus == Focus::Layers,
-        ))
+        .block(b)
         .highlight_style(Style::default().add_modifier(Modifier::REVERSED | Modifier::BOLD))
         .highlight_symbol("> ");
-    f.render_stateful_widget(list, areas.layers, &mut state);
+    f.render_stateful_widget(list, area, &mut state);
+}
 
+fn map_panel(f: &mut Frame, app: &App, pictures: &mut Pictures, area: Rect, overlay: bool) {
+    let lname = app
+        .current_layer()
+        .map(|l| format!("{} {}", l.number, l.name))
+        .unwrap_or_default();
     let act = app
         .reconstructions
         .first()
         .map(|r| format!(" = {:.3}", r.activation))
         .unwrap_or_default();
-    picture(
+    let title = format!(
+        " {lname} f{} @ ({},{}){act} ",
+        app.feature, app.cursor.0, app.cursor.1
+    );
+    picture_panel(
         f,
         pictures,
         Panel::Map,
-        areas.map,
-        format!(
-            " {lname} f{} @ ({},{}){act} ",
-            app.feature, app.cursor.0, app.cursor.1
-        ),
+        area,
+        title,
         app.focus == Focus::Activation,
+        overlay,
+        "…",
     );
-    let depth = layer.as_ref().map_or(0, |l| l.channels);
+}
+
+fn grid_panel(f: &mut Frame, app: &App, pictures: &mut Pictures, area: Rect, overlay: bool) {
+    let depth = app.current_layer().map_or(0, |l| l.channels);
     let page = app.feature / PAGE;
-    picture(
+    let title = format!(
+        " feature maps {}..{} of {depth} (h/l) ",
+        page * PAGE,
+        ((page + 1) * PAGE).min(depth)
+    );
+    picture_panel(
         f,
         pictures,
         Panel::Grid,
-        areas.grid,
-        format!(
-            " feature maps {}..{} of {depth} (h/l) ",
-            page * PAGE,
-            ((page + 1) * PAGE).min(depth)
-        ),
+        area,
+        title,
         app.focus == Focus::Maps,
+        overlay,
+        "…",
     );
-    picture(
+}
+
+fn reconstructions_panel(
+    f: &mut Frame,
+    app: &App,
+    pictures: &mut Pictures,
+    area: Rect,
+    overlay: bool,
+) {
+    let inactive = app
+        .reconstructions
+        .first()
+        .is_some_and(|r| r.activation <= 0.0);
+    let title = if app.show_patches {
+        format!(
+            " strongest images in the scan for f{} (1-9 open one, p back) ",
+            app.feature
+        )
+    } else if inactive {
+        " reconstructions: this neuron is inactive here (activation 0), so they are blank; t jumps to the strongest ".to_string()
+    } else {
+        format!(" reconstructions · seed {} (r; p: scan) ", app.seed)
+    };
+    let empty = if app.show_patches && app.patches.is_empty() {
+        "no scan results for this feature: scan a folder with `fovea scan DIR --out scan.json`, then start fovea-tui (or fovead) with --scan scan.json"
+    } else {
+        "…"
+    };
+    picture_panel(
         f,
         pictures,
         Panel::Reconstructions,
-        areas.reconstructions,
-        if app.show_patches {
-            format!(
-                " strongest images in the scan for f{} (1-9 open one, p back) ",
-                app.feature
-            )
-        } else {
-            format!(" reconstructions · seed {} (r; p: scan) ", app.seed)
-        },
+        area,
+        title,
         app.focus == Focus::Reconstructions,
+        overlay,
+        empty,
     );
+}
 
-    // Histogram of active features per location (fig. 6) for the layer.
+/// Histogram of active features per location (fig. 6) for the layer.
+fn histogram_panel(f: &mut Frame, app: &App, area: Rect) {
     let hb = block(" active features per location ".into(), false);
-    let hinner = hb.inner(areas.histogram);
-    f.render_widget(hb, areas.histogram);
-    if let Some(s) = app.stats.as_ref().and_then(|s| s.layers.get(app.layer)) {
-        let bars = (hinner.width as usize / 2).clamp(1, 64);
-        let per = s.histogram.len().div_ceil(bars).max(1);
-        let grouped: Vec<Bar> = s
-            .histogram
-            .chunks(per)
-            .map(|c| {
-                Bar::default()
-                    .value(c.iter().map(|&v| v as u64).sum())
-                    .text_value(String::new())
-            })
-            .collect();
-        let chart = BarChart::default()
-            .data(BarGroup::default().bars(&grouped))
-            .bar_width(1)
-            .bar_gap(1)
-            .bar_style(Style::default().fg(Color::Cyan))
-            .value_style(Style::default().fg(Color::Black).bg(Color::Cyan));
-        let parts = Layout::default()
-            .direction(Direction::Vertical)
-            .constraints([
-                Constraint::Length(1),
-                Constraint::Min(1),
-                Constraint::Length(1),
-            ])
-            .split(hinner);
-        f.render_widget(
-            Paragraph::new(format!(
-                "0 {:>w$}",
-                format!("{} active features", s.features),
-                w = (grouped.len() * 2).saturating_sub(2).max(1)
-            )),
-            parts[2],
-        );
-        f.render_widget(
-            Paragraph::new(format!(
-                "layer {}: {} locations, {:.0}% of units active; bars: locations by active features",
-                s.layer,
-                s.locations,
-                100.0 * s.fraction_active
-            )),
-            parts[0],
-        );
-        f.render_widget(chart, parts[1]);
-    }
+    let hinner = hb.inner(area);
+    f.render_widget(hb, area);
+    let Some(s) = app.stats.as_ref().and_then(|s| s.layers.get(app.layer)) else {
+        return;
+    };
+    let bars = (hinner.width as usize / 2).clamp(1, 64);
+    let per = s.histogram.len().div_ceil(bars).max(1);
+    let grouped: Vec<Bar> = s
+        .histogram
+        .chunks(per)
+        .map(|c| {
+            Bar::default()
+                .value(c.iter().map(|&v| v as u64).sum())
+                .text_value(String::new())
+        })
+        .collect();
+    let chart = BarChart::default()
+        .data(BarGroup::default().bars(&grouped))
+        .bar_width(1)
+        .bar_gap(1)
+        .bar_style(Style::default().fg(Color::Cyan));
+    let parts = split(
+        hinner,
+        Direction::Vertical,
+        &[
+            Constraint::Length(1),
+            Constraint::Min(1),
+            Constraint::Length(1),
+        ],
+    );
+    f.render_widget(
+        Paragraph::new(format!(
+            "0 {:>w$}",
+            format!("{} active features", s.features),
+            w = (grouped.len() * 2).saturating_sub(2).max(1)
+        )),
+        parts[2],
+    );
+    f.render_widget(
+        Paragraph::new(format!(
+            "layer {}: {} locations, {:.0}% of units active; bars: locations by active features",
+            s.layer,
+            s.locations,
+            100.0 * s.fraction_active
+        )),
+        parts[0],
+    );
+    f.render_widget(chart, parts[1]);
+}
 
-    // Maximization: gauge, objective per start, previews.
+/// Maximization: gauge with the time left, objective per start, previews.
+fn maximize_panel(f: &mut Frame, app: &App, pictures: &mut Pictures, area: Rect, overlay: bool) {
     let mb = block(
         " maximize (m, x cancels) ".into(),
         app.focus == Focus::Maximize,
     );
-    let minner = mb.inner(areas.maximize);
-    f.render_widget(mb, areas.maximize);
+    let minner = mb.inner(area);
+    f.render_widget(mb, area);
     let starts = app.max.history.len().max(1) as u16;
-    let parts = Layout::default()
-        .direction(Direction::Vertical)
-        .constraints([
+    let parts = split(
+        minner,
+        Direction::Vertical,
+        &[
             Constraint::Length(1),
             Constraint::Length(starts.min(4)),
             Constraint::Min(1),
-        ])
-        .split(minner);
+        ],
+    );
     let ratio = if app.max.total > 0 {
         app.max.step as f64 / app.max.total as f64
     } else {
         0.0
     };
+    let eta = app
+        .max
+        .eta(std::time::Instant::now())
+        .map(|d| format!(", about {}s left", d.as_secs().max(1)))
+        .unwrap_or_default();
     let label = match (app.max.running, app.max.neuron) {
-        (true, Some((l, f_, y, x))) if (l as usize) <= app.convs().len() => format!(
-            "layer {l} f{f_} ({y},{x}): step {}/{}",
+        (true, Some((l, f_, y, x))) if app.max.class.is_none() => format!(
+            "layer {l} f{f_} ({y},{x}): step {}/{}{eta}",
             app.max.step, app.max.total
         ),
-        (true, Some((l, f_, _, _))) => format!(
-            "layer {l} unit {f_}: step {}/{}",
-            app.max.step, app.max.total
+        (true, Some(_)) => format!(
+            "{}: step {}/{}{eta}",
+            app.max.class.as_deref().unwrap_or("class"),
+            app.max.step,
+            app.max.total
         ),
         (false, Some(_)) if app.max.result.is_some() => "done".to_string(),
         (false, Some(_)) => "stopped".to_string(),
-        _ => "m maximizes the selected neuron".to_string(),
+        _ => "m maximizes the selected neuron, c the image's top class".to_string(),
     };
     f.render_widget(
         Gauge::default()
@@ -321,15 +588,17 @@ pub fn draw(f: &mut Frame, app: &App, pictures: &mut Pictures, tick: usize) {
             .gauge_style(Style::default().fg(Color::Green)),
         parts[0],
     );
-    let lines = Layout::default()
-        .direction(Direction::Vertical)
-        .constraints(vec![Constraint::Length(1); starts.min(4) as usize])
-        .split(parts[1]);
+    let lines = split(
+        parts[1],
+        Direction::Vertical,
+        &vec![Constraint::Length(1); starts.min(4) as usize],
+    );
     for (i, h) in app.max.history.iter().take(4).enumerate() {
-        let row = Layout::default()
-            .direction(Direction::Horizontal)
-            .constraints([Constraint::Length(20), Constraint::Min(1)])
-            .split(lines[i]);
+        let row = split(
+            lines[i],
+            Direction::Horizontal,
+            &[Constraint::Length(20), Constraint::Min(1)],
+        );
         f.render_widget(
             Paragraph::new(format!(
                 "start {} {:>9.1}",
@@ -348,11 +617,12 @@ pub fn draw(f: &mut Frame, app: &App, pictures: &mut Pictures, tick: usize) {
             row[1],
         );
     }
-    if !overlay {
+    if !overlay && parts[2].height > 0 && parts[2].width > 0 {
         pictures.draw(Panel::Maximize, parts[2], f.buffer_mut());
     }
+}
 
-    // Status bar.
+fn status_bar(f: &mut Frame, app: &App, area: Rect, tick: usize) {
     let spin = if app.busy > 0 { SPINNER[tick % 4] } else { ' ' };
     let provider = app
         .model
@@ -377,69 +647,56 @@ pub fn draw(f: &mut Frame, app: &App, pictures: &mut Pictures, tick: usize) {
         },
     ]);
     let line2 = Line::from(Span::styled(
-        key_bar(areas.status.width),
+        key_bar(area.width),
         Style::default().add_modifier(Modifier::DIM),
     ));
-    f.render_widget(Paragraph::new(vec![line1, line2]), areas.status);
+    f.render_widget(Paragraph::new(vec![line1, line2]), area);
+}
 
-    if app.help {
-        let area = centered(f.area(), 72, 24);
-        f.render_widget(Clear, area);
-        let text = vec![
-            Line::from("Keys").style(Style::default().add_modifier(Modifier::BOLD)),
-            Line::from(""),
-            Line::from("  j / k        next / previous layer"),
-            Line::from("  h / l        previous / next feature"),
-            Line::from("  arrows       move the location (the feature, in the maps)"),
-            Line::from("  mouse click  select a location on the activation map"),
-            Line::from("  t            jump to the strongest neuron of the layer"),
-            Line::from("  Tab          move focus between panels"),
-            Line::from("  m            maximize the selected neuron (3 starts)"),
-            Line::from("  c            maximize the top class of the image (whole image)"),
-            Line::from("  x            cancel the maximization"),
-            Line::from("  o            open another image (Tab completes)"),
-            Line::from("  r            reseed the random weights"),
-            Line::from("  s            save what is on screen as PNG files"),
-            Line::from("  g            next picture protocol that works in this terminal"),
-            Line::from("  p            the dataset scan's strongest images for the feature"),
-            Line::from("  1-9          (with p) open that image at its neuron"),
-            Line::from("  ?            this help (any key closes it)"),
-            Line::from("  q            quit"),
-            Line::from(""),
-            Line::from("Inside tmux, real pictures need `set -g allow-passthrough on`."),
-        ];
-        f.render_widget(
-            Paragraph::new(text)
-                .block(block(" help ".into(), true))
-                .wrap(Wrap { trim: false }),
-            area,
-        );
-    }
-    if let Some(p) = &app.prompt {
-        let area = centered(f.area(), 70, 5);
-        f.render_widget(Clear, area);
-        let text = vec![
-            Line::from(format!("> {}_", p.text)),
-            Line::from(Span::styled(
-                p.hint.clone(),
-                Style::default().add_modifier(Modifier::DIM),
-            )),
-        ];
-        f.render_widget(
-            Paragraph::new(text).block(block(" open image ".into(), true)),
-            area,
-        );
-    }
+fn help(f: &mut Frame) {
+    let area = centered(f.area(), 72, 26);
+    f.render_widget(Clear, area);
+    let text = vec![
+        Line::from("Keys").style(Style::default().add_modifier(Modifier::BOLD)),
+        Line::from(""),
+        Line::from("  j / k        next / previous layer"),
+        Line::from("  h / l        previous / next feature"),
+        Line::from("  arrows       move the location (the feature, in the maps)"),
+        Line::from("  mouse        click a layer, a feature tile or a location; wheel scrolls"),
+        Line::from("  t            jump to the strongest neuron of the layer"),
+        Line::from("  Tab          move focus between panels (on small screens: which shows)"),
+        Line::from("  z            zoom the focused panel to the whole screen, or back"),
+        Line::from("  m            maximize the selected neuron (3 starts)"),
+        Line::from("  c            maximize the top class of the image (whole image)"),
+        Line::from("  x            cancel the maximization"),
+        Line::from("  o            open another image (Tab completes)"),
+        Line::from("  r            reseed the random weights"),
+        Line::from("  s            save every picture on screen, with its settings"),
+        Line::from("  g            next picture protocol that works in this terminal"),
+        Line::from("  p            the dataset scan's strongest images for the feature"),
+        Line::from("  1-9          (with p) open that image at its neuron"),
+        Line::from("  ?            this help (any key closes it)"),
+        Line::from("  q            quit"),
+        Line::from(""),
+        Line::from("Inside tmux, real pictures need `set -g allow-passthrough on`."),
+    ];
+    f.render_widget(
+        Paragraph::new(text)
+            .block(block(" help ".into(), true))
+            .wrap(Wrap { trim: false }),
+        area,
+    );
 }
 
 /// The key bar for a screen `width` columns wide: as many keys as fit, in
 /// order of use, and always the way to the help and out.
 pub fn key_bar(width: u16) -> String {
-    const KEYS: [&str; 14] = [
+    const KEYS: [&str; 15] = [
         "j/k layer",
         "h/l feature",
         "arrows location",
         "Tab focus",
+        "z zoom",
         "t strongest",
         "m maximize",
         "o open",

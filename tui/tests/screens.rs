@@ -1,5 +1,6 @@
-//! The main screens drawn on ratatui's TestBackend and compared with stored
-//! snapshots (`FOVEA_UPDATE_SNAPSHOTS=1` rewrites them), and the picture
+//! The main screens drawn on ratatui's TestBackend at a laptop's 80x24, at
+//! 120x40 and at 200x60, compared with insta snapshots (`cargo insta
+//! review`, or `INSTA_UPDATE=always`, accepts changes), and the picture
 //! protocols' escape sequences checked to be well-formed.
 
 use fovea_client::v1 as pb;
@@ -171,22 +172,6 @@ fn render(app: &App, w: u16, h: u16) -> String {
     out
 }
 
-fn snapshot(name: &str, screen: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/snapshots")
-        .join(format!("{name}.txt"));
-    if std::env::var_os("FOVEA_UPDATE_SNAPSHOTS").is_some() || !path.exists() {
-        std::fs::write(&path, screen).unwrap();
-        return;
-    }
-    let want = std::fs::read_to_string(&path).unwrap();
-    assert!(
-        want == screen,
-        "{name} differs from {}:\n{screen}",
-        path.display()
-    );
-}
-
 #[test]
 fn main_screen() {
     let screen = render(&app(), 120, 40);
@@ -202,7 +187,43 @@ fn main_screen() {
         screen.contains('▀') || screen.contains('▄'),
         "pictures drawn as half blocks"
     );
-    snapshot("main_screen", &screen);
+    insta::assert_snapshot!("main_120x40", screen);
+}
+
+#[test]
+fn a_laptop_screen_shows_input_list_and_one_picture_panel() {
+    let mut app = app();
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("layers (j/k)"), "{screen}");
+    assert!(screen.contains("reconstructions"), "{screen}");
+    assert!(!screen.contains("feature maps"), "{screen}");
+    assert!(screen.trim_end().ends_with("? help"), "{screen}");
+    insta::assert_snapshot!("main_80x24", screen);
+    // Tab brings the next panel in its place.
+    app.update(Action::FocusNext, Instant::now());
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("feature maps"), "{screen}");
+    assert!(!screen.contains("reconstructions"), "{screen}");
+}
+
+#[test]
+fn a_large_screen_and_zoom() {
+    let mut app = app();
+    insta::assert_snapshot!("main_200x60", render(&app, 200, 60));
+    app.update(Action::FocusNext, Instant::now());
+    app.update(Action::ToggleZoom, Instant::now());
+    let screen = render(&app, 200, 60);
+    assert!(screen.contains("feature maps"), "{screen}");
+    assert!(!screen.contains("layers (j/k)"), "{screen}");
+    insta::assert_snapshot!("zoomed_grid_200x60", screen);
+}
+
+#[test]
+fn too_small_a_screen_says_the_size_needed() {
+    let screen = render(&app(), 50, 12);
+    let words = screen.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(words.contains("needs at least 60x16"), "{screen}");
+    assert!(words.contains("this terminal is 50x12"), "{screen}");
 }
 
 #[test]
@@ -215,7 +236,7 @@ fn help_overlay_hides_pictures_and_lists_every_key() {
     ] {
         assert!(screen.contains(key), "help lacks {key:?}");
     }
-    snapshot("help", &screen);
+    insta::assert_snapshot!("help_120x40", screen);
 }
 
 #[test]
