@@ -23,16 +23,17 @@ pub enum ClientError {
     /// The address is malformed.
     #[error("bad address {addr:?}: {reason}")]
     Address { addr: String, reason: String },
-    /// No connection could be made, or it broke.
-    #[error("cannot reach the daemon at {addr}: {source}")]
+    /// No connection could be made, or it broke. The message says the
+    /// cause once (the transport's own chain repeats itself).
+    #[error("cannot reach the daemon at {addr}: {}", causes(source))]
     Transport {
         addr: String,
-        #[source]
         source: tonic::transport::Error,
     },
-    /// The daemon answered with an error status.
+    /// The daemon answered with an error status. Not a `source`: the
+    /// status's own text would repeat the message.
     #[error("{}: {}", code_name(.0.code()), .0.message())]
-    Status(#[from] tonic::Status),
+    Status(tonic::Status),
     /// The embedded daemon could not start.
     #[error("embedded daemon: {0}")]
     Embedded(String),
@@ -57,6 +58,28 @@ impl ClientError {
             _ => false,
         }
     }
+}
+
+impl From<tonic::Status> for ClientError {
+    fn from(s: tonic::Status) -> ClientError {
+        ClientError::Status(s)
+    }
+}
+
+/// An error and its causes in one line, each said once: a cause whose text
+/// the line already holds is left out.
+pub fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !text.is_empty() && !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        next = cause.source();
+    }
+    line
 }
 
 fn code_name(code: tonic::Code) -> &'static str {

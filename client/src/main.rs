@@ -37,6 +37,9 @@ struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// Also print the log of the in-process daemon (-vv: more of it).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
     /// Also print pictures inline in the terminal.
     #[arg(long, global = true)]
     show: bool,
@@ -93,6 +96,10 @@ enum Command {
         /// Only this feature.
         #[arg(long)]
         feature: Option<u32>,
+        /// Every location, so a feature can take several ranks; by default
+        /// each feature appears once, at its strongest location.
+        #[arg(long)]
+        all_locations: bool,
     },
     /// A grid of a layer's feature maps.
     Maps {
@@ -242,11 +249,19 @@ fn classify(e: anyhow::Error) -> Exit {
 
 fn main() {
     let cli = Cli::parse();
+    // The in-process daemon's log is for -v; by default only this
+    // command's own messages reach the user.
+    let level = match cli.verbose {
+        0 => "off",
+        1 => "info,ort=warn",
+        _ => "debug,ort=info",
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,ort=error"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -259,51 +274,81 @@ fn main() {
         }
     };
     if let Err(Exit(code, e)) = rt.block_on(run(cli)) {
-        // One line: the causes joined.
-        eprintln!("fovea: {}", format!("{e:#}").replace('\n', " "));
+        // One line: the causes joined, each said once.
+        let err: &(dyn std::error::Error + 'static) = e.as_ref();
+        eprintln!("fovea: {}", fovea_client::causes(err).replace('\n', " "));
         std::process::exit(code);
     }
 }
 
-/// Prints pictures inline when asked.
+/// Prints pictures inline when asked: at their own size where the
+/// terminal is wide enough, so labels stay readable.
 struct Shower {
-    on: bool,
-    graphics: Graphics,
+    target: Option<fovea_term::Target>,
 }
 
 impl Shower {
-    fn show(&self, img: &RgbImage) {
-        if !self.on {
-            return;
+    /// Asks the terminal what it draws (its answers are read, so none
+    /// reach the screen). Off unless `--show` and stdout is a terminal.
+    fn new(on: bool, graphics: Graphics) -> Shower {
+        use fovea_term::{Protocol, Target, detect};
+        use std::io::IsTerminal;
+        if !on || !std::io::stdout().is_terminal() {
+            return Shower { target: None };
         }
-        let cols = 80u32.min(img.width() / 4).max(16);
-        let mut config = viuer::Config {
-            absolute_offset: false,
-            width: Some(cols),
-            ..Default::default()
+        let env = detect::Env::read();
+        let passthrough = env.tmux.then(detect::tmux_passthrough).flatten();
+        let replies = match (graphics, crossterm::terminal::enable_raw_mode()) {
+            (Graphics::Blocks, _) | (_, Err(_)) => detect::Replies::default(),
+            (_, Ok(())) => {
+                let r = detect::query(
+                    env.tmux && passthrough != Some(false),
+                    std::time::Duration::from_secs(2),
+                );
+                let _ = crossterm::terminal::disable_raw_mode();
+                r
+            }
         };
-        match self.graphics {
-            Graphics::Auto => {}
-            Graphics::Kitty => {
-                config.use_iterm = false;
-                config.use_sixel = false;
-            }
-            Graphics::Iterm => {
-                config.use_kitty = false;
-                config.use_sixel = false;
-            }
-            Graphics::Sixel => {
-                config.use_kitty = false;
-                config.use_iterm = false;
-            }
-            Graphics::Blocks => {
-                config.use_kitty = false;
-                config.use_iterm = false;
-                config.use_sixel = false;
-            }
+        let support = detect::decide(&env, &replies, passthrough);
+        // Printed pictures are placed directly: kitty's placeholders need
+        // a cell grid, which a command's output is not.
+        let detected = support
+            .usable
+            .iter()
+            .copied()
+            .find(|p| !(support.wrap && *p == Protocol::Kitty))
+            .unwrap_or(Protocol::Blocks);
+        let protocol = match graphics {
+            Graphics::Auto => detected,
+            Graphics::Kitty => Protocol::KittyDirect,
+            Graphics::Iterm => Protocol::Iterm2,
+            Graphics::Sixel => Protocol::Sixel,
+            Graphics::Blocks => Protocol::Blocks,
+        };
+        if let Some(note) = &support.note {
+            eprintln!("fovea: {note}");
         }
-        if let Err(e) = viuer::print(&image::DynamicImage::ImageRgb8(img.clone()), &config) {
-            eprintln!("fovea: cannot show the picture inline: {e}");
+        Shower {
+            target: Some(Target {
+                protocol,
+                cell: detect::cell_size(&replies),
+                wrap: support.wrap,
+            }),
+        }
+    }
+
+    fn show(&self, img: &RgbImage) {
+        use std::io::Write;
+        let Some(target) = &self.target else {
+            return;
+        };
+        let cols = crossterm::terminal::size().map_or(80, |(c, _)| c);
+        match fovea_term::inline(img, cols, target) {
+            Ok(text) => {
+                let mut out = std::io::stdout();
+                let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
+            }
+            Err(e) => eprintln!("fovea: cannot show the picture inline: {e}"),
         }
     }
 }
@@ -499,10 +544,7 @@ async fn run(cli: Cli) -> Result<(), Exit> {
 }
 
 async fn run_inner(cli: Cli) -> anyhow::Result<()> {
-    let shower = Shower {
-        on: cli.show,
-        graphics: cli.graphics,
-    };
+    let shower = Shower::new(cli.show, cli.graphics);
     if let Command::Health { addr } = &cli.command {
         let addr = addr
             .clone()
@@ -738,6 +780,7 @@ async fn run_inner(cli: Cli) -> anyhow::Result<()> {
             layer,
             k,
             feature,
+            all_locations,
         } => {
             let r = record(&client, image).await?;
             let top = client
@@ -746,7 +789,7 @@ async fn run_inner(cli: Cli) -> anyhow::Result<()> {
                     layer: layer.clone(),
                     k: *k,
                     feature: *feature,
-                    ..Default::default()
+                    distinct_features: feature.is_none() && !all_locations,
                 })
                 .await?;
             if cli.json {
@@ -755,7 +798,15 @@ async fn run_inner(cli: Cli) -> anyhow::Result<()> {
                     "activations": top.activations.iter().map(|a| json!({"feature": a.feature, "y": a.y, "x": a.x, "value": a.value})).collect::<Vec<_>>(),
                 }));
             } else {
-                println!("layer {}: {} strongest", top.layer, top.activations.len());
+                if feature.is_none() && !all_locations {
+                    println!(
+                        "layer {}: the {} strongest features, each at its strongest location",
+                        top.layer,
+                        top.activations.len()
+                    );
+                } else {
+                    println!("layer {}: {} strongest", top.layer, top.activations.len());
+                }
                 println!(
                     "{:>4} {:>8} {:>4} {:>4} {:>12}",
                     "rank", "feature", "y", "x", "activation"

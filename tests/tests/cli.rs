@@ -59,6 +59,31 @@ fn every_subcommand_against_a_running_daemon() {
     let acts = t["activations"].as_array().unwrap();
     assert_eq!(acts.len(), 4);
     assert!(acts[0]["value"].as_f64() >= acts[3]["value"].as_f64());
+    // A layer-wide top names distinct features unless every location is
+    // asked for.
+    let features: std::collections::HashSet<_> =
+        acts.iter().map(|a| a["feature"].as_u64()).collect();
+    assert_eq!(features.len(), 4, "{acts:?}");
+    let all = json(&fovea(
+        &[
+            &c[..],
+            &[
+                "--json",
+                "top",
+                img,
+                "--layer",
+                "5",
+                "-k",
+                "40",
+                "--all-locations",
+            ],
+        ]
+        .concat(),
+    ));
+    let all = all["activations"].as_array().unwrap();
+    let features: std::collections::HashSet<_> =
+        all.iter().map(|a| a["feature"].as_u64()).collect();
+    assert!(features.len() < all.len(), "{all:?}");
 
     let maps = out("maps.png");
     ok(&fovea(
@@ -197,6 +222,49 @@ fn every_subcommand_against_a_running_daemon() {
     assert_eq!(hj["status"], "SERVING");
 }
 
+/// Whether an error line says each part once (no cause repeated, no
+/// status restated in tonic's words).
+fn said_once(err: &str) -> bool {
+    let parts: Vec<&str> = err.split(": ").collect();
+    !err.contains("code: '") && parts.windows(2).all(|w| w[0] != w[1])
+}
+
+#[test]
+fn embedded_mode_prints_its_own_messages_and_the_daemon_log_only_with_v() {
+    let (dir, model) = tiny_model_file();
+    let image = dir.path().join("test.png");
+    std::fs::write(&image, fovea_daemon::fixtures::test_image_png(40, 40)).unwrap();
+    let run = |verbose: bool| {
+        let mut args = fovea_tests::tiny_args(&model);
+        if verbose {
+            args.push("-v".into());
+        }
+        args.extend(["top", image.to_str().unwrap(), "--layer", "99"].map(String::from));
+        Command::new(bin("fovea"))
+            .args(&args)
+            .env_remove("RUST_LOG")
+            .env_remove("FOVEA_CONNECT")
+            .output()
+            .unwrap()
+    };
+    let quiet = run(false);
+    let err = String::from_utf8_lossy(&quiet.stderr).trim().to_string();
+    assert_eq!(quiet.status.code(), Some(2));
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("fovea: invalid argument: ") && said_once(&err),
+        "{err}"
+    );
+    assert!(!err.contains('\x1b'), "no colour codes: {err:?}");
+    let loud = run(true);
+    let log = String::from_utf8_lossy(&loud.stderr);
+    assert!(log.contains("TopActivations"), "{log}");
+    assert!(
+        !log.contains('\x1b'),
+        "no colour codes off a terminal: {log:?}"
+    );
+}
+
 #[test]
 fn embedded_daemon_without_connect() {
     let (dir, model) = tiny_model_file();
@@ -262,12 +330,19 @@ fn bad_arguments_are_one_line_errors() {
         assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
         assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
         assert!(
-            err.starts_with("fovea: ") && err.contains(needle),
+            err.starts_with("fovea: ") && err.contains(needle) && said_once(&err),
             "{args:?}: {err}"
         );
     }
     let unreachable = fovea(&["--connect", "127.0.0.1:1", "model"]);
     assert_eq!(unreachable.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&unreachable.stderr)
+        .trim()
+        .to_string();
+    assert!(
+        err.starts_with("fovea: cannot reach the daemon at 127.0.0.1:1: ") && said_once(&err),
+        "{err}"
+    );
     assert!(
         fovea(&["reconstruct"]).status.code() == Some(2),
         "clap usage error"

@@ -3,7 +3,7 @@
 //! the environment, and a small table of which protocol each terminal and
 //! version shows correctly.
 
-use super::Protocol;
+use crate::Protocol;
 use std::io::{Read, Write};
 use std::sync::mpsc;
 use std::time::Duration;
