@@ -7,5 +7,6 @@ pub mod app;
 pub mod graphics;
 pub mod keys;
 pub mod pictures;
+pub mod save;
 pub mod ui;
 pub mod worker;

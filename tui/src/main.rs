@@ -9,7 +9,7 @@ use fovea_tui::app::{App, Command, Msg};
 use fovea_tui::graphics::{Protocol, detect};
 use fovea_tui::pictures::{self, Done, PANELS, Panel, Pictures};
 use fovea_tui::worker::{self, Target};
-use fovea_tui::{keys, ui};
+use fovea_tui::{keys, save, ui};
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -279,7 +279,27 @@ async fn event_loop(
         };
         for c in commands {
             match c {
-                Command::Save => app.status = save(&pictures),
+                Command::Save => {
+                    let size = terminal.size()?;
+                    let areas = ui::layout(
+                        ratatui::layout::Rect::new(0, 0, size.width, size.height),
+                        ui::View::of(&app),
+                    );
+                    let panels: Vec<Panel> = PANELS
+                        .into_iter()
+                        .filter(|p| pictures.drawn_at(*p).is_some())
+                        .collect();
+                    let dir = PathBuf::from("fovea-shots");
+                    let histogram = areas.histogram.width > 0;
+                    app.status = match save::save(&app, &pictures, &panels, histogram, &dir) {
+                        Ok(w) => format!(
+                            "saved {} pictures, each with its settings as JSON, to {}/",
+                            w.len(),
+                            dir.display()
+                        ),
+                        Err(e) => format!("cannot save to {}: {e}", dir.display()),
+                    };
+                }
                 Command::CycleGraphics => {
                     pictures.cycle();
                     app.graphics = pictures.mode();
@@ -317,31 +337,4 @@ fn draw(
         out.flush()?;
     }
     Ok(())
-}
-
-/// Writes every picture on screen to `fovea-shots/<time>-<panel>.png`.
-fn save(pictures: &Pictures) -> String {
-    let dir = PathBuf::from("fovea-shots");
-    if let Err(e) = std::fs::create_dir_all(&dir) {
-        return format!("cannot save: {}: {e}", dir.display());
-    }
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let mut written = 0;
-    for panel in PANELS {
-        if let Some(img) = pictures.image(panel) {
-            let path = dir.join(format!(
-                "{stamp}-{}.png",
-                format!("{panel:?}").to_lowercase()
-            ));
-            if img.save(&path).is_ok() {
-                written += 1;
-            }
-        }
-    }
-    format!(
-        "saved {written} pictures to {}/{stamp}-*.png",
-        dir.display()
-    )
 }

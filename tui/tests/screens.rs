@@ -294,3 +294,53 @@ fn graphics_protocols_emit_well_formed_sequences() {
     let blocks = encoded(Protocol::Blocks);
     assert!(!blocks.contains('\x1b') && blocks.contains('▀'));
 }
+
+#[test]
+fn s_saves_every_picture_on_screen_named_by_what_it_shows() {
+    let app = app();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let support = Support {
+        usable: vec![Protocol::Blocks],
+        note: None,
+        wrap: false,
+    };
+    let mut pictures = Pictures::new((9, 18), support, None, tx);
+    pictures.refresh(&app);
+    drop(rx);
+    let dir = tempfile::tempdir().unwrap();
+    let panels = [
+        fovea_tui::pictures::Panel::Input,
+        fovea_tui::pictures::Panel::Reconstructions,
+    ];
+    let written = fovea_tui::save::save(&app, &pictures, &panels, true, dir.path()).unwrap();
+    let names: Vec<String> = written
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for want in [
+        "cat_input_L2_f2_y3x4-fov.png",
+        "L2_f2_y3x4_deconvnet.png",
+        "L2_f2_y3x4_deconvnet-masked.png",
+        "L2_f2_y3x4_random-weights.png",
+        "L2_f2_y3x4_linear-filter.png",
+        "L2_active-features-histogram.png",
+    ] {
+        assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
+    }
+    for p in &written {
+        let img = image::open(p).unwrap();
+        assert!(img.width() > 0);
+        let side: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(p.with_extension("json")).unwrap())
+                .unwrap();
+        assert!(side.get("layer").is_some(), "{}: {side}", p.display());
+    }
+    let side: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("L2_f2_y3x4_deconvnet.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(side["mode"], "deconvnet");
+    assert_eq!(side["feature"], 2);
+    assert_eq!(side["activation"], 1.5);
+    assert_eq!(side["fov"]["x1"], 16);
+}
