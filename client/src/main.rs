@@ -333,6 +333,7 @@ impl Shower {
                 protocol,
                 cell: detect::cell_size(&replies),
                 wrap: support.wrap,
+                pane: None,
             }),
         }
     }

@@ -204,6 +204,19 @@ pub fn tmux_passthrough() -> Option<bool> {
     Some(matches!(v.as_str(), "1" | "on" | "all"))
 }
 
+/// Where this tmux pane's first cell is on the terminal outside tmux.
+pub fn tmux_pane_origin() -> Option<(u16, u16)> {
+    let out = std::process::Command::new("tmux")
+        .args(["display", "-p", "#{pane_left} #{pane_top}"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut it = text.split_whitespace().filter_map(|v| v.parse().ok());
+    Some((it.next()?, it.next()?))
+}
+
 /// Asks the terminal (raw mode must be on, no other reader of stdin yet).
 /// A reader thread reads until the device attributes arrive; where they
 /// never do, a status report, which terminals and tmux always answer,

@@ -80,6 +80,10 @@ pub struct Target {
     pub cell: (u16, u16),
     /// Inside tmux: wrap every sequence for passthrough.
     pub wrap: bool,
+    /// Inside tmux: where the pane's first cell is on the terminal outside
+    /// (tmux does not move that terminal's cursor before a passthrough, so
+    /// a picture carries its own position).
+    pub pane: Option<(u16, u16)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,11 +128,20 @@ pub fn on_cells(img: &RgbImage, f: &Fit, cell: (u16, u16)) -> RgbaImage {
     canvas
 }
 
-pub fn wrap(seq: String, target: &Target) -> String {
-    if target.wrap {
-        detect::tmux_wrap(&seq)
-    } else {
-        seq
+/// The sequence as the terminal must receive it: inside tmux wrapped for
+/// passthrough and, given the picture's cell `at` in the pane, placed there
+/// with the outer terminal's cursor saved and restored around it.
+pub fn wrap(seq: String, target: &Target, at: Option<(u16, u16)>) -> String {
+    if !target.wrap {
+        return seq;
+    }
+    match (target.pane, at) {
+        (Some((px, py)), Some((x, y))) => detect::tmux_wrap(&format!(
+            "\x1b7\x1b[{};{}H{seq}\x1b8",
+            u32::from(py) + u32::from(y) + 1,
+            u32::from(px) + u32::from(x) + 1
+        )),
+        _ => detect::tmux_wrap(&seq),
     }
 }
 
@@ -161,7 +174,7 @@ pub fn kitty_direct(img: &RgbaImage, id: u32, f: &Fit) -> Result<String, EncodeE
 /// Deletes a kitty picture placed directly (it is not a cell, so the
 /// screen's text does not cover it).
 pub fn kitty_delete(id: u32, target: &Target) -> String {
-    wrap(format!("\x1b_Ga=d,d=I,i={id},q=2\x1b\\"), target)
+    wrap(format!("\x1b_Ga=d,d=I,i={id},q=2\x1b\\"), target, None)
 }
 
 pub fn sixel(img: &RgbImage, f: &Fit) -> Result<String, EncodeError> {
@@ -243,13 +256,15 @@ pub fn inline(img: &RgbImage, max_cols: u16, target: &Target) -> Result<String, 
             }
             return Ok(out);
         }
-        Protocol::Sixel => out.push_str(&wrap(sixel(img, &f)?, target)),
+        Protocol::Sixel => out.push_str(&wrap(sixel(img, &f)?, target, None)),
         Protocol::Kitty | Protocol::KittyDirect => {
             // Placed at the cursor, which then moves below it.
             let seq = kitty_direct(&on_cells(img, &f, cell), 1, &f)?.replace(",C=1,", ",");
-            out.push_str(&wrap(seq, target));
+            out.push_str(&wrap(seq, target, None));
         }
-        Protocol::Iterm2 => out.push_str(&wrap(iterm2(&on_cells(img, &f, cell), &f)?, target)),
+        Protocol::Iterm2 => {
+            out.push_str(&wrap(iterm2(&on_cells(img, &f, cell), &f)?, target, None))
+        }
     }
     out.push('\n');
     Ok(out)
@@ -289,14 +304,30 @@ mod tests {
             protocol: Protocol::Sixel,
             cell: (9, 18),
             wrap: true,
+            pane: None,
         };
         let img = gradient();
         let f = fit(img.width(), img.height(), 20, 10, t.cell).unwrap_or_else(|| unreachable!());
-        let s = &wrap(sixel(&img, &f).unwrap_or_else(|e| panic!("{e}")), &t);
+        let s = &wrap(sixel(&img, &f).unwrap_or_else(|e| panic!("{e}")), &t, None);
         assert!(s.starts_with("\x1bPtmux;\x1b\x1bP"));
         assert!(s.ends_with("\x1b\x1b\\\x1b\\"));
         let inner = &s["\x1bPtmux;".len()..s.len() - 2];
         assert!(!inner.replace("\x1b\x1b", "").contains('\x1b'));
+    }
+
+    #[test]
+    fn inside_tmux_a_picture_carries_its_position() {
+        let t = Target {
+            protocol: Protocol::Sixel,
+            cell: (9, 18),
+            wrap: true,
+            pane: Some((81, 0)),
+        };
+        let s = wrap("\x1bPq#0~\x1b\\".into(), &t, Some((4, 2)));
+        assert_eq!(
+            s,
+            "\x1bPtmux;\x1b\x1b7\x1b\x1b[3;86H\x1b\x1bPq#0~\x1b\x1b\\\x1b\x1b8\x1b\\"
+        );
     }
 
     #[test]
@@ -305,6 +336,7 @@ mod tests {
             protocol: Protocol::KittyDirect,
             cell: (9, 20),
             wrap: false,
+            pane: None,
         };
         let img = gradient();
         let f = fit(img.width(), img.height(), 30, 8, t.cell).unwrap_or_else(|| unreachable!());
@@ -346,6 +378,7 @@ mod tests {
             protocol: Protocol::Blocks,
             cell: (9, 18),
             wrap: false,
+            pane: None,
         };
         // Half blocks: one column per pixel at most, two pixels per row.
         let s = inline(&img, 40, &t).unwrap_or_else(|e| panic!("{e}"));
@@ -355,6 +388,7 @@ mod tests {
             protocol: Protocol::Sixel,
             cell: (9, 18),
             wrap: false,
+            pane: None,
         };
         let s = inline(&img, 200, &t).unwrap_or_else(|e| panic!("{e}"));
         assert!(s.starts_with("\x1bP") && s.ends_with("\x1b\\\n"));

@@ -179,6 +179,49 @@ fn tui_command(d: &Daemon) -> Vec<String> {
 
 /// The command inside tmux (its own server, passthrough on, no status
 /// line so the TUI has the whole window).
+/// Where the TUI is, in cells of the terminal window, and the window's
+/// size in cells.
+#[derive(Debug, Clone, Copy)]
+struct Pane {
+    x: u16,
+    y: u16,
+    cols: u16,
+    rows: u16,
+    window: (u16, u16),
+}
+
+const WHOLE: Pane = Pane {
+    x: 0,
+    y: 0,
+    cols: COLS,
+    rows: ROWS,
+    window: (COLS, ROWS),
+};
+
+/// The TUI's pane in the tmux server on `socket` (`target` as tmux names
+/// it) in a window of `window` cells.
+fn tmux_pane(socket: &str, target: &str, window: (u16, u16)) -> Option<Pane> {
+    let out = Command::new("tmux")
+        .args(["-L", socket, "display", "-p", "-t", target])
+        .arg("#{pane_left} #{pane_top} #{pane_width} #{pane_height}")
+        .output()
+        .ok()?;
+    let v: Vec<u16> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    match v[..] {
+        [x, y, cols, rows] => Some(Pane {
+            x,
+            y,
+            cols,
+            rows,
+            window,
+        }),
+        _ => None,
+    }
+}
+
 fn in_tmux(cmd: &[String], socket: &str, dir: &std::path::Path) -> Vec<String> {
     let conf = dir.join("tmux.conf");
     std::fs::write(
@@ -225,6 +268,10 @@ impl Terminal {
 }
 
 fn xterm(display: &Display, cmd: &[String]) -> Terminal {
+    xterm_sized(display, cmd, (COLS, ROWS))
+}
+
+fn xterm_sized(display: &Display, cmd: &[String], (cols, rows): (u16, u16)) -> Terminal {
     Terminal::start(
         display
             .command("xterm")
@@ -238,7 +285,7 @@ fn xterm(display: &Display, cmd: &[String]) -> Terminal {
                 "9",
             ])
             .arg("-geometry")
-            .arg(format!("{COLS}x{ROWS}+0+0"))
+            .arg(format!("{cols}x{rows}+0+0"))
             .arg("-e")
             .args(cmd),
         "xterm",
@@ -322,22 +369,20 @@ struct Seen {
     detail: f64,
 }
 
-fn input_panel(display: &Display, input: &RgbImage) -> Option<(Seen, RgbImage)> {
+fn input_panel(display: &Display, input: &RgbImage, pane: Pane) -> Option<(Seen, RgbImage)> {
     let (wx, wy, ww, wh) = display.terminal_window()?;
-    let cell = (ww / u32::from(COLS), wh / u32::from(ROWS));
+    let (cols, rows) = (u32::from(pane.window.0), u32::from(pane.window.1));
+    let cell = (ww / cols, wh / rows);
     // The terminal's border around the cells.
-    let (bx, by) = (
-        (ww - cell.0 * u32::from(COLS)) / 2,
-        (wh - cell.1 * u32::from(ROWS)) / 2,
-    );
+    let (bx, by) = ((ww - cell.0 * cols) / 2, (wh - cell.1 * rows) / 2);
     let view = fovea_tui::ui::View {
         focus: fovea_tui::app::Focus::Layers,
         zoom: false,
     };
-    let areas = fovea_tui::ui::layout(Rect::new(0, 0, COLS, ROWS), view);
+    let areas = fovea_tui::ui::layout(Rect::new(0, 0, pane.cols, pane.rows), view);
     let inner = Rect::new(
-        areas.input.x + 1,
-        areas.input.y + 1,
+        pane.x + areas.input.x + 1,
+        pane.y + areas.input.y + 1,
         areas.input.width.saturating_sub(2),
         areas.input.height.saturating_sub(2),
     );
@@ -373,11 +418,17 @@ fn input_panel(display: &Display, input: &RgbImage) -> Option<(Seen, RgbImage)> 
 
 /// Waits for the input panel to show the input as real pixels; on failure
 /// the last screenshot is saved in the temporary folder and named.
-fn assert_input_picture(display: &Display, term: &mut Terminal, input: &RgbImage, what: &str) {
+fn assert_input_picture(
+    display: &Display,
+    term: &mut Terminal,
+    input: &RgbImage,
+    pane: impl Fn() -> Option<Pane>,
+    what: &str,
+) {
     let t = Instant::now();
     let mut last = String::from("no terminal window");
     loop {
-        if let Some((s, shot)) = input_panel(display, input) {
+        if let Some((s, shot)) = pane().and_then(|p| input_panel(display, input, p)) {
             if s.mean_diff < 20.0 && s.correlation > 0.9 && s.detail > 0.75 {
                 return;
             }
@@ -409,7 +460,7 @@ fn xterm_with_sixel_shows_the_input_picture() {
     let (d, input) = vgg16();
     let display = Display::start();
     let mut term = xterm(&display, &tui_command(&d));
-    assert_input_picture(&display, &mut term, &input, "xterm-sixel");
+    assert_input_picture(&display, &mut term, &input, || Some(WHOLE), "xterm-sixel");
 }
 
 #[test]
@@ -419,7 +470,78 @@ fn tmux_in_xterm_passes_sixel_through() {
     let dir = tempfile::tempdir().unwrap();
     let socket = format!("fovea-shot-{}", std::process::id());
     let mut term = xterm(&display, &in_tmux(&tui_command(&d), &socket, dir.path()));
-    assert_input_picture(&display, &mut term, &input, "tmux-sixel");
+    assert_input_picture(&display, &mut term, &input, || Some(WHOLE), "tmux-sixel");
+    pictures_stay_in_their_panels(&display, &mut term, &socket, || Some(WHOLE), (COLS, ROWS));
+    let _ = Command::new("tmux")
+        .args(["-L", &socket, "kill-server"])
+        .status();
+}
+
+/// Presses `l` (next feature) three times: the map, grid and
+/// reconstructions are redrawn alone, and their pictures must land in their
+/// panels, not where tmux last wrote text (the end of a panel title on the
+/// first row), which would colour the first row.
+fn pictures_stay_in_their_panels(
+    display: &Display,
+    term: &mut Terminal,
+    socket: &str,
+    pane: impl Fn() -> Option<Pane>,
+    window: (u16, u16),
+) {
+    let first_row_colour = || {
+        let (wx, wy, ww, wh) = display.terminal_window()?;
+        let p = pane()?;
+        let cell = (ww / u32::from(window.0), wh / u32::from(window.1));
+        let shot = display.screenshot();
+        let (x0, y0) = (wx + u32::from(p.x) * cell.0, wy + u32::from(p.y) * cell.1);
+        let band =
+            image::imageops::crop_imm(&shot, x0, y0, u32::from(p.cols) * cell.0, cell.1).to_image();
+        let coloured = band
+            .pixels()
+            .filter(|q| q.0.iter().max().unwrap_or(&0) - q.0.iter().min().unwrap_or(&0) > 60)
+            .count();
+        Some(coloured as f64 / f64::from((band.width() * band.height()).max(1)))
+    };
+    for _ in 0..3 {
+        let target = format!(
+            "shot:0.{}",
+            if pane().is_some_and(|p| p.x > 0) {
+                1
+            } else {
+                0
+            }
+        );
+        let keys = ["-L", socket, "send-keys", "-t", &target, "l"];
+        assert!(Command::new("tmux").args(keys).status().unwrap().success());
+        std::thread::sleep(Duration::from_secs(3));
+        let c = first_row_colour().unwrap_or(1.0);
+        assert!(
+            c < 0.02,
+            "a picture landed on the pane's first row ({:.1}% coloured); the terminal: {}",
+            100.0 * c,
+            term.state()
+        );
+    }
+}
+
+/// tmux does not move the outer terminal's cursor before a passthrough:
+/// in a pane that does not start at the window's corner, a picture lands
+/// in its panel only if it carries its own position.
+#[test]
+fn tmux_split_pane_places_sixel_in_its_panel() {
+    let (d, input) = vgg16();
+    let display = Display::start();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = format!("fovea-split-{}", std::process::id());
+    let mut cmd = in_tmux(&["sleep 600".to_string()], &socket, dir.path());
+    // Wide enough for every panel beside the other pane.
+    let window = (180, 48);
+    cmd.extend([";", "split-window", "-h", "-l", "130"].map(String::from));
+    cmd.push(tui_command(&d).join(" "));
+    let mut term = xterm_sized(&display, &cmd, window);
+    let pane = || tmux_pane(&socket, "shot:0.1", window).filter(|p| p.x > 0);
+    assert_input_picture(&display, &mut term, &input, pane, "tmux-split-sixel");
+    pictures_stay_in_their_panels(&display, &mut term, &socket, pane, window);
     let _ = Command::new("tmux")
         .args(["-L", &socket, "kill-server"])
         .status();
@@ -430,7 +552,7 @@ fn kitty_without_placeholders_places_pictures_directly() {
     let (d, input) = vgg16();
     let display = Display::start();
     let mut term = kitty(&display, &tui_command(&d));
-    assert_input_picture(&display, &mut term, &input, "kitty");
+    assert_input_picture(&display, &mut term, &input, || Some(WHOLE), "kitty");
 }
 
 /// The measure tells half blocks from pictures: the same panel drawn with
@@ -444,7 +566,7 @@ fn half_blocks_in_xterm_fail_the_detail_measure() {
     let mut term = xterm(&display, &cmd);
     let t = Instant::now();
     loop {
-        if let Some((s, _)) = input_panel(&display, &input)
+        if let Some((s, _)) = input_panel(&display, &input, WHOLE)
             && s.correlation > 0.9
         {
             // Measured: pictures 0.9-1.0, half blocks about 0.4.

@@ -182,6 +182,7 @@ async fn event_loop(
     first: Option<PathBuf>,
     samples: Option<PathBuf>,
 ) -> anyhow::Result<()> {
+    pictures.set_pane(pane_origin());
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel::<Event>();
     // Terminal input on its own thread. It polls rather than blocking in
     // read(), so the reader lock is free now and then for the cursor query
@@ -249,6 +250,7 @@ async fn event_loop(
                         // clear them with the old layout.
                         last_size = size;
                         terminal.clear()?;
+                        pictures.set_pane(pane_origin());
                     }
                     let was_overlay = app.help || app.prompt.is_some();
                     let cmds = match keys::action(&app, &ui::Hits {
@@ -319,6 +321,14 @@ async fn event_loop(
         }
     }
     Ok(())
+}
+
+/// Inside tmux, where the pane is on the terminal outside.
+fn pane_origin() -> Option<(u16, u16)> {
+    detect::Env::read()
+        .tmux
+        .then(detect::tmux_pane_origin)
+        .flatten()
 }
 
 /// Draws a frame, then what is not cells: deletions of pictures the

@@ -50,8 +50,9 @@ pub const PAGE: u32 = 64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Spec {
     key: u64,
-    cols: u16,
-    rows: u16,
+    /// The area; its position only counts inside tmux, where a picture
+    /// carries its position.
+    area: Rect,
     target: Target,
 }
 
@@ -66,7 +67,7 @@ impl Job {
     pub fn encode(self) -> Done {
         let s = &self.spec;
         Done {
-            result: graphics::encode(&self.img, s.cols, s.rows, &s.target, self.panel.kitty_id()),
+            result: graphics::encode(&self.img, s.area, &s.target, self.panel.kitty_id()),
             panel: self.panel,
             spec: self.spec,
         }
@@ -149,6 +150,7 @@ impl Pictures {
                 protocol,
                 cell,
                 wrap: support.wrap,
+                pane: None,
             },
             usable,
             note: support.note,
@@ -160,6 +162,15 @@ impl Pictures {
             drawn: HashMap::new(),
             drawn_before: HashMap::new(),
             needs_clear: false,
+        }
+    }
+
+    /// Inside tmux: where the pane is on the terminal outside (it moves
+    /// when panes are split or resized).
+    pub fn set_pane(&mut self, pane: Option<(u16, u16)>) {
+        if self.target.wrap && self.target.pane != pane {
+            self.target.pane = pane;
+            self.needs_clear = true;
         }
     }
 
@@ -219,10 +230,14 @@ impl Pictures {
         let Some((key, img)) = self.sources.get(&panel) else {
             return Shown::Nothing;
         };
+        let placed = if self.target.wrap {
+            area
+        } else {
+            Rect::new(0, 0, area.width, area.height)
+        };
         let want = Spec {
             key: *key,
-            cols: area.width,
-            rows: area.height,
+            area: placed,
             target: self.target,
         };
         let have = self.encoded.get(&panel).map(|(s, _)| *s);
@@ -239,7 +254,7 @@ impl Pictures {
         let Some((spec, enc)) = self.encoded.get(&panel) else {
             return Shown::Nothing;
         };
-        if spec.target != self.target || !enc.render(area, buf) {
+        if spec.target != self.target || spec.area != want.area || !enc.render(area, buf) {
             return Shown::Nothing;
         }
         if let Some(r) = enc.rect(area) {

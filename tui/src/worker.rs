@@ -52,6 +52,85 @@ fn all_modes() -> Vec<i32> {
     .collect()
 }
 
+/// A neuron's reconstructions as asked for: recording, layer, feature,
+/// y, x, seed.
+type NeuronKey = (String, u32, u32, u32, u32, u64);
+
+/// Reconstructions fetched for the selected neuron and ahead of the user
+/// (the neighbouring features and locations), the newest kept.
+#[derive(Default)]
+struct Ahead {
+    entries: std::collections::VecDeque<(NeuronKey, Vec<pb::Reconstruction>)>,
+}
+
+impl Ahead {
+    /// Enough for the neighbours of the last few neurons visited.
+    const KEEP: usize = 32;
+
+    fn get(&self, k: &NeuronKey) -> Option<Vec<pb::Reconstruction>> {
+        self.entries
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, r)| r.clone())
+    }
+
+    fn put(&mut self, k: NeuronKey, r: Vec<pb::Reconstruction>) {
+        self.entries.retain(|(key, _)| *key != k);
+        self.entries.push_back((k, r));
+        while self.entries.len() > Self::KEEP {
+            self.entries.pop_front();
+        }
+    }
+}
+
+type SharedAhead = std::sync::Arc<std::sync::Mutex<Ahead>>;
+
+async fn reconstruct(c: &Client, k: &NeuronKey) -> fovea_client::Result<Vec<pb::Reconstruction>> {
+    let (id, layer, feature, y, x, seed) = k.clone();
+    let req = pb::ReconstructRequest {
+        recording_id: id,
+        neurons: vec![neuron(
+            &layer.to_string(),
+            feature as i32,
+            y as i32,
+            x as i32,
+        )],
+        modes: all_modes(),
+        seed,
+        crop_to_fov: true,
+        png_only: true,
+        ..Default::default()
+    };
+    Ok(c.reconstruct(req).await?.reconstructions)
+}
+
+/// The neurons next to `k` a user is likely to look at next: the
+/// neighbouring features at the location, then the neighbouring locations.
+fn neighbours(k: &NeuronKey, depth: u32, grid: (u32, u32)) -> Vec<NeuronKey> {
+    let (id, layer, f, y, x, seed) = k.clone();
+    let mut out = Vec::new();
+    let mut add = |f: u32, y: u32, x: u32| out.push((id.clone(), layer, f, y, x, seed));
+    if f + 1 < depth {
+        add(f + 1, y, x);
+    }
+    if f > 0 {
+        add(f - 1, y, x);
+    }
+    if x + 1 < grid.1 {
+        add(f, y, x + 1);
+    }
+    if x > 0 {
+        add(f, y, x - 1);
+    }
+    if y + 1 < grid.0 {
+        add(f, y + 1, x);
+    }
+    if y > 0 {
+        add(f, y - 1, x);
+    }
+    out
+}
+
 /// Opens an image: records it and fetches its statistics.
 async fn open(client: &Client, path: &PathBuf) -> Result<Msg, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -114,6 +193,24 @@ pub async fn run(
         spawn_open(&client, p, &tx, &current);
     }
     let mut maximizing: Option<tokio::task::JoinHandle<()>> = None;
+    let ahead: SharedAhead = Default::default();
+    // Fetching ahead stops when the user asks for anything (dropping the
+    // request cancels it in the daemon too), and starts only for the
+    // neuron asked for last.
+    let fetching_ahead: std::sync::Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>> =
+        Default::default();
+    let latest_neuron = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    // Layer shapes, for the neighbours of a neuron.
+    let shapes: std::collections::HashMap<u32, (u32, (u32, u32))> = client
+        .model()
+        .await
+        .map(|m| {
+            m.layers
+                .iter()
+                .map(|l| (l.number, (l.channels, (l.height, l.width))))
+                .collect()
+        })
+        .unwrap_or_default();
     let (lost_tx, mut lost_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     loop {
         let cmd = tokio::select! {
@@ -137,6 +234,9 @@ pub async fn run(
                 continue;
             }
         };
+        if let Some(task) = fetching_ahead.lock().ok().and_then(|mut t| t.take()) {
+            task.abort();
+        }
         let (c, tx2, lost) = (client.clone(), tx.clone(), lost_tx.clone());
         let report = move |e: fovea_client::ClientError| {
             // The error first: the reconnect notice that follows stays shown.
@@ -175,30 +275,59 @@ pub async fn run(
                 generation,
             } => {
                 let tx = tx.clone();
-                let id = recording_id(&current);
+                let key: NeuronKey = (recording_id(&current), layer, feature, y, x, seed);
+                let ahead = ahead.clone();
+                let (depth, grid) = shapes.get(&layer).copied().unwrap_or((0, (0, 0)));
+                let (slot, latest) = (fetching_ahead.clone(), latest_neuron.clone());
+                latest.store(generation, std::sync::atomic::Ordering::Relaxed);
                 tokio::spawn(async move {
-                    let req = pb::ReconstructRequest {
-                        recording_id: id,
-                        neurons: vec![neuron(
-                            &layer.to_string(),
-                            feature as i32,
-                            y as i32,
-                            x as i32,
-                        )],
-                        modes: all_modes(),
-                        seed,
-                        crop_to_fov: true,
-                        png_only: true,
-                        ..Default::default()
+                    let known = ahead.lock().ok().and_then(|a| a.get(&key));
+                    let reconstructions = match known {
+                        Some(r) => r,
+                        None => match reconstruct(&c, &key).await {
+                            Ok(r) => {
+                                if let Ok(mut a) = ahead.lock() {
+                                    a.put(key.clone(), r.clone());
+                                }
+                                r
+                            }
+                            Err(e) => return report(e),
+                        },
                     };
-                    match c.reconstruct(req).await {
-                        Ok(r) => {
-                            let _ = tx.send(Msg::Neuron {
-                                generation,
-                                reconstructions: r.reconstructions,
-                            });
+                    let _ = tx.send(Msg::Neuron {
+                        generation,
+                        reconstructions,
+                    });
+                    let current =
+                        || latest.load(std::sync::atomic::Ordering::Relaxed) == generation;
+                    if !current() {
+                        return;
+                    }
+                    let task = tokio::spawn(async move {
+                        for next in neighbours(&key, depth, grid) {
+                            if ahead.lock().is_ok_and(|a| a.get(&next).is_some()) {
+                                continue;
+                            }
+                            match reconstruct(&c, &next).await {
+                                Ok(r) => {
+                                    if let Ok(mut a) = ahead.lock() {
+                                        a.put(next, r);
+                                    }
+                                }
+                                Err(_) => break,
+                            }
                         }
-                        Err(e) => report(e),
+                    });
+                    if let Ok(mut s) = slot.lock()
+                        && let Some(old) = s.replace(task)
+                    {
+                        old.abort();
+                    }
+                    // The user moved on while this was being set up.
+                    if !current()
+                        && let Some(t) = slot.lock().ok().and_then(|mut s| s.take())
+                    {
+                        t.abort();
                     }
                 });
             }
@@ -341,4 +470,32 @@ fn recording_id(current: &Shared) -> String {
         .ok()
         .and_then(|c| c.as_ref().map(|(_, id)| id.clone()))
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn neighbours_stay_inside_the_layer() {
+        let k: NeuronKey = ("id".into(), 13, 0, 0, 13, 7);
+        let n = neighbours(&k, 512, (14, 14));
+        let at: Vec<(u32, u32, u32)> = n.iter().map(|k| (k.2, k.3, k.4)).collect();
+        assert_eq!(at, [(1, 0, 13), (0, 0, 12), (0, 1, 13)]);
+        assert!(n.iter().all(|k| k.0 == "id" && k.1 == 13 && k.5 == 7));
+    }
+
+    #[test]
+    fn ahead_keeps_the_newest() {
+        let mut a = Ahead::default();
+        for i in 0..(Ahead::KEEP as u32 + 5) {
+            a.put(("id".into(), 1, i, 0, 0, 0), vec![]);
+        }
+        assert_eq!(a.entries.len(), Ahead::KEEP);
+        assert!(a.get(&("id".into(), 1, 0, 0, 0, 0)).is_none());
+        assert!(
+            a.get(&("id".into(), 1, Ahead::KEEP as u32 + 4, 0, 0, 0))
+                .is_some()
+        );
+    }
 }

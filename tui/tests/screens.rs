@@ -267,9 +267,10 @@ fn encoded(protocol: Protocol) -> String {
         protocol,
         cell: (9, 18),
         wrap: false,
+        pane: None,
     };
     let area = ratatui::layout::Rect::new(0, 0, 8, 4);
-    let e = graphics::encode(&img, area.width, area.height, &target, 7).unwrap();
+    let e = graphics::encode(&img, area, &target, 7).unwrap();
     let mut buf = ratatui::buffer::Buffer::empty(area);
     assert!(e.render(area, &mut buf));
     buf.content().iter().map(|c| c.symbol()).collect()

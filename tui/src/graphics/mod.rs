@@ -28,16 +28,20 @@ enum Body {
 
 /// Encodes `img` to fill an area of `cols` x `rows` cells. `id` names the
 /// picture to kitty (one per panel, so a new picture replaces the old).
+///
+/// `at` is the area's first cell: inside tmux a picture is placed there
+/// by its own sequence.
 pub fn encode(
     img: &RgbImage,
-    cols: u16,
-    rows: u16,
+    area: Rect,
     target: &Target,
     id: u32,
 ) -> Result<Encoded, EncodeError> {
+    let (cols, rows) = (area.width, area.height);
     let cell = cell_for(target);
     let f =
         fit(img.width(), img.height(), cols, rows, cell).ok_or(EncodeError::NoRoom(cols, rows))?;
+    let at = Some((area.x + f.dx, area.y + f.dy));
     let body = match target.protocol {
         Protocol::Blocks => Body::Cells(
             blocks(img, &f)
@@ -45,12 +49,13 @@ pub fn encode(
                 .map(|(t, b)| (Color::Rgb(t[0], t[1], t[2]), Color::Rgb(b[0], b[1], b[2])))
                 .collect(),
         ),
-        Protocol::Sixel => Body::Escape(wrap(sixel(img, &f)?, target)),
+        Protocol::Sixel => Body::Escape(wrap(sixel(img, &f)?, target, at)),
         Protocol::KittyDirect => Body::Escape(wrap(
             kitty_direct(&on_cells(img, &f, cell), id, &f)?,
             target,
+            at,
         )),
-        Protocol::Iterm2 => Body::Escape(wrap(iterm2(&on_cells(img, &f, cell), &f)?, target)),
+        Protocol::Iterm2 => Body::Escape(wrap(iterm2(&on_cells(img, &f, cell), &f)?, target, at)),
         Protocol::Kitty => {
             let k = ratatui_image::protocol::kitty::Kitty::new(
                 DynamicImage::ImageRgba8(on_cells(img, &f, cell)),
@@ -130,6 +135,7 @@ mod tests {
             protocol: Protocol::Blocks,
             cell: (9, 18),
             wrap: false,
+            pane: None,
         };
         let img = RgbImage::from_fn(40, 40, |_, y| {
             if y < 20 {
@@ -138,7 +144,7 @@ mod tests {
                 image::Rgb([0, 0, 250])
             }
         });
-        let e = encode(&img, 10, 10, &t, 1).unwrap_or_else(|e| panic!("{e}"));
+        let e = encode(&img, Rect::new(0, 0, 10, 10), &t, 1).unwrap_or_else(|e| panic!("{e}"));
         let area = Rect::new(0, 0, 10, 10);
         let mut buf = Buffer::empty(area);
         assert!(e.render(area, &mut buf));
@@ -156,8 +162,10 @@ mod tests {
             protocol: Protocol::Sixel,
             cell: (9, 18),
             wrap: false,
+            pane: None,
         };
-        let e = encode(&gradient(), 12, 6, &t, 1).unwrap_or_else(|e| panic!("{e}"));
+        let e =
+            encode(&gradient(), Rect::new(2, 3, 12, 6), &t, 1).unwrap_or_else(|e| panic!("{e}"));
         let area = Rect::new(2, 3, 12, 6);
         let mut buf = Buffer::empty(Rect::new(0, 0, 20, 12));
         assert!(e.render(area, &mut buf));
