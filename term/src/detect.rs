@@ -189,30 +189,28 @@ pub fn decide(env: &Env, replies: &Replies, passthrough: Option<bool>) -> Suppor
     }
 }
 
-/// tmux's `allow-passthrough` for this pane, if tmux answers.
-pub fn tmux_passthrough() -> Option<bool> {
+/// A tmux format expanded for this pane, if tmux answers.
+fn tmux_display(format: &str) -> Option<String> {
     let out = std::process::Command::new("tmux")
-        .args(["display", "-p", "#{allow-passthrough}"])
+        .args(["display", "-p", format])
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .output()
         .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let v = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// tmux's `allow-passthrough` for this pane, if tmux answers.
+pub fn tmux_passthrough() -> Option<bool> {
+    let v = tmux_display("#{allow-passthrough}")?;
     Some(matches!(v.as_str(), "1" | "on" | "all"))
 }
 
 /// Where this tmux pane's first cell is on the terminal outside tmux.
 pub fn tmux_pane_origin() -> Option<(u16, u16)> {
-    let out = std::process::Command::new("tmux")
-        .args(["display", "-p", "#{pane_left} #{pane_top}"])
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = tmux_display("#{pane_left} #{pane_top}")?;
     let mut it = text.split_whitespace().filter_map(|v| v.parse().ok());
     Some((it.next()?, it.next()?))
 }

@@ -86,6 +86,18 @@ pub struct Target {
     pub pane: Option<(u16, u16)>,
 }
 
+impl Target {
+    /// A terminal reached directly (not through tmux).
+    pub fn plain(protocol: Protocol, cell: (u16, u16)) -> Target {
+        Target {
+            protocol,
+            cell,
+            wrap: false,
+            pane: None,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EncodeError {
     #[error("the picture does not fit in {0}x{1} cells")]
@@ -332,12 +344,7 @@ mod tests {
 
     #[test]
     fn kitty_direct_places_without_moving_the_cursor() {
-        let t = Target {
-            protocol: Protocol::KittyDirect,
-            cell: (9, 20),
-            wrap: false,
-            pane: None,
-        };
+        let t = Target::plain(Protocol::KittyDirect, (9, 20));
         let img = gradient();
         let f = fit(img.width(), img.height(), 30, 8, t.cell).unwrap_or_else(|| unreachable!());
         let s =
@@ -374,22 +381,12 @@ mod tests {
     #[test]
     fn inline_pictures_keep_their_size_and_end_below() {
         let img = RgbImage::from_fn(90, 36, |x, _| image::Rgb([(x * 2) as u8, 10, 200]));
-        let t = Target {
-            protocol: Protocol::Blocks,
-            cell: (9, 18),
-            wrap: false,
-            pane: None,
-        };
+        let t = Target::plain(Protocol::Blocks, (9, 18));
         // Half blocks: one column per pixel at most, two pixels per row.
         let s = inline(&img, 40, &t).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s.lines().count(), 8);
         assert!(s.lines().all(|l| l.matches('\u{2580}').count() == 40));
-        let t = Target {
-            protocol: Protocol::Sixel,
-            cell: (9, 18),
-            wrap: false,
-            pane: None,
-        };
+        let t = Target::plain(Protocol::Sixel, (9, 18));
         let s = inline(&img, 200, &t).unwrap_or_else(|e| panic!("{e}"));
         assert!(s.starts_with("\x1bP") && s.ends_with("\x1b\\\n"));
         // 90 pixels wide is 10 columns: not scaled up to the terminal.

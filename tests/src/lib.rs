@@ -264,18 +264,24 @@ pub fn status<T>(r: Result<tonic::Response<T>, tonic::Status>) -> tonic::Status 
     }
 }
 
-/// `fovead` on the real VGG-16 (the offline source, so no download is
-/// tried), where work takes long enough to measure, with a client and the
-/// recording id of the chelsea sample.
-pub async fn vgg16_with_recording() -> (Daemon, fovea_client::Client, String) {
-    let d = Daemon::start(&[
+/// `fovead` on the real VGG-16 on the CPU, from the offline source (no
+/// download is tried).
+pub fn vgg16_daemon() -> Daemon {
+    Daemon::start(&[
         "--model",
         "vgg16",
         "--model-source",
         "package",
         "--ep",
         "cpu",
-    ]);
+    ])
+}
+
+/// `fovead` on the real VGG-16 (the offline source, so no download is
+/// tried), where work takes long enough to measure, with a client and the
+/// recording id of the chelsea sample.
+pub async fn vgg16_with_recording() -> (Daemon, fovea_client::Client, String) {
+    let d = vgg16_daemon();
     let c = ready(&d.addr).await;
     let image = std::fs::read(sample_image("chelsea.png")).expect("sample image");
     let id = c.record(image, "").await.expect("record").recording_id;

@@ -6,7 +6,7 @@
 //! inside cells that half blocks cannot draw. `.ci/run` installs xvfb,
 //! xterm, kitty, x11-utils, imagemagick and tmux.
 
-use fovea_tests::{Daemon, bin, ready, sample_image};
+use fovea_tests::{Daemon, bin, ready, sample_image, vgg16_daemon};
 use fovea_tui::graphics::fit;
 use image::RgbImage;
 use ratatui::layout::Rect;
@@ -151,14 +151,7 @@ impl Display {
 /// The real VGG-16 serving on CPU, and the input picture it makes of the
 /// chelsea sample (what the TUI's input panel shows).
 fn vgg16() -> (Daemon, RgbImage) {
-    let d = Daemon::start(&[
-        "--model",
-        "vgg16",
-        "--model-source",
-        "package",
-        "--ep",
-        "cpu",
-    ]);
+    let d = vgg16_daemon();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let input = rt.block_on(async {
         let c = ready(&d.addr).await;

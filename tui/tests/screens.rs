@@ -140,16 +140,24 @@ fn app() -> App {
     app
 }
 
-/// Draws twice: the first draw asks for encoded pictures, which are
-/// encoded here synchronously before the second.
-fn render(app: &App, w: u16, h: u16) -> String {
+/// Pictures drawn with half blocks, and the encoding jobs they ask for.
+fn blocks_pictures() -> (
+    Pictures,
+    std::sync::mpsc::Receiver<fovea_tui::pictures::Job>,
+) {
     let (tx, rx) = std::sync::mpsc::channel();
     let support = Support {
         usable: vec![Protocol::Blocks],
         note: None,
         wrap: false,
     };
-    let mut pictures = Pictures::new((9, 18), support, None, tx);
+    (Pictures::new((9, 18), support, None, tx), rx)
+}
+
+/// Draws twice: the first draw asks for encoded pictures, which are
+/// encoded here synchronously before the second.
+fn render(app: &App, w: u16, h: u16) -> String {
+    let (mut pictures, rx) = blocks_pictures();
     let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
     pictures.refresh(app);
     terminal
@@ -263,12 +271,7 @@ fn maximize_panel_shows_progress() {
 /// Every picture protocol's output for a small image.
 fn encoded(protocol: Protocol) -> String {
     let img = image::RgbImage::from_fn(32, 32, |x, y| image::Rgb([x as u8 * 8, y as u8 * 8, 90]));
-    let target = Target {
-        protocol,
-        cell: (9, 18),
-        wrap: false,
-        pane: None,
-    };
+    let target = Target::plain(protocol, (9, 18));
     let area = ratatui::layout::Rect::new(0, 0, 8, 4);
     let e = graphics::encode(&img, area, &target, 7).unwrap();
     let mut buf = ratatui::buffer::Buffer::empty(area);
@@ -299,15 +302,8 @@ fn graphics_protocols_emit_well_formed_sequences() {
 #[test]
 fn s_saves_every_picture_on_screen_named_by_what_it_shows() {
     let app = app();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let support = Support {
-        usable: vec![Protocol::Blocks],
-        note: None,
-        wrap: false,
-    };
-    let mut pictures = Pictures::new((9, 18), support, None, tx);
+    let (mut pictures, _jobs) = blocks_pictures();
     pictures.refresh(&app);
-    drop(rx);
     let dir = tempfile::tempdir().unwrap();
     let panels = [
         fovea_tui::pictures::Panel::Input,

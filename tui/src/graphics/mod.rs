@@ -123,20 +123,9 @@ impl Encoded {
 mod tests {
     use super::*;
 
-    fn gradient() -> RgbImage {
-        RgbImage::from_fn(64, 48, |x, y| {
-            image::Rgb([(x * 4) as u8, (y * 5) as u8, 90])
-        })
-    }
-
     #[test]
     fn blocks_follow_the_picture() {
-        let t = Target {
-            protocol: Protocol::Blocks,
-            cell: (9, 18),
-            wrap: false,
-            pane: None,
-        };
+        let t = Target::plain(Protocol::Blocks, (9, 18));
         let img = RgbImage::from_fn(40, 40, |_, y| {
             if y < 20 {
                 image::Rgb([250, 0, 0])
@@ -158,14 +147,14 @@ mod tests {
 
     #[test]
     fn escape_pictures_own_their_cells() {
-        let t = Target {
-            protocol: Protocol::Sixel,
-            cell: (9, 18),
-            wrap: false,
-            pane: None,
-        };
-        let e =
-            encode(&gradient(), Rect::new(2, 3, 12, 6), &t, 1).unwrap_or_else(|e| panic!("{e}"));
+        let t = Target::plain(Protocol::Sixel, (9, 18));
+        let e = encode(
+            &RgbImage::from_pixel(64, 48, image::Rgb([10, 200, 30])),
+            Rect::new(2, 3, 12, 6),
+            &t,
+            1,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         let area = Rect::new(2, 3, 12, 6);
         let mut buf = Buffer::empty(Rect::new(0, 0, 20, 12));
         assert!(e.render(area, &mut buf));
