@@ -430,7 +430,7 @@ fn gate_batch(convs: &[ConvLayer], rec: &Recording, samples: &[GateSample], i: u
 /// from k on. Sixty-four bytes a store with AVX-512BW, else eight at a time
 /// from a table: a layer-13 backward pass spreads 8.6 million flags.
 fn spread_flags(dst: &mut [u8], flags: impl Fn(usize) -> u64) {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
     {
         if std::arch::is_x86_feature_detected!("avx512bw") {
             // SAFETY: the CPU has just been found to support AVX-512BW.
@@ -449,7 +449,7 @@ fn spread_flags_by_8(dst: &mut [u8], flags: impl Fn(usize) -> u64) {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
 #[target_feature(enable = "avx512bw")]
 fn spread_flags_avx512(dst: &mut [u8], flags: impl Fn(usize) -> u64) {
     use std::arch::x86_64::{_mm512_mask_storeu_epi8, _mm512_maskz_mov_epi8, _mm512_set1_epi8};

@@ -874,7 +874,7 @@ fn relu_outputs<'a>(
 /// vector instructions the CPU has: AVX-512 reads twice as fast as AVX2,
 /// and AVX2 twice as fast as the SSE2 every x86_64 has.
 pub fn first_max(values: &[f32]) -> (f32, usize) {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has just been found to support AVX-512F.
@@ -888,13 +888,13 @@ pub fn first_max(values: &[f32]) -> (f32, usize) {
     first_max_lanes(values)
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
 #[target_feature(enable = "avx512f")]
 fn first_max_avx512(values: &[f32]) -> (f32, usize) {
     first_max_lanes(values)
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
 #[target_feature(enable = "avx2")]
 fn first_max_avx2(values: &[f32]) -> (f32, usize) {
     first_max_lanes(values)

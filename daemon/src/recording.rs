@@ -117,7 +117,7 @@ impl Bits {
 /// 64 flags as one word (flag k to bit k). Recordings pack tens of millions
 /// of flags, so this uses SSE2 (part of every x86_64) where it can: shifting
 /// each byte's 0/1 into its top bit, then gathering 16 top bits at once.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
 fn pack64(chunk: &[bool]) -> u64 {
     use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_movemask_epi8, _mm_slli_epi16};
     let mut w = 0u64;
@@ -139,7 +139,7 @@ fn pack64(chunk: &[bool]) -> u64 {
 fn halves_and_flags(values: &[f32]) -> (Vec<f16>, Vec<u64>) {
     let mut halves = vec![f16::ZERO; values.len()];
     let mut words = vec![0u64; values.len().div_ceil(64)];
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has just been found to support AVX-512F.
@@ -172,6 +172,7 @@ fn halves_and_flags_from(values: &[f32], halves: &mut [f16], words: &mut [u64], 
 
 /// Fills every whole word of 64 with `block` (which converts `W` values
 /// and returns their flags), then the rest the portable way.
+#[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
 #[inline(always)]
 fn halves_and_flags_by<const W: usize>(
     values: &[f32],
@@ -190,7 +191,7 @@ fn halves_and_flags_by<const W: usize>(
     halves_and_flags_from(values, halves, words, values.len() / 64 * 64);
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
 #[target_feature(enable = "avx512f")]
 fn halves_and_flags_avx512(values: &[f32], halves: &mut [f16], words: &mut [u64]) {
     use std::arch::x86_64::{
@@ -211,7 +212,7 @@ fn halves_and_flags_avx512(values: &[f32], halves: &mut [f16], words: &mut [u64]
     });
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
 #[target_feature(enable = "avx2,f16c")]
 fn halves_and_flags_avx2(values: &[f32], halves: &mut [f16], words: &mut [u64]) {
     use std::arch::x86_64::{
@@ -235,7 +236,7 @@ fn halves_and_flags_avx2(values: &[f32], halves: &mut [f16], words: &mut [u64]) 
 }
 
 /// Up to 64 `> 0` flags as one word, four compares at a time with SSE.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
 fn positive64(chunk: &[f32]) -> u64 {
     use std::arch::x86_64::{_mm_cmpgt_ps, _mm_loadu_ps, _mm_movemask_ps, _mm_setzero_ps};
     let mut w = 0u64;
@@ -254,7 +255,7 @@ fn positive64(chunk: &[f32]) -> u64 {
     w
 }
 
-#[cfg(not(target_arch = "x86_64"))]
+#[cfg(any(not(target_arch = "x86_64"), feature = "portable"))]
 fn positive64(chunk: &[f32]) -> u64 {
     chunk
         .iter()
@@ -262,7 +263,7 @@ fn positive64(chunk: &[f32]) -> u64 {
         .fold(0u64, |w, (k, &v)| w | u64::from(v > 0.0) << k)
 }
 
-#[cfg(not(target_arch = "x86_64"))]
+#[cfg(any(not(target_arch = "x86_64"), feature = "portable"))]
 fn pack64(chunk: &[bool]) -> u64 {
     chunk
         .iter()
@@ -742,7 +743,7 @@ mod tests {
             let mut w = vec![0; len.div_ceil(64)];
             halves_and_flags_from(&values, &mut h, &mut w, 0);
             check(&h, &w);
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(all(target_arch = "x86_64", not(feature = "portable")))]
             if std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("f16c")
             {
