@@ -1219,7 +1219,8 @@ where
         let fut = self.inner.call(req);
         Box::pin(async move {
             let res = fut.await;
-            let ms = started.elapsed().as_secs_f64() * 1e3;
+            // A number, rounded to 0.1 ms, so logs can be filtered on it.
+            let ms = (started.elapsed().as_secs_f64() * 1e4).round() / 10.0;
             match &res {
                 // Errors travel in the headers of a trailers-only answer;
                 // otherwise the call succeeded (its status follows in trailers).
@@ -1232,13 +1233,13 @@ where
                         .unwrap_or(0);
                     let status = tonic::Code::from_i32(code);
                     if code == 0 {
-                        tracing::info!(%method, status = ?status, latency_ms = format!("{ms:.1}"), "rpc");
+                        tracing::info!(%method, status = ?status, latency_ms = ms, "rpc");
                     } else {
-                        tracing::warn!(%method, status = ?status, latency_ms = format!("{ms:.1}"), "rpc");
+                        tracing::warn!(%method, status = ?status, latency_ms = ms, "rpc");
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(%method, latency_ms = format!("{ms:.1}"), "rpc failed: {e}")
+                    tracing::warn!(%method, latency_ms = ms, "rpc failed: {e}")
                 }
             }
             res
