@@ -5,7 +5,12 @@
 //! ([`Client::embedded`]). It remembers the image behind every recording it
 //! made, so a request naming a recording the daemon has evicted is answered
 //! by sending the image again and retrying, transparently.
+//!
+//! The in-process daemon (and with it the engine and ONNX Runtime) is the
+//! `embedded` feature, on by default; a program that only talks to a
+//! running daemon depends on this crate with default features off.
 
+#[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod picture;
 
@@ -109,7 +114,8 @@ pub struct Client {
     addr: String,
     images: Arc<Mutex<HashMap<String, SentImage>>>,
     token: Option<Arc<str>>,
-    _embedded: Option<Arc<embedded::Embedded>>,
+    /// The in-process daemon this client started, kept alive with it.
+    _embedded: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 /// Turns a user address into an endpoint URI.
@@ -187,10 +193,11 @@ impl Client {
 
     /// Starts a daemon in this process on a private loopback port and
     /// connects to it.
+    #[cfg(feature = "embedded")]
     pub async fn embedded(options: embedded::EmbeddedOptions) -> Result<Client> {
         let daemon = embedded::Embedded::start(options).await?;
         let mut client = Client::connect(&daemon.addr).await?;
-        client._embedded = Some(Arc::new(daemon));
+        client._embedded = Some(Arc::new(daemon) as Arc<dyn std::any::Any + Send + Sync>);
         client
             .wait_ready(std::time::Duration::from_secs(10))
             .await?;

@@ -1,5 +1,6 @@
 //! The repository stands alone: no tracked file reaches outside the clone
-//! for its data, tools or documents.
+//! for its data, tools or documents; and the crates keep their dependency
+//! bounds.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -82,6 +83,31 @@ fn the_samples_and_their_sources_are_tracked() {
             sources.contains(s.name),
             "SOURCES.md does not name {}",
             s.name
+        );
+    }
+}
+
+/// The typed client without its default features is a gRPC client only:
+/// no engine, no ONNX Runtime.
+#[test]
+fn the_client_without_default_features_links_no_engine() {
+    let out = Command::new(env!("CARGO"))
+        .current_dir(workspace())
+        .args(["tree", "-p", "fovea-client", "--no-default-features"])
+        .args(["-e", "normal", "--prefix", "none", "--offline"])
+        .output()
+        .expect("cargo tree runs");
+    let tree = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(tree.lines().any(|l| l.starts_with("tonic ")), "{tree}");
+    for crate_name in ["ort ", "ort-sys ", "fovea-daemon "] {
+        assert!(
+            !tree.lines().any(|l| l.starts_with(crate_name)),
+            "{crate_name}in the client's tree:\n{tree}"
         );
     }
 }
