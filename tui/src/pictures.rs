@@ -118,6 +118,10 @@ pub struct Pictures {
     sources: HashMap<Panel, (u64, Arc<RgbImage>)>,
     encoded: HashMap<Panel, (Spec, Encoded)>,
     pending: HashMap<Panel, Spec>,
+    /// Encodings that failed, not asked for again.
+    failed: HashMap<Panel, Spec>,
+    /// Sequences to write after the next frame.
+    after_frame: String,
     /// Where each picture was drawn this frame and the last.
     drawn: HashMap<Panel, Rect>,
     drawn_before: HashMap<Panel, Rect>,
@@ -159,6 +163,8 @@ impl Pictures {
             sources: HashMap::new(),
             encoded: HashMap::new(),
             pending: HashMap::new(),
+            failed: HashMap::new(),
+            after_frame: String::new(),
             drawn: HashMap::new(),
             drawn_before: HashMap::new(),
             needs_clear: false,
@@ -198,10 +204,19 @@ impl Pictures {
             .iter()
             .position(|p| *p == self.target.protocol)
             .unwrap_or(0);
+        // Kitty's directly placed pictures are not cells: clearing the
+        // screen need not remove them.
+        if self.target.protocol == Protocol::KittyDirect {
+            for p in PANELS {
+                self.after_frame
+                    .push_str(&graphics::kitty_delete(p.kitty_id(), &self.target));
+            }
+        }
         self.target.protocol = self.usable[(at + 1) % self.usable.len().max(1)];
         self.forced = true;
         self.encoded.clear();
         self.pending.clear();
+        self.failed.clear();
         self.needs_clear = true;
     }
 
@@ -220,7 +235,10 @@ impl Pictures {
                 self.encoded.insert(done.panel, (done.spec, e));
                 None
             }
-            Err(e) => Some(e),
+            Err(e) => {
+                self.failed.insert(done.panel, done.spec);
+                Some(e)
+            }
         }
     }
 
@@ -241,7 +259,10 @@ impl Pictures {
             target: self.target,
         };
         let have = self.encoded.get(&panel).map(|(s, _)| *s);
-        if have != Some(want) && self.pending.get(&panel) != Some(&want) {
+        if have != Some(want)
+            && self.pending.get(&panel) != Some(&want)
+            && self.failed.get(&panel) != Some(&want)
+        {
             let job = Job {
                 panel,
                 spec: want,
@@ -272,7 +293,7 @@ impl Pictures {
     /// cells). Sixel pixels outside a panel's new picture are only
     /// cleared by clearing the screen, which `take_clear` asks for.
     pub fn end_frame(&mut self) -> String {
-        let mut out = String::new();
+        let mut out = std::mem::take(&mut self.after_frame);
         let gone: HashSet<Panel> = self
             .drawn_before
             .iter()

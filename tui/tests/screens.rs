@@ -341,3 +341,41 @@ fn s_saves_every_picture_on_screen_named_by_what_it_shows() {
     assert_eq!(side["activation"], 1.5);
     assert_eq!(side["fov"]["x1"], 16);
 }
+
+#[test]
+fn a_picture_that_cannot_be_encoded_is_not_asked_for_again() {
+    let app = app();
+    let (mut pictures, jobs) = blocks_pictures();
+    pictures.refresh(&app);
+    let nowhere = ratatui::layout::Rect::new(0, 0, 0, 0);
+    let mut buf = ratatui::buffer::Buffer::empty(ratatui::layout::Rect::new(0, 0, 10, 10));
+    let panel = fovea_tui::pictures::Panel::Input;
+    pictures.draw(panel, nowhere, &mut buf);
+    let job = jobs.try_recv().expect("an encoding is asked for");
+    assert!(
+        pictures.encoded(job.encode()).is_some(),
+        "no room is an error"
+    );
+    pictures.draw(panel, nowhere, &mut buf);
+    assert!(
+        jobs.try_recv().is_err(),
+        "the failure is not retried every frame"
+    );
+}
+
+#[test]
+fn leaving_kitty_direct_placement_deletes_its_pictures() {
+    let (tx, _jobs) = std::sync::mpsc::channel();
+    let support = Support {
+        usable: vec![Protocol::KittyDirect, Protocol::Blocks],
+        note: None,
+        wrap: false,
+    };
+    let mut pictures = Pictures::new((9, 18), support, None, tx);
+    assert_eq!(pictures.protocol(), Protocol::KittyDirect);
+    pictures.cycle();
+    assert_eq!(pictures.protocol(), Protocol::Blocks);
+    let out = pictures.end_frame();
+    assert_eq!(out.matches("\x1b_Ga=d,d=I,").count(), 5, "{out:?}");
+    assert!(pictures.end_frame().is_empty());
+}
