@@ -305,25 +305,17 @@ pub async fn all(
 
     // Figure 5: three maximizations of the same neuron.
     say("figure 5: maximizations");
-    let req = pb::MaximizeRequest {
-        neuron: Some(neuron(
+    let req = fovea_client::recommended_maximize(
+        neuron(
             &last.number.to_string(),
             features[0] as i32,
             best.y as i32,
             best.x as i32,
-        )),
-        starts: 3,
+        ),
         steps,
         seed,
-        learning_rate: 1.0,
-        l2_decay: 0.0005,
-        blur_sigma: 0.5,
-        blur_every: 4,
-        jitter: 2,
-        clip: Some(true),
-        ..Default::default()
-    };
-    let result = maximize_with_progress(client, req, progress).await?;
+    );
+    let result = maximize_with_progress(client, req.clone(), progress).await?;
     let tiles: Vec<RgbImage> = result
         .pngs
         .iter()
@@ -350,8 +342,17 @@ pub async fn all(
     notes.push((
         "fig5.png".into(),
         format!(
-            "Gradient ascent on the field of view of layer {} feature {} at (y {}, x {}): {steps} steps, seed {seed}, step 1.0 pixel units on the RMS-normalised gradient, L2 decay 0.0005, blur sigma 0.5 every 4 steps, jitter 2, clipped to 0..255. Final pre-activations {:?}. Pictures: the input-space image mapped back to pixels.",
-            last.number, features[0], best.y, best.x, result.objective
+            "Gradient ascent on the field of view of layer {} feature {} at (y {}, x {}): {steps} steps, seed {seed}, step {} pixel units on the RMS-normalised gradient, L2 decay {}, blur sigma {} every {} steps, jitter {}, clipped to 0..255. Final pre-activations {:?}. Pictures: the input-space image mapped back to pixels.",
+            last.number,
+            features[0],
+            best.y,
+            best.x,
+            req.learning_rate,
+            req.l2_decay,
+            req.blur_sigma,
+            req.blur_every,
+            req.jitter,
+            result.objective
         ),
     ));
 

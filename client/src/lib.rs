@@ -20,7 +20,26 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tonic::transport::{Channel, Endpoint};
 
-pub use fovea_proto::v1;
+pub use fovea_proto::{maximize_defaults, v1};
+
+/// A maximization of `neuron` with the recommended settings
+/// ([`maximize_defaults`]), clipped to the valid pixel range.
+pub fn recommended_maximize(neuron: pb::Neuron, steps: u32, seed: u64) -> pb::MaximizeRequest {
+    use maximize_defaults as d;
+    pb::MaximizeRequest {
+        neuron: Some(neuron),
+        starts: d::STARTS,
+        steps,
+        learning_rate: d::LEARNING_RATE,
+        l2_decay: d::L2_DECAY,
+        blur_sigma: d::BLUR_SIGMA,
+        blur_every: d::BLUR_EVERY,
+        jitter: d::JITTER,
+        seed,
+        clip: Some(true),
+        ..Default::default()
+    }
+}
 
 /// What can go wrong talking to a daemon.
 #[derive(Debug, thiserror::Error)]

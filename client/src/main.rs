@@ -8,7 +8,7 @@ use anyhow::{Context, anyhow, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use fovea_client::embedded::EmbeddedOptions;
 use fovea_client::picture;
-use fovea_client::{Client, ClientError, neuron, v1 as pb};
+use fovea_client::{Client, ClientError, maximize_defaults, neuron, v1 as pb};
 use fovea_daemon::launch::LoadOptions;
 use image::RgbImage;
 use serde_json::json;
@@ -146,19 +146,19 @@ enum Command {
         /// Location `Y,X`; default the centre of the layer's grid.
         #[arg(long)]
         at: Option<String>,
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = maximize_defaults::STARTS)]
         starts: u32,
-        #[arg(long, default_value_t = 200)]
+        #[arg(long, default_value_t = maximize_defaults::STEPS)]
         steps: u32,
-        #[arg(long, default_value_t = 1.0)]
+        #[arg(long, default_value_t = maximize_defaults::LEARNING_RATE)]
         learning_rate: f32,
-        #[arg(long, default_value_t = 0.0005)]
+        #[arg(long, default_value_t = maximize_defaults::L2_DECAY)]
         l2_decay: f32,
-        #[arg(long, default_value_t = 0.5)]
+        #[arg(long, default_value_t = maximize_defaults::BLUR_SIGMA)]
         blur_sigma: f32,
-        #[arg(long, default_value_t = 4)]
+        #[arg(long, default_value_t = maximize_defaults::BLUR_EVERY)]
         blur_every: u32,
-        #[arg(long, default_value_t = 2)]
+        #[arg(long, default_value_t = maximize_defaults::JITTER)]
         jitter: u32,
         #[arg(long, default_value_t = 0)]
         seed: u64,

@@ -45,14 +45,15 @@ pub struct MaximizeOptions {
 
 impl Default for MaximizeOptions {
     fn default() -> Self {
+        use fovea_proto::maximize_defaults as d;
         MaximizeOptions {
-            starts: 3,
-            steps: 200,
-            learning_rate: 1.0,
-            l2_decay: 0.0005,
-            blur_sigma: 0.5,
-            blur_every: 4,
-            jitter: 2,
+            starts: d::STARTS as usize,
+            steps: d::STEPS as usize,
+            learning_rate: d::LEARNING_RATE,
+            l2_decay: d::L2_DECAY,
+            blur_sigma: d::BLUR_SIGMA,
+            blur_every: d::BLUR_EVERY as usize,
+            jitter: d::JITTER as usize,
             clip: true,
             seed: 0,
         }

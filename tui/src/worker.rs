@@ -391,23 +391,13 @@ pub async fn run(
                 let tx = tx.clone();
                 maximizing = Some(tokio::spawn(async move {
                     let req = pb::MaximizeRequest {
-                        neuron: Some(neuron(
-                            &layer.to_string(),
-                            feature as i32,
-                            y as i32,
-                            x as i32,
-                        )),
-                        starts: 3,
-                        steps: 150,
-                        learning_rate: 1.0,
-                        l2_decay: 0.0005,
-                        blur_sigma: 0.5,
-                        blur_every: 4,
-                        jitter: 2,
-                        seed,
+                        // The TUI's maximizations are shorter, with previews.
                         preview_every: 10,
-                        clip: Some(true),
-                        ..Default::default()
+                        ..fovea_client::recommended_maximize(
+                            neuron(&layer.to_string(), feature as i32, y as i32, x as i32),
+                            150,
+                            seed,
+                        )
                     };
                     let ended = match c.maximize(req).await {
                         Ok(mut stream) => loop {
