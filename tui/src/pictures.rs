@@ -472,13 +472,14 @@ pub fn map_picture(app: &App) -> Option<RgbImage> {
     Some(img)
 }
 
-fn mode_name(m: i32) -> &'static str {
+/// A reconstruction mode's caption on screen and its name in file names.
+pub fn mode_names(m: i32) -> (&'static str, &'static str) {
     match pb::ReconstructionMode::try_from(m) {
-        Ok(pb::ReconstructionMode::Deconvnet) => "deconvnet",
-        Ok(pb::ReconstructionMode::DeconvnetMasked) => "+ masks",
-        Ok(pb::ReconstructionMode::RandomWeights) => "random weights",
-        Ok(pb::ReconstructionMode::LinearFilter) => "linear filter",
-        _ => "?",
+        Ok(pb::ReconstructionMode::Deconvnet) => ("deconvnet", "deconvnet"),
+        Ok(pb::ReconstructionMode::DeconvnetMasked) => ("+ masks", "deconvnet-masked"),
+        Ok(pb::ReconstructionMode::RandomWeights) => ("random weights", "random-weights"),
+        Ok(pb::ReconstructionMode::LinearFilter) => ("linear filter", "linear-filter"),
+        _ => ("?", "reconstruction"),
     }
 }
 
@@ -506,7 +507,9 @@ pub fn reconstruction_picture(app: &App) -> Option<RgbImage> {
     let tiles: Vec<RgbImage> = app
         .reconstructions
         .iter()
-        .filter_map(|r| decode(&r.png).map(|img| picture::captioned(&img, mode_name(r.mode), 160)))
+        .filter_map(|r| {
+            decode(&r.png).map(|img| picture::captioned(&img, mode_names(r.mode).0, 160))
+        })
         .collect();
     Some(picture::grid(&tiles, 2, None))
 }

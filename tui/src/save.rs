@@ -10,13 +10,7 @@ use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 
 fn mode_slug(m: i32) -> &'static str {
-    match pb::ReconstructionMode::try_from(m) {
-        Ok(pb::ReconstructionMode::Deconvnet) => "deconvnet",
-        Ok(pb::ReconstructionMode::DeconvnetMasked) => "deconvnet-masked",
-        Ok(pb::ReconstructionMode::RandomWeights) => "random-weights",
-        Ok(pb::ReconstructionMode::LinearFilter) => "linear-filter",
-        _ => "reconstruction",
-    }
+    crate::pictures::mode_names(m).1
 }
 
 fn fov_json(b: Option<&pb::Box>) -> Value {
