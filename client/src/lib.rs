@@ -22,6 +22,23 @@ use tonic::transport::{Channel, Endpoint};
 
 pub use fovea_proto::{maximize_defaults, v1};
 
+/// Where the daemon runs, in a few words: `CUDA NVIDIA H100 80GB HBM3`, or
+/// `CPU (the NVIDIA driver is missing)` (the reason's first clause).
+pub fn runtime_summary(model: &pb::ModelInfo) -> String {
+    let Some(r) = model.runtime.as_ref().filter(|r| !r.provider.is_empty()) else {
+        return model.execution_provider.to_uppercase();
+    };
+    match r.provider.as_str() {
+        "cuda" if r.device.is_empty() => "CUDA".into(),
+        "cuda" => format!("CUDA {}", r.device),
+        other if r.cpu_reason.is_empty() => other.to_uppercase(),
+        other => {
+            let why = r.cpu_reason.split([';', '(']).next().unwrap_or("").trim();
+            format!("{} ({why})", other.to_uppercase())
+        }
+    }
+}
+
 /// A maximization of `neuron` with the recommended settings
 /// ([`maximize_defaults`]), clipped to the valid pixel range.
 pub fn recommended_maximize(neuron: pb::Neuron, steps: u32, seed: u64) -> pb::MaximizeRequest {
@@ -444,5 +461,31 @@ pub fn neuron(layer: &str, feature: i32, y: i32, x: i32) -> pb::Neuron {
         feature,
         y,
         x,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_runtime_reads_as_device_or_reason() {
+        let mut m = pb::ModelInfo {
+            execution_provider: "cpu".into(),
+            ..Default::default()
+        };
+        assert_eq!(runtime_summary(&m), "CPU");
+        m.runtime = Some(pb::RuntimeInfo {
+            provider: "cpu".into(),
+            cpu_reason: "the NVIDIA driver is missing (libcuda.so.1 not found)".into(),
+            ..Default::default()
+        });
+        assert_eq!(runtime_summary(&m), "CPU (the NVIDIA driver is missing)");
+        m.runtime = Some(pb::RuntimeInfo {
+            provider: "cuda".into(),
+            device: "NVIDIA H100 80GB HBM3".into(),
+            ..Default::default()
+        });
+        assert_eq!(runtime_summary(&m), "CUDA NVIDIA H100 80GB HBM3");
     }
 }

@@ -688,6 +688,7 @@ async fn run_inner(cli: Cli) -> anyhow::Result<()> {
                     "name": m.name,
                     "execution_provider": m.execution_provider,
                     "onnxruntime_version": m.onnxruntime_version,
+                    "runtime": m.runtime.as_ref().map(|r| json!({"provider": r.provider, "device": r.device, "driver_version": r.driver_version, "cpu_reason": r.cpu_reason, "onnxruntime_library": r.onnxruntime_library, "cuda_libraries": r.cuda_libraries, "cudnn_version": r.cudnn_version})),
                     "num_classes": m.num_classes,
                     "provenance": {"source": prov.source, "origin": prov.origin, "path": prov.path, "sha256": prov.sha256, "size_bytes": prov.size_bytes},
                     "preprocessing": {"profile": pre.profile, "input_size": pre.input_size, "layout": pre.layout, "channel_order": pre.channel_order, "scale": pre.scale, "mean": pre.mean, "std": pre.std},
@@ -699,8 +700,16 @@ async fn run_inner(cli: Cli) -> anyhow::Result<()> {
             } else {
                 println!(
                     "{} on {} (ONNX Runtime {})",
-                    m.name, m.execution_provider, m.onnxruntime_version
+                    m.name,
+                    fovea_client::runtime_summary(&m),
+                    m.onnxruntime_version
                 );
+                if let Some(r) = m.runtime.as_ref().filter(|r| r.provider == "cuda") {
+                    println!(
+                        "cuda:    driver {}, cuDNN {}, libraries: {}",
+                        r.driver_version, r.cudnn_version, r.cuda_libraries
+                    );
+                }
                 println!("weights: {} ({}), {}", prov.origin, prov.source, prov.path);
                 println!("sha256:  {}", prov.sha256);
                 println!(

@@ -29,13 +29,50 @@ pub struct Runtime {
     cuda: bool,
     threads: usize,
     version: String,
+    info: RuntimeInfo,
+}
+
+/// Where the network runs, and why there: GetModel's `runtime`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuntimeInfo {
+    /// "cuda" or "cpu".
+    pub provider: String,
+    /// The GPU's name on CUDA.
+    pub device: String,
+    pub driver_version: String,
+    /// Why the daemon runs on the CPU although CUDA was wanted (empty on
+    /// CUDA, or when the CPU was asked for).
+    pub cpu_reason: String,
+    /// The ONNX Runtime library file.
+    pub library: PathBuf,
+    /// "system", the folder of the fetched CUDA set, or empty on CPU.
+    pub cuda_libraries: String,
+    pub cudnn_version: String,
 }
 
 impl Runtime {
-    /// Loads the shared library and decides the provider. A CUDA request that
-    /// cannot be met logs one warning and runs on CPU. ONNX Runtime allows one
-    /// environment per process, so later calls return the first runtime.
+    /// [`Runtime::start`] without the facts of a CUDA preparation: CUDA is
+    /// tried for `Auto` and `Cuda` with whatever libraries the system has.
     pub fn new(lib: &Path, ep: ExecutionProvider, threads: usize) -> Result<Arc<Runtime>> {
+        Runtime::start(
+            lib,
+            ep != ExecutionProvider::Cpu,
+            threads,
+            RuntimeInfo::default(),
+        )
+    }
+
+    /// Loads the shared library and, if `try_cuda`, starts the CUDA
+    /// provider; when it cannot start, the runtime is on the CPU and
+    /// `info().cpu_reason` says why (`facts` may carry an earlier reason).
+    /// ONNX Runtime allows one environment per process, so later calls
+    /// return the first runtime.
+    pub fn start(
+        lib: &Path,
+        try_cuda: bool,
+        threads: usize,
+        facts: RuntimeInfo,
+    ) -> Result<Arc<Runtime>> {
         static RUNTIME: Mutex<Option<Arc<Runtime>>> = Mutex::new(None);
         let mut slot = RUNTIME
             .lock()
@@ -45,12 +82,17 @@ impl Runtime {
         }
         // The pool's threads inherit the calling thread's CPU priority: a
         // daemon loads on a lowered thread (see `priority`).
-        let rt = Arc::new(Runtime::create(lib, ep, threads)?);
+        let rt = Arc::new(Runtime::create(lib, try_cuda, threads, facts)?);
         *slot = Some(rt.clone());
         Ok(rt)
     }
 
-    fn create(lib: &Path, ep: ExecutionProvider, threads: usize) -> Result<Runtime> {
+    fn create(
+        lib: &Path,
+        try_cuda: bool,
+        threads: usize,
+        mut info: RuntimeInfo,
+    ) -> Result<Runtime> {
         let env = ort::init_from(lib)
             .map_err(|e| {
                 Error::Supply(format!(
@@ -70,25 +112,22 @@ impl Runtime {
             .map(|f| f.to_string_lossy().into_owned())
             .and_then(|f| f.split_once(".so.").map(|(_, v)| v.to_string()))
             .unwrap_or_else(|| "unknown".into());
-        let cuda = match ep {
-            ExecutionProvider::Cpu => false,
-            ExecutionProvider::Auto | ExecutionProvider::Cuda => {
-                let explicit = ep == ExecutionProvider::Cuda;
-                match cuda_usable(&env) {
-                    Ok(()) => true,
-                    Err(why) => {
-                        if explicit {
-                            tracing::warn!("CUDA was requested but {why}; running on CPU");
-                        } else {
-                            tracing::info!("CUDA not used ({why}); running on CPU");
-                        }
-                        false
-                    }
+        let cuda = try_cuda
+            && match cuda_usable(&env) {
+                Ok(()) => true,
+                Err(why) => {
+                    info.cpu_reason = why;
+                    false
                 }
-            }
-        };
+            };
+        info.provider = if cuda { "cuda" } else { "cpu" }.into();
+        info.library = lib.to_path_buf();
+        if !cuda {
+            info.device.clear();
+            info.cuda_libraries.clear();
+        }
         tracing::info!(
-            provider = if cuda { "cuda" } else { "cpu" },
+            provider = %info.provider,
             onnxruntime = %version,
             library = %lib.display(),
             "ONNX Runtime loaded"
@@ -98,7 +137,12 @@ impl Runtime {
             cuda,
             threads,
             version,
+            info,
         })
+    }
+
+    pub fn info(&self) -> &RuntimeInfo {
+        &self.info
     }
 
     pub fn provider(&self) -> &'static str {

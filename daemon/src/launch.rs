@@ -1,12 +1,14 @@
 //! Loading an engine from command-line settings: one set of flags shared by
 //! `fovead`, the CLI's and the TUI's embedded daemons.
 
-use crate::engine::{Engine, EngineOptions, Runtime};
+use crate::cuda::{self, Driver, Libraries};
+use crate::elf::Search;
+use crate::engine::{Engine, EngineOptions, Runtime, RuntimeInfo};
 use crate::error::Result;
 use crate::paths::cache_dir;
 use crate::profile::ProfileName;
 use crate::supply::{ExecutionProvider, ModelSource, resolve_model, resolve_ort_library};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Which model to load and how to run it.
@@ -73,8 +75,22 @@ pub fn load_for_serving(opts: &LoadOptions) -> Result<Arc<Engine>> {
 /// Resolves ONNX Runtime and the model, and loads the engine.
 pub fn load(opts: &LoadOptions) -> Result<Arc<Engine>> {
     let cache = opts.cache_dir.clone().unwrap_or_else(cache_dir);
-    let lib = resolve_ort_library(opts.ort_lib.as_deref(), opts.ep, &cache)?;
-    let runtime = Runtime::new(&lib, opts.ep, opts.threads)?;
+    let plan = plan_runtime(opts, &cache, true)?;
+    let runtime = Runtime::start(&plan.library, plan.try_cuda, opts.threads, plan.facts)?;
+    let info = runtime.info();
+    if info.provider == "cuda" {
+        tracing::info!(
+            device = %info.device,
+            driver = %info.driver_version,
+            cuda_libraries = %info.cuda_libraries,
+            cudnn = %info.cudnn_version,
+            "running on CUDA"
+        );
+    } else if opts.ep == ExecutionProvider::Cuda {
+        tracing::warn!("CUDA was requested but {}; running on CPU", info.cpu_reason);
+    } else if opts.ep == ExecutionProvider::Auto {
+        tracing::info!("CUDA not used ({}); running on CPU", info.cpu_reason);
+    }
     let (path, provenance) = resolve_model(&opts.model, opts.model_source, &cache)?;
     tracing::info!(
         source = %provenance.source,
@@ -92,4 +108,69 @@ pub fn load(opts: &LoadOptions) -> Result<Arc<Engine>> {
     Ok(Arc::new(Engine::load(
         runtime, &path, provenance, &options,
     )?))
+}
+
+/// The ONNX Runtime library to load, whether to start its CUDA provider,
+/// and the facts gathered on the way.
+#[derive(Debug, Clone)]
+pub struct RuntimePlan {
+    pub library: PathBuf,
+    pub try_cuda: bool,
+    pub facts: RuntimeInfo,
+}
+
+/// Decides the provider before ONNX Runtime loads: with CUDA wanted (`cuda`,
+/// or `auto` on a box with a driver), checks the driver, resolves the GPU
+/// build of ONNX Runtime and makes its CUDA libraries available (the
+/// system's, else the fetched set when `fetch`). Anything missing makes it
+/// the CPU, with the reason in `facts.cpu_reason`.
+pub fn plan_runtime(opts: &LoadOptions, cache: &Path, fetch: bool) -> Result<RuntimePlan> {
+    let mut facts = RuntimeInfo::default();
+    let mut try_cuda = false;
+    if opts.ep == ExecutionProvider::Cpu {
+        facts.cpu_reason = "--ep cpu".into();
+    } else {
+        let driver = Driver::probe(&Search::system());
+        facts.driver_version = driver.version.clone().unwrap_or_default();
+        facts.device = driver.devices.first().cloned().unwrap_or_default();
+        match driver.problem() {
+            Some(why) => facts.cpu_reason = why,
+            None => try_cuda = true,
+        }
+    }
+    let ep = if try_cuda {
+        ExecutionProvider::Cuda
+    } else {
+        ExecutionProvider::Cpu
+    };
+    let library = resolve_ort_library(opts.ort_lib.as_deref(), ep, cache)?;
+    if try_cuda {
+        match cuda::prepare(&library, cache, fetch) {
+            Ok(libs) => {
+                facts.cudnn_version = cudnn_of(&libs).unwrap_or_default();
+                facts.cuda_libraries = libs.describe();
+            }
+            Err(why) => {
+                facts.cpu_reason = why;
+                try_cuda = false;
+            }
+        }
+    }
+    Ok(RuntimePlan {
+        library,
+        try_cuda,
+        facts,
+    })
+}
+
+fn cudnn_of(libs: &Libraries) -> Option<String> {
+    let path = match libs {
+        Libraries::Fetched(set) => set.libraries().get("libcudnn.so.9").cloned(),
+        Libraries::System => Search::system().resolve(
+            "libcudnn.so.9",
+            &crate::elf::Dynamic::default(),
+            &Default::default(),
+        ),
+    }?;
+    cuda::cudnn_version(&path)
 }

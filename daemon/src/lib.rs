@@ -4,6 +4,9 @@
 
 pub mod backward;
 pub mod credentials;
+pub mod cuda;
+pub mod doctor;
+pub mod elf;
 pub mod engine;
 pub mod error;
 pub mod fixtures;

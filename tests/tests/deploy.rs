@@ -202,6 +202,12 @@ async fn the_container_cpu_path_needs_no_fetch_and_falls_back_from_cuda() {
     assert_eq!(m.execution_provider, "cpu");
     let log = d.log();
     assert_eq!(log.matches("CUDA was requested but").count(), 1, "{log}");
+    let driver = fovea_daemon::cuda::Driver::probe(&fovea_daemon::elf::Search::system());
+    let why = match driver.problem() {
+        Some(_) => "the NVIDIA driver is missing",
+        None => "has no CUDA provider",
+    };
+    assert!(log.contains(why), "{log}");
     assert!(log.contains("\"level\":\"WARN\""), "JSON logs: {log}");
     let fetched: Vec<_> = std::fs::read_dir(&cache)
         .unwrap()

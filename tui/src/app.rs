@@ -112,7 +112,7 @@ pub enum Command {
 /// Answers from the worker.
 #[derive(Debug)]
 pub enum Msg {
-    Model(pb::ModelInfo),
+    Model(Box<pb::ModelInfo>),
     Recorded {
         path: PathBuf,
         response: pb::RecordResponse,
@@ -619,7 +619,7 @@ impl App {
                     .filter(|l| l.kind == pb::LayerKind::Conv as i32)
                     .count()
                     .saturating_sub(1);
-                self.model = Some(m);
+                self.model = Some(*m);
             }
             Msg::Recorded {
                 path,
@@ -843,7 +843,7 @@ mod tests {
     fn loaded() -> (App, Instant) {
         let mut app = App::new("test", "half blocks");
         let now = Instant::now();
-        app.apply(Msg::Model(model()), now);
+        app.apply(Msg::Model(Box::new(model())), now);
         let cmds = app.apply(
             Msg::Recorded {
                 path: "cat.png".into(),
@@ -1022,7 +1022,7 @@ mod tests {
             width: 1,
             ..Default::default()
         });
-        app.apply(Msg::Model(m), now);
+        app.apply(Msg::Model(Box::new(m)), now);
         app.recording = Some(pb::RecordResponse {
             predictions: vec![pb::Prediction {
                 class_index: 4,
@@ -1142,7 +1142,7 @@ mod tests {
     fn without_a_recording_probe_keys_say_how_to_get_one() {
         let mut app = App::new("test", "half blocks");
         let now = Instant::now();
-        app.apply(Msg::Model(model()), now);
+        app.apply(Msg::Model(Box::new(model())), now);
         for a in [
             Action::JumpStrongest,
             Action::Maximize,

@@ -627,7 +627,7 @@ fn status_bar(f: &mut Frame, app: &App, area: Rect, tick: usize) {
     let provider = app
         .model
         .as_ref()
-        .map(|m| m.execution_provider.to_uppercase())
+        .map(fovea_client::runtime_summary)
         .unwrap_or_default();
     let line1 = Line::from(vec![
         Span::styled(

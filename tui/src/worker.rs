@@ -181,7 +181,7 @@ pub async fn run(
     let _ = tx.send(Msg::Connection(true));
     match client.model().await {
         Ok(m) => {
-            let _ = tx.send(Msg::Model(m));
+            let _ = tx.send(Msg::Model(Box::new(m)));
         }
         Err(e) => {
             let _ = tx.send(Msg::Error(e.to_string()));

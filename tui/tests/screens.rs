@@ -33,12 +33,17 @@ fn app() -> App {
         ..Default::default()
     };
     app.apply(
-        Msg::Model(pb::ModelInfo {
+        Msg::Model(Box::new(pb::ModelInfo {
             name: "tiny".into(),
             execution_provider: "cpu".into(),
             layers: vec![conv(1, "conv1_1", 4, 8, 3), conv(2, "conv1_2", 4, 8, 5)],
+            runtime: Some(pb::RuntimeInfo {
+                provider: "cpu".into(),
+                cpu_reason: "no NVIDIA driver".into(),
+                ..Default::default()
+            }),
             ..Default::default()
-        }),
+        })),
         now,
     );
     app.apply(

@@ -110,7 +110,7 @@ class Provenance(_message.Message):
     def __init__(self, source: _Optional[str] = ..., origin: _Optional[str] = ..., path: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "layers", "preprocessing", "execution_provider", "provenance", "num_classes", "class_labels", "producer", "onnxruntime_version")
+    __slots__ = ("name", "layers", "preprocessing", "execution_provider", "provenance", "num_classes", "class_labels", "producer", "onnxruntime_version", "runtime")
     NAME_FIELD_NUMBER: _ClassVar[int]
     LAYERS_FIELD_NUMBER: _ClassVar[int]
     PREPROCESSING_FIELD_NUMBER: _ClassVar[int]
@@ -120,6 +120,7 @@ class ModelInfo(_message.Message):
     CLASS_LABELS_FIELD_NUMBER: _ClassVar[int]
     PRODUCER_FIELD_NUMBER: _ClassVar[int]
     ONNXRUNTIME_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_FIELD_NUMBER: _ClassVar[int]
     name: str
     layers: _containers.RepeatedCompositeFieldContainer[Layer]
     preprocessing: Preprocessing
@@ -129,7 +130,26 @@ class ModelInfo(_message.Message):
     class_labels: _containers.RepeatedScalarFieldContainer[str]
     producer: str
     onnxruntime_version: str
-    def __init__(self, name: _Optional[str] = ..., layers: _Optional[_Iterable[_Union[Layer, _Mapping]]] = ..., preprocessing: _Optional[_Union[Preprocessing, _Mapping]] = ..., execution_provider: _Optional[str] = ..., provenance: _Optional[_Union[Provenance, _Mapping]] = ..., num_classes: _Optional[int] = ..., class_labels: _Optional[_Iterable[str]] = ..., producer: _Optional[str] = ..., onnxruntime_version: _Optional[str] = ...) -> None: ...
+    runtime: RuntimeInfo
+    def __init__(self, name: _Optional[str] = ..., layers: _Optional[_Iterable[_Union[Layer, _Mapping]]] = ..., preprocessing: _Optional[_Union[Preprocessing, _Mapping]] = ..., execution_provider: _Optional[str] = ..., provenance: _Optional[_Union[Provenance, _Mapping]] = ..., num_classes: _Optional[int] = ..., class_labels: _Optional[_Iterable[str]] = ..., producer: _Optional[str] = ..., onnxruntime_version: _Optional[str] = ..., runtime: _Optional[_Union[RuntimeInfo, _Mapping]] = ...) -> None: ...
+
+class RuntimeInfo(_message.Message):
+    __slots__ = ("provider", "device", "driver_version", "cpu_reason", "onnxruntime_library", "cuda_libraries", "cudnn_version")
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    DRIVER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CPU_REASON_FIELD_NUMBER: _ClassVar[int]
+    ONNXRUNTIME_LIBRARY_FIELD_NUMBER: _ClassVar[int]
+    CUDA_LIBRARIES_FIELD_NUMBER: _ClassVar[int]
+    CUDNN_VERSION_FIELD_NUMBER: _ClassVar[int]
+    provider: str
+    device: str
+    driver_version: str
+    cpu_reason: str
+    onnxruntime_library: str
+    cuda_libraries: str
+    cudnn_version: str
+    def __init__(self, provider: _Optional[str] = ..., device: _Optional[str] = ..., driver_version: _Optional[str] = ..., cpu_reason: _Optional[str] = ..., onnxruntime_library: _Optional[str] = ..., cuda_libraries: _Optional[str] = ..., cudnn_version: _Optional[str] = ...) -> None: ...
 
 class RecordRequest(_message.Message):
     __slots__ = ("image", "label")
