@@ -551,7 +551,9 @@ async fn run_inner(cli: Cli) -> anyhow::Result<()> {
             .clone()
             .or(cli.connect.clone())
             .unwrap_or_else(|| "127.0.0.1:50051".into());
-        let client = Client::connect(&addr).await?;
+        // Health answers without the token; TLS still needs its CA.
+        let (_, ca) = fovea_client::read_credentials(None, cli.tls_ca.as_deref())?;
+        let client = Client::connect_with(&addr, ca.as_deref()).await?;
         client.wait_ready(std::time::Duration::from_secs(2)).await?;
         if cli.json {
             print_json(json!({"address": addr, "status": "SERVING"}));

@@ -80,6 +80,19 @@ enum Command {
     /// and the fix for each piece missing. Exits 1 when the daemon would not
     /// run on the provider asked for.
     Doctor(DoctorArgs),
+    /// Fetches into the cache what the daemon would load (the model, ONNX
+    /// Runtime, and with --ep cuda the CUDA libraries, driver or not), then
+    /// exits: for a box that will be offline, or an image built ahead.
+    Fetch(FetchArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct FetchArgs {
+    #[command(flatten)]
+    load: LoadOptions,
+    /// The model only.
+    #[arg(long)]
+    model_only: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -110,10 +123,43 @@ fn main() {
         print!("{report}");
         std::process::exit(if report.satisfied() { 0 } else { 1 });
     }
+    if let Some(Command::Fetch(f)) = &args.command {
+        if let Err(e) = fetch(f) {
+            eprintln!("fovead fetch: {}", format!("{e:#}").replace('\n', " "));
+            std::process::exit(1);
+        }
+        return;
+    }
     if let Err(e) = run(args) {
         eprintln!("fovead: {}", format!("{e:#}").replace('\n', " "));
         std::process::exit(1);
     }
+}
+
+fn fetch(f: &FetchArgs) -> anyhow::Result<()> {
+    use fovea_daemon::supply::{ExecutionProvider, resolve_model, resolve_ort_library};
+    let cache = f
+        .load
+        .cache_dir
+        .clone()
+        .unwrap_or_else(fovea_daemon::paths::cache_dir);
+    let (path, provenance) = resolve_model(&f.load.model, f.load.model_source, &cache)?;
+    println!(
+        "model         {} ({}, sha256 {})",
+        path.display(),
+        provenance.origin,
+        provenance.sha256
+    );
+    if f.model_only {
+        return Ok(());
+    }
+    let lib = resolve_ort_library(f.load.ort_lib.as_deref(), f.load.ep, &cache)?;
+    println!("onnxruntime   {}", lib.display());
+    if f.load.ep == ExecutionProvider::Cuda {
+        let set = fovea_daemon::cuda::CudaSet::fetch(&cache)?;
+        println!("cuda          {}", set.dir.display());
+    }
+    Ok(())
 }
 
 fn init_logging(format: LogFormat) {

@@ -480,7 +480,13 @@ pub fn download(
     part_name.push(".part");
     let part = dest.with_file_name(part_name);
     let have = fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+    // The system's trusted certificates, as pip and curl use them (a
+    // site's TLS-inspecting proxy is trusted there, not in a built-in list).
+    let tls = ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+        .build();
     let agent: ureq::Agent = ureq::Agent::config_builder()
+        .tls_config(tls)
         .timeout_connect(Some(Duration::from_secs(3)))
         .timeout_recv_body(Some(Duration::from_secs(60)))
         .build()

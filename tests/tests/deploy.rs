@@ -28,14 +28,19 @@ fn tools() -> PathBuf {
 #[test]
 fn kubernetes_manifests_match_the_schemas() {
     let venv = tools();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(deploy().join("k8s"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
+    let yaml_in = |dir: PathBuf| -> Vec<PathBuf> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+            .collect()
+    };
+    // The TLS variant too.
+    let mut files = yaml_in(deploy().join("k8s"));
+    files.extend(yaml_in(deploy().join("k8s/tls")));
     files.sort();
-    assert!(files.len() >= 4, "{files:?}");
+    assert!(files.len() >= 7, "{files:?}");
     let out = Command::new(venv.join("bin/kubernetes-validate"))
         .args(["--strict", "--kubernetes-version", "1.32.0"])
         .args(&files)
@@ -220,4 +225,173 @@ async fn the_container_cpu_path_needs_no_fetch_and_falls_back_from_cuda() {
             .any(|f| f == "onnxruntime" || f == "downloads"),
         "{fetched:?}"
     );
+}
+
+/// The command of each probe of the TLS variant, read from the manifest.
+fn tls_probe_commands() -> Vec<Vec<String>> {
+    let venv = tools();
+    let script = r#"
+import json, sys, yaml
+d = yaml.safe_load(open(sys.argv[1]))
+c = d["spec"]["template"]["spec"]["containers"][0]
+print(json.dumps([c[p]["exec"]["command"] for p in ("startupProbe", "readinessProbe", "livenessProbe")]))
+"#;
+    let out = Command::new(venv.join("bin/python"))
+        .args(["-c", script])
+        .arg(deploy().join("k8s/tls/deployment.yaml"))
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("probe commands")
+}
+
+#[test]
+fn the_tls_variants_probes_run_against_a_tls_daemon() {
+    let commands = tls_probe_commands();
+    assert!(commands.iter().all(|c| *c == commands[0]), "{commands:?}");
+    let probe = &commands[0];
+    assert_eq!(probe[0], "fovea");
+    // A certificate made as the manifest's comment says.
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=fovead"])
+        .args(["-addext", "subjectAltName=DNS:localhost,DNS:fovead"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-addext", "extendedKeyUsage=serverAuth"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let (_m, model) = tiny_model_file();
+    let mut args = fovea_tests::tiny_args(&model);
+    args.extend([
+        "--tls-cert".into(),
+        cert.to_str().unwrap().into(),
+        "--tls-key".into(),
+        key.to_str().unwrap().into(),
+    ]);
+    let d = Daemon::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let port = d.addr.rsplit(':').next().unwrap().to_string();
+    let run = |ca: &str| {
+        let argv: Vec<String> = probe[1..]
+            .iter()
+            .map(|a| {
+                a.replace("/etc/fovea/tls/ca.crt", ca)
+                    .replace(":50051", &format!(":{port}"))
+            })
+            .collect();
+        Command::new(bin("fovea"))
+            .args(&argv)
+            .output()
+            .expect("probe")
+    };
+    // The daemon loads while health already answers; the probe passes once
+    // it serves, as a startup probe would see.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = run(cert.to_str().unwrap());
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the probe never passed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // With a CA that did not sign the certificate, the probe fails.
+    let (other, other_key) = (dir.path().join("other.crt"), dir.path().join("other.key"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=other", "-keyout"])
+        .arg(&other_key)
+        .arg("-out")
+        .arg(&other)
+        .output()
+        .expect("openssl");
+    assert!(made.status.success());
+    assert!(!run(other.to_str().unwrap()).status.success());
+}
+
+/// The unit as installed, with ExecStart pointing at the built binary.
+fn unit_for_analysis(dir: &std::path::Path) -> PathBuf {
+    let text = std::fs::read_to_string(deploy().join("fovead.service")).unwrap();
+    let text = text.replace(
+        "ExecStart=/usr/local/bin/fovead",
+        &format!("ExecStart={}", bin("fovead").display()),
+    );
+    let unit = dir.join("fovead.service");
+    std::fs::write(&unit, text).unwrap();
+    unit
+}
+
+#[test]
+fn the_systemd_unit_verifies_and_its_exposure_is_low() {
+    let dir = tempfile::tempdir().unwrap();
+    let unit = unit_for_analysis(dir.path());
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .expect("systemd-analyze (Debian: apt-get install systemd)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Only the service's own lines count: the host's other units are not ours.
+    let ours: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("fovead.service"))
+        .collect();
+    assert!(out.status.success() && ours.is_empty(), "{text}");
+
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--no-pager"])
+        .arg(&unit)
+        .output()
+        .expect("systemd-analyze security");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .unwrap_or_else(|| panic!("no exposure level:\n{text}"));
+    let score: f64 = line
+        .split(':')
+        .nth(1)
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    // 0 is the most confined, 10 the least; the GPU's devices and the
+    // network keep it above 0.
+    assert!(score <= 2.5, "{line}\n{text}");
+    for needed in [
+        "DeviceAllow=char-nvidia-frontend rw",
+        "DeviceAllow=char-nvidia-uvm rw",
+        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+        "SystemCallFilter=@system-service",
+    ] {
+        assert!(
+            std::fs::read_to_string(&unit).unwrap().contains(needed),
+            "{needed}"
+        );
+    }
 }
