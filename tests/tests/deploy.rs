@@ -101,9 +101,10 @@ print("ok")
 }
 
 /// `--flags` the deploy README gives for each binary: in command lines
-/// (`fovead --ep cuda`, `./target/release/fovead ...`) and in the closing
-/// list (`` `fovea --connect`, `--token-file` ``).
-fn readme_flags() -> Vec<(String, String)> {
+/// (`fovead --ep cuda`, `./target/release/fovead ...`, `fovead doctor
+/// --no-fetch` with its subcommand) and in the closing list (`` `fovea
+/// --connect`, `--token-file` ``).
+fn readme_flags() -> Vec<(String, Option<String>, String)> {
     let text = std::fs::read_to_string(deploy().join("README.md")).unwrap();
     let mut out = Vec::new();
     for line in text
@@ -111,6 +112,8 @@ fn readme_flags() -> Vec<(String, String)> {
         .filter(|l| !l.trim_start().starts_with("cargo") && !l.contains("install "))
     {
         let mut current: Option<&str> = None;
+        let mut sub: Option<String> = None;
+        let mut just_named = false;
         for word in line.split_whitespace() {
             let w = word.trim_matches(|c: char| c == '`' || c == ',' || c == ';' || c == '.');
             // A binary by name, or a build output path; not /var/lib/fovea.
@@ -124,11 +127,17 @@ fn readme_flags() -> Vec<(String, String)> {
                 .find(|b| *b == base)
             {
                 current = Some(b);
+                sub = None;
+                just_named = true;
                 continue;
             }
+            if just_named && !w.starts_with('-') && w.chars().all(|c| c.is_ascii_lowercase()) {
+                sub = Some(w.to_string());
+            }
+            just_named = false;
             if let (Some(b), Some(flag)) = (current, w.strip_prefix("--")) {
                 let flag = flag.split('=').next().unwrap_or(flag);
-                out.push((b.to_string(), format!("--{flag}")));
+                out.push((b.to_string(), sub.clone(), format!("--{flag}")));
             }
         }
     }
@@ -141,13 +150,24 @@ fn readme_flags() -> Vec<(String, String)> {
 fn every_flag_in_the_deploy_readme_exists() {
     let flags = readme_flags();
     assert!(flags.len() >= 10, "{flags:?}");
-    for (binary, flag) in flags {
-        let help = Command::new(bin(&binary))
-            .arg("--help")
-            .output()
-            .expect("--help");
-        let text = String::from_utf8_lossy(&help.stdout);
-        assert!(text.contains(&flag), "{binary} --help has no {flag}");
+    for (binary, sub, flag) in flags {
+        let help = |args: &[&str]| {
+            let out = Command::new(bin(&binary))
+                .args(args)
+                .arg("--help")
+                .output()
+                .expect("--help");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let mut text = help(&[]);
+        if let Some(sub) = &sub {
+            text.push_str(&help(&[sub]));
+        }
+        assert!(
+            text.contains(&flag),
+            "{binary} {} --help has no {flag}",
+            sub.as_deref().unwrap_or("")
+        );
     }
     // And the health subcommand the image's health check runs.
     let help = Command::new(bin("fovea"))
