@@ -629,6 +629,14 @@ fn status_bar(f: &mut Frame, app: &App, area: Rect, tick: usize) {
         .as_ref()
         .map(fovea_client::runtime_summary)
         .unwrap_or_default();
+    // A fallback from CUDA reads as a warning; a chosen provider does not.
+    let fell_back = app
+        .model
+        .as_ref()
+        .and_then(|m| m.runtime.as_ref())
+        .is_some_and(|r| {
+            r.provider == "cpu" && !r.cpu_reason.is_empty() && r.cpu_reason != "--ep cpu"
+        });
     let line1 = Line::from(vec![
         Span::styled(
             format!(" {spin} "),
@@ -637,7 +645,11 @@ fn status_bar(f: &mut Frame, app: &App, area: Rect, tick: usize) {
         Span::styled(
             format!("{provider} "),
             Style::default()
-                .fg(Color::Green)
+                .fg(if fell_back {
+                    Color::Yellow
+                } else {
+                    Color::Green
+                })
                 .add_modifier(Modifier::BOLD),
         ),
         Span::raw(format!("{} · graphics: {} · ", app.address, app.graphics)),
