@@ -1,6 +1,7 @@
 //! The paper's figures for the user's image (fig. 2, 4, 5, 6) and the pieces
 //! the single commands share with them.
 
+use crate::plots::{Figure, GridFigure, Histogram, HistogramFigure, Row, Scale, Tile};
 use crate::{ModeArg, decode_png, mode_label, modes_of, record};
 use anyhow::{Context, anyhow};
 use fovea_client::picture;
@@ -56,28 +57,26 @@ pub async fn maximize_with_progress(
 
 /// Figure 6: one histogram per layer of how many features are active at a
 /// location.
-pub fn stats_figure(stats: &pb::ActivationStatsResponse) -> RgbImage {
-    let plots: Vec<RgbImage> = stats
-        .layers
-        .iter()
-        .map(|l| {
-            let title = format!(
-                "layer {} ({}): {:.0}% active",
-                l.layer,
-                l.name,
-                100.0 * l.fraction_active
-            );
-            picture::histogram_plot(
-                &title,
-                &l.histogram,
-                "active features",
-                "locations",
-                300,
-                190,
-            )
-        })
-        .collect();
-    picture::grid(&plots, 4, Some("Active features per location, per layer"))
+pub fn stats_figure(stats: &pb::ActivationStatsResponse) -> Figure {
+    Figure::Histograms(HistogramFigure {
+        title: "Active features per location, per layer".into(),
+        x_label: "active features at a location".into(),
+        y_label: "locations".into(),
+        panels: stats
+            .layers
+            .iter()
+            .map(|l| Histogram {
+                title: format!(
+                    "layer {} {}: {:.0}% of units active",
+                    l.layer,
+                    l.name,
+                    100.0 * l.fraction_active
+                ),
+                counts: l.histogram.clone(),
+            })
+            .collect(),
+        cols: 4,
+    })
 }
 
 /// Overlays the FOV box on the input picture.
@@ -95,7 +94,8 @@ fn with_box(input: &RgbImage, fov: &pb::Box) -> RgbImage {
     img
 }
 
-/// Writes fig2.png, fig4.png, fig5.png, fig6.png and index.html into `out`;
+/// Writes fig2, fig4, fig5 and fig6 (each as PNG and SVG) and index.html
+/// into `out`;
 /// returns the file names.
 pub async fn all(
     client: &Client,
@@ -125,7 +125,7 @@ pub async fn all(
         }
     };
     let mut notes: Vec<(String, String)> = Vec::new();
-    let tile = 120u32;
+    let tile = 140u32;
 
     // Figure 2: the image and feature-map slices at layers 1, 4, 7, 9, 13
     // (or spread over the network's depth), the four strongest features each.
@@ -141,7 +141,14 @@ pub async fn all(
         v.dedup();
         v
     };
-    let mut rows = vec![picture::captioned(&input, "input", tile)];
+    let mut rows = vec![Row {
+        label: "input".into(),
+        tiles: vec![Tile {
+            caption: format!("{}x{}", input.width(), input.height()),
+            image: input.clone(),
+        }],
+        bar: None,
+    }];
     for &layer in &picks {
         let top = client
             .top(pb::TopActivationsRequest {
@@ -162,35 +169,46 @@ pub async fn all(
             })
             .await?;
         let name = &model.layers[layer as usize].name;
-        let tiles: Vec<RgbImage> = maps
+        // One scale per layer, so the maps of a layer compare.
+        let row_max = maps.maps.iter().map(|m| m.max).fold(0.0f32, f32::max);
+        let tiles: Vec<Tile> = maps
             .maps
             .iter()
-            .map(|m| {
-                let (img, _) = fovea_daemon::render::render_map(
+            .map(|m| Tile {
+                image: fovea_daemon::render::render_map(
                     &m.values,
                     maps.height as usize,
                     maps.width as usize,
-                    m.max,
-                );
-                picture::captioned(
-                    &picture::scale_to(&img, tile, tile),
-                    &format!("{layer} {name} f{}", m.feature),
-                    tile,
+                    row_max,
                 )
+                .0,
+                caption: format!("feature {}\nmax {:.1}", m.feature, m.max),
             })
             .collect();
-        rows.push(picture::grid(&tiles, tiles.len(), None));
+        rows.push(Row {
+            label: format!("layer {layer}\n{name}\n{}x{}", maps.height, maps.width),
+            tiles,
+            bar: Some((
+                Scale::Viridis {
+                    max: row_max as f64,
+                },
+                "activation".into(),
+            )),
+        });
     }
-    let fig2 = picture::grid(
-        &rows,
-        1,
-        Some("Fig. 2: activations at several depths (4 strongest features each)"),
-    );
-    crate::save(&fig2, &out.join("fig2.png"))?;
-    show(&fig2);
+    let fig2 = Figure::Grid(GridFigure {
+        title: "Fig. 2: activations at several depths (the 4 strongest features of each layer)".into(),
+        rows,
+        tile,
+        notes: vec![
+            "Each map: viridis from 0 to the largest activation among its layer's four maps (the colour bar on the right); ReLU outputs, so nothing is below 0.".into(),
+        ],
+    });
+    let img = crate::plots::write_both(&fig2, &out.join("fig2"))?;
+    show(&img);
     notes.push((
-        "fig2.png".into(),
-        format!("Feature maps at layers {picks:?}; each map in viridis over [0, its own max]; the 4 features with the strongest activation per layer."),
+        "fig2".into(),
+        format!("Feature maps at layers {picks:?}; the 4 features with the strongest activation per layer, each layer in viridis over [0, the layer's largest value shown], with its colour bar."),
     ));
 
     // Figure 4: the strongest location of the last conv layer, its two
@@ -255,34 +273,44 @@ pub async fn all(
     let size = 196u32;
     let mut rows = Vec::new();
     for (i, &f) in features.iter().enumerate() {
-        let mut tiles = vec![picture::captioned(
-            &with_box(&input, &fov),
-            &format!("feature {f}"),
-            size,
-        )];
+        let mut tiles = vec![Tile {
+            image: with_box(&input, &fov),
+            caption: "input, field of view".into(),
+        }];
         for rec in rr
             .reconstructions
             .iter()
             .filter(|r| r.neuron_index as usize == i)
         {
-            tiles.push(picture::captioned(
-                &decode_png(&rec.png)?,
-                mode_label(rec.mode),
-                size,
-            ));
+            let s = rec.normalization.as_ref().map_or(0.0, |n| n.max);
+            tiles.push(Tile {
+                image: decode_png(&rec.png)?,
+                caption: format!("{}\ns = {:.2e}", mode_label(rec.mode), s),
+            });
         }
-        rows.push(picture::grid(&tiles, tiles.len(), None));
+        rows.push(Row {
+            label: format!("feature {f}\nat ({}, {})", best.y, best.x),
+            tiles,
+            bar: Some((Scale::Diverging { max: 1.0 }, "v / s".into())),
+        });
     }
-    let fig4 = picture::grid(
-        &rows,
-        1,
-        Some(&format!(
-            "Fig. 4: layer {} ({}) at ({}, {})",
+    let fig4 = Figure::Grid(GridFigure {
+        title: format!(
+            "Fig. 4: layer {} ({}) at ({}, {}), four backward modes",
             last.number, last.name, best.y, best.x
-        )),
-    );
-    crate::save(&fig4, &out.join("fig4.png"))?;
-    show(&fig4);
+        ),
+        rows,
+        tile: size,
+        notes: vec![
+            format!(
+                "Cropped to the field of view x {}..{}, y {}..{} (red box). One-hot start; random weights seeded with {seed}.",
+                fov.x0, fov.x1, fov.y0, fov.y1
+            ),
+            "Normalisation: each colour channel 128 + 127.5 v / s, clamped (grey is 0); s, under each picture, is the 99.5th percentile of |v| over its nonzero values.".into(),
+        ],
+    });
+    let img = crate::plots::write_both(&fig4, &out.join("fig4"))?;
+    show(&img);
     let norms: Vec<String> = rr
         .reconstructions
         .iter()
@@ -296,7 +324,7 @@ pub async fn all(
         })
         .collect();
     notes.push((
-        "fig4.png".into(),
+        "fig4".into(),
         format!(
             "Layer {} ({}) location (y {}, x {}), features {:?} (strongest there); field of view x {}..{}, y {}..{} (red box). Columns: deconvnet, deconvnet + masks, masks + random weights (seed {seed}), linear filter. One-hot start. Normalization: {}.",
             last.number, last.name, best.y, best.x, features, fov.x0, fov.x1, fov.y0, fov.y1, norms.join("; ")
@@ -316,31 +344,45 @@ pub async fn all(
         seed,
     );
     let result = maximize_with_progress(client, req.clone(), progress).await?;
-    let tiles: Vec<RgbImage> = result
+    let tiles: Vec<Tile> = result
         .pngs
         .iter()
         .zip(&result.objective)
         .enumerate()
         .map(|(i, (png, o))| {
-            Ok(picture::captioned(
-                &decode_png(png)?,
-                &format!("start {} ({o:.0})", i + 1),
-                size,
-            ))
+            Ok(Tile {
+                image: decode_png(png)?,
+                caption: format!("start {}\npre-activation {o:.1}", i + 1),
+            })
         })
         .collect::<anyhow::Result<_>>()?;
-    let fig5 = picture::grid(
-        &tiles,
-        tiles.len(),
-        Some(&format!(
-            "Fig. 5: layer {} feature {} maximized from 3 random starts",
-            last.number, features[0]
-        )),
-    );
-    crate::save(&fig5, &out.join("fig5.png"))?;
-    show(&fig5);
+    let fig5 = Figure::Grid(GridFigure {
+        title: format!(
+            "Fig. 5: layer {} feature {} at ({}, {}) maximized from {} random starts",
+            last.number,
+            features[0],
+            best.y,
+            best.x,
+            tiles.len()
+        ),
+        rows: vec![Row {
+            label: format!("layer {}\nfeature {}", last.number, features[0]),
+            tiles,
+            bar: None,
+        }],
+        tile: size,
+        notes: vec![
+            format!(
+                "{steps} steps of gradient ascent on the field of view, step {} on the RMS-normalised gradient, L2 decay {}, blur sigma {} every {} steps, jitter {} px; seed {seed}.",
+                req.learning_rate, req.l2_decay, req.blur_sigma, req.blur_every, req.jitter
+            ),
+            "Pixels as the network sees them, mapped back through the preprocessing and clipped to 0..255.".into(),
+        ],
+    });
+    let img = crate::plots::write_both(&fig5, &out.join("fig5"))?;
+    show(&img);
     notes.push((
-        "fig5.png".into(),
+        "fig5".into(),
         format!(
             "Gradient ascent on the field of view of layer {} feature {} at (y {}, x {}): {steps} steps, seed {seed}, step {} pixel units on the RMS-normalised gradient, L2 decay {}, blur sigma {} every {} steps, jitter {}, clipped to 0..255. Final pre-activations {:?}. Pictures: the input-space image mapped back to pixels.",
             last.number,
@@ -364,16 +406,15 @@ pub async fn all(
             layers: vec![],
         })
         .await?;
-    let fig6 = stats_figure(&stats);
-    crate::save(&fig6, &out.join("fig6.png"))?;
-    show(&fig6);
+    let img = crate::plots::write_both(&stats_figure(&stats), &out.join("fig6"))?;
+    show(&img);
     let fractions: Vec<String> = stats
         .layers
         .iter()
         .map(|l| format!("{}: {:.2}", l.layer, l.fraction_active))
         .collect();
     notes.push((
-        "fig6.png".into(),
+        "fig6".into(),
         format!("Per layer, the histogram over locations of the number of active features. Fraction active per layer: {}.", fractions.join(", ")),
     ));
 
@@ -425,16 +466,19 @@ pub async fn all(
         ));
     }
     html.push_str("</table>\n");
-    for (file, note) in &notes {
+    for (stem, note) in &notes {
         html.push_str(&format!(
-            "<h2>{file}</h2>\n<p>{}</p>\n<img src=\"{file}\">\n",
+            "<h2>{stem}</h2>\n<p>{} (<a href=\"{stem}.svg\">SVG</a>)</p>\n<img src=\"{stem}.png\">\n",
             escape(note)
         ));
     }
     html.push_str("</body></html>\n");
     std::fs::write(out.join("index.html"), html)
         .with_context(|| format!("{}", out.join("index.html").display()))?;
-    let mut files: Vec<String> = notes.into_iter().map(|(f, _)| f).collect();
+    let mut files: Vec<String> = notes
+        .into_iter()
+        .flat_map(|(stem, _)| [format!("{stem}.png"), format!("{stem}.svg")])
+        .collect();
     files.push("index.html".into());
     Ok(files)
 }

@@ -2,6 +2,7 @@
 //! by `--connect`, or starts one in-process.
 
 mod figures;
+mod plots;
 mod scan;
 
 use anyhow::{Context, anyhow, bail};
@@ -1050,8 +1051,18 @@ async fn run_inner(cli: Cli) -> anyhow::Result<()> {
                     layers: vec![],
                 })
                 .await?;
-            let img = figures::stats_figure(&stats);
-            save(&img, out)?;
+            let figure = figures::stats_figure(&stats);
+            let img = if out
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("svg"))
+            {
+                plots::write_svg(&figure, out)?;
+                plots::render(&figure)?
+            } else {
+                let img = plots::render(&figure)?;
+                save(&img, out)?;
+                img
+            };
             if cli.json {
                 print_json(json!({
                     "out": out,

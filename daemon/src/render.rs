@@ -130,33 +130,15 @@ pub fn render_input_crop(
     })
 }
 
-/// Viridis, sampled at 9 points (perceptually uniform, colour-blind safe).
-const VIRIDIS: [[f32; 3]; 9] = [
-    [68.0, 1.0, 84.0],
-    [71.0, 44.0, 122.0],
-    [59.0, 81.0, 139.0],
-    [44.0, 113.0, 142.0],
-    [33.0, 144.0, 141.0],
-    [39.0, 173.0, 129.0],
-    [92.0, 200.0, 99.0],
-    [170.0, 220.0, 50.0],
-    [253.0, 231.0, 37.0],
-];
-
-/// Viridis colour of t in [0, 1].
+/// Viridis colour of t in [0, 1] (not finite: the colour of 0).
 pub fn viridis(t: f32) -> [u8; 3] {
     let t = if t.is_finite() {
         t.clamp(0.0, 1.0)
     } else {
         0.0
-    } * 8.0;
-    let i = (t.floor() as usize).min(7);
-    let f = t - i as f32;
-    let mut out = [0u8; 3];
-    for c in 0..3 {
-        out[c] = (VIRIDIS[i][c] * (1.0 - f) + VIRIDIS[i + 1][c] * f).round() as u8;
-    }
-    out
+    };
+    let c = colorous::VIRIDIS.eval_continuous(f64::from(t));
+    [c.r, c.g, c.b]
 }
 
 /// Renders a non-negative map (`h x w`, row-major) with viridis over

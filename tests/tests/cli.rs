@@ -370,8 +370,49 @@ fn figures_on_the_real_vgg16() {
         let (w, h, flat) = picture(&out_dir.join(f));
         assert!(w > 300 && h > 150 && !flat, "{f}: {w}x{h}");
     }
+    // The same figures as SVG: text as text, pictures embedded, and what a
+    // reader needs to read each figure's scale.
+    for (f, needles) in [
+        (
+            "fig2.svg",
+            &["activation", "layer 13", "viridis", "data:image/png;base64"][..],
+        ),
+        (
+            "fig4.svg",
+            &[
+                "v / s",
+                "linear filter",
+                "Normalisation",
+                "99.5th percentile",
+            ][..],
+        ),
+        (
+            "fig5.svg",
+            &["pre-activation", "seed", "data:image/png;base64"][..],
+        ),
+        (
+            "fig6.svg",
+            &["active features at a location", "locations", "conv5_3"][..],
+        ),
+    ] {
+        let svg = std::fs::read_to_string(out_dir.join(f)).unwrap();
+        assert!(
+            svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
+            "{f}"
+        );
+        for n in needles {
+            assert!(svg.contains(n), "{f} lacks {n}");
+        }
+    }
     let html = std::fs::read_to_string(out_dir.join("index.html")).unwrap();
-    for needle in ["fig4.png", "sha256", "caffe", "seed", "linear filter"] {
+    for needle in [
+        "fig4.png",
+        "fig4.svg",
+        "sha256",
+        "caffe",
+        "seed",
+        "linear filter",
+    ] {
         assert!(html.contains(needle), "index.html lacks {needle}");
     }
 }
