@@ -415,23 +415,20 @@ fn other_version(name: &str, search: &Search) -> Option<String> {
     others.last().map(|s| s.to_string())
 }
 
+/// The pip package of each CUDA library, by the library's name prefix.
+const PACKAGES: &[(&str, &str)] = &[
+    ("libcudnn", "nvidia-cudnn-cu13"),
+    ("libcublas", "nvidia-cublas"),
+    ("libcudart", "nvidia-cuda-runtime"),
+    ("libcurand", "nvidia-curand"),
+    ("libcufft", "nvidia-cufft"),
+    ("libnvrtc", "nvidia-cuda-nvrtc"),
+    ("libnvJitLink", "nvidia-nvjitlink"),
+];
+
 /// The pip requirement that carries a CUDA library.
 fn requirement_for(name: &str) -> String {
-    let package = if name.starts_with("libcudnn") {
-        "nvidia-cudnn-cu13"
-    } else if name.starts_with("libcublas") {
-        "nvidia-cublas"
-    } else if name.starts_with("libcudart") {
-        "nvidia-cuda-runtime"
-    } else if name.starts_with("libcurand") {
-        "nvidia-curand"
-    } else if name.starts_with("libcufft") {
-        "nvidia-cufft"
-    } else if name.starts_with("libnvrtc") {
-        "nvidia-cuda-nvrtc"
-    } else if name.starts_with("libnvJitLink") {
-        "nvidia-nvjitlink"
-    } else {
+    let Some((_, package)) = PACKAGES.iter().find(|(prefix, _)| name.starts_with(prefix)) else {
         return name.to_string();
     };
     cuda::CUDA_REQUIREMENTS

@@ -287,3 +287,56 @@ pub async fn vgg16_with_recording() -> (Daemon, fovea_client::Client, String) {
     let id = c.record(image, "").await.expect("record").recording_id;
     (d, c, id)
 }
+
+/// A self-signed server certificate and its key (PEM) in `dir`, named
+/// `<stem>.crt` and `<stem>.key`, for `subject_alt_names` (such as
+/// `DNS:localhost,IP:127.0.0.1`; empty: none, as a plain CA would be).
+/// A server certificate says `CA:FALSE`, which rustls requires of a
+/// certificate that is its own root.
+pub fn self_signed_certificate(
+    dir: &Path,
+    stem: &str,
+    subject_alt_names: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (
+        dir.join(format!("{stem}.crt")),
+        dir.join(format!("{stem}.key")),
+    );
+    let mut cmd = std::process::Command::new("openssl");
+    cmd.args([
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+    ])
+    .args(["-subj", &format!("/CN={stem}")]);
+    if !subject_alt_names.is_empty() {
+        cmd.args(["-addext", &format!("subjectAltName={subject_alt_names}")])
+            .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+            .args(["-addext", "extendedKeyUsage=serverAuth"]);
+    }
+    let made = cmd.arg("-keyout").arg(&key).arg("-out").arg(&cert).output();
+    match made {
+        Ok(o) if o.status.success() => (cert, key),
+        other => panic!(
+            "openssl could not make a test certificate ({other:?}); install it \
+             (Debian: apt-get install openssl)"
+        ),
+    }
+}
+
+/// The tiny model's daemon serving TLS with a fresh self-signed certificate
+/// for `subject_alt_names`; the certificate (its own CA) is returned too.
+pub fn tls_daemon(
+    dir: &Path,
+    model: &Path,
+    subject_alt_names: &str,
+) -> (Daemon, std::path::PathBuf) {
+    let (cert, key) = self_signed_certificate(dir, "server", subject_alt_names);
+    let mut args = tiny_args(model);
+    args.extend([
+        "--tls-cert".into(),
+        cert.to_string_lossy().into_owned(),
+        "--tls-key".into(),
+        key.to_string_lossy().into_owned(),
+    ]);
+    let d = Daemon::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    (d, cert)
+}

@@ -25,6 +25,21 @@ fn tools() -> PathBuf {
     python_venv("deploy", TOOLS, "import kubernetes_validate, yaml")
 }
 
+/// Runs `script` on `file` with the tools' Python; its standard output.
+fn python(venv: &std::path::Path, script: &str, file: &std::path::Path) -> Vec<u8> {
+    let out = Command::new(venv.join("bin/python"))
+        .args(["-c", script])
+        .arg(file)
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 #[test]
 fn kubernetes_manifests_match_the_schemas() {
     let venv = tools();
@@ -88,16 +103,7 @@ assert {v.split(":")[1] for v in s["volumes"]} == {"/var/lib/fovea/models", "/va
 assert set(c["volumes"]) == {"models", "cache"}
 print("ok")
 "#;
-    let out = Command::new(venv.join("bin/python"))
-        .args(["-c", script])
-        .arg(deploy().join("compose.yaml"))
-        .output()
-        .expect("python");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    python(&venv, script, &deploy().join("compose.yaml"));
 }
 
 /// `--flags` the deploy README gives for each binary: in command lines
@@ -256,17 +262,8 @@ d = yaml.safe_load(open(sys.argv[1]))
 c = d["spec"]["template"]["spec"]["containers"][0]
 print(json.dumps([c[p]["exec"]["command"] for p in ("startupProbe", "readinessProbe", "livenessProbe")]))
 "#;
-    let out = Command::new(venv.join("bin/python"))
-        .args(["-c", script])
-        .arg(deploy().join("k8s/tls/deployment.yaml"))
-        .output()
-        .expect("python");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("probe commands")
+    let out = python(&venv, script, &deploy().join("k8s/tls/deployment.yaml"));
+    serde_json::from_slice(&out).expect("probe commands")
 }
 
 #[test]
@@ -277,35 +274,8 @@ fn the_tls_variants_probes_run_against_a_tls_daemon() {
     assert_eq!(probe[0], "fovea");
     // A certificate made as the manifest's comment says.
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
-    let made = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args(["-subj", "/CN=fovead"])
-        .args(["-addext", "subjectAltName=DNS:localhost,DNS:fovead"])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .args(["-addext", "extendedKeyUsage=serverAuth"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
     let (_m, model) = tiny_model_file();
-    let mut args = fovea_tests::tiny_args(&model);
-    args.extend([
-        "--tls-cert".into(),
-        cert.to_str().unwrap().into(),
-        "--tls-key".into(),
-        key.to_str().unwrap().into(),
-    ]);
-    let d = Daemon::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let (d, cert) = fovea_tests::tls_daemon(dir.path(), &model, "DNS:localhost,DNS:fovead");
     let port = d.addr.rsplit(':').next().unwrap().to_string();
     let run = |ca: &str| {
         let argv: Vec<String> = probe[1..]
@@ -336,18 +306,7 @@ fn the_tls_variants_probes_run_against_a_tls_daemon() {
         std::thread::sleep(Duration::from_millis(300));
     }
     // With a CA that did not sign the certificate, the probe fails.
-    let (other, other_key) = (dir.path().join("other.crt"), dir.path().join("other.key"));
-    let made = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args(["-subj", "/CN=other", "-keyout"])
-        .arg(&other_key)
-        .arg("-out")
-        .arg(&other)
-        .output()
-        .expect("openssl");
-    assert!(made.status.success());
+    let (other, _) = fovea_tests::self_signed_certificate(dir.path(), "other", "");
     assert!(!run(other.to_str().unwrap()).status.success());
 }
 

@@ -331,43 +331,8 @@ fn a_public_address_needs_protection_or_insecure() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_with_a_self_signed_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let made = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .args(["-addext", "extendedKeyUsage=serverAuth"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output();
-    match made {
-        Ok(o) if o.status.success() => {}
-        other => panic!(
-            "openssl could not make a test certificate ({other:?}); install it \
-             (Debian: apt-get install openssl)"
-        ),
-    }
     let (_m, model) = tiny_model_file();
-    let mut args = tiny_args(&model);
-    args.extend([
-        "--tls-cert".into(),
-        cert.to_str().unwrap().into(),
-        "--tls-key".into(),
-        key.to_str().unwrap().into(),
-    ]);
-    let d = Daemon::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let (d, cert) = fovea_tests::tls_daemon(dir.path(), &model, "DNS:localhost,IP:127.0.0.1");
     let port = d.addr.rsplit(':').next().unwrap();
     let ca = std::fs::read(&cert).unwrap();
     let c = Client::connect_with(&format!("https://localhost:{port}"), Some(&ca))
