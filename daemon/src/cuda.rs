@@ -607,12 +607,17 @@ pub fn load_order(set: &CudaSet) -> Result<Vec<PathBuf>> {
 /// Maps every library of `set` into the process, globally and for good, so
 /// the provider's links and dlopen calls find them by soname.
 pub fn preload(set: &CudaSet) -> Result<()> {
+    preload_paths(&load_order(set)?)
+}
+
+/// Maps `paths` into the process in this order, globally and for good.
+pub fn preload_paths(paths: &[PathBuf]) -> Result<()> {
     use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_LAZY};
-    for path in load_order(set)? {
+    for path in paths {
         // SAFETY: these are NVIDIA's libraries from the checksummed wheels;
         // their initialisers only set up their own state. They stay loaded
         // for the life of the process, as the provider that uses them does.
-        let lib = unsafe { Library::open(Some(&path), RTLD_LAZY | RTLD_GLOBAL) }
+        let lib = unsafe { Library::open(Some(path), RTLD_LAZY | RTLD_GLOBAL) }
             .map_err(|e| Error::Supply(format!("cannot load {}: {e}", path.display())))?;
         std::mem::forget(lib);
     }

@@ -141,3 +141,67 @@ fn doctor_names_the_missing_driver_and_nothing_else() {
     );
     assert!(text.contains("fix: install the NVIDIA driver"), "{text}");
 }
+
+#[test]
+fn preloaded_libraries_are_found_by_soname_and_only_the_driver_stops_the_provider() {
+    let provider = cuda::provider_path(&gpu_library());
+    let set = CudaSet::fetch(&cache_dir()).expect("CUDA set");
+    let by_soname = |name: &str| unsafe { libloading::Library::new(name) };
+    if !driver_present() {
+        // Not on the system's search path: only the preload can make it found.
+        assert!(by_soname("libcudart.so.13").is_err());
+    }
+    // What loads without a driver: every library of the set that does not
+    // need libcuda.so.1, itself or through the set.
+    let order = cuda::load_order(&set).unwrap();
+    let mut needs_driver = BTreeSet::new();
+    let mut loadable = Vec::new();
+    for path in &order {
+        let needed = elf::read(path).unwrap().needed;
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if needed
+            .iter()
+            .any(|n| n == cuda::DRIVER_LIBRARY || needs_driver.contains(n))
+        {
+            needs_driver.insert(name);
+        } else {
+            loadable.push(path.clone());
+        }
+    }
+    assert!(loadable.len() >= 15, "{loadable:?}");
+    cuda::preload_paths(&loadable).expect("preload");
+    // A dlopen by soname, as the provider does for cuDNN, finds the copy
+    // from the set that is already mapped.
+    for name in [
+        "libcudart.so.13",
+        "libcudnn.so.9",
+        "libcublasLt.so.13",
+        "libcufft.so.12",
+    ] {
+        by_soname(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let cudart: BTreeSet<&str> = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .filter(|p| p.contains("libcudart.so"))
+        .collect();
+    let expected = set.dir.join("libcudart.so.13");
+    assert_eq!(cudart, BTreeSet::from([expected.to_str().unwrap()]));
+    // cuDNN's own answer agrees with its package's version (9.28.1.4 -> 9.28.1).
+    let package = set.package_of("libcudnn.so.9").expect("cuDNN package");
+    let expected: Vec<&str> = package.version.split('.').take(3).collect();
+    assert_eq!(
+        cuda::cudnn_version(&set.dir.join("libcudnn.so.9")),
+        Some(expected.join("."))
+    );
+    // The provider itself now lacks nothing but the driver's library.
+    match unsafe { libloading::Library::new(&provider) } {
+        Ok(_) => assert!(driver_present(), "the provider loaded without a driver"),
+        Err(e) => {
+            // The loader's own words (the Debug form carries them).
+            let e = format!("{e:?}");
+            assert!(e.contains(cuda::DRIVER_LIBRARY), "{e}");
+        }
+    }
+}
