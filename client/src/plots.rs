@@ -358,13 +358,17 @@ pub fn write_svg(figure: &Figure, path: &Path) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
     }
     let (w, h) = figure.size();
+    let mut text = String::new();
     {
-        let root = SVGBackend::new(path, (w, h)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut text, (w, h)).into_drawing_area();
         figure.draw(&root)?;
         root.present()
             .map_err(|x| anyhow!("{}: {x:?}", path.display()))?;
     }
-    Ok(())
+    // plotters-svg labels embedded pictures `data:png`, which is no media
+    // type: viewers need `data:image/png`.
+    let text = text.replace("href=\"data:png;base64,", "href=\"data:image/png;base64,");
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Writes `<stem>.png` and `<stem>.svg`; returns the picture.
