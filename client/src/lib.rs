@@ -31,7 +31,8 @@ pub fn runtime_summary(model: &pb::ModelInfo) -> String {
     match r.provider.as_str() {
         "cuda" if r.device.is_empty() => "CUDA".into(),
         "cuda" => format!("CUDA {}", r.device),
-        other if r.cpu_reason.is_empty() => other.to_uppercase(),
+        // Asked for: nothing to explain.
+        other if r.cpu_reason.is_empty() || r.cpu_reason == "--ep cpu" => other.to_uppercase(),
         other => {
             let why = r.cpu_reason.split([';', '(']).next().unwrap_or("").trim();
             format!("{} ({why})", other.to_uppercase())
@@ -474,6 +475,12 @@ mod tests {
             execution_provider: "cpu".into(),
             ..Default::default()
         };
+        assert_eq!(runtime_summary(&m), "CPU");
+        m.runtime = Some(pb::RuntimeInfo {
+            provider: "cpu".into(),
+            cpu_reason: "--ep cpu".into(),
+            ..Default::default()
+        });
         assert_eq!(runtime_summary(&m), "CPU");
         m.runtime = Some(pb::RuntimeInfo {
             provider: "cpu".into(),
