@@ -12,7 +12,7 @@ use crate::elf::{self, Dynamic, Search};
 use crate::error::{Error, Result};
 use crate::supply::{cache_lock, extract_from_wheel, file_sha256, write_atomically};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -526,13 +526,13 @@ pub fn dependencies(
             }
         }
     }
-    let mut seen: HashMap<String, ()> = HashMap::new();
+    let mut seen: HashSet<String> = HashSet::new();
     let mut out = Vec::new();
     let mut i = 0;
     while i < queue.len() {
         let (name, by, requester) = queue[i].clone();
         i += 1;
-        if seen.insert(name.clone(), ()).is_some() {
+        if !seen.insert(name.clone()) {
             continue;
         }
         let found = match search.resolve(&name, &requester, &preloaded) {
