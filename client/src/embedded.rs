@@ -2,8 +2,8 @@
 //! so the CLI and the TUI use the same code path with or without `--connect`.
 
 use crate::{ClientError, Result};
-use fovea_daemon::launch::{LoadOptions, load_for_serving};
 use fovea_daemon::server::{Listener, ServiceOptions, State, serve};
+use fovea_engine::launch::{LoadOptions, load_for_serving};
 
 /// Settings of an embedded daemon.
 #[derive(Debug, Clone, Default)]
@@ -20,7 +20,7 @@ impl EmbeddedOptions {
             ..Default::default()
         };
         if let Some(p) = scan {
-            let results = fovea_daemon::scan::ScanResults::load(p)
+            let results = fovea_engine::probe::scan::ScanResults::load(p)
                 .map_err(|e| ClientError::Embedded(e.to_string()))?;
             opts.service.scan = Some(std::sync::Arc::new(results));
         }

@@ -175,7 +175,7 @@ pub async fn all(
             .maps
             .iter()
             .map(|m| Tile {
-                image: fovea_daemon::render::render_map(
+                image: fovea_engine::probe::render::render_map(
                     &m.values,
                     maps.height as usize,
                     maps.width as usize,

@@ -20,7 +20,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tonic::transport::{Channel, Endpoint};
 
-pub use fovea_proto::{maximize_defaults, v1};
+#[cfg(feature = "embedded")]
+pub use fovea_engine::probe::maximize::defaults as maximize_defaults;
+pub use fovea_proto::v1;
 
 /// Where the daemon runs, in a few words: `CUDA NVIDIA H100 80GB HBM3`, or
 /// `CPU (the NVIDIA driver is missing)` (the reason's first clause).
@@ -40,6 +42,7 @@ pub fn runtime_summary(model: &pb::ModelInfo) -> String {
     }
 }
 
+#[cfg(feature = "embedded")]
 /// A maximization of `neuron` with the recommended settings
 /// ([`maximize_defaults`]), clipped to the valid pixel range.
 pub fn recommended_maximize(neuron: pb::Neuron, steps: u32, seed: u64) -> pb::MaximizeRequest {

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use fovea_client::embedded::EmbeddedOptions;
 use fovea_client::picture;
 use fovea_client::{Client, ClientError, maximize_defaults, neuron, v1 as pb};
-use fovea_daemon::launch::LoadOptions;
+use fovea_daemon::flags::LoadFlags;
 use image::RgbImage;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -48,7 +48,7 @@ struct Cli {
     #[arg(long, value_enum, default_value = "auto", global = true)]
     graphics: Graphics,
     #[command(flatten)]
-    load: LoadOptions,
+    load: LoadFlags,
     #[command(subcommand)]
     command: Command,
 }
@@ -250,6 +250,7 @@ fn classify(e: anyhow::Error) -> Exit {
 
 fn main() {
     let cli = Cli::parse();
+    fovea_daemon::progress::install_bars();
     // The in-process daemon's log is for -v; by default only this
     // command's own messages reach the user.
     let level = match cli.verbose {
@@ -368,7 +369,7 @@ async fn connect(cli: &Cli) -> anyhow::Result<Client> {
             c
         }
         None => {
-            let opts = EmbeddedOptions::new(cli.load.clone(), cli.scan_results.as_deref())?;
+            let opts = EmbeddedOptions::new(cli.load.options(), cli.scan_results.as_deref())?;
             Client::embedded(opts).await?
         }
     };
@@ -592,7 +593,7 @@ async fn run_inner(cli: Cli) -> anyhow::Result<()> {
                     batch: *batch,
                     checkpoint_every: every,
                 };
-                scan::run(&cli.load, input, out, spec, cli.json).await
+                scan::run(&cli.load.options(), input, out, spec, cli.json).await
             }
         };
     }
@@ -856,7 +857,7 @@ async fn run_inner(cli: Cli) -> anyhow::Result<()> {
             let tiles: Vec<RgbImage> = shown
                 .iter()
                 .map(|m| {
-                    let (img, _) = fovea_daemon::render::render_map(
+                    let (img, _) = fovea_engine::probe::render::render_map(
                         &m.values,
                         maps.height as usize,
                         maps.width as usize,

@@ -50,7 +50,8 @@ impl Scale {
     fn colour(self, v: f64) -> RGBColor {
         match self {
             Scale::Viridis { max } => {
-                let c = fovea_daemon::render::viridis((v / max.max(f64::MIN_POSITIVE)) as f32);
+                let c =
+                    fovea_engine::probe::render::viridis((v / max.max(f64::MIN_POSITIVE)) as f32);
                 RGBColor(c[0], c[1], c[2])
             }
             Scale::Diverging { max } => {

@@ -3,8 +3,8 @@
 //! after a checkpoint, and running the same command again resumes.
 
 use anyhow::{Context, anyhow, bail};
-use fovea_daemon::launch::LoadOptions;
-use fovea_daemon::scan::{
+use fovea_engine::launch::LoadOptions;
+use fovea_engine::probe::scan::{
     ScanResults, ScanSettings, list_images, merge as merge_results, scan, shard,
 };
 use serde_json::json;
@@ -98,7 +98,7 @@ pub async fn run(
     }
     let list: Vec<PathBuf> = shard(&all, index, count);
     let opts = load.clone();
-    let engine = tokio::task::spawn_blocking(move || fovea_daemon::launch::load(&opts)).await??;
+    let engine = tokio::task::spawn_blocking(move || fovea_engine::launch::load(&opts)).await??;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     tokio::spawn(async move {
@@ -146,7 +146,7 @@ pub async fn run(
             report(&r, out, started.elapsed().as_secs_f64(), json_out);
             Ok(())
         }
-        Err(fovea_daemon::Error::Cancelled) => Err(fovea_client::ClientError::Status(
+        Err(fovea_engine::Error::Cancelled) => Err(fovea_client::ClientError::Status(
             tonic::Status::cancelled(format!(
                 "scan interrupted; progress saved in {}; run the same command to resume",
                 out.display()

@@ -4,9 +4,9 @@
 use anyhow::{Context, bail};
 use clap::Parser;
 use fovea_daemon::credentials::TlsFile;
-use fovea_daemon::launch::LoadOptions;
-use fovea_daemon::profile::ImageLimits;
+use fovea_daemon::flags::LoadFlags;
 use fovea_daemon::server::{Listener, Security, ServiceOptions, State, serve};
+use fovea_engine::model::profile::ImageLimits;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,7 +26,7 @@ struct Args {
     #[arg(long, default_value = "127.0.0.1:50051", env = "FOVEA_LISTEN")]
     listen: String,
     #[command(flatten)]
-    load: LoadOptions,
+    load: LoadFlags,
     /// Bytes of recordings kept in memory.
     #[arg(long, default_value_t = 2 << 30, env = "FOVEA_CACHE_BYTES")]
     cache_bytes: usize,
@@ -89,7 +89,7 @@ enum Command {
 #[derive(clap::Args, Debug)]
 struct FetchArgs {
     #[command(flatten)]
-    load: LoadOptions,
+    load: LoadFlags,
     /// The model only.
     #[arg(long)]
     model_only: bool,
@@ -98,7 +98,7 @@ struct FetchArgs {
 #[derive(clap::Args, Debug)]
 struct DoctorArgs {
     #[command(flatten)]
-    load: LoadOptions,
+    load: LoadFlags,
     /// Only look: fetch neither ONNX Runtime nor the CUDA libraries.
     #[arg(long)]
     no_fetch: bool,
@@ -112,14 +112,15 @@ enum LogFormat {
 
 fn main() {
     let args = Args::parse();
+    fovea_daemon::progress::install_bars();
     init_logging(args.log_format);
     if let Some(Command::Doctor(d)) = &args.command {
         let cache = d
             .load
             .cache_dir
             .clone()
-            .unwrap_or_else(fovea_daemon::paths::cache_dir);
-        let report = fovea_daemon::doctor::examine(&d.load, &cache, !d.no_fetch);
+            .unwrap_or_else(fovea_engine::paths::cache_dir);
+        let report = fovea_engine::launch::doctor::examine(&d.load.options(), &cache, !d.no_fetch);
         print!("{report}");
         std::process::exit(if report.satisfied() { 0 } else { 1 });
     }
@@ -137,12 +138,12 @@ fn main() {
 }
 
 fn fetch(f: &FetchArgs) -> anyhow::Result<()> {
-    use fovea_daemon::supply::{ExecutionProvider, resolve_model, resolve_ort_library};
+    use fovea_engine::supply::{ExecutionProvider, resolve_model, resolve_ort_library};
     let cache = f
         .load
         .cache_dir
         .clone()
-        .unwrap_or_else(fovea_daemon::paths::cache_dir);
+        .unwrap_or_else(fovea_engine::paths::cache_dir);
     let (path, provenance) = resolve_model(&f.load.model, f.load.model_source, &cache)?;
     println!(
         "model         {} ({}, sha256 {})",
@@ -156,7 +157,7 @@ fn fetch(f: &FetchArgs) -> anyhow::Result<()> {
     let lib = resolve_ort_library(f.load.ort_lib.as_deref(), f.load.ep, &cache)?;
     println!("onnxruntime   {}", lib.display());
     if f.load.ep == ExecutionProvider::Cuda {
-        let set = fovea_daemon::cuda::CudaSet::fetch(&cache)?;
+        let set = fovea_engine::supply::cuda::CudaSet::fetch(&cache)?;
         println!("cuda          {}", set.dir.display());
     }
     Ok(())
@@ -218,7 +219,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             cache_dir: args.recordings_dir.clone(),
             cache_dir_bytes: args.recordings_dir_bytes,
             scan: match &args.scan {
-                Some(p) => Some(Arc::new(fovea_daemon::scan::ScanResults::load(p)?)),
+                Some(p) => Some(Arc::new(fovea_engine::probe::scan::ScanResults::load(p)?)),
                 None => None,
             },
             image_limits: ImageLimits {
@@ -231,9 +232,9 @@ fn run(args: Args) -> anyhow::Result<()> {
         // Load while already answering health (NOT_SERVING); a model that
         // cannot load ends the process with its one-line reason.
         let (fail_tx, mut fail_rx) = tokio::sync::oneshot::channel::<anyhow::Error>();
-        let load = args.load.clone();
+        let load = args.load.options();
         let loading = tokio::task::spawn_blocking(move || {
-            fovea_daemon::launch::load_for_serving(&load).map_err(anyhow::Error::from)
+            fovea_engine::launch::load_for_serving(&load).map_err(anyhow::Error::from)
         });
         let ready = async move {
             match loading.await {

@@ -2,9 +2,10 @@
 //! checked against the loaded network before any work, and a refusal names
 //! the field and its allowed range.
 
-use crate::backward::{Mode, NeuronAt, Start};
-use crate::engine::Engine;
-use crate::maximize::MaximizeOptions;
+use crate::server::status;
+use fovea_engine::engine::Engine;
+use fovea_engine::probe::maximize::MaximizeOptions;
+use fovea_engine::probe::reconstruct::{Mode, NeuronAt, Start};
 use fovea_proto::v1 as pb;
 use tonic::Status;
 
@@ -72,7 +73,8 @@ impl TryFrom<(&Engine, pb::ReconstructRequest)> for ReconstructJob {
                     n.x as i64,
                 )
             })
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(status)?;
         let mut modes: Vec<Mode> = Vec::new();
         for (i, &m) in req.modes.iter().enumerate() {
             let mode = mode_from(m, i)?;
@@ -128,8 +130,9 @@ impl TryFrom<(&Engine, pb::MaximizeRequest)> for MaximizeJob {
             .neuron
             .as_ref()
             .ok_or_else(|| Status::invalid_argument("neuron: required"))?;
-        let neuron =
-            engine.ascent_neuron("neuron", &n.layer, n.feature as i64, n.y as i64, n.x as i64)?;
+        let neuron = engine
+            .ascent_neuron("neuron", &n.layer, n.feature as i64, n.y as i64, n.x as i64)
+            .map_err(status)?;
         // Zero means "the default" for the counts and the step.
         let d = MaximizeOptions::default();
         let or = |v: u32, default: usize| if v == 0 { default } else { v as usize };
@@ -148,7 +151,7 @@ impl TryFrom<(&Engine, pb::MaximizeRequest)> for MaximizeJob {
             clip: req.clip.unwrap_or(true),
             seed: req.seed,
         };
-        options.validate()?;
+        options.validate().map_err(status)?;
         if req.preview_every > 10_000 {
             return Err(Status::invalid_argument(format!(
                 "preview_every: {} is outside 0..=10000",
@@ -181,7 +184,10 @@ impl TryFrom<(&Engine, pb::GetFeatureMapsRequest)> for MapsQuery {
     type Error = Status;
 
     fn try_from((engine, req): (&Engine, pb::GetFeatureMapsRequest)) -> Result<Self, Status> {
-        let layer = engine.network.resolve_conv("layer", &req.layer)?;
+        let layer = engine
+            .network
+            .resolve_conv("layer", &req.layer)
+            .map_err(status)?;
         let depth = engine.geometry[layer].channels as u32;
         let listed = !req.features.is_empty();
         let features: Vec<u32> = if listed {

@@ -2,15 +2,15 @@
 //! one place, engine errors become status codes in one place, and heavy work
 //! runs on blocking threads behind a bounded queue.
 
-use crate::backward::Mode;
-use crate::engine::Engine;
-use crate::error::Error;
-use crate::maximize::Flow;
-use crate::profile::ImageLimits;
-use crate::recording::{Recording, layer_stats, top_activations};
-use crate::render;
 use crate::requests::{MAX_ENCODED_MESSAGE, MapsQuery, MaximizeJob, ReconstructJob, mode_to};
-use crate::stop::Stop;
+use fovea_engine::engine::Engine;
+use fovea_engine::error::Error;
+use fovea_engine::model::profile::ImageLimits;
+use fovea_engine::probe::maximize::Flow;
+use fovea_engine::probe::reconstruct::Mode;
+use fovea_engine::probe::render;
+use fovea_engine::record::{Recording, layer_stats, top_activations};
+use fovea_engine::stop::Stop;
 use fovea_proto::v1 as pb;
 use fovea_proto::v1::probe_server::{Probe, ProbeServer};
 use std::pin::Pin;
@@ -19,8 +19,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::Semaphore;
 use tonic::{Request, Response, Status};
 
-impl From<Error> for Status {
-    fn from(e: Error) -> Status {
+/// The status code of an engine error: the one place the engine's errors
+/// meet gRPC.
+pub fn status(e: Error) -> Status {
+    {
         match &e {
             Error::InvalidArgument { .. } | Error::BadImage(_) => {
                 Status::invalid_argument(e.to_string())
@@ -44,7 +46,7 @@ pub struct ServiceOptions {
     /// Bound of the folder, bytes.
     pub cache_dir_bytes: u64,
     /// Dataset scan results served by ScanTop.
-    pub scan: Option<Arc<crate::scan::ScanResults>>,
+    pub scan: Option<Arc<fovea_engine::probe::scan::ScanResults>>,
     pub image_limits: ImageLimits,
     /// Requests running on the engine at once.
     pub concurrency: usize,
@@ -186,7 +188,7 @@ impl RecordingCache {
 pub struct State {
     engine: RwLock<Option<Arc<Engine>>>,
     pub cache: RecordingCache,
-    disk: Option<Arc<crate::store::DiskStore>>,
+    disk: Option<Arc<fovea_engine::store::DiskStore>>,
     /// Disk writes under way (waited for at shutdown).
     pending_writes: Arc<std::sync::atomic::AtomicUsize>,
     options: ServiceOptions,
@@ -199,7 +201,7 @@ pub struct State {
 impl State {
     pub fn new(options: ServiceOptions) -> Result<Arc<State>, Error> {
         let disk = match &options.cache_dir {
-            Some(dir) => Some(Arc::new(crate::store::DiskStore::open(
+            Some(dir) => Some(Arc::new(fovea_engine::store::DiskStore::open(
                 dir,
                 options.cache_dir_bytes,
             )?)),
@@ -322,14 +324,14 @@ impl State {
         let admission = within(deadline, self.admit()).await??;
         let task = tokio::task::spawn_blocking(move || {
             let _admission = admission;
-            crate::priority::lower_this_thread();
+            fovea_engine::priority::lower_this_thread();
             stop.check()?;
             work(engine, &stop)
         });
         let out = within(deadline, task)
             .await?
             .map_err(|e| Status::internal(format!("engine task failed: {e}")))?
-            .map_err(Status::from);
+            .map_err(status);
         guard.disarm();
         out
     }
@@ -367,7 +369,7 @@ impl State {
         check_recording_id(id)?;
         self.lookup(id)
             .await
-            .ok_or_else(|| Error::RecordingNotFound(id.to_string()).into())
+            .ok_or_else(|| status(Error::RecordingNotFound(id.to_string())))
     }
 }
 
@@ -381,7 +383,7 @@ fn check_recording_id(id: &str) -> Result<(), Status> {
     if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Status::invalid_argument(format!(
             "recording_id: {} is not a recording id (64 hexadecimal characters, as Record returns)",
-            crate::error::quote(id)
+            fovea_engine::error::quote(id)
         )));
     }
     Ok(())
@@ -395,7 +397,7 @@ async fn within<T>(
     match deadline {
         Some(d) => tokio::time::timeout_at(d, fut)
             .await
-            .map_err(|_| Status::from(Error::DeadlineExceeded)),
+            .map_err(|_| status(Error::DeadlineExceeded)),
         None => Ok(fut.await),
     }
 }
@@ -579,7 +581,7 @@ fn record_response(
     engine: &Engine,
     rec: &Recording,
     cached: bool,
-    notes: crate::profile::DecodeNotes,
+    notes: fovea_engine::model::profile::DecodeNotes,
 ) -> pb::RecordResponse {
     let mut order: Vec<usize> = (0..rec.scores.len()).collect();
     order.sort_by(|&a, &b| rec.scores[b].total_cmp(&rec.scores[a]));
@@ -688,7 +690,7 @@ impl Probe for ProbeService {
             )));
         }
         let id = engine.recording_id(&req.image);
-        let notes = crate::profile::decode_notes(&req.image);
+        let notes = fovea_engine::model::profile::decode_notes(&req.image);
         if let Some(rec) = self.state.lookup(&id).await {
             return Ok(Response::new(record_response(&engine, &rec, true, notes)));
         }
@@ -733,7 +735,10 @@ impl Probe for ProbeService {
         let stop = self.state.stop_for(&request);
         let req = request.into_inner();
         let engine = self.state.engine()?;
-        let layer = engine.network.resolve_conv("layer", &req.layer)?;
+        let layer = engine
+            .network
+            .resolve_conv("layer", &req.layer)
+            .map_err(status)?;
         if req.k == 0 || req.k > 10_000 {
             return Err(Status::invalid_argument(format!(
                 "k: {} is outside 1..=10000",
@@ -846,7 +851,7 @@ impl Probe for ProbeService {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::MaximizeEvent, Status>>(8);
         tokio::task::spawn_blocking(move || {
             let _admission = admission;
-            crate::priority::lower_this_thread();
+            fovea_engine::priority::lower_this_thread();
             let started = std::time::Instant::now();
             let (h, w) = engine.fov_window(neuron);
             let mut shut_down = false;
@@ -942,7 +947,7 @@ impl Probe for ProbeService {
                     );
                 }
                 Err(e) => {
-                    let _ = tx.blocking_send(Err(e.into()));
+                    let _ = tx.blocking_send(Err(status(e)));
                 }
             }
         });
@@ -972,7 +977,8 @@ impl Probe for ProbeService {
                 .iter()
                 .enumerate()
                 .map(|(i, l)| engine.network.resolve_conv(&format!("layers[{i}]"), l))
-                .collect::<Result<_, _>>()?
+                .collect::<Result<_, _>>()
+                .map_err(status)?
         };
         let rec = self.state.recording(&req.recording_id).await?;
         let stats = self
@@ -1022,7 +1028,10 @@ impl Probe for ProbeService {
                 "no scan results are loaded; start fovead with --scan RESULTS",
             )
         })?;
-        let layer = engine.network.resolve_conv("layer", &req.layer)?;
+        let layer = engine
+            .network
+            .resolve_conv("layer", &req.layer)
+            .map_err(status)?;
         let top = scan.layer(layer).ok_or_else(|| {
             let kept: Vec<usize> = scan.layers.iter().map(|l| l.layer).collect();
             Status::invalid_argument(format!("layer: the scan kept layers {kept:?}, not {layer}"))
@@ -1045,7 +1054,7 @@ impl Probe for ProbeService {
         } else {
             req.k as usize
         };
-        let chosen: Vec<crate::scan::Hit> = hits.iter().take(k).cloned().collect();
+        let chosen: Vec<fovea_engine::probe::scan::Hit> = hits.iter().take(k).cloned().collect();
         let patches = req.patches.unwrap_or(true);
         let limits = self.state.options.image_limits;
         let answer = self
@@ -1055,17 +1064,23 @@ impl Probe for ProbeService {
                 Ok(chosen
                     .into_iter()
                     .map(|h| {
-                        let n = crate::backward::NeuronAt {
+                        let n = fovea_engine::probe::reconstruct::NeuronAt {
                             layer,
                             feature: req.feature as usize,
                             y: h.y as usize,
                             x: h.x as usize,
                         };
-                        let b = crate::backward::fov_box(&engine.network.convs, n, size);
+                        let b = fovea_engine::probe::reconstruct::fov_box(
+                            &engine.network.convs,
+                            n,
+                            size,
+                        );
                         let patch_png = if patches {
                             std::fs::read(&h.image)
                                 .ok()
-                                .and_then(|bytes| crate::profile::decode_image(&bytes, limits).ok())
+                                .and_then(|bytes| {
+                                    fovea_engine::model::profile::decode_image(&bytes, limits).ok()
+                                })
                                 .map(|img| {
                                     let (resized, _) = engine.profile.preprocess(&img);
                                     let crop = image::imageops::crop_imm(
@@ -1322,7 +1337,7 @@ pub async fn serve(
     Ok(())
 }
 
-fn runtime_info(i: &crate::engine::RuntimeInfo) -> pb::RuntimeInfo {
+fn runtime_info(i: &fovea_engine::runtime::RuntimeInfo) -> pb::RuntimeInfo {
     pb::RuntimeInfo {
         provider: i.provider.clone(),
         device: i.device.clone(),

@@ -1,6 +1,8 @@
 //! Support for the end-to-end tests: locating the workspace's binaries,
 //! starting `fovead` on an ephemeral port, and writing generated models.
 
+pub mod modules;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -30,7 +32,8 @@ pub fn sample_image(name: &str) -> PathBuf {
 pub fn tiny_model_file() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("tiny.onnx");
-    let bytes = fovea_daemon::fixtures::tiny_model(fovea_daemon::network::Layout::Nchw, true, 32);
+    let bytes =
+        fovea_engine::fixtures::tiny_model(fovea_engine::model::network::Layout::Nchw, true, 32);
     std::fs::write(&path, bytes).expect("write model");
     (dir, path)
 }
@@ -150,7 +153,7 @@ impl Drop for Daemon {
 /// is missing, where python3 or pip cannot provide them: a test that needs
 /// them must not pass without them.
 pub fn python_venv(name: &str, packages: &[&str], check_import: &str) -> PathBuf {
-    let cache = fovea_daemon::paths::cache_dir();
+    let cache = fovea_engine::paths::cache_dir();
     let venv = cache.join(format!("python-{name}"));
     let python = venv.join("bin/python");
     // Tests run in parallel: one of them builds the environment.

@@ -174,7 +174,7 @@ async fn truncated_jpegs_are_refused_orientation_applied_and_alpha_composited() 
     let args = tiny_args(&model);
     let d = Daemon::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let c = ready(&d.addr).await;
-    let photo = image::load_from_memory(&fovea_daemon::fixtures::test_image_png(96, 48))
+    let photo = image::load_from_memory(&fovea_engine::fixtures::test_image_png(96, 48))
         .unwrap()
         .to_rgb8();
     for progressive in [false, true] {
@@ -223,7 +223,7 @@ async fn client_strings_are_capped_and_never_echoed_whole() {
     let c = ready(&d.addr).await;
     let mut p = probe(&c);
     let id = c
-        .record(fovea_daemon::fixtures::test_image_png(40, 40), "")
+        .record(fovea_engine::fixtures::test_image_png(40, 40), "")
         .await
         .unwrap()
         .recording_id;
@@ -258,7 +258,7 @@ async fn client_strings_are_capped_and_never_echoed_whole() {
     }
     let s = status(
         p.record(pb::RecordRequest {
-            image: fovea_daemon::fixtures::test_image_png(8, 8),
+            image: fovea_engine::fixtures::test_image_png(8, 8),
             label: "x".repeat(5000),
         })
         .await,
@@ -399,10 +399,10 @@ async fn unix_sockets_are_replaced_only_when_stale_and_removed_on_exit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_model_cache_and_the_recordings_folder_are_apart() {
-    let lib = fovea_daemon::supply::resolve_ort_library(
+    let lib = fovea_engine::supply::resolve_ort_library(
         None,
-        fovea_daemon::supply::ExecutionProvider::Cpu,
-        &fovea_daemon::paths::cache_dir(),
+        fovea_engine::supply::ExecutionProvider::Cpu,
+        &fovea_engine::paths::cache_dir(),
     )
     .expect("ONNX Runtime");
     let (dir, model) = tiny_model_file();
@@ -421,7 +421,7 @@ async fn the_model_cache_and_the_recordings_folder_are_apart() {
     );
     let c = ready(&d.addr).await;
     let id = c
-        .record(fovea_daemon::fixtures::test_image_png(40, 40), "")
+        .record(fovea_engine::fixtures::test_image_png(40, 40), "")
         .await
         .unwrap()
         .recording_id;

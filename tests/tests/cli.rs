@@ -38,7 +38,7 @@ fn picture(path: &Path) -> (u32, u32, bool) {
 fn every_subcommand_against_a_running_daemon() {
     let (dir, _model, d) = tiny_daemon();
     let image = dir.path().join("test.png");
-    std::fs::write(&image, fovea_daemon::fixtures::test_image_png(64, 48)).unwrap();
+    std::fs::write(&image, fovea_engine::fixtures::test_image_png(64, 48)).unwrap();
     let img = image.to_str().unwrap();
     let c = ["--connect", d.addr.as_str()];
     let out = |name: &str| dir.path().join(name);
@@ -233,7 +233,7 @@ fn said_once(err: &str) -> bool {
 fn embedded_mode_prints_its_own_messages_and_the_daemon_log_only_with_v() {
     let (dir, model) = tiny_model_file();
     let image = dir.path().join("test.png");
-    std::fs::write(&image, fovea_daemon::fixtures::test_image_png(40, 40)).unwrap();
+    std::fs::write(&image, fovea_engine::fixtures::test_image_png(40, 40)).unwrap();
     let run = |verbose: bool| {
         let mut args = fovea_tests::tiny_args(&model);
         if verbose {
@@ -280,7 +280,7 @@ fn embedded_daemon_without_connect() {
 fn bad_arguments_are_one_line_errors() {
     let (dir, _model, d) = tiny_daemon();
     let image = dir.path().join("test.png");
-    std::fs::write(&image, fovea_daemon::fixtures::test_image_png(40, 40)).unwrap();
+    std::fs::write(&image, fovea_engine::fixtures::test_image_png(40, 40)).unwrap();
     let img = image.to_str().unwrap();
     let garbage = dir.path().join("garbage.png");
     std::fs::write(&garbage, b"not a picture").unwrap();

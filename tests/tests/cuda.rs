@@ -7,10 +7,10 @@
 //! The first run fetches onnxruntime-gpu (256 MB) and the NVIDIA wheels
 //! (1.3 GB) into the user cache; later runs find them there.
 
-use fovea_daemon::cuda::{self, CudaSet, Driver, Found};
-use fovea_daemon::elf::{self, Search};
-use fovea_daemon::paths::cache_dir;
-use fovea_daemon::supply::{ExecutionProvider, resolve_ort_library};
+use fovea_engine::paths::cache_dir;
+use fovea_engine::supply::cuda::{self, CudaSet, Driver, Found};
+use fovea_engine::supply::elf::{self, Search};
+use fovea_engine::supply::{ExecutionProvider, resolve_ort_library};
 use fovea_tests::bin;
 use std::collections::BTreeSet;
 use std::path::PathBuf;

@@ -65,7 +65,7 @@ async fn health_reflection_and_every_rpc_on_the_tiny_model() {
     assert_eq!(m.provenance.as_ref().unwrap().source, "file");
 
     // Record (idempotent).
-    let image = fovea_daemon::fixtures::test_image_png(64, 48);
+    let image = fovea_engine::fixtures::test_image_png(64, 48);
     let r = c.record(image.clone(), "test").await.expect("record");
     assert_eq!(
         (r.original_width, r.original_height, r.input_width),
@@ -227,8 +227,8 @@ fn a_file_that_is_not_onnx_exits_with_one_line() {
 
 #[test]
 fn a_graph_that_is_not_a_conv_chain_exits_naming_the_node() {
-    use fovea_daemon::onnx::{Attr, Dim, GraphBuilder, encode, f32_tensor};
-    use fovea_proto::onnx::tensor_proto::DataType;
+    use fovea_onnx::proto::tensor_proto::DataType;
+    use fovea_onnx::{Attr, Dim, GraphBuilder, encode, f32_tensor};
     // A ResNet-style stem: 7x7 stride-2 convolution.
     let mut g = GraphBuilder::new("stem");
     let x = g.input(

@@ -186,10 +186,10 @@ fn every_flag_in_the_deploy_readme_exists() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_container_cpu_path_needs_no_fetch_and_falls_back_from_cuda() {
     // The library in a fixed folder, as the image has it.
-    let lib = fovea_daemon::supply::resolve_ort_library(
+    let lib = fovea_engine::supply::resolve_ort_library(
         None,
-        fovea_daemon::supply::ExecutionProvider::Cpu,
-        &fovea_daemon::paths::cache_dir(),
+        fovea_engine::supply::ExecutionProvider::Cpu,
+        &fovea_engine::paths::cache_dir(),
     )
     .expect("ONNX Runtime");
     let root = tempfile::tempdir().unwrap();
@@ -233,7 +233,8 @@ async fn the_container_cpu_path_needs_no_fetch_and_falls_back_from_cuda() {
     assert_eq!(m.execution_provider, "cpu");
     let log = d.log();
     assert_eq!(log.matches("CUDA was requested but").count(), 1, "{log}");
-    let driver = fovea_daemon::cuda::Driver::probe(&fovea_daemon::elf::Search::system());
+    let driver =
+        fovea_engine::supply::cuda::Driver::probe(&fovea_engine::supply::elf::Search::system());
     let why = match driver.problem() {
         Some(_) => "the NVIDIA driver is missing",
         None => "has no CUDA provider",

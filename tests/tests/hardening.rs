@@ -40,7 +40,7 @@ async fn bad_inputs_get_exact_codes_and_the_daemon_keeps_serving() {
         .max_decoding_message_size(256 << 20)
         .max_encoding_message_size(256 << 20);
     let id = c
-        .record(fovea_daemon::fixtures::test_image_png(40, 40), "")
+        .record(fovea_engine::fixtures::test_image_png(40, 40), "")
         .await
         .expect("record")
         .recording_id;
@@ -92,7 +92,7 @@ async fn bad_inputs_get_exact_codes_and_the_daemon_keeps_serving() {
         "PNG declaring 30000 x 30000",
         Code::InvalidArgument,
         code(
-            p.record(rec(fovea_daemon::fixtures::png_declaring(30000, 30000)))
+            p.record(rec(fovea_engine::fixtures::png_declaring(30000, 30000)))
                 .await
         )
     );
@@ -420,7 +420,7 @@ async fn kill_9_during_cache_writes_never_serves_a_corrupt_recording() {
     .collect();
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let images: Vec<Vec<u8>> = (0..12)
-        .map(|i| fovea_daemon::fixtures::test_image_png(200 + i, 150))
+        .map(|i| fovea_engine::fixtures::test_image_png(200 + i, 150))
         .collect();
 
     let mut d = Daemon::start(&argv);
@@ -564,7 +564,7 @@ async fn sigterm_finishes_in_flight_work_flushes_the_cache_and_exits_0() {
     let mut d = Daemon::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let c = ready(&d.addr).await;
     let id = c
-        .record(fovea_daemon::fixtures::test_image_png(48, 48), "")
+        .record(fovea_engine::fixtures::test_image_png(48, 48), "")
         .await
         .expect("record")
         .recording_id;

@@ -91,23 +91,76 @@ fn the_samples_and_their_sources_are_tracked() {
 /// no engine, no ONNX Runtime.
 #[test]
 fn the_client_without_default_features_links_no_engine() {
+    let tree = cargo_tree(&[
+        "-p",
+        "fovea-client",
+        "--no-default-features",
+        "-e",
+        "normal",
+    ]);
+    assert!(tree.lines().any(|l| l.starts_with("tonic ")), "{tree}");
+    for crate_name in ["ort ", "ort-sys ", "fovea-daemon ", "fovea-engine "] {
+        assert!(
+            !tree.lines().any(|l| l.starts_with(crate_name)),
+            "{crate_name}in the client's tree:\n{tree}"
+        );
+    }
+}
+
+/// Every crate in a package's dependency tree (normal, build and dev edges,
+/// as `cargo tree` shows them by default), one per line.
+fn cargo_tree(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO"))
         .current_dir(workspace())
-        .args(["tree", "-p", "fovea-client", "--no-default-features"])
-        .args(["-e", "normal", "--prefix", "none", "--offline"])
+        .arg("tree")
+        .args(args)
+        .args(["--prefix", "none", "--offline"])
         .output()
         .expect("cargo tree runs");
-    let tree = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(tree.lines().any(|l| l.starts_with("tonic ")), "{tree}");
-    for crate_name in ["ort ", "ort-sys ", "fovea-daemon "] {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The engine computes and nothing else: no gRPC, no protobuf compiler, no
+/// argument parser, no terminal progress bars, in any of its dependency
+/// edges (its tests' included).
+#[test]
+fn the_engine_links_no_server_parser_or_terminal_crate() {
+    let tree = cargo_tree(&["-p", "fovea-engine"]);
+    assert!(tree.lines().any(|l| l.starts_with("ort ")), "{tree}");
+    for crate_name in [
+        "tonic",
+        "prost-build",
+        "protox",
+        "clap",
+        "indicatif",
+        "fovea-proto",
+    ] {
         assert!(
-            !tree.lines().any(|l| l.starts_with(crate_name)),
-            "{crate_name}in the client's tree:\n{tree}"
+            !tree
+                .lines()
+                .any(|l| l.split(' ').next() == Some(crate_name)),
+            "{crate_name} in the engine's tree:\n{tree}"
         );
+    }
+}
+
+/// The module graph of every crate has no cycle: following `crate::` paths
+/// (in `use` lines and in code) from file to file never comes back.
+#[test]
+fn no_module_imports_a_module_that_imports_it_back() {
+    for krate in [
+        "onnx", "engine", "daemon", "client", "tui", "term", "samples",
+    ] {
+        let src = workspace().join(krate).join("src");
+        let graph = fovea_tests::modules::import_graph(&src);
+        assert!(graph.len() > 1 || krate == "samples", "{krate}: {graph:?}");
+        if let Some(cycle) = fovea_tests::modules::find_cycle(&graph) {
+            panic!("{krate}: modules import each other: {}", cycle.join(" -> "));
+        }
     }
 }

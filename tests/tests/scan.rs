@@ -35,7 +35,7 @@ fn images(dir: &Path, n: u32) {
     for i in 0..n {
         std::fs::write(
             dir.join(format!("{i:03}.png")),
-            fovea_daemon::fixtures::test_image_png(50 + i % 17, 40 + i % 13),
+            fovea_engine::fixtures::test_image_png(50 + i % 17, 40 + i % 13),
         )
         .unwrap();
     }

@@ -88,7 +88,7 @@ impl Drop for Tmux {
 fn tui_on_tiny_daemon(flags: &str) -> (Tmux, tempfile::TempDir, fovea_tests::Daemon) {
     let (dir, _model, d) = tiny_daemon();
     let image = dir.path().join("cat.png");
-    std::fs::write(&image, fovea_daemon::fixtures::test_image_png(64, 48)).unwrap();
+    std::fs::write(&image, fovea_engine::fixtures::test_image_png(64, 48)).unwrap();
     let cmd = format!(
         "{} --connect {} {flags} {}; echo FOVEA-TUI-EXITED $?; sleep 30",
         bin("fovea-tui").display(),
@@ -183,7 +183,7 @@ fn reconnects_and_records_again_when_the_daemon_returns() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let first = fovea_tests::Daemon::start(&args);
     let image = dir.path().join("cat.png");
-    std::fs::write(&image, fovea_daemon::fixtures::test_image_png(64, 48)).unwrap();
+    std::fs::write(&image, fovea_engine::fixtures::test_image_png(64, 48)).unwrap();
     let cmd = format!(
         "{} --connect {addr} --graphics blocks {}; sleep 30",
         bin("fovea-tui").display(),

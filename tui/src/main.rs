@@ -4,7 +4,7 @@
 
 use clap::{Parser, ValueEnum};
 use fovea_client::embedded::EmbeddedOptions;
-use fovea_daemon::launch::LoadOptions;
+use fovea_daemon::flags::LoadFlags;
 use fovea_tui::app::{App, Command, Msg};
 use fovea_tui::graphics::{Protocol, detect};
 use fovea_tui::pictures::{self, Done, PANELS, Panel, Pictures};
@@ -41,7 +41,7 @@ struct Args {
     #[arg(long, value_enum, default_value = "auto")]
     graphics: Graphics,
     #[command(flatten)]
-    load: LoadOptions,
+    load: LoadFlags,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -64,6 +64,7 @@ enum Event {
 
 fn main() {
     let args = Args::parse();
+    fovea_daemon::progress::install_bars();
     // Logs would tear the screen: only errors, to a file when asked.
     let filter = tracing_subscriber::EnvFilter::try_from_env("FOVEA_TUI_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off"));
@@ -100,7 +101,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             ca,
         },
         None => {
-            let opts = EmbeddedOptions::new(args.load.clone(), args.scan.as_deref())?;
+            let opts = EmbeddedOptions::new(args.load.options(), args.scan.as_deref())?;
             Target::Embedded(opts)
         }
     };
@@ -110,7 +111,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         .unwrap_or_else(|| "in-process daemon".into());
     // The shipped samples, as files `o` can list; written into the cache
     // where the source tree is gone (an installed binary).
-    let samples = fovea_samples::folder(&fovea_daemon::paths::cache_dir().join("samples"));
+    let samples = fovea_samples::folder(&fovea_engine::paths::cache_dir().join("samples"));
     let (first, samples_dir) = match (args.images.first(), samples) {
         (Some(image), samples) => (Some(image.clone()), samples.ok()),
         (None, Ok(dir)) => (Some(dir.join(fovea_samples::DEFAULT)), Some(dir)),

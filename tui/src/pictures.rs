@@ -420,7 +420,7 @@ fn map_rgb(maps: &pb::FeatureMaps, m: &pb::FeatureMap) -> RgbImage {
     } else {
         m.quantized.iter().map(|&b| b as f32 * m.scale).collect()
     };
-    fovea_daemon::render::render_map(&values, h, w, m.max).0
+    fovea_engine::probe::render::render_map(&values, h, w, m.max).0
 }
 
 /// Thumbnails of a page of the layer's feature maps, the selected outlined.

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 fn png(w: u32, h: u32, f: impl Fn(u32, u32) -> [u8; 3]) -> Vec<u8> {
-    fovea_daemon::render::png(&image::RgbImage::from_fn(w, h, |x, y| image::Rgb(f(x, y))))
+    fovea_engine::probe::render::png(&image::RgbImage::from_fn(w, h, |x, y| image::Rgb(f(x, y))))
 }
 
 /// A loaded app on a two-layer network, as if the daemon had answered.

@@ -3,13 +3,15 @@
 //! original model measured in the same run, with the same threads.
 
 use clap::Parser;
-use fovea_daemon::backward::{Mode, NeuronAt, Start};
-use fovea_daemon::engine::{Engine, plain_model};
-use fovea_daemon::launch::{LoadOptions, load};
-use fovea_daemon::maximize::MaximizeOptions;
-use fovea_daemon::onnx::{decode_model, encode};
-use fovea_daemon::profile::{ImageLimits, decode_image};
-use fovea_daemon::recording::Recording;
+use fovea_daemon::flags::LoadFlags;
+use fovea_engine::engine::Engine;
+use fovea_engine::graphs::record::plain_model;
+use fovea_engine::launch::load;
+use fovea_engine::model::profile::{ImageLimits, decode_image};
+use fovea_engine::probe::maximize::MaximizeOptions;
+use fovea_engine::probe::reconstruct::{Mode, NeuronAt, Start};
+use fovea_engine::record::Recording;
+use fovea_onnx::{decode_model, encode};
 use ort::value::TensorRef;
 use std::time::Instant;
 
@@ -20,7 +22,7 @@ use std::time::Instant;
 )]
 struct Args {
     #[command(flatten)]
-    load: LoadOptions,
+    load: LoadFlags,
     /// Image to record (default: a sample photograph).
     #[arg(long)]
     image: Option<std::path::PathBuf>,
@@ -111,6 +113,7 @@ fn centre(engine: &Engine, layer: usize, rec: &Recording) -> NeuronAt {
 
 fn main() {
     let args = Args::parse();
+    fovea_daemon::progress::install_bars();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
         .with_writer(std::io::stderr)
@@ -123,7 +126,7 @@ fn main() {
 
 fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
-    let engine = load(&args.load)?;
+    let engine = load(&args.load.options())?;
     let startup_ms = started.elapsed().as_secs_f64() * 1e3;
     let bytes = match &args.image {
         Some(path) => {
@@ -171,7 +174,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 .into_owned())
         })
         .collect::<anyhow::Result<_>>()?;
-    let settings = fovea_daemon::scan::ScanSettings {
+    let settings = fovea_engine::probe::scan::ScanSettings {
         k: 9,
         layers: (1..=engine.network.convs.len()).collect(),
         batch,
@@ -200,7 +203,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             }),
             Box::new(|| {
                 let _ = std::fs::remove_file(&scan_out);
-                fovea_daemon::scan::scan(&engine, &list, &settings, &scan_out, |_| true)?;
+                fovea_engine::probe::scan::scan(&engine, &list, &settings, &scan_out, |_| true)?;
                 Ok(())
             }),
         ],

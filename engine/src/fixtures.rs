@@ -1,0 +1,209 @@
+//! Small generated VGG-like models: the same weights as an NCHW export
+//! (PyTorch style) or an NHWC one (tf2onnx style, input Transpose), with an
+//! optional dense head. They make most tests run in milliseconds.
+
+use crate::model::network::Layout;
+use fovea_onnx::proto::tensor_proto::DataType;
+use fovea_onnx::{Attr, Dim, GraphBuilder, encode, f32_tensor};
+use rand::SeedableRng;
+use rand_distr::{Distribution, Normal};
+
+/// (in, out, pooled before) of the tiny model's conv layers: two pools, five
+/// convs, small depths.
+pub const TINY_CONVS: [(usize, usize, bool); 5] = [
+    (3, 4, false),
+    (4, 4, false),
+    (4, 6, true),
+    (6, 6, false),
+    (6, 8, true),
+];
+/// Classes of the tiny head.
+pub const TINY_CLASSES: usize = 5;
+
+/// Deterministic conv weights and biases of the tiny model (OIHW).
+pub fn tiny_weights() -> Vec<(Vec<f32>, Vec<f32>)> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    TINY_CONVS
+        .iter()
+        .map(|&(i, o, _)| {
+            let w = Normal::new(0.0f32, (2.0 / (9.0 * i as f32)).sqrt()).map_or_else(
+                |_| vec![0.0; o * i * 9],
+                |d| (0..o * i * 9).map(|_| d.sample(&mut rng)).collect(),
+            );
+            let b = Normal::new(0.0f32, 0.1).map_or_else(
+                |_| vec![0.0; o],
+                |d| (0..o).map(|_| d.sample(&mut rng)).collect(),
+            );
+            (w, b)
+        })
+        .collect()
+}
+
+/// The tiny model as ONNX bytes, for a `size` x `size` input.
+pub fn tiny_model(layout: Layout, head: bool, size: usize) -> Vec<u8> {
+    let mut g = GraphBuilder::new("tiny_vgg");
+    let input = match layout {
+        Layout::Nchw => g.input(
+            "input",
+            DataType::Float,
+            &[
+                Dim::Named("N"),
+                Dim::Fixed(3),
+                Dim::Fixed(size as i64),
+                Dim::Fixed(size as i64),
+            ],
+        ),
+        Layout::Nhwc => g.input(
+            "input",
+            DataType::Float,
+            &[
+                Dim::Named("N"),
+                Dim::Fixed(size as i64),
+                Dim::Fixed(size as i64),
+                Dim::Fixed(3),
+            ],
+        ),
+    };
+    let mut x = match layout {
+        Layout::Nchw => input,
+        Layout::Nhwc => g.node(
+            "Transpose",
+            &[&input],
+            vec![("perm", Attr::Ints(vec![0, 3, 1, 2]))],
+        ),
+    };
+    for (k, ((i, o, pooled), (w, b))) in TINY_CONVS.iter().zip(tiny_weights()).enumerate() {
+        if *pooled {
+            x = g.node(
+                "MaxPool",
+                &[&x],
+                vec![
+                    ("kernel_shape", Attr::Ints(vec![2, 2])),
+                    ("strides", Attr::Ints(vec![2, 2])),
+                ],
+            );
+        }
+        let wn = g.initializer(f32_tensor(
+            &format!("conv{k}.weight"),
+            &[*o as i64, *i as i64, 3, 3],
+            &w,
+        ));
+        let bn = g.initializer(f32_tensor(&format!("conv{k}.bias"), &[*o as i64], &b));
+        let c = g.node(
+            "Conv",
+            &[&x, &wn, &bn],
+            vec![
+                ("kernel_shape", Attr::Ints(vec![3, 3])),
+                ("pads", Attr::Ints(vec![1, 1, 1, 1])),
+                ("strides", Attr::Ints(vec![1, 1])),
+            ],
+        );
+        x = g.node("Relu", &[&c], vec![]);
+    }
+    let last = TINY_CONVS[TINY_CONVS.len() - 1].1;
+    if head {
+        x = g.node(
+            "MaxPool",
+            &[&x],
+            vec![
+                ("kernel_shape", Attr::Ints(vec![2, 2])),
+                ("strides", Attr::Ints(vec![2, 2])),
+            ],
+        );
+        let flat = g.node("Flatten", &[&x], vec![("axis", Attr::Int(1))]);
+        let features = last * (size / 8) * (size / 8);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let d = Normal::new(0.0f32, (1.0 / features as f32).sqrt()).ok();
+        let mut sample = |n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|_| d.map_or(0.0, |d| d.sample(&mut rng)))
+                .collect()
+        };
+        let w1 = g.initializer(f32_tensor(
+            "fc1.weight",
+            &[10, features as i64],
+            &sample(10 * features),
+        ));
+        let b1 = g.initializer(f32_tensor("fc1.bias", &[10], &sample(10)));
+        let h = g.node("Gemm", &[&flat, &w1, &b1], vec![("transB", Attr::Int(1))]);
+        let h = g.node("Relu", &[&h], vec![]);
+        let w2 = g.initializer(f32_tensor(
+            "fc2.weight",
+            &[TINY_CLASSES as i64, 10],
+            &sample(TINY_CLASSES * 10),
+        ));
+        let b2 = g.initializer(f32_tensor(
+            "fc2.bias",
+            &[TINY_CLASSES as i64],
+            &sample(TINY_CLASSES),
+        ));
+        let logits = g.node("Gemm", &[&h, &w2, &b2], vec![("transB", Attr::Int(1))]);
+        g.node_named("Softmax", &[&logits], "probs", vec![("axis", Attr::Int(1))]);
+        g.output(
+            "probs",
+            DataType::Float,
+            &[Dim::Named("N"), Dim::Fixed(TINY_CLASSES as i64)],
+        );
+    } else {
+        g.node_named("Identity", &[&x], "features", vec![]);
+        g.output(
+            "features",
+            DataType::Float,
+            &[
+                Dim::Named("N"),
+                Dim::Fixed(last as i64),
+                Dim::Fixed((size / 4) as i64),
+                Dim::Fixed((size / 4) as i64),
+            ],
+        );
+    }
+    encode(&g.finish())
+}
+
+/// A deterministic test picture (smooth gradients plus a few edges and flat
+/// areas, so pooling ties and inactive units both occur), PNG-encoded.
+pub fn test_image_png(width: u32, height: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(width, height, |x, y| {
+        let fx = x as f32 / width as f32;
+        let fy = y as f32 / height as f32;
+        let r = (255.0 * fx) as u8;
+        let g = if (x / 7 + y / 5) % 2 == 0 { 200 } else { 40 };
+        let b = if fy > 0.6 {
+            128
+        } else {
+            (255.0 * (1.0 - fy) * fx) as u8
+        };
+        image::Rgb([r, g, b])
+    });
+    let mut png = std::io::Cursor::new(Vec::new());
+    // Encoding an in-memory RGB8 image as PNG cannot fail.
+    let _ = img.write_to(&mut png, image::ImageFormat::Png);
+    png.into_inner()
+}
+
+/// A well-formed PNG that declares `width` x `height` pixels but carries
+/// almost no data: a decompression bomb in miniature.
+pub fn png_declaring(width: u32, height: u32) -> Vec<u8> {
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        let mut crc = flate2::Crc::new();
+        crc.update(kind);
+        crc.update(data);
+        out.extend_from_slice(&crc.sum().to_be_bytes());
+    }
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&width.to_be_bytes());
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    chunk(&mut png, b"IHDR", &ihdr);
+    chunk(
+        &mut png,
+        b"IDAT",
+        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+    );
+    chunk(&mut png, b"IEND", &[]);
+    png
+}

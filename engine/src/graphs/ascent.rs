@@ -1,0 +1,197 @@
+//! Ascent graphs: a conv chain's forward pass over a neuron's FOV window (or
+//! the whole image) fused with its gradient, for maximization; the chain
+//! builders are shared with the head's gradient graphs.
+
+use crate::graphs::transposed::{forward_conv, transposed_conv};
+use crate::model::network::{ConvLayer, FovTree, fov_tree};
+use fovea_onnx::proto::{ModelProto, tensor_proto::DataType};
+use fovea_onnx::{Attr, Dim, GraphBuilder, f32_tensor};
+
+/// How the conv chain of an ascent graph meets the image border.
+#[derive(Clone, Copy)]
+pub(crate) enum Frame<'a> {
+    /// A FOV window: unpadded convolutions, and an `inside{i}` input per
+    /// hidden layer that zeroes what lies beyond the image (zero padding).
+    Window(&'a FovTree),
+    /// The whole image: padded convolutions.
+    Whole,
+}
+
+impl Frame<'_> {
+    /// Padding of the forward and of the transposed convolutions.
+    fn pads(self) -> (i64, i64) {
+        match self {
+            Frame::Window(_) => (0, 2),
+            Frame::Whole => (1, 1),
+        }
+    }
+}
+
+/// The forward conv chain of an ascent graph, with what its gradient needs.
+pub(crate) struct Chain<'a> {
+    frame: Frame<'a>,
+    /// Pre-activation of the top layer.
+    pub top: String,
+    top_layer: usize,
+    /// 0/1 ReLU masks of the layers below the top (index = layer).
+    masks: Vec<String>,
+    /// The pools in front of pooled layers (index = layer).
+    pools: Vec<Option<Pool>>,
+}
+
+/// A 2x2/2 max pool, with what its gradient needs: where each window's
+/// maximum sits (the first one in row-major order, as the recordings keep
+/// them) and the shape of its input.
+pub(crate) struct Pool {
+    pub output: String,
+    indices: String,
+    input_shape: String,
+}
+
+pub(crate) fn max_pool(g: &mut GraphBuilder, a: &str) -> Pool {
+    let output = g.fresh_name("maxpool");
+    let indices = format!("{output}_indices");
+    g.node_outputs(
+        "MaxPool",
+        &[a],
+        &[&output, &indices],
+        vec![
+            ("kernel_shape", Attr::Ints(vec![2, 2])),
+            ("strides", Attr::Ints(vec![2, 2])),
+        ],
+    );
+    let input_shape = g.node("Shape", &[a], vec![]);
+    Pool {
+        output,
+        indices,
+        input_shape,
+    }
+}
+
+impl Pool {
+    /// The gradient at the pool's input from the gradient at its output.
+    pub(crate) fn backward(&self, g: &mut GraphBuilder, grad: &str) -> String {
+        g.node(
+            "MaxUnpool",
+            &[grad, &self.indices, &self.input_shape],
+            vec![
+                ("kernel_shape", Attr::Ints(vec![2, 2])),
+                ("strides", Attr::Ints(vec![2, 2])),
+            ],
+        )
+    }
+}
+
+/// Forward from `x` through conv layers 1..=top, keeping the masks and
+/// switches of that same pass.
+pub(crate) fn chain_forward<'a>(
+    g: &mut GraphBuilder,
+    convs: &[ConvLayer],
+    x: &str,
+    top: usize,
+    frame: Frame<'a>,
+) -> Chain<'a> {
+    let zero = g.initializer(f32_tensor("zero", &[], &[0.0]));
+    let (pad, _) = frame.pads();
+    let mut a = x.to_string();
+    let mut masks: Vec<String> = vec![String::new(); top + 1];
+    let mut pools: Vec<Option<Pool>> = (0..=top).map(|_| None).collect();
+    let mut top_z = String::new();
+    for i in 1..=top {
+        let c = &convs[i - 1];
+        if c.pooled {
+            let p = max_pool(g, &a);
+            a = p.output.clone();
+            pools[i] = Some(p);
+        }
+        let z = forward_conv(g, c, &a, pad);
+        if i == top {
+            top_z = z;
+            break;
+        }
+        let pos = g.node("Greater", &[&z, &zero], vec![]);
+        masks[i] = g.to_float(&pos);
+        if let Frame::Window(tree) = frame {
+            let (sy, sx) = tree.out[i];
+            let inside = g.input(
+                &format!("inside{i}"),
+                DataType::Float,
+                &[
+                    Dim::Fixed(1),
+                    Dim::Fixed(1),
+                    Dim::Fixed(sy.len as i64),
+                    Dim::Fixed(sx.len as i64),
+                ],
+            );
+            masks[i] = g.node("Mul", &[&masks[i], &inside], vec![]);
+        }
+        a = g.node("Mul", &[&z, &masks[i]], vec![]);
+    }
+    Chain {
+        frame,
+        top: top_z,
+        top_layer: top,
+        masks,
+        pools,
+    }
+}
+
+/// The gradient at the chain's input, given the gradient at its top
+/// pre-activation: the linear filter at the current input.
+pub(crate) fn chain_backward(
+    g: &mut GraphBuilder,
+    convs: &[ConvLayer],
+    chain: &Chain,
+    grad_top: &str,
+) -> String {
+    let (_, pad) = chain.frame.pads();
+    let mut grad = grad_top.to_string();
+    for i in (1..=chain.top_layer).rev() {
+        let c = &convs[i - 1];
+        let mut u = transposed_conv(g, c, &c.weight, &grad, pad);
+        if i == 1 {
+            return u;
+        }
+        if let Some(p) = &chain.pools[i] {
+            u = p.backward(g, &u);
+        }
+        grad = g.node("Mul", &[&u, &chain.masks[i - 1]], vec![]);
+    }
+    grad
+}
+
+/// Forward over the FOV window fused with the gradient of the neuron's
+/// pre-activation. Inputs: `x` [S, 3, h0, w0], `seed` [1, C_L, 1, 1] and a
+/// 0/1 `inside{i}` window per hidden layer (zero padding at the image
+/// border). Outputs: `objective` [S, C_L, 1, 1] and `grad` like `x`.
+pub(crate) fn ascent_graph(convs: &[ConvLayer], layer: usize) -> ModelProto {
+    let tree = fov_tree(convs, layer, 0, 0);
+    let mut g = GraphBuilder::new(&format!("ascent_l{layer}"));
+    let (wy, wx) = tree.out[0];
+    let x_dims = [
+        Dim::Named("s"),
+        Dim::Fixed(3),
+        Dim::Fixed(wy.len as i64),
+        Dim::Fixed(wx.len as i64),
+    ];
+    let x = g.input("x", DataType::Float, &x_dims);
+    let top = &convs[layer - 1];
+    let seed_dims = |n| {
+        [
+            n,
+            Dim::Fixed(top.out_channels as i64),
+            Dim::Fixed(1),
+            Dim::Fixed(1),
+        ]
+    };
+    let seed = g.input("seed", DataType::Float, &seed_dims(Dim::Fixed(1)));
+    let chain = chain_forward(&mut g, convs, &x, layer, Frame::Window(&tree));
+    g.node_named("Identity", &[&chain.top], "objective", vec![]);
+    let top_shape = g.node("Shape", &[&chain.top], vec![]);
+    let seed = g.node("Expand", &[&seed, &top_shape], vec![]);
+    let grad = chain_backward(&mut g, convs, &chain, &seed);
+    g.node_named("Identity", &[&grad], "grad", vec![]);
+    g.output("objective", DataType::Float, &seed_dims(Dim::Named("s")));
+    g.output("grad", DataType::Float, &x_dims);
+    g.finish()
+}

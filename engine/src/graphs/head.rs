@@ -1,0 +1,360 @@
+//! The gradient of a dense (fc or class) neuron with respect to the input
+//! image, for maximization: the conv chain runs padded over the whole image,
+//! the model's own head nodes are copied in after it, and the graph goes back
+//! through them by the rules below, then through the conv chain with the
+//! masks and switches of the same pass.
+//!
+//! Up to a dense layer's pre-activation a head is piecewise linear (dense
+//! layers, ReLUs, folded batch norms, reshapes); ops outside that set are
+//! refused with the node's name.
+
+use crate::error::{Error, Result};
+use crate::graphs::ascent::{Frame, chain_backward, chain_forward, max_pool};
+use crate::model::network::Network;
+use fovea_onnx::proto::{AttributeProto, ModelProto, NodeProto, tensor_proto::DataType};
+use fovea_onnx::{Attr, Dim, GraphBuilder, attr_int, attr_ints, f32_tensor, i64_tensor};
+use std::collections::{HashMap, HashSet};
+
+/// Ops whose output does not depend on the values of their input.
+const SHAPE_OPS: &[&str] = &["Shape", "Size"];
+
+/// Forward over the whole `size` x `size` image through the head up to
+/// dense layer `index`, fused with the gradient of one of its units.
+/// Inputs: `x` [S, 3, size, size] and `seed` [1, units] (one-hot). Outputs:
+/// `objective` [S, units] (pre-activations) and `grad` like `x`.
+pub(crate) fn dense_ascent_graph(
+    model: &ModelProto,
+    net: &Network,
+    size: usize,
+    index: usize,
+) -> Result<ModelProto> {
+    let graph = model
+        .graph
+        .as_ref()
+        .ok_or_else(|| Error::Model("the model has no graph".into()))?;
+    let dense = net
+        .dense
+        .get(index)
+        .ok_or_else(|| Error::Unsupported(format!("the head has no dense layer {}", index + 1)))?;
+    let target = dense.preactivation.as_str();
+    let chain_end = net.chain_end.as_str();
+    let start = graph
+        .node
+        .iter()
+        .position(|n| n.output.iter().any(|o| o == chain_end))
+        .ok_or_else(|| Error::Unsupported(format!("no node computes {chain_end}")))?;
+    let head = &graph.node[start + 1..];
+    let initializers: HashMap<&str, _> = graph
+        .initializer
+        .iter()
+        .map(|t| (t.name.as_str(), t))
+        .collect();
+
+    // The head nodes the target depends on, in graph order.
+    let producer: HashMap<&str, usize> = head
+        .iter()
+        .enumerate()
+        .flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i)))
+        .collect();
+    let mut needed = vec![false; head.len()];
+    let mut todo = vec![target];
+    while let Some(t) = todo.pop() {
+        if let Some(&i) = producer.get(t)
+            && !needed[i]
+        {
+            needed[i] = true;
+            todo.extend(head[i].input.iter().map(String::as_str));
+        }
+    }
+    let nodes: Vec<&NodeProto> = head
+        .iter()
+        .zip(&needed)
+        .filter_map(|(n, &k)| k.then_some(n))
+        .collect();
+    if nodes.is_empty() {
+        return Err(Error::Unsupported(format!(
+            "{} ({target}) is not computed after the conv layers",
+            dense.name
+        )));
+    }
+
+    let mut g = GraphBuilder::new(&format!("ascent_{}", dense.name));
+    let x_dims = [
+        Dim::Named("s"),
+        Dim::Fixed(3),
+        Dim::Fixed(size as i64),
+        Dim::Fixed(size as i64),
+    ];
+    let x = g.input("x", DataType::Float, &x_dims);
+    let seed = g.input(
+        "seed",
+        DataType::Float,
+        &[Dim::Fixed(1), Dim::Fixed(dense.units as i64)],
+    );
+
+    // The conv chain, its last ReLU and pool, as the head expects them.
+    let convs = &net.convs;
+    let chain = chain_forward(&mut g, convs, &x, convs.len(), Frame::Whole);
+    let zero = g.initializer(f32_tensor("head_zero", &[], &[0.0]));
+    let pos = g.node("Greater", &[&chain.top, &zero], vec![]);
+    let top_mask = g.to_float(&pos);
+    let mut features = g.node("Relu", &[&chain.top], vec![]);
+    let mut last_pool = None;
+    if net.pool_after_last {
+        let p = max_pool(&mut g, &features);
+        features = p.output.clone();
+        last_pool = Some(p);
+    }
+
+    // The head's nodes, renamed apart from the generated ones.
+    let rename = |t: &str| -> String {
+        if t == chain_end {
+            features.clone()
+        } else if t.is_empty() {
+            String::new()
+        } else {
+            format!("head/{t}")
+        }
+    };
+    let mut copied = HashSet::new();
+    for n in &nodes {
+        for i in &n.input {
+            if i.is_empty() || i == chain_end || producer.contains_key(i.as_str()) {
+                continue;
+            }
+            let t = initializers.get(i.as_str()).ok_or_else(|| {
+                Error::Unsupported(format!(
+                    "head node {} reads {i}, which is neither a constant nor computed in the head",
+                    node_name(n)
+                ))
+            })?;
+            if copied.insert(i.as_str()) {
+                let mut t = (*t).clone();
+                t.name = rename(i);
+                g.initializer(t);
+            }
+        }
+        let mut c = (*n).clone();
+        c.input = n.input.iter().map(|i| rename(i)).collect();
+        c.output = n.output.iter().map(|o| rename(o)).collect();
+        c.name = format!("head/{}", node_name(n));
+        g.push_node(c);
+    }
+    g.node_named("Identity", &[&rename(target)], "objective", vec![]);
+
+    // Tensors whose values depend on the conv features.
+    let mut data: HashSet<&str> = HashSet::from([chain_end]);
+    for n in &nodes {
+        if !SHAPE_OPS.contains(&n.op_type.as_str())
+            && n.input.iter().any(|i| data.contains(i.as_str()))
+        {
+            data.extend(n.output.iter().map(String::as_str));
+        }
+    }
+
+    // Back through the head, newest node first.
+    let mut grads: HashMap<&str, String> = HashMap::new();
+    let target_shape = g.node("Shape", &[&rename(target)], vec![]);
+    let g0 = g.node("Expand", &[&seed, &target_shape], vec![]);
+    grads.insert(target, g0);
+    for n in nodes.iter().rev() {
+        if let Some(extra) = n
+            .output
+            .iter()
+            .skip(1)
+            .find(|o| grads.contains_key(o.as_str()))
+        {
+            return Err(Error::Unsupported(format!(
+                "head node {} passes {extra} on towards {}; Fovea follows first outputs only",
+                node_name(n),
+                dense.name
+            )));
+        }
+        let Some(out_grad) = n
+            .output
+            .first()
+            .and_then(|o| grads.get(o.as_str()))
+            .cloned()
+        else {
+            continue;
+        };
+        let inputs: Vec<(usize, &str)> = n
+            .input
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| data.contains(i.as_str()))
+            .map(|(k, i)| (k, i.as_str()))
+            .collect();
+        let Some(&(k, input)) = inputs.first() else {
+            continue;
+        };
+        let refuse = |why: &str| {
+            Error::Unsupported(format!(
+                "head node {} ({}) lies between the conv layers and {}: {why}",
+                node_name(n),
+                n.op_type,
+                dense.name
+            ))
+        };
+        // The node's i-th input, renamed.
+        let arg = |i: usize| {
+            n.input
+                .get(i)
+                .filter(|t| !t.is_empty())
+                .map(|t| rename(t))
+                .ok_or_else(|| refuse(&format!("it lacks input {i}")))
+        };
+        let only_first = |why: &str| {
+            if inputs.len() == 1 && k == 0 {
+                Ok(())
+            } else {
+                Err(refuse(why))
+            }
+        };
+        let grad = match n.op_type.as_str() {
+            "Identity" | "Dropout" => {
+                only_first("only its first input can carry features")?;
+                out_grad
+            }
+            "Relu" => {
+                let x = rename(input);
+                let pos = g.node("Greater", &[&x, &zero], vec![]);
+                let m = g.to_float(&pos);
+                g.node("Mul", &[&out_grad, &m], vec![])
+            }
+            "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" => {
+                only_first("its shape must not depend on the features")?;
+                let shape = g.node("Shape", &[&rename(input)], vec![]);
+                g.node("Reshape", &[&out_grad, &shape], vec![])
+            }
+            "Transpose" => {
+                let perm = attr_ints(n, "perm").ok_or_else(|| refuse("it has no perm"))?;
+                let mut inverse = vec![0i64; perm.len()];
+                for (i, &p) in perm.iter().enumerate() {
+                    let slot = usize::try_from(p)
+                        .ok()
+                        .and_then(|p| inverse.get_mut(p))
+                        .ok_or_else(|| refuse("its perm is not a permutation"))?;
+                    *slot = i as i64;
+                }
+                g.node(
+                    "Transpose",
+                    &[&out_grad],
+                    vec![("perm", Attr::Ints(inverse))],
+                )
+            }
+            "MatMul" => {
+                only_first("its weights must be constants")?;
+                let bt = g.node(
+                    "Transpose",
+                    &[&arg(1)?],
+                    vec![("perm", Attr::Ints(vec![1, 0]))],
+                );
+                g.node("MatMul", &[&out_grad, &bt], vec![])
+            }
+            "Gemm" => {
+                only_first("its weights must be constants")?;
+                if attr_int(n, "transA").unwrap_or(0) != 0 {
+                    return Err(refuse("transA is not supported"));
+                }
+                let trans_b = attr_int(n, "transB").unwrap_or(0);
+                let alpha = attr_float(n, "alpha").unwrap_or(1.0);
+                g.node(
+                    "Gemm",
+                    &[&out_grad, &arg(1)?],
+                    vec![
+                        ("transB", Attr::Int(1 - trans_b)),
+                        ("alpha", Attr::Float(alpha)),
+                    ],
+                )
+            }
+            "Add" | "Sub" | "Mul" | "Div" if inputs.len() == 1 && n.input.len() == 2 => {
+                let c = arg(1 - k)?;
+                match (n.op_type.as_str(), k) {
+                    ("Add", _) | ("Sub", 0) => out_grad,
+                    ("Sub", _) => g.node("Neg", &[&out_grad], vec![]),
+                    ("Mul", _) => g.node("Mul", &[&out_grad, &c], vec![]),
+                    ("Div", 0) => g.node("Div", &[&out_grad, &c], vec![]),
+                    _ => return Err(refuse("it divides by the features")),
+                }
+            }
+            "BatchNormalization" => {
+                only_first("its statistics must be constants")?;
+                let eps = attr_float(n, "epsilon").unwrap_or(1e-5);
+                let eps = g.initializer(f32_tensor(&format!("eps_{}", node_name(n)), &[], &[eps]));
+                let var = g.node("Add", &[&arg(4)?, &eps], vec![]);
+                let sd = g.node("Sqrt", &[&var], vec![]);
+                let factor = g.node("Div", &[&arg(1)?, &sd], vec![]);
+                let factor = channel_broadcast(&mut g, &factor, &rename(input));
+                g.node("Mul", &[&out_grad, &factor], vec![])
+            }
+            _ => return Err(refuse("Fovea has no gradient rule for it")),
+        };
+        match grads.get_mut(input) {
+            Some(sum) => *sum = g.node("Add", &[sum, &grad], vec![]),
+            None => {
+                grads.insert(input, grad);
+            }
+        }
+    }
+    let at_features = grads.get(chain_end).cloned().ok_or_else(|| {
+        Error::Unsupported(format!(
+            "{} does not depend on the conv features along a path Fovea can follow",
+            dense.name
+        ))
+    })?;
+
+    // Back through the last pool and ReLU, then the conv chain.
+    let mut u = at_features;
+    if let Some(p) = &last_pool {
+        u = p.backward(&mut g, &u);
+    }
+    let at_top = g.node("Mul", &[&u, &top_mask], vec![]);
+    let grad = chain_backward(&mut g, convs, &chain, &at_top);
+    g.node_named("Identity", &[&grad], "grad", vec![]);
+    g.output(
+        "objective",
+        DataType::Float,
+        &[Dim::Named("s"), Dim::Fixed(dense.units as i64)],
+    );
+    g.output("grad", DataType::Float, &x_dims);
+    Ok(g.finish_with_opset(default_opset(model).max(11)))
+}
+
+/// `factor` [C] shaped to broadcast along axis 1 of `x` (rank 2 or more):
+/// [C, 1, ..., 1].
+fn channel_broadcast(g: &mut GraphBuilder, factor: &str, x: &str) -> String {
+    let shape = g.node("Shape", &[x], vec![]);
+    let rank = g.node("Size", &[&shape], vec![]);
+    let two = g.initializer(i64_tensor(&format!("{factor}_two"), &[], &[2]));
+    let ones_len = g.node("Sub", &[&rank, &two], vec![]);
+    let one_dim = g.initializer(i64_tensor(&format!("{factor}_one"), &[1], &[1]));
+    let ones_len = g.node("Reshape", &[&ones_len, &one_dim], vec![]);
+    let ones = g.node("Expand", &[&one_dim, &ones_len], vec![]);
+    let minus_one = g.initializer(i64_tensor(&format!("{factor}_minus_one"), &[1], &[-1]));
+    let target = g.node("Concat", &[&minus_one, &ones], vec![("axis", Attr::Int(0))]);
+    g.node("Reshape", &[factor, &target], vec![])
+}
+
+fn default_opset(model: &ModelProto) -> i64 {
+    model
+        .opset_import
+        .iter()
+        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map_or(fovea_onnx::OPSET, |o| o.version)
+}
+
+fn attr_float(n: &NodeProto, name: &str) -> Option<f32> {
+    n.attribute
+        .iter()
+        .find(|a: &&AttributeProto| a.name == name)
+        .map(|a| a.f)
+}
+
+fn node_name(n: &NodeProto) -> String {
+    if n.name.is_empty() {
+        n.output.first().cloned().unwrap_or_default()
+    } else {
+        n.name.clone()
+    }
+}

@@ -1,0 +1,35 @@
+//! Builders of the ONNX graphs the engine runs: pure functions from the
+//! model (and a layer) to a [`ModelProto`](fovea_onnx::proto::ModelProto),
+//! with no session or recording in sight.
+
+pub mod ascent;
+pub mod head;
+pub mod record;
+pub mod transposed;
+
+/// The kinds of generated graph kept per layer in the session cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GraphKind {
+    /// Trained weights, rectified (deconvnet, masked) or not (linear filter).
+    Trained {
+        linear: bool,
+    },
+    /// Random weights from a seed, rectified.
+    Random(u64),
+    Affine,
+    /// Forward + gradient over the FOV window, for maximization.
+    Ascent,
+}
+
+impl GraphKind {
+    /// The file name of a layer's graph of this kind (for `--dump-graphs`).
+    pub fn file_name(self, layer: usize) -> String {
+        match self {
+            GraphKind::Trained { linear: false } => format!("backward_l{layer}"),
+            GraphKind::Trained { linear: true } => format!("backward_l{layer}_linear"),
+            GraphKind::Random(seed) => format!("backward_l{layer}_random{seed}"),
+            GraphKind::Affine => format!("affine_l{layer}"),
+            GraphKind::Ascent => format!("ascent_l{layer}"),
+        }
+    }
+}

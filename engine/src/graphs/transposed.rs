@@ -1,0 +1,233 @@
+//! Transposed chains: the backward graphs of the paper's reconstruction
+//! modes (a neuron's FOV window back to the input, gated by recorded masks
+//! and switches), and the affine graph of a recording's effective bias.
+
+use crate::model::network::{ConvLayer, FovTree, Span, fov_tree};
+use fovea_onnx::proto::{ModelProto, tensor_proto::DataType};
+use fovea_onnx::{Attr, Dim, GraphBuilder, f32_tensor, i64_tensor};
+use rand::SeedableRng;
+use rand_distr::{Distribution, Normal};
+
+/// Gaussian weights with each layer's weight mean and std, reproducible from
+/// the seed (ChaCha8, one stream per layer), OIHW like the trained ones.
+pub fn random_weights(convs: &[ConvLayer], seed: u64) -> Vec<Vec<f32>> {
+    convs
+        .iter()
+        .map(|c| {
+            let n = c.weight.len() as f64;
+            let mean = c.weight.iter().map(|&v| v as f64).sum::<f64>() / n;
+            let var = c
+                .weight
+                .iter()
+                .map(|&v| (v as f64 - mean).powi(2))
+                .sum::<f64>()
+                / n;
+            let std = var.sqrt().max(f64::MIN_POSITIVE);
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            rng.set_stream(c.number as u64);
+            match Normal::new(mean, std) {
+                Ok(dist) => (0..c.weight.len())
+                    .map(|_| dist.sample(&mut rng) as f32)
+                    .collect(),
+                Err(_) => vec![mean as f32; c.weight.len()],
+            }
+        })
+        .collect()
+}
+
+/// `[in, out, 3, 3]` kernel of the transposed convolution: channels swapped
+/// and the 3x3 kernel rotated by 180 degrees.
+pub(crate) fn transposed_kernel(w: &[f32], out_ch: usize, in_ch: usize) -> Vec<f32> {
+    let mut t = vec![0f32; w.len()];
+    for o in 0..out_ch {
+        for i in 0..in_ch {
+            for k in 0..9 {
+                t[(i * out_ch + o) * 9 + (8 - k)] = w[(o * in_ch + i) * 9 + k];
+            }
+        }
+    }
+    t
+}
+
+pub(crate) fn dims(n: &'static str, c: usize, s: (Span, Span)) -> [Dim; 4] {
+    [
+        Dim::Named(n),
+        Dim::Fixed(c as i64),
+        Dim::Fixed(s.0.len as i64),
+        Dim::Fixed(s.1.len as i64),
+    ]
+}
+
+/// The window sizes of any neuron of `layer` (they do not depend on where
+/// it is, only the offsets do).
+pub(crate) fn tree_of(convs: &[ConvLayer], layer: usize) -> FovTree {
+    fov_tree(convs, layer, 0, 0)
+}
+
+/// A layer's forward convolution with its trained weights and bias, padded by
+/// `pad` (0 on a window whose border the caller accounts for, 1 on a whole
+/// image).
+pub(crate) fn forward_conv(g: &mut GraphBuilder, c: &ConvLayer, x: &str, pad: i64) -> String {
+    let i = c.number;
+    let w = g.initializer(f32_tensor(
+        &format!("w{i}"),
+        &[c.out_channels as i64, c.in_channels as i64, 3, 3],
+        &c.weight,
+    ));
+    let b = g.initializer(f32_tensor(
+        &format!("b{i}"),
+        &[c.out_channels as i64],
+        &c.bias,
+    ));
+    g.node(
+        "Conv",
+        &[x, &w, &b],
+        vec![
+            ("pads", Attr::Ints(vec![pad; 4])),
+            ("kernel_shape", Attr::Ints(vec![3, 3])),
+        ],
+    )
+}
+
+/// The transposed convolution of a layer with `weight` (OIHW), as an ordinary
+/// convolution padded by `pad`: 2 grows a window by one pixel per side (a
+/// full convolution), 1 keeps a whole image's size.
+pub(crate) fn transposed_conv(
+    g: &mut GraphBuilder,
+    c: &ConvLayer,
+    weight: &[f32],
+    x: &str,
+    pad: i64,
+) -> String {
+    let i = c.number;
+    let k = g.initializer(f32_tensor(
+        &format!("wt{i}"),
+        &[c.in_channels as i64, c.out_channels as i64, 3, 3],
+        &transposed_kernel(weight, c.out_channels, c.in_channels),
+    ));
+    g.node(
+        "Conv",
+        &[x, &k],
+        vec![
+            ("pads", Attr::Ints(vec![pad; 4])),
+            ("kernel_shape", Attr::Ints(vec![3, 3])),
+        ],
+    )
+}
+
+/// Backward graph from conv layer `layer` to the input plane.
+pub(crate) fn backward_graph(
+    convs: &[ConvLayer],
+    layer: usize,
+    weights: &[Vec<f32>],
+    linear: bool,
+) -> ModelProto {
+    let tree = tree_of(convs, layer);
+    let mut g = GraphBuilder::new(&format!("backward_l{layer}"));
+    let top = &convs[layer - 1];
+    let mut x = g.input(
+        "seed",
+        DataType::Float,
+        &[
+            Dim::Named("n"),
+            Dim::Fixed(top.out_channels as i64),
+            Dim::Fixed(1),
+            Dim::Fixed(1),
+        ],
+    );
+    for i in (1..=layer).rev() {
+        let c = &convs[i - 1];
+        let u = transposed_conv(&mut g, c, &weights[i - 1], &x, 2);
+        if i == 1 {
+            g.node_named("Identity", &[&u], "image", vec![]);
+            break;
+        }
+        let mut v = if linear {
+            u
+        } else {
+            g.node("Relu", &[&u], vec![])
+        };
+        if c.pooled {
+            v = g.upsample2(&v);
+        }
+        let gate = g.input(
+            &format!("gate{}", i - 1),
+            DataType::Uint8,
+            &dims("n", c.in_channels, tree.out[i - 1]),
+        );
+        let gate_f = g.to_float(&gate);
+        x = g.node("Mul", &[&v, &gate_f], vec![]);
+    }
+    g.output("image", DataType::Float, &dims("n", 3, tree.out[0]));
+    g.finish()
+}
+
+/// Forward graph of the affine map fixed by the recorded masks and switches,
+/// on the FOV windows, from a zero input: its output is the neuron's
+/// effective bias (pre-activation for input 0).
+pub(crate) fn affine_graph(convs: &[ConvLayer], layer: usize) -> ModelProto {
+    let tree = tree_of(convs, layer);
+    let mut g = GraphBuilder::new(&format!("affine_l{layer}"));
+    let zeros_shape = g.initializer(i64_tensor(
+        "zeros_shape",
+        &[3],
+        &[3, tree.out[0].0.len as i64, tree.out[0].1.len as i64],
+    ));
+    let zeros = g.node("ConstantOfShape", &[&zeros_shape], vec![]);
+    let axes = g.initializer(i64_tensor("axes0", &[1], &[0]));
+    let mut a = g.node("Unsqueeze", &[&zeros, &axes], vec![]);
+    let top = &convs[layer - 1];
+    for i in 1..=layer {
+        let c = &convs[i - 1];
+        if c.pooled {
+            let pooled = g.node(
+                "AveragePool",
+                &[&a],
+                vec![
+                    ("kernel_shape", Attr::Ints(vec![2, 2])),
+                    ("strides", Attr::Ints(vec![2, 2])),
+                ],
+            );
+            let four = g.initializer(f32_tensor(&format!("four{i}"), &[], &[4.0]));
+            a = g.node("Mul", &[&pooled, &four], vec![]);
+        }
+        let z = forward_conv(&mut g, c, &a, 0);
+        if i == layer {
+            g.node_named("Identity", &[&z], "preact", vec![]);
+            break;
+        }
+        let gate = g.input(
+            &format!("gate{i}"),
+            DataType::Uint8,
+            &dims("n", c.out_channels, tree.out[i]),
+        );
+        let gate_f = g.to_float(&gate);
+        // The batch comes in with the first gate (the zero image has batch 1).
+        a = g.node("Mul", &[&z, &gate_f], vec![]);
+    }
+    g.output(
+        "preact",
+        DataType::Float,
+        &[
+            Dim::Named("n"),
+            Dim::Fixed(top.out_channels as i64),
+            Dim::Fixed(1),
+            Dim::Fixed(1),
+        ],
+    );
+    g.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transposed_kernel_swaps_channels_and_rotates() {
+        // 2 out x 1 in, kernels 0..9 and 9..18.
+        let w: Vec<f32> = (0..18).map(|v| v as f32).collect();
+        let t = transposed_kernel(&w, 2, 1);
+        assert_eq!(&t[..9], &[8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0, 0.0]);
+        assert_eq!(t[9], 17.0);
+    }
+}

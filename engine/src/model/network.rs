@@ -1,0 +1,672 @@
+//! The network Fovea probes: a chain of 3x3 stride-1 pad-1 convolutions, each
+//! followed by a ReLU, with 2x2/2 max pooling between them, optionally followed
+//! by a dense head. Extracted from an ONNX graph, with the weights, plus the
+//! geometry (shapes, fields of view) at a working input size.
+
+use crate::error::{Error, Result};
+use fovea_onnx::proto::{ModelProto, NodeProto, TensorProto, type_proto};
+use fovea_onnx::{attr, attr_int, attr_ints, attr_str, tensor_f32};
+use std::collections::HashMap;
+
+/// Layout of the model file's input tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    Nchw,
+    Nhwc,
+}
+
+impl Layout {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Layout::Nchw => "NCHW",
+            Layout::Nhwc => "NHWC",
+        }
+    }
+}
+
+/// One conv layer (paper numbers 1..=13 for VGG-16).
+#[derive(Debug, Clone)]
+pub struct ConvLayer {
+    pub number: usize,
+    pub name: String,
+    pub in_channels: usize,
+    pub out_channels: usize,
+    /// A 2x2/2 max pool precedes the convolution.
+    pub pooled: bool,
+    /// OIHW, `[out, in, 3, 3]`.
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+    /// The ReLU output tensor in the model file (NCHW).
+    pub relu_output: String,
+    pub conv_node: String,
+}
+
+/// A fully connected layer of the head (reported, run by ONNX Runtime as part
+/// of the original graph).
+#[derive(Debug, Clone)]
+pub struct DenseLayer {
+    pub number: usize,
+    pub name: String,
+    pub units: usize,
+    pub node: String,
+    /// The tensor holding the layer's pre-activation: the Gemm's output, or
+    /// the bias Add after a MatMul.
+    pub preactivation: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Network {
+    pub input_name: String,
+    pub layout: Layout,
+    /// Spatial input size fixed by the file, if any.
+    pub native_size: Option<(usize, usize)>,
+    pub convs: Vec<ConvLayer>,
+    /// A max pool follows the last conv (feeding the head).
+    pub pool_after_last: bool,
+    /// The tensor where the conv chain ends and the head begins.
+    pub chain_end: String,
+    pub dense: Vec<DenseLayer>,
+    /// The graph output holding class scores, when the model has a head.
+    pub head_output: Option<String>,
+    pub producer: String,
+    pub labels: Vec<String>,
+}
+
+/// Ops a dense head may contain (shape plumbing, dense layers, activations).
+const HEAD_OPS: &[&str] = &[
+    "Flatten",
+    "Reshape",
+    "Transpose",
+    "Shape",
+    "Gather",
+    "Cast",
+    "Slice",
+    "Concat",
+    "Unsqueeze",
+    "Squeeze",
+    "Gemm",
+    "MatMul",
+    "Add",
+    "Mul",
+    "Sub",
+    "Div",
+    "Relu",
+    "Dropout",
+    "Softmax",
+    "BatchNormalization",
+    "Identity",
+    "Constant",
+    "AveragePool",
+    "GlobalAveragePool",
+    "MaxPool",
+    "ConstantOfShape",
+    "ReduceProd",
+];
+
+impl Network {
+    pub fn from_model(model: &ModelProto) -> Result<Network> {
+        let graph = model
+            .graph
+            .as_ref()
+            .ok_or_else(|| Error::Model("the model has no graph".into()))?;
+        let mut consts: HashMap<&str, &TensorProto> = graph
+            .initializer
+            .iter()
+            .map(|t| (t.name.as_str(), t))
+            .collect();
+        for n in &graph.node {
+            if n.op_type == "Constant"
+                && let (Some(out), Some(t)) = (
+                    n.output.first(),
+                    attr(n, "value").and_then(|a| a.t.as_ref()),
+                )
+            {
+                consts.insert(out.as_str(), t);
+            }
+        }
+        let mut consumers: HashMap<&str, Vec<&NodeProto>> = HashMap::new();
+        for n in &graph.node {
+            for i in &n.input {
+                consumers.entry(i.as_str()).or_default().push(n);
+            }
+        }
+        let input = graph
+            .input
+            .iter()
+            .find(|i| !consts.contains_key(i.name.as_str()))
+            .ok_or_else(|| Error::Model("the graph has no input".into()))?;
+        let dims: Vec<Option<i64>> = match input.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+            Some(type_proto::Value::TensorType(t)) => t
+                .shape
+                .as_ref()
+                .map(|s| {
+                    s.dim
+                        .iter()
+                        .map(|d| match d.value {
+                            Some(
+                                fovea_onnx::proto::tensor_shape_proto::dimension::Value::DimValue(
+                                    v,
+                                ),
+                            ) if v > 0 => Some(v),
+                            _ => None,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        if dims.len() != 4 {
+            return Err(Error::Model(format!(
+                "input {} has {} dimensions; expected an image batch [N, C, H, W] or [N, H, W, C]",
+                input.name,
+                dims.len()
+            )));
+        }
+        let single = |t: &str| -> Option<&NodeProto> {
+            match consumers.get(t).map(|v| v.as_slice()) {
+                Some([n]) => Some(*n),
+                _ => None,
+            }
+        };
+        let mut cur = input.name.clone();
+        let mut layout = Layout::Nchw;
+        if let Some(n) = single(&cur)
+            && n.op_type == "Transpose"
+        {
+            if attr_ints(n, "perm").as_deref() == Some(&[0, 3, 1, 2]) {
+                layout = Layout::Nhwc;
+                cur = n.output[0].clone();
+            } else {
+                return Err(node_error(
+                    n,
+                    "transposes the input with an unexpected permutation",
+                ));
+            }
+        }
+        let (channel_dim, h_dim, w_dim) = match layout {
+            Layout::Nchw => (1, 2, 3),
+            Layout::Nhwc => (3, 1, 2),
+        };
+        if let Some(c) = dims[channel_dim]
+            && c != 3
+        {
+            return Err(Error::Model(format!(
+                "input {} has {c} channels; expected 3",
+                input.name
+            )));
+        }
+        let native_size = match (dims[h_dim], dims[w_dim]) {
+            (Some(h), Some(w)) => Some((h as usize, w as usize)),
+            _ => None,
+        };
+
+        let mut convs: Vec<ConvLayer> = Vec::new();
+        let mut channels = 3usize;
+        let mut pending_pool = false;
+        let mut block = 1usize;
+        let mut in_block = 0usize;
+        while let Some(n) = single(&cur) {
+            match n.op_type.as_str() {
+                "Conv" => {
+                    check_conv(n)?;
+                    let wname = n.input.get(1).map(String::as_str).unwrap_or("");
+                    let wt = consts
+                        .get(wname)
+                        .ok_or_else(|| node_error(n, "has weights that are not constants"))?;
+                    let (wdims, weight) = tensor_f32(wt)?;
+                    if wdims.len() != 4
+                        || wdims[1] as usize != channels
+                        || wdims[2] != 3
+                        || wdims[3] != 3
+                    {
+                        return Err(node_error(
+                            n,
+                            &format!(
+                                "has weight shape {wdims:?}; expected [out, {channels}, 3, 3]"
+                            ),
+                        ));
+                    }
+                    let out = wdims[0] as usize;
+                    let bias = match n.input.get(2).filter(|s| !s.is_empty()) {
+                        Some(b) => {
+                            let bt = consts.get(b.as_str()).ok_or_else(|| {
+                                node_error(n, "has a bias that is not a constant")
+                            })?;
+                            let (_, bias) = tensor_f32(bt)?;
+                            if bias.len() != out {
+                                return Err(node_error(
+                                    n,
+                                    &format!("has {} biases for {out} filters", bias.len()),
+                                ));
+                            }
+                            bias
+                        }
+                        None => vec![0.0; out],
+                    };
+                    let relu = single(&n.output[0])
+                        .filter(|r| r.op_type == "Relu")
+                        .ok_or_else(|| {
+                            let next = single(&n.output[0])
+                                .map(|r| format!("{} ({})", r.name, r.op_type))
+                                .unwrap_or_else(|| "several or no nodes".into());
+                            node_error(
+                                n,
+                                &format!("must be followed by a single Relu, found {next}"),
+                            )
+                        })?;
+                    if pending_pool {
+                        block += 1;
+                        in_block = 0;
+                    }
+                    in_block += 1;
+                    convs.push(ConvLayer {
+                        number: convs.len() + 1,
+                        name: format!("conv{block}_{in_block}"),
+                        in_channels: channels,
+                        out_channels: out,
+                        pooled: pending_pool,
+                        weight,
+                        bias,
+                        relu_output: relu.output[0].clone(),
+                        conv_node: display_name(n),
+                    });
+                    channels = out;
+                    pending_pool = false;
+                    cur = relu.output[0].clone();
+                }
+                "MaxPool" if !convs.is_empty() && !pending_pool => {
+                    check_pool(n)?;
+                    pending_pool = true;
+                    cur = n.output[0].clone();
+                }
+                "Identity" | "Dropout" => cur = n.output[0].clone(),
+                _ if convs.is_empty() => {
+                    return Err(node_error(
+                        n,
+                        "where the network should start with a 3x3 Conv; Fovea reads chains of Conv, Relu and 2x2 MaxPool",
+                    ));
+                }
+                _ => break,
+            }
+        }
+        if convs.is_empty() {
+            return Err(Error::Model(
+                "the graph has no convolution after its input".into(),
+            ));
+        }
+
+        // Whatever follows the chain is the head: check its ops, list its
+        // dense layers, and find the output holding class scores.
+        let mut dense = Vec::new();
+        let chain_end_index = graph
+            .node
+            .iter()
+            .position(|n| n.output.contains(&cur))
+            .unwrap_or(0);
+        for n in graph.node.iter().skip(chain_end_index + 1) {
+            if !HEAD_OPS.contains(&n.op_type.as_str()) {
+                return Err(node_error(
+                    n,
+                    "is not part of a conv/ReLU/max-pool chain nor of a dense head",
+                ));
+            }
+            if n.op_type == "Gemm" || n.op_type == "MatMul" {
+                let Some(w) = n.input.get(1).and_then(|w| consts.get(w.as_str())) else {
+                    continue;
+                };
+                if w.dims.len() != 2 {
+                    continue;
+                }
+                let trans_b = n.op_type == "Gemm" && attr_int(n, "transB") == Some(1);
+                let units = if trans_b { w.dims[0] } else { w.dims[1] } as usize;
+                let mut preactivation = n.output[0].clone();
+                if n.op_type == "MatMul"
+                    && let Some(add) = single(&preactivation)
+                    && add.op_type == "Add"
+                    && add
+                        .input
+                        .iter()
+                        .any(|i| *i != preactivation && consts.contains_key(i.as_str()))
+                {
+                    preactivation = add.output[0].clone();
+                }
+                dense.push(DenseLayer {
+                    number: convs.len() + 1 + dense.len(),
+                    name: format!("fc{}", dense.len() + 1),
+                    units,
+                    node: display_name(n),
+                    preactivation,
+                });
+            }
+        }
+        let head_output = if dense.is_empty() {
+            None
+        } else {
+            graph.output.first().map(|o| o.name.clone())
+        };
+        let labels = model
+            .metadata_props
+            .iter()
+            .find(|p| p.key == "labels" || p.key == "classes")
+            .map(|p| p.value.split(',').map(|s| s.trim().to_string()).collect())
+            .unwrap_or_default();
+        Ok(Network {
+            input_name: input.name.clone(),
+            layout,
+            native_size,
+            convs,
+            pool_after_last: pending_pool,
+            chain_end: cur,
+            dense,
+            head_output,
+            producer: model.producer_name.clone(),
+            labels,
+        })
+    }
+
+    /// Shapes and fields of view at the working input size. Index 0 is the
+    /// input, index i the conv layer numbered i.
+    pub fn geometry(&self, input_size: usize) -> Vec<LayerGeom> {
+        let mut out = vec![LayerGeom {
+            channels: 3,
+            height: input_size,
+            width: input_size,
+            fov: 1,
+            stride: 1,
+            pooled: false,
+        }];
+        let (mut h, mut w, mut fov, mut stride) = (input_size, input_size, 1usize, 1usize);
+        for c in &self.convs {
+            if c.pooled {
+                h /= 2;
+                w /= 2;
+                fov += stride;
+                stride *= 2;
+            }
+            fov += 2 * stride;
+            out.push(LayerGeom {
+                channels: c.out_channels,
+                height: h,
+                width: w,
+                fov,
+                stride,
+                pooled: c.pooled,
+            });
+        }
+        out
+    }
+
+    /// Resolves a layer given by paper number or name.
+    pub fn resolve_layer(&self, field: &str, spec: &str) -> Result<LayerId> {
+        let n_conv = self.convs.len();
+        let last = n_conv + self.dense.len();
+        let range = format!(
+            "0..={last} or a name such as {}{}",
+            self.convs[n_conv - 1].name,
+            self.dense
+                .first()
+                .map(|d| format!(" or {}", d.name))
+                .unwrap_or_default()
+        );
+        // Plain decimal only: "13", not "+13", "013" or " 13".
+        let decimal = !spec.is_empty()
+            && spec.len() <= 6
+            && spec.bytes().all(|b| b.is_ascii_digit())
+            && (spec == "0" || !spec.starts_with('0'));
+        if let Some(n) = decimal.then(|| spec.parse::<i64>().ok()).flatten() {
+            return match n {
+                0 => Ok(LayerId::Input),
+                n if n >= 1 && n as usize <= n_conv => Ok(LayerId::Conv(n as usize)),
+                n if n as usize > n_conv && n as usize <= last => {
+                    Ok(LayerId::Dense(n as usize - n_conv - 1))
+                }
+                _ => Err(Error::invalid(
+                    field,
+                    format!("layer {n} does not exist; allowed {range}"),
+                )),
+            };
+        }
+        if spec == "input" {
+            return Ok(LayerId::Input);
+        }
+        if let Some(c) = self.convs.iter().find(|c| c.name == spec) {
+            return Ok(LayerId::Conv(c.number));
+        }
+        if let Some(i) = self.dense.iter().position(|d| d.name == spec) {
+            return Ok(LayerId::Dense(i));
+        }
+        Err(Error::invalid(
+            field,
+            format!(
+                "unknown layer {}; allowed {range} (numbers in plain decimal)",
+                crate::error::quote(spec)
+            ),
+        ))
+    }
+
+    /// Like [`Self::resolve_layer`] but only conv layers are accepted.
+    pub fn resolve_conv(&self, field: &str, spec: &str) -> Result<usize> {
+        match self.resolve_layer(field, spec)? {
+            LayerId::Conv(n) => Ok(n),
+            _ => Err(Error::invalid(
+                field,
+                format!(
+                    "layer {} is not a conv layer; allowed 1..={}",
+                    crate::error::quote(spec),
+                    self.convs.len()
+                ),
+            )),
+        }
+    }
+}
+
+/// A layer named in a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerId {
+    Input,
+    /// Paper number 1..=convs.
+    Conv(usize),
+    /// Index into `Network::dense`.
+    Dense(usize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerGeom {
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    /// Field of view side and stride, in input pixels.
+    pub fov: usize,
+    pub stride: usize,
+    pub pooled: bool,
+}
+
+/// A window `[start, start + len)` on one axis of a layer's grid, possibly
+/// reaching outside it (the parts outside are zero padding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub start: i64,
+    pub len: usize,
+}
+
+impl Span {
+    /// The part of the span inside `[0, size)`.
+    pub fn clip(self, size: usize) -> (usize, usize) {
+        let a = self.start.max(0) as usize;
+        let b = ((self.start + self.len as i64).max(0) as usize).min(size);
+        (a.min(b), b)
+    }
+}
+
+/// The windows a neuron's backward pass touches: `out[i]` at the output of
+/// layer i (i = 0 is the input plane), and `pooled_in[i]` at the pooled grid
+/// feeding conv i when it is pooled.
+#[derive(Debug, Clone)]
+pub struct FovTree {
+    pub out: Vec<(Span, Span)>,
+    pub conv_in: Vec<(Span, Span)>,
+}
+
+/// Windows of the FOV tree of neuron (y, x) at conv layer `layer`.
+pub fn fov_tree(convs: &[ConvLayer], layer: usize, y: usize, x: usize) -> FovTree {
+    let mut out = vec![(Span { start: 0, len: 0 }, Span { start: 0, len: 0 }); layer + 1];
+    let mut conv_in = out.clone();
+    let (mut sy, mut sx) = (
+        Span {
+            start: y as i64,
+            len: 1,
+        },
+        Span {
+            start: x as i64,
+            len: 1,
+        },
+    );
+    out[layer] = (sy, sx);
+    for i in (1..=layer).rev() {
+        sy = Span {
+            start: sy.start - 1,
+            len: sy.len + 2,
+        };
+        sx = Span {
+            start: sx.start - 1,
+            len: sx.len + 2,
+        };
+        conv_in[i] = (sy, sx);
+        if convs[i - 1].pooled {
+            sy = Span {
+                start: sy.start * 2,
+                len: sy.len * 2,
+            };
+            sx = Span {
+                start: sx.start * 2,
+                len: sx.len * 2,
+            };
+        }
+        out[i - 1] = (sy, sx);
+    }
+    FovTree { out, conv_in }
+}
+
+fn display_name(n: &NodeProto) -> String {
+    if n.name.is_empty() {
+        n.output.first().cloned().unwrap_or_default()
+    } else {
+        n.name.clone()
+    }
+}
+
+fn node_error(n: &NodeProto, what: &str) -> Error {
+    Error::Model(format!("node {:?} ({}) {what}", display_name(n), n.op_type))
+}
+
+fn check_conv(n: &NodeProto) -> Result<()> {
+    let ks = attr_ints(n, "kernel_shape");
+    if ks.as_deref().is_some_and(|k| k != [3, 3]) {
+        return Err(node_error(
+            n,
+            &format!("has kernel {ks:?}; Fovea reads 3x3 stride-1 pad-1 convolutions"),
+        ));
+    }
+    if attr_ints(n, "strides").is_some_and(|s| s.iter().any(|&v| v != 1)) {
+        return Err(node_error(
+            n,
+            "has a stride other than 1; Fovea reads 3x3 stride-1 pad-1 convolutions",
+        ));
+    }
+    if attr_ints(n, "dilations").is_some_and(|s| s.iter().any(|&v| v != 1)) {
+        return Err(node_error(
+            n,
+            "is dilated; Fovea reads 3x3 stride-1 pad-1 convolutions",
+        ));
+    }
+    if attr_int(n, "group").is_some_and(|g| g != 1) {
+        return Err(node_error(
+            n,
+            "is a grouped convolution; Fovea reads dense 3x3 convolutions",
+        ));
+    }
+    let auto_pad = attr_str(n, "auto_pad").unwrap_or_default();
+    let same = auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER";
+    let pads_ok = attr_ints(n, "pads").is_some_and(|p| p == [1, 1, 1, 1]);
+    if !same && !pads_ok {
+        return Err(node_error(
+            n,
+            "does not pad by 1 on every side; Fovea reads 3x3 stride-1 pad-1 convolutions",
+        ));
+    }
+    Ok(())
+}
+
+fn check_pool(n: &NodeProto) -> Result<()> {
+    let ok = attr_ints(n, "kernel_shape").as_deref() == Some(&[2, 2])
+        && attr_ints(n, "strides").as_deref() == Some(&[2, 2])
+        && attr_ints(n, "pads").is_none_or(|p| p.iter().all(|&v| v == 0))
+        && attr_int(n, "ceil_mode").is_none_or(|c| c == 0)
+        && attr_str(n, "auto_pad").is_none_or(|a| a.is_empty() || a == "NOTSET" || a == "VALID");
+    if ok {
+        Ok(())
+    } else {
+        Err(node_error(
+            n,
+            "is not a 2x2 stride-2 max pool without padding",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vgg_like() -> Vec<ConvLayer> {
+        let pools = [
+            false, false, true, false, true, false, false, true, false, false, true, false, false,
+        ];
+        pools
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| ConvLayer {
+                number: i + 1,
+                name: String::new(),
+                in_channels: 1,
+                out_channels: 1,
+                pooled: p,
+                weight: vec![],
+                bias: vec![],
+                relu_output: String::new(),
+                conv_node: String::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn vgg16_layer13_fov_is_196_pixels_with_stride_16() {
+        let net = Network {
+            input_name: String::new(),
+            layout: Layout::Nchw,
+            native_size: None,
+            convs: vgg_like(),
+            pool_after_last: true,
+            chain_end: String::new(),
+            dense: vec![],
+            head_output: None,
+            producer: String::new(),
+            labels: vec![],
+        };
+        let g = net.geometry(224);
+        assert_eq!((g[13].fov, g[13].stride, g[13].height), (196, 16, 14));
+        assert_eq!(
+            (g[1].fov, g[2].fov, g[4].fov, g[7].fov, g[10].fov),
+            (3, 5, 14, 40, 92)
+        );
+        let tree = fov_tree(&net.convs, 13, 7, 7);
+        assert_eq!(tree.out[0].0.len, 196);
+        assert_eq!(tree.out[0].0.start, 7 * 16 - 90);
+    }
+
+    #[test]
+    fn span_clip() {
+        assert_eq!(Span { start: -3, len: 10 }.clip(5), (0, 5));
+        assert_eq!(Span { start: 2, len: 2 }.clip(5), (2, 4));
+        assert_eq!(Span { start: 7, len: 2 }.clip(5), (5, 5));
+    }
+}

@@ -1,0 +1,8 @@
+//! What is asked of a recording: reconstructions of neurons (the paper's
+//! backward modes), maximization of a neuron, dataset scans, and the
+//! pictures of their results.
+
+pub mod maximize;
+pub mod reconstruct;
+pub mod render;
+pub mod scan;

@@ -1,0 +1,487 @@
+//! Backward reconstructions (paper section 3 and 3.1) as generated ONNX
+//! graphs run on the engine's execution provider.
+//!
+//! A neuron's backward pass only touches its field-of-view tree, so every
+//! graph works on windows: at each layer the window grows by one pixel per
+//! side (a full 3x3 convolution with the kernel flipped and its channels
+//! swapped) and doubles at each pool. All neurons of a layer share one graph;
+//! what differs per neuron and mode is fed as inputs:
+//! - `seed`: the start vector at the neuron (one-hot times the start value);
+//! - `gate{i}`: a 0/1 window per hidden layer i: the ReLU mask r_i (or, for
+//!   the deconvnet, just "inside the image"), times the switches of the pool
+//!   that follows layer i. Unpooling is then nearest upsampling times it.
+//!
+//! The three deconvnet modes apply a ReLU after each transposed convolution
+//! (fused into it by ONNX Runtime); the linear filter's graph leaves it out.
+//!
+//! The image-plane result is not rectified, so reconstructions keep their
+//! sign; equations 4-7 are applied at every hidden layer.
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::graphs::GraphKind;
+use crate::graphs::transposed::{affine_graph, backward_graph, random_weights, tree_of};
+use crate::model::network::{ConvLayer, FovTree, fov_tree};
+use crate::record::Recording;
+use crate::runtime::sessions::poisoned;
+use crate::simd::spread_flags;
+use crate::stop::Stop;
+use ort::session::Session;
+use ort::value::TensorRef;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// The four backward modes of the paper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// Eq. 4-5: no forward masks, switches kept.
+    Deconvnet,
+    /// Eq. 6-7: forward masks and switches (guided backpropagation).
+    Masked,
+    /// Eq. 6-7 with Gaussian weights matching each layer's mean and std.
+    RandomWeights,
+    /// Eq. 8-9: the exact local linear filter (gradient of the pre-activation).
+    LinearFilter,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 4] = [
+        Mode::Deconvnet,
+        Mode::Masked,
+        Mode::RandomWeights,
+        Mode::LinearFilter,
+    ];
+
+    fn uses_masks(self) -> bool {
+        self != Mode::Deconvnet
+    }
+
+    fn linear(self) -> bool {
+        self == Mode::LinearFilter
+    }
+}
+
+/// The start vector's value at the neuron.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Start {
+    #[default]
+    OneHot,
+    RecordedActivation,
+}
+
+/// A conv neuron, already validated against the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NeuronAt {
+    pub layer: usize,
+    pub feature: usize,
+    pub y: usize,
+    pub x: usize,
+}
+
+/// Input-pixel box `[x0, x1) x [y0, y1)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PixelBox {
+    pub x0: usize,
+    pub y0: usize,
+    pub x1: usize,
+    pub y1: usize,
+}
+
+/// One neuron's reconstruction in one mode.
+#[derive(Debug, Clone)]
+pub struct Reconstruction {
+    pub neuron_index: usize,
+    pub mode: Mode,
+    /// `[3, H, W]` in input space, channels in the model's order; zero
+    /// outside the field of view.
+    pub values: Vec<f32>,
+    pub fov: PixelBox,
+    /// Linear filter only, when asked for ([`Engine::effective_bias`]):
+    /// pre-activation = <values, input> + effective_bias.
+    pub effective_bias: Option<f32>,
+    pub activation: f32,
+}
+
+/// Samples per backward run. Small windows gain from batching; on large ones
+/// batched convolutions run slower per sample than single ones on CPU (and
+/// the memory of one run grows), so those go one at a time.
+fn batch_size(convs: &[ConvLayer], layer: usize) -> usize {
+    let (sy, sx) = tree_of(convs, layer).out[0];
+    match sy.len * sx.len {
+        a if a >= 128 * 128 => 1,
+        a if a >= 64 * 64 => 2,
+        _ => 8,
+    }
+}
+
+/// The field-of-view box of a neuron, clipped to the input.
+pub fn fov_box(convs: &[ConvLayer], n: NeuronAt, size: usize) -> PixelBox {
+    let tree = fov_tree(convs, n.layer, n.y, n.x);
+    let (sy, sx) = tree.out[0];
+    let (y0, y1) = sy.clip(size);
+    let (x0, x1) = sx.clip(size);
+    PixelBox { x0, y0, x1, y1 }
+}
+
+/// One sample of a backward batch: its FOV tree and whether the mode uses the
+/// ReLU masks (the deconvnet keeps the switches only).
+struct GateSample {
+    tree: FovTree,
+    masks: bool,
+}
+
+/// The 0/1 gate windows of hidden layer `i` for every sample, concatenated.
+fn gate_batch(convs: &[ConvLayer], rec: &Recording, samples: &[GateSample], i: usize) -> Vec<u8> {
+    let l = rec.layer(i);
+    let switches = if convs[i].pooled {
+        rec.layer(i + 1).switches.as_ref()
+    } else {
+        None
+    };
+    let (h, w) = (l.height, l.width);
+    let Some(first) = samples.first() else {
+        return Vec::new();
+    };
+    let (sy, sx) = first.tree.out[i];
+    let per = l.channels * sy.len * sx.len;
+    let mut out = vec![0u8; samples.len() * per];
+    for (sample, out) in samples.iter().zip(out.chunks_mut(per)) {
+        let (sy, sx) = sample.tree.out[i];
+        let (y0, y1) = sy.clip(h);
+        let (x0, x1) = sx.clip(w);
+        for c in 0..l.channels {
+            for y in y0..y1 {
+                let row = (c * h + y) * w;
+                let o = (c * sy.len + (y as i64 - sy.start) as usize) * sx.len;
+                let dst = &mut out
+                    [o + (x0 as i64 - sx.start) as usize..o + (x1 as i64 - sx.start) as usize];
+                let mask_on = sample.masks;
+                spread_flags(dst, |k| {
+                    let at = row + x0 + k;
+                    let mut bits = if mask_on {
+                        l.mask.bits_at(at)
+                    } else {
+                        u64::MAX
+                    };
+                    if let Some(s) = switches {
+                        bits &= s.bits_at(at);
+                    }
+                    bits
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The gate batches of hidden layers 1..layer (index i - 1 is `gate{i}`),
+/// layers spread over the cores.
+fn gate_batches(
+    convs: &[ConvLayer],
+    rec: &Recording,
+    samples: &[GateSample],
+    layer: usize,
+) -> Result<Vec<Vec<u8>>> {
+    let sizes = tree_of(convs, layer);
+    crate::parallel::map_by_cost(
+        layer - 1,
+        |k| {
+            let (sy, sx) = sizes.out[k + 1];
+            convs[k].out_channels * sy.len * sx.len
+        },
+        |k| gate_batch(convs, rec, samples, k + 1),
+    )
+    .ok_or_else(|| Error::Runtime("a gate window was not computed".into()))
+}
+
+impl Engine {
+    /// Checks a neuron against the network and the working size.
+    pub fn neuron(
+        &self,
+        field: &str,
+        layer: &str,
+        feature: i64,
+        y: i64,
+        x: i64,
+    ) -> Result<NeuronAt> {
+        let layer = self
+            .network
+            .resolve_conv(&format!("{field}.layer"), layer)?;
+        let g = &self.geometry[layer];
+        if feature < 0 || feature as usize >= g.channels {
+            return Err(Error::invalid(
+                format!("{field}.feature"),
+                format!(
+                    "{feature} is outside 0..={} for layer {layer}",
+                    g.channels - 1
+                ),
+            ));
+        }
+        if y < 0 || y as usize >= g.height {
+            return Err(Error::invalid(
+                format!("{field}.y"),
+                format!("{y} is outside 0..={} for layer {layer}", g.height - 1),
+            ));
+        }
+        if x < 0 || x as usize >= g.width {
+            return Err(Error::invalid(
+                format!("{field}.x"),
+                format!("{x} is outside 0..={} for layer {layer}", g.width - 1),
+            ));
+        }
+        Ok(NeuronAt {
+            layer,
+            feature: feature as usize,
+            y: y as usize,
+            x: x as usize,
+        })
+    }
+
+    /// Reconstructs every (neuron, mode) pair; results in neuron-major order.
+    pub fn reconstruct(
+        &self,
+        rec: &Recording,
+        neurons: &[NeuronAt],
+        modes: &[Mode],
+        start: Start,
+        seed: u64,
+    ) -> Result<Vec<Reconstruction>> {
+        self.reconstruct_until(rec, neurons, modes, start, seed, &Stop::never())
+    }
+
+    /// [`Self::reconstruct`], checking `stop` before every batch.
+    pub fn reconstruct_until(
+        &self,
+        rec: &Recording,
+        neurons: &[NeuronAt],
+        modes: &[Mode],
+        start: Start,
+        seed: u64,
+        stop: &Stop,
+    ) -> Result<Vec<Reconstruction>> {
+        self.check_recording(rec)?;
+        let mut jobs: Vec<(usize, NeuronAt, Mode)> = Vec::new();
+        for (i, n) in neurons.iter().enumerate() {
+            for &m in modes {
+                jobs.push((i, *n, m));
+            }
+        }
+        let mut results: Vec<Option<Reconstruction>> = vec![None; jobs.len()];
+        // Group by (layer, weights) so each group is one graph.
+        let mut groups: HashMap<(usize, GraphKind), Vec<usize>> = HashMap::new();
+        for (j, (_, n, m)) in jobs.iter().enumerate() {
+            let kind = match m {
+                Mode::RandomWeights => GraphKind::Random(seed),
+                _ => GraphKind::Trained { linear: m.linear() },
+            };
+            groups.entry((n.layer, kind)).or_default().push(j);
+        }
+        let mut keys: Vec<_> = groups.keys().copied().collect();
+        keys.sort_by_key(|&(layer, kind)| {
+            let order = match kind {
+                GraphKind::Trained { linear } => linear as u8,
+                _ => 2,
+            };
+            (layer, order)
+        });
+        for key in keys {
+            let (layer, kind) = key;
+            let session = self.cached_graph(layer, kind, || {
+                let weights = match kind {
+                    GraphKind::Random(s) => random_weights(&self.network.convs, s),
+                    _ => self
+                        .network
+                        .convs
+                        .iter()
+                        .map(|c| c.weight.clone())
+                        .collect(),
+                };
+                let linear = kind == GraphKind::Trained { linear: true };
+                Ok(backward_graph(&self.network.convs, layer, &weights, linear))
+            })?;
+            for chunk in groups[&key].chunks(batch_size(&self.network.convs, layer)) {
+                stop.check()?;
+                let batch: Vec<(NeuronAt, Mode)> =
+                    chunk.iter().map(|&j| (jobs[j].1, jobs[j].2)).collect();
+                let images = self.run_backward(&session, rec, layer, &batch, start)?;
+                for (&j, values) in chunk.iter().zip(images) {
+                    let (index, n, mode) = jobs[j];
+                    results[j] = Some(Reconstruction {
+                        neuron_index: index,
+                        mode,
+                        values,
+                        fov: fov_box(&self.network.convs, n, self.profile.input_size),
+                        effective_bias: None,
+                        activation: rec.layer(n.layer).activation(n.feature, n.y, n.x),
+                    });
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.ok_or_else(|| Error::Runtime("a reconstruction was not computed".into())))
+            .collect()
+    }
+
+    fn check_recording(&self, rec: &Recording) -> Result<()> {
+        if rec.layers.len() != self.network.convs.len()
+            || rec.input.len() != 3 * self.profile.input_size.pow(2)
+        {
+            return Err(Error::invalid(
+                "recording",
+                "was made with another model or input size",
+            ));
+        }
+        Ok(())
+    }
+
+    fn run_backward(
+        &self,
+        session: &Mutex<Session>,
+        rec: &Recording,
+        layer: usize,
+        batch: &[(NeuronAt, Mode)],
+        start: Start,
+    ) -> Result<Vec<Vec<f32>>> {
+        let convs = &self.network.convs;
+        let n = batch.len();
+        let c_top = convs[layer - 1].out_channels;
+        let top = rec.layer(layer);
+        let mut seed = vec![0f32; n * c_top];
+        let size_tree = tree_of(convs, layer);
+        let mut samples = Vec::with_capacity(n);
+        for (k, (nr, mode)) in batch.iter().enumerate() {
+            let act = top.activation(nr.feature, nr.y, nr.x);
+            let mut v = match start {
+                Start::OneHot => 1.0,
+                Start::RecordedActivation => act,
+            };
+            if mode.uses_masks()
+                && !mode.linear()
+                && !top
+                    .mask
+                    .get((nr.feature * top.height + nr.y) * top.width + nr.x)
+            {
+                v = 0.0;
+            }
+            seed[k * c_top + nr.feature] = v;
+            samples.push(GateSample {
+                tree: fov_tree(convs, layer, nr.y, nr.x),
+                masks: mode.uses_masks(),
+            });
+        }
+        let gate_batches = gate_batches(convs, rec, &samples, layer)?;
+        let mut inputs: Vec<(String, ort::session::SessionInputValue<'_>)> = Vec::new();
+        inputs.push((
+            "seed".into(),
+            TensorRef::from_array_view(([n, c_top, 1, 1], seed.as_slice()))?.into(),
+        ));
+        inputs.extend(gate_inputs(convs, &size_tree, n, &gate_batches)?);
+        let mut session = session.lock().map_err(poisoned)?;
+        let outputs = session.run(inputs)?;
+        let (_, image) = outputs["image"].try_extract_tensor::<f32>()?;
+        let (wy, wx) = size_tree.out[0];
+        let s = self.profile.input_size;
+        let per = 3 * wy.len * wx.len;
+        let mut frames = Vec::with_capacity(n);
+        for (k, (nr, _)) in batch.iter().enumerate() {
+            let tree = fov_tree(convs, layer, nr.y, nr.x);
+            let (sy, sx) = tree.out[0];
+            let mut frame = vec![0f32; 3 * s * s];
+            let (y0, y1) = sy.clip(s);
+            let (x0, x1) = sx.clip(s);
+            for c in 0..3 {
+                for y in y0..y1 {
+                    let src = k * per + (c * wy.len + (y as i64 - sy.start) as usize) * wx.len;
+                    let dst = (c * s + y) * s;
+                    for x in x0..x1 {
+                        frame[dst + x] = image[src + (x as i64 - sx.start) as usize];
+                    }
+                }
+            }
+            frames.push(frame);
+        }
+        Ok(frames)
+    }
+
+    /// Each neuron's pre-activation for a zero input under the recorded masks
+    /// and switches (the `b_eff` of pre-activation = <filter, x0> + b_eff).
+    pub fn effective_bias(&self, rec: &Recording, neurons: &[NeuronAt]) -> Result<Vec<f32>> {
+        self.effective_bias_until(rec, neurons, &Stop::never())
+    }
+
+    /// [`Self::effective_bias`], checking `stop` before every batch.
+    pub fn effective_bias_until(
+        &self,
+        rec: &Recording,
+        neurons: &[NeuronAt],
+        stop: &Stop,
+    ) -> Result<Vec<f32>> {
+        self.check_recording(rec)?;
+        let convs = &self.network.convs;
+        let mut out = vec![0f32; neurons.len()];
+        let mut by_layer: HashMap<usize, Vec<usize>> = HashMap::new();
+        for (i, n) in neurons.iter().enumerate() {
+            by_layer.entry(n.layer).or_default().push(i);
+        }
+        for (layer, idx) in by_layer {
+            if layer == 1 {
+                // No hidden layer: the bias is the whole affine offset.
+                for i in idx {
+                    out[i] = convs[0].bias[neurons[i].feature];
+                }
+                continue;
+            }
+            let session =
+                self.cached_graph(layer, GraphKind::Affine, || Ok(affine_graph(convs, layer)))?;
+            let size_tree = tree_of(convs, layer);
+            for chunk in idx.chunks(batch_size(convs, layer)) {
+                stop.check()?;
+                let n = chunk.len();
+                let samples: Vec<GateSample> = chunk
+                    .iter()
+                    .map(|&i| GateSample {
+                        tree: fov_tree(convs, layer, neurons[i].y, neurons[i].x),
+                        masks: true,
+                    })
+                    .collect();
+                let gate_batches = gate_batches(convs, rec, &samples, layer)?;
+                let inputs = gate_inputs(convs, &size_tree, n, &gate_batches)?;
+                let mut session = session.lock().map_err(poisoned)?;
+                let outputs = session.run(inputs)?;
+                let (shape, pre) = outputs["preact"].try_extract_tensor::<f32>()?;
+                let c_top = convs[layer - 1].out_channels;
+                if shape.first().copied() != Some(n as i64) {
+                    return Err(Error::Runtime(format!(
+                        "affine graph returned shape {shape:?} for {n} neurons"
+                    )));
+                }
+                for (k, &i) in chunk.iter().enumerate() {
+                    out[i] = pre[k * c_top + neurons[i].feature];
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The `gate{i}` inputs of a batch of `n` samples.
+fn gate_inputs<'a>(
+    convs: &[ConvLayer],
+    size_tree: &FovTree,
+    n: usize,
+    gate_batches: &'a [Vec<u8>],
+) -> Result<Vec<(String, ort::session::SessionInputValue<'a>)>> {
+    gate_batches
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let (sy, sx) = size_tree.out[i + 1];
+            let shape = [n, convs[i].out_channels, sy.len, sx.len];
+            Ok((
+                format!("gate{}", i + 1),
+                TensorRef::from_array_view((shape, g.as_slice()))?.into(),
+            ))
+        })
+        .collect()
+}
