@@ -4,5 +4,4 @@
 pub mod credentials;
 pub mod flags;
 pub mod progress;
-pub mod requests;
 pub mod server;

@@ -812,7 +812,7 @@ pub fn complete_path(text: &str) -> (String, String) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn model() -> pb::ModelInfo {
@@ -840,7 +840,7 @@ mod tests {
         }
     }
 
-    fn loaded() -> (App, Instant) {
+    pub(crate) fn loaded() -> (App, Instant) {
         let mut app = App::new("test", "half blocks");
         let now = Instant::now();
         app.apply(Msg::Model(Box::new(model())), now);
@@ -1151,49 +1151,6 @@ mod tests {
             assert!(app.update(a, now).is_empty());
             assert_eq!(app.status, "no image recorded yet: o opens one");
         }
-    }
-
-    #[test]
-    fn clicks_pick_layers_tiles_and_locations_where_they_are_drawn() {
-        use crate::ui::{Hits, grid_hit, layer_hit, map_hit};
-        use ratatui::layout::Rect;
-        let (app, _) = loaded();
-        // The 4x4 map drawn on 8x4 cells at (10, 5).
-        let map = Some(Rect::new(10, 5, 8, 4));
-        assert_eq!(map_hit(&app, map, 10, 5), Some((0, 0)));
-        assert_eq!(map_hit(&app, map, 17, 8), Some((3, 3)));
-        assert_eq!(map_hit(&app, map, 18, 8), None);
-        // Six features: a 3x2 grid of tiles on 9x4 cells.
-        let grid = Some(Rect::new(0, 0, 9, 4));
-        assert_eq!(grid_hit(&app, grid, 0, 0), Some(0));
-        assert_eq!(grid_hit(&app, grid, 8, 0), Some(2));
-        assert_eq!(grid_hit(&app, grid, 4, 3), Some(4));
-        // The list's rows start inside its frame.
-        let list = Rect::new(0, 0, 30, 6);
-        assert_eq!(layer_hit(&app, list, 3, 1), Some(0));
-        assert_eq!(layer_hit(&app, list, 3, 2), Some(1));
-        assert_eq!(layer_hit(&app, list, 3, 3), None);
-        let hits = Hits {
-            map,
-            grid,
-            ..Hits::default()
-        };
-        let click = |col, row| {
-            crossterm::event::Event::Mouse(crossterm::event::MouseEvent {
-                kind: crossterm::event::MouseEventKind::Down(crossterm::event::MouseButton::Left),
-                column: col,
-                row,
-                modifiers: crossterm::event::KeyModifiers::NONE,
-            })
-        };
-        assert_eq!(
-            crate::keys::action(&app, &hits, &click(17, 8)),
-            Some(Action::SelectLocation(3, 3))
-        );
-        assert_eq!(
-            crate::keys::action(&app, &hits, &click(4, 3)),
-            Some(Action::SelectFeature(4))
-        );
     }
 
     #[test]

