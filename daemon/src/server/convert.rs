@@ -1,13 +1,21 @@
-//! Proto requests to validated engine requests, in one place: every field is
-//! checked against the loaded network before any work, and a refusal names
-//! the field and its allowed range.
+//! Between the API and the engine, in one place: every request is checked
+//! against the loaded network before any work and becomes an engine request
+//! (a refusal names the field and its allowed range); every answer becomes
+//! its proto message; every error becomes a gRPC status, engine errors
+//! through [`status`]. No other module builds a status.
 
 use fovea_engine::engine::Engine;
 use fovea_engine::error::Error;
+use fovea_engine::model::profile::ImageLimits;
 use fovea_engine::probe::maximize::MaximizeOptions;
-use fovea_engine::probe::reconstruct::{Mode, NeuronAt, Start};
+use fovea_engine::probe::maximize::{Maximized, Progress};
+use fovea_engine::probe::reconstruct::{
+    Mode, NeuronAt, PixelBox, ReconstructRequest, Reconstruction, Start, fov_box,
+};
 use fovea_engine::probe::render;
+use fovea_engine::probe::scan::{Hit, ScanResults};
 use fovea_engine::record::Recording;
+use fovea_engine::record::{self, LayerStats};
 use fovea_proto::v1 as pb;
 use tonic::Status;
 
@@ -22,13 +30,9 @@ pub const MAX_ENCODED_MESSAGE: usize = 256 << 20;
 #[derive(Debug, Clone)]
 pub struct ReconstructJob {
     pub recording_id: String,
-    pub neurons: Vec<NeuronAt>,
-    pub modes: Vec<Mode>,
-    pub start: Start,
-    pub seed: u64,
+    pub request: ReconstructRequest,
     pub crop_to_fov: bool,
     pub png_only: bool,
-    pub effective_bias: bool,
 }
 
 fn mode_from(v: i32, index: usize) -> Result<Mode, Status> {
@@ -105,13 +109,15 @@ impl TryFrom<(&Engine, pb::ReconstructRequest)> for ReconstructJob {
         };
         Ok(ReconstructJob {
             recording_id: req.recording_id,
-            neurons,
-            modes,
-            start,
-            seed: req.seed,
+            request: ReconstructRequest {
+                neurons,
+                modes,
+                start,
+                seed: req.seed,
+                effective_bias: req.effective_bias,
+            },
             crop_to_fov: req.crop_to_fov,
             png_only: req.png_only,
-            effective_bias: req.effective_bias,
         })
     }
 }
@@ -534,4 +540,344 @@ mod tests {
             assert!(s.message().len() < 200, "{}", s.message());
         }
     }
+}
+
+/// A checked Record request.
+#[derive(Debug, Clone)]
+pub struct RecordJob {
+    pub image: Vec<u8>,
+    pub label: String,
+}
+
+impl TryFrom<pb::RecordRequest> for RecordJob {
+    type Error = Status;
+
+    fn try_from(req: pb::RecordRequest) -> Result<Self, Status> {
+        let chars = req.label.chars().count();
+        if chars > MAX_LABEL_CHARS {
+            return Err(Status::invalid_argument(format!(
+                "label: {chars} characters; allowed at most {MAX_LABEL_CHARS}"
+            )));
+        }
+        Ok(RecordJob {
+            image: req.image,
+            label: req.label,
+        })
+    }
+}
+
+/// A checked TopActivations request.
+#[derive(Debug, Clone)]
+pub struct TopQuery {
+    pub recording_id: String,
+    pub layer: usize,
+    pub k: usize,
+    pub feature: Option<usize>,
+    pub distinct_features: bool,
+}
+
+impl TryFrom<(&Engine, pb::TopActivationsRequest)> for TopQuery {
+    type Error = Status;
+
+    fn try_from((engine, req): (&Engine, pb::TopActivationsRequest)) -> Result<Self, Status> {
+        let layer = engine
+            .network
+            .resolve_conv("layer", &req.layer)
+            .map_err(status)?;
+        if req.k == 0 || req.k > 10_000 {
+            return Err(Status::invalid_argument(format!(
+                "k: {} is outside 1..=10000",
+                req.k
+            )));
+        }
+        let channels = engine.geometry[layer].channels;
+        if let Some(f) = req.feature.filter(|&f| f as usize >= channels) {
+            return Err(Status::invalid_argument(format!(
+                "feature: {f} is outside 0..={} for layer {layer}",
+                channels - 1
+            )));
+        }
+        Ok(TopQuery {
+            recording_id: req.recording_id,
+            layer,
+            k: req.k as usize,
+            feature: req.feature.map(|f| f as usize),
+            distinct_features: req.distinct_features,
+        })
+    }
+}
+
+pub fn top_activations(layer: usize, hits: Vec<record::Hit>) -> pb::TopActivationsResponse {
+    pb::TopActivationsResponse {
+        layer: layer as u32,
+        activations: hits
+            .into_iter()
+            .map(|h| pb::Activation {
+                feature: h.feature as u32,
+                y: h.y as u32,
+                x: h.x as u32,
+                value: h.value,
+            })
+            .collect(),
+    }
+}
+
+/// A checked ActivationStats request.
+#[derive(Debug, Clone)]
+pub struct StatsQuery {
+    pub recording_id: String,
+    pub layers: Vec<usize>,
+}
+
+impl TryFrom<(&Engine, pb::ActivationStatsRequest)> for StatsQuery {
+    type Error = Status;
+
+    fn try_from((engine, req): (&Engine, pb::ActivationStatsRequest)) -> Result<Self, Status> {
+        let convs = engine.network.convs.len();
+        if req.layers.len() > convs {
+            return Err(Status::invalid_argument(format!(
+                "layers: {} given; allowed at most {convs} (one per conv layer)",
+                req.layers.len()
+            )));
+        }
+        let layers: Vec<usize> = if req.layers.is_empty() {
+            (1..=convs).collect()
+        } else {
+            req.layers
+                .iter()
+                .enumerate()
+                .map(|(i, l)| engine.network.resolve_conv(&format!("layers[{i}]"), l))
+                .collect::<Result<_, _>>()
+                .map_err(status)?
+        };
+        Ok(StatsQuery {
+            recording_id: req.recording_id,
+            layers,
+        })
+    }
+}
+
+pub fn layer_stats(engine: &Engine, layer: usize, s: LayerStats) -> pb::LayerStats {
+    pb::LayerStats {
+        layer: layer as u32,
+        name: engine.network.convs[layer - 1].name.clone(),
+        features: s.features as u32,
+        locations: s.locations as u32,
+        histogram: s.histogram,
+        fraction_active: s.fraction_active,
+        feature_fraction_active: s.feature_fraction_active,
+    }
+}
+
+fn pixel_box(b: PixelBox) -> pb::Box {
+    pb::Box {
+        x0: b.x0 as i32,
+        y0: b.y0 as i32,
+        x1: b.x1 as i32,
+        y1: b.y1 as i32,
+    }
+}
+
+/// A reconstruction as the API sends it: a PNG (cropped to the field of
+/// view when asked) and, unless `png_only`, the values.
+pub fn reconstruction(
+    engine: &Engine,
+    r: Reconstruction,
+    crop_to_fov: bool,
+    png_only: bool,
+) -> pb::Reconstruction {
+    let size = engine.profile.input_size;
+    let region = crop_to_fov.then_some(r.fov);
+    let (img, norm) = render::render_signed(&r.values, size, &engine.profile, region);
+    pb::Reconstruction {
+        neuron_index: r.neuron_index as u32,
+        mode: mode_to(r.mode) as i32,
+        height: size as u32,
+        width: size as u32,
+        values: if png_only {
+            vec![]
+        } else {
+            to_hwc_rgb(engine, &r.values)
+        },
+        png: render::png(&img),
+        normalization: Some(normalization(&norm)),
+        fov: Some(pixel_box(r.fov)),
+        effective_bias: r.effective_bias.unwrap_or(0.0),
+        activation: r.activation,
+    }
+}
+
+/// One step of a maximization; with the start's FOV crops as PNGs when
+/// `previews` (each `h` x `w`).
+pub fn maximize_progress(
+    engine: &Engine,
+    p: &Progress,
+    previews: bool,
+    (h, w): (usize, usize),
+) -> pb::MaximizeEvent {
+    let previews = if previews {
+        p.crops.iter().map(|c| crop_png(engine, c, h, w)).collect()
+    } else {
+        Vec::new()
+    };
+    pb::MaximizeEvent {
+        event: Some(pb::maximize_event::Event::Progress(pb::MaximizeProgress {
+            step: p.step as u32,
+            total_steps: p.total as u32,
+            objective: p.objective.to_vec(),
+            previews,
+        })),
+    }
+}
+
+/// The images a maximization found, as PNGs of the field of view and as
+/// input-space values.
+pub fn maximize_result(engine: &Engine, m: &Maximized) -> pb::MaximizeEvent {
+    let size = engine.profile.input_size;
+    let pngs = m
+        .images
+        .iter()
+        .map(|img| {
+            render::png(&render::render_input_crop(
+                img,
+                size,
+                &engine.profile,
+                m.fov,
+            ))
+        })
+        .collect();
+    let images = m
+        .images
+        .iter()
+        .map(|img| pb::FloatImage {
+            height: size as u32,
+            width: size as u32,
+            values: to_hwc_rgb(engine, img),
+        })
+        .collect();
+    pb::MaximizeEvent {
+        event: Some(pb::maximize_event::Event::Result(pb::MaximizeResult {
+            pngs,
+            objective: m.objective.clone(),
+            images,
+            fov: Some(pixel_box(m.fov)),
+            normalization: Some(pb::Normalization {
+                kind: "input".into(),
+                colormap: "rgb".into(),
+                description:
+                    "input-space values mapped back to 0..255 pixels through the preprocessing"
+                        .into(),
+                ..Default::default()
+            }),
+        })),
+    }
+}
+
+/// Why a maximization's stream ends after its (early) result.
+pub fn stopped_by_shutdown(steps: usize, of: usize) -> Status {
+    Status::unavailable(format!(
+        "server shutting down: stopped after {steps} of {of} steps; the result holds the images so far"
+    ))
+}
+
+/// A checked ScanTop request against the loaded scan results.
+#[derive(Debug, Clone)]
+pub struct ScanQuery {
+    pub layer: usize,
+    pub feature: u32,
+    pub hits: Vec<Hit>,
+    pub patches: bool,
+    /// Images the scan read and skipped.
+    pub scanned: u64,
+    pub skipped: u64,
+}
+
+impl TryFrom<(&Engine, Option<&ScanResults>, pb::ScanTopRequest)> for ScanQuery {
+    type Error = Status;
+
+    fn try_from(
+        (engine, scan, req): (&Engine, Option<&ScanResults>, pb::ScanTopRequest),
+    ) -> Result<Self, Status> {
+        let scan = scan.ok_or_else(|| {
+            Status::failed_precondition(
+                "no scan results are loaded; start fovead with --scan RESULTS",
+            )
+        })?;
+        let layer = engine
+            .network
+            .resolve_conv("layer", &req.layer)
+            .map_err(status)?;
+        let top = scan.layer(layer).ok_or_else(|| {
+            let kept: Vec<usize> = scan.layers.iter().map(|l| l.layer).collect();
+            Status::invalid_argument(format!("layer: the scan kept layers {kept:?}, not {layer}"))
+        })?;
+        let hits = top.features.get(req.feature as usize).ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "feature: {} is outside 0..={} for layer {layer}",
+                req.feature,
+                top.features.len().saturating_sub(1)
+            ))
+        })?;
+        if req.k as usize > scan.k {
+            return Err(Status::invalid_argument(format!(
+                "k: {} is outside 0..={} (the scan's k)",
+                req.k, scan.k
+            )));
+        }
+        let k = if req.k == 0 {
+            hits.len()
+        } else {
+            req.k as usize
+        };
+        Ok(ScanQuery {
+            layer,
+            feature: req.feature,
+            hits: hits.iter().take(k).cloned().collect(),
+            patches: req.patches.unwrap_or(true),
+            scanned: scan.scanned as u64,
+            skipped: scan.skipped.len() as u64,
+        })
+    }
+}
+
+/// A scan hit with its neuron's field of view and, when asked, the patch
+/// of the image it sees.
+pub fn scan_hit(engine: &Engine, q: &ScanQuery, h: Hit, limits: ImageLimits) -> pb::ScanHit {
+    let n = NeuronAt {
+        layer: q.layer,
+        feature: q.feature as usize,
+        y: h.y as usize,
+        x: h.x as usize,
+    };
+    let fov = fov_box(&engine.network.convs, n, engine.profile.input_size);
+    let patch_png = if q.patches {
+        fovea_engine::probe::scan::fov_patch(engine, std::path::Path::new(&h.image), fov, limits)
+            .map(|p| render::png(&p))
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    pb::ScanHit {
+        image: h.image,
+        value: h.value,
+        y: h.y,
+        x: h.x,
+        fov: Some(pixel_box(fov)),
+        patch_png,
+    }
+}
+
+pub fn scan_top(q: ScanQuery, hits: Vec<pb::ScanHit>) -> pb::ScanTopResponse {
+    pb::ScanTopResponse {
+        layer: q.layer as u32,
+        feature: q.feature,
+        hits,
+        scanned: q.scanned,
+        skipped: q.skipped,
+    }
+}
+
+/// The model is not loaded yet.
+pub fn loading() -> Status {
+    Status::unavailable("the model is still loading; retry shortly")
 }

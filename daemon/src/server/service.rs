@@ -6,15 +6,12 @@ use crate::server::ServiceOptions;
 use crate::server::admission::{Queue, deadline};
 use crate::server::cache::RecordingCache;
 use crate::server::convert::{
-    self, MAX_ENCODED_MESSAGE, MAX_LABEL_CHARS, MapsQuery, MaximizeJob, ReconstructJob,
-    check_recording_id, crop_png, feature_maps, mode_to, model_info, normalization,
-    record_response, status, to_hwc_rgb,
+    self, MapsQuery, MaximizeJob, ReconstructJob, RecordJob, ScanQuery, StatsQuery, TopQuery,
+    check_recording_id, status,
 };
 use fovea_engine::engine::Engine;
 use fovea_engine::error::Error;
 use fovea_engine::probe::maximize::Flow;
-use fovea_engine::probe::reconstruct::Mode;
-use fovea_engine::probe::render;
 use fovea_engine::record::{Recording, layer_stats, top_activations};
 use fovea_engine::stop::Stop;
 use fovea_proto::v1 as pb;
@@ -130,7 +127,7 @@ impl State {
             .read()
             .ok()
             .and_then(|g| g.clone())
-            .ok_or_else(|| Status::unavailable("the model is still loading; retry shortly"))
+            .ok_or_else(convert::loading)
     }
 
     /// Marks the daemon as shutting down: work in flight ends early.
@@ -174,6 +171,25 @@ impl State {
         out
     }
 
+    /// The recording of `job`'s image: the cached one (and `true`), else
+    /// made now and kept.
+    async fn record(
+        self: &Arc<Self>,
+        stop: Stop,
+        job: RecordJob,
+    ) -> Result<(Arc<Recording>, bool), Status> {
+        let id = self.engine()?.recording_id(&job.image);
+        if let Some(rec) = self.lookup(&id).await {
+            return Ok((rec, true));
+        }
+        let limits = self.options.image_limits;
+        let work =
+            move |engine: Arc<Engine>, _: &Stop| engine.record(&job.image, &job.label, limits);
+        let rec = Arc::new(self.run(stop, work).await?);
+        self.keep(rec.clone());
+        Ok((rec, false))
+    }
+
     async fn recording(&self, id: &str) -> Result<Arc<Recording>, Status> {
         check_recording_id(id)?;
         self.lookup(id)
@@ -208,7 +224,7 @@ impl ProbeService {
     pub fn into_server(self) -> ProbeServer<ProbeService> {
         ProbeServer::new(self)
             .max_decoding_message_size(48 << 20)
-            .max_encoding_message_size(MAX_ENCODED_MESSAGE)
+            .max_encoding_message_size(convert::MAX_ENCODED_MESSAGE)
     }
 }
 
@@ -222,7 +238,7 @@ impl Probe for ProbeService {
         _: Request<pb::GetModelRequest>,
     ) -> Result<Response<pb::ModelInfo>, Status> {
         let engine = self.state.engine()?;
-        Ok(Response::new(model_info(&engine)))
+        Ok(Response::new(convert::model_info(&engine)))
     }
 
     async fn record(
@@ -230,36 +246,12 @@ impl Probe for ProbeService {
         request: Request<pb::RecordRequest>,
     ) -> Result<Response<pb::RecordResponse>, Status> {
         let stop = self.state.stop_for(&request);
-        let req = request.into_inner();
         let engine = self.state.engine()?;
-        if req.label.chars().count() > MAX_LABEL_CHARS {
-            return Err(Status::invalid_argument(format!(
-                "label: {} characters; allowed at most {MAX_LABEL_CHARS}",
-                req.label.chars().count()
-            )));
-        }
-        let id = engine.recording_id(&req.image);
-        let notes = fovea_engine::model::profile::decode_notes(&req.image);
-        if let Some(rec) = self.state.lookup(&id).await {
-            return Ok(Response::new(record_response(&engine, &rec, true, notes)));
-        }
-        let limits = self.state.options.image_limits;
-        let rec = self
-            .state
-            .run(stop, move |engine, _| {
-                engine.record(&req.image, &req.label, limits)
-            })
-            .await
-            .map_err(|s| {
-                if s.code() == tonic::Code::InvalidArgument && !s.message().starts_with("image") {
-                    Status::invalid_argument(format!("image: {}", s.message()))
-                } else {
-                    s
-                }
-            })?;
-        let rec = Arc::new(rec);
-        self.state.keep(rec.clone());
-        Ok(Response::new(record_response(&engine, &rec, false, notes)))
+        let job = RecordJob::try_from(request.into_inner())?;
+        let notes = fovea_engine::model::profile::decode_notes(&job.image);
+        let (rec, cached) = self.state.record(stop, job).await?;
+        let answer = convert::record_response(&engine, &rec, cached, notes);
+        Ok(Response::new(answer))
     }
 
     async fn get_feature_maps(
@@ -270,11 +262,8 @@ impl Probe for ProbeService {
         let engine = self.state.engine()?;
         let q = MapsQuery::try_from((&*engine, request.into_inner()))?;
         let rec = self.state.recording(&q.recording_id).await?;
-        let maps = self
-            .state
-            .run(stop, move |_, _| Ok(feature_maps(&rec, q)))
-            .await?;
-        Ok(Response::new(maps))
+        let work = move |_: Arc<Engine>, _: &Stop| Ok(convert::feature_maps(&rec, q));
+        Ok(Response::new(self.state.run(stop, work).await?))
     }
 
     async fn top_activations(
@@ -282,49 +271,14 @@ impl Probe for ProbeService {
         request: Request<pb::TopActivationsRequest>,
     ) -> Result<Response<pb::TopActivationsResponse>, Status> {
         let stop = self.state.stop_for(&request);
-        let req = request.into_inner();
         let engine = self.state.engine()?;
-        let layer = engine
-            .network
-            .resolve_conv("layer", &req.layer)
-            .map_err(status)?;
-        if req.k == 0 || req.k > 10_000 {
-            return Err(Status::invalid_argument(format!(
-                "k: {} is outside 1..=10000",
-                req.k
-            )));
-        }
-        let rec = self.state.recording(&req.recording_id).await?;
-        let channels = rec.layer(layer).channels;
-        if let Some(f) = req.feature.filter(|&f| f as usize >= channels) {
-            return Err(Status::invalid_argument(format!(
-                "feature: {f} is outside 0..={} for layer {layer}",
-                channels - 1
-            )));
-        }
-        let hits = self
-            .state
-            .run(stop, move |_, _| {
-                Ok(top_activations(
-                    rec.layer(layer),
-                    req.k as usize,
-                    req.feature.map(|f| f as usize),
-                    req.distinct_features,
-                ))
-            })
-            .await?;
-        Ok(Response::new(pb::TopActivationsResponse {
-            layer: layer as u32,
-            activations: hits
-                .into_iter()
-                .map(|h| pb::Activation {
-                    feature: h.feature as u32,
-                    y: h.y as u32,
-                    x: h.x as u32,
-                    value: h.value,
-                })
-                .collect(),
-        }))
+        let q = TopQuery::try_from((&*engine, request.into_inner()))?;
+        let rec = self.state.recording(&q.recording_id).await?;
+        let work = move |_: Arc<Engine>, _: &Stop| {
+            let hits = top_activations(rec.layer(q.layer), q.k, q.feature, q.distinct_features);
+            Ok(convert::top_activations(q.layer, hits))
+        };
+        Ok(Response::new(self.state.run(stop, work).await?))
     }
 
     async fn reconstruct(
@@ -335,54 +289,16 @@ impl Probe for ProbeService {
         let engine = self.state.engine()?;
         let job = ReconstructJob::try_from((&*engine, request.into_inner()))?;
         let rec = self.state.recording(&job.recording_id).await?;
-        let (crop, png_only, want_bias) = (job.crop_to_fov, job.png_only, job.effective_bias);
-        let (neurons, modes, start, seed) = (job.neurons, job.modes, job.start, job.seed);
-        let out = self
-            .state
-            .run(stop, move |engine, stop| {
-                let mut results =
-                    engine.reconstruct_until(&rec, &neurons, &modes, start, seed, stop)?;
-                if want_bias && modes.contains(&Mode::LinearFilter) {
-                    let biases = engine.effective_bias_until(&rec, &neurons, stop)?;
-                    for r in results.iter_mut().filter(|r| r.mode == Mode::LinearFilter) {
-                        r.effective_bias = Some(biases[r.neuron_index]);
-                    }
-                }
-                let size = engine.profile.input_size;
-                Ok(results
-                    .into_iter()
-                    .map(|r| {
-                        let region = crop.then_some(r.fov);
-                        let (img, norm) =
-                            render::render_signed(&r.values, size, &engine.profile, region);
-                        pb::Reconstruction {
-                            neuron_index: r.neuron_index as u32,
-                            mode: mode_to(r.mode) as i32,
-                            height: size as u32,
-                            width: size as u32,
-                            values: if png_only {
-                                vec![]
-                            } else {
-                                to_hwc_rgb(&engine, &r.values)
-                            },
-                            png: render::png(&img),
-                            normalization: Some(normalization(&norm)),
-                            fov: Some(pb::Box {
-                                x0: r.fov.x0 as i32,
-                                y0: r.fov.y0 as i32,
-                                x1: r.fov.x1 as i32,
-                                y1: r.fov.y1 as i32,
-                            }),
-                            effective_bias: r.effective_bias.unwrap_or(0.0),
-                            activation: r.activation,
-                        }
-                    })
-                    .collect())
-            })
-            .await?;
-        Ok(Response::new(pb::ReconstructResponse {
-            reconstructions: out,
-        }))
+        let work = move |engine: Arc<Engine>, stop: &Stop| {
+            let results = engine.reconstruct_request(&rec, &job.request, stop)?;
+            let (crop, png_only) = (job.crop_to_fov, job.png_only);
+            let answer = results.into_iter();
+            Ok(answer
+                .map(|r| convert::reconstruction(&engine, r, crop, png_only))
+                .collect())
+        };
+        let reconstructions = self.state.run(stop, work).await?;
+        Ok(Response::new(pb::ReconstructResponse { reconstructions }))
     }
 
     type MaximizeStream = EventStream;
@@ -394,115 +310,14 @@ impl Probe for ProbeService {
         let stop = self.state.stop_for(&request);
         let engine = self.state.engine()?;
         let job = MaximizeJob::try_from((&*engine, request.into_inner()))?;
-        let (neuron, opts) = (job.neuron, job.options);
         let admission = self.state.queue.admit().await?;
-        let preview_every = job.preview_every;
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::MaximizeEvent, Status>>(8);
         tokio::task::spawn_blocking(move || {
             let _admission = admission;
-            fovea_engine::priority::lower_this_thread();
-            let started = std::time::Instant::now();
-            let (h, w) = engine.fov_window(neuron);
-            let mut shut_down = false;
-            let result = engine.maximize_with(neuron, &opts, |p| {
-                let due = preview_every > 0 && (p.step % preview_every == 0 || p.step == p.total);
-                let previews = if due {
-                    p.crops.iter().map(|c| crop_png(&engine, c, h, w)).collect()
-                } else {
-                    Vec::new()
-                };
-                let event = pb::MaximizeEvent {
-                    event: Some(pb::maximize_event::Event::Progress(pb::MaximizeProgress {
-                        step: p.step as u32,
-                        total_steps: p.total as u32,
-                        objective: p.objective.to_vec(),
-                        previews,
-                    })),
-                };
-                // A failed send means the client left (or its deadline passed).
-                if tx.blocking_send(Ok(event)).is_err() {
-                    return Flow::Cancel;
-                }
-                match stop.check() {
-                    Ok(()) => Flow::Continue,
-                    Err(Error::ShuttingDown) => {
-                        shut_down = true;
-                        Flow::Finish
-                    }
-                    Err(_) => Flow::Cancel,
-                }
-            });
-            match result {
-                Ok(m) => {
-                    let size = engine.profile.input_size;
-                    let b = m.fov;
-                    let pngs = m
-                        .images
-                        .iter()
-                        .map(|img| {
-                            render::png(&render::render_input_crop(img, size, &engine.profile, b))
-                        })
-                        .collect();
-                    let images = m
-                        .images
-                        .iter()
-                        .map(|img| pb::FloatImage {
-                            height: size as u32,
-                            width: size as u32,
-                            values: to_hwc_rgb(&engine, img),
-                        })
-                        .collect();
-                    let event = pb::MaximizeEvent {
-                        event: Some(pb::maximize_event::Event::Result(pb::MaximizeResult {
-                            pngs,
-                            objective: m.objective,
-                            images,
-                            fov: Some(pb::Box {
-                                x0: b.x0 as i32,
-                                y0: b.y0 as i32,
-                                x1: b.x1 as i32,
-                                y1: b.y1 as i32,
-                            }),
-                            normalization: Some(pb::Normalization {
-                                kind: "input".into(),
-                                colormap: "rgb".into(),
-                                description: "input-space values mapped back to 0..255 pixels through the preprocessing"
-                                    .into(),
-                                ..Default::default()
-                            }),
-                        })),
-                    };
-                    let _ = tx.blocking_send(Ok(event));
-                    if shut_down {
-                        // The best images so far went out above; the status
-                        // says why the run ended early.
-                        let _ = tx.blocking_send(Err(Status::unavailable(format!(
-                            "server shutting down: stopped after {} of {} steps; the result holds the images so far",
-                            m.steps, opts.steps
-                        ))));
-                        tracing::info!(steps = m.steps, "maximize stopped by shutdown");
-                    } else {
-                        tracing::info!(
-                            steps = opts.steps,
-                            elapsed_ms = started.elapsed().as_millis() as u64,
-                            "maximize finished"
-                        );
-                    }
-                }
-                Err(Error::Cancelled) => {
-                    tracing::info!(
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        "maximize cancelled: the client went away"
-                    );
-                }
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(status(e)));
-                }
-            }
+            stream_maximization(&engine, job, &stop, &tx);
         });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        let events = tokio_stream::wrappers::ReceiverStream::new(rx);
+        Ok(Response::new(Box::pin(events)))
     }
 
     async fn activation_stats(
@@ -510,47 +325,20 @@ impl Probe for ProbeService {
         request: Request<pb::ActivationStatsRequest>,
     ) -> Result<Response<pb::ActivationStatsResponse>, Status> {
         let stop = self.state.stop_for(&request);
-        let req = request.into_inner();
         let engine = self.state.engine()?;
-        let convs = engine.network.convs.len();
-        if req.layers.len() > convs {
-            return Err(Status::invalid_argument(format!(
-                "layers: {} given; allowed at most {convs} (one per conv layer)",
-                req.layers.len()
-            )));
-        }
-        let layers: Vec<usize> = if req.layers.is_empty() {
-            (1..=convs).collect()
-        } else {
-            req.layers
-                .iter()
-                .enumerate()
-                .map(|(i, l)| engine.network.resolve_conv(&format!("layers[{i}]"), l))
-                .collect::<Result<_, _>>()
-                .map_err(status)?
+        let q = StatsQuery::try_from((&*engine, request.into_inner()))?;
+        let rec = self.state.recording(&q.recording_id).await?;
+        let work = move |engine: Arc<Engine>, _: &Stop| {
+            let stats = q
+                .layers
+                .into_iter()
+                .map(|n| (n, layer_stats(n, rec.layer(n))));
+            Ok(stats
+                .map(|(n, s)| convert::layer_stats(&engine, n, s))
+                .collect())
         };
-        let rec = self.state.recording(&req.recording_id).await?;
-        let stats = self
-            .state
-            .run(stop, move |engine, _| {
-                Ok(layers
-                    .into_iter()
-                    .map(|n| {
-                        let s = layer_stats(n, rec.layer(n));
-                        pb::LayerStats {
-                            layer: n as u32,
-                            name: engine.network.convs[n - 1].name.clone(),
-                            features: s.features as u32,
-                            locations: s.locations as u32,
-                            histogram: s.histogram,
-                            fraction_active: s.fraction_active,
-                            feature_fraction_active: s.feature_fraction_active,
-                        }
-                    })
-                    .collect())
-            })
-            .await?;
-        Ok(Response::new(pb::ActivationStatsResponse { layers: stats }))
+        let layers = self.state.run(stop, work).await?;
+        Ok(Response::new(pb::ActivationStatsResponse { layers }))
     }
 
     async fn list_recordings(
@@ -570,106 +358,19 @@ impl Probe for ProbeService {
         request: Request<pb::ScanTopRequest>,
     ) -> Result<Response<pb::ScanTopResponse>, Status> {
         let stop = self.state.stop_for(&request);
-        let req = request.into_inner();
         let engine = self.state.engine()?;
-        let scan = self.state.options.scan.clone().ok_or_else(|| {
-            Status::failed_precondition(
-                "no scan results are loaded; start fovead with --scan RESULTS",
-            )
-        })?;
-        let layer = engine
-            .network
-            .resolve_conv("layer", &req.layer)
-            .map_err(status)?;
-        let top = scan.layer(layer).ok_or_else(|| {
-            let kept: Vec<usize> = scan.layers.iter().map(|l| l.layer).collect();
-            Status::invalid_argument(format!("layer: the scan kept layers {kept:?}, not {layer}"))
-        })?;
-        let hits = top.features.get(req.feature as usize).ok_or_else(|| {
-            Status::invalid_argument(format!(
-                "feature: {} is outside 0..={} for layer {layer}",
-                req.feature,
-                top.features.len().saturating_sub(1)
-            ))
-        })?;
-        if req.k as usize > scan.k {
-            return Err(Status::invalid_argument(format!(
-                "k: {} is outside 0..={} (the scan's k)",
-                req.k, scan.k
-            )));
-        }
-        let k = if req.k == 0 {
-            hits.len()
-        } else {
-            req.k as usize
-        };
-        let chosen: Vec<fovea_engine::probe::scan::Hit> = hits.iter().take(k).cloned().collect();
-        let patches = req.patches.unwrap_or(true);
+        let scan = self.state.options.scan.as_deref();
+        let q = ScanQuery::try_from((&*engine, scan, request.into_inner()))?;
         let limits = self.state.options.image_limits;
-        let answer = self
-            .state
-            .run(stop, move |engine, _| {
-                let size = engine.profile.input_size;
-                Ok(chosen
-                    .into_iter()
-                    .map(|h| {
-                        let n = fovea_engine::probe::reconstruct::NeuronAt {
-                            layer,
-                            feature: req.feature as usize,
-                            y: h.y as usize,
-                            x: h.x as usize,
-                        };
-                        let b = fovea_engine::probe::reconstruct::fov_box(
-                            &engine.network.convs,
-                            n,
-                            size,
-                        );
-                        let patch_png = if patches {
-                            std::fs::read(&h.image)
-                                .ok()
-                                .and_then(|bytes| {
-                                    fovea_engine::model::profile::decode_image(&bytes, limits).ok()
-                                })
-                                .map(|img| {
-                                    let (resized, _) = engine.profile.preprocess(&img);
-                                    let crop = image::imageops::crop_imm(
-                                        &resized,
-                                        b.x0 as u32,
-                                        b.y0 as u32,
-                                        (b.x1 - b.x0) as u32,
-                                        (b.y1 - b.y0) as u32,
-                                    )
-                                    .to_image();
-                                    render::png(&crop)
-                                })
-                                .unwrap_or_default()
-                        } else {
-                            Vec::new()
-                        };
-                        pb::ScanHit {
-                            image: h.image,
-                            value: h.value,
-                            y: h.y,
-                            x: h.x,
-                            fov: Some(pb::Box {
-                                x0: b.x0 as i32,
-                                y0: b.y0 as i32,
-                                x1: b.x1 as i32,
-                                y1: b.y1 as i32,
-                            }),
-                            patch_png,
-                        }
-                    })
-                    .collect::<Vec<_>>())
-            })
-            .await?;
-        Ok(Response::new(pb::ScanTopResponse {
-            layer: layer as u32,
-            feature: req.feature,
-            hits: answer,
-            scanned: scan.scanned as u64,
-            skipped: scan.skipped.len() as u64,
-        }))
+        let work = move |engine: Arc<Engine>, _: &Stop| {
+            let hits = q.hits.iter().cloned();
+            let hits = hits
+                .map(|h| convert::scan_hit(&engine, &q, h, limits))
+                .collect();
+            Ok((q, hits))
+        };
+        let (q, hits) = self.state.run(stop, work).await?;
+        Ok(Response::new(convert::scan_top(q, hits)))
     }
 
     async fn drop_recording(
@@ -678,8 +379,60 @@ impl Probe for ProbeService {
     ) -> Result<Response<pb::DropRecordingResponse>, Status> {
         let id = request.into_inner().recording_id;
         check_recording_id(&id)?;
-        Ok(Response::new(pb::DropRecordingResponse {
-            dropped: self.state.forget(&id),
-        }))
+        let dropped = self.state.forget(&id);
+        Ok(Response::new(pb::DropRecordingResponse { dropped }))
+    }
+}
+
+/// Runs a maximization on this (blocking) thread, sending its progress and
+/// result to `tx`. The client leaving ends it; shutdown ends it early with
+/// the images so far, then UNAVAILABLE.
+fn stream_maximization(
+    engine: &Engine,
+    job: MaximizeJob,
+    stop: &Stop,
+    tx: &tokio::sync::mpsc::Sender<Result<pb::MaximizeEvent, Status>>,
+) {
+    fovea_engine::priority::lower_this_thread();
+    let started = std::time::Instant::now();
+    let window = engine.fov_window(job.neuron);
+    let every = job.preview_every;
+    let mut shut_down = false;
+    let result = engine.maximize_with(job.neuron, &job.options, |p| {
+        let due = every > 0 && (p.step % every == 0 || p.step == p.total);
+        // A failed send means the client left (or its deadline passed).
+        if tx
+            .blocking_send(Ok(convert::maximize_progress(engine, p, due, window)))
+            .is_err()
+        {
+            return Flow::Cancel;
+        }
+        match stop.check() {
+            Ok(()) => Flow::Continue,
+            Err(Error::ShuttingDown) => {
+                shut_down = true;
+                Flow::Finish
+            }
+            Err(_) => Flow::Cancel,
+        }
+    });
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    match result {
+        Ok(m) => {
+            let _ = tx.blocking_send(Ok(convert::maximize_result(engine, &m)));
+            if shut_down {
+                let steps = job.options.steps;
+                let _ = tx.blocking_send(Err(convert::stopped_by_shutdown(m.steps, steps)));
+                tracing::info!(steps = m.steps, "maximize stopped by shutdown");
+            } else {
+                tracing::info!(steps = job.options.steps, elapsed_ms, "maximize finished");
+            }
+        }
+        Err(Error::Cancelled) => {
+            tracing::info!(elapsed_ms, "maximize cancelled: the client went away");
+        }
+        Err(e) => {
+            let _ = tx.blocking_send(Err(status(e)));
+        }
     }
 }

@@ -31,6 +31,17 @@ use ort::value::TensorRef;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+/// Reconstructions of some neurons of one recording.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReconstructRequest {
+    pub neurons: Vec<NeuronAt>,
+    pub modes: Vec<Mode>,
+    pub start: Start,
+    pub seed: u64,
+    /// Give the linear filter's results their effective bias.
+    pub effective_bias: bool,
+}
+
 /// The four backward modes of the paper.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Mode {
@@ -247,6 +258,25 @@ impl Engine {
         seed: u64,
     ) -> Result<Vec<Reconstruction>> {
         self.reconstruct_until(rec, neurons, modes, start, seed, &Stop::never())
+    }
+
+    /// Every reconstruction `req` asks of `rec`, the linear filter's with
+    /// its effective bias when asked; `stop` is checked between batches.
+    pub fn reconstruct_request(
+        &self,
+        rec: &Recording,
+        req: &ReconstructRequest,
+        stop: &Stop,
+    ) -> Result<Vec<Reconstruction>> {
+        let mut results =
+            self.reconstruct_until(rec, &req.neurons, &req.modes, req.start, req.seed, stop)?;
+        if req.effective_bias && req.modes.contains(&Mode::LinearFilter) {
+            let biases = self.effective_bias_until(rec, &req.neurons, stop)?;
+            for r in results.iter_mut().filter(|r| r.mode == Mode::LinearFilter) {
+                r.effective_bias = biases.get(r.neuron_index).copied();
+            }
+        }
+        Ok(results)
     }
 
     /// [`Self::reconstruct`], checking `stop` before every batch.

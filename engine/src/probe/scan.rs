@@ -8,6 +8,7 @@
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::model::profile::{ImageLimits, decode_image};
+use crate::probe::reconstruct::PixelBox;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::cmp::Ordering;
@@ -412,6 +413,30 @@ fn run_batch(
     results.scanned += batch.len();
     batch.clear();
     Ok(())
+}
+
+/// What a hit's neuron sees of its image file: the file decoded and
+/// prepared as for recording, cropped to the neuron's field of view; `None`
+/// when the file can no longer be read or decoded.
+pub fn fov_patch(
+    engine: &Engine,
+    image: &Path,
+    fov: PixelBox,
+    limits: ImageLimits,
+) -> Option<image::RgbImage> {
+    let bytes = std::fs::read(image).ok()?;
+    let decoded = decode_image(&bytes, limits).ok()?;
+    let (resized, _) = engine.profile.preprocess(&decoded);
+    Some(
+        image::imageops::crop_imm(
+            &resized,
+            fov.x0 as u32,
+            fov.y0 as u32,
+            (fov.x1 - fov.x0) as u32,
+            (fov.y1 - fov.y0) as u32,
+        )
+        .to_image(),
+    )
 }
 
 /// Merges shard results exactly: the union of their hits, top-k again.
