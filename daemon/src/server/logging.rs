@@ -1,75 +1,92 @@
-//! One log line per RPC, with its status and latency.
+//! One log line per RPC, through `tower-http`'s trace layer: each call runs
+//! in an `rpc` span with a request id and its method; the line carries the
+//! gRPC status and the latency in milliseconds (a number, so logs can be
+//! filtered on it). A call that fails before answering is logged when its
+//! headers go out (a trailers-only answer); any other call when its
+//! trailers do, so a stream is logged when it ends, with its duration.
 
-use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tonic::codegen::http::{HeaderMap, Request, Response};
+use tower_http::classify::{GrpcErrorsAsFailures, SharedClassifier};
+use tower_http::trace::{MakeSpan, OnEos, OnResponse, TraceLayer};
+use tracing::Span;
 
-/// One log line per RPC: method, gRPC status and latency.
+/// The trace layer of the server.
+pub type RpcLogLayer =
+    TraceLayer<SharedClassifier<GrpcErrorsAsFailures>, RpcSpan, (), Answered, (), Ended, ()>;
+
+pub fn rpc_log_layer() -> RpcLogLayer {
+    TraceLayer::new_for_grpc()
+        .make_span_with(RpcSpan)
+        .on_request(())
+        .on_response(Answered)
+        .on_body_chunk(())
+        .on_eos(Ended)
+        .on_failure(())
+}
+
+/// The span of one call: `rpc{id=.. method=..}`.
 #[derive(Clone, Copy)]
-pub struct RpcLogLayer;
+pub struct RpcSpan;
 
-impl<S> tower::Layer<S> for RpcLogLayer {
-    type Service = RpcLog<S>;
-    fn layer(&self, inner: S) -> RpcLog<S> {
-        RpcLog { inner }
+impl<B> MakeSpan<B> for RpcSpan {
+    fn make_span(&mut self, request: &Request<B>) -> Span {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        tracing::info_span!(
+            "rpc",
+            id = NEXT.fetch_add(1, Ordering::Relaxed),
+            method = %request.uri().path(),
+            latency_ms = tracing::field::Empty,
+        )
     }
 }
 
-#[derive(Clone)]
-pub struct RpcLog<S> {
-    inner: S,
+/// The answer's headers: a trailers-only answer (an error) is logged here.
+#[derive(Clone, Copy)]
+pub struct Answered;
+
+impl<B> OnResponse<B> for Answered {
+    fn on_response(self, response: &Response<B>, latency: Duration, span: &Span) {
+        span.record("latency_ms", millis(latency));
+        if let Some(code) = grpc_status(response.headers()) {
+            log(code, None);
+        }
+    }
 }
 
-type BoxFuture<T, E> = Pin<Box<dyn std::future::Future<Output = Result<T, E>> + Send>>;
+/// The end of the answer's body: its trailers hold the status.
+#[derive(Clone, Copy)]
+pub struct Ended;
 
-impl<S, B, R> tower::Service<tonic::codegen::http::Request<B>> for RpcLog<S>
-where
-    S: tower::Service<
-            tonic::codegen::http::Request<B>,
-            Response = tonic::codegen::http::Response<R>,
-        >,
-    S::Future: Send + 'static,
-    S::Error: std::fmt::Display,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = BoxFuture<S::Response, S::Error>;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+impl OnEos for Ended {
+    fn on_eos(self, trailers: Option<&HeaderMap>, stream: Duration, _: &Span) {
+        if let Some(code) = trailers.and_then(grpc_status) {
+            log(code, Some(stream));
+        }
     }
+}
 
-    fn call(&mut self, req: tonic::codegen::http::Request<B>) -> Self::Future {
-        let method = req.uri().path().to_string();
-        let started = std::time::Instant::now();
-        let fut = self.inner.call(req);
-        Box::pin(async move {
-            let res = fut.await;
-            // A number, rounded to 0.1 ms, so logs can be filtered on it.
-            let ms = (started.elapsed().as_secs_f64() * 1e4).round() / 10.0;
-            match &res {
-                // Errors travel in the headers of a trailers-only answer;
-                // otherwise the call succeeded (its status follows in trailers).
-                Ok(r) => {
-                    let code = r
-                        .headers()
-                        .get("grpc-status")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse::<i32>().ok())
-                        .unwrap_or(0);
-                    let status = tonic::Code::from_i32(code);
-                    if code == 0 {
-                        tracing::info!(%method, status = ?status, latency_ms = ms, "rpc");
-                    } else {
-                        tracing::warn!(%method, status = ?status, latency_ms = ms, "rpc");
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(%method, latency_ms = ms, "rpc failed: {e}")
-                }
-            }
-            res
-        })
+fn grpc_status(headers: &HeaderMap) -> Option<tonic::Code> {
+    let code = headers
+        .get("grpc-status")?
+        .to_str()
+        .ok()?
+        .parse::<i32>()
+        .ok()?;
+    Some(tonic::Code::from_i32(code))
+}
+
+fn log(code: tonic::Code, stream: Option<Duration>) {
+    let stream_ms = stream.map(millis);
+    if code == tonic::Code::Ok {
+        tracing::info!(status = ?code, stream_ms, "rpc");
+    } else {
+        tracing::warn!(status = ?code, stream_ms, "rpc");
     }
+}
+
+/// Milliseconds rounded to 0.1.
+fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e4).round() / 10.0
 }

@@ -20,7 +20,7 @@ pub use cache::RecordingCache;
 pub use service::{ProbeService, State};
 
 use crate::server::auth::TokenCheck;
-use crate::server::logging::RpcLogLayer;
+use crate::server::logging::rpc_log_layer;
 use fovea_engine::engine::Engine;
 use fovea_engine::model::profile::ImageLimits;
 use fovea_proto::v1::probe_server::ProbeServer;
@@ -135,7 +135,7 @@ pub async fn serve(
             builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
     }
     let router = builder
-        .layer(RpcLogLayer)
+        .layer(rpc_log_layer())
         .add_service(health)
         .add_service(reflection)
         .add_service(service);
