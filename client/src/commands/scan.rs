@@ -5,12 +5,91 @@
 use anyhow::{Context, anyhow, bail};
 use fovea_engine::launch::LoadOptions;
 use fovea_engine::probe::scan::{
-    ScanResults, ScanSettings, list_images, merge as merge_results, scan, shard,
+    ScanResults, ScanSettings, Skipped, list_images, merge as merge_results, scan, shard,
 };
-use serde_json::json;
+use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(subcommand)]
+    merge: Option<ScanCommand>,
+    /// Folder (searched recursively) or list file of images.
+    input: Option<PathBuf>,
+    /// Results file (also the checkpoint an interrupted scan resumes).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long, default_value_t = 9)]
+    k: usize,
+    /// Conv layers: `A..B` (inclusive) or `A,B,C`.
+    #[arg(long, default_value = "1..13")]
+    layers: String,
+    /// This run's slice of the list, `i/n` (0-based).
+    #[arg(long)]
+    shard: Option<String>,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Save progress at least this often (seconds).
+    #[arg(long, default_value_t = 5.0)]
+    checkpoint_secs: f64,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum ScanCommand {
+    /// Merge shard results into one (exact, in any order).
+    Merge {
+        inputs: Vec<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// Runs `fovea scan ...` or `fovea scan merge ...` in this process.
+pub async fn run_command(args: &Args, load: &LoadOptions, json: bool) -> anyhow::Result<()> {
+    if let Some(ScanCommand::Merge { inputs, out }) = &args.merge {
+        return merge(inputs, out, json);
+    }
+    let input = args
+        .input
+        .as_ref()
+        .ok_or_else(|| anyhow!("scan: give a folder or a list file of images"))?;
+    let out = args
+        .out
+        .as_ref()
+        .ok_or_else(|| anyhow!("scan: --out RESULTS is required"))?;
+    let secs = args.checkpoint_secs;
+    let every = std::time::Duration::try_from_secs_f64(secs)
+        .map_err(|_| anyhow!("--checkpoint-secs {secs}: not a duration"))?;
+    let spec = Spec {
+        k: args.k,
+        layers: &args.layers,
+        shard: args.shard.as_deref(),
+        batch: args.batch,
+        checkpoint_every: every,
+    };
+    run(load, input, out, spec, json).await
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    out: &'a Path,
+    scanned: usize,
+    skipped: &'a [Skipped],
+    done: usize,
+    total: usize,
+    shards: &'a [(usize, usize)],
+    images_per_second: f64,
+}
+
+#[derive(Serialize)]
+struct Merged<'a> {
+    out: &'a Path,
+    scanned: usize,
+    shards: &'a [(usize, usize)],
+}
 
 fn parse_layers(s: &str) -> anyhow::Result<Vec<usize>> {
     let bad = || anyhow!("--layers {s:?}: expected A..B (inclusive) or A,B,C");
@@ -45,13 +124,15 @@ fn parse_shard(s: Option<&str>) -> anyhow::Result<(usize, usize)> {
 
 fn report(r: &ScanResults, out: &Path, seconds: f64, json_out: bool) {
     if json_out {
-        println!(
-            "{}",
-            json!({
-                "out": out, "scanned": r.scanned, "skipped": r.skipped, "done": r.done, "total": r.total,
-                "shards": r.shards, "images_per_second": r.scanned as f64 / seconds.max(1e-9),
-            })
-        );
+        super::print_json(&Report {
+            out,
+            scanned: r.scanned,
+            skipped: &r.skipped,
+            done: r.done,
+            total: r.total,
+            shards: &r.shards,
+            images_per_second: r.scanned as f64 / seconds.max(1e-9),
+        });
     } else {
         println!(
             "scanned {} images ({} skipped) of {} in {:.1} s; results in {}",
@@ -68,15 +149,15 @@ fn report(r: &ScanResults, out: &Path, seconds: f64, json_out: bool) {
 }
 
 /// What to scan for, as given on the command line.
-pub struct Spec<'a> {
-    pub k: usize,
-    pub layers: &'a str,
-    pub shard: Option<&'a str>,
-    pub batch: usize,
-    pub checkpoint_every: std::time::Duration,
+struct Spec<'a> {
+    k: usize,
+    layers: &'a str,
+    shard: Option<&'a str>,
+    batch: usize,
+    checkpoint_every: std::time::Duration,
 }
 
-pub async fn run(
+async fn run(
     load: &LoadOptions,
     input: &Path,
     out: &Path,
@@ -157,7 +238,7 @@ pub async fn run(
     }
 }
 
-pub fn merge(inputs: &[PathBuf], out: &Path, json_out: bool) -> anyhow::Result<()> {
+fn merge(inputs: &[PathBuf], out: &Path, json_out: bool) -> anyhow::Result<()> {
     if inputs.is_empty() {
         bail!("scan merge: give the shard results to merge");
     }
@@ -168,10 +249,11 @@ pub fn merge(inputs: &[PathBuf], out: &Path, json_out: bool) -> anyhow::Result<(
     let merged = merge_results(&parts)?;
     merged.save(out)?;
     if json_out {
-        println!(
-            "{}",
-            json!({"out": out, "scanned": merged.scanned, "shards": merged.shards})
-        );
+        super::print_json(&Merged {
+            out,
+            scanned: merged.scanned,
+            shards: &merged.shards,
+        });
     } else {
         println!(
             "merged {} shards ({} images) into {}",

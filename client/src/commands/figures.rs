@@ -1,13 +1,16 @@
 //! The paper's figures for the user's image (fig. 2, 4, 5, 6) and the pieces
 //! the single commands share with them.
 
+use super::reconstruct::{ModeArg, modes_of};
+use super::{Context, decode_png, mode_label, record_image as record};
 use crate::plots::{Figure, GridFigure, Histogram, HistogramFigure, Row, Scale, Tile};
-use crate::{ModeArg, decode_png, mode_label, modes_of, record};
-use anyhow::{Context, anyhow};
+use anyhow::{Context as _, anyhow};
 use fovea_client::picture;
 use fovea_client::{Client, neuron, v1 as pb};
 use image::RgbImage;
+use serde::Serialize;
 use std::path::Path;
+use std::path::PathBuf;
 
 /// Runs a maximization with a progress bar (when `bar`); Ctrl-C cancels it
 /// (the daemon stops within a step).
@@ -94,10 +97,53 @@ fn with_box(input: &RgbImage, fov: &pb::Box) -> RgbImage {
     img
 }
 
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    image: PathBuf,
+    #[arg(long, default_value = "figs")]
+    out: PathBuf,
+    /// Maximization steps for figure 5.
+    #[arg(long, default_value_t = 120)]
+    steps: u32,
+    /// Seed of the random weights (fig. 4) and the random starts (fig. 5).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+#[derive(Serialize)]
+struct View<'a> {
+    out: &'a Path,
+    files: &'a [String],
+}
+
+pub async fn run(args: &Args, ctx: &Context) -> anyhow::Result<()> {
+    let show = |img: &RgbImage| ctx.show(img);
+    let written = all(
+        &ctx.client,
+        &args.image,
+        &args.out,
+        args.steps,
+        args.seed,
+        !ctx.json,
+        &show,
+    )
+    .await?;
+    let view = View {
+        out: &args.out,
+        files: &written,
+    };
+    ctx.print(&view, || {
+        for w in &written {
+            println!("wrote {}", args.out.join(w).display());
+        }
+    });
+    Ok(())
+}
+
 /// Writes fig2, fig4, fig5 and fig6 (each as PNG and SVG) and index.html
 /// into `out`;
 /// returns the file names.
-pub async fn all(
+async fn all(
     client: &Client,
     image: &Path,
     out: &Path,

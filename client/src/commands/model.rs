@@ -1,0 +1,172 @@
+//! `fovea model`: the layer table, where the network runs and where its
+//! weights came from.
+
+use super::Context;
+use fovea_client::v1 as pb;
+use serde::Serialize;
+
+#[derive(Serialize)]
+struct View<'a> {
+    name: &'a str,
+    execution_provider: &'a str,
+    onnxruntime_version: &'a str,
+    runtime: Option<Runtime<'a>>,
+    num_classes: u32,
+    provenance: Provenance<'a>,
+    preprocessing: Preprocessing<'a>,
+    layers: Vec<Layer<'a>>,
+}
+
+#[derive(Serialize)]
+struct Runtime<'a> {
+    provider: &'a str,
+    device: &'a str,
+    driver_version: &'a str,
+    cpu_reason: &'a str,
+    onnxruntime_library: &'a str,
+    cuda_libraries: &'a str,
+    cudnn_version: &'a str,
+}
+
+#[derive(Serialize)]
+struct Provenance<'a> {
+    source: &'a str,
+    origin: &'a str,
+    path: &'a str,
+    sha256: &'a str,
+    size_bytes: u64,
+}
+
+#[derive(Serialize)]
+struct Preprocessing<'a> {
+    profile: &'a str,
+    input_size: u32,
+    layout: &'a str,
+    channel_order: &'a str,
+    scale: f32,
+    mean: &'a [f32],
+    std: &'a [f32],
+}
+
+#[derive(Serialize)]
+struct Layer<'a> {
+    number: u32,
+    name: &'a str,
+    kind: &'static str,
+    channels: u32,
+    height: u32,
+    width: u32,
+    pooled: bool,
+    fov: u32,
+    stride: u32,
+}
+
+impl<'a> View<'a> {
+    fn of(m: &'a pb::ModelInfo, prov: &'a pb::Provenance, pre: &'a pb::Preprocessing) -> Self {
+        View {
+            name: &m.name,
+            execution_provider: &m.execution_provider,
+            onnxruntime_version: &m.onnxruntime_version,
+            runtime: m.runtime.as_ref().map(|r| Runtime {
+                provider: &r.provider,
+                device: &r.device,
+                driver_version: &r.driver_version,
+                cpu_reason: &r.cpu_reason,
+                onnxruntime_library: &r.onnxruntime_library,
+                cuda_libraries: &r.cuda_libraries,
+                cudnn_version: &r.cudnn_version,
+            }),
+            num_classes: m.num_classes,
+            provenance: Provenance {
+                source: &prov.source,
+                origin: &prov.origin,
+                path: &prov.path,
+                sha256: &prov.sha256,
+                size_bytes: prov.size_bytes,
+            },
+            preprocessing: Preprocessing {
+                profile: &pre.profile,
+                input_size: pre.input_size,
+                layout: &pre.layout,
+                channel_order: &pre.channel_order,
+                scale: pre.scale,
+                mean: &pre.mean,
+                std: &pre.std,
+            },
+            layers: m
+                .layers
+                .iter()
+                .map(|l| Layer {
+                    number: l.number,
+                    name: &l.name,
+                    kind: pb::LayerKind::try_from(l.kind).map_or("?", |k| k.as_str_name()),
+                    channels: l.channels,
+                    height: l.height,
+                    width: l.width,
+                    pooled: l.pooled,
+                    fov: l.fov,
+                    stride: l.stride,
+                })
+                .collect(),
+        }
+    }
+}
+
+pub async fn run(ctx: &Context) -> anyhow::Result<()> {
+    let m = ctx.client.model().await?;
+    let prov = m.provenance.clone().unwrap_or_default();
+    let pre = m.preprocessing.clone().unwrap_or_default();
+    ctx.print(&View::of(&m, &prov, &pre), || print_text(&m, &prov, &pre));
+    Ok(())
+}
+
+fn print_text(m: &pb::ModelInfo, prov: &pb::Provenance, pre: &pb::Preprocessing) {
+    println!(
+        "{} on {} (ONNX Runtime {})",
+        m.name,
+        fovea_client::runtime_summary(m),
+        m.onnxruntime_version
+    );
+    if let Some(r) = m.runtime.as_ref().filter(|r| r.provider == "cuda") {
+        println!(
+            "cuda:    driver {}, cuDNN {}, libraries: {}",
+            r.driver_version, r.cudnn_version, r.cuda_libraries
+        );
+    }
+    println!("weights: {} ({}), {}", prov.origin, prov.source, prov.path);
+    println!("sha256:  {}", prov.sha256);
+    println!(
+        "input:   {}x{} {}, {} order, value = (pixel * {} - mean {:?}) / std {:?} [{}]",
+        pre.input_size,
+        pre.input_size,
+        pre.layout,
+        pre.channel_order,
+        pre.scale,
+        pre.mean,
+        pre.std,
+        pre.profile
+    );
+    println!(
+        "{:>3}  {:<8} {:>16} {:>6} {:>6}  pool",
+        "#", "name", "C x H x W", "FOV", "stride"
+    );
+    for l in &m.layers {
+        println!(
+            "{:>3}  {:<8} {:>16} {:>6} {:>6}  {}",
+            l.number,
+            l.name,
+            format!("{}x{}x{}", l.channels, l.height, l.width),
+            if l.fov > 0 {
+                l.fov.to_string()
+            } else {
+                "all".into()
+            },
+            if l.stride > 0 {
+                l.stride.to_string()
+            } else {
+                "-".into()
+            },
+            if l.pooled { "yes" } else { "" }
+        );
+    }
+}
