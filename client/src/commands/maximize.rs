@@ -2,12 +2,12 @@
 //! random starts, with a progress bar; Ctrl-C stops it.
 
 use super::figures::maximize_with_progress;
-use super::{Context, decode_png, layer_of, parse_at, save};
+use super::{Context, NeuronPicture, decode_png, layer_of, parse_at, save};
 use fovea_client::v1 as pb;
 use fovea_client::{maximize_defaults as d, neuron, picture};
 use image::RgbImage;
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -40,11 +40,8 @@ pub struct Args {
 
 #[derive(Serialize)]
 struct View<'a> {
-    layer: &'a str,
-    feature: u32,
-    y: i32,
-    x: i32,
-    out: &'a Path,
+    #[serde(flatten)]
+    neuron: NeuronPicture<'a>,
     objective: &'a [f32],
 }
 
@@ -90,11 +87,13 @@ pub async fn run(args: &Args, ctx: &Context) -> anyhow::Result<()> {
     let img = picture::grid(&tiles, tiles.len(), Some(&title));
     save(&img, &args.out)?;
     let view = View {
-        layer,
-        feature,
-        y,
-        x,
-        out: &args.out,
+        neuron: NeuronPicture {
+            layer,
+            feature,
+            y,
+            x,
+            out: &args.out,
+        },
         objective: &result.objective,
     };
     ctx.print(&view, || {

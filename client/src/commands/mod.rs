@@ -52,6 +52,17 @@ pub enum Command {
     Health(health::Args),
 }
 
+/// The neuron a command worked on and the picture it wrote, as `--json`
+/// shows them.
+#[derive(Serialize)]
+pub struct NeuronPicture<'a> {
+    pub layer: &'a str,
+    pub feature: u32,
+    pub y: i32,
+    pub x: i32,
+    pub out: &'a Path,
+}
+
 /// What a command that talks to a daemon works with.
 pub struct Context {
     pub client: Client,

@@ -1,11 +1,13 @@
 //! `fovea reconstruct IMAGE`: backward reconstructions of one neuron.
 
-use super::{Context, choose_neuron, decode_png, mode_label, parse_at, record_image, save};
+use super::{
+    Context, NeuronPicture, choose_neuron, decode_png, mode_label, parse_at, record_image, save,
+};
 use clap::ValueEnum;
 use fovea_client::v1 as pb;
 use fovea_client::{neuron, picture};
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum ModeArg {
@@ -44,11 +46,8 @@ pub struct Args {
 
 #[derive(Serialize)]
 struct View<'a> {
-    layer: &'a str,
-    feature: u32,
-    y: i32,
-    x: i32,
-    out: &'a Path,
+    #[serde(flatten)]
+    neuron: NeuronPicture<'a>,
     fov: [i32; 4],
     reconstructions: Vec<Reconstruction<'a>>,
 }
@@ -107,11 +106,13 @@ pub async fn run(args: &Args, ctx: &Context) -> anyhow::Result<()> {
         .and_then(|r| r.fov)
         .unwrap_or_default();
     let view = View {
-        layer,
-        feature: f,
-        y,
-        x,
-        out: &args.out,
+        neuron: NeuronPicture {
+            layer,
+            feature: f,
+            y,
+            x,
+            out: &args.out,
+        },
         fov: [fov.x0, fov.y0, fov.x1, fov.y1],
         reconstructions: rr
             .reconstructions

@@ -157,28 +157,28 @@ fn gaussian_kernel(sigma: f32) -> Vec<f32> {
 /// Separable Gaussian blur of each `h x w` plane, edges clamped.
 fn blur(planes: &mut [f32], h: usize, w: usize, sigma: f32) {
     let k = gaussian_kernel(sigma);
-    let r = (k.len() / 2) as i64;
     let mut tmp = vec![0f32; h * w];
     for plane in planes.chunks_mut(h * w) {
-        for y in 0..h {
-            for x in 0..w {
-                let mut s = 0.0;
-                for (j, kv) in k.iter().enumerate() {
-                    let xx = (x as i64 + j as i64 - r).clamp(0, w as i64 - 1) as usize;
-                    s += kv * plane[y * w + xx];
-                }
-                tmp[y * w + x] = s;
+        blur_pass(plane, &mut tmp, (h, w), &k, true);
+        blur_pass(&tmp, plane, (h, w), &k, false);
+    }
+}
+
+/// One pass of a separable blur: `dst` is the `h x w` plane `src`
+/// convolved with `k` along its rows (`along_rows`) or its columns, edges
+/// clamped.
+fn blur_pass(src: &[f32], dst: &mut [f32], (h, w): (usize, usize), k: &[f32], along_rows: bool) {
+    let r = (k.len() / 2) as i64;
+    let last = if along_rows { w } else { h } as i64 - 1;
+    for y in 0..h {
+        for x in 0..w {
+            let at = if along_rows { x } else { y } as i64;
+            let mut s = 0.0;
+            for (j, kv) in k.iter().enumerate() {
+                let t = (at + j as i64 - r).clamp(0, last) as usize;
+                s += kv * src[if along_rows { y * w + t } else { t * w + x }];
             }
-        }
-        for y in 0..h {
-            for x in 0..w {
-                let mut s = 0.0;
-                for (j, kv) in k.iter().enumerate() {
-                    let yy = (y as i64 + j as i64 - r).clamp(0, h as i64 - 1) as usize;
-                    s += kv * tmp[yy * w + x];
-                }
-                plane[y * w + x] = s;
-            }
+            dst[y * w + x] = s;
         }
     }
 }

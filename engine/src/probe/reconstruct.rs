@@ -257,19 +257,26 @@ impl Engine {
         start: Start,
         seed: u64,
     ) -> Result<Vec<Reconstruction>> {
-        self.reconstruct_until(rec, neurons, modes, start, seed, &Stop::never())
+        let req = ReconstructRequest {
+            neurons: neurons.to_vec(),
+            modes: modes.to_vec(),
+            start,
+            seed,
+            effective_bias: false,
+        };
+        self.reconstruct_request(rec, &req, &Stop::never())
     }
 
-    /// Every reconstruction `req` asks of `rec`, the linear filter's with
-    /// its effective bias when asked; `stop` is checked between batches.
+    /// Every reconstruction `req` asks of `rec` (results in neuron-major
+    /// order), the linear filter's with its effective bias when asked;
+    /// `stop` is checked before every batch.
     pub fn reconstruct_request(
         &self,
         rec: &Recording,
         req: &ReconstructRequest,
         stop: &Stop,
     ) -> Result<Vec<Reconstruction>> {
-        let mut results =
-            self.reconstruct_until(rec, &req.neurons, &req.modes, req.start, req.seed, stop)?;
+        let mut results = self.reconstruct_jobs(rec, req, stop)?;
         if req.effective_bias && req.modes.contains(&Mode::LinearFilter) {
             let biases = self.effective_bias_until(rec, &req.neurons, stop)?;
             for r in results.iter_mut().filter(|r| r.mode == Mode::LinearFilter) {
@@ -279,16 +286,13 @@ impl Engine {
         Ok(results)
     }
 
-    /// [`Self::reconstruct`], checking `stop` before every batch.
-    pub fn reconstruct_until(
+    fn reconstruct_jobs(
         &self,
         rec: &Recording,
-        neurons: &[NeuronAt],
-        modes: &[Mode],
-        start: Start,
-        seed: u64,
+        req: &ReconstructRequest,
         stop: &Stop,
     ) -> Result<Vec<Reconstruction>> {
+        let (neurons, modes, start, seed) = (&req.neurons, &req.modes, req.start, req.seed);
         self.check_recording(rec)?;
         let mut jobs: Vec<(usize, NeuronAt, Mode)> = Vec::new();
         for (i, n) in neurons.iter().enumerate() {
