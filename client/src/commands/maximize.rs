@@ -11,10 +11,8 @@ use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    #[arg(long, default_value = "13")]
-    layer: String,
-    #[arg(long)]
-    feature: u32,
+    #[command(flatten)]
+    target: super::FeatureArgs,
     /// Location `Y,X`; default the centre of the layer's grid.
     #[arg(long)]
     at: Option<String>,
@@ -47,7 +45,7 @@ struct View<'a> {
 
 pub async fn run(args: &Args, ctx: &Context) -> anyhow::Result<()> {
     let model = ctx.client.model().await?;
-    let (layer, feature) = (&args.layer, args.feature);
+    let (layer, feature) = (&args.target.layer, args.target.feature);
     let l = layer_of(&model, layer)?;
     let (y, x) = match &args.at {
         Some(a) => parse_at(a)?,

@@ -52,6 +52,15 @@ pub enum Command {
     Health(health::Args),
 }
 
+/// A feature of a layer, as the commands that name both take them.
+#[derive(clap::Args, Debug)]
+pub struct FeatureArgs {
+    #[arg(long, default_value = "13")]
+    pub layer: String,
+    #[arg(long)]
+    pub feature: u32,
+}
+
 /// The neuron a command worked on and the picture it wrote, as `--json`
 /// shows them.
 #[derive(Serialize)]

@@ -11,10 +11,8 @@ use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    #[arg(long, default_value = "13")]
-    layer: String,
-    #[arg(long)]
-    feature: u32,
+    #[command(flatten)]
+    target: super::FeatureArgs,
     #[arg(short, long, default_value_t = 9)]
     k: u32,
     /// Also record each image and show the neuron's four reconstructions
@@ -47,8 +45,8 @@ pub async fn run(args: &Args, ctx: &Context) -> anyhow::Result<()> {
     let client = &ctx.client;
     let top = client
         .scan_top(pb::ScanTopRequest {
-            layer: args.layer.clone(),
-            feature: args.feature,
+            layer: args.target.layer.clone(),
+            feature: args.target.feature,
             k: args.k,
             patches: Some(true),
         })
