@@ -74,14 +74,7 @@ pub fn tiny_model(layout: Layout, head: bool, size: usize) -> Vec<u8> {
     };
     for (k, ((i, o, pooled), (w, b))) in TINY_CONVS.iter().zip(tiny_weights()).enumerate() {
         if *pooled {
-            x = g.node(
-                "MaxPool",
-                &[&x],
-                vec![
-                    ("kernel_shape", Attr::Ints(vec![2, 2])),
-                    ("strides", Attr::Ints(vec![2, 2])),
-                ],
-            );
+            x = max_pool(&mut g, &x);
         }
         let wn = g.initializer(f32_tensor(
             &format!("conv{k}.weight"),
@@ -102,14 +95,7 @@ pub fn tiny_model(layout: Layout, head: bool, size: usize) -> Vec<u8> {
     }
     let last = TINY_CONVS[TINY_CONVS.len() - 1].1;
     if head {
-        x = g.node(
-            "MaxPool",
-            &[&x],
-            vec![
-                ("kernel_shape", Attr::Ints(vec![2, 2])),
-                ("strides", Attr::Ints(vec![2, 2])),
-            ],
-        );
+        x = max_pool(&mut g, &x);
         let flat = g.node("Flatten", &[&x], vec![("axis", Attr::Int(1))]);
         let features = last * (size / 8) * (size / 8);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
@@ -206,4 +192,16 @@ pub fn png_declaring(width: u32, height: u32) -> Vec<u8> {
     );
     chunk(&mut png, b"IEND", &[]);
     png
+}
+
+/// A 2x2/2 max pool.
+fn max_pool(g: &mut GraphBuilder, x: &str) -> String {
+    g.node(
+        "MaxPool",
+        &[x],
+        vec![
+            ("kernel_shape", Attr::Ints(vec![2, 2])),
+            ("strides", Attr::Ints(vec![2, 2])),
+        ],
+    )
 }

@@ -58,6 +58,16 @@ pub(crate) fn dims(n: &'static str, c: usize, s: (Span, Span)) -> [Dim; 4] {
     ]
 }
 
+/// A batch of one location of `top`'s channels: `[n, C, 1, 1]`.
+fn one_neuron(top: &ConvLayer) -> [Dim; 4] {
+    [
+        Dim::Named("n"),
+        Dim::Fixed(top.out_channels as i64),
+        Dim::Fixed(1),
+        Dim::Fixed(1),
+    ]
+}
+
 /// The window sizes of any neuron of `layer` (they do not depend on where
 /// it is, only the offsets do).
 pub(crate) fn tree_of(convs: &[ConvLayer], layer: usize) -> FovTree {
@@ -125,16 +135,7 @@ pub(crate) fn backward_graph(
     let tree = tree_of(convs, layer);
     let mut g = GraphBuilder::new(&format!("backward_l{layer}"));
     let top = &convs[layer - 1];
-    let mut x = g.input(
-        "seed",
-        DataType::Float,
-        &[
-            Dim::Named("n"),
-            Dim::Fixed(top.out_channels as i64),
-            Dim::Fixed(1),
-            Dim::Fixed(1),
-        ],
-    );
+    let mut x = g.input("seed", DataType::Float, &one_neuron(top));
     for i in (1..=layer).rev() {
         let c = &convs[i - 1];
         let u = transposed_conv(&mut g, c, &weights[i - 1], &x, 2);
@@ -205,16 +206,7 @@ pub(crate) fn affine_graph(convs: &[ConvLayer], layer: usize) -> ModelProto {
         // The batch comes in with the first gate (the zero image has batch 1).
         a = g.node("Mul", &[&z, &gate_f], vec![]);
     }
-    g.output(
-        "preact",
-        DataType::Float,
-        &[
-            Dim::Named("n"),
-            Dim::Fixed(top.out_channels as i64),
-            Dim::Fixed(1),
-            Dim::Fixed(1),
-        ],
-    );
+    g.output("preact", DataType::Float, &one_neuron(top));
     g.finish()
 }
 
