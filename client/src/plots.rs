@@ -190,13 +190,9 @@ impl GridFigure {
             y += (self.tile + CAPTION_H + GAP) as i32;
         }
         let note_font = (FONT, 13).into_font().color(&BLACK.mix(0.8));
-        for note in &self.notes {
-            root.draw(&Text::new(
-                note.clone(),
-                (MARGIN as i32, y),
-                note_font.clone(),
-            ))
-            .map_err(e)?;
+        for note in self.note_lines(root.dim_in_pixel().0) {
+            root.draw(&Text::new(note, (MARGIN as i32, y), note_font.clone()))
+                .map_err(e)?;
             y += NOTE_H as i32;
         }
         Ok(())
