@@ -17,6 +17,8 @@ pub enum GraphKind {
     /// Random weights from a seed, rectified.
     Random(u64),
     Affine,
+    /// The affine map's pre-activations at every layer, for linear regions.
+    Region,
     /// Forward + gradient over the FOV window, for maximization.
     Ascent,
 }
@@ -29,6 +31,7 @@ impl GraphKind {
             GraphKind::Trained { linear: true } => format!("backward_l{layer}_linear"),
             GraphKind::Random(seed) => format!("backward_l{layer}_random{seed}"),
             GraphKind::Affine => format!("affine_l{layer}"),
+            GraphKind::Region => format!("region_l{layer}"),
             GraphKind::Ascent => format!("ascent_l{layer}"),
         }
     }

@@ -181,16 +181,7 @@ pub(crate) fn affine_graph(convs: &[ConvLayer], layer: usize) -> ModelProto {
     for i in 1..=layer {
         let c = &convs[i - 1];
         if c.pooled {
-            let pooled = g.node(
-                "AveragePool",
-                &[&a],
-                vec![
-                    ("kernel_shape", Attr::Ints(vec![2, 2])),
-                    ("strides", Attr::Ints(vec![2, 2])),
-                ],
-            );
-            let four = g.initializer(f32_tensor(&format!("four{i}"), &[], &[4.0]));
-            a = g.node("Mul", &[&pooled, &four], vec![]);
+            a = gated_pool(&mut g, &a, i);
         }
         let z = forward_conv(&mut g, c, &a, 0);
         if i == layer {
@@ -207,6 +198,76 @@ pub(crate) fn affine_graph(convs: &[ConvLayer], layer: usize) -> ModelProto {
         a = g.node("Mul", &[&z, &gate_f], vec![]);
     }
     g.output("preact", DataType::Float, &one_neuron(top));
+    g.finish()
+}
+
+/// The max pool feeding conv `i` when its input is already gated by the
+/// switches: the sum of each 2x2 window (the one value the gate lets through).
+fn gated_pool(g: &mut GraphBuilder, a: &str, i: usize) -> String {
+    let pooled = g.node(
+        "AveragePool",
+        &[a],
+        vec![
+            ("kernel_shape", Attr::Ints(vec![2, 2])),
+            ("strides", Attr::Ints(vec![2, 2])),
+        ],
+    );
+    let four = g.initializer(f32_tensor(&format!("four{i}"), &[], &[4.0]));
+    g.node("Mul", &[&pooled, &four], vec![])
+}
+
+/// Forward graph of the affine map fixed by the recorded masks and switches,
+/// on the FOV windows from an input window `x`, exposing every layer's
+/// pre-activations as `z{i}`. Sample k of the batch gets the biases times
+/// `bias_scale[k]`: one run gives the pre-activations at an image (scale 1)
+/// and their derivative along a direction (scale 0).
+pub(crate) fn region_graph(convs: &[ConvLayer], layer: usize) -> ModelProto {
+    let tree = tree_of(convs, layer);
+    let mut g = GraphBuilder::new(&format!("region_l{layer}"));
+    let mut a = g.input("x", DataType::Float, &dims("n", 3, tree.out[0]));
+    let scale = g.input(
+        "bias_scale",
+        DataType::Float,
+        &[Dim::Named("n"), Dim::Fixed(1), Dim::Fixed(1), Dim::Fixed(1)],
+    );
+    for i in 1..=layer {
+        let c = &convs[i - 1];
+        if c.pooled {
+            a = gated_pool(&mut g, &a, i);
+        }
+        let w = g.initializer(f32_tensor(
+            &format!("w{i}"),
+            &[c.out_channels as i64, c.in_channels as i64, 3, 3],
+            &c.weight,
+        ));
+        let b = g.initializer(f32_tensor(
+            &format!("b{i}"),
+            &[1, c.out_channels as i64, 1, 1],
+            &c.bias,
+        ));
+        let linear = g.node(
+            "Conv",
+            &[&a, &w],
+            vec![
+                ("pads", Attr::Ints(vec![0; 4])),
+                ("kernel_shape", Attr::Ints(vec![3, 3])),
+            ],
+        );
+        let bias = g.node("Mul", &[&b, &scale], vec![]);
+        let z = format!("z{i}");
+        g.node_named("Add", &[&linear, &bias], &z, vec![]);
+        g.output(&z, DataType::Float, &dims("n", c.out_channels, tree.out[i]));
+        if i == layer {
+            break;
+        }
+        let gate = g.input(
+            &format!("gate{i}"),
+            DataType::Uint8,
+            &dims("n", c.out_channels, tree.out[i]),
+        );
+        let gate_f = g.to_float(&gate);
+        a = g.node("Mul", &[&z, &gate_f], vec![]);
+    }
     g.finish()
 }
 

@@ -3,6 +3,8 @@
 //! pictures of their results.
 
 pub mod maximize;
+pub mod patterns;
 pub mod reconstruct;
+pub mod regions;
 pub mod render;
 pub mod scan;

@@ -136,9 +136,9 @@ pub fn fov_box(convs: &[ConvLayer], n: NeuronAt, size: usize) -> PixelBox {
 
 /// One sample of a backward batch: its FOV tree and whether the mode uses the
 /// ReLU masks (the deconvnet keeps the switches only).
-struct GateSample {
-    tree: FovTree,
-    masks: bool,
+pub(crate) struct GateSample {
+    pub tree: FovTree,
+    pub masks: bool,
 }
 
 /// The 0/1 gate windows of hidden layer `i` for every sample, concatenated.
@@ -187,7 +187,7 @@ fn gate_batch(convs: &[ConvLayer], rec: &Recording, samples: &[GateSample], i: u
 
 /// The gate batches of hidden layers 1..layer (index i - 1 is `gate{i}`),
 /// layers spread over the cores.
-fn gate_batches(
+pub(crate) fn gate_batches(
     convs: &[ConvLayer],
     rec: &Recording,
     samples: &[GateSample],
@@ -357,7 +357,7 @@ impl Engine {
             .collect()
     }
 
-    fn check_recording(&self, rec: &Recording) -> Result<()> {
+    pub(crate) fn check_recording(&self, rec: &Recording) -> Result<()> {
         if rec.layers.len() != self.network.convs.len()
             || rec.input.len() != 3 * self.profile.input_size.pow(2)
         {
@@ -500,7 +500,7 @@ impl Engine {
 }
 
 /// The `gate{i}` inputs of a batch of `n` samples.
-fn gate_inputs<'a>(
+pub(crate) fn gate_inputs<'a>(
     convs: &[ConvLayer],
     size_tree: &FovTree,
     n: usize,

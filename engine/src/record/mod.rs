@@ -37,6 +37,11 @@ impl Bits {
     }
 
     #[inline]
+    pub fn toggle(&mut self, i: usize) {
+        self.words[i / 64] ^= 1 << (i % 64);
+    }
+
+    #[inline]
     pub fn get(&self, i: usize) -> bool {
         self.words[i / 64] >> (i % 64) & 1 == 1
     }

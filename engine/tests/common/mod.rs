@@ -12,6 +12,8 @@ use fovea_engine::runtime::Runtime;
 use fovea_engine::supply::{ExecutionProvider, Provenance, resolve_ort_library};
 use std::path::PathBuf;
 
+pub mod reference;
+
 pub const TINY_SIZE: usize = 32;
 
 pub fn runtime() -> std::sync::Arc<Runtime> {

@@ -1,0 +1,507 @@
+//! Linear regions around an image (paper section 3.1). Under one
+//! configuration of ReLU masks and pool switches the network is affine, so
+//! along a line x(t) = x0 + t d every pre-activation, and every difference
+//! between a pool window's maximum and another of its values, is affine in
+//! t. The region of a neuron (its FOV tree's configuration) ends where the
+//! first of them reaches zero; both ends are solved exactly from one run of
+//! the affine graph over the FOV windows at the image and along d.
+//!
+//! The neuron's own ReLU does not enter its pre-activation, so the region is
+//! that of the pre-activation's linear filter: masks of the layers below it
+//! and the switches of the pools in its tree.
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::graphs::GraphKind;
+use crate::graphs::transposed::{region_graph, tree_of};
+use crate::model::network::fov_tree;
+use crate::probe::patterns::clip;
+use crate::probe::reconstruct::{GateSample, Mode, NeuronAt, Start, gate_batches, gate_inputs};
+use crate::record::Recording;
+use crate::runtime::sessions::poisoned;
+use crate::stop::Stop;
+use ort::value::TensorRef;
+use rand::SeedableRng;
+use rand_distr::{Distribution, StandardNormal};
+
+/// Which way to go from the recorded image.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Direction {
+    /// The neuron's own linear filter (the gradient of its pre-activation),
+    /// unit norm.
+    Gradient,
+    /// Gaussian over the whole input, seeded (ChaCha8), unit norm.
+    Random(u64),
+    /// Toward another input: d = other - x0, so t = 1 reaches it.
+    Toward(Vec<f32>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlipKind {
+    /// A ReLU changes state (the pre-activation crosses zero).
+    Relu,
+    /// A pool window's maximum moves to this position.
+    Switch,
+}
+
+/// The unit whose change ends a region: a position of conv layer `layer`'s
+/// grid (for a switch, the pool window over that grid containing it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flip {
+    pub kind: FlipKind,
+    pub layer: usize,
+    pub feature: usize,
+    pub y: usize,
+    pub x: usize,
+}
+
+/// One end of a region: where it is (in t from the base point), which unit
+/// changes there, and the neuron's pre-activation there.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Boundary {
+    pub t: f64,
+    pub flip: Flip,
+    pub value: f64,
+}
+
+/// The region of a neuron around a base point along a direction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Region {
+    /// The neuron's pre-activation at the base point and its derivative
+    /// along the direction (constant inside the region).
+    pub value: f64,
+    pub slope: f64,
+    /// The nearest boundary at t >= 0 and at t <= 0; None where the region
+    /// is unbounded that way.
+    pub forward: Option<Boundary>,
+    pub backward: Option<Boundary>,
+    /// The next boundary after `forward` as seen from this region, so a walk
+    /// knows how far past `forward` it may step without skipping a region.
+    pub next_forward: Option<f64>,
+}
+
+/// One linear piece of the neuron's profile along a walk: from t0 to t1 the
+/// pre-activation goes linearly from v0 to v1; `end` is the unit that
+/// changes at t1 (None at the end of the walk).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Segment {
+    pub t0: f64,
+    pub t1: f64,
+    pub v0: f64,
+    pub v1: f64,
+    pub end: Option<Flip>,
+}
+
+/// The neuron's piecewise-linear profile over `[from, to]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    pub from: f64,
+    pub to: f64,
+    /// In order of t; one per region crossed.
+    pub segments: Vec<Segment>,
+    /// False when the walk stopped at its region bound before `to`.
+    pub complete: bool,
+}
+
+/// The nearest zero crossings of constraints g(t) = g0 + t gd >= 0.
+#[derive(Default)]
+struct Crossings {
+    forward: Option<(f64, Flip)>,
+    second: Option<f64>,
+    backward: Option<(f64, Flip)>,
+}
+
+impl Crossings {
+    fn consider(&mut self, g0: f32, gd: f32, flip: Flip) {
+        // The configuration holds at the base point; a value a rounding
+        // error below zero is at the boundary.
+        let (g0, gd) = ((g0 as f64).max(0.0), gd as f64);
+        if gd < 0.0 {
+            let t = g0 / -gd;
+            match self.forward {
+                Some((best, _)) if t >= best => {
+                    if self.second.is_none_or(|s| t < s) {
+                        self.second = Some(t);
+                    }
+                }
+                _ => {
+                    self.second = self.forward.map(|(b, _)| b);
+                    self.forward = Some((t, flip));
+                }
+            }
+        } else if gd > 0.0 {
+            let t = -g0 / gd;
+            if self.backward.is_none_or(|(best, _)| t > best) {
+                self.backward = Some((t, flip));
+            }
+        }
+    }
+}
+
+fn unit_norm(mut v: Vec<f32>, what: &str) -> Result<Vec<f32>> {
+    let norm = v.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt();
+    if !(norm > 0.0 && norm.is_finite()) {
+        return Err(Error::invalid("direction", format!("{what} is zero")));
+    }
+    v.iter_mut().for_each(|x| *x = (*x as f64 / norm) as f32);
+    Ok(v)
+}
+
+impl Engine {
+    /// The vector `direction` stands for at `rec` for neuron `n`.
+    pub fn direction(
+        &self,
+        rec: &Recording,
+        n: NeuronAt,
+        direction: &Direction,
+    ) -> Result<Vec<f32>> {
+        self.check_recording(rec)?;
+        match direction {
+            Direction::Gradient => {
+                let filter = self
+                    .reconstruct(rec, &[n], &[Mode::LinearFilter], Start::OneHot, 0)?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| Error::Runtime("the linear filter was not computed".into()))?;
+                unit_norm(filter.values, "the neuron's linear filter")
+            }
+            Direction::Random(seed) => {
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(*seed);
+                let v = (0..rec.input.len())
+                    .map(|_| StandardNormal.sample(&mut rng))
+                    .collect();
+                unit_norm(v, "the random direction")
+            }
+            Direction::Toward(other) => {
+                if other.len() != rec.input.len() {
+                    return Err(Error::invalid(
+                        "direction",
+                        "the other input has another size",
+                    ));
+                }
+                let d: Vec<f32> = other.iter().zip(&rec.input).map(|(b, a)| b - a).collect();
+                if d.iter().all(|&v| v == 0.0) {
+                    return Err(Error::invalid(
+                        "direction",
+                        "the two recordings have the same input",
+                    ));
+                }
+                Ok(d)
+            }
+        }
+    }
+
+    /// The region of neuron `n` around `rec`'s input along `d`, under
+    /// `rec`'s configuration.
+    pub fn linear_region(&self, rec: &Recording, n: NeuronAt, d: &[f32]) -> Result<Region> {
+        self.check_recording(rec)?;
+        self.region_at(rec, &rec.input, n, d)
+    }
+
+    /// The region around `base` along `d` under the masks and switches of
+    /// `config` (which must hold at `base`).
+    fn region_at(
+        &self,
+        config: &Recording,
+        base: &[f32],
+        n: NeuronAt,
+        d: &[f32],
+    ) -> Result<Region> {
+        let rec = config;
+        if d.len() != base.len() {
+            return Err(Error::invalid(
+                "direction",
+                format!("has {} values; the input has {}", d.len(), base.len()),
+            ));
+        }
+        let convs = &self.network.convs;
+        let layer = n.layer;
+        let tree = fov_tree(convs, layer, n.y, n.x);
+        let s = self.profile.input_size;
+        let (wy, wx) = tree.out[0];
+        let per_in = 3 * wy.len * wx.len;
+        let mut x = vec![0f32; 2 * per_in];
+        let (y0, y1) = wy.clip(s);
+        let (x0, x1) = wx.clip(s);
+        for (k, src) in [base, d].into_iter().enumerate() {
+            for c in 0..3 {
+                for y in y0..y1 {
+                    let at = k * per_in + (c * wy.len + (y as i64 - wy.start) as usize) * wx.len;
+                    let from = (c * s + y) * s;
+                    let lo = at + (x0 as i64 - wx.start) as usize;
+                    x[lo..lo + (x1 - x0)].copy_from_slice(&src[from + x0..from + x1]);
+                }
+            }
+        }
+        let samples: Vec<GateSample> = (0..2)
+            .map(|_| GateSample {
+                tree: tree.clone(),
+                masks: true,
+            })
+            .collect();
+        let gates = gate_batches(convs, rec, &samples, layer)?;
+        let size_tree = tree_of(convs, layer);
+        let session =
+            self.cached_graph(layer, GraphKind::Region, || Ok(region_graph(convs, layer)))?;
+        let scale = [1f32, 0.0];
+        let mut inputs = gate_inputs(convs, &size_tree, 2, &gates)?;
+        inputs.push((
+            "x".into(),
+            TensorRef::from_array_view(([2, 3, wy.len, wx.len], x.as_slice()))?.into(),
+        ));
+        inputs.push((
+            "bias_scale".into(),
+            TensorRef::from_array_view(([2usize, 1, 1, 1], &scale[..]))?.into(),
+        ));
+        let mut crossings = Crossings::default();
+        let (value, slope);
+        {
+            let mut session = session.lock().map_err(poisoned)?;
+            let outputs = session.run(inputs)?;
+            for i in 1..layer {
+                let (_, z) = outputs[format!("z{i}").as_str()].try_extract_tensor::<f32>()?;
+                relu_crossings(rec, &tree, i, z, &mut crossings);
+                if convs[i].pooled {
+                    switch_crossings(rec, &tree, i, z, &mut crossings);
+                }
+            }
+            let (_, top) = outputs[format!("z{layer}").as_str()].try_extract_tensor::<f32>()?;
+            let c_top = convs[layer - 1].out_channels;
+            value = top[n.feature] as f64;
+            slope = top[c_top + n.feature] as f64;
+        }
+        let boundary = |(t, flip): (f64, Flip)| Boundary {
+            t,
+            flip,
+            value: value + slope * t,
+        };
+        Ok(Region {
+            value,
+            slope,
+            forward: crossings.forward.map(boundary),
+            backward: crossings.backward.map(boundary),
+            next_forward: crossings.second,
+        })
+    }
+
+    /// The neuron's profile along `x0 + t d` for t in `[from, to]`, region by
+    /// region, for at most `max_regions` regions: each region's forward end
+    /// is solved, the unit that changes there is changed in the
+    /// configuration, and the next region starts at that end. The walk
+    /// never re-records near a boundary, where a forward pass in floating
+    /// point could not tell the two sides apart; only the start is recorded
+    /// (when it is not the recording's own input). Ends that coincide give
+    /// no region of zero width. `progress` gets the regions so far and the
+    /// t reached.
+    #[allow(clippy::too_many_arguments)]
+    pub fn walk_regions(
+        &self,
+        rec: &Recording,
+        n: NeuronAt,
+        d: &[f32],
+        (from, to): (f64, f64),
+        max_regions: usize,
+        stop: &Stop,
+        progress: &mut dyn FnMut(usize, f64),
+    ) -> Result<Profile> {
+        self.check_recording(rec)?;
+        if !(from.is_finite() && to.is_finite() && from < to) {
+            return Err(Error::invalid(
+                "extent",
+                "the walk needs from < to, both finite",
+            ));
+        }
+        let at = |t: f64| -> Vec<f32> {
+            rec.input
+                .iter()
+                .zip(d)
+                .map(|(&x, &v)| (x as f64 + t * v as f64) as f32)
+                .collect()
+        };
+        let mut config = if from == 0.0 {
+            rec.clone()
+        } else {
+            self.record_tensor(at(from))?
+        };
+        let mut t = from;
+        let mut segments = Vec::new();
+        let done = |segments, complete| Profile {
+            from,
+            to,
+            segments,
+            complete,
+        };
+        // Coinciding ends cost a pass each without a region; bound them too.
+        for _ in 0..max_regions.saturating_mul(8).max(64) {
+            stop.check()?;
+            let r = self.region_at(&config, &at(t), n, d)?;
+            let value = |s: f64| r.value + r.slope * (s - t);
+            let end = r.forward.map_or(f64::INFINITY, |b| t + b.t.max(0.0));
+            if end > t || end >= to {
+                let t1 = end.min(to);
+                segments.push(Segment {
+                    t0: t,
+                    t1,
+                    v0: value(t),
+                    v1: value(t1),
+                    end: r.forward.filter(|_| end < to).map(|b| b.flip),
+                });
+                progress(segments.len(), t1);
+                if end >= to {
+                    return Ok(done(segments, true));
+                }
+                if segments.len() >= max_regions {
+                    return Ok(done(segments, false));
+                }
+            }
+            if let Some(b) = r.forward {
+                cross(&mut config, b.flip);
+            }
+            t = end;
+        }
+        Ok(done(segments, false))
+    }
+}
+
+/// The configuration on the far side of `flip`: its ReLU toggled, or the
+/// pool window's switch moved to it.
+fn cross(config: &mut Recording, flip: Flip) {
+    let l = config.layer(flip.layer);
+    let (h, w) = (l.height, l.width);
+    let unit = |y: usize, x: usize| (flip.feature * h + y) * w + x;
+    match flip.kind {
+        FlipKind::Relu => config.layers[flip.layer - 1]
+            .mask
+            .toggle(unit(flip.y, flip.x)),
+        FlipKind::Switch => {
+            let Some(switches) = config.layers[flip.layer].switches.as_mut() else {
+                return;
+            };
+            let (wy, wx) = (flip.y & !1, flip.x & !1);
+            for (y, x) in [(wy, wx), (wy, wx + 1), (wy + 1, wx), (wy + 1, wx + 1)] {
+                if switches.get(unit(y, x)) {
+                    switches.toggle(unit(y, x));
+                }
+            }
+            switches.toggle(unit(flip.y, flip.x));
+        }
+    }
+}
+
+/// Crossings of the ReLUs of hidden layer `i` inside the tree; `z` holds
+/// the layer's window at the base point, then its derivative.
+fn relu_crossings(
+    rec: &Recording,
+    tree: &crate::model::network::FovTree,
+    i: usize,
+    z: &[f32],
+    out: &mut Crossings,
+) {
+    let l = rec.layer(i);
+    let (sy, sx) = tree.out[i];
+    let per = l.channels * sy.len * sx.len;
+    let rect = clip(tree.out[i], l.height, l.width);
+    for c in 0..l.channels {
+        for y in rect.y0..rect.y1 {
+            for x in rect.x0..rect.x1 {
+                let k = (c * sy.len + (y as i64 - sy.start) as usize) * sx.len
+                    + (x as i64 - sx.start) as usize;
+                let on = l.mask.get((c * l.height + y) * l.width + x);
+                let sign = if on { 1.0 } else { -1.0 };
+                let flip = Flip {
+                    kind: FlipKind::Relu,
+                    layer: i,
+                    feature: c,
+                    y,
+                    x,
+                };
+                out.consider(sign * z[k], sign * z[per + k], flip);
+            }
+        }
+    }
+}
+
+/// Crossings of the switches of the pool after hidden layer `i` inside the
+/// tree: the window's maximum against each other value of the window.
+fn switch_crossings(
+    rec: &Recording,
+    tree: &crate::model::network::FovTree,
+    i: usize,
+    z: &[f32],
+    out: &mut Crossings,
+) {
+    let l = rec.layer(i);
+    let Some(switches) = rec.layer(i + 1).switches.as_ref() else {
+        return;
+    };
+    let (h, w) = (l.height, l.width);
+    let (sy, sx) = tree.out[i];
+    let per = l.channels * sy.len * sx.len;
+    let rect = clip(tree.out[i], h, w).pool_windows(h, w);
+    for c in 0..l.channels {
+        for wy in (rect.y0..rect.y1).step_by(2) {
+            for wx in (rect.x0..rect.x1).step_by(2) {
+                let cells = [(wy, wx), (wy, wx + 1), (wy + 1, wx), (wy + 1, wx + 1)];
+                let value = |(y, x): (usize, usize)| {
+                    let unit = (c * h + y) * w + x;
+                    if !l.mask.get(unit) {
+                        return (0.0, 0.0);
+                    }
+                    let k = (c * sy.len + (y as i64 - sy.start) as usize) * sx.len
+                        + (x as i64 - sx.start) as usize;
+                    // Active means non-negative: a rounding error below
+                    // zero would move a tie with a window of zeros.
+                    (z[k].max(0.0), z[per + k])
+                };
+                let Some(&max) = cells
+                    .iter()
+                    .find(|&&(y, x)| switches.get((c * h + y) * w + x))
+                else {
+                    continue;
+                };
+                let (m0, md) = value(max);
+                for &(y, x) in cells.iter().filter(|&&p| p != max) {
+                    let (v0, vd) = value((y, x));
+                    let flip = Flip {
+                        kind: FlipKind::Switch,
+                        layer: i,
+                        feature: c,
+                        y,
+                        x,
+                    };
+                    out.consider(m0 - v0, md - vd, flip);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flip(layer: usize) -> Flip {
+        Flip {
+            kind: FlipKind::Relu,
+            layer,
+            feature: 0,
+            y: 0,
+            x: 0,
+        }
+    }
+
+    #[test]
+    fn crossings_keep_the_nearest_each_way_and_the_next_forward() {
+        let mut c = Crossings::default();
+        c.consider(2.0, -1.0, flip(1)); // t = 2
+        c.consider(1.0, -1.0, flip(2)); // t = 1
+        c.consider(3.0, -1.0, flip(3)); // t = 3
+        c.consider(1.5, -1.0, flip(4)); // t = 1.5
+        c.consider(1.0, 2.0, flip(5)); // t = -0.5
+        c.consider(3.0, 1.0, flip(6)); // t = -3
+        c.consider(-1e-9, 0.0, flip(7)); // never
+        assert_eq!(c.forward, Some((1.0, flip(2))));
+        assert_eq!(c.second, Some(1.5));
+        assert_eq!(c.backward, Some((-0.5, flip(5))));
+    }
+}
