@@ -330,13 +330,29 @@ impl Client {
         F: Fn(ProbeClient<Channel>) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
+        self.with_recordings(&[id.to_string()], call).await
+    }
+
+    /// [`Self::with_recording`] for a call naming several recordings: on
+    /// NOT_FOUND every remembered one is sent again (recording is
+    /// idempotent), then the call is retried once.
+    async fn with_recordings<T, F, Fut>(&self, ids: &[String], call: F) -> Result<T>
+    where
+        F: Fn(ProbeClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
         match call(self.inner.clone()).await {
             Err(s) if s.code() == tonic::Code::NotFound => {
-                let image = self.images.lock().ok().and_then(|m| m.get(id).cloned());
-                let Some((bytes, label)) = image else {
+                let images: Vec<_> = ids
+                    .iter()
+                    .filter_map(|id| self.images.lock().ok().and_then(|m| m.get(id).cloned()))
+                    .collect();
+                if images.is_empty() {
                     return Err(s.into());
-                };
-                self.record(bytes, &label).await?;
+                }
+                for (bytes, label) in images {
+                    self.record(bytes, &label).await?;
+                }
                 Ok(call(self.inner.clone()).await?.into_inner())
             }
             r => Ok(r?.into_inner()),
@@ -396,6 +412,34 @@ impl Client {
             .maximize(self.req(req))
             .await?
             .into_inner())
+    }
+
+    /// Compares two recordings' activation patterns; an evicted recording
+    /// this client made is sent again.
+    pub async fn compare_patterns(
+        &self,
+        req: pb::ComparePatternsRequest,
+    ) -> Result<pb::ComparePatternsResponse> {
+        let ids = [req.recording_a.clone(), req.recording_b.clone()];
+        self.with_recordings(&ids, |mut c| {
+            let r = self.req(req.clone());
+            async move { c.compare_patterns(r).await }
+        })
+        .await
+    }
+
+    /// Starts a linear-region query; walk progress and the result arrive on
+    /// the stream.
+    pub async fn linear_region(
+        &self,
+        req: pb::LinearRegionRequest,
+    ) -> Result<tonic::Streaming<pb::LinearRegionEvent>> {
+        let ids = [req.recording_id.clone(), req.toward_recording.clone()];
+        self.with_recordings(&ids, |mut c| {
+            let r = self.req(req.clone());
+            async move { c.linear_region(r).await }
+        })
+        .await
     }
 
     pub async fn scan_top(&self, req: pb::ScanTopRequest) -> Result<pb::ScanTopResponse> {

@@ -109,22 +109,7 @@ impl GridFigure {
 
     /// The notes, wrapped to the figure's width.
     fn note_lines(&self, width: u32) -> Vec<String> {
-        let chars = ((width - 2 * MARGIN) / 7).max(40) as usize;
-        let mut out = Vec::new();
-        for note in &self.notes {
-            let mut line = String::new();
-            for word in note.split_whitespace() {
-                if !line.is_empty() && line.len() + 1 + word.len() > chars {
-                    out.push(std::mem::take(&mut line));
-                }
-                if !line.is_empty() {
-                    line.push(' ');
-                }
-                line.push_str(word);
-            }
-            out.push(line);
-        }
-        out
+        wrap(&self.notes, note_chars(width))
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()>
@@ -189,13 +174,7 @@ impl GridFigure {
             }
             y += (self.tile + CAPTION_H + GAP) as i32;
         }
-        let note_font = (FONT, 13).into_font().color(&BLACK.mix(0.8));
-        for note in self.note_lines(root.dim_in_pixel().0) {
-            root.draw(&Text::new(note, (MARGIN as i32, y), note_font.clone()))
-                .map_err(e)?;
-            y += NOTE_H as i32;
-        }
-        Ok(())
+        draw_notes(root, &self.notes, y)
     }
 }
 
@@ -335,6 +314,298 @@ impl HistogramFigure {
     }
 }
 
+/// One line of a [`LineFigure`]: its points in order, and whether each
+/// point gets a marker.
+pub struct Series {
+    pub name: String,
+    pub colour: RGBColor,
+    pub points: Vec<(f64, f64)>,
+    pub markers: bool,
+}
+
+/// Panels of lines stacked over one x axis, each with its own y axis and
+/// legend, and notes under them.
+pub struct LineFigure {
+    pub title: String,
+    pub x_label: String,
+    pub panels: Vec<Panel>,
+    /// Fixed x range; None fits the data.
+    pub x_range: Option<(f64, f64)>,
+    /// Vertical marks on every panel: (x, label).
+    pub marks: Vec<(f64, String)>,
+    pub notes: Vec<String>,
+}
+
+/// One panel of a [`LineFigure`].
+pub struct Panel {
+    pub y_label: String,
+    pub series: Vec<Series>,
+    /// Fixed y range; None fits the data.
+    pub y_range: Option<(f64, f64)>,
+}
+
+/// A square matrix of values in [0, 1] with labelled rows and columns and
+/// a colour bar.
+pub struct MatrixFigure {
+    pub title: String,
+    pub labels: Vec<String>,
+    pub values: Vec<Vec<f64>>,
+    pub bar_label: String,
+    pub notes: Vec<String>,
+}
+
+/// Wraps notes to lines of at most `chars` characters.
+fn wrap(notes: &[String], chars: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    for note in notes {
+        let mut line = String::new();
+        for word in note.split_whitespace() {
+            if !line.is_empty() && line.len() + 1 + word.len() > chars {
+                out.push(std::mem::take(&mut line));
+            }
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+        out.push(line);
+    }
+    out
+}
+
+const PLOT_W: u32 = 900;
+const PANEL_H: u32 = 440;
+const LOWER_PANEL_H: u32 = 280;
+const TITLE_ROW_H: u32 = 44;
+
+/// The range of values `v` spans, padded by 8% (a flat one by 1).
+fn fitted(v: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = v.fold((f64::MAX, f64::MIN), |(lo, hi), x| (lo.min(x), hi.max(x)));
+    if lo > hi {
+        (0.0, 1.0)
+    } else if hi - lo < 1e-12 * hi.abs().max(1.0) {
+        (lo - 1.0, hi + 1.0)
+    } else {
+        let pad = (hi - lo) * 0.08;
+        (lo - pad, hi + pad)
+    }
+}
+
+fn draw_notes<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    notes: &[String],
+    y: i32,
+) -> anyhow::Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let font = (FONT, 13).into_font().color(&BLACK.mix(0.8));
+    let width = root.dim_in_pixel().0;
+    for (i, note) in wrap(notes, note_chars(width)).into_iter().enumerate() {
+        root.draw(&Text::new(
+            note,
+            (MARGIN as i32, y + i as i32 * NOTE_H as i32),
+            font.clone(),
+        ))
+        .map_err(|x| anyhow!("drawing: {x:?}"))?;
+    }
+    Ok(())
+}
+
+fn note_chars(width: u32) -> usize {
+    ((width - 2 * MARGIN) / 7).max(40) as usize
+}
+
+impl LineFigure {
+    fn panels_h(&self) -> u32 {
+        PANEL_H + LOWER_PANEL_H * self.panels.len().saturating_sub(1) as u32
+    }
+
+    fn size(&self) -> (u32, u32) {
+        let notes = wrap(&self.notes, note_chars(PLOT_W)).len() as u32;
+        (
+            PLOT_W,
+            TITLE_ROW_H + self.panels_h() + notes * NOTE_H + MARGIN,
+        )
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()>
+    where
+        DB::ErrorType: 'static,
+    {
+        let e = |x: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("drawing: {x:?}");
+        root.fill(&WHITE).map_err(e)?;
+        let title = (FONT, 20).into_font().style(FontStyle::Bold).color(&BLACK);
+        root.draw(&Text::new(
+            self.title.as_str(),
+            (MARGIN as i32, MARGIN as i32),
+            title,
+        ))
+        .map_err(e)?;
+        let (_, body) = root.split_vertically(TITLE_ROW_H);
+        let (mut plots, rest) = body.split_vertically(self.panels_h());
+        let xs = self.panels.iter().flat_map(|p| &p.series);
+        let (x0, x1) = self
+            .x_range
+            .unwrap_or_else(|| fitted(xs.flat_map(|s| s.points.iter().map(|p| p.0))));
+        for (i, panel) in self.panels.iter().enumerate() {
+            let last = i + 1 == self.panels.len();
+            let h = if i == 0 { PANEL_H } else { LOWER_PANEL_H };
+            let (area, below) =
+                plots.split_vertically(if last { plots.dim_in_pixel().1 } else { h });
+            plots = below;
+            let (y0, y1) = panel.y_range.unwrap_or_else(|| {
+                fitted(
+                    panel
+                        .series
+                        .iter()
+                        .flat_map(|s| s.points.iter().map(|p| p.1)),
+                )
+            });
+            let mut chart = ChartBuilder::on(&area)
+                .margin(MARGIN)
+                .x_label_area_size(if last { 44 } else { 8 })
+                .y_label_area_size(80)
+                .build_cartesian_2d(x0..x1, y0..y1)
+                .map_err(e)?;
+            let y_ticks = |v: &f64| tick_label(*v, y1 - y0);
+            let x_ticks = |v: &f64| tick_label(*v, x1 - x0);
+            let mut mesh = chart.configure_mesh();
+            mesh.bold_line_style(BLACK.mix(0.12))
+                .light_line_style(WHITE.mix(0.0))
+                .y_desc(&panel.y_label)
+                .y_label_formatter(&y_ticks)
+                .x_label_formatter(&x_ticks)
+                .label_style((FONT, 12))
+                .axis_desc_style((FONT, 14));
+            if last {
+                mesh.x_desc(&self.x_label);
+            } else {
+                mesh.x_labels(0);
+            }
+            mesh.draw().map_err(e)?;
+            for (x, label) in &self.marks {
+                chart
+                    .draw_series(LineSeries::new(
+                        [(*x, y0), (*x, y1)],
+                        BLACK.mix(0.5).stroke_width(1),
+                    ))
+                    .map_err(e)?;
+                if i == 0 {
+                    chart
+                        .draw_series(std::iter::once(Text::new(
+                            label.clone(),
+                            (*x, y1),
+                            (FONT, 12).into_font().color(&BLACK),
+                        )))
+                        .map_err(e)?;
+                }
+            }
+            for s in &panel.series {
+                let colour = s.colour;
+                chart
+                    .draw_series(LineSeries::new(
+                        s.points.iter().copied(),
+                        colour.stroke_width(2),
+                    ))
+                    .map_err(e)?
+                    .label(s.name.as_str())
+                    .legend(move |(x, y)| {
+                        PathElement::new([(x, y), (x + 18, y)], colour.stroke_width(2))
+                    });
+                if s.markers {
+                    chart
+                        .draw_series(s.points.iter().map(|&p| Circle::new(p, 3, colour.filled())))
+                        .map_err(e)?;
+                }
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::LowerRight)
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK.mix(0.3))
+                .label_font((FONT, 12))
+                .draw()
+                .map_err(e)?;
+        }
+        draw_notes(&rest, &self.notes, 4)
+    }
+}
+
+impl MatrixFigure {
+    const CELL_AREA: u32 = 620;
+
+    fn size(&self) -> (u32, u32) {
+        let w = LABEL_W + Self::CELL_AREA + BAR_W + 2 * MARGIN + 40;
+        let notes = wrap(&self.notes, note_chars(w)).len() as u32;
+        (
+            w,
+            TITLE_H + Self::CELL_AREA + 60 + notes * NOTE_H + 2 * MARGIN,
+        )
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()>
+    where
+        DB::ErrorType: 'static,
+    {
+        let e = |x: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("drawing: {x:?}");
+        root.fill(&WHITE).map_err(e)?;
+        let title = (FONT, 20).into_font().style(FontStyle::Bold).color(&BLACK);
+        root.draw(&Text::new(
+            self.title.as_str(),
+            (MARGIN as i32, MARGIN as i32),
+            title,
+        ))
+        .map_err(e)?;
+        let n = self.labels.len().max(1);
+        let cell = (Self::CELL_AREA / n as u32).max(1) as i32;
+        let (ox, oy) = ((MARGIN + LABEL_W) as i32, (MARGIN + TITLE_H) as i32);
+        let font = (FONT, 12).into_font().color(&BLACK);
+        let scale = Scale::Viridis { max: 1.0 };
+        for (i, row) in self.values.iter().enumerate() {
+            let y = oy + i as i32 * cell;
+            root.draw(&Text::new(
+                self.labels.get(i).cloned().unwrap_or_default(),
+                (MARGIN as i32, y + cell / 2 - 6),
+                font.clone(),
+            ))
+            .map_err(e)?;
+            for (j, &v) in row.iter().enumerate() {
+                let x = ox + j as i32 * cell;
+                root.draw(&Rectangle::new(
+                    [(x, y), (x + cell, y + cell)],
+                    scale.colour(v).filled(),
+                ))
+                .map_err(e)?;
+                if cell >= 34 {
+                    let ink = if v > 0.6 { BLACK } else { WHITE };
+                    root.draw(&Text::new(
+                        format!("{v:.2}"),
+                        (x + cell / 2 - 12, y + cell / 2 - 6),
+                        (FONT, 11).into_font().color(&ink),
+                    ))
+                    .map_err(e)?;
+                }
+            }
+        }
+        let bottom = oy + n as i32 * cell;
+        for j in 0..n {
+            root.draw(&Text::new(
+                (j + 1).to_string(),
+                (ox + j as i32 * cell + cell / 2 - 4, bottom + 4),
+                font.clone(),
+            ))
+            .map_err(e)?;
+        }
+        let bar = root.clone().shrink(
+            ((ox + n as i32 * cell) as u32 + 16, oy as u32),
+            (BAR_W, (n as i32 * cell) as u32),
+        );
+        colour_bar(&bar, scale, &self.bar_label)?;
+        draw_notes(root, &self.notes, bottom + 30)
+    }
+}
+
 /// The figure as a picture (what the PNG holds).
 pub fn render(figure: &Figure) -> anyhow::Result<RgbImage> {
     fonts()?;
@@ -382,6 +653,8 @@ pub fn write_both(figure: &Figure, stem: &Path) -> anyhow::Result<RgbImage> {
 pub enum Figure {
     Grid(GridFigure),
     Histograms(HistogramFigure),
+    Lines(LineFigure),
+    Matrix(MatrixFigure),
 }
 
 impl Figure {
@@ -389,6 +662,8 @@ impl Figure {
         match self {
             Figure::Grid(g) => g.size(),
             Figure::Histograms(h) => h.size(),
+            Figure::Lines(l) => l.size(),
+            Figure::Matrix(m) => m.size(),
         }
     }
 
@@ -399,6 +674,8 @@ impl Figure {
         match self {
             Figure::Grid(g) => g.draw(root),
             Figure::Histograms(h) => h.draw(root),
+            Figure::Lines(l) => l.draw(root),
+            Figure::Matrix(m) => m.draw(root),
         }
     }
 }

@@ -173,7 +173,100 @@ async fn expected(addr: &str, image: &Path) -> serde_json::Value {
         })
         .await
         .expect("stats");
+    let other = c
+        .record(
+            std::fs::read(sample_image("rocket.jpg")).expect("image"),
+            "",
+        )
+        .await
+        .expect("record");
+    let best_neuron = neuron(layer, best.feature as i32, best.y as i32, best.x as i32);
+    let compare = |n: Option<pb::Neuron>| {
+        c.compare_patterns(pb::ComparePatternsRequest {
+            recording_a: id.clone(),
+            recording_b: other.recording_id.clone(),
+            neuron: n,
+        })
+    };
+    let whole = compare(None).await.expect("compare");
+    let tree = compare(Some(best_neuron.clone())).await.expect("compare");
+    let agreement = |r: &pb::ComparePatternsResponse| {
+        r.layers
+            .iter()
+            .map(|l| {
+                json!([
+                    l.layer,
+                    l.units,
+                    l.same_state,
+                    l.active_a,
+                    l.active_b,
+                    l.active_both,
+                    l.windows,
+                    l.same_switch,
+                    l.mask_agreement,
+                    l.jaccard,
+                    l.switch_agreement
+                ])
+            })
+            .collect::<Vec<_>>()
+    };
+    let tree_neuron = tree.neuron.unwrap_or_default();
+    let region = |direction: pb::DirectionKind, max_regions: u32| {
+        let req = pb::LinearRegionRequest {
+            recording_id: id.clone(),
+            neuron: Some(best_neuron.clone()),
+            direction: direction as i32,
+            seed: 2,
+            toward_recording: if direction == pb::DirectionKind::Toward {
+                other.recording_id.clone()
+            } else {
+                String::new()
+            },
+            max_regions,
+            extent: 0.0,
+        };
+        let c = &c;
+        async move {
+            let mut stream = c.linear_region(req).await.expect("region");
+            let mut progress = 0;
+            while let Some(ev) = stream.message().await.expect("event") {
+                match ev.event {
+                    Some(pb::linear_region_event::Event::Progress(_)) => progress += 1,
+                    Some(pb::linear_region_event::Event::Result(r)) => return (r, progress),
+                    None => {}
+                }
+            }
+            panic!("no result")
+        }
+    };
+    let (around, _) = region(pb::DirectionKind::Random, 0).await;
+    let (walk, progress) = region(pb::DirectionKind::Toward, 40).await;
+    assert_eq!(progress, walk.segments.len());
+    let end = |e: &Option<pb::RegionEnd>| {
+        e.as_ref().map(|e| {
+            let u = e.unit.unwrap_or_default();
+            json!([e.t, u.kind, u.layer, u.feature, u.y, u.x, e.value])
+        })
+    };
     json!({
+        "other_image": sample_image("rocket.jpg"),
+        "compare": {
+            "whole": agreement(&whole),
+            "tree": agreement(&tree),
+            "tree_neuron": [tree_neuron.active_a, tree_neuron.active_b, tree_neuron.same_linear_filter, tree_neuron.first_difference],
+        },
+        "region": {
+            "value": around.value,
+            "slope": around.slope,
+            "norm": around.direction_norm,
+            "forward": end(&around.forward),
+            "backward": end(&around.backward),
+        },
+        "walk": {
+            "segments": walk.segments.iter().map(|s| json!([s.t0, s.t1, s.v0, s.v1, s.slope])).collect::<Vec<_>>(),
+            "complete": walk.complete,
+            "norm": walk.direction_norm,
+        },
         "image": image,
         "layer": layer,
         "model": {

@@ -3,6 +3,7 @@
 //! answer) and the pictures it writes. Helpers several commands share live
 //! here.
 
+pub mod compare;
 pub mod figures;
 pub mod health;
 pub mod maps;
@@ -10,6 +11,7 @@ pub mod maximize;
 pub mod model;
 pub mod reconstruct;
 pub mod record;
+pub mod regions;
 pub mod scan;
 pub mod scan_top;
 pub mod stats;
@@ -48,6 +50,13 @@ pub enum Command {
     /// The images where a feature fires hardest, from scan results loaded by
     /// the daemon (`--scan`), as a grid of field-of-view patches.
     ScanTop(scan_top::Args),
+    /// How alike two images' activation patterns are per layer (ReLU
+    /// states, pool switches), or a neuron's FOV tree; `--many DIR` gives
+    /// the pairwise matrix of a set.
+    Compare(compare::Args),
+    /// The linear region of a neuron around an image along a direction,
+    /// and its piecewise-linear profile along the line.
+    Regions(regions::Args),
     /// Check a daemon's health (exit 0 when it is serving).
     Health(health::Args),
 }
@@ -116,6 +125,8 @@ impl Command {
             Command::Stats(a) => stats::run(a, ctx).await,
             Command::Figures(a) => figures::run(a, ctx).await,
             Command::ScanTop(a) => scan_top::run(a, ctx).await,
+            Command::Compare(a) => compare::run(a, ctx).await,
+            Command::Regions(a) => regions::run(a, ctx).await,
             // These need no daemon; `main` runs them before connecting.
             Command::Scan(_) | Command::Health(_) => Ok(()),
         }

@@ -1,9 +1,9 @@
 //! `fovea stats IMAGE`: activation statistics per layer (paper fig. 6), a
 //! table and a plot (PNG, or SVG by the file's extension).
 
+use super::compare::write_figure;
 use super::figures::stats_figure;
-use super::{Context, record_image, save};
-use crate::plots;
+use super::{Context, record_image};
 use fovea_client::v1 as pb;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -42,17 +42,7 @@ pub async fn run(args: &Args, ctx: &Context) -> anyhow::Result<()> {
         .await?;
     let figure = stats_figure(&stats);
     let out = &args.out;
-    let img = if out
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("svg"))
-    {
-        plots::write_svg(&figure, out)?;
-        plots::render(&figure)?
-    } else {
-        let img = plots::render(&figure)?;
-        save(&img, out)?;
-        img
-    };
+    let img = write_figure(&figure, out)?;
     let view = View {
         out,
         layers: stats

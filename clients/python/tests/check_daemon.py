@@ -113,6 +113,77 @@ def _():
         assert s.feature_fraction_active.shape == (s.features,)
 
 
+other = client.record(expected["other_image"])
+
+
+@check("compare patterns")
+def _():
+    def rows(c):
+        return [
+            [l.layer, l.units, l.same_state, l.active_a, l.active_b, l.active_both, l.windows, l.same_switch,
+             l.mask_agreement, l.jaccard, l.switch_agreement]
+            for l in c.layers
+        ]
+
+    whole = rec.compare(other)
+    assert rows(whole) == expected["compare"]["whole"], rows(whole)
+    assert whole.same_linear_filter is None
+    f, y, x = expected["top"][0][:3]
+    tree = rec.compare(other, (layer, f, y, x))
+    assert rows(tree) == expected["compare"]["tree"]
+    a, b, same, first = expected["compare"]["tree_neuron"]
+    assert tree.neuron_active == (a, b) and tree.same_linear_filter == same
+    assert tree.first_difference == (first or None)
+    itself = rec.compare(rec)
+    assert all(l.same_state == l.units and l.same_switch == l.windows for l in itself.layers)
+    # The raw stub, as any grpcio client calls it.
+    stub = fovea.v1.probe_pb2_grpc.ProbeStub(grpc.insecure_channel(os.environ["FOVEA_CONNECT"]))
+    raw = stub.ComparePatterns(
+        fovea.v1.probe_pb2.ComparePatternsRequest(recording_a=rec.id, recording_b=other.id)
+    )
+    assert [l.same_state for l in raw.layers] == [r[2] for r in expected["compare"]["whole"]]
+    try:
+        stub.ComparePatterns(fovea.v1.probe_pb2.ComparePatternsRequest(recording_a=rec.id, recording_b="0" * 64))
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.NOT_FOUND, e
+    else:
+        raise AssertionError("an unknown recording was accepted")
+
+
+@check("linear region")
+def _():
+    f, y, x = expected["top"][0][:3]
+    want = expected["region"]
+    r = rec.linear_region((layer, f, y, x), "random", seed=2)
+    assert (r.value, r.slope, r.direction_norm) == (want["value"], want["slope"], want["norm"])
+    for got, end in ((r.forward, want["forward"]), (r.backward, want["backward"])):
+        if end is None:
+            assert got is None
+            continue
+        t, kind, l, ft, yy, xx, v = end
+        assert (got.t, got.value) == (t, v)
+        assert got.unit == fovea.UnitChange("switch" if kind == 2 else "relu", l, ft, yy, xx), got.unit
+    seen = []
+    walk = rec.linear_region((layer, f, y, x), other, max_regions=40, progress=lambda n, t: seen.append(n))
+    segments = np.asarray(expected["walk"]["segments"], dtype=np.float64).reshape(-1, 5)
+    assert walk.segments.dtype == np.float64 and np.array_equal(walk.segments, segments)
+    assert walk.complete == expected["walk"]["complete"] and walk.line == (0.0, 1.0)
+    assert seen == list(range(1, len(segments) + 1)), seen
+    assert walk.ends[-1] is None or not walk.complete
+    try:
+        rec.linear_region((layer, f, y, x), rec)
+    except fovea.InvalidArgument as e:
+        assert "direction" in e.details, e.details
+    else:
+        raise AssertionError("a zero direction was accepted")
+    try:
+        rec.linear_region((layer, f, y, x), "sideways")
+    except ValueError as e:
+        assert "sideways" in str(e)
+    else:
+        raise AssertionError("an unknown direction was accepted")
+
+
 @check("errors carry the code")
 def _():
     try:

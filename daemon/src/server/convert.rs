@@ -9,9 +9,11 @@ use fovea_engine::error::Error;
 use fovea_engine::model::profile::ImageLimits;
 use fovea_engine::probe::maximize::MaximizeOptions;
 use fovea_engine::probe::maximize::{Maximized, Progress};
+use fovea_engine::probe::patterns::PatternComparison;
 use fovea_engine::probe::reconstruct::{
     Mode, NeuronAt, PixelBox, ReconstructRequest, Reconstruction, Start, fov_box,
 };
+use fovea_engine::probe::regions::{Boundary, Flip, FlipKind, Profile, Region, Segment};
 use fovea_engine::probe::render;
 use fovea_engine::probe::scan::{Hit, ScanResults};
 use fovea_engine::record::Recording;
@@ -880,4 +882,202 @@ pub fn scan_top(q: ScanQuery, hits: Vec<pb::ScanHit>) -> pb::ScanTopResponse {
 /// The model is not loaded yet.
 pub fn loading() -> Status {
     Status::unavailable("the model is still loading; retry shortly")
+}
+
+/// A checked ComparePatterns request.
+#[derive(Debug, Clone)]
+pub struct CompareQuery {
+    pub recording_a: String,
+    pub recording_b: String,
+    pub neuron: Option<NeuronAt>,
+}
+
+impl TryFrom<(&Engine, pb::ComparePatternsRequest)> for CompareQuery {
+    type Error = Status;
+
+    fn try_from((engine, req): (&Engine, pb::ComparePatternsRequest)) -> Result<Self, Status> {
+        check_recording_id(&req.recording_a)?;
+        check_recording_id(&req.recording_b)?;
+        let neuron = req
+            .neuron
+            .map(|n| conv_neuron(engine, "neuron", &n))
+            .transpose()?;
+        Ok(CompareQuery {
+            recording_a: req.recording_a,
+            recording_b: req.recording_b,
+            neuron,
+        })
+    }
+}
+
+fn conv_neuron(engine: &Engine, field: &str, n: &pb::Neuron) -> Result<NeuronAt, Status> {
+    engine
+        .neuron(field, &n.layer, n.feature as i64, n.y as i64, n.x as i64)
+        .map_err(status)
+}
+
+pub fn compare_patterns(c: PatternComparison) -> pb::ComparePatternsResponse {
+    let layers = c.layers.iter().map(|l| pb::PatternAgreement {
+        layer: l.layer as u32,
+        units: l.units as u64,
+        same_state: l.same_state as u64,
+        mask_agreement: l.mask_agreement(),
+        active_a: l.active_a as u64,
+        active_b: l.active_b as u64,
+        active_both: l.active_both as u64,
+        jaccard: l.jaccard(),
+        windows: l.windows as u64,
+        same_switch: l.same_switch as u64,
+        switch_agreement: l.switch_agreement(),
+    });
+    pb::ComparePatternsResponse {
+        layers: layers.collect(),
+        neuron: c.neuron.map(|n| pb::NeuronPatterns {
+            active_a: n.active_a,
+            active_b: n.active_b,
+            same_linear_filter: n.same_linear_filter,
+            first_difference: n.first_difference.unwrap_or(0) as u32,
+        }),
+    }
+}
+
+/// Most regions one LinearRegion walk may cross.
+pub const MAX_REGIONS: u32 = 10_000;
+
+/// Where a LinearRegion line goes, before the other recording is looked up.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LineDirection {
+    Gradient,
+    Random(u64),
+    Toward(String),
+}
+
+/// A checked LinearRegion request.
+#[derive(Debug, Clone)]
+pub struct RegionJob {
+    pub recording_id: String,
+    pub neuron: NeuronAt,
+    pub direction: LineDirection,
+    pub max_regions: usize,
+    /// The line walked, when `max_regions` > 0.
+    pub extent: (f64, f64),
+}
+
+impl TryFrom<(&Engine, pb::LinearRegionRequest)> for RegionJob {
+    type Error = Status;
+
+    fn try_from((engine, req): (&Engine, pb::LinearRegionRequest)) -> Result<Self, Status> {
+        check_recording_id(&req.recording_id)?;
+        let n = req
+            .neuron
+            .as_ref()
+            .ok_or_else(|| Status::invalid_argument("neuron: required"))?;
+        let neuron = conv_neuron(engine, "neuron", n)?;
+        let direction = match pb::DirectionKind::try_from(req.direction) {
+            Ok(pb::DirectionKind::Gradient) => LineDirection::Gradient,
+            Ok(pb::DirectionKind::Random) => LineDirection::Random(req.seed),
+            Ok(pb::DirectionKind::Toward) => {
+                check_recording_id(&req.toward_recording).map_err(|s| {
+                    Status::invalid_argument(format!("toward_recording: {}", s.message()))
+                })?;
+                LineDirection::Toward(req.toward_recording)
+            }
+            _ => {
+                return Err(Status::invalid_argument(format!(
+                    "direction: {} is not a direction; allowed GRADIENT (1), RANDOM (2), TOWARD (3)",
+                    req.direction
+                )));
+            }
+        };
+        if req.max_regions > MAX_REGIONS {
+            return Err(Status::invalid_argument(format!(
+                "max_regions: {} is outside 0..={MAX_REGIONS}",
+                req.max_regions
+            )));
+        }
+        let walk = req.max_regions > 0;
+        let toward = matches!(direction, LineDirection::Toward(_));
+        let extent = if toward || !walk {
+            if req.extent != 0.0 {
+                return Err(Status::invalid_argument(
+                    "extent: must be 0 for a TOWARD line (it runs from t = 0 to 1) and without a walk (max_regions 0)",
+                ));
+            }
+            (0.0, 1.0)
+        } else {
+            if !(req.extent > 0.0 && req.extent <= 1e6) {
+                return Err(Status::invalid_argument(format!(
+                    "extent: {} is outside (0, 1e6]; a GRADIENT or RANDOM walk runs over [-extent, extent]",
+                    req.extent
+                )));
+            }
+            (-req.extent, req.extent)
+        };
+        Ok(RegionJob {
+            recording_id: req.recording_id,
+            neuron,
+            direction,
+            max_regions: req.max_regions as usize,
+            extent,
+        })
+    }
+}
+
+fn unit_change(f: Flip) -> pb::UnitChange {
+    let kind = match f.kind {
+        FlipKind::Relu => pb::unit_change::Kind::Relu,
+        FlipKind::Switch => pb::unit_change::Kind::Switch,
+    };
+    pb::UnitChange {
+        kind: kind as i32,
+        layer: f.layer as u32,
+        feature: f.feature as u32,
+        y: f.y as u32,
+        x: f.x as u32,
+    }
+}
+
+pub fn region_progress(regions: usize, t: f64) -> pb::LinearRegionEvent {
+    pb::LinearRegionEvent {
+        event: Some(pb::linear_region_event::Event::Progress(
+            pb::LinearRegionProgress {
+                regions: regions as u32,
+                t,
+            },
+        )),
+    }
+}
+
+pub fn region_result(r: &Region, norm: f64, walk: Option<&Profile>) -> pb::LinearRegionEvent {
+    let end = |b: &Boundary| pb::RegionEnd {
+        t: b.t,
+        unit: Some(unit_change(b.flip)),
+        value: b.value,
+    };
+    let segments = walk.map_or(Vec::new(), |p| {
+        let segment = |s: &Segment| pb::ProfileSegment {
+            t0: s.t0,
+            t1: s.t1,
+            v0: s.v0,
+            v1: s.v1,
+            end: s.end.map(unit_change),
+            slope: s.slope,
+        };
+        p.segments.iter().map(segment).collect()
+    });
+    pb::LinearRegionEvent {
+        event: Some(pb::linear_region_event::Event::Result(
+            pb::LinearRegionResult {
+                value: r.value,
+                slope: r.slope,
+                forward: r.forward.as_ref().map(end),
+                backward: r.backward.as_ref().map(end),
+                direction_norm: norm,
+                from: walk.map_or(0.0, |p| p.from),
+                to: walk.map_or(0.0, |p| p.to),
+                segments,
+                complete: walk.is_some_and(|p| p.complete),
+            },
+        )),
+    }
 }

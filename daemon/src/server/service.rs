@@ -6,12 +6,13 @@ use crate::server::ServiceOptions;
 use crate::server::admission::{Queue, deadline};
 use crate::server::cache::RecordingCache;
 use crate::server::convert::{
-    self, MapsQuery, MaximizeJob, ReconstructJob, RecordJob, ScanQuery, StatsQuery, TopQuery,
-    check_recording_id, status,
+    self, CompareQuery, LineDirection, MapsQuery, MaximizeJob, ReconstructJob, RecordJob,
+    RegionJob, ScanQuery, StatsQuery, TopQuery, check_recording_id, status,
 };
 use fovea_engine::engine::Engine;
 use fovea_engine::error::Error;
 use fovea_engine::probe::maximize::Flow;
+use fovea_engine::probe::regions::Direction;
 use fovea_engine::record::{Recording, layer_stats, top_activations};
 use fovea_engine::stop::Stop;
 use fovea_proto::v1 as pb;
@@ -228,6 +229,9 @@ impl ProbeService {
     }
 }
 
+type RegionStream =
+    Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::LinearRegionEvent, Status>> + Send>>;
+
 type EventStream =
     Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::MaximizeEvent, Status>> + Send>>;
 
@@ -373,6 +377,62 @@ impl Probe for ProbeService {
         Ok(Response::new(convert::scan_top(q, hits)))
     }
 
+    async fn compare_patterns(
+        &self,
+        request: Request<pb::ComparePatternsRequest>,
+    ) -> Result<Response<pb::ComparePatternsResponse>, Status> {
+        let stop = self.state.stop_for(&request);
+        let engine = self.state.engine()?;
+        let q = CompareQuery::try_from((&*engine, request.into_inner()))?;
+        let a = self.state.recording(&q.recording_a).await?;
+        let b = self.state.recording(&q.recording_b).await?;
+        let work = move |engine: Arc<Engine>, _: &Stop| engine.compare_patterns(&a, &b, q.neuron);
+        let comparison = self.state.run(stop, work).await?;
+        Ok(Response::new(convert::compare_patterns(comparison)))
+    }
+
+    type LinearRegionStream = RegionStream;
+
+    async fn linear_region(
+        &self,
+        request: Request<pb::LinearRegionRequest>,
+    ) -> Result<Response<Self::LinearRegionStream>, Status> {
+        let stop = self.state.stop_for(&request);
+        let engine = self.state.engine()?;
+        let job = RegionJob::try_from((&*engine, request.into_inner()))?;
+        let rec = self.state.recording(&job.recording_id).await?;
+        let direction = match &job.direction {
+            LineDirection::Gradient => Direction::Gradient,
+            LineDirection::Random(seed) => Direction::Random(*seed),
+            LineDirection::Toward(id) => {
+                Direction::Toward(self.state.recording(id).await?.input.clone())
+            }
+        };
+        let admission = self.state.queue.admit().await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        tokio::task::spawn_blocking(move || {
+            let _admission = admission;
+            fovea_engine::priority::lower_this_thread();
+            let started = std::time::Instant::now();
+            let answer = walk_region(&engine, &rec, &job, &direction, &stop, &tx);
+            let elapsed_ms = started.elapsed().as_millis() as u64;
+            match answer {
+                Ok(regions) => tracing::info!(regions, elapsed_ms, "linear region finished"),
+                Err(Error::Cancelled) => {
+                    tracing::info!(
+                        elapsed_ms,
+                        "linear region walk cancelled: the client went away"
+                    )
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(status(e)));
+                }
+            }
+        });
+        let events = tokio_stream::wrappers::ReceiverStream::new(rx);
+        Ok(Response::new(Box::pin(events)))
+    }
+
     async fn drop_recording(
         &self,
         request: Request<pb::DropRecordingRequest>,
@@ -382,6 +442,48 @@ impl Probe for ProbeService {
         let dropped = self.state.forget(&id);
         Ok(Response::new(pb::DropRecordingResponse { dropped }))
     }
+}
+
+/// Solves a linear region (and walks its line) on this (blocking) thread,
+/// sending progress and the result to `tx`; the client leaving, the
+/// deadline and shutdown stop the walk between regions.
+fn walk_region(
+    engine: &Engine,
+    rec: &Recording,
+    job: &RegionJob,
+    direction: &Direction,
+    stop: &Stop,
+    tx: &tokio::sync::mpsc::Sender<Result<pb::LinearRegionEvent, Status>>,
+) -> Result<usize, Error> {
+    stop.check()?;
+    let d = engine.direction(rec, job.neuron, direction)?;
+    let norm = d.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
+    let region = engine.linear_region(rec, job.neuron, &d)?;
+    let profile = if job.max_regions > 0 {
+        // A failed send means the client left: dropping the guard tells
+        // `stop`, and the walk ends at its next region.
+        let mut client = Some(stop.guard());
+        let mut progress = |regions: usize, t: f64| {
+            if tx
+                .blocking_send(Ok(convert::region_progress(regions, t)))
+                .is_err()
+            {
+                client.take();
+            }
+        };
+        let (n, range, most) = (job.neuron, job.extent, job.max_regions);
+        let profile = engine.walk_regions(rec, n, &d, range, most, stop, &mut progress);
+        if let Some(guard) = client {
+            guard.disarm();
+        }
+        Some(profile?)
+    } else {
+        None
+    };
+    let regions = profile.as_ref().map_or(1, |p| p.segments.len());
+    let result = convert::region_result(&region, norm, profile.as_ref());
+    let _ = tx.blocking_send(Ok(result));
+    Ok(regions)
 }
 
 /// Runs a maximization on this (blocking) thread, sending its progress and

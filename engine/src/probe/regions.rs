@@ -81,14 +81,15 @@ pub struct Region {
 }
 
 /// One linear piece of the neuron's profile along a walk: from t0 to t1 the
-/// pre-activation goes linearly from v0 to v1; `end` is the unit that
-/// changes at t1 (None at the end of the walk).
+/// pre-activation goes linearly from v0 to v1 with derivative `slope`;
+/// `end` is the unit that changes at t1 (None at the end of the walk).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Segment {
     pub t0: f64,
     pub t1: f64,
     pub v0: f64,
     pub v1: f64,
+    pub slope: f64,
     pub end: Option<Flip>,
 }
 
@@ -344,6 +345,7 @@ impl Engine {
                     t1,
                     v0: value(t),
                     v1: value(t1),
+                    slope: r.slope,
                     end: r.forward.filter(|_| end < to).map(|b| b.flip),
                 });
                 progress(segments.len(), t1);

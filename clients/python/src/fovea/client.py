@@ -243,6 +243,104 @@ class MaximizeResult:
     normalization: pb.Normalization
 
 
+@dataclass(frozen=True)
+class PatternAgreement:
+    """How alike two recordings' configurations are at one layer: ReLU
+    states (`mask_agreement`, `jaccard` of the active sets) and max-pool
+    switches (`switch_agreement`, over `windows` windows; 0 when the layer
+    is not pooled)."""
+
+    layer: int
+    units: int
+    same_state: int
+    mask_agreement: float
+    active_a: int
+    active_b: int
+    active_both: int
+    jaccard: float
+    windows: int
+    same_switch: int
+    switch_agreement: float
+
+
+@dataclass(frozen=True)
+class PatternComparison:
+    """Per-layer agreement; with a neuron, over its FOV tree, plus whether
+    both images see the same linear filter and, if not, the lowest layer
+    where their configurations differ."""
+
+    layers: List[PatternAgreement]
+    neuron_active: Optional[Tuple[bool, bool]] = None
+    same_linear_filter: Optional[bool] = None
+    first_difference: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class UnitChange:
+    """The unit whose change ends a region: `kind` "relu" (its ReLU changes
+    state) or "switch" (the maximum of its 2x2 pool window moves to it)."""
+
+    kind: str
+    layer: int
+    feature: int
+    y: int
+    x: int
+
+
+@dataclass(frozen=True)
+class RegionEnd:
+    t: float
+    unit: UnitChange
+    value: float
+
+
+@dataclass
+class LinearRegion:
+    """A neuron's linear region along `input + t * d`: its pre-activation
+    `value` at the input and `slope` along d, the nearest ends on either
+    side (None where unbounded), |d|, and with a walk the profile:
+    `segments` float64 (n, 5) rows (t0, t1, v0, v1, slope), `ends[i]` the
+    unit changing at the end of segment i (None for the last), and whether
+    the walk reached the end of the line."""
+
+    value: float
+    slope: float
+    forward: Optional[RegionEnd]
+    backward: Optional[RegionEnd]
+    direction_norm: float
+    segments: np.ndarray
+    ends: List[Optional[UnitChange]]
+    complete: bool
+    line: Tuple[float, float]
+
+
+def _unit_change(u: pb.UnitChange) -> UnitChange:
+    kind = "switch" if u.kind == pb.UnitChange.SWITCH else "relu"
+    return UnitChange(kind, u.layer, u.feature, u.y, u.x)
+
+
+def _region_end(r: pb.LinearRegionResult, name: str) -> Optional[RegionEnd]:
+    if not r.HasField(name):
+        return None
+    e = getattr(r, name)
+    return RegionEnd(e.t, _unit_change(e.unit), e.value)
+
+
+def _linear_region(r: pb.LinearRegionResult) -> LinearRegion:
+    rows = [(s.t0, s.t1, s.v0, s.v1, s.slope) for s in r.segments]
+    return LinearRegion(
+        value=r.value,
+        slope=r.slope,
+        forward=_region_end(r, "forward"),
+        backward=_region_end(r, "backward"),
+        direction_norm=r.direction_norm,
+        segments=np.asarray(rows, dtype=np.float64).reshape(len(rows), 5),
+        ends=[_unit_change(s.end) if s.HasField("end") else None for s in r.segments],
+        complete=r.complete,
+        line=(getattr(r, "from"), r.to),
+    )
+
+
 # ------------------------------------------------------------------ images
 
 
@@ -639,6 +737,108 @@ class Recording:
             )
             for s in r.layers
         ]
+
+    def _call_with(self, other: "Recording", method: str, request):
+        """A call naming this recording and `other`: when either was
+        evicted, both are sent again and the call retried once."""
+        try:
+            return self._client._call(method, request())
+        except NotFound:
+            for r in (self, other):
+                r._set(r._client._call("Record", pb.RecordRequest(image=r._image, label=r.label)))
+            return self._client._call(method, request())
+
+    def compare(self, other: "Recording", neuron: Optional[NeuronLike] = None) -> PatternComparison:
+        """How alike this recording's activation patterns are to `other`'s,
+        per layer, or inside a conv neuron's FOV tree."""
+        n = _neuron(neuron)._proto() if neuron is not None else None
+        r = self._call_with(
+            other,
+            "ComparePatterns",
+            lambda: pb.ComparePatternsRequest(recording_a=self.id, recording_b=other.id, neuron=n),
+        )
+        layers = [
+            PatternAgreement(
+                l.layer,
+                l.units,
+                l.same_state,
+                l.mask_agreement,
+                l.active_a,
+                l.active_b,
+                l.active_both,
+                l.jaccard,
+                l.windows,
+                l.same_switch,
+                l.switch_agreement,
+            )
+            for l in r.layers
+        ]
+        if not r.HasField("neuron"):
+            return PatternComparison(layers)
+        p = r.neuron
+        return PatternComparison(
+            layers,
+            (p.active_a, p.active_b),
+            p.same_linear_filter,
+            p.first_difference or None,
+        )
+
+    def linear_region(
+        self,
+        neuron: NeuronLike,
+        direction: Union[str, "Recording"] = "gradient",
+        *,
+        seed: int = 0,
+        max_regions: int = 0,
+        extent: float = 0.0,
+        progress=None,
+    ) -> LinearRegion:
+        """The linear region of a conv neuron around this image along a
+        direction: "gradient" (its linear filter, unit norm), "random"
+        (seeded, unit norm) or another Recording (the line to it, t = 1 at
+        the other image). With `max_regions` > 0 the line is walked region
+        by region (over [-extent, extent], or [0, 1] toward a recording);
+        `progress(regions, t)` is called as it goes. Ctrl-C cancels it on
+        the daemon."""
+        other = direction if isinstance(direction, Recording) else None
+        kinds = {"gradient": pb.GRADIENT, "random": pb.RANDOM}
+        if other is None and direction not in kinds:
+            raise ValueError(f"direction {direction!r}: use 'gradient', 'random' or a Recording")
+        n = _neuron(neuron)._proto()
+
+        def request():
+            return pb.LinearRegionRequest(
+                recording_id=self.id,
+                neuron=n,
+                direction=pb.TOWARD if other is not None else kinds[direction],
+                seed=seed,
+                toward_recording=other.id if other is not None else "",
+                max_regions=max_regions,
+                extent=extent,
+            )
+
+        def run():
+            call = self._client._stub.LinearRegion(request(), metadata=self._client._metadata)
+            try:
+                for event in call:
+                    kind = event.WhichOneof("event")
+                    if kind == "progress" and progress is not None:
+                        progress(event.progress.regions, event.progress.t)
+                    elif kind == "result":
+                        return _linear_region(event.result)
+            except KeyboardInterrupt:
+                call.cancel()
+                raise
+            except grpc.RpcError as e:
+                raise _error(e) from None
+            raise FoveaError(grpc.StatusCode.INTERNAL, "the region query ended without a result")
+
+        try:
+            return run()
+        except NotFound:
+            for r in (self, other) if other is not None else (self,):
+                r._set(r._client._call("Record", pb.RecordRequest(image=r._image, label=r.label)))
+            return run()
 
     def drop(self) -> bool:
         """Removes the recording from the daemon's cache."""

@@ -33,6 +33,13 @@ class StartValue(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     START_VALUE_UNSPECIFIED: _ClassVar[StartValue]
     ONE_HOT: _ClassVar[StartValue]
     RECORDED_ACTIVATION: _ClassVar[StartValue]
+
+class DirectionKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DIRECTION_KIND_UNSPECIFIED: _ClassVar[DirectionKind]
+    GRADIENT: _ClassVar[DirectionKind]
+    RANDOM: _ClassVar[DirectionKind]
+    TOWARD: _ClassVar[DirectionKind]
 LAYER_KIND_UNSPECIFIED: LayerKind
 LAYER_KIND_INPUT: LayerKind
 LAYER_KIND_CONV: LayerKind
@@ -48,6 +55,10 @@ LINEAR_FILTER: ReconstructionMode
 START_VALUE_UNSPECIFIED: StartValue
 ONE_HOT: StartValue
 RECORDED_ACTIVATION: StartValue
+DIRECTION_KIND_UNSPECIFIED: DirectionKind
+GRADIENT: DirectionKind
+RANDOM: DirectionKind
+TOWARD: DirectionKind
 
 class GetModelRequest(_message.Message):
     __slots__ = ()
@@ -556,3 +567,162 @@ class ScanTopResponse(_message.Message):
     scanned: int
     skipped: int
     def __init__(self, layer: _Optional[int] = ..., feature: _Optional[int] = ..., hits: _Optional[_Iterable[_Union[ScanHit, _Mapping]]] = ..., scanned: _Optional[int] = ..., skipped: _Optional[int] = ...) -> None: ...
+
+class ComparePatternsRequest(_message.Message):
+    __slots__ = ("recording_a", "recording_b", "neuron")
+    RECORDING_A_FIELD_NUMBER: _ClassVar[int]
+    RECORDING_B_FIELD_NUMBER: _ClassVar[int]
+    NEURON_FIELD_NUMBER: _ClassVar[int]
+    recording_a: str
+    recording_b: str
+    neuron: Neuron
+    def __init__(self, recording_a: _Optional[str] = ..., recording_b: _Optional[str] = ..., neuron: _Optional[_Union[Neuron, _Mapping]] = ...) -> None: ...
+
+class PatternAgreement(_message.Message):
+    __slots__ = ("layer", "units", "same_state", "mask_agreement", "active_a", "active_b", "active_both", "jaccard", "windows", "same_switch", "switch_agreement")
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    UNITS_FIELD_NUMBER: _ClassVar[int]
+    SAME_STATE_FIELD_NUMBER: _ClassVar[int]
+    MASK_AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_A_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_B_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_BOTH_FIELD_NUMBER: _ClassVar[int]
+    JACCARD_FIELD_NUMBER: _ClassVar[int]
+    WINDOWS_FIELD_NUMBER: _ClassVar[int]
+    SAME_SWITCH_FIELD_NUMBER: _ClassVar[int]
+    SWITCH_AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    layer: int
+    units: int
+    same_state: int
+    mask_agreement: float
+    active_a: int
+    active_b: int
+    active_both: int
+    jaccard: float
+    windows: int
+    same_switch: int
+    switch_agreement: float
+    def __init__(self, layer: _Optional[int] = ..., units: _Optional[int] = ..., same_state: _Optional[int] = ..., mask_agreement: _Optional[float] = ..., active_a: _Optional[int] = ..., active_b: _Optional[int] = ..., active_both: _Optional[int] = ..., jaccard: _Optional[float] = ..., windows: _Optional[int] = ..., same_switch: _Optional[int] = ..., switch_agreement: _Optional[float] = ...) -> None: ...
+
+class NeuronPatterns(_message.Message):
+    __slots__ = ("active_a", "active_b", "same_linear_filter", "first_difference")
+    ACTIVE_A_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_B_FIELD_NUMBER: _ClassVar[int]
+    SAME_LINEAR_FILTER_FIELD_NUMBER: _ClassVar[int]
+    FIRST_DIFFERENCE_FIELD_NUMBER: _ClassVar[int]
+    active_a: bool
+    active_b: bool
+    same_linear_filter: bool
+    first_difference: int
+    def __init__(self, active_a: bool = ..., active_b: bool = ..., same_linear_filter: bool = ..., first_difference: _Optional[int] = ...) -> None: ...
+
+class ComparePatternsResponse(_message.Message):
+    __slots__ = ("layers", "neuron")
+    LAYERS_FIELD_NUMBER: _ClassVar[int]
+    NEURON_FIELD_NUMBER: _ClassVar[int]
+    layers: _containers.RepeatedCompositeFieldContainer[PatternAgreement]
+    neuron: NeuronPatterns
+    def __init__(self, layers: _Optional[_Iterable[_Union[PatternAgreement, _Mapping]]] = ..., neuron: _Optional[_Union[NeuronPatterns, _Mapping]] = ...) -> None: ...
+
+class LinearRegionRequest(_message.Message):
+    __slots__ = ("recording_id", "neuron", "direction", "seed", "toward_recording", "max_regions", "extent")
+    RECORDING_ID_FIELD_NUMBER: _ClassVar[int]
+    NEURON_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    TOWARD_RECORDING_FIELD_NUMBER: _ClassVar[int]
+    MAX_REGIONS_FIELD_NUMBER: _ClassVar[int]
+    EXTENT_FIELD_NUMBER: _ClassVar[int]
+    recording_id: str
+    neuron: Neuron
+    direction: DirectionKind
+    seed: int
+    toward_recording: str
+    max_regions: int
+    extent: float
+    def __init__(self, recording_id: _Optional[str] = ..., neuron: _Optional[_Union[Neuron, _Mapping]] = ..., direction: _Optional[_Union[DirectionKind, str]] = ..., seed: _Optional[int] = ..., toward_recording: _Optional[str] = ..., max_regions: _Optional[int] = ..., extent: _Optional[float] = ...) -> None: ...
+
+class UnitChange(_message.Message):
+    __slots__ = ("kind", "layer", "feature", "y", "x")
+    class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        KIND_UNSPECIFIED: _ClassVar[UnitChange.Kind]
+        RELU: _ClassVar[UnitChange.Kind]
+        SWITCH: _ClassVar[UnitChange.Kind]
+    KIND_UNSPECIFIED: UnitChange.Kind
+    RELU: UnitChange.Kind
+    SWITCH: UnitChange.Kind
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_FIELD_NUMBER: _ClassVar[int]
+    Y_FIELD_NUMBER: _ClassVar[int]
+    X_FIELD_NUMBER: _ClassVar[int]
+    kind: UnitChange.Kind
+    layer: int
+    feature: int
+    y: int
+    x: int
+    def __init__(self, kind: _Optional[_Union[UnitChange.Kind, str]] = ..., layer: _Optional[int] = ..., feature: _Optional[int] = ..., y: _Optional[int] = ..., x: _Optional[int] = ...) -> None: ...
+
+class RegionEnd(_message.Message):
+    __slots__ = ("t", "unit", "value")
+    T_FIELD_NUMBER: _ClassVar[int]
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    t: float
+    unit: UnitChange
+    value: float
+    def __init__(self, t: _Optional[float] = ..., unit: _Optional[_Union[UnitChange, _Mapping]] = ..., value: _Optional[float] = ...) -> None: ...
+
+class ProfileSegment(_message.Message):
+    __slots__ = ("t0", "t1", "v0", "v1", "end", "slope")
+    T0_FIELD_NUMBER: _ClassVar[int]
+    T1_FIELD_NUMBER: _ClassVar[int]
+    V0_FIELD_NUMBER: _ClassVar[int]
+    V1_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    SLOPE_FIELD_NUMBER: _ClassVar[int]
+    t0: float
+    t1: float
+    v0: float
+    v1: float
+    end: UnitChange
+    slope: float
+    def __init__(self, t0: _Optional[float] = ..., t1: _Optional[float] = ..., v0: _Optional[float] = ..., v1: _Optional[float] = ..., end: _Optional[_Union[UnitChange, _Mapping]] = ..., slope: _Optional[float] = ...) -> None: ...
+
+class LinearRegionProgress(_message.Message):
+    __slots__ = ("regions", "t")
+    REGIONS_FIELD_NUMBER: _ClassVar[int]
+    T_FIELD_NUMBER: _ClassVar[int]
+    regions: int
+    t: float
+    def __init__(self, regions: _Optional[int] = ..., t: _Optional[float] = ...) -> None: ...
+
+class LinearRegionResult(_message.Message):
+    __slots__ = ("value", "slope", "forward", "backward", "direction_norm", "to", "segments", "complete")
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    SLOPE_FIELD_NUMBER: _ClassVar[int]
+    FORWARD_FIELD_NUMBER: _ClassVar[int]
+    BACKWARD_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_NORM_FIELD_NUMBER: _ClassVar[int]
+    FROM_FIELD_NUMBER: _ClassVar[int]
+    TO_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    value: float
+    slope: float
+    forward: RegionEnd
+    backward: RegionEnd
+    direction_norm: float
+    to: float
+    segments: _containers.RepeatedCompositeFieldContainer[ProfileSegment]
+    complete: bool
+    def __init__(self, value: _Optional[float] = ..., slope: _Optional[float] = ..., forward: _Optional[_Union[RegionEnd, _Mapping]] = ..., backward: _Optional[_Union[RegionEnd, _Mapping]] = ..., direction_norm: _Optional[float] = ..., to: _Optional[float] = ..., segments: _Optional[_Iterable[_Union[ProfileSegment, _Mapping]]] = ..., complete: bool = ..., **kwargs) -> None: ...
+
+class LinearRegionEvent(_message.Message):
+    __slots__ = ("progress", "result")
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    progress: LinearRegionProgress
+    result: LinearRegionResult
+    def __init__(self, progress: _Optional[_Union[LinearRegionProgress, _Mapping]] = ..., result: _Optional[_Union[LinearRegionResult, _Mapping]] = ...) -> None: ...

@@ -84,6 +84,16 @@ class ProbeStub(object):
                 request_serializer=fovea_dot_v1_dot_probe__pb2.ScanTopRequest.SerializeToString,
                 response_deserializer=fovea_dot_v1_dot_probe__pb2.ScanTopResponse.FromString,
                 _registered_method=True)
+        self.ComparePatterns = channel.unary_unary(
+                '/fovea.v1.Probe/ComparePatterns',
+                request_serializer=fovea_dot_v1_dot_probe__pb2.ComparePatternsRequest.SerializeToString,
+                response_deserializer=fovea_dot_v1_dot_probe__pb2.ComparePatternsResponse.FromString,
+                _registered_method=True)
+        self.LinearRegion = channel.unary_stream(
+                '/fovea.v1.Probe/LinearRegion',
+                request_serializer=fovea_dot_v1_dot_probe__pb2.LinearRegionRequest.SerializeToString,
+                response_deserializer=fovea_dot_v1_dot_probe__pb2.LinearRegionEvent.FromString,
+                _registered_method=True)
 
 
 class ProbeServicer(object):
@@ -162,6 +172,26 @@ class ProbeServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ComparePatterns(self, request, context):
+        """How alike two recordings' activation patterns are: per layer, the ReLU
+        states and the max-pool switches; with a neuron, inside its FOV tree,
+        and whether both images see the same linear filter (paper sections 1
+        and 6).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LinearRegion(self, request, context):
+        """The linear region of a neuron around a recording's input along a
+        direction: where the first ReLU or switch of its FOV tree changes on
+        either side, solved exactly; optionally the neuron's piecewise-linear
+        profile along the line, region by region, with progress while it runs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ProbeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -214,6 +244,16 @@ def add_ProbeServicer_to_server(servicer, server):
                     servicer.ScanTop,
                     request_deserializer=fovea_dot_v1_dot_probe__pb2.ScanTopRequest.FromString,
                     response_serializer=fovea_dot_v1_dot_probe__pb2.ScanTopResponse.SerializeToString,
+            ),
+            'ComparePatterns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ComparePatterns,
+                    request_deserializer=fovea_dot_v1_dot_probe__pb2.ComparePatternsRequest.FromString,
+                    response_serializer=fovea_dot_v1_dot_probe__pb2.ComparePatternsResponse.SerializeToString,
+            ),
+            'LinearRegion': grpc.unary_stream_rpc_method_handler(
+                    servicer.LinearRegion,
+                    request_deserializer=fovea_dot_v1_dot_probe__pb2.LinearRegionRequest.FromString,
+                    response_serializer=fovea_dot_v1_dot_probe__pb2.LinearRegionEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -486,6 +526,60 @@ class Probe(object):
             '/fovea.v1.Probe/ScanTop',
             fovea_dot_v1_dot_probe__pb2.ScanTopRequest.SerializeToString,
             fovea_dot_v1_dot_probe__pb2.ScanTopResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ComparePatterns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fovea.v1.Probe/ComparePatterns',
+            fovea_dot_v1_dot_probe__pb2.ComparePatternsRequest.SerializeToString,
+            fovea_dot_v1_dot_probe__pb2.ComparePatternsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LinearRegion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/fovea.v1.Probe/LinearRegion',
+            fovea_dot_v1_dot_probe__pb2.LinearRegionRequest.SerializeToString,
+            fovea_dot_v1_dot_probe__pb2.LinearRegionEvent.FromString,
             options,
             channel_credentials,
             insecure,
