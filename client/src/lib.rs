@@ -442,6 +442,17 @@ impl Client {
         .await
     }
 
+    /// Starts a study over recordings; progress and the result arrive on
+    /// the stream.
+    pub async fn study(&self, req: pb::StudyRequest) -> Result<tonic::Streaming<pb::StudyEvent>> {
+        let ids = req.recording_ids.clone();
+        self.with_recordings(&ids, |mut c| {
+            let r = self.req(req.clone());
+            async move { c.study(r).await }
+        })
+        .await
+    }
+
     pub async fn scan_top(&self, req: pb::ScanTopRequest) -> Result<pb::ScanTopResponse> {
         Ok(self
             .inner

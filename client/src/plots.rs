@@ -344,6 +344,137 @@ pub struct Panel {
     pub y_range: Option<(f64, f64)>,
 }
 
+/// Groups of values as dots side by side, each group's mean a bar.
+pub struct StripPanel {
+    pub title: String,
+    pub y_label: String,
+    pub groups: Vec<Group>,
+    pub y_range: (f64, f64),
+}
+
+/// One group of a [`StripPanel`].
+pub struct Group {
+    pub name: String,
+    pub colour: RGBColor,
+    pub values: Vec<f64>,
+}
+
+/// Strip panels in a grid.
+pub struct StripFigure {
+    pub title: String,
+    pub panels: Vec<StripPanel>,
+    pub cols: usize,
+    pub notes: Vec<String>,
+}
+
+const STRIP_W: u32 = 520;
+const STRIP_H: u32 = 360;
+
+impl StripFigure {
+    fn size(&self) -> (u32, u32) {
+        let cols = self.cols.max(1) as u32;
+        let rows = self.panels.len().div_ceil(self.cols.max(1)) as u32;
+        let w = cols * STRIP_W + 2 * MARGIN;
+        let notes = wrap(&self.notes, note_chars(w)).len() as u32;
+        (
+            w,
+            TITLE_ROW_H + rows * STRIP_H + notes * NOTE_H + 2 * MARGIN,
+        )
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()>
+    where
+        DB::ErrorType: 'static,
+    {
+        let e = |x: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("drawing: {x:?}");
+        root.fill(&WHITE).map_err(e)?;
+        let title = (FONT, 20).into_font().style(FontStyle::Bold).color(&BLACK);
+        root.draw(&Text::new(
+            self.title.as_str(),
+            (MARGIN as i32, MARGIN as i32),
+            title,
+        ))
+        .map_err(e)?;
+        let rows = self.panels.len().div_ceil(self.cols.max(1)) as u32;
+        let (_, body) = root.split_vertically(TITLE_ROW_H);
+        let (grid, rest) = body.split_vertically(rows * STRIP_H);
+        let cells = grid
+            .margin(0, 0, MARGIN as i32, MARGIN as i32)
+            .split_evenly((rows as usize, self.cols.max(1)));
+        for (panel, cell) in self.panels.iter().zip(cells.iter()) {
+            let k = panel.groups.len().max(1);
+            let (y0, y1) = panel.y_range;
+            let names: Vec<&str> = panel.groups.iter().map(|g| g.name.as_str()).collect();
+            let name_of = |v: &f64| {
+                let i = v.round();
+                if (v - i).abs() < 1e-6 && i >= 0.0 {
+                    names
+                        .get(i as usize)
+                        .map_or(String::new(), |n| n.to_string())
+                } else {
+                    String::new()
+                }
+            };
+            let y_ticks = |v: &f64| tick_label(*v, y1 - y0);
+            let mut chart = ChartBuilder::on(cell)
+                .caption(&panel.title, (FONT, 14))
+                .margin(8)
+                .x_label_area_size(30)
+                .y_label_area_size(60)
+                .build_cartesian_2d(-0.5..(k as f64 - 0.5), y0..y1)
+                .map_err(e)?;
+            chart
+                .configure_mesh()
+                .disable_x_mesh()
+                .bold_line_style(BLACK.mix(0.12))
+                .light_line_style(WHITE.mix(0.0))
+                .x_labels(k + 1)
+                .x_label_formatter(&name_of)
+                .y_label_formatter(&y_ticks)
+                .y_desc(&panel.y_label)
+                .label_style((FONT, 11))
+                .axis_desc_style((FONT, 12))
+                .draw()
+                .map_err(e)?;
+            for (i, group) in panel.groups.iter().enumerate() {
+                let (colour, values) = (group.colour, &group.values);
+                // Deterministic spread (golden-ratio steps) so the dots of
+                // equal values stay apart.
+                let dots = values.iter().enumerate().map(|(j, &v)| {
+                    let dx = ((j as f64 * 0.618_034).fract() - 0.5) * 0.5;
+                    Circle::new((i as f64 + dx, v), 3, colour.mix(0.7).filled())
+                });
+                chart.draw_series(dots).map_err(e)?;
+                if !values.is_empty() {
+                    let mean = values.iter().sum::<f64>() / values.len() as f64;
+                    chart
+                        .draw_series(LineSeries::new(
+                            [(i as f64 - 0.32, mean), (i as f64 + 0.32, mean)],
+                            BLACK.stroke_width(3),
+                        ))
+                        .map_err(e)?;
+                    chart
+                        .draw_series(std::iter::once(Text::new(
+                            format!("mean {}", tick_label(mean, (y1 - y0) / 10.0)),
+                            (i as f64 - 0.32, mean + (y1 - y0) * 0.06),
+                            (FONT, 11).into_font().color(&BLACK),
+                        )))
+                        .map_err(e)?;
+                }
+            }
+        }
+        draw_notes(&rest, &self.notes, 6)
+    }
+}
+
+/// Distinct colours for series and groups (the tableau palette).
+pub const PALETTE: [RGBColor; 4] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+];
+
 /// A square matrix of values in [0, 1] with labelled rows and columns and
 /// a colour bar.
 pub struct MatrixFigure {
@@ -655,6 +786,7 @@ pub enum Figure {
     Histograms(HistogramFigure),
     Lines(LineFigure),
     Matrix(MatrixFigure),
+    Strips(StripFigure),
 }
 
 impl Figure {
@@ -664,6 +796,7 @@ impl Figure {
             Figure::Histograms(h) => h.size(),
             Figure::Lines(l) => l.size(),
             Figure::Matrix(m) => m.size(),
+            Figure::Strips(f) => f.size(),
         }
     }
 
@@ -676,6 +809,7 @@ impl Figure {
             Figure::Histograms(h) => h.draw(root),
             Figure::Lines(l) => l.draw(root),
             Figure::Matrix(m) => m.draw(root),
+            Figure::Strips(f) => f.draw(root),
         }
     }
 }

@@ -4,10 +4,9 @@
 //! L`: the matrix of pairwise ReLU-state agreement of a set of images.
 
 use super::{Context, record_image, save};
-use crate::plots::{self, Figure, LineFigure, MatrixFigure, Panel, Series};
+use crate::plots::{self, Figure, LineFigure, MatrixFigure, PALETTE, Panel, Series};
 use anyhow::{anyhow, bail};
 use fovea_client::v1 as pb;
-use plotters::style::RGBColor;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -144,19 +143,19 @@ async fn pair(args: &Args, a: &Path, b: &Path, ctx: &Context) -> anyhow::Result<
             series: vec![
                 Series {
                     name: "ReLU states".into(),
-                    colour: RGBColor(31, 119, 180),
+                    colour: PALETTE[0],
                     points: points(&|l| Some(l.mask_agreement)),
                     markers: true,
                 },
                 Series {
                     name: "Jaccard of active units".into(),
-                    colour: RGBColor(214, 39, 40),
+                    colour: PALETTE[1],
                     points: points(&|l| Some(l.jaccard)),
                     markers: true,
                 },
                 Series {
                     name: "pool switches".into(),
-                    colour: RGBColor(44, 160, 44),
+                    colour: PALETTE[2],
                     points: points(&|l| (l.windows > 0).then_some(l.switch_agreement)),
                     markers: true,
                 },

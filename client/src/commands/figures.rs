@@ -464,6 +464,46 @@ async fn all(
         format!("Per layer, the histogram over locations of the number of active features. Fraction active per layer: {}.", fractions.join(", ")),
     ));
 
+    // The random-weights study for this image; its control takes the
+    // masks of a shipped sample photo.
+    say("study: masks with random weights");
+    let mut control = None;
+    for sample in fovea_samples::SAMPLES {
+        let other = client.record(sample.bytes.to_vec(), sample.name).await?;
+        if other.recording_id != id {
+            control = Some((sample, other.recording_id));
+            break;
+        }
+    }
+    let (control, control_id) =
+        control.ok_or_else(|| anyhow!("no sample photo differs from the image"))?;
+    let names = [image.to_path_buf(), PathBuf::from(control.name)];
+    let settings = super::study::Settings {
+        layer: &last.number.to_string(),
+        neurons: 8,
+        seed,
+    };
+    let mut measured = super::study::measure(
+        client,
+        &names,
+        vec![id.clone(), control_id],
+        &settings,
+        progress,
+    )
+    .await?;
+    measured.rows.retain(|r| r.image == names[0].as_path());
+    let measured = super::study::summarised(measured);
+    let img = crate::plots::write_both(&super::study::figure(&measured), &out.join("study"))?;
+    show(&img);
+    notes.push((
+        "study".into(),
+        format!(
+            "{} Control masks from the sample photo {}.",
+            super::study::summary_sentence(&measured),
+            control.name
+        ),
+    ));
+
     let prov = model.provenance.clone().unwrap_or_default();
     let pre = model.preprocessing.clone().unwrap_or_default();
     let mut html = String::from(

@@ -15,6 +15,7 @@ pub mod regions;
 pub mod scan;
 pub mod scan_top;
 pub mod stats;
+pub mod study;
 pub mod top;
 
 use crate::show::Shower;
@@ -57,6 +58,10 @@ pub enum Command {
     /// The linear region of a neuron around an image along a direction,
     /// and its piecewise-linear profile along the line.
     Regions(regions::Args),
+    /// The random-weights claim measured on your images: masked
+    /// reconstructions with random weights against trained ones and two
+    /// controls, and the linear filters' high frequencies (CSV, JSON, figure).
+    Study(study::Args),
     /// Check a daemon's health (exit 0 when it is serving).
     Health(health::Args),
 }
@@ -127,6 +132,7 @@ impl Command {
             Command::ScanTop(a) => scan_top::run(a, ctx).await,
             Command::Compare(a) => compare::run(a, ctx).await,
             Command::Regions(a) => regions::run(a, ctx).await,
+            Command::Study(a) => study::run(a, ctx).await,
             // These need no daemon; `main` runs them before connecting.
             Command::Scan(_) | Command::Health(_) => Ok(()),
         }

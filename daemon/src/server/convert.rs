@@ -16,6 +16,7 @@ use fovea_engine::probe::reconstruct::{
 use fovea_engine::probe::regions::{Boundary, Flip, FlipKind, Profile, Region, Segment};
 use fovea_engine::probe::render;
 use fovea_engine::probe::scan::{Hit, ScanResults};
+use fovea_engine::probe::study::{Condition, StudyRow, StudySettings};
 use fovea_engine::record::Recording;
 use fovea_engine::record::{self, LayerStats};
 use fovea_proto::v1 as pb;
@@ -1079,5 +1080,95 @@ pub fn region_result(r: &Region, norm: f64, walk: Option<&Profile>) -> pb::Linea
                 complete: walk.is_some_and(|p| p.complete),
             },
         )),
+    }
+}
+
+/// Most recordings one study compares, and most neurons per image.
+pub const MAX_STUDY_RECORDINGS: usize = 16;
+pub const MAX_STUDY_NEURONS: u32 = 64;
+
+/// A checked Study request.
+#[derive(Debug, Clone)]
+pub struct StudyJob {
+    pub recording_ids: Vec<String>,
+    pub settings: StudySettings,
+}
+
+impl TryFrom<(&Engine, pb::StudyRequest)> for StudyJob {
+    type Error = Status;
+
+    fn try_from((engine, req): (&Engine, pb::StudyRequest)) -> Result<Self, Status> {
+        let n = req.recording_ids.len();
+        if !(2..=MAX_STUDY_RECORDINGS).contains(&n) {
+            return Err(Status::invalid_argument(format!(
+                "recording_ids: {n} given; allowed 2..={MAX_STUDY_RECORDINGS}"
+            )));
+        }
+        for id in &req.recording_ids {
+            check_recording_id(id)?;
+        }
+        let layer = engine
+            .network
+            .resolve_conv("layer", &req.layer)
+            .map_err(status)?;
+        if req.neurons_per_image > MAX_STUDY_NEURONS {
+            return Err(Status::invalid_argument(format!(
+                "neurons_per_image: {} is outside 1..={MAX_STUDY_NEURONS} (0 for 8)",
+                req.neurons_per_image
+            )));
+        }
+        let neurons = if req.neurons_per_image == 0 {
+            8
+        } else {
+            req.neurons_per_image as usize
+        };
+        Ok(StudyJob {
+            recording_ids: req.recording_ids,
+            settings: StudySettings {
+                layer,
+                neurons_per_image: neurons,
+                seed: req.seed,
+            },
+        })
+    }
+}
+
+pub fn study_progress(done: usize, total: usize) -> pb::StudyEvent {
+    pb::StudyEvent {
+        event: Some(pb::study_event::Event::Progress(pb::StudyProgress {
+            images_done: done as u32,
+            images: total as u32,
+        })),
+    }
+}
+
+pub fn study_result(layer: usize, rows: &[StudyRow]) -> pb::StudyEvent {
+    let row = |r: &StudyRow| pb::StudyRow {
+        recording_index: r.image as u32,
+        other_index: r.other as u32,
+        feature: r.neuron.feature as u32,
+        y: r.neuron.y as u32,
+        x: r.neuron.x as u32,
+        activation: r.activation,
+        fov: Some(pixel_box(r.fov)),
+        conditions: Condition::ALL
+            .iter()
+            .enumerate()
+            .map(|(k, c)| pb::ConditionSimilarity {
+                condition: c.key().into(),
+                pearson_to_trained: r.to_trained[k].pearson,
+                ssim_to_trained: r.to_trained[k].ssim,
+                pearson_to_image: r.to_image[k].pearson,
+                ssim_to_image: r.to_image[k].ssim,
+            })
+            .collect(),
+        filter_high_frequency: r.filter_high_frequency,
+        patch_high_frequency: r.patch_high_frequency,
+    };
+    pb::StudyEvent {
+        event: Some(pb::study_event::Event::Result(pb::StudyResult {
+            layer: layer as u32,
+            rows: rows.iter().map(row).collect(),
+        })),
     }
 }

@@ -7,7 +7,7 @@ use crate::server::admission::{Queue, deadline};
 use crate::server::cache::RecordingCache;
 use crate::server::convert::{
     self, CompareQuery, LineDirection, MapsQuery, MaximizeJob, ReconstructJob, RecordJob,
-    RegionJob, ScanQuery, StatsQuery, TopQuery, check_recording_id, status,
+    RegionJob, ScanQuery, StatsQuery, StudyJob, TopQuery, check_recording_id, status,
 };
 use fovea_engine::engine::Engine;
 use fovea_engine::error::Error;
@@ -191,6 +191,37 @@ impl State {
         Ok((rec, false))
     }
 
+    /// Runs streamed work on a blocking thread under the concurrency bound:
+    /// `work` sends its events and returns how many units it did; its error
+    /// ends the stream with a status (a client that left gets nothing).
+    async fn stream<E: Send + 'static>(
+        &self,
+        name: &'static str,
+        stop: Stop,
+        work: impl FnOnce(&Sender<E>, &Stop) -> Result<usize, Error> + Send + 'static,
+    ) -> Result<Response<EventsOf<E>>, Status> {
+        let admission = self.queue.admit().await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        tokio::task::spawn_blocking(move || {
+            let _admission = admission;
+            fovea_engine::priority::lower_this_thread();
+            let started = std::time::Instant::now();
+            let answer = stop.check().and_then(|()| work(&tx, &stop));
+            let elapsed_ms = started.elapsed().as_millis() as u64;
+            match answer {
+                Ok(units) => tracing::info!(units, elapsed_ms, "{name} finished"),
+                Err(Error::Cancelled) => {
+                    tracing::info!(elapsed_ms, "{name} cancelled: the client went away")
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(status(e)));
+                }
+            }
+        });
+        let events = tokio_stream::wrappers::ReceiverStream::new(rx);
+        Ok(Response::new(Box::pin(events)))
+    }
+
     async fn recording(&self, id: &str) -> Result<Arc<Recording>, Status> {
         check_recording_id(id)?;
         self.lookup(id)
@@ -229,8 +260,9 @@ impl ProbeService {
     }
 }
 
-type RegionStream =
-    Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::LinearRegionEvent, Status>> + Send>>;
+type EventsOf<E> = Pin<Box<dyn tokio_stream::Stream<Item = Result<E, Status>> + Send>>;
+type RegionStream = EventsOf<pb::LinearRegionEvent>;
+type StudyEvents = EventsOf<pb::StudyEvent>;
 
 type EventStream =
     Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::MaximizeEvent, Status>> + Send>>;
@@ -408,29 +440,35 @@ impl Probe for ProbeService {
                 Direction::Toward(self.state.recording(id).await?.input.clone())
             }
         };
-        let admission = self.state.queue.admit().await?;
-        let (tx, rx) = tokio::sync::mpsc::channel(8);
-        tokio::task::spawn_blocking(move || {
-            let _admission = admission;
-            fovea_engine::priority::lower_this_thread();
-            let started = std::time::Instant::now();
-            let answer = walk_region(&engine, &rec, &job, &direction, &stop, &tx);
-            let elapsed_ms = started.elapsed().as_millis() as u64;
-            match answer {
-                Ok(regions) => tracing::info!(regions, elapsed_ms, "linear region finished"),
-                Err(Error::Cancelled) => {
-                    tracing::info!(
-                        elapsed_ms,
-                        "linear region walk cancelled: the client went away"
-                    )
-                }
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(status(e)));
-                }
-            }
-        });
-        let events = tokio_stream::wrappers::ReceiverStream::new(rx);
-        Ok(Response::new(Box::pin(events)))
+        let work = move |tx: &Sender<pb::LinearRegionEvent>, stop: &Stop| {
+            walk_region(&engine, &rec, &job, &direction, stop, tx)
+        };
+        self.state.stream("linear region", stop, work).await
+    }
+
+    type StudyStream = StudyEvents;
+
+    async fn study(
+        &self,
+        request: Request<pb::StudyRequest>,
+    ) -> Result<Response<Self::StudyStream>, Status> {
+        let stop = self.state.stop_for(&request);
+        let engine = self.state.engine()?;
+        let job = StudyJob::try_from((&*engine, request.into_inner()))?;
+        let mut recs = Vec::with_capacity(job.recording_ids.len());
+        for id in &job.recording_ids {
+            recs.push(self.state.recording(id).await?);
+        }
+        let work = move |tx: &Sender<pb::StudyEvent>, stop: &Stop| {
+            let recs: Vec<&Recording> = recs.iter().map(|r| &**r).collect();
+            let rows = with_client(stop, tx, |stop, send| {
+                let mut progress = |done, total| send(convert::study_progress(done, total));
+                engine.study(&recs, &job.settings, stop, &mut progress)
+            })?;
+            let _ = tx.blocking_send(Ok(convert::study_result(job.settings.layer, &rows)));
+            Ok(rows.len())
+        };
+        self.state.stream("study", stop, work).await
     }
 
     async fn drop_recording(
@@ -444,6 +482,30 @@ impl Probe for ProbeService {
     }
 }
 
+/// The sending side of a streamed answer.
+type Sender<E> = tokio::sync::mpsc::Sender<Result<E, Status>>;
+
+/// Runs `work` with a way to send progress on `tx`; a failed send means the
+/// client left, which `stop` then reports, so the work ends at its next
+/// check.
+fn with_client<E, T>(
+    stop: &Stop,
+    tx: &Sender<E>,
+    work: impl FnOnce(&Stop, &mut dyn FnMut(E)) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let mut client = Some(stop.guard());
+    let mut send = |event: E| {
+        if tx.blocking_send(Ok(event)).is_err() {
+            client.take();
+        }
+    };
+    let out = work(stop, &mut send);
+    if let Some(guard) = client {
+        guard.disarm();
+    }
+    out
+}
+
 /// Solves a linear region (and walks its line) on this (blocking) thread,
 /// sending progress and the result to `tx`; the client leaving, the
 /// deadline and shutdown stop the walk between regions.
@@ -453,30 +515,17 @@ fn walk_region(
     job: &RegionJob,
     direction: &Direction,
     stop: &Stop,
-    tx: &tokio::sync::mpsc::Sender<Result<pb::LinearRegionEvent, Status>>,
+    tx: &Sender<pb::LinearRegionEvent>,
 ) -> Result<usize, Error> {
-    stop.check()?;
     let d = engine.direction(rec, job.neuron, direction)?;
     let norm = d.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
     let region = engine.linear_region(rec, job.neuron, &d)?;
     let profile = if job.max_regions > 0 {
-        // A failed send means the client left: dropping the guard tells
-        // `stop`, and the walk ends at its next region.
-        let mut client = Some(stop.guard());
-        let mut progress = |regions: usize, t: f64| {
-            if tx
-                .blocking_send(Ok(convert::region_progress(regions, t)))
-                .is_err()
-            {
-                client.take();
-            }
-        };
         let (n, range, most) = (job.neuron, job.extent, job.max_regions);
-        let profile = engine.walk_regions(rec, n, &d, range, most, stop, &mut progress);
-        if let Some(guard) = client {
-            guard.disarm();
-        }
-        Some(profile?)
+        Some(with_client(stop, tx, |stop, send| {
+            let mut progress = |regions, t| send(convert::region_progress(regions, t));
+            engine.walk_regions(rec, n, &d, range, most, stop, &mut progress)
+        })?)
     } else {
         None
     };

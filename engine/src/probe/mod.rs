@@ -8,3 +8,4 @@ pub mod reconstruct;
 pub mod regions;
 pub mod render;
 pub mod scan;
+pub mod study;

@@ -726,3 +726,77 @@ class LinearRegionEvent(_message.Message):
     progress: LinearRegionProgress
     result: LinearRegionResult
     def __init__(self, progress: _Optional[_Union[LinearRegionProgress, _Mapping]] = ..., result: _Optional[_Union[LinearRegionResult, _Mapping]] = ...) -> None: ...
+
+class StudyRequest(_message.Message):
+    __slots__ = ("recording_ids", "layer", "neurons_per_image", "seed")
+    RECORDING_IDS_FIELD_NUMBER: _ClassVar[int]
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    NEURONS_PER_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    recording_ids: _containers.RepeatedScalarFieldContainer[str]
+    layer: str
+    neurons_per_image: int
+    seed: int
+    def __init__(self, recording_ids: _Optional[_Iterable[str]] = ..., layer: _Optional[str] = ..., neurons_per_image: _Optional[int] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class ConditionSimilarity(_message.Message):
+    __slots__ = ("condition", "pearson_to_trained", "ssim_to_trained", "pearson_to_image", "ssim_to_image")
+    CONDITION_FIELD_NUMBER: _ClassVar[int]
+    PEARSON_TO_TRAINED_FIELD_NUMBER: _ClassVar[int]
+    SSIM_TO_TRAINED_FIELD_NUMBER: _ClassVar[int]
+    PEARSON_TO_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    SSIM_TO_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    condition: str
+    pearson_to_trained: float
+    ssim_to_trained: float
+    pearson_to_image: float
+    ssim_to_image: float
+    def __init__(self, condition: _Optional[str] = ..., pearson_to_trained: _Optional[float] = ..., ssim_to_trained: _Optional[float] = ..., pearson_to_image: _Optional[float] = ..., ssim_to_image: _Optional[float] = ...) -> None: ...
+
+class StudyRow(_message.Message):
+    __slots__ = ("recording_index", "other_index", "feature", "y", "x", "activation", "fov", "conditions", "filter_high_frequency", "patch_high_frequency")
+    RECORDING_INDEX_FIELD_NUMBER: _ClassVar[int]
+    OTHER_INDEX_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_FIELD_NUMBER: _ClassVar[int]
+    Y_FIELD_NUMBER: _ClassVar[int]
+    X_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATION_FIELD_NUMBER: _ClassVar[int]
+    FOV_FIELD_NUMBER: _ClassVar[int]
+    CONDITIONS_FIELD_NUMBER: _ClassVar[int]
+    FILTER_HIGH_FREQUENCY_FIELD_NUMBER: _ClassVar[int]
+    PATCH_HIGH_FREQUENCY_FIELD_NUMBER: _ClassVar[int]
+    recording_index: int
+    other_index: int
+    feature: int
+    y: int
+    x: int
+    activation: float
+    fov: Box
+    conditions: _containers.RepeatedCompositeFieldContainer[ConditionSimilarity]
+    filter_high_frequency: float
+    patch_high_frequency: float
+    def __init__(self, recording_index: _Optional[int] = ..., other_index: _Optional[int] = ..., feature: _Optional[int] = ..., y: _Optional[int] = ..., x: _Optional[int] = ..., activation: _Optional[float] = ..., fov: _Optional[_Union[Box, _Mapping]] = ..., conditions: _Optional[_Iterable[_Union[ConditionSimilarity, _Mapping]]] = ..., filter_high_frequency: _Optional[float] = ..., patch_high_frequency: _Optional[float] = ...) -> None: ...
+
+class StudyProgress(_message.Message):
+    __slots__ = ("images_done", "images")
+    IMAGES_DONE_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    images_done: int
+    images: int
+    def __init__(self, images_done: _Optional[int] = ..., images: _Optional[int] = ...) -> None: ...
+
+class StudyResult(_message.Message):
+    __slots__ = ("layer", "rows")
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    layer: int
+    rows: _containers.RepeatedCompositeFieldContainer[StudyRow]
+    def __init__(self, layer: _Optional[int] = ..., rows: _Optional[_Iterable[_Union[StudyRow, _Mapping]]] = ...) -> None: ...
+
+class StudyEvent(_message.Message):
+    __slots__ = ("progress", "result")
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    progress: StudyProgress
+    result: StudyResult
+    def __init__(self, progress: _Optional[_Union[StudyProgress, _Mapping]] = ..., result: _Optional[_Union[StudyResult, _Mapping]] = ...) -> None: ...

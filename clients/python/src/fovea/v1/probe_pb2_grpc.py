@@ -94,6 +94,11 @@ class ProbeStub(object):
                 request_serializer=fovea_dot_v1_dot_probe__pb2.LinearRegionRequest.SerializeToString,
                 response_deserializer=fovea_dot_v1_dot_probe__pb2.LinearRegionEvent.FromString,
                 _registered_method=True)
+        self.Study = channel.unary_stream(
+                '/fovea.v1.Probe/Study',
+                request_serializer=fovea_dot_v1_dot_probe__pb2.StudyRequest.SerializeToString,
+                response_deserializer=fovea_dot_v1_dot_probe__pb2.StudyEvent.FromString,
+                _registered_method=True)
 
 
 class ProbeServicer(object):
@@ -192,6 +197,17 @@ class ProbeServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Study(self, request, context):
+        """The random-weights claim measured over a set of recordings: for the
+        strongest neurons of a layer in each image, how close the masked
+        reconstruction with random weights stays to the one with trained
+        weights and to the image, against two controls, and how much of the
+        linear filter's energy is at high spatial frequencies; with progress.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ProbeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -254,6 +270,11 @@ def add_ProbeServicer_to_server(servicer, server):
                     servicer.LinearRegion,
                     request_deserializer=fovea_dot_v1_dot_probe__pb2.LinearRegionRequest.FromString,
                     response_serializer=fovea_dot_v1_dot_probe__pb2.LinearRegionEvent.SerializeToString,
+            ),
+            'Study': grpc.unary_stream_rpc_method_handler(
+                    servicer.Study,
+                    request_deserializer=fovea_dot_v1_dot_probe__pb2.StudyRequest.FromString,
+                    response_serializer=fovea_dot_v1_dot_probe__pb2.StudyEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -580,6 +601,33 @@ class Probe(object):
             '/fovea.v1.Probe/LinearRegion',
             fovea_dot_v1_dot_probe__pb2.LinearRegionRequest.SerializeToString,
             fovea_dot_v1_dot_probe__pb2.LinearRegionEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Study(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/fovea.v1.Probe/Study',
+            fovea_dot_v1_dot_probe__pb2.StudyRequest.SerializeToString,
+            fovea_dot_v1_dot_probe__pb2.StudyEvent.FromString,
             options,
             channel_credentials,
             insecure,

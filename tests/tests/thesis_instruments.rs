@@ -1,6 +1,7 @@
-//! ComparePatterns and LinearRegion end to end: the real `fovead` (tiny
-//! model) through the typed client, the raw stub for requests the client
-//! would not shape, and the `fovea compare` and `fovea regions` commands.
+//! ComparePatterns, LinearRegion and Study end to end: the real `fovead`
+//! (tiny model) through the typed client, the raw stub for requests the
+//! client would not shape, and the `fovea compare`, `fovea regions` and
+//! `fovea study` commands.
 
 use fovea_client::{Client, neuron, v1 as pb};
 use fovea_tests::{bin, picture_info, probe, ready, sample_image, status, tiny_daemon};
@@ -219,7 +220,10 @@ async fn a_walk_streams_progress_and_stops_when_the_client_leaves() {
     stream.message().await.expect("event");
     drop(stream);
     assert!(
-        d.wait_log("linear region walk cancelled", Duration::from_secs(30)),
+        d.wait_log(
+            "linear region cancelled: the client went away",
+            Duration::from_secs(30)
+        ),
         "{}",
         d.log()
     );
@@ -363,5 +367,156 @@ fn compare_and_regions_commands_write_their_figures() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success(), "{args:?} succeeded");
         assert!(err.contains(words), "{args:?}: {err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn study_requests_are_checked_before_any_work() {
+    let (_dir, _model, d) = tiny_daemon();
+    let c = ready(&d.addr).await;
+    let a = record(&c, "chelsea.png").await;
+    let b = record(&c, "rocket.jpg").await;
+    let good = pb::StudyRequest {
+        recording_ids: vec![a.clone(), b.clone()],
+        layer: "4".into(),
+        neurons_per_image: 2,
+        seed: 1,
+    };
+    let first = |req: pb::StudyRequest| {
+        let c = &c;
+        async move {
+            match probe(c).study(req).await {
+                Err(s) => s,
+                Ok(r) => match r.into_inner().message().await {
+                    Err(s) => s,
+                    Ok(_) => tonic::Status::ok(""),
+                },
+            }
+        }
+    };
+    for (req, code, word) in [
+        (
+            pb::StudyRequest {
+                recording_ids: vec![a.clone()],
+                ..good.clone()
+            },
+            tonic::Code::InvalidArgument,
+            "recording_ids: 1 given; allowed 2..=16",
+        ),
+        (
+            pb::StudyRequest {
+                layer: "9".into(),
+                ..good.clone()
+            },
+            tonic::Code::InvalidArgument,
+            "layer",
+        ),
+        (
+            pb::StudyRequest {
+                neurons_per_image: 65,
+                ..good.clone()
+            },
+            tonic::Code::InvalidArgument,
+            "neurons_per_image",
+        ),
+        (
+            pb::StudyRequest {
+                recording_ids: vec![a.clone(), "e".repeat(64)],
+                ..good.clone()
+            },
+            tonic::Code::NotFound,
+            "",
+        ),
+    ] {
+        let s = first(req.clone()).await;
+        assert_eq!(s.code(), code, "{req:?}: {s:?}");
+        assert!(s.message().contains(word), "{req:?}: {s:?}");
+    }
+    let mut stream = c.study(good).await.expect("study");
+    let mut done = Vec::new();
+    let mut rows = None;
+    while let Some(ev) = stream.message().await.expect("event") {
+        match ev.event {
+            Some(pb::study_event::Event::Progress(p)) => done.push((p.images_done, p.images)),
+            Some(pb::study_event::Event::Result(r)) => rows = Some(r.rows),
+            None => {}
+        }
+    }
+    assert_eq!(done, vec![(1, 2), (2, 2)]);
+    let rows = rows.expect("a result");
+    assert_eq!(rows.len(), 4);
+    for r in &rows {
+        let keys: Vec<&str> = r.conditions.iter().map(|c| c.condition.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "trained_masks",
+                "random_masks",
+                "random_other_masks",
+                "deconvnet"
+            ]
+        );
+        assert_eq!(r.conditions[0].pearson_to_trained, 1.0);
+        assert_eq!(r.other_index, 1 - r.recording_index);
+    }
+}
+
+#[test]
+fn the_study_command_writes_its_table_and_figure() {
+    let (dir, _model, d) = tiny_daemon();
+    let c = ["--connect", d.addr.as_str()];
+    let images: Vec<String> = ["chelsea.png", "rocket.jpg", "astronaut.png"]
+        .iter()
+        .map(|n| sample_image(n).to_str().unwrap().to_string())
+        .collect();
+    let stem = dir.path().join("study");
+    let mut args: Vec<&str> = c.to_vec();
+    args.extend(["--json", "study"]);
+    args.extend(images.iter().map(String::as_str));
+    args.extend([
+        "--layer",
+        "5",
+        "--neurons",
+        "top:3",
+        "-o",
+        stem.to_str().unwrap(),
+    ]);
+    let v = ok_json(&fovea(&args));
+    let rows = v["rows"].as_array().expect("rows");
+    assert!(!rows.is_empty() && rows.len() <= 9, "{v}");
+    assert_eq!(v["summary"].as_array().unwrap().len(), 4);
+    assert_eq!(v["summary"][0]["pearson_to_trained"], 1.0);
+    let csv = std::fs::read_to_string(stem.with_extension("csv")).expect("csv");
+    assert!(csv.starts_with("image,control_masks_from,layer,feature"));
+    assert_eq!(csv.lines().count(), 1 + 4 * rows.len());
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(stem.with_extension("json")).unwrap())
+            .unwrap();
+    assert_eq!(json["rows"], v["rows"]);
+    let (w, h, flat) = picture_info(&std::fs::read(stem.with_extension("png")).unwrap());
+    assert!(w >= 1000 && h >= 700 && !flat);
+    assert!(
+        std::fs::read_to_string(stem.with_extension("svg"))
+            .unwrap()
+            .contains("Energy above half the Nyquist frequency")
+    );
+
+    for (extra, words) in [
+        (vec!["study", images[0].as_str()], "required"),
+        (
+            vec![
+                "study",
+                images[0].as_str(),
+                images[1].as_str(),
+                "--neurons",
+                "8",
+            ],
+            "expected top:N",
+        ),
+    ] {
+        let o = fovea(&[&c[..], &extra].concat());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{extra:?} succeeded");
+        assert!(err.contains(words), "{extra:?}: {err}");
     }
 }
