@@ -56,6 +56,9 @@ pub enum Action {
     ToggleHelp,
     /// The focused panel fills the screen, or no longer.
     ToggleZoom,
+    /// Pin the open image as B, whose activation patterns the layer list
+    /// compares with the open image's; on B itself, unpin it.
+    TogglePin,
     Quit,
     /// A click on the activation map at grid position (y, x).
     SelectLocation(u32, u32),
@@ -85,6 +88,8 @@ pub enum Command {
         y: u32,
         x: u32,
         seed: u64,
+        /// The pinned image's recording, to compare patterns with.
+        pinned: Option<String>,
         generation: u64,
     },
     Strongest {
@@ -130,6 +135,13 @@ pub enum Msg {
         generation: u64,
         activation: pb::Activation,
     },
+    /// The selected neuron's linear region along its gradient and along a
+    /// random direction, and its FOV tree's agreement with the pinned image.
+    Instruments {
+        generation: u64,
+        radius: Radius,
+        patterns: Option<pb::ComparePatternsResponse>,
+    },
     Patches {
         generation: u64,
         hits: Vec<pb::ScanHit>,
@@ -173,6 +185,25 @@ impl MaxState {
     }
 }
 
+/// How far the input can move from the image, backward and forward along
+/// a unit direction, before the neuron's configuration changes: along its
+/// gradient and along a random direction (None: unbounded that way).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Radius {
+    pub gradient: (Option<f64>, Option<f64>),
+    pub random: (Option<f64>, Option<f64>),
+    /// Units of the FOV tree exactly at their threshold at the image (ties
+    /// in pool windows, as flat areas give): the image sits on boundaries.
+    pub on_boundary: u32,
+}
+
+/// The image pinned as B.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pinned {
+    pub path: PathBuf,
+    pub recording_id: String,
+}
+
 /// Path entry with completion.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Prompt {
@@ -201,6 +232,12 @@ pub struct App {
     /// The reconstruction panel shows the scan's top images instead.
     pub show_patches: bool,
     pub patches: Vec<pb::ScanHit>,
+    /// The image pinned as B (`b`).
+    pub pinned: Option<Pinned>,
+    /// The selected neuron's region radius and, with B pinned, its FOV
+    /// tree's agreement with B, once fetched.
+    pub radius: Option<Radius>,
+    pub patterns: Option<pb::ComparePatternsResponse>,
     pub max: MaxState,
     pub focus: Focus,
     pub status: String,
@@ -242,6 +279,9 @@ impl App {
             fov: None,
             show_patches: false,
             patches: Vec::new(),
+            pinned: None,
+            radius: None,
+            patterns: None,
             max: MaxState::default(),
             focus: Focus::Layers,
             status: "connecting".into(),
@@ -333,6 +373,8 @@ impl App {
     }
 
     fn neuron_changed(&mut self, now: Instant) {
+        self.radius = None;
+        self.patterns = None;
         self.neuron_gen += 1;
         self.neuron_due = Some(now + SETTLE);
     }
@@ -373,6 +415,7 @@ impl App {
                     | Action::Maximize
                     | Action::MaximizeClass
                     | Action::TogglePatches
+                    | Action::TogglePin
                     | Action::SelectLocation(..)
             )
         {
@@ -386,6 +429,7 @@ impl App {
             }
             Action::ToggleHelp => self.help = !self.help,
             Action::ToggleZoom => self.zoom = !self.zoom,
+            Action::TogglePin => self.toggle_pin(now),
             Action::LayerDown if n_layers > 0 && self.layer + 1 < n_layers => {
                 self.select_layer(self.layer + 1, now);
             }
@@ -522,6 +566,41 @@ impl App {
         out
     }
 
+    /// Pins the open image as B, or unpins B when it is the open image.
+    fn toggle_pin(&mut self, now: Instant) {
+        let (Some(path), Some(rec)) = (&self.image, &self.recording) else {
+            return;
+        };
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into(),
+        );
+        if self
+            .pinned
+            .as_ref()
+            .is_some_and(|p| p.recording_id == rec.recording_id)
+        {
+            self.pinned = None;
+            self.status = format!("{name} unpinned");
+        } else {
+            self.pinned = Some(Pinned {
+                path: path.clone(),
+                recording_id: rec.recording_id.clone(),
+            });
+            self.status = format!(
+                "{name} pinned as B: open another image (o) and the layer list shows how alike their patterns are in the neuron's FOV tree"
+            );
+        }
+        self.neuron_changed(now);
+    }
+
+    /// The pinned image's recording when it is not the open one.
+    fn other_pinned(&self) -> Option<String> {
+        let pinned = self.pinned.as_ref()?;
+        let open = self.recording.as_ref()?;
+        (pinned.recording_id != open.recording_id).then(|| pinned.recording_id.clone())
+    }
+
     /// Starts a maximization unless one is running.
     fn start_maximize(&mut self, layer: u32, feature: u32, y: u32, x: u32) -> Vec<Command> {
         if self.max.running {
@@ -599,6 +678,7 @@ impl App {
                 y: self.cursor.0,
                 x: self.cursor.1,
                 seed: self.seed,
+                pinned: self.other_pinned(),
                 generation: self.neuron_gen,
             });
             if self.show_patches {
@@ -677,6 +757,16 @@ impl App {
                     self.neuron_changed(now);
                     // Fetch at once: the user asked for this neuron.
                     self.neuron_due = Some(now);
+                }
+            }
+            Msg::Instruments {
+                generation,
+                radius,
+                patterns,
+            } => {
+                if generation == self.neuron_gen {
+                    self.radius = Some(radius);
+                    self.patterns = patterns;
                 }
             }
             Msg::Patches { generation, hits } => {
@@ -908,6 +998,69 @@ pub(crate) mod tests {
             now,
         );
         assert!(app.reconstructions.is_empty());
+    }
+
+    fn recorded(path: &str, id: &str) -> Msg {
+        Msg::Recorded {
+            path: path.into(),
+            response: pb::RecordResponse {
+                recording_id: id.into(),
+                ..Default::default()
+            },
+            stats: pb::ActivationStatsResponse::default(),
+        }
+    }
+
+    fn fetched_pin(cmds: &[Command]) -> Option<Option<String>> {
+        cmds.iter().find_map(|c| match c {
+            Command::FetchNeuron { pinned, .. } => Some(pinned.clone()),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_pinned_image_is_compared_with_the_next_one_opened() {
+        let (mut app, now) = loaded();
+        app.apply(recorded("cat.png", "a"), now);
+        app.update(Action::TogglePin, now);
+        assert!(app.status.contains("cat.png pinned as B"), "{}", app.status);
+        // Pinned to itself: nothing to compare yet.
+        assert_eq!(fetched_pin(&app.tick(now + SETTLE)), Some(None));
+        app.apply(recorded("dog.png", "b"), now);
+        app.update(Action::FeatureNext, now);
+        assert_eq!(
+            fetched_pin(&app.tick(now + SETTLE)),
+            Some(Some("a".to_string()))
+        );
+        // The answer for the selection shows; a move clears it.
+        let radius = Radius {
+            gradient: (Some(-0.5), Some(0.25)),
+            random: (None, Some(2.0)),
+            on_boundary: 0,
+        };
+        let patterns = pb::ComparePatternsResponse::default();
+        app.apply(
+            Msg::Instruments {
+                generation: app.neuron_gen(),
+                radius,
+                patterns: Some(patterns.clone()),
+            },
+            now,
+        );
+        assert_eq!(
+            (app.radius, app.patterns.clone()),
+            (Some(radius), Some(patterns))
+        );
+        app.update(Action::FeatureNext, now);
+        assert!(app.radius.is_none() && app.patterns.is_none());
+        // b on another image pins it instead; on B itself, unpins.
+        app.update(Action::TogglePin, now);
+        assert_eq!(
+            app.pinned.as_ref().map(|p| p.recording_id.as_str()),
+            Some("b")
+        );
+        app.update(Action::TogglePin, now);
+        assert!(app.pinned.is_none() && app.status.contains("unpinned"));
     }
 
     #[test]

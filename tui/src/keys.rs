@@ -77,6 +77,7 @@ fn key(app: &App, k: &KeyEvent) -> Option<Action> {
         KeyCode::Char('s') => Action::Save,
         KeyCode::Char('g') => Action::CycleGraphics,
         KeyCode::Char('p') => Action::TogglePatches,
+        KeyCode::Char('b') => Action::TogglePin,
         KeyCode::Char(c @ '1'..='9') if app.show_patches => {
             Action::OpenPatch(c as usize - '1' as usize)
         }

@@ -348,6 +348,15 @@ fn layers_panel(f: &mut Frame, app: &App, area: Rect) {
         .map(|r| r.activity.iter().map(|a| a.fraction_active).collect())
         .unwrap_or_default();
     let convs = app.convs();
+    // With B pinned: the fraction of ReLUs in the same state in the open
+    // image and B, inside the selected neuron's FOV tree.
+    let agreement = |number: u32| {
+        let p = app.patterns.as_ref()?;
+        p.layers
+            .iter()
+            .find(|l| l.layer == number)
+            .map(|l| format!(" {:.2}", l.mask_agreement))
+    };
     let items: Vec<ListItem> = convs
         .iter()
         .enumerate()
@@ -356,8 +365,13 @@ fn layers_panel(f: &mut Frame, app: &App, area: Rect) {
                 .get(i)
                 .map(|f| format!("{f:.2}"))
                 .unwrap_or_else(|| "-".into());
+            let same = if app.pinned.is_some() {
+                agreement(l.number).unwrap_or_else(|| "    ".into())
+            } else {
+                String::new()
+            };
             ListItem::new(format!(
-                "{:>2} {:<7} {:>11} {:>3} {frac}",
+                "{:>2} {:<7} {:>11} {:>3} {frac}{same}",
                 l.number,
                 l.name,
                 format!("{}x{}x{}", l.channels, l.height, l.width),
@@ -365,10 +379,23 @@ fn layers_panel(f: &mut Frame, app: &App, area: Rect) {
             ))
         })
         .collect();
-    let mut b = block(
-        " layers (j/k): shape, FOV, active ".into(),
-        app.focus == Focus::Layers,
-    );
+    let title = match (&app.pinned, &app.patterns) {
+        (None, _) => " layers (j/k): shape, FOV, active ".to_string(),
+        (Some(_), Some(p)) => {
+            let same = p.neuron.as_ref().is_some_and(|n| n.same_linear_filter);
+            format!(
+                " layers: shape, FOV, active, =B in FOV tree{} ",
+                if same { " (same filter)" } else { "" }
+            )
+        }
+        (Some(pin), None) => format!(
+            " layers: shape, FOV, active · B = {} ",
+            pin.path
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into())
+        ),
+    };
+    let mut b = block(title, app.focus == Focus::Layers);
     let rows = usize::from(b.inner(area).height);
     let offset = list_offset(app.layer, rows);
     // Where rows are out of view, say how many and where.
@@ -411,8 +438,33 @@ fn map_panel(f: &mut Frame, app: &App, pictures: &mut Pictures, area: Rect, over
         .first()
         .map(|r| format!(" = {:.3}", r.activation))
         .unwrap_or_default();
+    // How far the input can move before the neuron's configuration
+    // changes, along its gradient and a random direction.
+    let radius = app
+        .radius
+        .map(|r| {
+            let side = |(back, fwd): (Option<f64>, Option<f64>)| {
+                let t = |v: Option<f64>| match v {
+                    None => "∞".to_string(),
+                    Some(0.0) => "0".into(),
+                    Some(v) => format!("{:.0e}", v.abs()),
+                };
+                format!("-{}+{}", t(back), t(fwd))
+            };
+            let ties = if r.on_boundary > 0 {
+                format!(" {} ties", r.on_boundary)
+            } else {
+                String::new()
+            };
+            format!(
+                "· region ∇{} rnd{}{ties} ",
+                side(r.gradient),
+                side(r.random)
+            )
+        })
+        .unwrap_or_default();
     let title = format!(
-        " {lname} f{} @ ({},{}){act} ",
+        " {lname} f{} @ ({},{}){act} {radius}",
         app.feature, app.cursor.0, app.cursor.1
     );
     picture_panel(
@@ -666,7 +718,7 @@ fn status_bar(f: &mut Frame, app: &App, area: Rect, tick: usize) {
 }
 
 fn help(f: &mut Frame) {
-    let area = centered(f.area(), 72, 26);
+    let area = centered(f.area(), 76, 27);
     f.render_widget(Clear, area);
     let text = vec![
         Line::from("Keys").style(Style::default().add_modifier(Modifier::BOLD)),
@@ -686,6 +738,7 @@ fn help(f: &mut Frame) {
         Line::from("  s            save every picture on screen, with its settings"),
         Line::from("  g            next picture protocol that works in this terminal"),
         Line::from("  p            the dataset scan's strongest images for the feature"),
+        Line::from("  b            pin the image as B: layers list pattern agreement with it"),
         Line::from("  1-9          (with p) open that image at its neuron"),
         Line::from("  ?            this help (any key closes it)"),
         Line::from("  q            quit"),
@@ -703,7 +756,7 @@ fn help(f: &mut Frame) {
 /// The key bar for a screen `width` columns wide: as many keys as fit, in
 /// order of use, and always the way to the help and out.
 pub fn key_bar(width: u16) -> String {
-    const KEYS: [&str; 15] = [
+    const KEYS: [&str; 16] = [
         "j/k layer",
         "h/l feature",
         "arrows location",
@@ -715,6 +768,7 @@ pub fn key_bar(width: u16) -> String {
         "x cancel",
         "c class",
         "p scan",
+        "b pin B",
         "s save",
         "r reseed",
         "g graphics",

@@ -2,7 +2,7 @@
 //! slow reconstruction never holds up browsing, and reports back as [`Msg`]s.
 //! Reconnects (and re-records the open image) when a remote daemon returns.
 
-use crate::app::{Command, Msg};
+use crate::app::{Command, Msg, Radius};
 use fovea_client::embedded::EmbeddedOptions;
 use fovea_client::{Client, neuron, v1 as pb};
 use std::path::PathBuf;
@@ -102,6 +102,70 @@ async fn reconstruct(c: &Client, k: &NeuronKey) -> fovea_client::Result<Vec<pb::
         ..Default::default()
     };
     Ok(c.reconstruct(req).await?.reconstructions)
+}
+
+/// The ends of a neuron's linear region along a direction (`seed` for a
+/// random one), without a walk.
+async fn region_ends(
+    c: &Client,
+    k: &NeuronKey,
+    direction: pb::DirectionKind,
+) -> fovea_client::Result<((Option<f64>, Option<f64>), u32)> {
+    let (id, layer, feature, y, x, seed) = k.clone();
+    let req = pb::LinearRegionRequest {
+        recording_id: id,
+        neuron: Some(neuron(
+            &layer.to_string(),
+            feature as i32,
+            y as i32,
+            x as i32,
+        )),
+        direction: direction as i32,
+        seed,
+        ..Default::default()
+    };
+    let mut stream = c.linear_region(req).await?;
+    while let Some(event) = stream.message().await? {
+        if let Some(pb::linear_region_event::Event::Result(r)) = event.event {
+            let ends = (r.backward.map(|e| e.t), r.forward.map(|e| e.t));
+            return Ok((ends, r.units_on_boundary));
+        }
+    }
+    Ok(((None, None), 0))
+}
+
+/// The selected neuron's region radius along its gradient and a random
+/// direction, and its FOV tree's agreement with the pinned image.
+async fn instruments(
+    c: &Client,
+    k: &NeuronKey,
+    pinned: Option<String>,
+) -> fovea_client::Result<(Radius, Option<pb::ComparePatternsResponse>)> {
+    let (gradient, on_boundary) = region_ends(c, k, pb::DirectionKind::Gradient).await?;
+    let (random, _) = region_ends(c, k, pb::DirectionKind::Random).await?;
+    let radius = Radius {
+        gradient,
+        random,
+        on_boundary,
+    };
+    let patterns = match pinned {
+        Some(other) => {
+            let (id, layer, feature, y, x, _) = k.clone();
+            let req = pb::ComparePatternsRequest {
+                recording_a: id,
+                recording_b: other,
+                neuron: Some(neuron(
+                    &layer.to_string(),
+                    feature as i32,
+                    y as i32,
+                    x as i32,
+                )),
+            };
+            Some(c.compare_patterns(req).await?)
+        }
+        None => None,
+    };
+    Ok((radius, patterns))
 }
 
 /// The neurons next to `k` a user is likely to look at next: the
@@ -272,6 +336,7 @@ pub async fn run(
                 y,
                 x,
                 seed,
+                pinned,
                 generation,
             } => {
                 let tx = tx.clone();
@@ -300,6 +365,19 @@ pub async fn run(
                     });
                     let current =
                         || latest.load(std::sync::atomic::Ordering::Relaxed) == generation;
+                    if !current() {
+                        return;
+                    }
+                    match instruments(&c, &key, pinned).await {
+                        Ok((radius, patterns)) => {
+                            let _ = tx.send(Msg::Instruments {
+                                generation,
+                                radius,
+                                patterns,
+                            });
+                        }
+                        Err(e) => return report(e),
+                    }
                     if !current() {
                         return;
                     }

@@ -89,6 +89,7 @@ struct View<'a> {
     backward: Option<End>,
     regions: usize,
     complete: bool,
+    units_on_boundary: u32,
     from: f64,
     to: f64,
     /// (t, pre-activation) at every breakpoint, ends included.
@@ -126,7 +127,7 @@ fn describe(e: &End) -> String {
         )
     };
     format!(
-        "t = {:+.6}: {what}; pre-activation there {:.4}",
+        "t = {:+.3e}: {what}; pre-activation there {:.4}",
         e.t, e.value
     )
 }
@@ -189,6 +190,7 @@ pub async fn run(args: &Args, ctx: &Context) -> anyhow::Result<()> {
         backward: r.backward.as_ref().and_then(end),
         regions: r.segments.len(),
         complete: r.complete,
+        units_on_boundary: r.units_on_boundary,
         from: r.from,
         to: r.to,
         profile,
@@ -205,9 +207,15 @@ pub async fn run(args: &Args, ctx: &Context) -> anyhow::Result<()> {
         view.forward.as_ref().map_or("+inf".into(), |e| format!("{:.3e}", e.t)),
         radius(&view.backward).min(radius(&view.forward))
     ));
+    if r.units_on_boundary > 0 {
+        notes.push(format!(
+            "The image sits on {} boundaries: units of the FOV tree exactly at their threshold (ties in pool windows, as flat image areas give, or pre-activations at 0), which the line leaves at once on one side.",
+            r.units_on_boundary
+        ));
+    }
     if walk {
         notes.push(format!(
-            "{} linear regions crossed on t in [{}, {}]{}; each breakpoint is where one ReLU or pool switch in the neuron's FOV tree changes.",
+            "{} linear regions crossed on t in [{:.3e}, {:.3e}]{}; each breakpoint is where one ReLU or pool switch in the neuron's FOV tree changes.",
             view.regions,
             r.from,
             r.to,
@@ -277,6 +285,12 @@ pub async fn run(args: &Args, ctx: &Context) -> anyhow::Result<()> {
         for e in [&view.backward, &view.forward].into_iter().flatten() {
             println!("  region ends at {}", describe(e));
         }
+        if r.units_on_boundary > 0 {
+            println!(
+                "  the image sits on {} boundaries (ties in pool windows or pre-activations at 0, as flat image areas give): the region has zero width on those sides",
+                r.units_on_boundary
+            );
+        }
         if view.forward.is_none() {
             println!("  the region is unbounded for t > 0");
         }
@@ -285,7 +299,7 @@ pub async fn run(args: &Args, ctx: &Context) -> anyhow::Result<()> {
         }
         if walk {
             println!(
-                "walk over t in [{}, {}]: {} regions{}",
+                "walk over t in [{:.4e}, {:.4e}]: {} regions{}",
                 r.from,
                 r.to,
                 view.regions,
@@ -357,7 +371,7 @@ async fn region_with_progress(
             event = stream.message() => match event? {
                 None => break,
                 Some(pb::LinearRegionEvent { event: Some(pb::linear_region_event::Event::Progress(p)) }) => {
-                    progress.set_message(format!("{} crossed, t = {:.4}", p.regions, p.t));
+                    progress.set_message(format!("{} crossed, t = {:.4e}", p.regions, p.t));
                     progress.tick();
                 }
                 Some(pb::LinearRegionEvent { event: Some(pb::linear_region_event::Event::Result(r)) }) => {

@@ -1078,6 +1078,7 @@ pub fn region_result(r: &Region, norm: f64, walk: Option<&Profile>) -> pb::Linea
                 to: walk.map_or(0.0, |p| p.to),
                 segments,
                 complete: walk.is_some_and(|p| p.complete),
+                units_on_boundary: r.on_boundary as u32,
             },
         )),
     }

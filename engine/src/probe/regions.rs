@@ -75,9 +75,13 @@ pub struct Region {
     /// is unbounded that way.
     pub forward: Option<Boundary>,
     pub backward: Option<Boundary>,
-    /// The next boundary after `forward` as seen from this region, so a walk
-    /// knows how far past `forward` it may step without skipping a region.
+    /// The next boundary after `forward` as seen from this region.
     pub next_forward: Option<f64>,
+    /// Constraints already at zero at the base point (a tie in a pool
+    /// window, a pre-activation at 0, within float32 precision) that the
+    /// line leaves at once on one side: the point sits on that many
+    /// boundaries, and the region has zero width on that side.
+    pub on_boundary: usize,
 }
 
 /// One linear piece of the neuron's profile along a walk: from t0 to t1 the
@@ -110,12 +114,16 @@ struct Crossings {
     forward: Option<(f64, Flip)>,
     second: Option<f64>,
     backward: Option<(f64, Flip)>,
+    on_boundary: usize,
 }
 
 impl Crossings {
     fn consider(&mut self, g0: f32, gd: f32, flip: Flip) {
         // The configuration holds at the base point; a value a rounding
         // error below zero is at the boundary.
+        if g0 <= 0.0 && gd != 0.0 {
+            self.on_boundary += 1;
+        }
         let (g0, gd) = ((g0 as f64).max(0.0), gd as f64);
         if gd < 0.0 {
             let t = g0 / -gd;
@@ -282,6 +290,7 @@ impl Engine {
             forward: crossings.forward.map(boundary),
             backward: crossings.backward.map(boundary),
             next_forward: crossings.second,
+            on_boundary: crossings.on_boundary,
         })
     }
 

@@ -300,8 +300,9 @@ class LinearRegion:
     `value` at the input and `slope` along d, the nearest ends on either
     side (None where unbounded), |d|, and with a walk the profile:
     `segments` float64 (n, 5) rows (t0, t1, v0, v1, slope), `ends[i]` the
-    unit changing at the end of segment i (None for the last), and whether
-    the walk reached the end of the line."""
+    unit changing at the end of segment i (None for the last), whether
+    the walk reached the end of the line, and how many units sit exactly at
+    their threshold at the input (ties: the region has zero width there)."""
 
     value: float
     slope: float
@@ -312,6 +313,7 @@ class LinearRegion:
     ends: List[Optional[UnitChange]]
     complete: bool
     line: Tuple[float, float]
+    units_on_boundary: int = 0
 
 
 def _unit_change(u: pb.UnitChange) -> UnitChange:
@@ -338,6 +340,7 @@ def _linear_region(r: pb.LinearRegionResult) -> LinearRegion:
         ends=[_unit_change(s.end) if s.HasField("end") else None for s in r.segments],
         complete=r.complete,
         line=(getattr(r, "from"), r.to),
+        units_on_boundary=r.units_on_boundary,
     )
 
 

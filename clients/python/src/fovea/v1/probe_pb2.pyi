@@ -699,7 +699,7 @@ class LinearRegionProgress(_message.Message):
     def __init__(self, regions: _Optional[int] = ..., t: _Optional[float] = ...) -> None: ...
 
 class LinearRegionResult(_message.Message):
-    __slots__ = ("value", "slope", "forward", "backward", "direction_norm", "to", "segments", "complete")
+    __slots__ = ("value", "slope", "forward", "backward", "direction_norm", "to", "segments", "complete", "units_on_boundary")
     VALUE_FIELD_NUMBER: _ClassVar[int]
     SLOPE_FIELD_NUMBER: _ClassVar[int]
     FORWARD_FIELD_NUMBER: _ClassVar[int]
@@ -709,6 +709,7 @@ class LinearRegionResult(_message.Message):
     TO_FIELD_NUMBER: _ClassVar[int]
     SEGMENTS_FIELD_NUMBER: _ClassVar[int]
     COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    UNITS_ON_BOUNDARY_FIELD_NUMBER: _ClassVar[int]
     value: float
     slope: float
     forward: RegionEnd
@@ -717,7 +718,8 @@ class LinearRegionResult(_message.Message):
     to: float
     segments: _containers.RepeatedCompositeFieldContainer[ProfileSegment]
     complete: bool
-    def __init__(self, value: _Optional[float] = ..., slope: _Optional[float] = ..., forward: _Optional[_Union[RegionEnd, _Mapping]] = ..., backward: _Optional[_Union[RegionEnd, _Mapping]] = ..., direction_norm: _Optional[float] = ..., to: _Optional[float] = ..., segments: _Optional[_Iterable[_Union[ProfileSegment, _Mapping]]] = ..., complete: bool = ..., **kwargs) -> None: ...
+    units_on_boundary: int
+    def __init__(self, value: _Optional[float] = ..., slope: _Optional[float] = ..., forward: _Optional[_Union[RegionEnd, _Mapping]] = ..., backward: _Optional[_Union[RegionEnd, _Mapping]] = ..., direction_norm: _Optional[float] = ..., to: _Optional[float] = ..., segments: _Optional[_Iterable[_Union[ProfileSegment, _Mapping]]] = ..., complete: bool = ..., units_on_boundary: _Optional[int] = ..., **kwargs) -> None: ...
 
 class LinearRegionEvent(_message.Message):
     __slots__ = ("progress", "result")
