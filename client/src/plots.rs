@@ -7,6 +7,7 @@ use image::RgbImage;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::Path;
 
 const FONT: &str = "sans-serif";
@@ -117,14 +118,7 @@ impl GridFigure {
         DB::ErrorType: 'static,
     {
         let e = |x: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("drawing: {x:?}");
-        root.fill(&WHITE).map_err(e)?;
-        let title = (FONT, 22).into_font().style(FontStyle::Bold).color(&BLACK);
-        root.draw(&Text::new(
-            self.title.as_str(),
-            (MARGIN as i32, MARGIN as i32),
-            title,
-        ))
-        .map_err(e)?;
+        page(root, &self.title, 22)?;
         let label_font = (FONT, 15).into_font().color(&BLACK);
         let caption_font = (FONT, 13).into_font().color(&BLACK);
         let mut y = (MARGIN + TITLE_H) as i32;
@@ -176,6 +170,25 @@ impl GridFigure {
         }
         draw_notes(root, &self.notes, y)
     }
+}
+
+/// A white page with `title` in bold, `size` points, at its top left.
+fn page<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    size: u32,
+) -> anyhow::Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let e = |x: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("drawing: {x:?}");
+    root.fill(&WHITE).map_err(e)?;
+    let font = (FONT, size)
+        .into_font()
+        .style(FontStyle::Bold)
+        .color(&BLACK);
+    root.draw(&Text::new(title, (MARGIN as i32, MARGIN as i32), font))
+        .map_err(e)
 }
 
 /// A vertical colour bar with its value axis and a label.
@@ -387,14 +400,7 @@ impl StripFigure {
         DB::ErrorType: 'static,
     {
         let e = |x: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("drawing: {x:?}");
-        root.fill(&WHITE).map_err(e)?;
-        let title = (FONT, 20).into_font().style(FontStyle::Bold).color(&BLACK);
-        root.draw(&Text::new(
-            self.title.as_str(),
-            (MARGIN as i32, MARGIN as i32),
-            title,
-        ))
-        .map_err(e)?;
+        page(root, &self.title, 20)?;
         let rows = self.panels.len().div_ceil(self.cols.max(1)) as u32;
         let (_, body) = root.split_vertically(TITLE_ROW_H);
         let (grid, rest) = body.split_vertically(rows * STRIP_H);
@@ -565,14 +571,7 @@ impl LineFigure {
         DB::ErrorType: 'static,
     {
         let e = |x: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("drawing: {x:?}");
-        root.fill(&WHITE).map_err(e)?;
-        let title = (FONT, 20).into_font().style(FontStyle::Bold).color(&BLACK);
-        root.draw(&Text::new(
-            self.title.as_str(),
-            (MARGIN as i32, MARGIN as i32),
-            title,
-        ))
-        .map_err(e)?;
+        page(root, &self.title, 20)?;
         let (_, body) = root.split_vertically(TITLE_ROW_H);
         let (mut plots, rest) = body.split_vertically(self.panels_h());
         let xs = self.panels.iter().flat_map(|p| &p.series);
@@ -623,11 +622,19 @@ impl LineFigure {
                     ))
                     .map_err(e)?;
                 if i == 0 {
+                    // Labels in the right half end at their mark, so none
+                    // runs off the plot.
+                    let right = *x > (x0 + x1) / 2.0;
+                    let h = if right { HPos::Right } else { HPos::Left };
+                    let style = (FONT, 12)
+                        .into_font()
+                        .color(&BLACK)
+                        .pos(Pos::new(h, VPos::Top));
                     chart
                         .draw_series(std::iter::once(Text::new(
-                            label.clone(),
+                            format!(" {label} "),
                             (*x, y1),
-                            (FONT, 12).into_font().color(&BLACK),
+                            style,
                         )))
                         .map_err(e)?;
                 }
@@ -680,14 +687,7 @@ impl MatrixFigure {
         DB::ErrorType: 'static,
     {
         let e = |x: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("drawing: {x:?}");
-        root.fill(&WHITE).map_err(e)?;
-        let title = (FONT, 20).into_font().style(FontStyle::Bold).color(&BLACK);
-        root.draw(&Text::new(
-            self.title.as_str(),
-            (MARGIN as i32, MARGIN as i32),
-            title,
-        ))
-        .map_err(e)?;
+        page(root, &self.title, 20)?;
         let n = self.labels.len().max(1);
         let cell = (Self::CELL_AREA / n as u32).max(1) as i32;
         let (ox, oy) = ((MARGIN + LABEL_W) as i32, (MARGIN + TITLE_H) as i32);

@@ -23,6 +23,35 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// Runs the `fovea` binary as a user would, with no log filter and no
+/// daemon address from the environment.
+pub fn fovea(args: &[&str]) -> std::process::Output {
+    Command::new(bin("fovea"))
+        .args(args)
+        .env("RUST_LOG", "off")
+        .env_remove("FOVEA_CONNECT")
+        .output()
+        .expect("run fovea")
+}
+
+/// The standard output of a run that must have succeeded (the failure
+/// shows both outputs).
+pub fn stdout_ok(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The JSON a successful `--json` run printed.
+pub fn stdout_json(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_str(&stdout_ok(out)).expect("stdout is JSON")
+}
+
 /// A sample image shipped in the repository's `samples/` folder.
 pub fn sample_image(name: &str) -> PathBuf {
     fovea_samples::source_path(name)

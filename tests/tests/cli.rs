@@ -2,33 +2,12 @@
 //! on an ephemeral port (tiny model), the embedded mode, JSON output, bad
 //! arguments, and the paper's figures on the real VGG-16.
 
-use fovea_tests::{bin, picture_info, sample_image, tiny_daemon, tiny_model_file};
+use fovea_tests::{
+    bin, fovea, picture_info, sample_image, stdout_json as json, stdout_ok as ok, tiny_daemon,
+    tiny_model_file,
+};
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn fovea(args: &[&str]) -> Output {
-    Command::new(bin("fovea"))
-        .args(args)
-        .env("RUST_LOG", "off")
-        .env_remove("FOVEA_CONNECT")
-        .output()
-        .expect("run fovea")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_str(&ok(out)).expect("stdout is JSON")
-}
+use std::process::Command;
 
 fn picture(path: &Path) -> (u32, u32, bool) {
     picture_info(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
@@ -366,7 +345,7 @@ fn figures_on_the_real_vgg16() {
         "8",
     ]);
     ok(&out);
-    for f in ["fig2.png", "fig4.png", "fig5.png", "fig6.png"] {
+    for f in ["fig2.png", "fig4.png", "fig5.png", "fig6.png", "study.png"] {
         let (w, h, flat) = picture(&out_dir.join(f));
         assert!(w > 300 && h > 150 && !flat, "{f}: {w}x{h}");
     }
@@ -394,6 +373,14 @@ fn figures_on_the_real_vgg16() {
             "fig6.svg",
             &["active features at a location", "locations", "conv5_3"][..],
         ),
+        (
+            "study.svg",
+            &[
+                "random, own masks",
+                "deconvnet (no masks)",
+                "Energy above half the Nyquist frequency",
+            ][..],
+        ),
     ] {
         let svg = std::fs::read_to_string(out_dir.join(f)).unwrap();
         assert!(
@@ -412,6 +399,8 @@ fn figures_on_the_real_vgg16() {
         "caffe",
         "seed",
         "linear filter",
+        "study.png",
+        "correlate with the trained ones at mean r",
     ] {
         assert!(html.contains(needle), "index.html lacks {needle}");
     }

@@ -4,29 +4,10 @@
 //! `fovea study` commands.
 
 use fovea_client::{Client, neuron, v1 as pb};
-use fovea_tests::{bin, picture_info, probe, ready, sample_image, status, tiny_daemon};
-use std::process::{Command, Output};
+use fovea_tests::{
+    fovea, picture_info, probe, ready, sample_image, status, stdout_json as ok_json, tiny_daemon,
+};
 use std::time::Duration;
-
-fn fovea(args: &[&str]) -> Output {
-    Command::new(bin("fovea"))
-        .args(args)
-        .env("RUST_LOG", "off")
-        .env_remove("FOVEA_CONNECT")
-        .output()
-        .expect("run fovea")
-}
-
-fn ok_json(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("stdout is JSON")
-}
 
 async fn record(c: &Client, name: &str) -> String {
     c.record(std::fs::read(sample_image(name)).expect("image"), name)

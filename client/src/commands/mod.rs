@@ -23,6 +23,7 @@ use anyhow::{Context as _, anyhow, bail};
 use clap::Subcommand;
 use fovea_client::{Client, v1 as pb};
 use image::RgbImage;
+use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use std::path::Path;
 
@@ -137,6 +138,54 @@ impl Command {
             Command::Scan(_) | Command::Health(_) => Ok(()),
         }
     }
+}
+
+/// A progress bar (a spinner without `len`), hidden when `shown` is false.
+pub(crate) fn progress_bar(shown: bool, len: Option<u64>, template: &str) -> ProgressBar {
+    let bar = match (shown, len) {
+        (false, _) => ProgressBar::hidden(),
+        (true, Some(n)) => ProgressBar::new(n),
+        (true, None) => ProgressBar::new_spinner(),
+    };
+    bar.set_style(
+        ProgressStyle::with_template(template).unwrap_or_else(|_| match len {
+            Some(_) => ProgressStyle::default_bar(),
+            None => ProgressStyle::default_spinner(),
+        }),
+    );
+    bar
+}
+
+/// Follows a streamed answer until `on` finds its result in an event
+/// (`on` shows the progress ones on `bar`); Ctrl-C cancels the call on the
+/// daemon.
+pub(crate) async fn follow<E, R>(
+    mut stream: tonic::Streaming<E>,
+    bar: &ProgressBar,
+    what: &str,
+    mut on: impl FnMut(E) -> Option<R>,
+) -> anyhow::Result<R> {
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {
+                bar.abandon_with_message("cancelled");
+                drop(stream);
+                let cancelled = tonic::Status::cancelled(format!("{what} cancelled (Ctrl-C)"));
+                return Err(fovea_client::ClientError::Status(cancelled).into());
+            }
+            event = stream.message() => match event? {
+                None => break,
+                Some(e) => {
+                    if let Some(r) = on(e) {
+                        bar.finish_and_clear();
+                        return Ok(r);
+                    }
+                }
+            }
+        }
+    }
+    bar.finish_and_clear();
+    Err(anyhow!("the daemon ended the {what} without a result"))
 }
 
 fn read_image(path: &Path) -> anyhow::Result<Vec<u8>> {

@@ -6,7 +6,6 @@
 use super::compare::{parse_neuron, write_figure};
 use super::{Context, record_image};
 use crate::plots::{Figure, LineFigure, Panel, Series};
-use anyhow::anyhow;
 use fovea_client::{Client, v1 as pb};
 use plotters::style::RGBColor;
 use serde::Serialize;
@@ -226,9 +225,12 @@ pub async fn run(args: &Args, ctx: &Context) -> anyhow::Result<()> {
             }
         ));
     }
+    // An unfinished walk is drawn over the part it walked.
+    let reached = r.segments.last().map_or(r.to, |s| s.t1);
+    let x_range = (r.from, if r.complete { r.to } else { reached });
     let mut marks = vec![(0.0, "image".to_string())];
-    if toward_line {
-        marks.push((1.0, "other".to_string()));
+    if toward_line && x_range.1 >= 1.0 {
+        marks.push((1.0, "other image".to_string()));
     }
     let mut panels = vec![Panel {
         y_label: "pre-activation".into(),
@@ -267,7 +269,7 @@ pub async fn run(args: &Args, ctx: &Context) -> anyhow::Result<()> {
         } else {
             "t (input units along the unit direction)".into()
         },
-        x_range: walk.then_some((r.from, r.to)),
+        x_range: walk.then_some(x_range),
         panels,
         marks,
         notes,
@@ -351,37 +353,18 @@ async fn region_with_progress(
     req: pb::LinearRegionRequest,
     bar: bool,
 ) -> anyhow::Result<pb::LinearRegionResult> {
-    let progress = if bar {
-        indicatif::ProgressBar::new_spinner()
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    progress.set_style(
-        indicatif::ProgressStyle::with_template("regions {spinner} {msg} {elapsed}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-    );
-    let mut stream = client.linear_region(req).await?;
-    loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {
-                progress.abandon_with_message("cancelled");
-                drop(stream);
-                return Err(fovea_client::ClientError::Status(tonic::Status::cancelled("region walk cancelled (Ctrl-C)")).into());
+    let progress = super::progress_bar(bar, None, "regions {spinner} {msg} {elapsed}");
+    let stream = client.linear_region(req).await?;
+    super::follow(stream, &progress, "region walk", |event| {
+        match event.event {
+            Some(pb::linear_region_event::Event::Progress(p)) => {
+                progress.set_message(format!("{} crossed, t = {:.4e}", p.regions, p.t));
+                progress.tick();
+                None
             }
-            event = stream.message() => match event? {
-                None => break,
-                Some(pb::LinearRegionEvent { event: Some(pb::linear_region_event::Event::Progress(p)) }) => {
-                    progress.set_message(format!("{} crossed, t = {:.4e}", p.regions, p.t));
-                    progress.tick();
-                }
-                Some(pb::LinearRegionEvent { event: Some(pb::linear_region_event::Event::Result(r)) }) => {
-                    progress.finish_and_clear();
-                    return Ok(r);
-                }
-                Some(_) => {}
-            }
+            Some(pb::linear_region_event::Event::Result(r)) => Some(r),
+            None => None,
         }
-    }
-    progress.finish_and_clear();
-    Err(anyhow!("the daemon ended the answer without a result"))
+    })
+    .await
 }

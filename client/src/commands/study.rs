@@ -7,7 +7,7 @@
 
 use super::{Context, record_image};
 use crate::plots::{Figure, Group, PALETTE, StripFigure, StripPanel, write_both};
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{Context as _, anyhow};
 use fovea_client::{Client, v1 as pb};
 use plotters::style::RGBColor;
 use serde::Serialize;
@@ -378,36 +378,16 @@ async fn study_with_progress(
     bar: bool,
 ) -> anyhow::Result<pb::StudyResult> {
     let total = req.recording_ids.len() as u64;
-    let progress = if bar {
-        indicatif::ProgressBar::new(total)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    progress.set_style(
-        indicatif::ProgressStyle::with_template("study {bar:30} {pos}/{len} images {elapsed}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    let mut stream = client.study(req).await?;
-    loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {
-                progress.abandon_with_message("cancelled");
-                drop(stream);
-                bail!(fovea_client::ClientError::Status(tonic::Status::cancelled("study cancelled (Ctrl-C)")));
-            }
-            event = stream.message() => match event? {
-                None => break,
-                Some(pb::StudyEvent { event: Some(pb::study_event::Event::Progress(p)) }) => {
-                    progress.set_position(p.images_done as u64);
-                }
-                Some(pb::StudyEvent { event: Some(pb::study_event::Event::Result(r)) }) => {
-                    progress.finish_and_clear();
-                    return Ok(r);
-                }
-                Some(_) => {}
-            }
+    let template = "study {bar:30} {pos}/{len} images {elapsed}";
+    let progress = super::progress_bar(bar, Some(total), template);
+    let stream = client.study(req).await?;
+    super::follow(stream, &progress, "study", |event| match event.event {
+        Some(pb::study_event::Event::Progress(p)) => {
+            progress.set_position(p.images_done as u64);
+            None
         }
-    }
-    progress.finish_and_clear();
-    Err(anyhow!("the daemon ended the answer without a result"))
+        Some(pb::study_event::Event::Result(r)) => Some(r),
+        None => None,
+    })
+    .await
 }

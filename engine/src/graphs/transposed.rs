@@ -188,17 +188,23 @@ pub(crate) fn affine_graph(convs: &[ConvLayer], layer: usize) -> ModelProto {
             g.node_named("Identity", &[&z], "preact", vec![]);
             break;
         }
-        let gate = g.input(
-            &format!("gate{i}"),
-            DataType::Uint8,
-            &dims("n", c.out_channels, tree.out[i]),
-        );
-        let gate_f = g.to_float(&gate);
         // The batch comes in with the first gate (the zero image has batch 1).
-        a = g.node("Mul", &[&z, &gate_f], vec![]);
+        a = gated(&mut g, &z, c, &tree, i);
     }
     g.output("preact", DataType::Float, &one_neuron(top));
     g.finish()
+}
+
+/// `z`, the output of conv layer `i`, times the input `gate{i}` (the 0/1
+/// window of its masks and the switches of the pool after it).
+fn gated(g: &mut GraphBuilder, z: &str, c: &ConvLayer, tree: &FovTree, i: usize) -> String {
+    let gate = g.input(
+        &format!("gate{i}"),
+        DataType::Uint8,
+        &dims("n", c.out_channels, tree.out[i]),
+    );
+    let gate_f = g.to_float(&gate);
+    g.node("Mul", &[z, &gate_f], vec![])
 }
 
 /// The max pool feeding conv `i` when its input is already gated by the
@@ -260,13 +266,7 @@ pub(crate) fn region_graph(convs: &[ConvLayer], layer: usize) -> ModelProto {
         if i == layer {
             break;
         }
-        let gate = g.input(
-            &format!("gate{i}"),
-            DataType::Uint8,
-            &dims("n", c.out_channels, tree.out[i]),
-        );
-        let gate_f = g.to_float(&gate);
-        a = g.node("Mul", &[&z, &gate_f], vec![]);
+        a = gated(&mut g, &z, c, &tree, i);
     }
     g.finish()
 }

@@ -14,7 +14,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::graphs::GraphKind;
 use crate::graphs::transposed::{region_graph, tree_of};
-use crate::model::network::fov_tree;
+use crate::model::network::{FovTree, Span, fov_tree};
 use crate::probe::patterns::clip;
 use crate::probe::reconstruct::{GateSample, Mode, NeuronAt, Start, gate_batches, gate_inputs};
 use crate::record::Recording;
@@ -399,15 +399,16 @@ fn cross(config: &mut Recording, flip: Flip) {
     }
 }
 
+/// Where unit (c, y, x) of a layer's grid sits in its FOV window `w`
+/// (`[C, w.0.len, w.1.len]`); the unit must lie inside the window.
+fn window_index(w: (Span, Span), c: usize, y: usize, x: usize) -> usize {
+    let (sy, sx) = w;
+    (c * sy.len + (y as i64 - sy.start) as usize) * sx.len + (x as i64 - sx.start) as usize
+}
+
 /// Crossings of the ReLUs of hidden layer `i` inside the tree; `z` holds
 /// the layer's window at the base point, then its derivative.
-fn relu_crossings(
-    rec: &Recording,
-    tree: &crate::model::network::FovTree,
-    i: usize,
-    z: &[f32],
-    out: &mut Crossings,
-) {
+fn relu_crossings(rec: &Recording, tree: &FovTree, i: usize, z: &[f32], out: &mut Crossings) {
     let l = rec.layer(i);
     let (sy, sx) = tree.out[i];
     let per = l.channels * sy.len * sx.len;
@@ -415,8 +416,7 @@ fn relu_crossings(
     for c in 0..l.channels {
         for y in rect.y0..rect.y1 {
             for x in rect.x0..rect.x1 {
-                let k = (c * sy.len + (y as i64 - sy.start) as usize) * sx.len
-                    + (x as i64 - sx.start) as usize;
+                let k = window_index(tree.out[i], c, y, x);
                 let on = l.mask.get((c * l.height + y) * l.width + x);
                 let sign = if on { 1.0 } else { -1.0 };
                 let flip = Flip {
@@ -434,13 +434,7 @@ fn relu_crossings(
 
 /// Crossings of the switches of the pool after hidden layer `i` inside the
 /// tree: the window's maximum against each other value of the window.
-fn switch_crossings(
-    rec: &Recording,
-    tree: &crate::model::network::FovTree,
-    i: usize,
-    z: &[f32],
-    out: &mut Crossings,
-) {
+fn switch_crossings(rec: &Recording, tree: &FovTree, i: usize, z: &[f32], out: &mut Crossings) {
     let l = rec.layer(i);
     let Some(switches) = rec.layer(i + 1).switches.as_ref() else {
         return;
@@ -458,8 +452,7 @@ fn switch_crossings(
                     if !l.mask.get(unit) {
                         return (0.0, 0.0);
                     }
-                    let k = (c * sy.len + (y as i64 - sy.start) as usize) * sx.len
-                        + (x as i64 - sx.start) as usize;
+                    let k = window_index(tree.out[i], c, y, x);
                     // Active means non-negative: a rounding error below
                     // zero would move a tie with a window of zeros.
                     (z[k].max(0.0), z[per + k])

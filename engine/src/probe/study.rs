@@ -317,14 +317,6 @@ pub fn high_frequency_share(g: &[f32], h: usize, w: usize) -> f64 {
             data[y * w + x] = column[y];
         }
     }
-    let freq = |k: usize, n: usize| {
-        let k = if k > n / 2 {
-            k as f64 - n as f64
-        } else {
-            k as f64
-        };
-        k / n as f64
-    };
     let (mut high, mut total) = (0f64, 0f64);
     for y in 0..h {
         for x in 0..w {
@@ -336,6 +328,17 @@ pub fn high_frequency_share(g: &[f32], h: usize, w: usize) -> f64 {
         }
     }
     if total == 0.0 { 0.0 } else { high / total }
+}
+
+/// Frequency of DFT bin `k` of `n`, in cycles per pixel (bins past the
+/// middle are the negative ones).
+fn freq(k: usize, n: usize) -> f64 {
+    let k = if k > n / 2 {
+        k as f64 - n as f64
+    } else {
+        k as f64
+    };
+    k / n as f64
 }
 
 #[cfg(test)]
@@ -383,17 +386,9 @@ mod tests {
                         im += v * phase.sin();
                     }
                 }
-                let f = |k: usize, n: usize| {
-                    let k = if k > n / 2 {
-                        k as f64 - n as f64
-                    } else {
-                        k as f64
-                    };
-                    k / n as f64
-                };
                 let p = re * re + im * im;
                 total += p;
-                if f(ky, h).hypot(f(kx, w)) > 0.25 {
+                if freq(ky, h).hypot(freq(kx, w)) > 0.25 {
                     high += p;
                 }
             }
