@@ -238,3 +238,40 @@ fn without_an_image_the_shipped_sample_is_opened_and_o_offers_the_others() {
     });
     assert!(s.contains("samples/chelsea.png"), "{s}");
 }
+
+#[test]
+fn a_pinned_image_gives_the_layer_list_its_agreement_and_the_map_the_region() {
+    let (t, dir, _d) = tui_on_tiny_daemon("--graphics blocks");
+    std::fs::write(
+        dir.path().join("dog.png"),
+        fovea_engine::fixtures::test_image_png(41, 57),
+    )
+    .unwrap();
+    t.wait("the image to be recorded", |s| s.contains("cat.png recorded"));
+    // The selected neuron's region along its gradient and a random line.
+    t.wait("the region radius", |s| s.contains("region ∇"));
+    t.keys(&["b"]);
+    t.wait("the pin", |s| s.contains("cat.png pinned as B"));
+    t.keys(&["o"]);
+    t.wait("the prompt", |s| s.contains("open image"));
+    t.keys(&["BSpace"; 7]);
+    t.keys(&["dog.png", "Enter"]);
+    let s = t.wait("the agreement with B", |s| {
+        s.contains("dog.png recorded") && s.contains("=B in FOV tree")
+    });
+    // Each layer up to the neuron's has its agreement, a fraction.
+    let row = s
+        .lines()
+        .find(|l| l.contains(" 1 conv1_1"))
+        .unwrap_or_else(|| panic!("no layer 1 row:\n{s}"));
+    let last = row
+        .split('│')
+        .find(|cell| cell.contains("conv1_1"))
+        .and_then(|cell| cell.split_whitespace().last())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no agreement on the row {row:?}"));
+    assert!((0.0..=1.0).contains(&last), "{row}");
+    // b on the open image pins it instead.
+    t.keys(&["b"]);
+    t.wait("the new pin", |s| s.contains("dog.png pinned as B"));
+}

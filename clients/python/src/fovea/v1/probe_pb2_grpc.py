@@ -181,7 +181,9 @@ class ProbeServicer(object):
         """How alike two recordings' activation patterns are: per layer, the ReLU
         states and the max-pool switches; with a neuron, inside its FOV tree,
         and whether both images see the same linear filter (paper sections 1
-        and 6).
+        and 6). NOT_FOUND for an unknown or evicted recording (a recording of
+        another model or preprocessing is never found: ids are content keys
+        that include both); INVALID_ARGUMENT for a neuron outside its layer.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -192,6 +194,12 @@ class ProbeServicer(object):
         direction: where the first ReLU or switch of its FOV tree changes on
         either side, solved exactly; optionally the neuron's piecewise-linear
         profile along the line, region by region, with progress while it runs.
+        NOT_FOUND for an unknown or evicted recording (either one);
+        INVALID_ARGUMENT, before the stream starts, for a neuron outside its
+        layer, no direction, max_regions or extent out of range, and as the
+        stream's status for a zero direction (a linear filter of zeros, or
+        TOWARD a recording with the same input). The client leaving, the
+        deadline and shutdown stop a walk at its next region.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -203,6 +211,9 @@ class ProbeServicer(object):
         reconstruction with random weights stays to the one with trained
         weights and to the image, against two controls, and how much of the
         linear filter's energy is at high spatial frequencies; with progress.
+        INVALID_ARGUMENT for fewer than 2 or more than 16 recordings, a layer
+        that is not a conv layer, or neurons_per_image over 64; NOT_FOUND for
+        an unknown or evicted recording.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
