@@ -247,7 +247,9 @@ fn a_pinned_image_gives_the_layer_list_its_agreement_and_the_map_the_region() {
         fovea_engine::fixtures::test_image_png(41, 57),
     )
     .unwrap();
-    t.wait("the image to be recorded", |s| s.contains("cat.png recorded"));
+    t.wait("the image to be recorded", |s| {
+        s.contains("cat.png recorded")
+    });
     // The selected neuron's region along its gradient and a random line.
     t.wait("the region radius", |s| s.contains("region ∇"));
     t.keys(&["b"]);
