@@ -85,18 +85,18 @@ impl Ahead {
 
 type SharedAhead = std::sync::Arc<std::sync::Mutex<Ahead>>;
 
+/// The neuron a key names, as the API takes it.
+fn neuron_of(k: &NeuronKey) -> pb::Neuron {
+    let (_, layer, feature, y, x, _) = k;
+    neuron(&layer.to_string(), *feature as i32, *y as i32, *x as i32)
+}
+
 async fn reconstruct(c: &Client, k: &NeuronKey) -> fovea_client::Result<Vec<pb::Reconstruction>> {
-    let (id, layer, feature, y, x, seed) = k.clone();
     let req = pb::ReconstructRequest {
-        recording_id: id,
-        neurons: vec![neuron(
-            &layer.to_string(),
-            feature as i32,
-            y as i32,
-            x as i32,
-        )],
+        recording_id: k.0.clone(),
+        neurons: vec![neuron_of(k)],
         modes: all_modes(),
-        seed,
+        seed: k.5,
         crop_to_fov: true,
         png_only: true,
         ..Default::default()
@@ -111,17 +111,11 @@ async fn region_ends(
     k: &NeuronKey,
     direction: pb::DirectionKind,
 ) -> fovea_client::Result<((Option<f64>, Option<f64>), u32)> {
-    let (id, layer, feature, y, x, seed) = k.clone();
     let req = pb::LinearRegionRequest {
-        recording_id: id,
-        neuron: Some(neuron(
-            &layer.to_string(),
-            feature as i32,
-            y as i32,
-            x as i32,
-        )),
+        recording_id: k.0.clone(),
+        neuron: Some(neuron_of(k)),
         direction: direction as i32,
-        seed,
+        seed: k.5,
         ..Default::default()
     };
     let mut stream = c.linear_region(req).await?;
@@ -150,16 +144,10 @@ async fn instruments(
     };
     let patterns = match pinned {
         Some(other) => {
-            let (id, layer, feature, y, x, _) = k.clone();
             let req = pb::ComparePatternsRequest {
-                recording_a: id,
+                recording_a: k.0.clone(),
                 recording_b: other,
-                neuron: Some(neuron(
-                    &layer.to_string(),
-                    feature as i32,
-                    y as i32,
-                    x as i32,
-                )),
+                neuron: Some(neuron_of(k)),
             };
             Some(c.compare_patterns(req).await?)
         }

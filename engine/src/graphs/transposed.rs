@@ -79,11 +79,7 @@ pub(crate) fn tree_of(convs: &[ConvLayer], layer: usize) -> FovTree {
 /// image).
 pub(crate) fn forward_conv(g: &mut GraphBuilder, c: &ConvLayer, x: &str, pad: i64) -> String {
     let i = c.number;
-    let w = g.initializer(f32_tensor(
-        &format!("w{i}"),
-        &[c.out_channels as i64, c.in_channels as i64, 3, 3],
-        &c.weight,
-    ));
+    let w = trained_weight(g, c);
     let b = g.initializer(f32_tensor(
         &format!("b{i}"),
         &[c.out_channels as i64],
@@ -97,6 +93,15 @@ pub(crate) fn forward_conv(g: &mut GraphBuilder, c: &ConvLayer, x: &str, pad: i6
             ("kernel_shape", Attr::Ints(vec![3, 3])),
         ],
     )
+}
+
+/// A layer's trained kernel (OIHW) as an initializer.
+fn trained_weight(g: &mut GraphBuilder, c: &ConvLayer) -> String {
+    g.initializer(f32_tensor(
+        &format!("w{}", c.number),
+        &[c.out_channels as i64, c.in_channels as i64, 3, 3],
+        &c.weight,
+    ))
 }
 
 /// The transposed convolution of a layer with `weight` (OIHW), as an ordinary
@@ -189,19 +194,28 @@ pub(crate) fn affine_graph(convs: &[ConvLayer], layer: usize) -> ModelProto {
             break;
         }
         // The batch comes in with the first gate (the zero image has batch 1).
-        a = gated(&mut g, &z, c, &tree, i);
+        a = gated(&mut g, &z, c, &tree, i, Dim::Named("n"));
     }
     g.output("preact", DataType::Float, &one_neuron(top));
     g.finish()
 }
 
 /// `z`, the output of conv layer `i`, times the input `gate{i}` (the 0/1
-/// window of its masks and the switches of the pool after it).
-fn gated(g: &mut GraphBuilder, z: &str, c: &ConvLayer, tree: &FovTree, i: usize) -> String {
+/// window of its masks and the switches of the pool after it) whose batch
+/// dimension is `batch`.
+fn gated(
+    g: &mut GraphBuilder,
+    z: &str,
+    c: &ConvLayer,
+    tree: &FovTree,
+    i: usize,
+    batch: Dim,
+) -> String {
+    let [_, channels, h, w] = dims("n", c.out_channels, tree.out[i]);
     let gate = g.input(
         &format!("gate{i}"),
         DataType::Uint8,
-        &dims("n", c.out_channels, tree.out[i]),
+        &[batch, channels, h, w],
     );
     let gate_f = g.to_float(&gate);
     g.node("Mul", &[z, &gate_f], vec![])
@@ -241,11 +255,7 @@ pub(crate) fn region_graph(convs: &[ConvLayer], layer: usize) -> ModelProto {
         if c.pooled {
             a = gated_pool(&mut g, &a, i);
         }
-        let w = g.initializer(f32_tensor(
-            &format!("w{i}"),
-            &[c.out_channels as i64, c.in_channels as i64, 3, 3],
-            &c.weight,
-        ));
+        let w = trained_weight(&mut g, c);
         let b = g.initializer(f32_tensor(
             &format!("b{i}"),
             &[1, c.out_channels as i64, 1, 1],
@@ -266,7 +276,8 @@ pub(crate) fn region_graph(convs: &[ConvLayer], layer: usize) -> ModelProto {
         if i == layer {
             break;
         }
-        a = gated(&mut g, &z, c, &tree, i);
+        // One configuration for the whole batch: the gates broadcast.
+        a = gated(&mut g, &z, c, &tree, i, Dim::Fixed(1));
     }
     g.finish()
 }

@@ -498,6 +498,41 @@ impl Span {
     }
 }
 
+/// The window `w` of a `[3, size, size]` frame as `[3, w.0.len, w.1.len]`,
+/// zero where it reaches beyond the frame.
+pub fn window_of(frame: &[f32], size: usize, w: (Span, Span)) -> Vec<f32> {
+    let (sy, sx) = w;
+    let mut out = vec![0f32; 3 * sy.len * sx.len];
+    for_rows(size, w, |src, dst, len| {
+        out[dst..dst + len].copy_from_slice(&frame[src..src + len]);
+    });
+    out
+}
+
+/// Writes a `[3, w.0.len, w.1.len]` window into a `[3, size, size]` frame
+/// where it lies inside; the rest of the frame is left as it is.
+pub fn put_window(frame: &mut [f32], size: usize, w: (Span, Span), window: &[f32]) {
+    for_rows(size, w, |dst, src, len| {
+        frame[dst..dst + len].copy_from_slice(&window[src..src + len]);
+    });
+}
+
+/// Calls `f(frame offset, window offset, length)` for each row of window
+/// `w` inside a `[3, size, size]` frame.
+fn for_rows(size: usize, w: (Span, Span), mut f: impl FnMut(usize, usize, usize)) {
+    let (sy, sx) = w;
+    let (y0, y1) = sy.clip(size);
+    let (x0, x1) = sx.clip(size);
+    for c in 0..3 {
+        for y in y0..y1 {
+            let frame = (c * size + y) * size + x0;
+            let window = (c * sy.len + (y as i64 - sy.start) as usize) * sx.len
+                + (x0 as i64 - sx.start) as usize;
+            f(frame, window, x1 - x0);
+        }
+    }
+}
+
 /// The windows a neuron's backward pass touches: `out[i]` at the output of
 /// layer i (i = 0 is the input plane), and `pooled_in[i]` at the pooled grid
 /// feeding conv i when it is pooled.

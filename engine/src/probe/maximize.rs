@@ -13,7 +13,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::graphs::GraphKind;
 use crate::graphs::ascent::ascent_graph;
-use crate::model::network::{LayerId, fov_tree};
+use crate::model::network::{LayerId, Span, fov_tree, put_window, window_of};
 use crate::probe::reconstruct::{NeuronAt, PixelBox, fov_box};
 use crate::runtime::sessions::SharedSession;
 use ort::value::TensorRef;
@@ -335,28 +335,10 @@ impl Ascent {
         ))
     }
 
-    /// Copies between a full `[3, size, size]` frame and the window: `to_window`
-    /// picks the window out of `frame`, otherwise the window is written into
-    /// `frame` where it lies inside the image.
-    fn transfer(&self, frame: &mut [f32], window: &mut [f32], size: usize, to_window: bool) {
-        let (h, w) = self.window;
-        let (oy, ox) = self.origin;
-        for c in 0..3 {
-            for y in 0..h {
-                for x in 0..w {
-                    let (gy, gx) = (oy + y as i64, ox + x as i64);
-                    if gy >= 0 && gx >= 0 && (gy as usize) < size && (gx as usize) < size {
-                        let f = &mut frame[(c * size + gy as usize) * size + gx as usize];
-                        let v = &mut window[(c * h + y) * w + x];
-                        if to_window {
-                            *v = *f;
-                        } else {
-                            *f = *v;
-                        }
-                    }
-                }
-            }
-        }
+    /// The optimised window on the input's rows and columns.
+    fn spans(&self) -> (Span, Span) {
+        let ((oy, ox), (h, w)) = (self.origin, self.window);
+        (Span { start: oy, len: h }, Span { start: ox, len: w })
     }
 }
 
@@ -442,13 +424,10 @@ impl Engine {
             ));
         }
         let ascent = Ascent::new(self, n)?;
-        let (h, w) = ascent.window;
-        let mut window = vec![0f32; 3 * h * w];
-        let mut frame = input.to_vec();
-        ascent.transfer(&mut frame, &mut window, size, true);
-        let (obj, mut grad) = ascent.run(&window, 1)?;
-        frame.fill(0.0);
-        ascent.transfer(&mut frame, &mut grad, size, false);
+        let window = window_of(input, size, ascent.spans());
+        let (obj, grad) = ascent.run(&window, 1)?;
+        let mut frame = vec![0f32; 3 * size * size];
+        put_window(&mut frame, size, ascent.spans(), &grad);
         Ok((obj[0], frame))
     }
 
@@ -576,10 +555,10 @@ impl Engine {
         }
         objective = ascent.run(&batch, starts)?.0;
         let images = crops
-            .iter_mut()
+            .iter()
             .map(|crop| {
                 let mut frame = vec![0f32; 3 * size * size];
-                ascent.transfer(&mut frame, crop, size, false);
+                put_window(&mut frame, size, ascent.spans(), crop);
                 frame
             })
             .collect();

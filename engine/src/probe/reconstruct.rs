@@ -21,7 +21,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::graphs::GraphKind;
 use crate::graphs::transposed::{affine_graph, backward_graph, random_weights, tree_of};
-use crate::model::network::{ConvLayer, FovTree, fov_tree};
+use crate::model::network::{ConvLayer, FovTree, fov_tree, put_window};
 use crate::record::Recording;
 use crate::runtime::sessions::poisoned;
 use crate::simd::spread_flags;
@@ -420,19 +420,8 @@ impl Engine {
         let mut frames = Vec::with_capacity(n);
         for (k, (nr, _)) in batch.iter().enumerate() {
             let tree = fov_tree(convs, layer, nr.y, nr.x);
-            let (sy, sx) = tree.out[0];
             let mut frame = vec![0f32; 3 * s * s];
-            let (y0, y1) = sy.clip(s);
-            let (x0, x1) = sx.clip(s);
-            for c in 0..3 {
-                for y in y0..y1 {
-                    let src = k * per + (c * wy.len + (y as i64 - sy.start) as usize) * wx.len;
-                    let dst = (c * s + y) * s;
-                    for x in x0..x1 {
-                        frame[dst + x] = image[src + (x as i64 - sx.start) as usize];
-                    }
-                }
-            }
+            put_window(&mut frame, s, tree.out[0], &image[k * per..(k + 1) * per]);
             frames.push(frame);
         }
         Ok(frames)

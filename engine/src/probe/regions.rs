@@ -14,7 +14,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::graphs::GraphKind;
 use crate::graphs::transposed::{region_graph, tree_of};
-use crate::model::network::{FovTree, Span, fov_tree};
+use crate::model::network::{FovTree, Span, fov_tree, window_of};
 use crate::probe::patterns::clip;
 use crate::probe::reconstruct::{GateSample, Mode, NeuronAt, Start, gate_batches, gate_inputs};
 use crate::record::Recording;
@@ -208,15 +208,8 @@ impl Engine {
     }
 
     /// The region around `base` along `d` under the masks and switches of
-    /// `config` (which must hold at `base`).
-    fn region_at(
-        &self,
-        config: &Recording,
-        base: &[f32],
-        n: NeuronAt,
-        d: &[f32],
-    ) -> Result<Region> {
-        let rec = config;
+    /// `rec` (which must hold at `base`).
+    fn region_at(&self, rec: &Recording, base: &[f32], n: NeuronAt, d: &[f32]) -> Result<Region> {
         if d.len() != base.len() {
             return Err(Error::invalid(
                 "direction",
@@ -228,32 +221,17 @@ impl Engine {
         let tree = fov_tree(convs, layer, n.y, n.x);
         let s = self.profile.input_size;
         let (wy, wx) = tree.out[0];
-        let per_in = 3 * wy.len * wx.len;
-        let mut x = vec![0f32; 2 * per_in];
-        let (y0, y1) = wy.clip(s);
-        let (x0, x1) = wx.clip(s);
-        for (k, src) in [base, d].into_iter().enumerate() {
-            for c in 0..3 {
-                for y in y0..y1 {
-                    let at = k * per_in + (c * wy.len + (y as i64 - wy.start) as usize) * wx.len;
-                    let from = (c * s + y) * s;
-                    let lo = at + (x0 as i64 - wx.start) as usize;
-                    x[lo..lo + (x1 - x0)].copy_from_slice(&src[from + x0..from + x1]);
-                }
-            }
-        }
-        let samples: Vec<GateSample> = (0..2)
-            .map(|_| GateSample {
-                tree: tree.clone(),
-                masks: true,
-            })
-            .collect();
-        let gates = gate_batches(convs, rec, &samples, layer)?;
+        let mut x = window_of(base, s, tree.out[0]);
+        x.extend(window_of(d, s, tree.out[0]));
+        // Both samples (the image and the direction) share the gates.
+        let sample = GateSample { tree, masks: true };
+        let gates = gate_batches(convs, rec, std::slice::from_ref(&sample), layer)?;
+        let tree = sample.tree;
         let size_tree = tree_of(convs, layer);
         let session =
             self.cached_graph(layer, GraphKind::Region, || Ok(region_graph(convs, layer)))?;
         let scale = [1f32, 0.0];
-        let mut inputs = gate_inputs(convs, &size_tree, 2, &gates)?;
+        let mut inputs = gate_inputs(convs, &size_tree, 1, &gates)?;
         inputs.push((
             "x".into(),
             TensorRef::from_array_view(([2, 3, wy.len, wx.len], x.as_slice()))?.into(),
