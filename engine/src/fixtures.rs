@@ -39,6 +39,29 @@ pub fn tiny_weights() -> Vec<(Vec<f32>, Vec<f32>)> {
         .collect()
 }
 
+/// Units of the tiny head's hidden dense layer.
+pub const TINY_HIDDEN: usize = 10;
+
+/// The tiny head's dense layers (weight [out, in], bias) for a `size` x
+/// `size` input: the flattened last pool (C, H, W order) to 10 ReLU units,
+/// then to the classes.
+pub fn tiny_head_weights(size: usize) -> [(Vec<f32>, Vec<f32>); 2] {
+    let last = TINY_CONVS[TINY_CONVS.len() - 1].1;
+    let features = last * (size / 8) * (size / 8);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let d = Normal::new(0.0f32, (1.0 / features as f32).sqrt()).ok();
+    let mut sample = |n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|_| d.map_or(0.0, |d| d.sample(&mut rng)))
+            .collect()
+    };
+    let w1 = sample(TINY_HIDDEN * features);
+    let b1 = sample(TINY_HIDDEN);
+    let w2 = sample(TINY_CLASSES * TINY_HIDDEN);
+    let b2 = sample(TINY_CLASSES);
+    [(w1, b1), (w2, b2)]
+}
+
 /// The tiny model as ONNX bytes, for a `size` x `size` input.
 pub fn tiny_model(layout: Layout, head: bool, size: usize) -> Vec<u8> {
     let mut g = GraphBuilder::new("tiny_vgg");
@@ -97,32 +120,14 @@ pub fn tiny_model(layout: Layout, head: bool, size: usize) -> Vec<u8> {
     if head {
         x = max_pool(&mut g, &x);
         let flat = g.node("Flatten", &[&x], vec![("axis", Attr::Int(1))]);
+        let [(w1, b1), (w2, b2)] = tiny_head_weights(size);
         let features = last * (size / 8) * (size / 8);
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
-        let d = Normal::new(0.0f32, (1.0 / features as f32).sqrt()).ok();
-        let mut sample = |n: usize| -> Vec<f32> {
-            (0..n)
-                .map(|_| d.map_or(0.0, |d| d.sample(&mut rng)))
-                .collect()
-        };
-        let w1 = g.initializer(f32_tensor(
-            "fc1.weight",
-            &[10, features as i64],
-            &sample(10 * features),
-        ));
-        let b1 = g.initializer(f32_tensor("fc1.bias", &[10], &sample(10)));
+        let w1 = g.initializer(f32_tensor("fc1.weight", &[10, features as i64], &w1));
+        let b1 = g.initializer(f32_tensor("fc1.bias", &[10], &b1));
         let h = g.node("Gemm", &[&flat, &w1, &b1], vec![("transB", Attr::Int(1))]);
         let h = g.node("Relu", &[&h], vec![]);
-        let w2 = g.initializer(f32_tensor(
-            "fc2.weight",
-            &[TINY_CLASSES as i64, 10],
-            &sample(TINY_CLASSES * 10),
-        ));
-        let b2 = g.initializer(f32_tensor(
-            "fc2.bias",
-            &[TINY_CLASSES as i64],
-            &sample(TINY_CLASSES),
-        ));
+        let w2 = g.initializer(f32_tensor("fc2.weight", &[TINY_CLASSES as i64, 10], &w2));
+        let b2 = g.initializer(f32_tensor("fc2.bias", &[TINY_CLASSES as i64], &b2));
         let logits = g.node("Gemm", &[&h, &w2, &b2], vec![("transB", Attr::Int(1))]);
         g.node_named("Softmax", &[&logits], "probs", vec![("axis", Attr::Int(1))]);
         g.output(

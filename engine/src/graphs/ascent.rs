@@ -35,6 +35,9 @@ pub(crate) struct Chain<'a> {
     top_layer: usize,
     /// 0/1 ReLU masks of the layers below the top (index = layer).
     masks: Vec<String>,
+    /// Activations (after the ReLU) of the layers below the top (index =
+    /// layer).
+    pub acts: Vec<String>,
     /// The pools in front of pooled layers (index = layer).
     pools: Vec<Option<Pool>>,
 }
@@ -95,6 +98,7 @@ pub(crate) fn chain_forward<'a>(
     let (pad, _) = frame.pads();
     let mut a = x.to_string();
     let mut masks: Vec<String> = vec![String::new(); top + 1];
+    let mut acts: Vec<String> = vec![String::new(); top + 1];
     let mut pools: Vec<Option<Pool>> = (0..=top).map(|_| None).collect();
     let mut top_z = String::new();
     for i in 1..=top {
@@ -126,13 +130,41 @@ pub(crate) fn chain_forward<'a>(
             masks[i] = g.node("Mul", &[&masks[i], &inside], vec![]);
         }
         a = g.node("Mul", &[&z, &masks[i]], vec![]);
+        acts[i] = a.clone();
     }
     Chain {
         frame,
         top: top_z,
         top_layer: top,
         masks,
+        acts,
         pools,
+    }
+}
+
+/// How a backward pass goes back through a ReLU (paper eq. 4-9), given the
+/// signal at the ReLU's output and its forward 0/1 mask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rule {
+    /// The forward mask alone: the gradient, the linear filter (eq. 8-9).
+    Gradient,
+    /// The forward mask and a ReLU on the signal: guided backpropagation,
+    /// the masked deconvnet (eq. 6-7).
+    Guided,
+    /// A ReLU on the signal alone: the deconvnet (eq. 4-5).
+    Deconvnet,
+}
+
+impl Rule {
+    pub(crate) fn through_relu(self, g: &mut GraphBuilder, signal: &str, mask: &str) -> String {
+        match self {
+            Rule::Gradient => g.node("Mul", &[signal, mask], vec![]),
+            Rule::Guided => {
+                let r = g.node("Relu", &[signal], vec![]);
+                g.node("Mul", &[&r, mask], vec![])
+            }
+            Rule::Deconvnet => g.node("Relu", &[signal], vec![]),
+        }
     }
 }
 
@@ -144,18 +176,35 @@ pub(crate) fn chain_backward(
     chain: &Chain,
     grad_top: &str,
 ) -> String {
+    let weights: Vec<&[f32]> = convs.iter().map(|c| c.weight.as_slice()).collect();
+    chain_backward_to(g, convs, chain, grad_top, &weights, Rule::Gradient, 0)
+}
+
+/// The signal at the activation of layer `stop` (0: the input), given the
+/// signal at the chain's top pre-activation, going back through the
+/// transposed convolutions of `weights` (OIHW per layer) and the chain's
+/// ReLUs by `rule`. Unpooling follows the forward pass's switches.
+pub(crate) fn chain_backward_to(
+    g: &mut GraphBuilder,
+    convs: &[ConvLayer],
+    chain: &Chain,
+    grad_top: &str,
+    weights: &[&[f32]],
+    rule: Rule,
+    stop: usize,
+) -> String {
     let (_, pad) = chain.frame.pads();
     let mut grad = grad_top.to_string();
-    for i in (1..=chain.top_layer).rev() {
+    for i in (stop + 1..=chain.top_layer).rev() {
         let c = &convs[i - 1];
-        let mut u = transposed_conv(g, c, &c.weight, &grad, pad);
-        if i == 1 {
-            return u;
-        }
+        let mut u = transposed_conv(g, c, weights[i - 1], &grad, pad);
         if let Some(p) = &chain.pools[i] {
             u = p.backward(g, &u);
         }
-        grad = g.node("Mul", &[&u, &chain.masks[i - 1]], vec![]);
+        if i - 1 == stop {
+            return u;
+        }
+        grad = rule.through_relu(g, &u, &chain.masks[i - 1]);
     }
     grad
 }

@@ -9,14 +9,43 @@
 //! refused with the node's name.
 
 use crate::error::{Error, Result};
-use crate::graphs::ascent::{Frame, chain_backward, chain_forward, max_pool};
+use crate::graphs::ascent::{Frame, Rule, chain_backward_to, chain_forward, max_pool};
+use crate::graphs::transposed::{random_like, random_weights};
 use crate::model::network::Network;
 use fovea_onnx::proto::{AttributeProto, ModelProto, NodeProto, tensor_proto::DataType};
-use fovea_onnx::{Attr, Dim, GraphBuilder, attr_int, attr_ints, f32_tensor, i64_tensor};
+use fovea_onnx::{
+    Attr, Dim, GraphBuilder, attr_int, attr_ints, f32_tensor, i64_tensor, tensor_f32,
+};
 use std::collections::{HashMap, HashSet};
 
 /// Ops whose output does not depend on the values of their input.
 const SHAPE_OPS: &[&str] = &["Shape", "Size"];
+
+/// What a head graph sends back from a dense unit, and how far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HeadBackward {
+    /// Index into `Network::dense`.
+    pub index: usize,
+    pub rule: Rule,
+    /// Seeded Gaussian weights, matched per conv and per dense layer, in
+    /// place of the trained ones on the way back (the forward pass, and so
+    /// every mask and switch, stays the trained network's).
+    pub random: Option<u64>,
+    /// Stop at this conv layer's activation (Grad-CAM) instead of the input.
+    pub cam_layer: Option<usize>,
+}
+
+impl HeadBackward {
+    /// The gradient of a dense unit with respect to the input.
+    pub fn gradient(index: usize) -> HeadBackward {
+        HeadBackward {
+            index,
+            rule: Rule::Gradient,
+            random: None,
+            cam_layer: None,
+        }
+    }
+}
 
 /// Forward over the whole `size` x `size` image through the head up to
 /// dense layer `index`, fused with the gradient of one of its units.
@@ -28,6 +57,22 @@ pub(crate) fn dense_ascent_graph(
     size: usize,
     index: usize,
 ) -> Result<ModelProto> {
+    head_graph(model, net, size, HeadBackward::gradient(index))
+}
+
+/// Forward over the whole image through the head up to a dense layer, fused
+/// with a backward pass from one of its units as `spec` says. Inputs: `x`
+/// [S, 3, size, size] and `seed` [1, units]. Outputs: `objective` [S, units]
+/// (pre-activations); then `grad` like `x`, or with a `cam_layer` k, `act`
+/// (layer k's activation) and `at_act` (the signal there), both [S, C_k,
+/// H_k, W_k].
+pub(crate) fn head_graph(
+    model: &ModelProto,
+    net: &Network,
+    size: usize,
+    spec: HeadBackward,
+) -> Result<ModelProto> {
+    let index = spec.index;
     let graph = model
         .graph
         .as_ref()
@@ -152,6 +197,36 @@ pub(crate) fn dense_ascent_graph(
         }
     }
 
+    // Seeded random weights in place of a head node's constant input `k`,
+    // matched to the trained ones; stream 1000 + the node's place among the
+    // head's dense nodes (Gemm, MatMul).
+    let backward_weight =
+        |g: &mut GraphBuilder, n: &NodeProto, k: usize| -> Result<Option<String>> {
+            let Some(seed) = spec.random else {
+                return Ok(None);
+            };
+            let t = n
+                .input
+                .get(k)
+                .and_then(|i| initializers.get(i.as_str()))
+                .ok_or_else(|| {
+                    Error::Unsupported(format!(
+                        "head node {} has no constant weights to replace by random ones",
+                        node_name(n)
+                    ))
+                })?;
+            let (dims, values) = tensor_f32(t)?;
+            let stream = 1000
+                + nodes
+                    .iter()
+                    .take_while(|m| !std::ptr::eq(**m, n))
+                    .filter(|m| matches!(m.op_type.as_str(), "Gemm" | "MatMul"))
+                    .count() as u64;
+            let random = random_like(&values, seed, stream);
+            let name = format!("random/{}", node_name(n));
+            Ok(Some(g.initializer(f32_tensor(&name, &dims, &random))))
+        };
+
     // Back through the head, newest node first.
     let mut grads: HashMap<&str, String> = HashMap::new();
     let target_shape = g.node("Shape", &[&rename(target)], vec![]);
@@ -220,7 +295,7 @@ pub(crate) fn dense_ascent_graph(
                 let x = rename(input);
                 let pos = g.node("Greater", &[&x, &zero], vec![]);
                 let m = g.to_float(&pos);
-                g.node("Mul", &[&out_grad, &m], vec![])
+                spec.rule.through_relu(&mut g, &out_grad, &m)
             }
             "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" => {
                 only_first("its shape must not depend on the features")?;
@@ -245,11 +320,8 @@ pub(crate) fn dense_ascent_graph(
             }
             "MatMul" => {
                 only_first("its weights must be constants")?;
-                let bt = g.node(
-                    "Transpose",
-                    &[&arg(1)?],
-                    vec![("perm", Attr::Ints(vec![1, 0]))],
-                );
+                let w = backward_weight(&mut g, n, 1)?.unwrap_or(arg(1)?);
+                let bt = g.node("Transpose", &[&w], vec![("perm", Attr::Ints(vec![1, 0]))]);
                 g.node("MatMul", &[&out_grad, &bt], vec![])
             }
             "Gemm" => {
@@ -259,9 +331,10 @@ pub(crate) fn dense_ascent_graph(
                 }
                 let trans_b = attr_int(n, "transB").unwrap_or(0);
                 let alpha = attr_float(n, "alpha").unwrap_or(1.0);
+                let w = backward_weight(&mut g, n, 1)?.unwrap_or(arg(1)?);
                 g.node(
                     "Gemm",
-                    &[&out_grad, &arg(1)?],
+                    &[&out_grad, &w],
                     vec![
                         ("transB", Attr::Int(1 - trans_b)),
                         ("alpha", Attr::Float(alpha)),
@@ -309,15 +382,61 @@ pub(crate) fn dense_ascent_graph(
     if let Some(p) = &last_pool {
         u = p.backward(&mut g, &u);
     }
-    let at_top = g.node("Mul", &[&u, &top_mask], vec![]);
-    let grad = chain_backward(&mut g, convs, &chain, &at_top);
-    g.node_named("Identity", &[&grad], "grad", vec![]);
+    let top = convs.len();
+    let random = spec.random.map(|seed| random_weights(convs, seed));
+    let weights: Vec<&[f32]> = match &random {
+        Some(r) => r.iter().map(Vec::as_slice).collect(),
+        None => convs.iter().map(|c| c.weight.as_slice()).collect(),
+    };
+    let layer_dims = |k: usize| {
+        let (mut h, mut c) = (size, 3);
+        for conv in &convs[..k] {
+            if conv.pooled {
+                h /= 2;
+            }
+            c = conv.out_channels;
+        }
+        [
+            Dim::Named("s"),
+            Dim::Fixed(c as i64),
+            Dim::Fixed(h as i64),
+            Dim::Fixed(h as i64),
+        ]
+    };
+    match spec.cam_layer {
+        Some(k) if k == top => {
+            g.node_named("Relu", &[&chain.top], "act", vec![]);
+            g.node_named("Identity", &[&u], "at_act", vec![]);
+        }
+        Some(k) if (1..top).contains(&k) => {
+            let at_top = spec.rule.through_relu(&mut g, &u, &top_mask);
+            let at = chain_backward_to(&mut g, convs, &chain, &at_top, &weights, spec.rule, k);
+            g.node_named("Identity", &[&chain.acts[k]], "act", vec![]);
+            g.node_named("Identity", &[&at], "at_act", vec![]);
+        }
+        Some(k) => {
+            return Err(Error::Unsupported(format!(
+                "conv layer {k} does not exist; allowed 1..={top}"
+            )));
+        }
+        None => {
+            let at_top = spec.rule.through_relu(&mut g, &u, &top_mask);
+            let grad = chain_backward_to(&mut g, convs, &chain, &at_top, &weights, spec.rule, 0);
+            g.node_named("Identity", &[&grad], "grad", vec![]);
+        }
+    }
     g.output(
         "objective",
         DataType::Float,
         &[Dim::Named("s"), Dim::Fixed(dense.units as i64)],
     );
-    g.output("grad", DataType::Float, &x_dims);
+    match spec.cam_layer {
+        Some(k) => {
+            g.output("act", DataType::Float, &layer_dims(k));
+            g.output("at_act", DataType::Float, &layer_dims(k));
+        }
+        None => g.output("grad", DataType::Float, &x_dims),
+    }
     Ok(g.finish_with_opset(default_opset(model).max(11)))
 }
 

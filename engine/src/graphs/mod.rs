@@ -21,6 +21,9 @@ pub enum GraphKind {
     Region,
     /// Forward + gradient over the FOV window, for maximization.
     Ascent,
+    /// Forward over the whole image through the head, back from a dense
+    /// unit by a rule (reconstructions and attributions of dense neurons).
+    Head(head::HeadBackward),
 }
 
 impl GraphKind {
@@ -33,6 +36,12 @@ impl GraphKind {
             GraphKind::Affine => format!("affine_l{layer}"),
             GraphKind::Region => format!("region_l{layer}"),
             GraphKind::Ascent => format!("ascent_l{layer}"),
+            GraphKind::Head(h) => {
+                let rule = format!("{:?}", h.rule).to_lowercase();
+                let random = h.random.map(|s| format!("_random{s}")).unwrap_or_default();
+                let cam = h.cam_layer.map(|k| format!("_cam{k}")).unwrap_or_default();
+                format!("head_l{layer}_{rule}{random}{cam}")
+            }
         }
     }
 }

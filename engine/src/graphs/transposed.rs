@@ -13,26 +13,29 @@ use rand_distr::{Distribution, Normal};
 pub fn random_weights(convs: &[ConvLayer], seed: u64) -> Vec<Vec<f32>> {
     convs
         .iter()
-        .map(|c| {
-            let n = c.weight.len() as f64;
-            let mean = c.weight.iter().map(|&v| v as f64).sum::<f64>() / n;
-            let var = c
-                .weight
-                .iter()
-                .map(|&v| (v as f64 - mean).powi(2))
-                .sum::<f64>()
-                / n;
-            let std = var.sqrt().max(f64::MIN_POSITIVE);
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-            rng.set_stream(c.number as u64);
-            match Normal::new(mean, std) {
-                Ok(dist) => (0..c.weight.len())
-                    .map(|_| dist.sample(&mut rng) as f32)
-                    .collect(),
-                Err(_) => vec![mean as f32; c.weight.len()],
-            }
-        })
+        .map(|c| random_like(&c.weight, seed, c.number as u64))
         .collect()
+}
+
+/// Gaussian samples with the mean and std of `values`, as many, from
+/// ChaCha8 seeded by `seed` on stream `stream`.
+pub fn random_like(values: &[f32], seed: u64, stream: u64) -> Vec<f32> {
+    let n = values.len().max(1) as f64;
+    let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
+    let var = values
+        .iter()
+        .map(|&v| (v as f64 - mean).powi(2))
+        .sum::<f64>()
+        / n;
+    let std = var.sqrt().max(f64::MIN_POSITIVE);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(stream);
+    match Normal::new(mean, std) {
+        Ok(dist) => (0..values.len())
+            .map(|_| dist.sample(&mut rng) as f32)
+            .collect(),
+        Err(_) => vec![mean as f32; values.len()],
+    }
 }
 
 /// `[in, out, 3, 3]` kernel of the transposed convolution: channels swapped

@@ -155,7 +155,7 @@ fn gaussian_kernel(sigma: f32) -> Vec<f32> {
 }
 
 /// Separable Gaussian blur of each `h x w` plane, edges clamped.
-fn blur(planes: &mut [f32], h: usize, w: usize, sigma: f32) {
+pub(crate) fn blur(planes: &mut [f32], h: usize, w: usize, sigma: f32) {
     let k = gaussian_kernel(sigma);
     let mut tmp = vec![0f32; h * w];
     for plane in planes.chunks_mut(h * w) {

@@ -2,6 +2,7 @@
 //! backward modes), maximization of a neuron, dataset scans, and the
 //! pictures of their results.
 
+pub mod attribute;
 pub mod maximize;
 pub mod patterns;
 pub mod reconstruct;

@@ -40,6 +40,10 @@ pub struct ReconstructRequest {
     pub seed: u64,
     /// Give the linear filter's results their effective bias.
     pub effective_bias: bool,
+    /// Start behind each neuron's own ReLU (an inactive neuron gives an
+    /// all-zero picture in every mode); otherwise every mode starts at the
+    /// pre-activation.
+    pub through_relu: bool,
 }
 
 /// The four backward modes of the paper.
@@ -80,7 +84,8 @@ pub enum Start {
     RecordedActivation,
 }
 
-/// A conv neuron, already validated against the network.
+/// A neuron, already validated against the network: a conv neuron, or a
+/// dense one (`layer` past the conv layers, y = x = 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct NeuronAt {
     pub layer: usize,
@@ -110,7 +115,11 @@ pub struct Reconstruction {
     /// Linear filter only, when asked for ([`Engine::effective_bias`]):
     /// pre-activation = <values, input> + effective_bias.
     pub effective_bias: Option<f32>,
+    /// The neuron's recorded activation (after its ReLU; a class neuron's
+    /// logit).
     pub activation: f32,
+    /// The neuron's pre-activation is not positive (its ReLU is off).
+    pub inactive: bool,
 }
 
 /// Samples per backward run. Small windows gain from batching; on large ones
@@ -263,6 +272,7 @@ impl Engine {
             start,
             seed,
             effective_bias: false,
+            through_relu: false,
         };
         self.reconstruct_request(rec, &req, &Stop::never())
     }
@@ -276,11 +286,47 @@ impl Engine {
         req: &ReconstructRequest,
         stop: &Stop,
     ) -> Result<Vec<Reconstruction>> {
-        let mut results = self.reconstruct_jobs(rec, req, stop)?;
+        let convs = self.network.convs.len();
+        let conv_only = ReconstructRequest {
+            neurons: req
+                .neurons
+                .iter()
+                .copied()
+                .filter(|n| n.layer <= convs)
+                .collect(),
+            ..req.clone()
+        };
+        let mut conv_results = self.reconstruct_jobs(rec, &conv_only, stop)?;
         if req.effective_bias && req.modes.contains(&Mode::LinearFilter) {
-            let biases = self.effective_bias_until(rec, &req.neurons, stop)?;
-            for r in results.iter_mut().filter(|r| r.mode == Mode::LinearFilter) {
+            let biases = self.effective_bias_until(rec, &conv_only.neurons, stop)?;
+            for r in conv_results
+                .iter_mut()
+                .filter(|r| r.mode == Mode::LinearFilter)
+            {
                 r.effective_bias = biases.get(r.neuron_index).copied();
+            }
+        }
+        // Back in the request's order, conv indices mapped to the request's.
+        let mut conv_results = conv_results.into_iter();
+        let mut conv_index = 0;
+        let mut results = Vec::with_capacity(req.neurons.len() * req.modes.len());
+        for (i, &n) in req.neurons.iter().enumerate() {
+            if n.layer <= convs {
+                for _ in &req.modes {
+                    let mut r = conv_results.next().ok_or_else(|| {
+                        Error::Runtime("a reconstruction was not computed".into())
+                    })?;
+                    debug_assert_eq!(r.neuron_index, conv_index);
+                    r.neuron_index = i;
+                    results.push(r);
+                }
+                conv_index += 1;
+            } else {
+                let mut dense = self.reconstruct_dense(rec, (i, n), req, stop)?;
+                if !req.effective_bias {
+                    dense.iter_mut().for_each(|r| r.effective_bias = None);
+                }
+                results.append(&mut dense);
             }
         }
         Ok(results)
@@ -337,7 +383,8 @@ impl Engine {
                 stop.check()?;
                 let batch: Vec<(NeuronAt, Mode)> =
                     chunk.iter().map(|&j| (jobs[j].1, jobs[j].2)).collect();
-                let images = self.run_backward(&session, rec, layer, &batch, start)?;
+                let images =
+                    self.run_backward(&session, rec, layer, &batch, start, req.through_relu)?;
                 for (&j, values) in chunk.iter().zip(images) {
                     let (index, n, mode) = jobs[j];
                     results[j] = Some(Reconstruction {
@@ -347,6 +394,11 @@ impl Engine {
                         fov: fov_box(&self.network.convs, n, self.profile.input_size),
                         effective_bias: None,
                         activation: rec.layer(n.layer).activation(n.feature, n.y, n.x),
+                        inactive: !rec.layer(n.layer).mask.get(
+                            (n.feature * rec.layer(n.layer).height + n.y)
+                                * rec.layer(n.layer).width
+                                + n.x,
+                        ),
                     });
                 }
             }
@@ -376,6 +428,7 @@ impl Engine {
         layer: usize,
         batch: &[(NeuronAt, Mode)],
         start: Start,
+        through_relu: bool,
     ) -> Result<Vec<Vec<f32>>> {
         let convs = &self.network.convs;
         let n = batch.len();
@@ -390,8 +443,7 @@ impl Engine {
                 Start::OneHot => 1.0,
                 Start::RecordedActivation => act,
             };
-            if mode.uses_masks()
-                && !mode.linear()
+            if through_relu
                 && !top
                     .mask
                     .get((nr.feature * top.height + nr.y) * top.width + nr.x)

@@ -153,28 +153,22 @@ impl Engine {
                     start: Start::OneHot,
                     seed: settings.seed,
                     effective_bias: false,
+                    through_relu: false,
                 },
                 stop,
             )?;
-            // The other image's configuration, with each neuron itself let
-            // through: every reconstruction starts at the neuron.
-            let mut borrowed = (*recs[other]).clone();
-            let top = &mut borrowed.layers[layer - 1];
-            let plane = top.height * top.width;
-            for n in &at {
-                let bit = n.feature * plane + n.y * top.width + n.x;
-                if !top.mask.get(bit) {
-                    top.mask.toggle(bit);
-                }
-            }
+            // The other image's configuration; every reconstruction starts
+            // at the neuron's pre-activation, so the neuron itself is let
+            // through whatever its state there.
             let control = self.reconstruct_request(
-                &borrowed,
+                recs[other],
                 &ReconstructRequest {
                     neurons: at.clone(),
                     modes: vec![Mode::RandomWeights],
                     start: Start::OneHot,
                     seed: settings.seed,
                     effective_bias: false,
+                    through_relu: false,
                 },
                 stop,
             )?;
