@@ -453,6 +453,20 @@ impl Client {
         .await
     }
 
+    /// Starts an attribution of a recording; progress (integrated
+    /// gradients' path) and the result arrive on the stream.
+    pub async fn attribute(
+        &self,
+        req: pb::AttributeRequest,
+    ) -> Result<tonic::Streaming<pb::AttributeEvent>> {
+        let ids = [req.recording_id.clone()];
+        self.with_recordings(&ids, |mut c| {
+            let r = self.req(req.clone());
+            async move { c.attribute(r).await }
+        })
+        .await
+    }
+
     pub async fn scan_top(&self, req: pb::ScanTopRequest) -> Result<pb::ScanTopResponse> {
         Ok(self
             .inner

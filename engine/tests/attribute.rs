@@ -448,9 +448,6 @@ fn attribution_refuses_conv_layers_and_bad_steps_and_stops_when_asked() {
         s.engine.attribute(&s.rec, &req, &stop, |_, _| {}).is_err(),
         "a passed deadline stops the path"
     );
-    let err = s
-        .engine
-        .dense_neuron("target.layer", "3", 0)
-        .expect_err("a conv layer");
+    let err = s.engine.dense_neuron("3", 0).expect_err("a conv layer");
     assert!(err.to_string().contains("not a dense layer"), "{err}");
 }

@@ -248,7 +248,44 @@ async fn expected(addr: &str, image: &Path) -> serde_json::Value {
             json!([e.t, u.kind, u.layer, u.feature, u.y, u.x, e.value])
         })
     };
+    let attribute = |method: pb::AttributionMethod| {
+        let req = pb::AttributeRequest {
+            recording_id: id.clone(),
+            method: method as i32,
+            steps: 8,
+            baseline: pb::AttributionBaseline::BaselineBlurred as i32,
+            ..Default::default()
+        };
+        let c = &c;
+        async move {
+            let mut stream = c.attribute(req).await.expect("attribute");
+            let mut progress = Vec::new();
+            while let Some(ev) = stream.message().await.expect("event") {
+                match ev.event {
+                    Some(pb::attribute_event::Event::Progress(p)) => progress.push(p.done),
+                    Some(pb::attribute_event::Event::Result(r)) => return (r, progress),
+                    None => {}
+                }
+            }
+            panic!("no result")
+        }
+    };
+    let (ig, ig_progress) = attribute(pb::AttributionMethod::IntegratedGradients).await;
+    let (cam, _) = attribute(pb::AttributionMethod::GradCam).await;
+    let completeness = ig.completeness.unwrap_or_default();
+    let cam_map = cam.cam.unwrap_or_default();
     json!({
+        "attribute": {
+            "unit": ig.unit,
+            "objective": ig.objective,
+            "ig": ig.values,
+            "ig_progress": ig_progress,
+            "completeness": [completeness.attribution_sum, completeness.objective_difference, completeness.baseline_objective],
+            "cam": cam.values,
+            "cam_grid": cam_map.grid,
+            "cam_layer": cam_map.layer,
+            "cam_shape": [cam_map.height, cam_map.width],
+        },
         "other_image": sample_image("rocket.jpg"),
         "compare": {
             "whole": agreement(&whole),
@@ -306,6 +343,7 @@ async fn the_package_gives_the_rust_clients_values_errors_and_cancellation() {
         dir.path(),
     );
     assert!(out.ends_with("all checks passed\n"), "{out}");
+    assert!(out.contains("ok attribution\n"), "{out}");
     // Leaving the loop and Ctrl-C both reached the daemon.
     assert!(
         d.wait_log("maximize cancelled", Duration::from_secs(20)),

@@ -3,6 +3,7 @@
 //! answer) and the pictures it writes. Helpers several commands share live
 //! here.
 
+pub mod attribute;
 pub mod compare;
 pub mod figures;
 pub mod health;
@@ -63,6 +64,10 @@ pub enum Command {
     /// reconstructions with random weights against trained ones and two
     /// controls, and the linear filters' high frequencies (CSV, JSON, figure).
     Study(study::Args),
+    /// Which pixels a class (or any dense unit) owes its value to:
+    /// saliency, guided backprop, Grad-CAM, Guided Grad-CAM, integrated
+    /// gradients.
+    Attribute(attribute::Args),
     /// Check a daemon's health (exit 0 when it is serving).
     Health(health::Args),
 }
@@ -134,6 +139,7 @@ impl Command {
             Command::Compare(a) => compare::run(a, ctx).await,
             Command::Regions(a) => regions::run(a, ctx).await,
             Command::Study(a) => study::run(a, ctx).await,
+            Command::Attribute(a) => attribute::run(a, ctx).await,
             // These need no daemon; `main` runs them before connecting.
             Command::Scan(_) | Command::Health(_) => Ok(()),
         }

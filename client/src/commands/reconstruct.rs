@@ -37,6 +37,10 @@ pub struct Args {
     /// Start from the recorded activation instead of 1.
     #[arg(long)]
     recorded_start: bool,
+    /// Start behind the neuron's own ReLU (an inactive neuron then gives
+    /// all-zero pictures) instead of at its pre-activation.
+    #[arg(long)]
+    through_relu: bool,
     /// Render the whole frame instead of the field of view.
     #[arg(long)]
     full_frame: bool,
@@ -80,6 +84,7 @@ pub async fn run(args: &Args, ctx: &Context) -> anyhow::Result<()> {
             crop_to_fov: !args.full_frame,
             png_only: true,
             effective_bias: true,
+            through_neuron_relu: args.through_relu,
         })
         .await?;
     // One mode: the picture itself (FOV-sized unless --full-frame);
@@ -134,6 +139,16 @@ pub async fn run(args: &Args, ctx: &Context) -> anyhow::Result<()> {
             fov.y0,
             fov.y1
         );
+        if rr.reconstructions.first().is_some_and(|r| r.inactive) {
+            println!(
+                "  the neuron is inactive here (its ReLU is off); {}",
+                if args.through_relu {
+                    "started behind its ReLU, the pictures are all zero"
+                } else {
+                    "the pictures start at its pre-activation"
+                }
+            );
+        }
         for rec in &rr.reconstructions {
             let n = rec.normalization.clone().unwrap_or_default();
             println!("  {:<24} {}", mode_label(rec.mode), n.description);

@@ -184,6 +184,36 @@ def _():
         raise AssertionError("an unknown direction was accepted")
 
 
+@check("attribution")
+def _():
+    want = expected["attribute"]
+    seen = []
+    ig = rec.attribute("ig", steps=8, baseline="blurred", progress=lambda done, total: seen.append(done))
+    assert ig.unit == want["unit"] and ig.objective == want["objective"], (ig.unit, ig.objective)
+    assert ig.values.shape == (32, 32, 3) and ig.values.dtype == np.float32
+    assert np.array_equal(ig.values.reshape(-1), np.asarray(want["ig"], dtype=np.float32))
+    assert ig.completeness == tuple(want["completeness"]), ig.completeness
+    assert seen == want["ig_progress"], seen
+    cam = rec.attribute("gradcam", baseline="blurred")
+    assert cam.values.shape == (32, 32) and cam.cam_layer == want["cam_layer"]
+    assert np.array_equal(cam.values.reshape(-1), np.asarray(want["cam"], dtype=np.float32))
+    assert cam.cam.shape == tuple(want["cam_shape"])
+    assert np.array_equal(cam.cam.reshape(-1), np.asarray(want["cam_grid"], dtype=np.float32))
+    assert cam.picture.png.startswith(b"\x89PNG")
+    try:
+        rec.attribute("gradcam", unit=99)
+    except fovea.InvalidArgument as e:
+        assert "unit" in e.details and "0..=4" in e.details, e.details
+    else:
+        raise AssertionError("unit 99 of 5 classes was accepted")
+    try:
+        rec.attribute("lime")
+    except ValueError as e:
+        assert "lime" in str(e)
+    else:
+        raise AssertionError("an unknown method was accepted")
+
+
 @check("errors carry the code")
 def _():
     try:

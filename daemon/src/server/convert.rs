@@ -7,6 +7,7 @@
 use fovea_engine::engine::Engine;
 use fovea_engine::error::Error;
 use fovea_engine::model::profile::ImageLimits;
+use fovea_engine::probe::attribute::{AttributeRequest, Attribution, Baseline, MAX_STEPS, Method};
 use fovea_engine::probe::maximize::MaximizeOptions;
 use fovea_engine::probe::maximize::{Maximized, Progress};
 use fovea_engine::probe::patterns::PatternComparison;
@@ -74,7 +75,7 @@ impl TryFrom<(&Engine, pb::ReconstructRequest)> for ReconstructJob {
             .iter()
             .enumerate()
             .map(|(i, n)| {
-                engine.neuron(
+                engine.ascent_neuron(
                     &format!("neurons[{i}]"),
                     &n.layer,
                     n.feature as i64,
@@ -118,6 +119,7 @@ impl TryFrom<(&Engine, pb::ReconstructRequest)> for ReconstructJob {
                 start,
                 seed: req.seed,
                 effective_bias: req.effective_bias,
+                through_relu: req.through_neuron_relu,
             },
             crop_to_fov: req.crop_to_fov,
             png_only: req.png_only,
@@ -707,6 +709,7 @@ pub fn reconstruction(
         fov: Some(pixel_box(r.fov)),
         effective_bias: r.effective_bias.unwrap_or(0.0),
         activation: r.activation,
+        inactive: r.inactive,
     }
 }
 
@@ -1170,6 +1173,244 @@ pub fn study_result(layer: usize, rows: &[StudyRow]) -> pb::StudyEvent {
         event: Some(pb::study_event::Event::Result(pb::StudyResult {
             layer: layer as u32,
             rows: rows.iter().map(row).collect(),
+        })),
+    }
+}
+
+/// A checked Attribute request; the unit is settled once the recording is
+/// at hand (the top class by default).
+#[derive(Debug, Clone)]
+pub struct AttributeJob {
+    pub recording_id: String,
+    /// The dense layer's paper number.
+    pub layer: usize,
+    pub unit: Option<usize>,
+    pub method: Method,
+    pub cam_layer: Option<usize>,
+    pub steps: usize,
+    pub baseline: Baseline,
+    pub png_only: bool,
+}
+
+/// Integrated gradients' points on the path when the request leaves it 0.
+pub const DEFAULT_IG_STEPS: usize = 32;
+
+impl TryFrom<(&Engine, pb::AttributeRequest)> for AttributeJob {
+    type Error = Status;
+
+    fn try_from((engine, req): (&Engine, pb::AttributeRequest)) -> Result<Self, Status> {
+        let net = &engine.network;
+        check_recording_id(&req.recording_id)?;
+        if net.dense.is_empty() {
+            return Err(Status::invalid_argument(
+                "layer: this model has no dense head to attribute",
+            ));
+        }
+        let last = net.convs.len() + net.dense.len();
+        let spec = if req.layer.is_empty() {
+            last.to_string()
+        } else {
+            req.layer.clone()
+        };
+        let method = match pb::AttributionMethod::try_from(req.method) {
+            Ok(pb::AttributionMethod::Saliency) => Method::Saliency,
+            Ok(pb::AttributionMethod::GuidedBackprop) => Method::Guided,
+            Ok(pb::AttributionMethod::GradCam) => Method::GradCam,
+            Ok(pb::AttributionMethod::GuidedGradCam) => Method::GuidedGradCam,
+            Ok(pb::AttributionMethod::IntegratedGradients) => Method::IntegratedGradients,
+            _ => {
+                return Err(Status::invalid_argument(format!(
+                    "method: {} is not a method; allowed SALIENCY (1), GUIDED_BACKPROP (2), GRAD_CAM (3), GUIDED_GRAD_CAM (4), INTEGRATED_GRADIENTS (5)",
+                    req.method
+                )));
+            }
+        };
+        if req.unit.is_some() && !req.class_label.is_empty() {
+            return Err(Status::invalid_argument(
+                "class_label: give a unit or a class label, not both",
+            ));
+        }
+        let unit = if req.class_label.is_empty() {
+            req.unit
+        } else {
+            let found = net.labels.iter().position(|l| *l == req.class_label);
+            match found {
+                Some(i) => Some(i as i32),
+                None => {
+                    return Err(Status::invalid_argument(format!(
+                        "class_label: no class is labelled {} ({} labels; GetModel lists them)",
+                        fovea_engine::error::quote(&req.class_label),
+                        net.labels.len()
+                    )));
+                }
+            }
+        };
+        // Validates the layer (and the unit when given) against the head.
+        let neuron = engine
+            .dense_neuron(&spec, unit.map_or(0, i64::from))
+            .map_err(status)?;
+        if unit.is_none() && neuron.layer != last {
+            return Err(Status::invalid_argument(format!(
+                "unit: required for the hidden dense layer {}; the top class is the default only for the last layer ({last})",
+                neuron.layer
+            )));
+        }
+        let cam_layer = if req.cam_layer.is_empty() {
+            None
+        } else {
+            Some(
+                net.resolve_conv("cam_layer", &req.cam_layer)
+                    .map_err(status)?,
+            )
+        };
+        let steps = match req.steps as usize {
+            0 => DEFAULT_IG_STEPS,
+            n if n <= MAX_STEPS => n,
+            n => {
+                return Err(Status::invalid_argument(format!(
+                    "steps: {n} is outside 1..={MAX_STEPS}"
+                )));
+            }
+        };
+        let size = engine.profile.input_size as f32;
+        let baseline = match pb::AttributionBaseline::try_from(req.baseline) {
+            Ok(pb::AttributionBaseline::BaselineBlurred) => {
+                let sigma = if req.blur_sigma == 0.0 {
+                    0.1 * size
+                } else {
+                    req.blur_sigma
+                };
+                if !(sigma > 0.0 && sigma <= 100.0) {
+                    return Err(Status::invalid_argument(format!(
+                        "blur_sigma: {sigma} is outside (0, 100]"
+                    )));
+                }
+                Baseline::Blurred(sigma)
+            }
+            Ok(pb::AttributionBaseline::BaselineNoise) => Baseline::Noise(req.seed),
+            Ok(_) => Baseline::Black,
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "baseline: {} is not a baseline; allowed BASELINE_BLACK (1), BASELINE_BLURRED (2), BASELINE_NOISE (3)",
+                    req.baseline
+                )));
+            }
+        };
+        Ok(AttributeJob {
+            recording_id: req.recording_id,
+            layer: neuron.layer,
+            unit: unit.map(|u| u as usize),
+            method,
+            cam_layer,
+            steps,
+            baseline,
+            png_only: req.png_only,
+        })
+    }
+}
+
+impl AttributeJob {
+    /// The engine's request for `rec`: the unit asked for, or the
+    /// recording's top class.
+    pub fn request(&self, engine: &Engine, rec: &Recording) -> Result<AttributeRequest, Error> {
+        let unit = match self.unit {
+            Some(u) => u,
+            None => rec
+                .scores
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map(|(i, _)| i)
+                .ok_or_else(|| {
+                    Error::invalid("unit", "the recording has no class scores; give a unit")
+                })?,
+        };
+        let target = engine.dense_neuron(&self.layer.to_string(), unit as i64)?;
+        Ok(AttributeRequest {
+            target,
+            method: self.method,
+            cam_layer: self.cam_layer,
+            steps: self.steps,
+            baseline: self.baseline,
+        })
+    }
+}
+
+pub fn attribute_progress(done: usize, total: usize) -> pb::AttributeEvent {
+    pb::AttributeEvent {
+        event: Some(pb::attribute_event::Event::Progress(
+            pb::AttributeProgress {
+                done: done as u32,
+                total: total as u32,
+            },
+        )),
+    }
+}
+
+fn method_to(m: Method) -> pb::AttributionMethod {
+    match m {
+        Method::Saliency => pb::AttributionMethod::Saliency,
+        Method::Guided => pb::AttributionMethod::GuidedBackprop,
+        Method::GradCam => pb::AttributionMethod::GradCam,
+        Method::GuidedGradCam => pb::AttributionMethod::GuidedGradCam,
+        Method::IntegratedGradients => pb::AttributionMethod::IntegratedGradients,
+    }
+}
+
+pub fn attribute_result(
+    engine: &Engine,
+    rec: &Recording,
+    req: &AttributeRequest,
+    a: Attribution,
+    png_only: bool,
+) -> pb::AttributeEvent {
+    let size = engine.profile.input_size;
+    let net = &engine.network;
+    let is_map = req.method == Method::GradCam;
+    let (img, norm) = if is_map {
+        render::render_overlay(&a.values, size, &rec.image)
+    } else {
+        render::render_signed(&a.values, size, &engine.profile, None)
+    };
+    let last = net.convs.len() + net.dense.len();
+    let label = if req.target.layer == last {
+        net.labels
+            .get(req.target.feature)
+            .cloned()
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    let values = match (png_only, is_map) {
+        (true, _) => Vec::new(),
+        (false, true) => a.values,
+        (false, false) => to_hwc_rgb(engine, &a.values),
+    };
+    pb::AttributeEvent {
+        event: Some(pb::attribute_event::Event::Result(pb::AttributeResult {
+            layer: req.target.layer as u32,
+            unit: req.target.feature as u32,
+            label,
+            method: method_to(req.method) as i32,
+            objective: a.objective,
+            height: size as u32,
+            width: size as u32,
+            channels: if is_map { 1 } else { 3 },
+            values,
+            png: render::png(&img),
+            normalization: Some(normalization(&norm)),
+            cam: a.cam.map(|c| pb::CamMap {
+                layer: c.layer as u32,
+                height: c.height as u32,
+                width: c.width as u32,
+                grid: c.grid,
+                weights: c.weights,
+            }),
+            completeness: a.completeness.map(|c| pb::Completeness {
+                attribution_sum: c.attribution_sum,
+                objective_difference: c.objective_difference,
+                baseline_objective: c.baseline_objective,
+            }),
         })),
     }
 }

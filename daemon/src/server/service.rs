@@ -6,8 +6,8 @@ use crate::server::ServiceOptions;
 use crate::server::admission::{Queue, deadline};
 use crate::server::cache::RecordingCache;
 use crate::server::convert::{
-    self, CompareQuery, LineDirection, MapsQuery, MaximizeJob, ReconstructJob, RecordJob,
-    RegionJob, ScanQuery, StatsQuery, StudyJob, TopQuery, check_recording_id, status,
+    self, AttributeJob, CompareQuery, LineDirection, MapsQuery, MaximizeJob, ReconstructJob,
+    RecordJob, RegionJob, ScanQuery, StatsQuery, StudyJob, TopQuery, check_recording_id, status,
 };
 use fovea_engine::engine::Engine;
 use fovea_engine::error::Error;
@@ -469,6 +469,29 @@ impl Probe for ProbeService {
             Ok(rows.len())
         };
         self.state.stream("study", stop, work).await
+    }
+
+    type AttributeStream = EventsOf<pb::AttributeEvent>;
+
+    async fn attribute(
+        &self,
+        request: Request<pb::AttributeRequest>,
+    ) -> Result<Response<Self::AttributeStream>, Status> {
+        let stop = self.state.stop_for(&request);
+        let engine = self.state.engine()?;
+        let job = AttributeJob::try_from((&*engine, request.into_inner()))?;
+        let rec = self.state.recording(&job.recording_id).await?;
+        let work = move |tx: &Sender<pb::AttributeEvent>, stop: &Stop| {
+            let req = job.request(&engine, &rec)?;
+            let attribution = with_client(stop, tx, |stop, send| {
+                let progress = |done, total| send(convert::attribute_progress(done, total));
+                engine.attribute(&rec, &req, stop, progress)
+            })?;
+            let result = convert::attribute_result(&engine, &rec, &req, attribution, job.png_only);
+            let _ = tx.blocking_send(Ok(result));
+            Ok(1)
+        };
+        self.state.stream("attribute", stop, work).await
     }
 
     async fn drop_recording(

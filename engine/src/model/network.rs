@@ -349,7 +349,12 @@ impl Network {
             .iter()
             .find(|p| p.key == "labels" || p.key == "classes")
             .map(|p| p.value.split(',').map(|s| s.trim().to_string()).collect())
-            .unwrap_or_default();
+            .unwrap_or_else(|| match dense.last() {
+                Some(d) if d.units == IMAGENET_LABELS.lines().count() => {
+                    IMAGENET_LABELS.lines().map(str::to_string).collect()
+                }
+                _ => Vec::new(),
+            });
         Ok(Network {
             input_name: input.name.clone(),
             layout,
@@ -459,6 +464,10 @@ impl Network {
         }
     }
 }
+
+/// The ImageNet-1k class names in the standard class-index order (as
+/// torchvision lists them), for heads of 1000 classes whose file names none.
+pub const IMAGENET_LABELS: &str = include_str!("imagenet_labels.txt");
 
 /// A layer named in a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

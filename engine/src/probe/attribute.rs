@@ -433,12 +433,13 @@ impl Engine {
         })
     }
 
-    /// The dense neuron of `layer` (number or name) and `unit`, or why not.
-    pub fn dense_neuron(&self, field: &str, layer: &str, unit: i64) -> Result<NeuronAt> {
-        match self.network.resolve_layer(field, layer)? {
-            LayerId::Dense(_) => self.ascent_neuron("target", layer, unit, 0, 0),
+    /// Unit `unit` of dense layer `layer` (number or name), or why not;
+    /// errors name the fields `layer` and `unit`.
+    pub fn dense_neuron(&self, layer: &str, unit: i64) -> Result<NeuronAt> {
+        match self.network.resolve_layer("layer", layer)? {
+            LayerId::Dense(index) => self.dense_at(("layer", "unit"), index, unit),
             _ => Err(Error::invalid(
-                field,
+                "layer",
                 format!(
                     "{} is not a dense layer; allowed {}..={}",
                     crate::error::quote(layer),

@@ -365,10 +365,27 @@ impl Engine {
         let LayerId::Dense(index) = net.resolve_layer(&format!("{field}.layer"), layer)? else {
             return self.neuron(field, layer, feature, y, x);
         };
+        self.dense_at(
+            (&format!("{field}.layer"), &format!("{field}.feature")),
+            index,
+            feature,
+        )
+    }
+
+    /// Unit `unit` of dense layer `index` (into `Network::dense`), checked
+    /// against the layer and the working size; `fields` name the layer and
+    /// the unit in errors.
+    pub(crate) fn dense_at(
+        &self,
+        (layer_field, unit_field): (&str, &str),
+        index: usize,
+        unit: i64,
+    ) -> Result<NeuronAt> {
+        let net = &self.network;
         let dense = net
             .dense
             .get(index)
-            .ok_or_else(|| Error::invalid(format!("{field}.layer"), "not a dense layer"))?;
+            .ok_or_else(|| Error::invalid(layer_field, "not a dense layer"))?;
         if !self.head_enabled {
             let size = self.profile.input_size;
             let hint = match net.native_size {
@@ -376,18 +393,18 @@ impl Engine {
                 _ => String::new(),
             };
             return Err(Error::invalid(
-                format!("{field}.layer"),
+                layer_field,
                 format!(
                     "{} belongs to the model's head, which does not run at {size}x{size}{hint}",
                     dense.name
                 ),
             ));
         }
-        if feature < 0 || feature as usize >= dense.units {
+        if unit < 0 || unit as usize >= dense.units {
             return Err(Error::invalid(
-                format!("{field}.feature"),
+                unit_field,
                 format!(
-                    "{feature} is outside 0..={} for layer {}",
+                    "{unit} is outside 0..={} for layer {}",
                     dense.units - 1,
                     dense.name
                 ),
@@ -395,7 +412,7 @@ impl Engine {
         }
         Ok(NeuronAt {
             layer: dense.number,
-            feature: feature as usize,
+            feature: unit as usize,
             y: 0,
             x: 0,
         })

@@ -161,6 +161,27 @@ pub fn render_map(values: &[f32], h: usize, w: usize, max: f32) -> (RgbImage, No
     )
 }
 
+/// A non-negative `size` x `size` map over a picture of the same size:
+/// viridis over `[0, max]` at 60% opacity on the picture in grey, so the
+/// map's places read against the image.
+pub fn render_overlay(map: &[f32], size: usize, picture: &RgbImage) -> (RgbImage, Normalization) {
+    let max = map
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(0f32, f32::max);
+    let (heat, mut norm) = render_map(map, size, size, max);
+    let img = RgbImage::from_fn(size as u32, size as u32, |x, y| {
+        let grey = picture.get_pixel_checked(x, y).map_or(0.0, |p| {
+            0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32
+        });
+        let h = heat.get_pixel(x, y);
+        image::Rgb([0, 1, 2].map(|c| (0.6 * h[c] as f32 + 0.4 * grey).round() as u8))
+    });
+    norm.description = format!("viridis over [0, {max:.6e}] at 60% over the image in grey (40%)");
+    (img, norm)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -316,6 +316,57 @@ class LinearRegion:
     units_on_boundary: int = 0
 
 
+@dataclass
+class Attribution:
+    """What a class (or dense unit) owes to the input: `values` float32
+    (H, W, 3) in input space for the pixel methods, (H, W) for Grad-CAM;
+    `objective` the unit's value (a logit); `cam` Grad-CAM's map on its
+    layer's grid and `cam_weights` its channel weights; `completeness`
+    (attribution sum, objective difference, baseline objective) for
+    integrated gradients."""
+
+    layer: int
+    unit: int
+    label: str
+    objective: float
+    values: np.ndarray
+    picture: Picture
+    cam_layer: Optional[int] = None
+    cam: Optional[np.ndarray] = None
+    cam_weights: Optional[np.ndarray] = None
+    completeness: Optional[Tuple[float, float, float]] = None
+
+
+_METHODS = {
+    "saliency": pb.SALIENCY,
+    "guided": pb.GUIDED_BACKPROP,
+    "gradcam": pb.GRAD_CAM,
+    "guided-gradcam": pb.GUIDED_GRAD_CAM,
+    "ig": pb.INTEGRATED_GRADIENTS,
+}
+_BASELINES = {"black": pb.BASELINE_BLACK, "blurred": pb.BASELINE_BLURRED, "noise": pb.BASELINE_NOISE}
+
+
+def _attribution(r: pb.AttributeResult) -> Attribution:
+    shape = (r.height, r.width) if r.channels == 1 else (r.height, r.width, r.channels)
+    a = Attribution(
+        r.layer,
+        r.unit,
+        r.label,
+        r.objective,
+        np.asarray(r.values, dtype=np.float32).reshape(shape),
+        Picture(r.png),
+    )
+    if r.HasField("cam"):
+        a.cam_layer = r.cam.layer
+        a.cam = np.asarray(r.cam.grid, dtype=np.float32).reshape(r.cam.height, r.cam.width)
+        a.cam_weights = np.asarray(r.cam.weights, dtype=np.float32)
+    if r.HasField("completeness"):
+        c = r.completeness
+        a.completeness = (c.attribution_sum, c.objective_difference, c.baseline_objective)
+    return a
+
+
 def _unit_change(u: pb.UnitChange) -> UnitChange:
     kind = "switch" if u.kind == pb.UnitChange.SWITCH else "relu"
     return UnitChange(kind, u.layer, u.feature, u.y, u.x)
@@ -691,10 +742,15 @@ class Recording:
         seed: int = 0,
         crop_to_fov: bool = True,
         effective_bias: bool = False,
+        through_relu: bool = False,
     ) -> Reconstructions:
         """Backward reconstructions of one neuron onto the input plane
-        (paper section 3), one per mode. The arrays are the full input frame;
-        `crop_to_fov` crops only the rendered PNGs."""
+        (paper section 3), one per mode: a conv neuron, or a dense one (a
+        class: layer 17 of VGG-16, y and x 0) over the whole image. The
+        arrays are the full input frame; `crop_to_fov` crops only the
+        rendered PNGs. Every mode starts at the pre-activation unless
+        `through_relu` (an inactive neuron then gives zeros);
+        `.inactive` says whether the neuron's ReLU is off."""
         names = [_mode_name(m) for m in modes]
         n = _neuron(neuron)
         r = self._call(
@@ -707,11 +763,13 @@ class Recording:
                 seed=seed,
                 crop_to_fov=crop_to_fov,
                 effective_bias=effective_bias,
+                through_neuron_relu=through_relu,
             ),
         )
         out = Reconstructions()
         out.normalization, out.png = {}, {}
         out.fov, out.activation, out.effective_bias = None, 0.0, None
+        out.inactive = any(rec.inactive for rec in r.reconstructions)
         for rec in r.reconstructions:
             name = _MODE_NAMES[rec.mode]
             out[name] = np.asarray(rec.values, dtype=np.float32).reshape(rec.height, rec.width, 3)
@@ -841,6 +899,67 @@ class Recording:
         except NotFound:
             for r in (self, other) if other is not None else (self,):
                 r._set(r._client._call("Record", pb.RecordRequest(image=r._image, label=r.label)))
+            return run()
+
+    def attribute(
+        self,
+        method: str = "guided-gradcam",
+        *,
+        unit: Optional[int] = None,
+        label: Optional[str] = None,
+        layer: Optional[Union[str, int]] = None,
+        cam_layer: Optional[Union[str, int]] = None,
+        steps: int = 32,
+        baseline: str = "black",
+        blur_sigma: float = 0.0,
+        seed: int = 0,
+        progress=None,
+    ) -> Attribution:
+        """Attributes a class (default the top one; `unit` or `label` picks
+        another, `layer` a hidden dense layer) to the input: "saliency",
+        "guided", "gradcam", "guided-gradcam" or "ig" (integrated gradients
+        from a "black", "blurred" or "noise" baseline, `steps` points,
+        `progress(done, total)` as it goes). Ctrl-C cancels it on the
+        daemon."""
+        if method not in _METHODS:
+            raise ValueError(f"method {method!r}: use one of {', '.join(_METHODS)}")
+        if baseline not in _BASELINES:
+            raise ValueError(f"baseline {baseline!r}: use one of {', '.join(_BASELINES)}")
+
+        def request():
+            return pb.AttributeRequest(
+                recording_id=self.id,
+                layer=str(layer) if layer is not None else "",
+                unit=unit,
+                class_label=label or "",
+                method=_METHODS[method],
+                cam_layer=str(cam_layer) if cam_layer is not None else "",
+                steps=steps,
+                baseline=_BASELINES[baseline],
+                blur_sigma=blur_sigma,
+                seed=seed,
+            )
+
+        def run():
+            call = self._client._stub.Attribute(request(), metadata=self._client._metadata)
+            try:
+                for event in call:
+                    kind = event.WhichOneof("event")
+                    if kind == "progress" and progress is not None:
+                        progress(event.progress.done, event.progress.total)
+                    elif kind == "result":
+                        return _attribution(event.result)
+            except KeyboardInterrupt:
+                call.cancel()
+                raise
+            except grpc.RpcError as e:
+                raise _error(e) from None
+            raise FoveaError(grpc.StatusCode.INTERNAL, "the attribution ended without a result")
+
+        try:
+            return run()
+        except NotFound:
+            self._set(self._client._call("Record", pb.RecordRequest(image=self._image, label=self.label)))
             return run()
 
     def drop(self) -> bool:

@@ -40,6 +40,22 @@ class DirectionKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     GRADIENT: _ClassVar[DirectionKind]
     RANDOM: _ClassVar[DirectionKind]
     TOWARD: _ClassVar[DirectionKind]
+
+class AttributionMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ATTRIBUTION_METHOD_UNSPECIFIED: _ClassVar[AttributionMethod]
+    SALIENCY: _ClassVar[AttributionMethod]
+    GUIDED_BACKPROP: _ClassVar[AttributionMethod]
+    GRAD_CAM: _ClassVar[AttributionMethod]
+    GUIDED_GRAD_CAM: _ClassVar[AttributionMethod]
+    INTEGRATED_GRADIENTS: _ClassVar[AttributionMethod]
+
+class AttributionBaseline(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ATTRIBUTION_BASELINE_UNSPECIFIED: _ClassVar[AttributionBaseline]
+    BASELINE_BLACK: _ClassVar[AttributionBaseline]
+    BASELINE_BLURRED: _ClassVar[AttributionBaseline]
+    BASELINE_NOISE: _ClassVar[AttributionBaseline]
 LAYER_KIND_UNSPECIFIED: LayerKind
 LAYER_KIND_INPUT: LayerKind
 LAYER_KIND_CONV: LayerKind
@@ -59,6 +75,16 @@ DIRECTION_KIND_UNSPECIFIED: DirectionKind
 GRADIENT: DirectionKind
 RANDOM: DirectionKind
 TOWARD: DirectionKind
+ATTRIBUTION_METHOD_UNSPECIFIED: AttributionMethod
+SALIENCY: AttributionMethod
+GUIDED_BACKPROP: AttributionMethod
+GRAD_CAM: AttributionMethod
+GUIDED_GRAD_CAM: AttributionMethod
+INTEGRATED_GRADIENTS: AttributionMethod
+ATTRIBUTION_BASELINE_UNSPECIFIED: AttributionBaseline
+BASELINE_BLACK: AttributionBaseline
+BASELINE_BLURRED: AttributionBaseline
+BASELINE_NOISE: AttributionBaseline
 
 class GetModelRequest(_message.Message):
     __slots__ = ()
@@ -331,7 +357,7 @@ class Normalization(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., max_abs: _Optional[float] = ..., min: _Optional[float] = ..., max: _Optional[float] = ..., colormap: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
 
 class ReconstructRequest(_message.Message):
-    __slots__ = ("recording_id", "neurons", "modes", "start", "seed", "crop_to_fov", "png_only", "effective_bias")
+    __slots__ = ("recording_id", "neurons", "modes", "start", "seed", "crop_to_fov", "png_only", "effective_bias", "through_neuron_relu")
     RECORDING_ID_FIELD_NUMBER: _ClassVar[int]
     NEURONS_FIELD_NUMBER: _ClassVar[int]
     MODES_FIELD_NUMBER: _ClassVar[int]
@@ -340,6 +366,7 @@ class ReconstructRequest(_message.Message):
     CROP_TO_FOV_FIELD_NUMBER: _ClassVar[int]
     PNG_ONLY_FIELD_NUMBER: _ClassVar[int]
     EFFECTIVE_BIAS_FIELD_NUMBER: _ClassVar[int]
+    THROUGH_NEURON_RELU_FIELD_NUMBER: _ClassVar[int]
     recording_id: str
     neurons: _containers.RepeatedCompositeFieldContainer[Neuron]
     modes: _containers.RepeatedScalarFieldContainer[ReconstructionMode]
@@ -348,10 +375,11 @@ class ReconstructRequest(_message.Message):
     crop_to_fov: bool
     png_only: bool
     effective_bias: bool
-    def __init__(self, recording_id: _Optional[str] = ..., neurons: _Optional[_Iterable[_Union[Neuron, _Mapping]]] = ..., modes: _Optional[_Iterable[_Union[ReconstructionMode, str]]] = ..., start: _Optional[_Union[StartValue, str]] = ..., seed: _Optional[int] = ..., crop_to_fov: bool = ..., png_only: bool = ..., effective_bias: bool = ...) -> None: ...
+    through_neuron_relu: bool
+    def __init__(self, recording_id: _Optional[str] = ..., neurons: _Optional[_Iterable[_Union[Neuron, _Mapping]]] = ..., modes: _Optional[_Iterable[_Union[ReconstructionMode, str]]] = ..., start: _Optional[_Union[StartValue, str]] = ..., seed: _Optional[int] = ..., crop_to_fov: bool = ..., png_only: bool = ..., effective_bias: bool = ..., through_neuron_relu: bool = ...) -> None: ...
 
 class Reconstruction(_message.Message):
-    __slots__ = ("neuron_index", "mode", "height", "width", "values", "png", "normalization", "fov", "effective_bias", "activation")
+    __slots__ = ("neuron_index", "mode", "height", "width", "values", "png", "normalization", "fov", "effective_bias", "activation", "inactive")
     NEURON_INDEX_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
@@ -362,6 +390,7 @@ class Reconstruction(_message.Message):
     FOV_FIELD_NUMBER: _ClassVar[int]
     EFFECTIVE_BIAS_FIELD_NUMBER: _ClassVar[int]
     ACTIVATION_FIELD_NUMBER: _ClassVar[int]
+    INACTIVE_FIELD_NUMBER: _ClassVar[int]
     neuron_index: int
     mode: ReconstructionMode
     height: int
@@ -372,7 +401,8 @@ class Reconstruction(_message.Message):
     fov: Box
     effective_bias: float
     activation: float
-    def __init__(self, neuron_index: _Optional[int] = ..., mode: _Optional[_Union[ReconstructionMode, str]] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., values: _Optional[_Iterable[float]] = ..., png: _Optional[bytes] = ..., normalization: _Optional[_Union[Normalization, _Mapping]] = ..., fov: _Optional[_Union[Box, _Mapping]] = ..., effective_bias: _Optional[float] = ..., activation: _Optional[float] = ...) -> None: ...
+    inactive: bool
+    def __init__(self, neuron_index: _Optional[int] = ..., mode: _Optional[_Union[ReconstructionMode, str]] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., values: _Optional[_Iterable[float]] = ..., png: _Optional[bytes] = ..., normalization: _Optional[_Union[Normalization, _Mapping]] = ..., fov: _Optional[_Union[Box, _Mapping]] = ..., effective_bias: _Optional[float] = ..., activation: _Optional[float] = ..., inactive: bool = ...) -> None: ...
 
 class ReconstructResponse(_message.Message):
     __slots__ = ("reconstructions",)
@@ -802,3 +832,99 @@ class StudyEvent(_message.Message):
     progress: StudyProgress
     result: StudyResult
     def __init__(self, progress: _Optional[_Union[StudyProgress, _Mapping]] = ..., result: _Optional[_Union[StudyResult, _Mapping]] = ...) -> None: ...
+
+class AttributeRequest(_message.Message):
+    __slots__ = ("recording_id", "layer", "unit", "class_label", "method", "cam_layer", "steps", "baseline", "blur_sigma", "seed", "png_only")
+    RECORDING_ID_FIELD_NUMBER: _ClassVar[int]
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    CLASS_LABEL_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    CAM_LAYER_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_FIELD_NUMBER: _ClassVar[int]
+    BLUR_SIGMA_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    PNG_ONLY_FIELD_NUMBER: _ClassVar[int]
+    recording_id: str
+    layer: str
+    unit: int
+    class_label: str
+    method: AttributionMethod
+    cam_layer: str
+    steps: int
+    baseline: AttributionBaseline
+    blur_sigma: float
+    seed: int
+    png_only: bool
+    def __init__(self, recording_id: _Optional[str] = ..., layer: _Optional[str] = ..., unit: _Optional[int] = ..., class_label: _Optional[str] = ..., method: _Optional[_Union[AttributionMethod, str]] = ..., cam_layer: _Optional[str] = ..., steps: _Optional[int] = ..., baseline: _Optional[_Union[AttributionBaseline, str]] = ..., blur_sigma: _Optional[float] = ..., seed: _Optional[int] = ..., png_only: bool = ...) -> None: ...
+
+class CamMap(_message.Message):
+    __slots__ = ("layer", "height", "width", "grid", "weights")
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    GRID_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    layer: int
+    height: int
+    width: int
+    grid: _containers.RepeatedScalarFieldContainer[float]
+    weights: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, layer: _Optional[int] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., grid: _Optional[_Iterable[float]] = ..., weights: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class Completeness(_message.Message):
+    __slots__ = ("attribution_sum", "objective_difference", "baseline_objective")
+    ATTRIBUTION_SUM_FIELD_NUMBER: _ClassVar[int]
+    OBJECTIVE_DIFFERENCE_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_OBJECTIVE_FIELD_NUMBER: _ClassVar[int]
+    attribution_sum: float
+    objective_difference: float
+    baseline_objective: float
+    def __init__(self, attribution_sum: _Optional[float] = ..., objective_difference: _Optional[float] = ..., baseline_objective: _Optional[float] = ...) -> None: ...
+
+class AttributeProgress(_message.Message):
+    __slots__ = ("done", "total")
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    done: int
+    total: int
+    def __init__(self, done: _Optional[int] = ..., total: _Optional[int] = ...) -> None: ...
+
+class AttributeResult(_message.Message):
+    __slots__ = ("layer", "unit", "label", "method", "objective", "height", "width", "channels", "values", "png", "normalization", "cam", "completeness")
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    OBJECTIVE_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    PNG_FIELD_NUMBER: _ClassVar[int]
+    NORMALIZATION_FIELD_NUMBER: _ClassVar[int]
+    CAM_FIELD_NUMBER: _ClassVar[int]
+    COMPLETENESS_FIELD_NUMBER: _ClassVar[int]
+    layer: int
+    unit: int
+    label: str
+    method: AttributionMethod
+    objective: float
+    height: int
+    width: int
+    channels: int
+    values: _containers.RepeatedScalarFieldContainer[float]
+    png: bytes
+    normalization: Normalization
+    cam: CamMap
+    completeness: Completeness
+    def __init__(self, layer: _Optional[int] = ..., unit: _Optional[int] = ..., label: _Optional[str] = ..., method: _Optional[_Union[AttributionMethod, str]] = ..., objective: _Optional[float] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., channels: _Optional[int] = ..., values: _Optional[_Iterable[float]] = ..., png: _Optional[bytes] = ..., normalization: _Optional[_Union[Normalization, _Mapping]] = ..., cam: _Optional[_Union[CamMap, _Mapping]] = ..., completeness: _Optional[_Union[Completeness, _Mapping]] = ...) -> None: ...
+
+class AttributeEvent(_message.Message):
+    __slots__ = ("progress", "result")
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    progress: AttributeProgress
+    result: AttributeResult
+    def __init__(self, progress: _Optional[_Union[AttributeProgress, _Mapping]] = ..., result: _Optional[_Union[AttributeResult, _Mapping]] = ...) -> None: ...

@@ -99,6 +99,11 @@ class ProbeStub(object):
                 request_serializer=fovea_dot_v1_dot_probe__pb2.StudyRequest.SerializeToString,
                 response_deserializer=fovea_dot_v1_dot_probe__pb2.StudyEvent.FromString,
                 _registered_method=True)
+        self.Attribute = channel.unary_stream(
+                '/fovea.v1.Probe/Attribute',
+                request_serializer=fovea_dot_v1_dot_probe__pb2.AttributeRequest.SerializeToString,
+                response_deserializer=fovea_dot_v1_dot_probe__pb2.AttributeEvent.FromString,
+                _registered_method=True)
 
 
 class ProbeServicer(object):
@@ -219,6 +224,18 @@ class ProbeServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Attribute(self, request, context):
+        """Attributes a dense unit (a class by default) to the input of a
+        recording: saliency, guided backprop, Grad-CAM, Guided Grad-CAM or
+        integrated gradients. Streams progress (integrated gradients' path),
+        then one result. INVALID_ARGUMENT names the field and its range (also
+        when the model's head does not run at the working size); NOT_FOUND for
+        an unknown recording.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ProbeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -286,6 +303,11 @@ def add_ProbeServicer_to_server(servicer, server):
                     servicer.Study,
                     request_deserializer=fovea_dot_v1_dot_probe__pb2.StudyRequest.FromString,
                     response_serializer=fovea_dot_v1_dot_probe__pb2.StudyEvent.SerializeToString,
+            ),
+            'Attribute': grpc.unary_stream_rpc_method_handler(
+                    servicer.Attribute,
+                    request_deserializer=fovea_dot_v1_dot_probe__pb2.AttributeRequest.FromString,
+                    response_serializer=fovea_dot_v1_dot_probe__pb2.AttributeEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -639,6 +661,33 @@ class Probe(object):
             '/fovea.v1.Probe/Study',
             fovea_dot_v1_dot_probe__pb2.StudyRequest.SerializeToString,
             fovea_dot_v1_dot_probe__pb2.StudyEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Attribute(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/fovea.v1.Probe/Attribute',
+            fovea_dot_v1_dot_probe__pb2.AttributeRequest.SerializeToString,
+            fovea_dot_v1_dot_probe__pb2.AttributeEvent.FromString,
             options,
             channel_credentials,
             insecure,
