@@ -5,7 +5,7 @@
 
 use fovea_client::{Client, neuron, v1 as pb};
 use fovea_tests::{
-    fovea, picture_info, probe, ready, sample_image, status, stdout_json as ok_json, tiny_daemon,
+    fovea, picture_info, probe, ready, sample_image, stdout_json as ok_json, tiny_daemon,
 };
 
 async fn record(c: &Client, name: &str) -> String {
