@@ -494,8 +494,8 @@ async fn kill_9_during_cache_writes_never_serves_a_corrupt_recording() {
     }
 }
 
-#[test]
-fn a_python_grpcio_client_records_and_reconstructs() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_grpcio_client_records_and_reconstructs() {
     let venv = python_venv(
         "grpc",
         &["grpcio==1.76.0", "grpcio-tools==1.76.0"],
@@ -505,6 +505,8 @@ fn a_python_grpcio_client_records_and_reconstructs() {
     let (dir, model) = tiny_model_file();
     let args = tiny_args(&model);
     let d = Daemon::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    // The script calls once, without retrying while the model loads.
+    ready(&d.addr).await;
     let proto_root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../proto");
     let out = dir.path().join("stubs");
     std::fs::create_dir_all(&out).unwrap();

@@ -8,9 +8,11 @@ use fovea_engine::engine::Engine;
 use fovea_engine::graphs::record::plain_model;
 use fovea_engine::launch::load;
 use fovea_engine::model::profile::{ImageLimits, decode_image};
+use fovea_engine::probe::attribute::{AttributeRequest, Baseline, Method};
 use fovea_engine::probe::maximize::MaximizeOptions;
 use fovea_engine::probe::reconstruct::{Mode, NeuronAt, Start};
 use fovea_engine::record::Recording;
+use fovea_engine::stop::Stop;
 use fovea_onnx::{decode_model, encode};
 use ort::value::TensorRef;
 use std::time::Instant;
@@ -257,6 +259,36 @@ fn run(args: Args) -> anyhow::Result<()> {
     let max13 = step(13)?;
     let max10 = step(10)?;
 
+    // Attribution of the top class from the cached recording (when the
+    // model's head runs at the working size).
+    let attribution = |method: Method, steps: usize| -> anyhow::Result<Option<f64>> {
+        let net = &engine.network;
+        if !engine.head_enabled || net.dense.is_empty() {
+            return Ok(None);
+        }
+        let classes = net.convs.len() + net.dense.len();
+        let top = rec
+            .scores
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map_or(0, |(i, _)| i);
+        let req = AttributeRequest {
+            target: engine.dense_neuron(&classes.to_string(), top as i64)?,
+            method,
+            cam_layer: None,
+            steps,
+            baseline: Baseline::Black,
+        };
+        let repeat = if steps > 1 { 1 } else { args.repeat };
+        Ok(Some(time_ms(repeat, || {
+            engine.attribute(&rec, &req, &Stop::never(), |_, _| {})?;
+            Ok(())
+        })?))
+    };
+    let gradcam = attribution(Method::GradCam, 1)?;
+    let integrated = attribution(Method::IntegratedGradients, 32)?;
+
     // Absolute figures, as a GPU box is judged: images/s of batched
     // recording (the scan's graph, every layer's maxima) at each batch size.
     let absolute = args.absolute || engine.provider() == "cuda";
@@ -291,7 +323,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let peak = peak_rss_bytes();
     drop(held);
 
-    let rows: Vec<(&str, &str, f64, f64, Option<f64>)> = vec![
+    let mut rows: Vec<(&str, &str, f64, f64, Option<f64>)> = vec![
         (
             "plain_forward_ms",
             "plain ONNX Runtime forward (baseline)",
@@ -349,6 +381,22 @@ fn run(args: Args) -> anyhow::Result<()> {
             Some(0.5),
         ),
     ];
+    if let (Some(cam), Some(ig)) = (gradcam, integrated) {
+        rows.push((
+            "gradcam_ratio",
+            "Grad-CAM of the top class, layer 13, recorded",
+            cam,
+            cam / plain_ms,
+            Some(1.1),
+        ));
+        rows.push((
+            "integrated_gradients_32_ratio",
+            "integrated gradients, 32 steps",
+            ig,
+            ig / plain_ms,
+            Some(20.0),
+        ));
+    }
     if args.json {
         let mut fields: Vec<String> = vec![format!("\"plain_forward_ms\": {plain_ms:.3}")];
         for (key, _, _, ratio, _) in &rows[1..] {
