@@ -277,3 +277,20 @@ fn a_pinned_image_gives_the_layer_list_its_agreement_and_the_map_the_region() {
     t.keys(&["b"]);
     t.wait("the new pin", |s| s.contains("dog.png pinned as B"));
 }
+
+#[test]
+fn a_shows_the_top_class_attribution_and_hides_it_again() {
+    let (t, _dir, _d) = tui_on_tiny_daemon("--graphics blocks");
+    t.wait("the image to be recorded", |s| {
+        s.contains("cat.png recorded")
+    });
+    t.keys(&["a"]);
+    let s = t.wait("the attribution", |s| {
+        s.contains("attributed by Guided Grad-CAM at layer 5")
+    });
+    assert!(s.contains("a hides it"), "{s}");
+    t.keys(&["a"]);
+    t.wait("the attribution hidden", |s| {
+        s.contains("attribution hidden; a shows it again")
+    });
+}

@@ -59,6 +59,9 @@ pub enum Action {
     /// Pin the open image as B, whose activation patterns the layer list
     /// compares with the open image's; on B itself, unpin it.
     TogglePin,
+    /// Show the image's top class attributed to its pixels (Guided
+    /// Grad-CAM) beside the reconstructions, or no longer.
+    ToggleAttribution,
     Quit,
     /// A click on the activation map at grid position (y, x).
     SelectLocation(u32, u32),
@@ -100,6 +103,10 @@ pub enum Command {
         layer: u32,
         feature: u32,
         generation: u64,
+    },
+    /// Guided Grad-CAM of the recording's top class.
+    Attribute {
+        recording_id: String,
     },
     Maximize {
         layer: u32,
@@ -145,6 +152,11 @@ pub enum Msg {
     Patches {
         generation: u64,
         hits: Vec<pb::ScanHit>,
+    },
+    /// The top class's attribution for a recording.
+    Attribution {
+        recording_id: String,
+        result: Box<pb::AttributeResult>,
     },
     MaxProgress(pb::MaximizeProgress),
     MaxResult(pb::MaximizeResult),
@@ -234,6 +246,10 @@ pub struct App {
     pub patches: Vec<pb::ScanHit>,
     /// The image pinned as B (`b`).
     pub pinned: Option<Pinned>,
+    /// The top class's attribution is shown beside the reconstructions
+    /// (`a`), once fetched for the open recording.
+    pub show_attribution: bool,
+    pub attribution: Option<pb::AttributeResult>,
     /// The selected neuron's region radius and, with B pinned, its FOV
     /// tree's agreement with B, once fetched.
     pub radius: Option<Radius>,
@@ -280,6 +296,8 @@ impl App {
             show_patches: false,
             patches: Vec::new(),
             pinned: None,
+            show_attribution: false,
+            attribution: None,
             radius: None,
             patterns: None,
             max: MaxState::default(),
@@ -416,6 +434,7 @@ impl App {
                     | Action::MaximizeClass
                     | Action::TogglePatches
                     | Action::TogglePin
+                    | Action::ToggleAttribution
                     | Action::SelectLocation(..)
             )
         {
@@ -430,6 +449,14 @@ impl App {
             Action::ToggleHelp => self.help = !self.help,
             Action::ToggleZoom => self.zoom = !self.zoom,
             Action::TogglePin => self.toggle_pin(now),
+            Action::ToggleAttribution => {
+                self.show_attribution = !self.show_attribution;
+                if self.show_attribution {
+                    out.extend(self.attribution_command());
+                } else {
+                    self.status = "attribution hidden; a shows it again".into();
+                }
+            }
             Action::LayerDown if n_layers > 0 && self.layer + 1 < n_layers => {
                 self.select_layer(self.layer + 1, now);
             }
@@ -564,6 +591,30 @@ impl App {
             | Action::LayerUp => {}
         }
         out
+    }
+
+    /// The attribution to fetch for the open recording, unless it is here.
+    fn attribution_command(&mut self) -> Option<Command> {
+        let rec = self.recording.as_ref()?;
+        let class_layer = self.model.as_ref().is_some_and(|m| {
+            m.layers
+                .iter()
+                .any(|l| l.kind == pb::LayerKind::Dense as i32)
+        });
+        if !class_layer || rec.predictions.is_empty() {
+            self.status =
+                "no class to attribute: the model's head does not run at this size".into();
+            self.show_attribution = false;
+            return None;
+        }
+        if self.attribution.is_some() {
+            return None;
+        }
+        self.busy += 1;
+        self.status = "attributing the top class (Guided Grad-CAM)".into();
+        Some(Command::Attribute {
+            recording_id: rec.recording_id.clone(),
+        })
     }
 
     /// Pins the open image as B, or unpins B when it is the open image.
@@ -717,6 +768,10 @@ impl App {
                 self.stats = Some(stats);
                 self.maps = None;
                 self.reconstructions.clear();
+                self.attribution = None;
+                if self.show_attribution {
+                    out.extend(self.attribution_command());
+                }
                 self.layer_changed(now);
                 match self.goto.take() {
                     // Opened from a scan patch: show that neuron there.
@@ -767,6 +822,29 @@ impl App {
                 if generation == self.neuron_gen {
                     self.radius = Some(radius);
                     self.patterns = patterns;
+                }
+            }
+            Msg::Attribution {
+                recording_id,
+                result,
+            } => {
+                self.busy = self.busy.saturating_sub(1);
+                let current = self
+                    .recording
+                    .as_ref()
+                    .is_some_and(|r| r.recording_id == recording_id);
+                if current {
+                    let class = if result.label.is_empty() {
+                        format!("class {}", result.unit)
+                    } else {
+                        format!("class {} {}", result.unit, result.label)
+                    };
+                    self.status = format!(
+                        "{class} (logit {:.2}) attributed by Guided Grad-CAM at layer {}; a hides it",
+                        result.objective,
+                        result.cam.as_ref().map_or(0, |c| c.layer)
+                    );
+                    self.attribution = Some(*result);
                 }
             }
             Msg::Patches { generation, hits } => {
@@ -947,6 +1025,72 @@ pub(crate) mod tests {
             [Command::Strongest { layer: 2, .. }]
         ));
         (app, now)
+    }
+
+    #[test]
+    fn a_fetches_the_top_class_attribution_once_per_recording() {
+        let (mut app, now) = loaded();
+        // A model without a head has no class to attribute.
+        assert!(app.update(Action::ToggleAttribution, now).is_empty());
+        assert!(!app.show_attribution && app.status.contains("no class"));
+        let mut m = model();
+        m.layers.push(pb::Layer {
+            number: 3,
+            name: "fc3".into(),
+            kind: pb::LayerKind::Dense as i32,
+            channels: 5,
+            ..Default::default()
+        });
+        app.apply(Msg::Model(Box::new(m)), now);
+        let response = |id: &str| pb::RecordResponse {
+            recording_id: id.into(),
+            predictions: vec![pb::Prediction {
+                class_index: 2,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let record = |app: &mut App, id: &str| {
+            app.apply(
+                Msg::Recorded {
+                    path: "cat.png".into(),
+                    response: response(id),
+                    stats: pb::ActivationStatsResponse::default(),
+                },
+                now,
+            )
+        };
+        record(&mut app, "a");
+        let cmds = app.update(Action::ToggleAttribution, now);
+        assert_eq!(
+            cmds,
+            vec![Command::Attribute {
+                recording_id: "a".into()
+            }]
+        );
+        let result = |id: &str| Msg::Attribution {
+            recording_id: id.into(),
+            result: Box::new(pb::AttributeResult {
+                unit: 2,
+                label: "tabby".into(),
+                ..Default::default()
+            }),
+        };
+        // An answer for another recording is dropped.
+        app.apply(result("old"), now);
+        assert!(app.attribution.is_none());
+        app.apply(result("a"), now);
+        assert_eq!(app.attribution.as_ref().map(|a| a.unit), Some(2));
+        assert!(app.status.contains("class 2 tabby"), "{}", app.status);
+        // Hidden and shown again: no second fetch.
+        app.update(Action::ToggleAttribution, now);
+        assert!(app.update(Action::ToggleAttribution, now).is_empty());
+        // A new image, while shown: its own attribution is fetched.
+        let cmds = record(&mut app, "b");
+        assert!(app.attribution.is_none());
+        assert!(cmds.contains(&Command::Attribute {
+            recording_id: "b".into()
+        }));
     }
 
     #[test]

@@ -358,12 +358,14 @@ impl Pictures {
             ),
             (
                 Panel::Reconstructions,
-                key_of(
+                key_of((
                     app.reconstructions
                         .iter()
                         .map(|r| (r.mode, r.png.len(), r.neuron_index))
                         .collect::<Vec<_>>(),
-                ),
+                    app.show_attribution,
+                    app.attribution.as_ref().map(|a| a.png.len()),
+                )),
                 &reconstruction_picture,
             ),
             (
@@ -504,14 +506,28 @@ pub fn reconstruction_picture(app: &App) -> Option<RgbImage> {
     if app.reconstructions.is_empty() {
         return None;
     }
-    let tiles: Vec<RgbImage> = app
+    let mut tiles: Vec<RgbImage> = app
         .reconstructions
         .iter()
         .filter_map(|r| {
             decode(&r.png).map(|img| picture::captioned(&img, mode_names(r.mode).0, 160))
         })
         .collect();
-    Some(picture::grid(&tiles, 2, None))
+    // The top class's attribution, scaled to the reconstructions' size.
+    let attribution = app.attribution.as_ref().filter(|_| app.show_attribution);
+    if let Some((a, img)) = attribution.and_then(|a| Some((a, decode(&a.png)?))) {
+        let class = if a.label.is_empty() {
+            format!("class {}", a.unit)
+        } else {
+            a.label.clone()
+        };
+        let caption = format!("{class}: Guided Grad-CAM");
+        // Wide enough for its caption (8 pixels a character).
+        let width = (8 * caption.chars().count() as u32).clamp(160, 320);
+        tiles.push(picture::captioned(&img, &caption, width));
+    }
+    let cols = if tiles.len() > 4 { 3 } else { 2 };
+    Some(picture::grid(&tiles, cols, None))
 }
 
 /// Maximization previews or results, side by side.

@@ -506,17 +506,14 @@ fn reconstructions_panel(
     area: Rect,
     overlay: bool,
 ) {
-    let inactive = app
-        .reconstructions
-        .first()
-        .is_some_and(|r| r.activation <= 0.0);
+    let inactive = app.reconstructions.first().is_some_and(|r| r.inactive);
     let title = if app.show_patches {
         format!(
             " strongest images in the scan for f{} (1-9 open one, p back) ",
             app.feature
         )
     } else if inactive {
-        " reconstructions: this neuron is inactive here (activation 0), so they are blank; t jumps to the strongest ".to_string()
+        " reconstructions of an inactive neuron (its ReLU is off here; they start at its pre-activation); t jumps to the strongest ".to_string()
     } else {
         format!(" reconstructions · seed {} (r; p: scan) ", app.seed)
     };
@@ -732,6 +729,7 @@ fn help(f: &mut Frame) {
         Line::from("  z            zoom the focused panel to the whole screen, or back"),
         Line::from("  m            maximize the selected neuron (3 starts)"),
         Line::from("  c            maximize the top class of the image (whole image)"),
+        Line::from("  a            the top class attributed to the pixels (Guided Grad-CAM)"),
         Line::from("  x            cancel the maximization"),
         Line::from("  o            open another image (Tab completes)"),
         Line::from("  r            reseed the random weights"),
@@ -756,7 +754,7 @@ fn help(f: &mut Frame) {
 /// The key bar for a screen `width` columns wide: as many keys as fit, in
 /// order of use, and always the way to the help and out.
 pub fn key_bar(width: u16) -> String {
-    const KEYS: [&str; 16] = [
+    const KEYS: [&str; 17] = [
         "j/k layer",
         "h/l feature",
         "arrows location",
@@ -767,6 +765,7 @@ pub fn key_bar(width: u16) -> String {
         "o open",
         "x cancel",
         "c class",
+        "a attribute",
         "p scan",
         "b pin B",
         "s save",

@@ -447,6 +447,20 @@ pub async fn run(
                     }
                 });
             }
+            Command::Attribute { recording_id } => {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    match top_class_attribution(&c, &recording_id).await {
+                        Ok(result) => {
+                            let _ = tx.send(Msg::Attribution {
+                                recording_id,
+                                result: Box::new(result),
+                            });
+                        }
+                        Err(e) => report(e),
+                    }
+                });
+            }
             Command::Maximize {
                 layer,
                 feature,
@@ -554,4 +568,26 @@ mod tests {
                 .is_some()
         );
     }
+}
+
+/// Guided Grad-CAM of a recording's top class, at the last conv layer.
+async fn top_class_attribution(
+    c: &Client,
+    recording_id: &str,
+) -> Result<pb::AttributeResult, fovea_client::ClientError> {
+    let req = pb::AttributeRequest {
+        recording_id: recording_id.to_string(),
+        method: pb::AttributionMethod::GuidedGradCam as i32,
+        png_only: true,
+        ..Default::default()
+    };
+    let mut stream = c.attribute(req).await?;
+    while let Some(event) = stream.message().await? {
+        if let Some(pb::attribute_event::Event::Result(r)) = event.event {
+            return Ok(r);
+        }
+    }
+    Err(fovea_client::ClientError::Status(tonic::Status::internal(
+        "the attribution ended without a result",
+    )))
 }
