@@ -542,6 +542,28 @@ fn recording_id(current: &Shared) -> String {
         .unwrap_or_default()
 }
 
+/// Guided Grad-CAM of a recording's top class, at the last conv layer.
+async fn top_class_attribution(
+    c: &Client,
+    recording_id: &str,
+) -> Result<pb::AttributeResult, fovea_client::ClientError> {
+    let req = pb::AttributeRequest {
+        recording_id: recording_id.to_string(),
+        method: pb::AttributionMethod::GuidedGradCam as i32,
+        png_only: true,
+        ..Default::default()
+    };
+    let mut stream = c.attribute(req).await?;
+    while let Some(event) = stream.message().await? {
+        if let Some(pb::attribute_event::Event::Result(r)) = event.event {
+            return Ok(r);
+        }
+    }
+    Err(fovea_client::ClientError::Status(tonic::Status::internal(
+        "the attribution ended without a result",
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -568,26 +590,4 @@ mod tests {
                 .is_some()
         );
     }
-}
-
-/// Guided Grad-CAM of a recording's top class, at the last conv layer.
-async fn top_class_attribution(
-    c: &Client,
-    recording_id: &str,
-) -> Result<pb::AttributeResult, fovea_client::ClientError> {
-    let req = pb::AttributeRequest {
-        recording_id: recording_id.to_string(),
-        method: pb::AttributionMethod::GuidedGradCam as i32,
-        png_only: true,
-        ..Default::default()
-    };
-    let mut stream = c.attribute(req).await?;
-    while let Some(event) = stream.message().await? {
-        if let Some(pb::attribute_event::Event::Result(r)) = event.event {
-            return Ok(r);
-        }
-    }
-    Err(fovea_client::ClientError::Status(tonic::Status::internal(
-        "the attribution ended without a result",
-    )))
 }
