@@ -34,12 +34,14 @@ pub(crate) struct Chain<'a> {
     pub top: String,
     top_layer: usize,
     /// 0/1 ReLU masks of the layers below the top (index = layer).
-    masks: Vec<String>,
+    pub masks: Vec<String>,
     /// Activations (after the ReLU) of the layers below the top (index =
     /// layer).
     pub acts: Vec<String>,
+    /// Pre-activations of the layers below the top (index = layer).
+    pub pres: Vec<String>,
     /// The pools in front of pooled layers (index = layer).
-    pools: Vec<Option<Pool>>,
+    pub pools: Vec<Option<Pool>>,
 }
 
 /// A 2x2/2 max pool, with what its gradient needs: where each window's
@@ -99,6 +101,7 @@ pub(crate) fn chain_forward<'a>(
     let mut a = x.to_string();
     let mut masks: Vec<String> = vec![String::new(); top + 1];
     let mut acts: Vec<String> = vec![String::new(); top + 1];
+    let mut pres: Vec<String> = vec![String::new(); top + 1];
     let mut pools: Vec<Option<Pool>> = (0..=top).map(|_| None).collect();
     let mut top_z = String::new();
     for i in 1..=top {
@@ -113,6 +116,7 @@ pub(crate) fn chain_forward<'a>(
             top_z = z;
             break;
         }
+        pres[i] = z.clone();
         let pos = g.node("Greater", &[&z, &zero], vec![]);
         masks[i] = g.to_float(&pos);
         if let Frame::Window(tree) = frame {
@@ -138,6 +142,7 @@ pub(crate) fn chain_forward<'a>(
         top_layer: top,
         masks,
         acts,
+        pres,
         pools,
     }
 }

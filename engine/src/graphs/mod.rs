@@ -4,6 +4,7 @@
 
 pub mod ascent;
 pub mod head;
+pub mod objective;
 pub mod record;
 pub mod transposed;
 
@@ -24,6 +25,9 @@ pub enum GraphKind {
     /// Forward over the whole image through the head, back from a dense
     /// unit by a rule (reconstructions and attributions of dense neurons).
     Head(head::HeadBackward),
+    /// A feature-visualisation objective over conv layers (keyed by the
+    /// hash of its layout).
+    Objective(u64),
 }
 
 impl GraphKind {
@@ -42,6 +46,7 @@ impl GraphKind {
                 let cam = h.cam_layer.map(|k| format!("_cam{k}")).unwrap_or_default();
                 format!("head_l{layer}_{rule}{random}{cam}")
             }
+            GraphKind::Objective(key) => format!("objective_l{layer}_{key:016x}"),
         }
     }
 }

@@ -10,3 +10,4 @@ pub mod regions;
 pub mod render;
 pub mod scan;
 pub mod study;
+pub mod visualize;
