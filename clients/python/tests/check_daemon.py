@@ -267,6 +267,28 @@ def _():
     assert r.pictures[0].png.startswith(b"\x89PNG")
 
 
+@check("visualize")
+def _():
+    run = client.visualize("channel(5,3) - 0.5*channel(5,1)", starts=2, steps=8, seed=1, diversity=0.01, preview_every=4)
+    events = list(run)
+    assert [e.step for e in events] == list(range(1, 9)), [e.step for e in events]
+    r = run.result
+    assert r is not None and r.images.shape == (2, 32, 32, 3), r.images.shape
+    assert r.objective.shape == (2,)
+    try:
+        client.visualize("channel(5,99)").wait()
+    except fovea.InvalidArgument as e:
+        assert "objective" in e.details and "0..=7" in e.details, e.details
+    else:
+        raise AssertionError("channel 99 of 8 was accepted")
+    try:
+        client.visualize("channel(5,1)", param="dct")
+    except ValueError as e:
+        assert "dct" in str(e)
+    else:
+        raise AssertionError("an unknown parameterisation was accepted")
+
+
 @check("leaving a maximization cancels it")
 def _():
     f, y, x = expected["top"][0][:3]

@@ -18,6 +18,7 @@ use fovea_engine::probe::regions::{Boundary, Flip, FlipKind, Profile, Region, Se
 use fovea_engine::probe::render;
 use fovea_engine::probe::scan::{Hit, ScanResults};
 use fovea_engine::probe::study::{Condition, StudyRow, StudySettings};
+use fovea_engine::probe::visualize::{Param, VisualizeOptions};
 use fovea_engine::record::Recording;
 use fovea_engine::record::{self, LayerStats};
 use fovea_proto::v1 as pb;
@@ -127,22 +128,103 @@ impl TryFrom<(&Engine, pb::ReconstructRequest)> for ReconstructJob {
     }
 }
 
-/// A checked Maximize request.
+/// A checked Maximize request: a neuron, or an objective.
 #[derive(Debug, Clone)]
 pub struct MaximizeJob {
-    pub neuron: NeuronAt,
-    pub options: MaximizeOptions,
+    pub target: MaximizeTarget,
     pub preview_every: usize,
+}
+
+#[derive(Debug, Clone)]
+pub enum MaximizeTarget {
+    Neuron(NeuronAt, MaximizeOptions),
+    Objective(VisualizeOptions),
+}
+
+impl MaximizeJob {
+    pub fn steps(&self) -> usize {
+        match &self.target {
+            MaximizeTarget::Neuron(_, o) => o.steps,
+            MaximizeTarget::Objective(o) => o.steps,
+        }
+    }
+}
+
+/// The objective side of a Maximize request.
+fn visualize_options(
+    engine: &Engine,
+    req: &pb::MaximizeRequest,
+) -> Result<VisualizeOptions, Status> {
+    if req.neuron.is_some() {
+        return Err(Status::invalid_argument(
+            "objective: give a neuron or an objective, not both",
+        ));
+    }
+    if req.direction.len() > 1 << 16 {
+        return Err(Status::invalid_argument(format!(
+            "direction: {} values; at most 65536",
+            req.direction.len()
+        )));
+    }
+    let objective = engine
+        .parse_objective(&req.objective, &req.direction)
+        .map_err(status)?;
+    let mut o = VisualizeOptions::new(objective);
+    let or = |v: u32, default: usize| if v == 0 { default } else { v as usize };
+    o.starts = or(req.starts, o.starts);
+    o.steps = or(req.steps, o.steps);
+    if req.learning_rate != 0.0 {
+        o.learning_rate = req.learning_rate;
+    }
+    o.param = match pb::Parameterization::try_from(req.param) {
+        Ok(pb::Parameterization::ParamPixels) => Param::Pixels,
+        Ok(_) => Param::Fourier,
+        Err(_) => {
+            return Err(Status::invalid_argument(format!(
+                "param: {} is not PARAM_PIXELS (1) or PARAM_FOURIER (2)",
+                req.param
+            )));
+        }
+    };
+    if req.jitter != 0 {
+        o.jitter = req.jitter as usize;
+    }
+    o.scale = req.scale.unwrap_or(o.scale);
+    o.rotate = req.rotate.unwrap_or(o.rotate);
+    o.diversity = req.diversity;
+    if !req.diversity_layer.is_empty() {
+        o.diversity_layer = Some(
+            engine
+                .network
+                .resolve_conv("diversity_layer", &req.diversity_layer)
+                .map_err(status)?,
+        );
+    }
+    o.seed = req.seed;
+    o.validate().map_err(status)?;
+    Ok(o)
 }
 
 impl TryFrom<(&Engine, pb::MaximizeRequest)> for MaximizeJob {
     type Error = Status;
 
     fn try_from((engine, req): (&Engine, pb::MaximizeRequest)) -> Result<Self, Status> {
+        if req.preview_every > 10_000 {
+            return Err(Status::invalid_argument(format!(
+                "preview_every: {} is outside 0..=10000",
+                req.preview_every
+            )));
+        }
+        if !req.objective.is_empty() {
+            return Ok(MaximizeJob {
+                target: MaximizeTarget::Objective(visualize_options(engine, &req)?),
+                preview_every: req.preview_every as usize,
+            });
+        }
         let n = req
             .neuron
             .as_ref()
-            .ok_or_else(|| Status::invalid_argument("neuron: required"))?;
+            .ok_or_else(|| Status::invalid_argument("neuron: required (or an objective)"))?;
         let neuron = engine
             .ascent_neuron("neuron", &n.layer, n.feature as i64, n.y as i64, n.x as i64)
             .map_err(status)?;
@@ -165,20 +247,13 @@ impl TryFrom<(&Engine, pb::MaximizeRequest)> for MaximizeJob {
             seed: req.seed,
         };
         options.validate().map_err(status)?;
-        if req.preview_every > 10_000 {
-            return Err(Status::invalid_argument(format!(
-                "preview_every: {} is outside 0..=10000",
-                req.preview_every
-            )));
-        }
         if req.fov_only == Some(false) {
             return Err(Status::invalid_argument(
                 "fov_only: false is not supported; only the field of view influences the neuron",
             ));
         }
         Ok(MaximizeJob {
-            neuron,
-            options,
+            target: MaximizeTarget::Neuron(neuron, options),
             preview_every: req.preview_every as usize,
         })
     }

@@ -6,8 +6,9 @@ use crate::server::ServiceOptions;
 use crate::server::admission::{Queue, deadline};
 use crate::server::cache::RecordingCache;
 use crate::server::convert::{
-    self, AttributeJob, CompareQuery, LineDirection, MapsQuery, MaximizeJob, ReconstructJob,
-    RecordJob, RegionJob, ScanQuery, StatsQuery, StudyJob, TopQuery, check_recording_id, status,
+    self, AttributeJob, CompareQuery, LineDirection, MapsQuery, MaximizeJob, MaximizeTarget,
+    ReconstructJob, RecordJob, RegionJob, ScanQuery, StatsQuery, StudyJob, TopQuery,
+    check_recording_id, status,
 };
 use fovea_engine::engine::Engine;
 use fovea_engine::error::Error;
@@ -569,10 +570,14 @@ fn stream_maximization(
 ) {
     fovea_engine::priority::lower_this_thread();
     let started = std::time::Instant::now();
-    let window = engine.fov_window(job.neuron);
+    let size = engine.profile.input_size;
+    let window = match &job.target {
+        MaximizeTarget::Neuron(n, _) => engine.fov_window(*n),
+        MaximizeTarget::Objective(_) => (size, size),
+    };
     let every = job.preview_every;
     let mut shut_down = false;
-    let result = engine.maximize_with(job.neuron, &job.options, |p| {
+    let mut on_step = |p: &fovea_engine::probe::maximize::Progress| {
         let due = every > 0 && (p.step % every == 0 || p.step == p.total);
         // A failed send means the client left (or its deadline passed).
         if tx
@@ -589,17 +594,21 @@ fn stream_maximization(
             }
             Err(_) => Flow::Cancel,
         }
-    });
+    };
+    let result = match &job.target {
+        MaximizeTarget::Neuron(n, options) => engine.maximize_with(*n, options, &mut on_step),
+        MaximizeTarget::Objective(options) => engine.visualize(options, &mut on_step),
+    };
     let elapsed_ms = started.elapsed().as_millis() as u64;
     match result {
         Ok(m) => {
             let _ = tx.blocking_send(Ok(convert::maximize_result(engine, &m)));
             if shut_down {
-                let steps = job.options.steps;
+                let steps = job.steps();
                 let _ = tx.blocking_send(Err(convert::stopped_by_shutdown(m.steps, steps)));
                 tracing::info!(steps = m.steps, "maximize stopped by shutdown");
             } else {
-                tracing::info!(steps = job.options.steps, elapsed_ms, "maximize finished");
+                tracing::info!(steps = job.steps(), elapsed_ms, "maximize finished");
             }
         }
         Err(Error::Cancelled) => {

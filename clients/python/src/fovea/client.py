@@ -618,6 +618,49 @@ class Client:
         call = self._stub.Maximize(request, metadata=self._metadata)
         return Maximization(call)
 
+    def visualize(
+        self,
+        objective: str,
+        *,
+        direction: Optional[Sequence[float]] = None,
+        param: str = "fourier",
+        starts: int = 1,
+        steps: int = 256,
+        learning_rate: float = 0.05,
+        jitter: int = 8,
+        scale: float = 0.1,
+        rotate: float = 10.0,
+        diversity: float = 0.0,
+        diversity_layer: Optional[Union[str, int]] = None,
+        seed: int = 0,
+        preview_every: int = 0,
+    ) -> "Maximization":
+        """Feature visualisation over the whole image (Lucid): an objective
+        such as "channel(10,42) - 0.5*channel(10,7)" (terms neuron(L,F,Y,X),
+        channel(L,C), layer(L), direction(L) with `direction`, class(K)), in
+        the "fourier" or "pixels" parameterisation, with random jitter,
+        scale and rotation each step and an optional diversity penalty
+        across the starts. Iterate for progress, or `.wait()`."""
+        if param not in ("fourier", "pixels"):
+            raise ValueError(f"param {param!r}: use 'fourier' or 'pixels'")
+        request = pb.MaximizeRequest(
+            objective=objective,
+            direction=list(direction or []),
+            param=pb.PARAM_FOURIER if param == "fourier" else pb.PARAM_PIXELS,
+            starts=starts,
+            steps=steps,
+            learning_rate=learning_rate,
+            jitter=jitter,
+            scale=scale,
+            rotate=rotate,
+            diversity=diversity,
+            diversity_layer=str(diversity_layer) if diversity_layer is not None else "",
+            seed=seed,
+            preview_every=preview_every,
+        )
+        call = self._stub.Maximize(request, metadata=self._metadata)
+        return Maximization(call)
+
 
 class Maximization:
     """A running maximization: iterate for `Progress` events. Ctrl-C (or

@@ -34,6 +34,12 @@ class StartValue(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ONE_HOT: _ClassVar[StartValue]
     RECORDED_ACTIVATION: _ClassVar[StartValue]
 
+class Parameterization(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PARAMETERIZATION_UNSPECIFIED: _ClassVar[Parameterization]
+    PARAM_PIXELS: _ClassVar[Parameterization]
+    PARAM_FOURIER: _ClassVar[Parameterization]
+
 class DirectionKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     DIRECTION_KIND_UNSPECIFIED: _ClassVar[DirectionKind]
@@ -71,6 +77,9 @@ LINEAR_FILTER: ReconstructionMode
 START_VALUE_UNSPECIFIED: StartValue
 ONE_HOT: StartValue
 RECORDED_ACTIVATION: StartValue
+PARAMETERIZATION_UNSPECIFIED: Parameterization
+PARAM_PIXELS: Parameterization
+PARAM_FOURIER: Parameterization
 DIRECTION_KIND_UNSPECIFIED: DirectionKind
 GRADIENT: DirectionKind
 RANDOM: DirectionKind
@@ -411,7 +420,7 @@ class ReconstructResponse(_message.Message):
     def __init__(self, reconstructions: _Optional[_Iterable[_Union[Reconstruction, _Mapping]]] = ...) -> None: ...
 
 class MaximizeRequest(_message.Message):
-    __slots__ = ("neuron", "starts", "steps", "learning_rate", "l2_decay", "blur_sigma", "blur_every", "jitter", "clip", "seed", "preview_every", "fov_only")
+    __slots__ = ("neuron", "starts", "steps", "learning_rate", "l2_decay", "blur_sigma", "blur_every", "jitter", "clip", "seed", "preview_every", "fov_only", "objective", "direction", "param", "scale", "rotate", "diversity", "diversity_layer")
     NEURON_FIELD_NUMBER: _ClassVar[int]
     STARTS_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
@@ -424,6 +433,13 @@ class MaximizeRequest(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     PREVIEW_EVERY_FIELD_NUMBER: _ClassVar[int]
     FOV_ONLY_FIELD_NUMBER: _ClassVar[int]
+    OBJECTIVE_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    PARAM_FIELD_NUMBER: _ClassVar[int]
+    SCALE_FIELD_NUMBER: _ClassVar[int]
+    ROTATE_FIELD_NUMBER: _ClassVar[int]
+    DIVERSITY_FIELD_NUMBER: _ClassVar[int]
+    DIVERSITY_LAYER_FIELD_NUMBER: _ClassVar[int]
     neuron: Neuron
     starts: int
     steps: int
@@ -436,7 +452,14 @@ class MaximizeRequest(_message.Message):
     seed: int
     preview_every: int
     fov_only: bool
-    def __init__(self, neuron: _Optional[_Union[Neuron, _Mapping]] = ..., starts: _Optional[int] = ..., steps: _Optional[int] = ..., learning_rate: _Optional[float] = ..., l2_decay: _Optional[float] = ..., blur_sigma: _Optional[float] = ..., blur_every: _Optional[int] = ..., jitter: _Optional[int] = ..., clip: bool = ..., seed: _Optional[int] = ..., preview_every: _Optional[int] = ..., fov_only: bool = ...) -> None: ...
+    objective: str
+    direction: _containers.RepeatedScalarFieldContainer[float]
+    param: Parameterization
+    scale: float
+    rotate: float
+    diversity: float
+    diversity_layer: str
+    def __init__(self, neuron: _Optional[_Union[Neuron, _Mapping]] = ..., starts: _Optional[int] = ..., steps: _Optional[int] = ..., learning_rate: _Optional[float] = ..., l2_decay: _Optional[float] = ..., blur_sigma: _Optional[float] = ..., blur_every: _Optional[int] = ..., jitter: _Optional[int] = ..., clip: bool = ..., seed: _Optional[int] = ..., preview_every: _Optional[int] = ..., fov_only: bool = ..., objective: _Optional[str] = ..., direction: _Optional[_Iterable[float]] = ..., param: _Optional[_Union[Parameterization, str]] = ..., scale: _Optional[float] = ..., rotate: _Optional[float] = ..., diversity: _Optional[float] = ..., diversity_layer: _Optional[str] = ...) -> None: ...
 
 class MaximizeProgress(_message.Message):
     __slots__ = ("step", "total_steps", "objective", "previews")
