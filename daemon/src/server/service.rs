@@ -578,7 +578,7 @@ fn stream_maximization(
     let every = job.preview_every;
     let mut shut_down = false;
     let mut on_step = |p: &fovea_engine::probe::maximize::Progress| {
-        let due = every > 0 && (p.step % every == 0 || p.step == p.total);
+        let due = every > 0 && (p.step.is_multiple_of(every) || p.step == p.total);
         // A failed send means the client left (or its deadline passed).
         if tx
             .blocking_send(Ok(convert::maximize_progress(engine, p, due, window)))
