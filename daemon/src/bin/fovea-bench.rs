@@ -9,7 +9,8 @@ use fovea_engine::graphs::record::plain_model;
 use fovea_engine::launch::load;
 use fovea_engine::model::profile::{ImageLimits, decode_image};
 use fovea_engine::probe::attribute::{AttributeRequest, Baseline, Method};
-use fovea_engine::probe::maximize::MaximizeOptions;
+use fovea_engine::probe::maximize::{Flow, MaximizeOptions};
+use fovea_engine::probe::visualize::VisualizeOptions;
 use fovea_engine::probe::reconstruct::{Mode, NeuronAt, Start};
 use fovea_engine::record::Recording;
 use fovea_engine::stop::Stop;
@@ -258,6 +259,22 @@ fn run(args: Args) -> anyhow::Result<()> {
     };
     let max13 = step(13)?;
     let max10 = step(10)?;
+    // One step of a channel objective at layer 10 in the Fourier
+    // parameterisation (the whole image, transformations included).
+    let channel_step = {
+        let engine = &engine;
+        let objective = engine.parse_objective("channel(10,42)", &[])?;
+        let run = |steps: usize| -> Task<'_> {
+            let mut opts = VisualizeOptions::new(objective.clone());
+            opts.steps = steps;
+            Box::new(move || {
+                engine.visualize(&opts, |_| Flow::Continue)?;
+                Ok(())
+            })
+        };
+        let t = time_alternating(args.repeat.min(3), &mut [run(8), run(4)])?;
+        (t[0] - t[1]) / 4.0
+    };
 
     // Attribution of the top class from the cached recording (when the
     // model's head runs at the working size).
@@ -381,6 +398,13 @@ fn run(args: Args) -> anyhow::Result<()> {
             Some(0.5),
         ),
     ];
+    rows.push((
+        "channel_step_l10_ratio",
+        "channel objective step, layer 10, Fourier",
+        channel_step,
+        channel_step / plain_ms,
+        Some(1.6),
+    ));
     if let (Some(cam), Some(ig)) = (gradcam, integrated) {
         rows.push((
             "gradcam_ratio",
