@@ -114,6 +114,8 @@ pub enum Command {
         y: u32,
         x: u32,
         seed: u64,
+        /// The whole channel over the whole image, not the neuron.
+        channel: bool,
     },
     CancelMaximize,
     Save,
@@ -177,8 +179,9 @@ pub struct MaxState {
     pub history: Vec<Vec<f32>>,
     pub previews: Vec<Vec<u8>>,
     pub result: Option<pb::MaximizeResult>,
-    /// Set when the image's top class is maximized: its index and name.
-    pub class: Option<String>,
+    /// What the whole image is optimised for (the top class, a channel),
+    /// in words; None for a neuron's field of view.
+    pub subject: Option<String>,
     /// When the first step was reported (with its step number), for the
     /// time left.
     pub first_step: Option<(Instant, u32)>,
@@ -513,6 +516,17 @@ impl App {
                 });
             }
             Action::FocusNext => self.focus = self.focus.next(),
+            // On the feature maps: the whole channel (feature visualisation).
+            Action::Maximize if self.focus == Focus::Maps => {
+                let (layer, feature) = (self.layer_number(), self.feature);
+                out.extend(self.start_maximize(layer, feature, 0, 0));
+                if let Some(Command::Maximize { channel, .. }) = out.last_mut() {
+                    *channel = true;
+                    let name = format!("channel {feature} of layer {layer}");
+                    self.status = format!("visualising {name} (Fourier, transformations)");
+                    self.max.subject = Some(name);
+                }
+            }
             Action::Maximize => {
                 let (y, x) = self.cursor;
                 out.extend(self.start_maximize(self.layer_number(), self.feature, y, x));
@@ -532,7 +546,7 @@ impl App {
                         out.extend(self.start_maximize(layer, class, 0, 0));
                         if self.max.running {
                             self.status = format!("maximizing the image's top class, {name}");
-                            self.max.class = Some(name);
+                            self.max.subject = Some(name);
                         }
                     }
                     _ => {
@@ -670,6 +684,7 @@ impl App {
             y,
             x,
             seed: self.seed,
+            channel: false,
         }]
     }
 
@@ -1336,11 +1351,38 @@ pub(crate) mod tests {
                 feature: 4,
                 y: 0,
                 x: 0,
-                seed: 0
+                seed: 0,
+                channel: false,
             }]
         );
         assert!(app.status.contains("tabby"), "{}", app.status);
         assert!(app.update(Action::MaximizeClass, now).is_empty());
+    }
+
+    #[test]
+    fn m_on_the_feature_maps_visualises_the_channel() {
+        let (mut app, now) = loaded();
+        app.update(Action::FocusNext, now);
+        assert_eq!(app.focus, Focus::Maps);
+        app.feature = 3;
+        let cmds = app.update(Action::Maximize, now);
+        assert_eq!(
+            cmds,
+            vec![Command::Maximize {
+                layer: 2,
+                feature: 3,
+                y: 0,
+                x: 0,
+                seed: 0,
+                channel: true,
+            }]
+        );
+        assert_eq!(app.max.subject.as_deref(), Some("channel 3 of layer 2"));
+        assert!(
+            app.status.contains("visualising channel 3"),
+            "{}",
+            app.status
+        );
     }
 
     #[test]

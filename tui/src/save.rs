@@ -137,7 +137,7 @@ fn shots(app: &App, pictures: &Pictures, panel: Panel) -> Vec<Shot> {
                     settings: with(json!({
                         "shows": "an input maximizing the neuron, from one random start",
                         "layer": ml, "feature": mf, "y": my, "x": mx,
-                        "class": app.max.class,
+                        "optimised_for": app.max.subject,
                         "start": i + 1,
                         "finished": app.max.result.is_some(),
                         "step": app.max.step, "steps": app.max.total,

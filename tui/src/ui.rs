@@ -616,19 +616,20 @@ fn maximize_panel(f: &mut Frame, app: &App, pictures: &mut Pictures, area: Rect,
         .map(|d| format!(", about {}s left", d.as_secs().max(1)))
         .unwrap_or_default();
     let label = match (app.max.running, app.max.neuron) {
-        (true, Some((l, f_, y, x))) if app.max.class.is_none() => format!(
+        (true, Some((l, f_, y, x))) if app.max.subject.is_none() => format!(
             "layer {l} f{f_} ({y},{x}): step {}/{}{eta}",
             app.max.step, app.max.total
         ),
         (true, Some(_)) => format!(
             "{}: step {}/{}{eta}",
-            app.max.class.as_deref().unwrap_or("class"),
+            app.max.subject.as_deref().unwrap_or("class"),
             app.max.step,
             app.max.total
         ),
         (false, Some(_)) if app.max.result.is_some() => "done".to_string(),
         (false, Some(_)) => "stopped".to_string(),
-        _ => "m maximizes the selected neuron, c the image's top class".to_string(),
+        _ => "m maximizes the selected neuron (on the maps: its channel), c the image's top class"
+            .to_string(),
     };
     f.render_widget(
         Gauge::default()
@@ -727,7 +728,9 @@ fn help(f: &mut Frame) {
         Line::from("  t            jump to the strongest neuron of the layer"),
         Line::from("  Tab          move focus between panels (on small screens: which shows)"),
         Line::from("  z            zoom the focused panel to the whole screen, or back"),
-        Line::from("  m            maximize the selected neuron (3 starts)"),
+        Line::from(
+            "  m            maximize the selected neuron (3 starts); on the maps, its channel",
+        ),
         Line::from("  c            maximize the top class of the image (whole image)"),
         Line::from("  a            the top class attributed to the pixels (Guided Grad-CAM)"),
         Line::from("  x            cancel the maximization"),

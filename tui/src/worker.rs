@@ -467,17 +467,29 @@ pub async fn run(
                 y,
                 x,
                 seed,
+                channel,
             } => {
                 let tx = tx.clone();
                 maximizing = Some(tokio::spawn(async move {
-                    let req = pb::MaximizeRequest {
-                        // The TUI's maximizations are shorter, with previews.
-                        preview_every: 10,
-                        ..fovea_client::recommended_maximize(
-                            neuron(&layer.to_string(), feature as i32, y as i32, x as i32),
-                            150,
+                    // The TUI's maximizations are shorter, with previews.
+                    let req = if channel {
+                        pb::MaximizeRequest {
+                            objective: format!("channel({layer},{feature})"),
+                            starts: 1,
+                            steps: 128,
                             seed,
-                        )
+                            preview_every: 8,
+                            ..Default::default()
+                        }
+                    } else {
+                        pb::MaximizeRequest {
+                            preview_every: 10,
+                            ..fovea_client::recommended_maximize(
+                                neuron(&layer.to_string(), feature as i32, y as i32, x as i32),
+                                150,
+                                seed,
+                            )
+                        }
                     };
                     let ended = match c.maximize(req).await {
                         Ok(mut stream) => loop {
