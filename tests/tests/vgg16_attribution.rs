@@ -26,11 +26,13 @@ fn read_f32(path: &Path) -> Vec<f32> {
 #[test]
 fn class_saliency_and_guided_backprop_equal_an_independent_numpy_reference() {
     let venv = python_venv("reference", &["numpy", "onnx"], "import numpy, onnx");
-    let lib = resolve_ort_library(None, ExecutionProvider::Cpu, &cache_dir()).expect("ONNX Runtime");
+    let lib =
+        resolve_ort_library(None, ExecutionProvider::Cpu, &cache_dir()).expect("ONNX Runtime");
     let runtime = Runtime::new(&lib, ExecutionProvider::Cpu, 2).expect("runtime");
     let (path, provenance) =
         resolve_model("vgg16", ModelSource::Package, &cache_dir()).expect("VGG-16");
-    let engine = Engine::load(runtime, &path, provenance, &EngineOptions::default()).expect("engine");
+    let engine =
+        Engine::load(runtime, &path, provenance, &EngineOptions::default()).expect("engine");
     let size = engine.profile.input_size;
     let image = std::fs::read(sample_image("chelsea.png")).expect("image");
     let rec = engine

@@ -96,6 +96,21 @@ pub(crate) fn chain_forward<'a>(
     top: usize,
     frame: Frame<'a>,
 ) -> Chain<'a> {
+    chain_forward_above(g, convs, x, top, frame, 0)
+}
+
+/// [`chain_forward`] for a backward pass that stops at layer `stop`'s
+/// activation: below it the ReLUs and pools keep no masks or switches
+/// (plain Relu and MaxPool, which ONNX Runtime fuses and runs faster), and
+/// only `acts[stop]` is kept.
+pub(crate) fn chain_forward_above<'a>(
+    g: &mut GraphBuilder,
+    convs: &[ConvLayer],
+    x: &str,
+    top: usize,
+    frame: Frame<'a>,
+    stop: usize,
+) -> Chain<'a> {
     let zero = g.initializer(f32_tensor("zero", &[], &[0.0]));
     let (pad, _) = frame.pads();
     let mut a = x.to_string();
@@ -106,7 +121,16 @@ pub(crate) fn chain_forward<'a>(
     let mut top_z = String::new();
     for i in 1..=top {
         let c = &convs[i - 1];
-        if c.pooled {
+        if c.pooled && i <= stop {
+            a = g.node(
+                "MaxPool",
+                &[&a],
+                vec![
+                    ("kernel_shape", Attr::Ints(vec![2, 2])),
+                    ("strides", Attr::Ints(vec![2, 2])),
+                ],
+            );
+        } else if c.pooled {
             let p = max_pool(g, &a);
             a = p.output.clone();
             pools[i] = Some(p);
@@ -115,6 +139,11 @@ pub(crate) fn chain_forward<'a>(
         if i == top {
             top_z = z;
             break;
+        }
+        if i <= stop && matches!(frame, Frame::Whole) {
+            a = g.node("Relu", &[&z], vec![]);
+            acts[i] = a.clone();
+            continue;
         }
         pres[i] = z.clone();
         let pos = g.node("Greater", &[&z, &zero], vec![]);

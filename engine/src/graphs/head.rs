@@ -9,7 +9,7 @@
 //! refused with the node's name.
 
 use crate::error::{Error, Result};
-use crate::graphs::ascent::{Frame, Rule, chain_backward_to, chain_forward, max_pool};
+use crate::graphs::ascent::{Frame, Rule, chain_backward_to, chain_forward_above, max_pool};
 use crate::graphs::transposed::{random_like, random_weights};
 use crate::model::network::Network;
 use fovea_onnx::proto::{AttributeProto, ModelProto, NodeProto, tensor_proto::DataType};
@@ -139,7 +139,8 @@ pub(crate) fn head_graph(
 
     // The conv chain, its last ReLU and pool, as the head expects them.
     let convs = &net.convs;
-    let chain = chain_forward(&mut g, convs, &x, convs.len(), Frame::Whole);
+    let stop = spec.cam_layer.unwrap_or(0);
+    let chain = chain_forward_above(&mut g, convs, &x, convs.len(), Frame::Whole, stop);
     let zero = g.initializer(f32_tensor("head_zero", &[], &[0.0]));
     let pos = g.node("Greater", &[&chain.top, &zero], vec![]);
     let top_mask = g.to_float(&pos);
