@@ -661,6 +661,16 @@ fn check_pool(n: &NodeProto) -> Result<()> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_shipped_imagenet_labels_are_the_1000_classes_in_index_order() {
+        let labels: Vec<&str> = IMAGENET_LABELS.lines().collect();
+        assert_eq!(labels.len(), 1000);
+        assert_eq!(labels[0], "tench");
+        assert_eq!(labels[281], "tabby");
+        assert_eq!(labels[968], "cup");
+        assert_eq!(labels[999], "toilet tissue");
+    }
+
     fn vgg_like() -> Vec<ConvLayer> {
         let pools = [
             false, false, true, false, true, false, false, true, false, false, true, false, false,
