@@ -296,6 +296,20 @@ pub fn status<T>(r: Result<tonic::Response<T>, tonic::Status>) -> tonic::Status 
     }
 }
 
+/// The status of a streamed call: of the call, or of its first event (OK
+/// for an event).
+pub async fn stream_status<T>(
+    r: Result<tonic::Response<tonic::Streaming<T>>, tonic::Status>,
+) -> tonic::Status {
+    match r {
+        Err(s) => s,
+        Ok(r) => match r.into_inner().message().await {
+            Err(s) => s,
+            Ok(_) => tonic::Status::ok(""),
+        },
+    }
+}
+
 /// `fovead` on the real VGG-16 on the CPU, from the offline source (no
 /// download is tried).
 pub fn vgg16_daemon() -> Daemon {

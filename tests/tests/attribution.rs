@@ -5,7 +5,8 @@
 
 use fovea_client::{Client, neuron, v1 as pb};
 use fovea_tests::{
-    fovea, picture_info, probe, ready, sample_image, stdout_json as ok_json, tiny_daemon,
+    fovea, picture_info, probe, ready, sample_image, stdout_json as ok_json, stream_status,
+    tiny_daemon,
 };
 
 async fn record(c: &Client, name: &str) -> String {
@@ -15,15 +16,8 @@ async fn record(c: &Client, name: &str) -> String {
         .recording_id
 }
 
-/// The status of an Attribute call: of the call, or of its first event.
-async fn attribute_status(c: &Client, req: pb::AttributeRequest) -> tonic::Status {
-    match probe(c).attribute(req).await {
-        Err(s) => s,
-        Ok(r) => match r.into_inner().message().await {
-            Err(s) => s,
-            Ok(_) => tonic::Status::ok(""),
-        },
-    }
+async fn attribute_status(c: &fovea_client::Client, req: pb::AttributeRequest) -> tonic::Status {
+    stream_status(probe(c).attribute(req).await).await
 }
 
 async fn result(c: &Client, req: pb::AttributeRequest) -> (pb::AttributeResult, Vec<u32>) {

@@ -3,17 +3,12 @@
 //! `fovea maximize --channel / --objective`.
 
 use fovea_client::{neuron, v1 as pb};
-use fovea_tests::{fovea, picture_info, probe, ready, stdout_json as ok_json, tiny_daemon};
+use fovea_tests::{
+    fovea, picture_info, probe, ready, stdout_json as ok_json, stream_status, tiny_daemon,
+};
 
-/// The status of a Maximize call: of the call, or of its first event.
 async fn maximize_status(c: &fovea_client::Client, req: pb::MaximizeRequest) -> tonic::Status {
-    match probe(c).maximize(req).await {
-        Err(s) => s,
-        Ok(r) => match r.into_inner().message().await {
-            Err(s) => s,
-            Ok(_) => tonic::Status::ok(""),
-        },
-    }
+    stream_status(probe(c).maximize(req).await).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,8 @@
 
 use fovea_client::{Client, neuron, v1 as pb};
 use fovea_tests::{
-    fovea, picture_info, probe, ready, sample_image, status, stdout_json as ok_json, tiny_daemon,
+    fovea, picture_info, probe, ready, sample_image, status, stdout_json as ok_json, stream_status,
+    tiny_daemon,
 };
 use std::time::Duration;
 
@@ -16,16 +17,8 @@ async fn record(c: &Client, name: &str) -> String {
         .recording_id
 }
 
-/// The first event of a LinearRegion stream: its status when the call or
-/// the stream fails.
-async fn region_status(c: &Client, req: pb::LinearRegionRequest) -> tonic::Status {
-    match probe(c).linear_region(req).await {
-        Err(s) => s,
-        Ok(r) => match r.into_inner().message().await {
-            Err(s) => s,
-            Ok(_) => tonic::Status::ok(""),
-        },
-    }
+async fn region_status(c: &fovea_client::Client, req: pb::LinearRegionRequest) -> tonic::Status {
+    stream_status(probe(c).linear_region(req).await).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -77,12 +77,7 @@ impl MaximizeOptions {
     /// Checks every field, naming it and its allowed range.
     pub fn validate(&self) -> Result<()> {
         let bad = |f: &str, m: String| Err(Error::invalid(f, m));
-        if !(1..=16).contains(&self.starts) {
-            return bad("starts", format!("{} is outside 1..=16", self.starts));
-        }
-        if !(1..=10_000).contains(&self.steps) {
-            return bad("steps", format!("{} is outside 1..=10000", self.steps));
-        }
+        check_run(self.starts, self.steps, self.jitter)?;
         if !self.learning_rate.is_finite() || self.learning_rate <= 0.0 || self.learning_rate > 1e6
         {
             return bad(
@@ -105,11 +100,32 @@ impl MaximizeOptions {
                 format!("{} is outside 0..=10000", self.blur_every),
             );
         }
-        if self.jitter > 32 {
-            return bad("jitter", format!("{} is outside 0..=32", self.jitter));
-        }
         Ok(())
     }
+}
+
+/// The limits every optimisation of an input shares: starts in one batch,
+/// steps, and the random shift.
+pub(crate) fn check_run(starts: usize, steps: usize, jitter: usize) -> Result<()> {
+    if !(1..=16).contains(&starts) {
+        return Err(Error::invalid(
+            "starts",
+            format!("{starts} is outside 1..=16"),
+        ));
+    }
+    if !(1..=10_000).contains(&steps) {
+        return Err(Error::invalid(
+            "steps",
+            format!("{steps} is outside 1..=10000"),
+        ));
+    }
+    if jitter > 32 {
+        return Err(Error::invalid(
+            "jitter",
+            format!("{jitter} is outside 0..=32"),
+        ));
+    }
+    Ok(())
 }
 
 /// Progress after a step.

@@ -3,6 +3,7 @@
 //! pictures of their results.
 
 pub mod attribute;
+pub mod fourier;
 pub mod maximize;
 pub mod patterns;
 pub mod reconstruct;

@@ -9,12 +9,12 @@
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::probe::fourier::{fft2, freq};
 use crate::probe::reconstruct::{
     Mode, NeuronAt, PixelBox, ReconstructRequest, Reconstruction, Start,
 };
 use crate::record::{Recording, top_activations};
 use crate::stop::Stop;
-use rustfft::FftPlanner;
 use rustfft::num_complex::Complex;
 
 /// What a study asks.
@@ -295,22 +295,7 @@ pub fn high_frequency_share(g: &[f32], h: usize, w: usize) -> f64 {
         .iter()
         .map(|&x| Complex::new(x as f64 - mean, 0.0))
         .collect();
-    let mut planner = FftPlanner::new();
-    let rows = planner.plan_fft_forward(w);
-    for row in data.chunks_exact_mut(w) {
-        rows.process(row);
-    }
-    let cols = planner.plan_fft_forward(h);
-    let mut column = vec![Complex::new(0.0, 0.0); h];
-    for x in 0..w {
-        for y in 0..h {
-            column[y] = data[y * w + x];
-        }
-        cols.process(&mut column);
-        for y in 0..h {
-            data[y * w + x] = column[y];
-        }
-    }
+    fft2(&mut data, h, w, false);
     let (mut high, mut total) = (0f64, 0f64);
     for y in 0..h {
         for x in 0..w {
@@ -322,17 +307,6 @@ pub fn high_frequency_share(g: &[f32], h: usize, w: usize) -> f64 {
         }
     }
     if total == 0.0 { 0.0 } else { high / total }
-}
-
-/// Frequency of DFT bin `k` of `n`, in cycles per pixel (bins past the
-/// middle are the negative ones).
-fn freq(k: usize, n: usize) -> f64 {
-    let k = if k > n / 2 {
-        k as f64 - n as f64
-    } else {
-        k as f64
-    };
-    k / n as f64
 }
 
 #[cfg(test)]

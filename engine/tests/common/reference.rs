@@ -24,6 +24,28 @@ pub struct Trace {
     pub argmax: Vec<Option<Vec<usize>>>,
 }
 
+/// A 2x2/2 max pool's switches over `c` planes `h` x `w`: for each output,
+/// the index of its window's first maximum (row-major).
+pub fn first_max_pool(x: &[f64], c: usize, h: usize, w: usize) -> Vec<usize> {
+    let (oh, ow) = (h / 2, w / 2);
+    let mut arg = vec![0usize; c * oh * ow];
+    for ch in 0..c {
+        for y in 0..oh {
+            for xx in 0..ow {
+                let mut best = (ch * h + 2 * y) * w + 2 * xx;
+                for (dy, dx) in [(0, 1), (1, 0), (1, 1)] {
+                    let i = (ch * h + 2 * y + dy) * w + 2 * xx + dx;
+                    if x[i] > x[best] {
+                        best = i;
+                    }
+                }
+                arg[(ch * oh + y) * ow + xx] = best;
+            }
+        }
+    }
+    arg
+}
+
 pub fn conv(
     x: &[f64],
     cin: usize,
@@ -115,27 +137,10 @@ impl Reference {
         };
         for (cin, cout, pooled, wt, b) in &self.layers {
             if *pooled {
-                let (oh, ow) = (h / 2, w / 2);
-                let mut px = vec![0f64; cin * oh * ow];
-                let mut arg = vec![0usize; cin * oh * ow];
-                for c in 0..*cin {
-                    for y in 0..oh {
-                        for xx in 0..ow {
-                            let mut best = (c * h + 2 * y) * w + 2 * xx;
-                            for (dy, dx) in [(0, 1), (1, 0), (1, 1)] {
-                                let i = (c * h + 2 * y + dy) * w + 2 * xx + dx;
-                                if x[i] > x[best] {
-                                    best = i;
-                                }
-                            }
-                            px[(c * oh + y) * ow + xx] = x[best];
-                            arg[(c * oh + y) * ow + xx] = best;
-                        }
-                    }
-                }
-                x = px;
-                h = oh;
-                w = ow;
+                let arg = first_max_pool(&x, *cin, h, w);
+                x = arg.iter().map(|&i| x[i]).collect();
+                h /= 2;
+                w /= 2;
                 trace.argmax.push(Some(arg));
             } else {
                 trace.argmax.push(None);
@@ -301,22 +306,7 @@ impl Head {
         let c = r.layers[l - 1].1;
         let (h, w) = trace.dims[l - 1];
         let a: Vec<f64> = trace.pre[l - 1].iter().map(|&v| v.max(0.0)).collect();
-        let (oh, ow) = (h / 2, w / 2);
-        let mut argmax = vec![0usize; c * oh * ow];
-        for ch in 0..c {
-            for y in 0..oh {
-                for x in 0..ow {
-                    let mut best = (ch * h + 2 * y) * w + 2 * x;
-                    for (dy, dx) in [(0, 1), (1, 0), (1, 1)] {
-                        let i = (ch * h + 2 * y + dy) * w + 2 * x + dx;
-                        if a[i] > a[best] {
-                            best = i;
-                        }
-                    }
-                    argmax[(ch * oh + y) * ow + x] = best;
-                }
-            }
-        }
+        let argmax = first_max_pool(&a, c, h, w);
         let pooled: Vec<f64> = argmax.iter().map(|&i| a[i]).collect();
         let mut pre = Vec::new();
         let mut x = pooled.clone();

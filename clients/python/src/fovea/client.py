@@ -921,28 +921,12 @@ class Recording:
                 extent=extent,
             )
 
-        def run():
-            call = self._client._stub.LinearRegion(request(), metadata=self._client._metadata)
-            try:
-                for event in call:
-                    kind = event.WhichOneof("event")
-                    if kind == "progress" and progress is not None:
-                        progress(event.progress.regions, event.progress.t)
-                    elif kind == "result":
-                        return _linear_region(event.result)
-            except KeyboardInterrupt:
-                call.cancel()
-                raise
-            except grpc.RpcError as e:
-                raise _error(e) from None
-            raise FoveaError(grpc.StatusCode.INTERNAL, "the region query ended without a result")
+        def on_progress(p):
+            if progress is not None:
+                progress(p.regions, p.t)
 
-        try:
-            return run()
-        except NotFound:
-            for r in (self, other) if other is not None else (self,):
-                r._set(r._client._call("Record", pb.RecordRequest(image=r._image, label=r.label)))
-            return run()
+        others = (other,) if other is not None else ()
+        return self._stream("LinearRegion", request, on_progress, _linear_region, "region query", others)
 
     def attribute(
         self,
@@ -983,26 +967,39 @@ class Recording:
                 seed=seed,
             )
 
+        def on_progress(p):
+            if progress is not None:
+                progress(p.done, p.total)
+
+        return self._stream("Attribute", request, on_progress, _attribution, "attribution")
+
+    def _stream(self, method: str, request, on_progress, convert, what: str, others=()):
+        """A streamed call naming this recording (and `others`): progress
+        events go to `on_progress`, the result through `convert`; Ctrl-C
+        cancels it on the daemon; when a recording was evicted, they are
+        sent again and the call retried once."""
+
         def run():
-            call = self._client._stub.Attribute(request(), metadata=self._client._metadata)
+            call = getattr(self._client._stub, method)(request(), metadata=self._client._metadata)
             try:
                 for event in call:
                     kind = event.WhichOneof("event")
-                    if kind == "progress" and progress is not None:
-                        progress(event.progress.done, event.progress.total)
+                    if kind == "progress":
+                        on_progress(event.progress)
                     elif kind == "result":
-                        return _attribution(event.result)
+                        return convert(event.result)
             except KeyboardInterrupt:
                 call.cancel()
                 raise
             except grpc.RpcError as e:
                 raise _error(e) from None
-            raise FoveaError(grpc.StatusCode.INTERNAL, "the attribution ended without a result")
+            raise FoveaError(grpc.StatusCode.INTERNAL, f"the {what} ended without a result")
 
         try:
             return run()
         except NotFound:
-            self._set(self._client._call("Record", pb.RecordRequest(image=self._image, label=self.label)))
+            for r in (self, *others):
+                r._set(r._client._call("Record", pb.RecordRequest(image=r._image, label=r.label)))
             return run()
 
     def drop(self) -> bool:
