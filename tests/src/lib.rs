@@ -310,6 +310,24 @@ pub async fn stream_status<T>(
     }
 }
 
+/// An attribution's result and the `done` of each progress event before it.
+pub async fn attribution(
+    c: &fovea_client::Client,
+    req: fovea_proto::v1::AttributeRequest,
+) -> (fovea_proto::v1::AttributeResult, Vec<u32>) {
+    use fovea_proto::v1::attribute_event::Event;
+    let mut stream = c.attribute(req).await.expect("attribute");
+    let mut progress = Vec::new();
+    while let Some(ev) = stream.message().await.expect("event") {
+        match ev.event {
+            Some(Event::Progress(p)) => progress.push(p.done),
+            Some(Event::Result(r)) => return (r, progress),
+            None => {}
+        }
+    }
+    panic!("the attribution ended without a result")
+}
+
 /// `fovead` on the real VGG-16 on the CPU, from the offline source (no
 /// download is tried).
 pub fn vgg16_daemon() -> Daemon {

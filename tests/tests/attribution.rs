@@ -5,8 +5,8 @@
 
 use fovea_client::{Client, neuron, v1 as pb};
 use fovea_tests::{
-    fovea, picture_info, probe, ready, sample_image, stdout_json as ok_json, stream_status,
-    tiny_daemon,
+    attribution, fovea, picture_info, probe, ready, sample_image, stdout_json as ok_json,
+    stream_status, tiny_daemon,
 };
 
 async fn record(c: &Client, name: &str) -> String {
@@ -18,19 +18,6 @@ async fn record(c: &Client, name: &str) -> String {
 
 async fn attribute_status(c: &fovea_client::Client, req: pb::AttributeRequest) -> tonic::Status {
     stream_status(probe(c).attribute(req).await).await
-}
-
-async fn result(c: &Client, req: pb::AttributeRequest) -> (pb::AttributeResult, Vec<u32>) {
-    let mut stream = c.attribute(req).await.expect("attribute");
-    let mut progress = Vec::new();
-    while let Some(ev) = stream.message().await.expect("event") {
-        match ev.event {
-            Some(pb::attribute_event::Event::Progress(p)) => progress.push(p.done),
-            Some(pb::attribute_event::Event::Result(r)) => return (r, progress),
-            None => {}
-        }
-    }
-    panic!("the attribution ended without a result")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -53,7 +40,7 @@ async fn attribution_answers_every_method_and_refuses_bad_requests_precisely() {
         .predictions[0]
         .class_index;
 
-    let (saliency, _) = result(&c, req(pb::AttributionMethod::Saliency)).await;
+    let (saliency, _) = attribution(&c, req(pb::AttributionMethod::Saliency)).await;
     assert_eq!((saliency.layer, saliency.unit), (7, top), "the top class");
     assert_eq!(
         (saliency.height, saliency.width, saliency.channels),
@@ -85,7 +72,7 @@ async fn attribution_answers_every_method_and_refuses_bad_requests_precisely() {
     assert!((linear[0].activation - saliency.objective).abs() <= 1e-6);
     assert!(!linear[0].inactive, "a class has no ReLU to be off");
 
-    let (cam, _) = result(&c, req(pb::AttributionMethod::GradCam)).await;
+    let (cam, _) = attribution(&c, req(pb::AttributionMethod::GradCam)).await;
     let map = cam.cam.expect("cam");
     assert_eq!((map.layer, map.height, map.width), (5, 8, 8));
     assert_eq!(map.weights.len(), 8);
@@ -98,7 +85,7 @@ async fn attribution_answers_every_method_and_refuses_bad_requests_precisely() {
     ig.steps = 10;
     ig.baseline = pb::AttributionBaseline::BaselineNoise as i32;
     ig.seed = 4;
-    let (ig, progress) = result(&c, ig).await;
+    let (ig, progress) = attribution(&c, ig).await;
     // 10 points and the two ends, in batches of 4.
     assert_eq!(progress, vec![4, 8, 12]);
     let completeness = ig.completeness.expect("completeness");
@@ -182,7 +169,7 @@ async fn attribution_answers_every_method_and_refuses_bad_requests_precisely() {
     )
     .await;
     assert_eq!(s.code(), tonic::Code::NotFound, "{s:?}");
-    let (again, _) = result(&c, req(pb::AttributionMethod::Saliency)).await;
+    let (again, _) = attribution(&c, req(pb::AttributionMethod::Saliency)).await;
     assert_eq!(again.values, saliency.values, "the daemon still answers");
 }
 

@@ -256,19 +256,7 @@ async fn expected(addr: &str, image: &Path) -> serde_json::Value {
             baseline: pb::AttributionBaseline::BaselineBlurred as i32,
             ..Default::default()
         };
-        let c = &c;
-        async move {
-            let mut stream = c.attribute(req).await.expect("attribute");
-            let mut progress = Vec::new();
-            while let Some(ev) = stream.message().await.expect("event") {
-                match ev.event {
-                    Some(pb::attribute_event::Event::Progress(p)) => progress.push(p.done),
-                    Some(pb::attribute_event::Event::Result(r)) => return (r, progress),
-                    None => {}
-                }
-            }
-            panic!("no result")
-        }
+        fovea_tests::attribution(&c, req)
     };
     let (ig, ig_progress) = attribute(pb::AttributionMethod::IntegratedGradients).await;
     let (cam, _) = attribute(pb::AttributionMethod::GradCam).await;
