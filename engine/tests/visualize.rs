@@ -11,7 +11,7 @@ use common::{TINY_SIZE, tiny_engine};
 use fovea_engine::fixtures::tiny_weights;
 use fovea_engine::model::network::Layout;
 use fovea_engine::probe::maximize::Flow;
-use fovea_engine::probe::visualize::{Param, VisualizeOptions};
+use fovea_engine::probe::visualize::{Objective, Param, Term, VisualizeOptions};
 
 const PLANE: usize = TINY_SIZE * TINY_SIZE;
 
@@ -292,4 +292,33 @@ fn objectives_that_make_no_sense_are_refused_by_name() {
     assert!(err("class(1) + channel(3,1)", &[]).contains("class terms combine only"));
     assert!(err("class(9)", &[]).contains("unit: 9 is outside 0..=4"));
     assert!(err(&"channel(3,1)+".repeat(100), &[]).contains("at most 512"));
+    // Terms built by hand are checked as well.
+    let built = |terms: Vec<(f32, Term)>| {
+        let opts = VisualizeOptions::new(Objective { terms });
+        engine
+            .evaluate_objective(&opts, &inputs(1, 0), 1)
+            .expect_err("refused")
+            .to_string()
+    };
+    assert!(built(vec![(1.0, Term::Layer { layer: 99 })]).contains("outside 1..=5"));
+    let msg = built(vec![(
+        1.0,
+        Term::Channel {
+            layer: 2,
+            channel: 40,
+        },
+    )]);
+    assert!(msg.contains("does not fit"), "{msg}");
+    let msg = built(vec![
+        (1.0, Term::Class { unit: 9 }),
+        (1.0, Term::Class { unit: 0 }),
+    ]);
+    assert!(msg.contains("class 9 is outside"), "{msg}");
+    let msg = built(vec![
+        (1.0, Term::Layer { layer: 2 }),
+        (1.0, Term::Class { unit: 0 }),
+    ]);
+    assert!(msg.contains("combine only"), "{msg}");
+    let msg = built(vec![(f32::NAN, Term::Layer { layer: 2 })]);
+    assert!(msg.contains("not finite"), "{msg}");
 }

@@ -304,9 +304,56 @@ impl Engine {
         }
     }
 
+    /// Checks terms built without the parser against the network.
+    fn check_terms(&self, terms: &[(f32, Term)]) -> Result<()> {
+        let convs = self.network.convs.len();
+        let bad = |why: String| Err(Error::invalid("objective", why));
+        for (w, t) in terms {
+            if !w.is_finite() {
+                return bad(format!("the weight {w} is not finite"));
+            }
+            let layer = match t {
+                Term::Neuron { layer, .. }
+                | Term::Channel { layer, .. }
+                | Term::Layer { layer }
+                | Term::Direction { layer, .. } => *layer,
+                Term::Class { unit } => {
+                    let units = self.network.dense.last().map_or(0, |d| d.units);
+                    if *unit >= units {
+                        return bad(format!("class {unit} is outside the head's {units} units"));
+                    }
+                    continue;
+                }
+            };
+            let Some(g) = self
+                .geometry
+                .get(layer)
+                .filter(|_| (1..=convs).contains(&layer))
+            else {
+                return bad(format!("layer {layer} is outside 1..={convs}"));
+            };
+            let fits = match t {
+                Term::Neuron { feature, y, x, .. } => {
+                    *feature < g.channels && *y < g.height && *x < g.width
+                }
+                Term::Channel { channel, .. } => *channel < g.channels,
+                Term::Direction { vector, .. } => vector.len() == g.channels,
+                _ => true,
+            };
+            if !fits {
+                return bad(format!(
+                    "a term of layer {layer} does not fit its {} channels and {}x{} grid",
+                    g.channels, g.height, g.width
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The graph of an objective and what to feed it besides the images.
     fn objective_run(&self, opts: &VisualizeOptions) -> Result<ObjectiveRun> {
         let terms = &opts.objective.terms;
+        self.check_terms(terms)?;
         let size = self.profile.input_size;
         if let Some(Term::Class { .. }) = terms.first().map(|t| &t.1) {
             if opts.diversity > 0.0 {
@@ -315,12 +362,22 @@ impl Engine {
                     "needs a conv layer; class objectives have none",
                 ));
             }
-            let index = self.network.dense.len() - 1;
-            let units = self.network.dense[index].units;
+            let index = self.network.dense.len().saturating_sub(1);
+            let units = self.network.dense.get(index).map_or(0, |d| d.units);
             let mut seed = vec![0f32; units];
             for (w, t) in terms {
-                if let Term::Class { unit } = t {
-                    seed[*unit] += w;
+                match t {
+                    Term::Class { unit } => {
+                        if let Some(s) = seed.get_mut(*unit) {
+                            *s += w;
+                        }
+                    }
+                    _ => {
+                        return Err(Error::invalid(
+                            "objective",
+                            "class terms combine only with class terms",
+                        ));
+                    }
                 }
             }
             let layer = match self.network.resolve_layer(
@@ -351,7 +408,12 @@ impl Engine {
                     layout.squared.push((*layer, *w));
                     continue;
                 }
-                Term::Class { .. } => continue,
+                Term::Class { .. } => {
+                    return Err(Error::invalid(
+                        "objective",
+                        "class terms combine only with class terms",
+                    ));
+                }
             };
             let g = &self.geometry[layer];
             let plane = g.height * g.width;
