@@ -31,6 +31,16 @@ pub enum GraphKind {
 }
 
 impl GraphKind {
+    /// Whether requests can ask for new graphs of this kind without bound
+    /// (a seed, an objective's layout), so only a few are kept.
+    pub fn per_request(self) -> bool {
+        match self {
+            GraphKind::Random(_) | GraphKind::Objective(_) => true,
+            GraphKind::Head(h) => h.random.is_some(),
+            _ => false,
+        }
+    }
+
     /// The file name of a layer's graph of this kind (for `--dump-graphs`).
     pub fn file_name(self, layer: usize) -> String {
         match self {
@@ -48,5 +58,30 @@ impl GraphKind {
             }
             GraphKind::Objective(key) => format!("objective_l{layer}_{key:016x}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graphs::ascent::Rule;
+    use crate::graphs::head::HeadBackward;
+
+    #[test]
+    fn only_graphs_a_request_can_vary_without_bound_are_evicted() {
+        let head = HeadBackward::gradient(0);
+        assert!(GraphKind::Random(3).per_request());
+        assert!(GraphKind::Objective(7).per_request());
+        assert!(
+            GraphKind::Head(HeadBackward {
+                rule: Rule::Guided,
+                random: Some(1),
+                ..head
+            })
+            .per_request()
+        );
+        assert!(!GraphKind::Head(head).per_request());
+        assert!(!GraphKind::Trained { linear: true }.per_request());
+        assert!(!GraphKind::Ascent.per_request());
     }
 }

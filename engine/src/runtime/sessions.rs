@@ -1,6 +1,7 @@
 //! The one cache of sessions of generated graphs: built on first use, per
-//! layer and kind, shared by every request. Random-weight graphs (one per
-//! seed) are few at a time; the others live as long as the engine.
+//! layer and kind, shared by every request. Graphs a request can vary
+//! without bound (random weights per seed, objectives per layout) are few
+//! at a time; the others live as long as the engine.
 
 use crate::error::{Error, Result};
 use crate::graphs::GraphKind;
@@ -11,7 +12,7 @@ use std::sync::{Arc, Mutex};
 /// A session several requests may run in turn.
 pub(crate) type SharedSession = Arc<Mutex<Session>>;
 
-/// Random-weight sessions kept at once (one per layer and seed).
+/// Sessions of per-request graphs kept at once.
 const RANDOM_SESSIONS: usize = 8;
 
 #[derive(Default)]
@@ -35,7 +36,7 @@ impl SessionCache {
         }
         let session = Arc::new(Mutex::new(make()?));
         let mut sessions = self.sessions.lock().map_err(poisoned)?;
-        if let GraphKind::Random(_) = kind {
+        if kind.per_request() {
             let mut order = self.random_order.lock().map_err(poisoned)?;
             order.push(key);
             if order.len() > RANDOM_SESSIONS {
