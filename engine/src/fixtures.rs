@@ -5,7 +5,7 @@
 use crate::model::network::Layout;
 use fovea_onnx::proto::tensor_proto::DataType;
 use fovea_onnx::{Attr, Dim, GraphBuilder, encode, f32_tensor};
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Normal};
 
 /// (in, out, pooled before) of the tiny model's conv layers: two pools, five
@@ -62,9 +62,41 @@ pub fn tiny_head_weights(size: usize) -> [(Vec<f32>, Vec<f32>); 2] {
     [(w1, b1), (w2, b2)]
 }
 
+/// Epsilon of the tiny model's batch norms.
+pub const TINY_BN_EPSILON: f32 = 1e-3;
+
+/// Per conv layer of the batch-normalised tiny model: scale, shift, running
+/// mean and running variance, one value per output channel (far enough from
+/// the identity that folding them wrongly shows).
+pub fn tiny_batch_norms() -> Vec<[Vec<f32>; 4]> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(13);
+    let mut uniform = |n: usize, lo: f32, hi: f32| -> Vec<f32> {
+        (0..n).map(|_| rng.random_range(lo..hi)).collect()
+    };
+    TINY_CONVS
+        .iter()
+        .map(|&(_, o, _)| {
+            [
+                uniform(o, 0.5, 1.5),
+                uniform(o, -0.3, 0.3),
+                uniform(o, -0.5, 0.5),
+                uniform(o, 0.3, 2.5),
+            ]
+        })
+        .collect()
+}
+
 /// The tiny model as ONNX bytes, for a `size` x `size` input.
 pub fn tiny_model(layout: Layout, head: bool, size: usize) -> Vec<u8> {
+    tiny_model_with(layout, head, size, false)
+}
+
+/// The tiny model with `batch_norm`: each convolution without a bias and
+/// followed by a BatchNormalization in inference form (as PyTorch exports
+/// `Conv2d(bias=False)` + `BatchNorm2d`), with [`tiny_batch_norms`].
+pub fn tiny_model_with(layout: Layout, head: bool, size: usize, batch_norm: bool) -> Vec<u8> {
     let mut g = GraphBuilder::new("tiny_vgg");
+    let norms = tiny_batch_norms();
     let input = match layout {
         Layout::Nchw => g.input(
             "input",
@@ -104,16 +136,31 @@ pub fn tiny_model(layout: Layout, head: bool, size: usize) -> Vec<u8> {
             &[*o as i64, *i as i64, 3, 3],
             &w,
         ));
-        let bn = g.initializer(f32_tensor(&format!("conv{k}.bias"), &[*o as i64], &b));
-        let c = g.node(
-            "Conv",
-            &[&x, &wn, &bn],
-            vec![
-                ("kernel_shape", Attr::Ints(vec![3, 3])),
-                ("pads", Attr::Ints(vec![1, 1, 1, 1])),
-                ("strides", Attr::Ints(vec![1, 1])),
-            ],
-        );
+        let attrs = vec![
+            ("kernel_shape", Attr::Ints(vec![3, 3])),
+            ("pads", Attr::Ints(vec![1, 1, 1, 1])),
+            ("strides", Attr::Ints(vec![1, 1])),
+        ];
+        let c = if batch_norm {
+            let c = g.node("Conv", &[&x, &wn], attrs);
+            let params: Vec<String> = ["weight", "bias", "running_mean", "running_var"]
+                .iter()
+                .zip(&norms[k])
+                .map(|(what, v)| {
+                    g.initializer(f32_tensor(&format!("bn{k}.{what}"), &[*o as i64], v))
+                })
+                .collect();
+            let mut inputs = vec![c.as_str()];
+            inputs.extend(params.iter().map(String::as_str));
+            g.node(
+                "BatchNormalization",
+                &inputs,
+                vec![("epsilon", Attr::Float(TINY_BN_EPSILON))],
+            )
+        } else {
+            let bn = g.initializer(f32_tensor(&format!("conv{k}.bias"), &[*o as i64], &b));
+            g.node("Conv", &[&x, &wn, &bn], attrs)
+        };
         x = g.node("Relu", &[&c], vec![]);
     }
     let last = TINY_CONVS[TINY_CONVS.len() - 1].1;

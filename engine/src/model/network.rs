@@ -39,6 +39,8 @@ pub struct ConvLayer {
     /// The ReLU output tensor in the model file (NCHW).
     pub relu_output: String,
     pub conv_node: String,
+    /// The BatchNormalization node folded into `weight` and `bias` at load.
+    pub batch_norm: Option<String>,
 }
 
 /// A fully connected layer of the head (reported, run by ONNX Runtime as part
@@ -243,15 +245,28 @@ impl Network {
                         }
                         None => vec![0.0; out],
                     };
-                    let relu = single(&n.output[0])
+                    let mut weight = weight;
+                    let mut bias = bias;
+                    let mut conv_out = n.output[0].clone();
+                    let mut batch_norm = None;
+                    if let Some(bn) =
+                        single(&conv_out).filter(|b| b.op_type == "BatchNormalization")
+                    {
+                        fold_batch_norm(bn, &consts, &mut weight, &mut bias)?;
+                        batch_norm = Some(display_name(bn));
+                        conv_out = bn.output[0].clone();
+                    }
+                    let relu = single(&conv_out)
                         .filter(|r| r.op_type == "Relu")
                         .ok_or_else(|| {
-                            let next = single(&n.output[0])
+                            let next = single(&conv_out)
                                 .map(|r| format!("{} ({})", r.name, r.op_type))
                                 .unwrap_or_else(|| "several or no nodes".into());
                             node_error(
                                 n,
-                                &format!("must be followed by a single Relu, found {next}"),
+                                &format!(
+                                    "must be followed by a single Relu (after an optional BatchNormalization), found {next}"
+                                ),
                             )
                         })?;
                     if pending_pool {
@@ -269,6 +284,7 @@ impl Network {
                         bias,
                         relu_output: relu.output[0].clone(),
                         conv_node: display_name(n),
+                        batch_norm,
                     });
                     channels = out;
                     pending_pool = false;
@@ -603,6 +619,69 @@ fn node_error(n: &NodeProto, what: &str) -> Error {
     Error::Model(format!("node {:?} ({}) {what}", display_name(n), n.op_type))
 }
 
+/// Folds an inference-form BatchNormalization into the convolution before
+/// it: per output channel `k = scale / sqrt(var + epsilon)`, the weights
+/// times `k` and the bias `(bias - mean) * k + B`. The recording still runs
+/// the file's own nodes; the folded weights serve the generated graphs,
+/// whose forward passes then give the same pre-activations.
+fn fold_batch_norm(
+    bn: &NodeProto,
+    consts: &HashMap<&str, &TensorProto>,
+    weight: &mut [f32],
+    bias: &mut [f32],
+) -> Result<()> {
+    if attr_int(bn, "training_mode").is_some_and(|t| t != 0) || bn.output.len() > 1 {
+        return Err(node_error(
+            bn,
+            "is in training form; Fovea folds batch norm in inference form only",
+        ));
+    }
+    if attr_int(bn, "spatial").is_some_and(|s| s != 1) {
+        return Err(node_error(
+            bn,
+            "normalises per position (spatial = 0); Fovea folds per-channel batch norm only",
+        ));
+    }
+    let epsilon = attr(bn, "epsilon").map_or(1e-5, |a| a.f) as f64;
+    let out = bias.len();
+    let param = |k: usize, what: &str| -> Result<Vec<f32>> {
+        let t = bn
+            .input
+            .get(k)
+            .and_then(|i| consts.get(i.as_str()))
+            .ok_or_else(|| node_error(bn, &format!("has a {what} that is not a constant")))?;
+        let (_, v) = tensor_f32(t)?;
+        if v.len() != out {
+            return Err(node_error(
+                bn,
+                &format!("has {} {what} values for {out} channels", v.len()),
+            ));
+        }
+        Ok(v)
+    };
+    let (scale, shift) = (param(1, "scale")?, param(2, "B")?);
+    let (mean, var) = (param(3, "mean")?, param(4, "variance")?);
+    let per_filter = weight.len() / out.max(1);
+    for o in 0..out {
+        let v = var[o] as f64 + epsilon;
+        if v.is_nan() || v <= 0.0 {
+            return Err(node_error(
+                bn,
+                &format!(
+                    "has variance {} for channel {o}; it must be above -epsilon",
+                    var[o]
+                ),
+            ));
+        }
+        let k = scale[o] as f64 / v.sqrt();
+        for w in &mut weight[o * per_filter..(o + 1) * per_filter] {
+            *w = (*w as f64 * k) as f32;
+        }
+        bias[o] = ((bias[o] as f64 - mean[o] as f64) * k + shift[o] as f64) as f32;
+    }
+    Ok(())
+}
+
 fn check_conv(n: &NodeProto) -> Result<()> {
     let ks = attr_ints(n, "kernel_shape");
     if ks.as_deref().is_some_and(|k| k != [3, 3]) {
@@ -688,6 +767,7 @@ mod tests {
                 bias: vec![],
                 relu_output: String::new(),
                 conv_node: String::new(),
+                batch_norm: None,
             })
             .collect()
     }

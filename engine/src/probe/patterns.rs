@@ -270,6 +270,7 @@ mod tests {
             bias: vec![],
             relu_output: String::new(),
             conv_node: String::new(),
+            batch_norm: None,
         }
     }
 

@@ -100,7 +100,7 @@ class GetModelRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Layer(_message.Message):
-    __slots__ = ("number", "name", "kind", "channels", "height", "width", "pooled", "fov", "stride", "source_node")
+    __slots__ = ("number", "name", "kind", "channels", "height", "width", "pooled", "fov", "stride", "source_node", "folded_batch_norm")
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -111,6 +111,7 @@ class Layer(_message.Message):
     FOV_FIELD_NUMBER: _ClassVar[int]
     STRIDE_FIELD_NUMBER: _ClassVar[int]
     SOURCE_NODE_FIELD_NUMBER: _ClassVar[int]
+    FOLDED_BATCH_NORM_FIELD_NUMBER: _ClassVar[int]
     number: int
     name: str
     kind: LayerKind
@@ -121,7 +122,8 @@ class Layer(_message.Message):
     fov: int
     stride: int
     source_node: str
-    def __init__(self, number: _Optional[int] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[LayerKind, str]] = ..., channels: _Optional[int] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., pooled: bool = ..., fov: _Optional[int] = ..., stride: _Optional[int] = ..., source_node: _Optional[str] = ...) -> None: ...
+    folded_batch_norm: str
+    def __init__(self, number: _Optional[int] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[LayerKind, str]] = ..., channels: _Optional[int] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., pooled: bool = ..., fov: _Optional[int] = ..., stride: _Optional[int] = ..., source_node: _Optional[str] = ..., folded_batch_norm: _Optional[str] = ...) -> None: ...
 
 class Preprocessing(_message.Message):
     __slots__ = ("input_size", "layout", "channel_order", "scale", "mean", "std", "profile")

@@ -1,0 +1,253 @@
+//! A network with batch norm after every convolution (the tiny model with
+//! `Conv(bias=False) + BatchNormalization + Relu`), folded at load. ONNX
+//! Runtime runs the file's own nodes when recording; the plain-loop f64
+//! reference runs convolutions whose weights this test folds itself. The
+//! recording, the four modes from conv and class neurons, random weights
+//! drawn from the folded layers and the linear identity all agree.
+
+mod common;
+
+use common::reference::{Head, Reference};
+use common::{TINY_SIZE, engine_of};
+use fovea_engine::engine::Engine;
+use fovea_engine::fixtures::{
+    TINY_BN_EPSILON, TINY_CONVS, test_image_png, tiny_batch_norms, tiny_head_weights,
+    tiny_model_with, tiny_weights,
+};
+use fovea_engine::graphs::transposed::{random_like, random_weights};
+use fovea_engine::model::network::Layout;
+use fovea_engine::model::profile::ImageLimits;
+use fovea_engine::probe::reconstruct::{Mode, NeuronAt, ReconstructRequest, Start};
+use fovea_engine::record::Recording;
+use fovea_engine::stop::Stop;
+
+/// The tiny model's weights with each batch norm folded in, in f64: the
+/// conv has no bias, so `b' = B - mean * k` with `k = scale / sqrt(var + eps)`.
+fn folded_weights() -> Vec<(Vec<f32>, Vec<f32>)> {
+    tiny_weights()
+        .into_iter()
+        .zip(tiny_batch_norms())
+        .map(|((w, _), [scale, shift, mean, var])| {
+            let out = scale.len();
+            let per = w.len() / out;
+            let k: Vec<f64> = (0..out)
+                .map(|o| scale[o] as f64 / (var[o] as f64 + TINY_BN_EPSILON as f64).sqrt())
+                .collect();
+            let w = w
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| (v as f64 * k[i / per]) as f32)
+                .collect();
+            let b = (0..out)
+                .map(|o| (shift[o] as f64 - mean[o] as f64 * k[o]) as f32)
+                .collect();
+            (w, b)
+        })
+        .collect()
+}
+
+struct Setup {
+    engine: Engine,
+    rec: Recording,
+    reference: Reference,
+    input: Vec<f64>,
+}
+
+fn setup() -> Setup {
+    let model = tiny_model_with(Layout::Nchw, true, TINY_SIZE, true);
+    let engine = engine_of(&model, TINY_SIZE, "tiny-batch-norm");
+    let rec = engine
+        .record(&test_image_png(40, 36), "test", ImageLimits::default())
+        .expect("record");
+    let input = rec.input.iter().map(|&v| v as f64).collect();
+    Setup {
+        engine,
+        rec,
+        reference: Reference::new(folded_weights(), TINY_SIZE),
+        input,
+    }
+}
+
+fn max_abs(v: &[f64]) -> f64 {
+    v.iter().fold(0.0, |m, x| m.max(x.abs()))
+}
+
+fn max_diff(got: &[f32], want: &[f64]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    got.iter()
+        .zip(want)
+        .fold(0f64, |m, (&a, &b)| m.max((a as f64 - b).abs()))
+}
+
+#[test]
+fn batch_norm_is_folded_and_named() {
+    let s = setup();
+    let model = fovea_onnx::decode_model(&tiny_model_with(Layout::Nchw, true, TINY_SIZE, true))
+        .expect("decode");
+    let norms: Vec<String> = model
+        .graph
+        .iter()
+        .flat_map(|g| &g.node)
+        .filter(|n| n.op_type == "BatchNormalization")
+        .map(|n| n.name.clone())
+        .collect();
+    assert_eq!(norms.len(), TINY_CONVS.len());
+    for ((c, (w, b)), norm) in s
+        .engine
+        .network
+        .convs
+        .iter()
+        .zip(folded_weights())
+        .zip(&norms)
+    {
+        assert_eq!(c.batch_norm.as_ref(), Some(norm), "{}", c.name);
+        let scale = w.iter().fold(0f32, |m, v| m.max(v.abs()));
+        for (x, y) in c.weight.iter().zip(&w).chain(c.bias.iter().zip(&b)) {
+            assert!((x - y).abs() <= 1e-6 * scale, "{}: {x} vs {y}", c.name);
+        }
+    }
+}
+
+#[test]
+fn the_files_own_nodes_record_what_the_folded_reference_computes() {
+    let s = setup();
+    let trace = s.reference.forward(&s.input);
+    let pass = s.engine.forward(&s.rec.input).expect("forward");
+    for (l, (got, pre)) in pass.activations.iter().zip(&trace.pre).enumerate() {
+        let want: Vec<f64> = pre.iter().map(|&v| v.max(0.0)).collect();
+        let scale = max_abs(&want);
+        let diff = max_diff(got, &want);
+        assert!(diff <= 1e-5 * scale, "layer {}: {diff} of {scale}", l + 1);
+        let lr = s.rec.layer(l + 1);
+        for (i, &p) in pre.iter().enumerate() {
+            if p.abs() > 1e-4 * scale {
+                assert_eq!(lr.mask.get(i), p > 0.0, "layer {} unit {i}", l + 1);
+            }
+        }
+    }
+}
+
+/// Conv neurons (the strongest of every layer) and every class, in all four
+/// modes with trained and random (drawn from the folded layers) weights.
+#[test]
+fn all_four_modes_from_conv_and_class_neurons_equal_the_reference() {
+    let s = setup();
+    let trace = s.reference.forward(&s.input);
+    let head = Head::new(tiny_head_weights(TINY_SIZE));
+    let ht = head.forward(&s.reference, &trace);
+    let seed = 5;
+    let f64s = |v: Vec<f32>| v.into_iter().map(|x| x as f64).collect::<Vec<f64>>();
+    let trained: Vec<Vec<f64>> = s.reference.layers.iter().map(|l| l.3.clone()).collect();
+    let random: Vec<Vec<f64>> = random_weights(&s.engine.network.convs, seed)
+        .into_iter()
+        .map(f64s)
+        .collect();
+    let head_trained: Vec<Vec<f64>> = head.dense.iter().map(|d| d.0.clone()).collect();
+    let head_random: Vec<Vec<f64>> = tiny_head_weights(TINY_SIZE)
+        .into_iter()
+        .enumerate()
+        .map(|(k, (w, _))| f64s(random_like(&w, seed, 1000 + k as u64)))
+        .collect();
+    let convs = TINY_CONVS.len();
+    let mut neurons: Vec<NeuronAt> = (1..=convs)
+        .map(|l| {
+            let top = fovea_engine::record::top_activations(s.rec.layer(l), 1, None, false)[0];
+            NeuronAt {
+                layer: l,
+                feature: top.feature,
+                y: top.y,
+                x: top.x,
+            }
+        })
+        .collect();
+    let classes = fovea_engine::fixtures::TINY_CLASSES;
+    for class in 0..classes {
+        neurons.push(
+            s.engine
+                .ascent_neuron("n", &(convs + 2).to_string(), class as i64, 0, 0)
+                .expect("class"),
+        );
+    }
+    let req = ReconstructRequest {
+        neurons: neurons.clone(),
+        modes: Mode::ALL.to_vec(),
+        start: Start::OneHot,
+        seed,
+        effective_bias: true,
+        through_relu: false,
+    };
+    let got = s
+        .engine
+        .reconstruct_request(&s.rec, &req, &Stop::never())
+        .expect("reconstruct");
+    assert_eq!(got.len(), neurons.len() * 4);
+    for r in &got {
+        let n = neurons[r.neuron_index];
+        let random_mode = r.mode == Mode::RandomWeights;
+        let want = if n.layer <= convs {
+            let w = if random_mode { &random } else { &trained };
+            s.reference.backward(&trace, n, r.mode, w, 1.0)
+        } else {
+            let (cw, hw) = if random_mode {
+                (&random, &head_random)
+            } else {
+                (&trained, &head_trained)
+            };
+            head.backward(&s.reference, &trace, &ht, (1, n.feature), r.mode, cw, hw)
+        };
+        let scale = max_abs(&want);
+        let diff = max_diff(&r.values, &want);
+        assert!(
+            diff <= 1e-5 * scale.max(1e-30),
+            "{:?} {n:?}: {diff} of {scale}",
+            r.mode
+        );
+        if r.mode == Mode::LinearFilter {
+            // pre-activation = <filter, input> + effective bias, the
+            // pre-activation from the reference's forward.
+            let pre = if n.layer <= convs {
+                let g = s.engine.geometry[n.layer];
+                trace.pre[n.layer - 1][(n.feature * g.height + n.y) * g.width + n.x]
+            } else {
+                ht.pre[1][n.feature]
+            };
+            let dot: f64 = r
+                .values
+                .iter()
+                .zip(&s.input)
+                .map(|(&a, &b)| a as f64 * b)
+                .sum();
+            let b = r.effective_bias.expect("effective bias") as f64;
+            assert!(
+                (dot + b - pre).abs() <= 1e-5 * pre.abs().max(1.0),
+                "{n:?}: {dot} + {b} != {pre}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_batch_norm_in_training_form_is_refused_by_name() {
+    let mut model =
+        fovea_onnx::decode_model(&tiny_model_with(Layout::Nchw, false, TINY_SIZE, true))
+            .expect("decode");
+    let graph = model.graph.as_mut().expect("graph");
+    let bn = graph
+        .node
+        .iter_mut()
+        .find(|n| n.op_type == "BatchNormalization")
+        .expect("a batch norm");
+    bn.output.push("running_mean_out".into());
+    let name = if bn.name.is_empty() {
+        bn.output[0].clone()
+    } else {
+        bn.name.clone()
+    };
+    let err = fovea_engine::model::network::Network::from_model(&model)
+        .expect_err("training form")
+        .to_string();
+    assert!(
+        err.contains(&name) && err.contains("training form"),
+        "{err}"
+    );
+}
