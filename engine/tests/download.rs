@@ -171,3 +171,80 @@ fn a_refused_connection_fails_fast() {
     .unwrap_err();
     assert!(t.elapsed().as_secs() < 5, "{err}");
 }
+
+/// A zoo entry served from loopback: `--model NAME` downloads it once into
+/// the cache, checks it, and then answers from the cache.
+fn loopback_zoo(url: String, sha: &str, size: u64) -> fovea_engine::supply::ZooModel {
+    fovea_engine::supply::ZooModel {
+        name: "vgg19",
+        url: Box::leak(url.into_boxed_str()),
+        sha256: Box::leak(sha.to_string().into_boxed_str()),
+        size,
+        file: "vgg19-7.onnx",
+    }
+}
+
+#[test]
+fn a_zoo_model_is_downloaded_once_then_served_from_the_cache() {
+    use fovea_engine::supply::{ModelSource, resolve_zoo};
+    let (body, sha) = payload();
+    let cache = tempfile::tempdir().unwrap();
+    let zoo = loopback_zoo(
+        serve_once(body.len(), body.clone()),
+        &sha,
+        body.len() as u64,
+    );
+    // Without the cache and without downloads, the error says what to do.
+    let err = resolve_zoo(&zoo, ModelSource::Package, cache.path()).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("vgg19") && msg.contains("--model PATH"),
+        "{msg}"
+    );
+    let (path, prov) = resolve_zoo(&zoo, ModelSource::Auto, cache.path()).expect("download");
+    assert_eq!(prov.source, "download");
+    assert_eq!(prov.sha256, sha);
+    assert_eq!(std::fs::read(&path).unwrap(), body);
+    // The server is gone: the second resolution reads the cache.
+    let (again, prov) = resolve_zoo(&zoo, ModelSource::Auto, cache.path()).expect("cached");
+    assert_eq!((again, prov.source.as_str()), (path, "cache"));
+}
+
+#[test]
+fn a_corrupt_zoo_download_is_refused_and_leaves_no_model() {
+    use fovea_engine::supply::{ModelSource, resolve_zoo};
+    let (body, sha) = payload();
+    let mut wrong = body.clone();
+    wrong[10] ^= 1;
+    let cache = tempfile::tempdir().unwrap();
+    let zoo = loopback_zoo(serve_once(wrong.len(), wrong), &sha, body.len() as u64);
+    let err = resolve_zoo(&zoo, ModelSource::Download, cache.path()).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("checksum mismatch") && msg.contains("vgg19"),
+        "{msg}"
+    );
+    assert!(!cache.path().join("models").join("vgg19-7.onnx").exists());
+}
+
+/// Every zoo name resolves to its cache file and reports its own name.
+#[test]
+fn zoo_names_resolve_to_their_cache_files() {
+    use fovea_engine::supply::{ModelSource, ZOO_MODELS, model_name, resolve_model};
+    let cache = tempfile::tempdir().unwrap();
+    let models = cache.path().join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    for zoo in ZOO_MODELS {
+        std::fs::write(models.join(zoo.file), zoo.name).unwrap();
+        let (path, prov) = resolve_model(zoo.name, ModelSource::Auto, cache.path()).expect("zoo");
+        assert_eq!(path, models.join(zoo.file));
+        assert_eq!(
+            (prov.source.as_str(), prov.origin.as_str()),
+            ("cache", zoo.url)
+        );
+        assert_eq!(model_name(&prov), zoo.name);
+        assert!(zoo.url.ends_with(zoo.file) && zoo.sha256.len() == 64);
+    }
+    let err = resolve_model("vgg20", ModelSource::Auto, cache.path()).unwrap_err();
+    assert!(err.to_string().contains("vgg19-bn"), "{err}");
+}

@@ -174,9 +174,10 @@ async fn all(
     let tile = 140u32;
 
     // Figure 2: the image and feature-map slices at layers 1, 4, 7, 9, 13
-    // (or spread over the network's depth), the four strongest features each.
+    // of a 13-layer VGG-16 (otherwise spread over the network's depth), the
+    // four strongest features each.
     say("figure 2: feature maps");
-    let picks: Vec<u32> = if convs.len() >= 13 {
+    let picks: Vec<u32> = if convs.len() == 13 {
         vec![1, 4, 7, 9, 13]
     } else {
         let n = convs.len();

