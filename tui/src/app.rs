@@ -75,6 +75,30 @@ pub enum Action {
     PromptComplete,
     PromptSubmit,
     PromptCancel,
+    /// `/`: type to narrow the layer list to names (or numbers) holding
+    /// the text.
+    FilterLayers,
+    FilterChar(char),
+    FilterBackspace,
+    /// Enter: stop typing, keep the filter.
+    FilterDone,
+    /// Esc: drop the filter.
+    FilterClear,
+}
+
+/// A row of the layer list: a group's heading (a VGG block such as
+/// `conv3`, a ResNet stage such as `layer3.1`) or a conv layer (index).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LayerRow {
+    Group(String),
+    Layer(usize),
+}
+
+/// The group a layer's name puts it in: the name up to its last `_` or
+/// `.` (`conv3_1` -> `conv3`, `layer3.1.relu` -> `layer3.1`); empty when
+/// there is none.
+pub fn layer_group(name: &str) -> &str {
+    name.rfind(['_', '.']).map_or("", |i| &name[..i])
 }
 
 /// Work for the worker.
@@ -265,6 +289,10 @@ pub struct App {
     /// The focused panel fills the screen.
     pub zoom: bool,
     pub prompt: Option<Prompt>,
+    /// The layer list shows only layers whose name (or number) holds this.
+    pub layer_filter: String,
+    /// Keys type into `layer_filter`.
+    pub filtering: bool,
     pub seed: u64,
     pub graphics: String,
     /// The folder of the sample images shipped with Fovea, offered by `o`.
@@ -310,6 +338,8 @@ impl App {
             help: false,
             zoom: false,
             prompt: None,
+            layer_filter: String::new(),
+            filtering: false,
             seed: 0,
             graphics: graphics.into(),
             samples: None,
@@ -342,6 +372,94 @@ impl App {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// Indices of the conv layers the filter lets through.
+    pub fn visible_layers(&self) -> Vec<usize> {
+        let text = self.layer_filter.to_lowercase();
+        self.convs()
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| {
+                text.is_empty()
+                    || l.name.to_lowercase().contains(&text)
+                    || l.number.to_string() == text
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// The layer list's rows: the visible layers, each group headed when
+    /// the network has more than one.
+    pub fn layer_rows(&self) -> Vec<LayerRow> {
+        let convs = self.convs();
+        let grouped = convs
+            .iter()
+            .map(|l| layer_group(&l.name))
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+            > 1;
+        let mut rows = Vec::new();
+        let mut last: Option<&str> = None;
+        for i in self.visible_layers() {
+            let group = layer_group(&convs[i].name);
+            if grouped && last != Some(group) {
+                rows.push(LayerRow::Group(group.to_string()));
+            }
+            last = Some(group);
+            rows.push(LayerRow::Layer(i));
+        }
+        rows
+    }
+
+    /// The next (`step` 1) or previous (-1) visible layer from the current.
+    fn neighbour_layer(&self, step: i32) -> Option<usize> {
+        let visible = self.visible_layers();
+        if step > 0 {
+            visible.into_iter().find(|&i| i > self.layer)
+        } else {
+            visible.into_iter().rev().find(|&i| i < self.layer)
+        }
+    }
+
+    fn update_filter(&mut self, action: Action, now: Instant) -> Vec<Command> {
+        match action {
+            Action::FilterChar(c) if self.layer_filter.chars().count() < 64 => {
+                self.layer_filter.push(c);
+            }
+            Action::FilterBackspace => {
+                self.layer_filter.pop();
+            }
+            Action::FilterDone => self.filtering = false,
+            Action::FilterClear => {
+                self.filtering = false;
+                self.layer_filter.clear();
+            }
+            Action::Quit => {
+                self.quit = true;
+                return vec![Command::Quit];
+            }
+            _ => return Vec::new(),
+        }
+        let visible = self.visible_layers();
+        if let Some(&first) = visible.first()
+            && !visible.contains(&self.layer)
+        {
+            self.select_layer(first, now);
+        }
+        let total = self.convs().len();
+        self.status = match (self.layer_filter.is_empty(), visible.len()) {
+            (true, _) => format!("all {total} layers shown; / filters them"),
+            (false, 0) => format!(
+                "no layer name holds \"{}\"; Backspace edits, Esc shows all",
+                self.layer_filter
+            ),
+            (false, n) if self.filtering => {
+                format!("{n} of {total} layers; Enter keeps the filter, Esc shows all")
+            }
+            (false, n) => format!("{n} of {total} layers; / edits the filter"),
+        };
+        Vec::new()
     }
 
     pub fn current_layer(&self) -> Option<&pb::Layer> {
@@ -423,6 +541,9 @@ impl App {
         if self.prompt.is_some() {
             return self.update_prompt(action);
         }
+        if self.filtering {
+            return self.update_filter(action, now);
+        }
         if self.help && !matches!(action, Action::ToggleHelp | Action::Quit) {
             self.help = false;
             return Vec::new();
@@ -460,12 +581,23 @@ impl App {
                     self.status = "attribution hidden; a shows it again".into();
                 }
             }
-            Action::LayerDown if n_layers > 0 && self.layer + 1 < n_layers => {
-                self.select_layer(self.layer + 1, now);
+            Action::LayerDown if n_layers > 0 => {
+                if let Some(i) = self.neighbour_layer(1) {
+                    self.select_layer(i, now);
+                }
             }
-            Action::LayerUp if self.layer > 0 => {
-                self.select_layer(self.layer - 1, now);
+            Action::LayerUp => {
+                if let Some(i) = self.neighbour_layer(-1) {
+                    self.select_layer(i, now);
+                }
             }
+            Action::FilterLayers => {
+                self.filtering = true;
+                self.focus = Focus::Layers;
+                self.status =
+                    "type part of a layer name; Enter keeps the filter, Esc shows all".into();
+            }
+            Action::FilterClear => return self.update_filter(action, now),
             Action::SelectLayer(i) => {
                 self.focus = Focus::Layers;
                 self.select_layer(i, now);
@@ -601,8 +733,10 @@ impl App {
             | Action::PromptComplete
             | Action::PromptSubmit
             | Action::PromptCancel
-            | Action::LayerDown
-            | Action::LayerUp => {}
+            | Action::FilterChar(_)
+            | Action::FilterBackspace
+            | Action::FilterDone
+            | Action::LayerDown => {}
         }
         out
     }

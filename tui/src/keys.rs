@@ -57,8 +57,19 @@ fn key(app: &App, k: &KeyEvent) -> Option<Action> {
             _ => None,
         };
     }
+    if app.filtering {
+        return match k.code {
+            KeyCode::Char(c) => Some(Action::FilterChar(c)),
+            KeyCode::Backspace => Some(Action::FilterBackspace),
+            KeyCode::Enter => Some(Action::FilterDone),
+            KeyCode::Esc => Some(Action::FilterClear),
+            _ => None,
+        };
+    }
     Some(match k.code {
         KeyCode::Char('q') => Action::Quit,
+        KeyCode::Char('/') => Action::FilterLayers,
+        KeyCode::Esc if !app.layer_filter.is_empty() && !app.help => Action::FilterClear,
         KeyCode::Char('j') => Action::LayerDown,
         KeyCode::Char('k') => Action::LayerUp,
         KeyCode::Char('l') => Action::FeatureNext,

@@ -1,6 +1,6 @@
 //! Drawing: one layout function shared by drawing and mouse hit-testing.
 
-use crate::app::{App, Focus};
+use crate::app::{App, Focus, LayerRow};
 use crate::pictures::{PAGE, Panel, Pictures, Shown};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Direction, Layout, Rect};
@@ -210,8 +210,19 @@ pub fn layer_hit(app: &App, list: Rect, col: u16, row: u16) -> Option<usize> {
     if !inside(inner, col, row) {
         return None;
     }
-    let i = list_offset(app.layer, usize::from(inner.height)) + usize::from(row - inner.y);
-    (i < app.convs().len()).then_some(i)
+    let rows = app.layer_rows();
+    let offset = list_offset(selected_row(app, &rows), usize::from(inner.height));
+    match rows.get(offset + usize::from(row - inner.y)) {
+        Some(LayerRow::Layer(i)) => Some(*i),
+        _ => None,
+    }
+}
+
+/// The row of the selected layer (the first row when it is filtered out).
+fn selected_row(app: &App, rows: &[LayerRow]) -> usize {
+    rows.iter()
+        .position(|r| *r == LayerRow::Layer(app.layer))
+        .unwrap_or(0)
 }
 
 pub fn draw(f: &mut Frame, app: &App, pictures: &mut Pictures, tick: usize) {
@@ -357,10 +368,20 @@ fn layers_panel(f: &mut Frame, app: &App, area: Rect) {
             .find(|l| l.layer == number)
             .map(|l| format!(" {:.2}", l.mask_agreement))
     };
-    let items: Vec<ListItem> = convs
+    let rows = app.layer_rows();
+    let items: Vec<ListItem> = rows
         .iter()
-        .enumerate()
-        .map(|(i, l)| {
+        .map(|row| {
+            let i = match row {
+                LayerRow::Group(name) => {
+                    return ListItem::new(Line::styled(
+                        format!("── {name}"),
+                        Style::default().add_modifier(Modifier::DIM),
+                    ));
+                }
+                LayerRow::Layer(i) => *i,
+            };
+            let l = convs[i];
             let frac = fractions
                 .get(i)
                 .map(|f| format!("{f:.2}"))
@@ -380,7 +401,14 @@ fn layers_panel(f: &mut Frame, app: &App, area: Rect) {
         })
         .collect();
     let title = match (&app.pinned, &app.patterns) {
-        (None, _) => " layers (j/k): shape, FOV, active ".to_string(),
+        (None, _) if app.filtering || !app.layer_filter.is_empty() => format!(
+            " layers /{}{} ({} of {}) ",
+            app.layer_filter,
+            if app.filtering { "_" } else { "" },
+            app.visible_layers().len(),
+            convs.len()
+        ),
+        (None, _) => " layers (j/k, / filters): shape, FOV, active ".to_string(),
         (Some(_), Some(p)) => {
             let same = p.neuron.as_ref().is_some_and(|n| n.same_linear_filter);
             format!(
@@ -396,12 +424,13 @@ fn layers_panel(f: &mut Frame, app: &App, area: Rect) {
         ),
     };
     let mut b = block(title, app.focus == Focus::Layers);
-    let rows = usize::from(b.inner(area).height);
-    let offset = list_offset(app.layer, rows);
+    let shown = usize::from(b.inner(area).height);
+    let selected = selected_row(app, &rows);
+    let offset = list_offset(selected, shown);
     // Where rows are out of view, say how many and where.
-    if convs.len() > rows {
+    if rows.len() > shown {
         let above = offset;
-        let below = convs.len().saturating_sub(offset + rows);
+        let below = rows.len().saturating_sub(offset + shown);
         b = b.title_bottom(Line::from(format!(
             " {}{}{} of {} ",
             if above > 0 {
@@ -419,7 +448,7 @@ fn layers_panel(f: &mut Frame, app: &App, area: Rect) {
         )));
     }
     let mut state = ListState::default()
-        .with_selected(Some(app.layer))
+        .with_selected(rows.get(selected).map(|_| selected))
         .with_offset(offset);
     let list = List::new(items)
         .block(b)
@@ -716,12 +745,13 @@ fn status_bar(f: &mut Frame, app: &App, area: Rect, tick: usize) {
 }
 
 fn help(f: &mut Frame) {
-    let area = centered(f.area(), 76, 27);
+    let area = centered(f.area(), 76, 28);
     f.render_widget(Clear, area);
     let text = vec![
         Line::from("Keys").style(Style::default().add_modifier(Modifier::BOLD)),
         Line::from(""),
         Line::from("  j / k        next / previous layer"),
+        Line::from("  /            filter the layers by name (Enter keeps it, Esc shows all)"),
         Line::from("  h / l        previous / next feature"),
         Line::from("  arrows       move the location (the feature, in the maps)"),
         Line::from("  mouse        click a layer, a feature tile or a location; wheel scrolls"),

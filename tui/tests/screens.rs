@@ -207,7 +207,7 @@ fn main_screen() {
 fn a_laptop_screen_shows_input_list_and_one_picture_panel() {
     let mut app = app();
     let screen = render(&app, 80, 24);
-    assert!(screen.contains("layers (j/k)"), "{screen}");
+    assert!(screen.contains("layers (j/k, / filters)"), "{screen}");
     assert!(screen.contains("reconstructions"), "{screen}");
     assert!(!screen.contains("feature maps"), "{screen}");
     assert!(screen.trim_end().ends_with("? help"), "{screen}");
@@ -227,7 +227,7 @@ fn a_large_screen_and_zoom() {
     app.update(Action::ToggleZoom, Instant::now());
     let screen = render(&app, 200, 60);
     assert!(screen.contains("feature maps"), "{screen}");
-    assert!(!screen.contains("layers (j/k)"), "{screen}");
+    assert!(!screen.contains("layers (j/k, / filters)"), "{screen}");
     insta::assert_snapshot!("zoomed_grid_200x60", screen);
 }
 
@@ -383,4 +383,83 @@ fn leaving_kitty_direct_placement_deletes_its_pictures() {
     let out = pictures.end_frame();
     assert_eq!(out.matches("\x1b_Ga=d,d=I,").count(), 5, "{out:?}");
     assert!(pictures.end_frame().is_empty());
+}
+
+/// A VGG-19-shaped list (16 conv layers in five blocks) on a short screen:
+/// blocks get headings, the list scrolls with the selection, and `/`
+/// narrows it to the layers whose name holds what is typed.
+#[test]
+fn a_long_layer_list_is_grouped_scrolls_and_filters() {
+    let now = Instant::now();
+    let mut app = App::new("127.0.0.1:50051", "half blocks");
+    let blocks = [2, 2, 4, 4, 4];
+    let mut layers = Vec::new();
+    for (b, &n) in blocks.iter().enumerate() {
+        for k in 1..=n {
+            layers.push(pb::Layer {
+                number: layers.len() as u32 + 1,
+                name: format!("conv{}_{k}", b + 1),
+                kind: pb::LayerKind::Conv as i32,
+                channels: 64 << b.min(3),
+                height: 224 >> b,
+                width: 224 >> b,
+                fov: 3 + 2 * layers.len() as u32,
+                stride: 1 << b,
+                ..Default::default()
+            });
+        }
+    }
+    app.apply(
+        Msg::Model(Box::new(pb::ModelInfo {
+            name: "vgg19".into(),
+            layers,
+            ..Default::default()
+        })),
+        now,
+    );
+    for _ in 0..15 {
+        app.update(Action::LayerDown, now);
+    }
+    assert_eq!(app.layer, 15);
+    let screen = render(&app, 80, 24);
+    assert!(
+        screen.contains("── conv5") && screen.contains("16 conv5_4"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("↑") && screen.contains("16 of 16"),
+        "{screen}"
+    );
+    insta::assert_snapshot!("layers_scrolled_80x24", screen);
+
+    app.update(Action::FilterLayers, now);
+    for c in "conv3".chars() {
+        app.update(Action::FilterChar(c), now);
+    }
+    // The selection moves to the first layer left in the list.
+    assert_eq!(app.layer, 4);
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("layers /conv3_ (4 of 16)"), "{screen}");
+    assert!(
+        screen.contains("5 conv3_1") && !screen.contains("conv2_2"),
+        "{screen}"
+    );
+    assert!(app.status.contains("4 of 16 layers"), "{}", app.status);
+    insta::assert_snapshot!("layers_filtered_80x24", screen);
+    app.update(Action::FilterDone, now);
+    // j/k move within what the filter shows; other keys act again.
+    app.update(Action::LayerUp, now);
+    assert_eq!(app.layer, 4);
+    for _ in 0..5 {
+        app.update(Action::LayerDown, now);
+    }
+    assert_eq!(app.layer, 7);
+    app.update(Action::FilterClear, now);
+    assert!(app.layer_filter.is_empty());
+    assert_eq!(app.visible_layers().len(), 16);
+    // A filter nothing matches says so and keeps the selection.
+    app.update(Action::FilterLayers, now);
+    app.update(Action::FilterChar('x'), now);
+    assert_eq!(app.layer, 7);
+    assert!(app.status.contains("no layer name holds"), "{}", app.status);
 }
