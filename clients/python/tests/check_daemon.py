@@ -304,6 +304,9 @@ def _():
     script = textwrap.dedent(
         f"""
         import os, signal, fovea
+        # As in an interactive session, even when the checks were started
+        # with SIGINT ignored (a background job of a non-interactive shell).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         run = fovea.connect().maximize(({layer!r}, {f}, {y}, {x}), steps=10000)
         try:
             for event in run:
@@ -313,7 +316,7 @@ def _():
         """
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert out.stdout.strip() == "interrupted True True", (out.stdout, out.stderr)
+    assert out.stdout.strip() == "interrupted True True", (out.returncode, out.stdout, out.stderr)
 
 
 print("all checks passed")
