@@ -82,6 +82,59 @@ fn a_weighted_objective_and_its_gradient_equal_the_reference() {
     }
 }
 
+/// A class logit mixed with a conv channel: the two parts run their own
+/// graphs and their values and gradients add, against the reference's
+/// forward through the head and its central differences.
+#[test]
+fn class_and_conv_terms_mix_in_one_objective() {
+    use common::reference::Head;
+    use fovea_engine::fixtures::tiny_head_weights;
+    let engine = tiny_engine(Layout::Nchw, true);
+    let reference = Reference::new(tiny_weights(), TINY_SIZE);
+    let head = Head::new(tiny_head_weights(TINY_SIZE));
+    let objective = engine
+        .parse_objective("channel(3,2) - 0.5*class(1)", &[])
+        .expect("objective");
+    let value = |x: &[f64]| {
+        let t = reference.forward(x);
+        let (h, w) = t.dims[2];
+        let mean = t.pre[2][2 * h * w..3 * h * w].iter().sum::<f64>() / (h * w) as f64;
+        mean - 0.5 * head.forward(&reference, &t).pre[1][1]
+    };
+    let opts = VisualizeOptions::new(objective);
+    let batch = inputs(2, 4);
+    let (values, _, grad) = engine
+        .evaluate_objective(&opts, &batch, 2)
+        .expect("evaluate");
+    for k in 0..2 {
+        let x: Vec<f64> = batch[k * 3 * PLANE..(k + 1) * 3 * PLANE]
+            .iter()
+            .map(|&v| v as f64)
+            .collect();
+        let want = value(&x);
+        assert!(
+            (values[k] as f64 - want).abs() <= 1e-4 * want.abs().max(1.0),
+            "sample {k}: {} vs {want}",
+            values[k]
+        );
+        let mut straddling = 0;
+        for i in (0..3 * PLANE).step_by(31) {
+            let h = 1e-4;
+            let at = |d: f64| {
+                let mut y = x.clone();
+                y[i] += d;
+                value(&y)
+            };
+            let fd = (at(h) - at(-h)) / (2.0 * h);
+            let g = grad[k * 3 * PLANE + i] as f64;
+            if (fd - g).abs() > 1e-3 * fd.abs().max(1e-2) {
+                straddling += 1;
+            }
+        }
+        assert!(straddling <= 2, "sample {k}: {straddling} gradients differ");
+    }
+}
+
 /// Lucid's diversity of activations `a[s]` ([C, HW] each): the mean cosine
 /// similarity of every two samples' Gram matrices.
 fn reference_diversity(acts: &[Vec<f64>], c: usize) -> f64 {
@@ -289,7 +342,6 @@ fn objectives_that_make_no_sense_are_refused_by_name() {
     assert!(err("x*channel(3,1)", &[]).contains("is not a weight"));
     assert!(err("channel(3,1", &[]).contains("closing parenthesis"));
     assert!(err("direction(3)", &[1.0]).contains("1 values given; layer 3 has 6"));
-    assert!(err("class(1) + channel(3,1)", &[]).contains("class terms combine only"));
     assert!(err("class(9)", &[]).contains("unit: 9 is outside 0..=4"));
     assert!(err(&"channel(3,1)+".repeat(100), &[]).contains("at most 512"));
     // Terms built by hand are checked as well.
@@ -314,11 +366,18 @@ fn objectives_that_make_no_sense_are_refused_by_name() {
         (1.0, Term::Class { unit: 0 }),
     ]);
     assert!(msg.contains("class 9 is outside"), "{msg}");
-    let msg = built(vec![
-        (1.0, Term::Layer { layer: 2 }),
-        (1.0, Term::Class { unit: 0 }),
-    ]);
-    assert!(msg.contains("combine only"), "{msg}");
+    let mut opts = VisualizeOptions::new(Objective {
+        terms: vec![(1.0, Term::Class { unit: 0 })],
+    });
+    opts.diversity = 0.5;
+    let msg = engine
+        .evaluate_objective(&opts, &inputs(1, 0), 1)
+        .expect_err("diversity without a conv term")
+        .to_string();
+    assert!(
+        msg.contains("diversity") && msg.contains("conv layer"),
+        "{msg}"
+    );
     let msg = built(vec![(f32::NAN, Term::Layer { layer: 2 })]);
     assert!(msg.contains("not finite"), "{msg}");
 }

@@ -66,7 +66,13 @@ async fn objectives_stream_progress_and_bad_ones_are_refused_precisely() {
             "objective: channel(5,99): the channel is outside 0..=7",
         ),
         (ask("blob(1)"), "unknown term"),
-        (ask("class(1) - channel(5,1)"), "class terms combine only"),
+        (
+            pb::MaximizeRequest {
+                diversity: 0.5,
+                ..ask("class(1)")
+            },
+            "diversity: needs a conv layer",
+        ),
         (ask(&"channel(5,1)+".repeat(60)), "at most 512"),
         (
             pb::MaximizeRequest {

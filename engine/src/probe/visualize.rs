@@ -197,12 +197,6 @@ impl Engine {
                 }
             };
         }
-        let classes = terms.iter().filter(|t| matches!(t.1, Term::Class { .. }));
-        if classes.count() != 0 && terms.iter().any(|t| !matches!(t.1, Term::Class { .. })) {
-            return Err(bad(
-                "class terms combine only with class terms (the head's units share no layer with the conv terms)".into(),
-            ));
-        }
         Ok(Objective { terms })
     }
 
@@ -350,53 +344,70 @@ impl Engine {
         Ok(())
     }
 
-    /// The graph of an objective and what to feed it besides the images.
-    fn objective_run(&self, opts: &VisualizeOptions) -> Result<ObjectiveRun> {
+    /// The graphs of an objective: one for its conv terms, one for its
+    /// class terms (the head's units share no layer with the conv terms, so
+    /// each part runs its own graph and their values and gradients add).
+    fn objective_run(&self, opts: &VisualizeOptions) -> Result<ObjectiveRuns> {
         let terms = &opts.objective.terms;
         self.check_terms(terms)?;
-        let size = self.profile.input_size;
-        if let Some(Term::Class { .. }) = terms.first().map(|t| &t.1) {
-            if opts.diversity > 0.0 {
-                return Err(Error::invalid(
-                    "diversity",
-                    "needs a conv layer; class objectives have none",
-                ));
-            }
-            let index = self.network.dense.len().saturating_sub(1);
-            let units = self.network.dense.get(index).map_or(0, |d| d.units);
-            let mut seed = vec![0f32; units];
-            for (w, t) in terms {
-                match t {
-                    Term::Class { unit } => {
-                        if let Some(s) = seed.get_mut(*unit) {
-                            *s += w;
-                        }
-                    }
-                    _ => {
-                        return Err(Error::invalid(
-                            "objective",
-                            "class terms combine only with class terms",
-                        ));
-                    }
-                }
-            }
-            let layer = match self.network.resolve_layer(
-                "objective",
-                &(self.network.convs.len() + 1 + index).to_string(),
-            )? {
-                LayerId::Dense(_) => self.network.convs.len() + 1 + index,
-                _ => return Err(Error::Runtime("the head's last layer is not dense".into())),
-            };
-            let session = self.cached_graph(layer, GraphKind::Ascent, || {
-                dense_ascent_graph(&self.model_file()?, &self.network, size, index)
-            })?;
-            return Ok(ObjectiveRun {
-                session,
-                fed: vec![("seed".into(), vec![1, units], seed.clone())],
-                class_seed: Some(seed),
-                diversity: Default::default(),
-            });
+        let (classes, convs): (Vec<_>, Vec<_>) = terms
+            .iter()
+            .cloned()
+            .partition(|t| matches!(t.1, Term::Class { .. }));
+        let mut parts = Vec::new();
+        if !convs.is_empty() {
+            parts.push(self.conv_objective_run(&convs, opts)?);
+        } else if opts.diversity > 0.0 {
+            return Err(Error::invalid(
+                "diversity",
+                "needs a conv layer; class objectives have none",
+            ));
         }
+        if !classes.is_empty() {
+            parts.push(self.class_objective_run(&classes)?);
+        }
+        Ok(ObjectiveRuns { parts })
+    }
+
+    /// The graph of class terms: the whole network's gradient of the
+    /// weighted sum of the head's last units.
+    fn class_objective_run(&self, terms: &[(f32, Term)]) -> Result<ObjectiveRun> {
+        let size = self.profile.input_size;
+        let index = self.network.dense.len().saturating_sub(1);
+        let units = self.network.dense.get(index).map_or(0, |d| d.units);
+        let mut seed = vec![0f32; units];
+        for (w, t) in terms {
+            if let Term::Class { unit } = t
+                && let Some(s) = seed.get_mut(*unit)
+            {
+                *s += w;
+            }
+        }
+        let layer = match self.network.resolve_layer(
+            "objective",
+            &(self.network.convs.len() + 1 + index).to_string(),
+        )? {
+            LayerId::Dense(_) => self.network.convs.len() + 1 + index,
+            _ => return Err(Error::Runtime("the head's last layer is not dense".into())),
+        };
+        let session = self.cached_graph(layer, GraphKind::Ascent, || {
+            dense_ascent_graph(&self.model_file()?, &self.network, size, index)
+        })?;
+        Ok(ObjectiveRun {
+            session,
+            fed: vec![("seed".into(), vec![1, units], seed.clone())],
+            class_seed: Some(seed),
+            diversity: Default::default(),
+        })
+    }
+
+    /// The graph of conv terms (and the diversity across the starts).
+    fn conv_objective_run(
+        &self,
+        terms: &[(f32, Term)],
+        opts: &VisualizeOptions,
+    ) -> Result<ObjectiveRun> {
+        let size = self.profile.input_size;
         let mut layout = ObjectiveLayout::default();
         let mut seeds: BTreeMap<usize, Vec<f32>> = BTreeMap::new();
         for (w, t) in terms {
@@ -408,12 +419,7 @@ impl Engine {
                     layout.squared.push((*layer, *w));
                     continue;
                 }
-                Term::Class { .. } => {
-                    return Err(Error::invalid(
-                        "objective",
-                        "class terms combine only with class terms",
-                    ));
-                }
+                Term::Class { .. } => continue,
             };
             let g = &self.geometry[layer];
             let plane = g.height * g.width;
@@ -577,6 +583,33 @@ impl Engine {
             },
             steps: steps_done,
         })
+    }
+}
+
+/// An objective's graphs; values and gradients add.
+struct ObjectiveRuns {
+    parts: Vec<ObjectiveRun>,
+}
+
+impl ObjectiveRuns {
+    fn last_diversity(&self) -> f32 {
+        self.parts.first().map_or(0.0, ObjectiveRun::last_diversity)
+    }
+
+    fn run(&self, batch: &[f32], n: usize, size: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+        let mut total: Option<(Vec<f32>, Vec<f32>)> = None;
+        for part in &self.parts {
+            let (obj, grad) = part.run(batch, n, size)?;
+            total = Some(match total {
+                None => (obj, grad),
+                Some((mut o, mut g)) => {
+                    o.iter_mut().zip(&obj).for_each(|(a, b)| *a += b);
+                    g.iter_mut().zip(&grad).for_each(|(a, b)| *a += b);
+                    (o, g)
+                }
+            });
+        }
+        total.ok_or_else(|| Error::invalid("objective", "has no terms"))
     }
 }
 
