@@ -28,6 +28,17 @@ impl Focus {
     }
 }
 
+/// "1st", "2nd", "3rd", "4th", ...
+fn ordinal(n: usize) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (1, k) if k != 11 => "st",
+        (2, k) if k != 12 => "nd",
+        (3, k) if k != 13 => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
+
 /// What a key means.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -62,6 +73,9 @@ pub enum Action {
     /// Show the image's top class attributed to its pixels (Guided
     /// Grad-CAM) beside the reconstructions, or no longer.
     ToggleAttribution,
+    /// Attribute the image's next class (by score) instead, cycling
+    /// through its predictions.
+    NextClass,
     Quit,
     /// A click on the activation map at grid position (y, x).
     SelectLocation(u32, u32),
@@ -128,9 +142,10 @@ pub enum Command {
         feature: u32,
         generation: u64,
     },
-    /// Guided Grad-CAM of the recording's top class.
+    /// Guided Grad-CAM of one of the recording's classes.
     Attribute {
         recording_id: String,
+        class: u32,
     },
     Maximize {
         layer: u32,
@@ -277,6 +292,8 @@ pub struct App {
     /// (`a`), once fetched for the open recording.
     pub show_attribution: bool,
     pub attribution: Option<pb::AttributeResult>,
+    /// Which of the recording's predictions (by score) `a` attributes.
+    pub attribution_rank: usize,
     /// The selected neuron's region radius and, with B pinned, its FOV
     /// tree's agreement with B, once fetched.
     pub radius: Option<Radius>,
@@ -329,6 +346,7 @@ impl App {
             pinned: None,
             show_attribution: false,
             attribution: None,
+            attribution_rank: 0,
             radius: None,
             patterns: None,
             max: MaxState::default(),
@@ -559,6 +577,7 @@ impl App {
                     | Action::TogglePatches
                     | Action::TogglePin
                     | Action::ToggleAttribution
+                    | Action::NextClass
                     | Action::SelectLocation(..)
             )
         {
@@ -573,6 +592,15 @@ impl App {
             Action::ToggleHelp => self.help = !self.help,
             Action::ToggleZoom => self.zoom = !self.zoom,
             Action::TogglePin => self.toggle_pin(now),
+            Action::NextClass => {
+                let classes = self.recording.as_ref().map_or(0, |r| r.predictions.len());
+                if classes > 0 {
+                    self.attribution_rank = (self.attribution_rank + 1) % classes;
+                    self.attribution = None;
+                    self.show_attribution = true;
+                }
+                out.extend(self.attribution_command());
+            }
             Action::ToggleAttribution => {
                 self.show_attribution = !self.show_attribution;
                 if self.show_attribution {
@@ -758,10 +786,17 @@ impl App {
         if self.attribution.is_some() {
             return None;
         }
+        let rank = self.attribution_rank.min(rec.predictions.len() - 1);
+        let class = rec.predictions[rank].class_index;
         self.busy += 1;
-        self.status = "attributing the top class (Guided Grad-CAM)".into();
+        self.status = format!(
+            "attributing class {class} ({} of the image's {} classes by score; Guided Grad-CAM)",
+            ordinal(rank + 1),
+            rec.predictions.len()
+        );
         Some(Command::Attribute {
             recording_id: rec.recording_id.clone(),
+            class,
         })
     }
 
@@ -918,6 +953,7 @@ impl App {
                 self.maps = None;
                 self.reconstructions.clear();
                 self.attribution = None;
+                self.attribution_rank = 0;
                 if self.show_attribution {
                     out.extend(self.attribution_command());
                 }
@@ -978,18 +1014,19 @@ impl App {
                 result,
             } => {
                 self.busy = self.busy.saturating_sub(1);
-                let current = self
+                let wanted = self
                     .recording
                     .as_ref()
-                    .is_some_and(|r| r.recording_id == recording_id);
-                if current {
+                    .filter(|r| r.recording_id == recording_id)
+                    .and_then(|r| r.predictions.get(self.attribution_rank));
+                if wanted.is_some_and(|p| p.class_index == result.unit) {
                     let class = if result.label.is_empty() {
                         format!("class {}", result.unit)
                     } else {
                         format!("class {} {}", result.unit, result.label)
                     };
                     self.status = format!(
-                        "{class} (logit {:.2}) attributed by Guided Grad-CAM at layer {}; a hides it",
+                        "{class} (logit {:.2}) attributed by Guided Grad-CAM at layer {}; A next class, a hides it",
                         result.objective,
                         result.cam.as_ref().map_or(0, |c| c.layer)
                     );
@@ -1193,10 +1230,16 @@ pub(crate) mod tests {
         app.apply(Msg::Model(Box::new(m)), now);
         let response = |id: &str| pb::RecordResponse {
             recording_id: id.into(),
-            predictions: vec![pb::Prediction {
-                class_index: 2,
-                ..Default::default()
-            }],
+            predictions: vec![
+                pb::Prediction {
+                    class_index: 2,
+                    ..Default::default()
+                },
+                pb::Prediction {
+                    class_index: 0,
+                    ..Default::default()
+                },
+            ],
             ..Default::default()
         };
         let record = |app: &mut App, id: &str| {
@@ -1214,7 +1257,8 @@ pub(crate) mod tests {
         assert_eq!(
             cmds,
             vec![Command::Attribute {
-                recording_id: "a".into()
+                recording_id: "a".into(),
+                class: 2,
             }]
         );
         let result = |id: &str| Msg::Attribution {
@@ -1238,8 +1282,40 @@ pub(crate) mod tests {
         let cmds = record(&mut app, "b");
         assert!(app.attribution.is_none());
         assert!(cmds.contains(&Command::Attribute {
-            recording_id: "b".into()
+            recording_id: "b".into(),
+            class: 2,
         }));
+        // A: the next class by score, then around to the top one again.
+        let cmds = app.update(Action::NextClass, now);
+        assert_eq!(
+            cmds,
+            vec![Command::Attribute {
+                recording_id: "b".into(),
+                class: 0,
+            }]
+        );
+        assert!(
+            app.status.contains("2nd of the image's 2 classes"),
+            "{}",
+            app.status
+        );
+        // The top class's late answer is not shown for the second one.
+        app.apply(result("b"), now);
+        assert!(app.attribution.is_none());
+        let second = Msg::Attribution {
+            recording_id: "b".into(),
+            result: Box::new(pb::AttributeResult {
+                unit: 0,
+                ..Default::default()
+            }),
+        };
+        app.apply(second, now);
+        assert_eq!(app.attribution.as_ref().map(|a| a.unit), Some(0));
+        let cmds = app.update(Action::NextClass, now);
+        assert!(matches!(
+            cmds.as_slice(),
+            [Command::Attribute { class: 2, .. }]
+        ));
     }
 
     #[test]

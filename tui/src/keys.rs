@@ -90,6 +90,7 @@ fn key(app: &App, k: &KeyEvent) -> Option<Action> {
         KeyCode::Char('p') => Action::TogglePatches,
         KeyCode::Char('b') => Action::TogglePin,
         KeyCode::Char('a') => Action::ToggleAttribution,
+        KeyCode::Char('A') => Action::NextClass,
         KeyCode::Char(c @ '1'..='9') if app.show_patches => {
             Action::OpenPatch(c as usize - '1' as usize)
         }

@@ -745,7 +745,7 @@ fn status_bar(f: &mut Frame, app: &App, area: Rect, tick: usize) {
 }
 
 fn help(f: &mut Frame) {
-    let area = centered(f.area(), 76, 28);
+    let area = centered(f.area(), 76, 29);
     f.render_widget(Clear, area);
     let text = vec![
         Line::from("Keys").style(Style::default().add_modifier(Modifier::BOLD)),
@@ -763,6 +763,7 @@ fn help(f: &mut Frame) {
         ),
         Line::from("  c            maximize the top class of the image (whole image)"),
         Line::from("  a            the top class attributed to the pixels (Guided Grad-CAM)"),
+        Line::from("  A            attribute the image's next class by score instead"),
         Line::from("  x            cancel the maximization"),
         Line::from("  o            open another image (Tab completes)"),
         Line::from("  r            reseed the random weights"),

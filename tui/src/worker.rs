@@ -447,10 +447,13 @@ pub async fn run(
                     }
                 });
             }
-            Command::Attribute { recording_id } => {
+            Command::Attribute {
+                recording_id,
+                class,
+            } => {
                 let tx = tx.clone();
                 tokio::spawn(async move {
-                    match top_class_attribution(&c, &recording_id).await {
+                    match class_attribution(&c, &recording_id, class).await {
                         Ok(result) => {
                             let _ = tx.send(Msg::Attribution {
                                 recording_id,
@@ -554,13 +557,15 @@ fn recording_id(current: &Shared) -> String {
         .unwrap_or_default()
 }
 
-/// Guided Grad-CAM of a recording's top class, at the last conv layer.
-async fn top_class_attribution(
+/// Guided Grad-CAM of one of a recording's classes, at the last conv layer.
+async fn class_attribution(
     c: &Client,
     recording_id: &str,
+    class: u32,
 ) -> Result<pb::AttributeResult, fovea_client::ClientError> {
     let req = pb::AttributeRequest {
         recording_id: recording_id.to_string(),
+        unit: i32::try_from(class).ok(),
         method: pb::AttributionMethod::GuidedGradCam as i32,
         png_only: true,
         ..Default::default()
