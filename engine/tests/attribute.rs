@@ -6,14 +6,12 @@
 mod common;
 
 use common::reference::{Head, Reference};
-use common::{TINY_SIZE, tiny_engine};
+use common::{ModeWeights, TINY_SIZE, reconstruct_all_modes, record_test_image, tiny_engine};
 use fovea_engine::engine::Engine;
 use fovea_engine::fixtures::{
-    TINY_CLASSES, TINY_CONVS, TINY_HIDDEN, test_image_png, tiny_head_weights, tiny_weights,
+    TINY_CLASSES, TINY_CONVS, TINY_HIDDEN, tiny_head_weights, tiny_weights,
 };
-use fovea_engine::graphs::transposed::{random_like, random_weights};
 use fovea_engine::model::network::Layout;
-use fovea_engine::model::profile::ImageLimits;
 use fovea_engine::probe::attribute::{AttributeRequest, Baseline, Method, grad_cam};
 use fovea_engine::probe::reconstruct::{Mode, NeuronAt, ReconstructRequest, Start};
 use fovea_engine::record::Recording;
@@ -29,10 +27,7 @@ struct Setup {
 
 fn setup() -> Setup {
     let engine = tiny_engine(Layout::Nchw, true);
-    let rec = engine
-        .record(&test_image_png(40, 36), "test", ImageLimits::default())
-        .expect("record");
-    let input = rec.input.iter().map(|&v| v as f64).collect();
+    let (rec, input) = record_test_image(&engine);
     Setup {
         engine,
         rec,
@@ -66,50 +61,21 @@ fn dense_neurons(e: &Engine) -> Vec<NeuronAt> {
         .collect()
 }
 
-fn f64s(v: Vec<f32>) -> Vec<f64> {
-    v.into_iter().map(|x| x as f64).collect()
-}
-
 #[test]
 fn dense_neurons_in_all_four_modes_equal_the_reference() {
     let s = setup();
     let trace = s.reference.forward(&s.input);
     let ht = s.head.forward(&s.reference, &trace);
     let seed = 9;
-    let trained: Vec<Vec<f64>> = s.reference.layers.iter().map(|l| l.3.clone()).collect();
-    let random: Vec<Vec<f64>> = random_weights(&s.engine.network.convs, seed)
-        .into_iter()
-        .map(f64s)
-        .collect();
-    let head_trained: Vec<Vec<f64>> = s.head.dense.iter().map(|d| d.0.clone()).collect();
-    let head_random: Vec<Vec<f64>> = tiny_head_weights(TINY_SIZE)
-        .into_iter()
-        .enumerate()
-        .map(|(k, (w, _))| f64s(random_like(&w, seed, 1000 + k as u64)))
-        .collect();
+    let weights = ModeWeights::new(&s.engine, &s.reference, seed);
     let neurons = dense_neurons(&s.engine);
-    let req = ReconstructRequest {
-        neurons: neurons.clone(),
-        modes: Mode::ALL.to_vec(),
-        start: Start::OneHot,
-        seed,
-        effective_bias: true,
-        through_relu: false,
-    };
-    let got = s
-        .engine
-        .reconstruct_request(&s.rec, &req, &Stop::never())
-        .expect("reconstruct");
-    assert_eq!(got.len(), neurons.len() * 4);
+    let got = reconstruct_all_modes(&s.engine, &s.rec, &neurons, seed);
     let convs = TINY_CONVS.len();
     let mut worst = 0f64;
     for r in &got {
         let n = neurons[r.neuron_index];
         let unit = (n.layer - convs - 1, n.feature);
-        let (cw, hw) = match r.mode {
-            Mode::RandomWeights => (&random, &head_random),
-            _ => (&trained, &head_trained),
-        };
+        let (cw, hw) = weights.of(r.mode);
         let want = s
             .head
             .backward(&s.reference, &trace, &ht, unit, r.mode, cw, hw);

@@ -8,18 +8,14 @@
 mod common;
 
 use common::reference::{Head, Reference};
-use common::{TINY_SIZE, engine_of};
+use common::{ModeWeights, TINY_SIZE, engine_of, reconstruct_all_modes, record_test_image};
 use fovea_engine::engine::Engine;
 use fovea_engine::fixtures::{
-    TINY_BN_EPSILON, TINY_CONVS, test_image_png, tiny_batch_norms, tiny_head_weights,
-    tiny_model_with, tiny_weights,
+    TINY_BN_EPSILON, TINY_CONVS, tiny_batch_norms, tiny_head_weights, tiny_model_with, tiny_weights,
 };
-use fovea_engine::graphs::transposed::{random_like, random_weights};
 use fovea_engine::model::network::Layout;
-use fovea_engine::model::profile::ImageLimits;
-use fovea_engine::probe::reconstruct::{Mode, NeuronAt, ReconstructRequest, Start};
+use fovea_engine::probe::reconstruct::{Mode, NeuronAt};
 use fovea_engine::record::Recording;
-use fovea_engine::stop::Stop;
 
 /// The tiny model's weights with each batch norm folded in, in f64: the
 /// conv has no bias, so `b' = B - mean * k` with `k = scale / sqrt(var + eps)`.
@@ -56,10 +52,7 @@ struct Setup {
 fn setup() -> Setup {
     let model = tiny_model_with(Layout::Nchw, true, TINY_SIZE, true);
     let engine = engine_of(&model, TINY_SIZE, "tiny-batch-norm");
-    let rec = engine
-        .record(&test_image_png(40, 36), "test", ImageLimits::default())
-        .expect("record");
-    let input = rec.input.iter().map(|&v| v as f64).collect();
+    let (rec, input) = record_test_image(&engine);
     Setup {
         engine,
         rec,
@@ -136,18 +129,7 @@ fn all_four_modes_from_conv_and_class_neurons_equal_the_reference() {
     let head = Head::new(tiny_head_weights(TINY_SIZE));
     let ht = head.forward(&s.reference, &trace);
     let seed = 5;
-    let f64s = |v: Vec<f32>| v.into_iter().map(|x| x as f64).collect::<Vec<f64>>();
-    let trained: Vec<Vec<f64>> = s.reference.layers.iter().map(|l| l.3.clone()).collect();
-    let random: Vec<Vec<f64>> = random_weights(&s.engine.network.convs, seed)
-        .into_iter()
-        .map(f64s)
-        .collect();
-    let head_trained: Vec<Vec<f64>> = head.dense.iter().map(|d| d.0.clone()).collect();
-    let head_random: Vec<Vec<f64>> = tiny_head_weights(TINY_SIZE)
-        .into_iter()
-        .enumerate()
-        .map(|(k, (w, _))| f64s(random_like(&w, seed, 1000 + k as u64)))
-        .collect();
+    let weights = ModeWeights::new(&s.engine, &s.reference, seed);
     let convs = TINY_CONVS.len();
     let mut neurons: Vec<NeuronAt> = (1..=convs)
         .map(|l| {
@@ -168,31 +150,13 @@ fn all_four_modes_from_conv_and_class_neurons_equal_the_reference() {
                 .expect("class"),
         );
     }
-    let req = ReconstructRequest {
-        neurons: neurons.clone(),
-        modes: Mode::ALL.to_vec(),
-        start: Start::OneHot,
-        seed,
-        effective_bias: true,
-        through_relu: false,
-    };
-    let got = s
-        .engine
-        .reconstruct_request(&s.rec, &req, &Stop::never())
-        .expect("reconstruct");
-    assert_eq!(got.len(), neurons.len() * 4);
+    let got = reconstruct_all_modes(&s.engine, &s.rec, &neurons, seed);
     for r in &got {
         let n = neurons[r.neuron_index];
-        let random_mode = r.mode == Mode::RandomWeights;
+        let (cw, hw) = weights.of(r.mode);
         let want = if n.layer <= convs {
-            let w = if random_mode { &random } else { &trained };
-            s.reference.backward(&trace, n, r.mode, w, 1.0)
+            s.reference.backward(&trace, n, r.mode, cw, 1.0)
         } else {
-            let (cw, hw) = if random_mode {
-                (&random, &head_random)
-            } else {
-                (&trained, &head_trained)
-            };
             head.backward(&s.reference, &trace, &ht, (1, n.feature), r.mode, cw, hw)
         };
         let scale = max_abs(&want);

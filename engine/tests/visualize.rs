@@ -36,6 +36,44 @@ fn reference_value(r: &Reference, x: &[f64]) -> f64 {
     mean(3, 2) - 0.5 * mean(5, 1) + 0.01 * squares + 2.0 * t.pre[1][(h + 3) * w + 4]
 }
 
+/// Each sample's value against `value`, and its gradient against central
+/// differences of `value` at every `stride`-th input (a unit turning within
+/// the differences' step spoils one of them; not more than two).
+fn check_samples(
+    value: impl Fn(&[f64]) -> f64,
+    batch: &[f32],
+    values: &[f32],
+    grad: &[f32],
+    stride: usize,
+) {
+    for (k, &got) in values.iter().enumerate() {
+        let x: Vec<f64> = batch[k * 3 * PLANE..(k + 1) * 3 * PLANE]
+            .iter()
+            .map(|&v| v as f64)
+            .collect();
+        let want = value(&x);
+        assert!(
+            (got as f64 - want).abs() <= 1e-4 * want.abs().max(1.0),
+            "sample {k}: {got} vs {want}"
+        );
+        let mut straddling = 0;
+        for i in (0..3 * PLANE).step_by(stride) {
+            let h = 1e-4;
+            let at = |d: f64| {
+                let mut y = x.clone();
+                y[i] += d;
+                value(&y)
+            };
+            let fd = (at(h) - at(-h)) / (2.0 * h);
+            let g = grad[k * 3 * PLANE + i] as f64;
+            if (fd - g).abs() > 1e-3 * fd.abs().max(1e-2) {
+                straddling += 1;
+            }
+        }
+        assert!(straddling <= 2, "sample {k}: {straddling} gradients differ");
+    }
+}
+
 #[test]
 fn a_weighted_objective_and_its_gradient_equal_the_reference() {
     let engine = tiny_engine(Layout::Nchw, false);
@@ -53,33 +91,13 @@ fn a_weighted_objective_and_its_gradient_equal_the_reference() {
         .evaluate_objective(&opts, &batch, 2)
         .expect("evaluate");
     assert_eq!(diversity, 0.0);
-    for k in 0..2 {
-        let x: Vec<f64> = batch[k * 3 * PLANE..(k + 1) * 3 * PLANE]
-            .iter()
-            .map(|&v| v as f64)
-            .collect();
-        let want = reference_value(&reference, &x);
-        assert!(
-            (values[k] as f64 - want).abs() <= 1e-4 * want.abs().max(1.0),
-            "sample {k}: {} vs {want}",
-            values[k]
-        );
-        let mut straddling = 0;
-        for i in (0..3 * PLANE).step_by(29) {
-            let h = 1e-4;
-            let at = |d: f64| {
-                let mut y = x.clone();
-                y[i] += d;
-                reference_value(&reference, &y)
-            };
-            let fd = (at(h) - at(-h)) / (2.0 * h);
-            let g = grad[k * 3 * PLANE + i] as f64;
-            if (fd - g).abs() > 1e-3 * fd.abs().max(1e-2) {
-                straddling += 1;
-            }
-        }
-        assert!(straddling <= 2, "sample {k}: {straddling} gradients differ");
-    }
+    check_samples(
+        |x| reference_value(&reference, x),
+        &batch,
+        &values,
+        &grad,
+        29,
+    );
 }
 
 /// A class logit mixed with a conv channel: the two parts run their own
@@ -106,33 +124,7 @@ fn class_and_conv_terms_mix_in_one_objective() {
     let (values, _, grad) = engine
         .evaluate_objective(&opts, &batch, 2)
         .expect("evaluate");
-    for k in 0..2 {
-        let x: Vec<f64> = batch[k * 3 * PLANE..(k + 1) * 3 * PLANE]
-            .iter()
-            .map(|&v| v as f64)
-            .collect();
-        let want = value(&x);
-        assert!(
-            (values[k] as f64 - want).abs() <= 1e-4 * want.abs().max(1.0),
-            "sample {k}: {} vs {want}",
-            values[k]
-        );
-        let mut straddling = 0;
-        for i in (0..3 * PLANE).step_by(31) {
-            let h = 1e-4;
-            let at = |d: f64| {
-                let mut y = x.clone();
-                y[i] += d;
-                value(&y)
-            };
-            let fd = (at(h) - at(-h)) / (2.0 * h);
-            let g = grad[k * 3 * PLANE + i] as f64;
-            if (fd - g).abs() > 1e-3 * fd.abs().max(1e-2) {
-                straddling += 1;
-            }
-        }
-        assert!(straddling <= 2, "sample {k}: {straddling} gradients differ");
-    }
+    check_samples(value, &batch, &values, &grad, 31);
 }
 
 /// Lucid's diversity of activations `a[s]` ([C, HW] each): the mean cosine

@@ -69,3 +69,83 @@ pub fn sample_image(name: &str) -> Vec<u8> {
     let path = fovea_samples::source_path(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
+
+/// The backward weights of the four modes as f64: the reference's trained
+/// convs and the engine's random ones for `seed` (drawn from its conv
+/// layers), the tiny head's trained dense layers and their random
+/// replacements (the engine's streams 1000 + layer).
+pub struct ModeWeights {
+    pub convs: Vec<Vec<f64>>,
+    pub random_convs: Vec<Vec<f64>>,
+    pub head: Vec<Vec<f64>>,
+    pub random_head: Vec<Vec<f64>>,
+}
+
+impl ModeWeights {
+    pub fn new(engine: &Engine, reference: &reference::Reference, seed: u64) -> ModeWeights {
+        use fovea_engine::graphs::transposed::{random_like, random_weights};
+        let f64s = |v: Vec<f32>| v.into_iter().map(|x| x as f64).collect::<Vec<f64>>();
+        let head = fovea_engine::fixtures::tiny_head_weights(TINY_SIZE);
+        ModeWeights {
+            convs: reference.layers.iter().map(|l| l.3.clone()).collect(),
+            random_convs: random_weights(&engine.network.convs, seed)
+                .into_iter()
+                .map(f64s)
+                .collect(),
+            head: head.iter().map(|(w, _)| f64s(w.clone())).collect(),
+            random_head: head
+                .iter()
+                .enumerate()
+                .map(|(k, (w, _))| f64s(random_like(w, seed, 1000 + k as u64)))
+                .collect(),
+        }
+    }
+
+    /// (conv, head) weights the backward pass of `mode` uses.
+    pub fn of(&self, mode: fovea_engine::probe::reconstruct::Mode) -> (&[Vec<f64>], &[Vec<f64>]) {
+        match mode {
+            fovea_engine::probe::reconstruct::Mode::RandomWeights => {
+                (&self.random_convs, &self.random_head)
+            }
+            _ => (&self.convs, &self.head),
+        }
+    }
+}
+
+/// All four modes from `neurons` (one-hot start at the pre-activation,
+/// with the effective bias), for `seed`'s random weights.
+pub fn reconstruct_all_modes(
+    engine: &Engine,
+    rec: &fovea_engine::record::Recording,
+    neurons: &[fovea_engine::probe::reconstruct::NeuronAt],
+    seed: u64,
+) -> Vec<fovea_engine::probe::reconstruct::Reconstruction> {
+    use fovea_engine::probe::reconstruct::{Mode, ReconstructRequest, Start};
+    let req = ReconstructRequest {
+        neurons: neurons.to_vec(),
+        modes: Mode::ALL.to_vec(),
+        start: Start::OneHot,
+        seed,
+        effective_bias: true,
+        through_relu: false,
+    };
+    let got = engine
+        .reconstruct_request(rec, &req, &fovea_engine::stop::Stop::never())
+        .expect("reconstruct");
+    assert_eq!(got.len(), neurons.len() * 4);
+    got
+}
+
+/// The 40x36 test picture recorded, and its input tensor as f64 for the
+/// reference.
+pub fn record_test_image(engine: &Engine) -> (fovea_engine::record::Recording, Vec<f64>) {
+    let rec = engine
+        .record(
+            &fovea_engine::fixtures::test_image_png(40, 36),
+            "test",
+            fovea_engine::model::profile::ImageLimits::default(),
+        )
+        .expect("record");
+    let input = rec.input.iter().map(|&v| v as f64).collect();
+    (rec, input)
+}
