@@ -567,7 +567,6 @@ impl App {
             return Vec::new();
         }
         let mut out = Vec::new();
-        let n_layers = self.convs().len();
         if self.recording.is_none()
             && matches!(
                 action,
@@ -609,7 +608,7 @@ impl App {
                     self.status = "attribution hidden; a shows it again".into();
                 }
             }
-            Action::LayerDown if n_layers > 0 => {
+            Action::LayerDown => {
                 if let Some(i) = self.neighbour_layer(1) {
                     self.select_layer(i, now);
                 }
@@ -763,8 +762,7 @@ impl App {
             | Action::PromptCancel
             | Action::FilterChar(_)
             | Action::FilterBackspace
-            | Action::FilterDone
-            | Action::LayerDown => {}
+            | Action::FilterDone => {}
         }
         out
     }
@@ -1261,14 +1259,15 @@ pub(crate) mod tests {
                 class: 2,
             }]
         );
-        let result = |id: &str| Msg::Attribution {
+        let answer = |id: &str, unit: u32| Msg::Attribution {
             recording_id: id.into(),
             result: Box::new(pb::AttributeResult {
-                unit: 2,
+                unit,
                 label: "tabby".into(),
                 ..Default::default()
             }),
         };
+        let result = |id: &str| answer(id, 2);
         // An answer for another recording is dropped.
         app.apply(result("old"), now);
         assert!(app.attribution.is_none());
@@ -1302,14 +1301,7 @@ pub(crate) mod tests {
         // The top class's late answer is not shown for the second one.
         app.apply(result("b"), now);
         assert!(app.attribution.is_none());
-        let second = Msg::Attribution {
-            recording_id: "b".into(),
-            result: Box::new(pb::AttributeResult {
-                unit: 0,
-                ..Default::default()
-            }),
-        };
-        app.apply(second, now);
+        app.apply(answer("b", 0), now);
         assert_eq!(app.attribution.as_ref().map(|a| a.unit), Some(0));
         let cmds = app.update(Action::NextClass, now);
         assert!(matches!(

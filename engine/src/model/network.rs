@@ -215,7 +215,7 @@ impl Network {
                     let wt = consts
                         .get(wname)
                         .ok_or_else(|| node_error(n, "has weights that are not constants"))?;
-                    let (wdims, weight) = tensor_f32(wt)?;
+                    let (wdims, mut weight) = tensor_f32(wt)?;
                     if wdims.len() != 4
                         || wdims[1] as usize != channels
                         || wdims[2] != 3
@@ -229,7 +229,7 @@ impl Network {
                         ));
                     }
                     let out = wdims[0] as usize;
-                    let bias = match n.input.get(2).filter(|s| !s.is_empty()) {
+                    let mut bias = match n.input.get(2).filter(|s| !s.is_empty()) {
                         Some(b) => {
                             let bt = consts.get(b.as_str()).ok_or_else(|| {
                                 node_error(n, "has a bias that is not a constant")
@@ -245,8 +245,6 @@ impl Network {
                         }
                         None => vec![0.0; out],
                     };
-                    let mut weight = weight;
-                    let mut bias = bias;
                     let mut conv_out = n.output[0].clone();
                     let mut batch_norm = None;
                     if let Some(bn) =
