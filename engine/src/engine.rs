@@ -91,16 +91,26 @@ impl Engine {
         let model = decode_model(&bytes)?;
         drop(bytes);
         let network = Network::from_model(&model)?;
-        let pools = network.convs.iter().filter(|c| c.pooled).count()
-            + usize::from(network.pool_after_last);
-        let min = 1usize << pools;
+        // The smallest input every layer (and the pool after the last) still
+        // has a row and a column of.
+        let fits = |size: usize| {
+            let g = network.geometry(size);
+            let last = g[g.len() - 1];
+            let halve = if network.pool_after_last { 2 } else { 1 };
+            g.iter().all(|l| l.height > 0 && l.width > 0)
+                && last.height / halve > 0
+                && last.width / halve > 0
+        };
+        let min = (1..=2048).find(|&s| fits(s)).unwrap_or(usize::MAX);
         if options.input_size < min || options.input_size > 2048 {
+            let allowed = if min > 2048 {
+                "not available: the layers shrink to nothing below 2048 pixels".to_string()
+            } else {
+                format!("{min}..=2048 for this network")
+            };
             return Err(Error::invalid(
                 "input size",
-                format!(
-                    "{} is outside {min}..=2048 for a network with {pools} pools",
-                    options.input_size
-                ),
+                format!("{} is outside {allowed}", options.input_size),
             ));
         }
         let profile = match options.profile {

@@ -1,8 +1,10 @@
-//! Small generated VGG-like models: the same weights as an NCHW export
-//! (PyTorch style) or an NHWC one (tf2onnx style, input Transpose), with an
-//! optional dense head. They make most tests run in milliseconds.
+//! Small generated models: VGG-like chains with the same weights as an NCHW
+//! export (PyTorch style) or an NHWC one (tf2onnx style, input Transpose),
+//! and a chain of strided, dilated, grouped and asymmetrically padded
+//! convolutions; each with an optional dense head. They make most tests run
+//! in milliseconds.
 
-use crate::model::network::Layout;
+use crate::model::network::{ConvShape, Layout};
 use fovea_onnx::proto::tensor_proto::DataType;
 use fovea_onnx::{Attr, Dim, GraphBuilder, encode, f32_tensor};
 use rand::{Rng, SeedableRng};
@@ -20,23 +22,144 @@ pub const TINY_CONVS: [(usize, usize, bool); 5] = [
 /// Classes of the tiny head.
 pub const TINY_CLASSES: usize = 5;
 
-/// Deterministic conv weights and biases of the tiny model (OIHW).
-pub fn tiny_weights() -> Vec<(Vec<f32>, Vec<f32>)> {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+/// One conv layer of a generated chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainConv {
+    pub in_channels: usize,
+    pub out_channels: usize,
+    /// A 2x2/2 max pool precedes the convolution.
+    pub pooled: bool,
+    pub shape: ConvShape,
+}
+
+/// The tiny model's chain: [`TINY_CONVS`] of 3x3 stride-1 convolutions.
+pub fn tiny_chain() -> Vec<ChainConv> {
     TINY_CONVS
         .iter()
-        .map(|&(i, o, _)| {
-            let w = Normal::new(0.0f32, (2.0 / (9.0 * i as f32)).sqrt()).map_or_else(
-                |_| vec![0.0; o * i * 9],
-                |d| (0..o * i * 9).map(|_| d.sample(&mut rng)).collect(),
+        .map(|&(in_channels, out_channels, pooled)| ChainConv {
+            in_channels,
+            out_channels,
+            pooled,
+            shape: ConvShape::SAME_3X3,
+        })
+        .collect()
+}
+
+/// Input side of the strided model (odd rows and columns are left unread by
+/// its stride-2 layers, so the transposed passes must restore them).
+pub const STRIDED_SIZE: usize = 42;
+
+/// A chain with every convolution geometry but VGG's: a 5x5/2 stem padded
+/// by 2 (42 -> 21), a dilated 3x3 in 2 groups (21), a 2x2 pool and a 1x1
+/// (10), a depthwise 3x3/2 padded only at the bottom and right (5), and an
+/// even 2x2 kernel padded at the top and right (5).
+pub fn strided_chain() -> Vec<ChainConv> {
+    let conv = |in_channels, out_channels, pooled, shape| ChainConv {
+        in_channels,
+        out_channels,
+        pooled,
+        shape,
+    };
+    let base = ConvShape::SAME_3X3;
+    vec![
+        conv(
+            3,
+            8,
+            false,
+            ConvShape {
+                kernel: 5,
+                stride: 2,
+                pads: [2; 4],
+                ..base
+            },
+        ),
+        conv(
+            8,
+            8,
+            false,
+            ConvShape {
+                dilation: 2,
+                pads: [2; 4],
+                groups: 2,
+                ..base
+            },
+        ),
+        conv(
+            8,
+            12,
+            true,
+            ConvShape {
+                kernel: 1,
+                pads: [0; 4],
+                ..base
+            },
+        ),
+        conv(
+            12,
+            12,
+            false,
+            ConvShape {
+                stride: 2,
+                pads: [0, 0, 1, 1],
+                groups: 12,
+                ..base
+            },
+        ),
+        conv(
+            12,
+            16,
+            false,
+            ConvShape {
+                kernel: 2,
+                pads: [1, 0, 0, 1],
+                ..base
+            },
+        ),
+    ]
+}
+
+/// Deterministic He-initialised weights (OIHW) and biases of a chain.
+pub fn chain_weights(chain: &[ChainConv], seed: u64) -> Vec<(Vec<f32>, Vec<f32>)> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    chain
+        .iter()
+        .map(|c| {
+            let fan_in = c.in_channels / c.shape.groups * c.shape.kernel * c.shape.kernel;
+            let n = c.out_channels * fan_in;
+            let w = Normal::new(0.0f32, (2.0 / fan_in as f32).sqrt()).map_or_else(
+                |_| vec![0.0; n],
+                |d| (0..n).map(|_| d.sample(&mut rng)).collect(),
             );
             let b = Normal::new(0.0f32, 0.1).map_or_else(
-                |_| vec![0.0; o],
-                |d| (0..o).map(|_| d.sample(&mut rng)).collect(),
+                |_| vec![0.0; c.out_channels],
+                |d| (0..c.out_channels).map(|_| d.sample(&mut rng)).collect(),
             );
             (w, b)
         })
         .collect()
+}
+
+/// Deterministic conv weights and biases of the tiny model (OIHW).
+pub fn tiny_weights() -> Vec<(Vec<f32>, Vec<f32>)> {
+    chain_weights(&tiny_chain(), 7)
+}
+
+/// Weights of the strided model's chain.
+pub fn strided_weights() -> Vec<(Vec<f32>, Vec<f32>)> {
+    chain_weights(&strided_chain(), 17)
+}
+
+/// (channels, height, width) of a chain's last layer for a `size` input.
+pub fn chain_output(chain: &[ChainConv], size: usize) -> (usize, usize, usize) {
+    let (mut h, mut w, mut c) = (size, size, 3);
+    for conv in chain {
+        if conv.pooled {
+            (h, w) = (h / 2, w / 2);
+        }
+        (h, w) = (conv.shape.output_len(h, 0), conv.shape.output_len(w, 1));
+        c = conv.out_channels;
+    }
+    (c, h, w)
 }
 
 /// Units of the tiny head's hidden dense layer.
@@ -46,8 +169,14 @@ pub const TINY_HIDDEN: usize = 10;
 /// `size` input: the flattened last pool (C, H, W order) to 10 ReLU units,
 /// then to the classes.
 pub fn tiny_head_weights(size: usize) -> [(Vec<f32>, Vec<f32>); 2] {
-    let last = TINY_CONVS[TINY_CONVS.len() - 1].1;
-    let features = last * (size / 8) * (size / 8);
+    chain_head_weights(&tiny_chain(), size)
+}
+
+/// The dense head of a chain for a `size` input: its last layer's 2x2/2 max
+/// pool flattened to 10 ReLU units, then to the classes.
+pub fn chain_head_weights(chain: &[ChainConv], size: usize) -> [(Vec<f32>, Vec<f32>); 2] {
+    let (last, h, w) = chain_output(chain, size);
+    let features = last * (h / 2) * (w / 2);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
     let d = Normal::new(0.0f32, (1.0 / features as f32).sqrt()).ok();
     let mut sample = |n: usize| -> Vec<f32> {
@@ -95,8 +224,40 @@ pub fn tiny_model(layout: Layout, head: bool, size: usize) -> Vec<u8> {
 /// followed by a BatchNormalization in inference form (as PyTorch exports
 /// `Conv2d(bias=False)` + `BatchNorm2d`), with [`tiny_batch_norms`].
 pub fn tiny_model_with(layout: Layout, head: bool, size: usize, batch_norm: bool) -> Vec<u8> {
+    let norms = batch_norm.then(tiny_batch_norms);
+    chain_model(
+        &tiny_chain(),
+        &tiny_weights(),
+        layout,
+        head,
+        size,
+        norms.as_deref(),
+    )
+}
+
+/// The strided model as ONNX bytes (NCHW, [`STRIDED_SIZE`] input).
+pub fn strided_model(head: bool) -> Vec<u8> {
+    chain_model(
+        &strided_chain(),
+        &strided_weights(),
+        Layout::Nchw,
+        head,
+        STRIDED_SIZE,
+        None,
+    )
+}
+
+/// A chain with `weights` as ONNX bytes for a `size` x `size` input; with
+/// `norms`, a batch norm after each bias-free convolution.
+pub fn chain_model(
+    chain: &[ChainConv],
+    weights: &[(Vec<f32>, Vec<f32>)],
+    layout: Layout,
+    head: bool,
+    size: usize,
+    norms: Option<&[[Vec<f32>; 4]]>,
+) -> Vec<u8> {
     let mut g = GraphBuilder::new("tiny_vgg");
-    let norms = tiny_batch_norms();
     let input = match layout {
         Layout::Nchw => g.input(
             "input",
@@ -127,28 +288,24 @@ pub fn tiny_model_with(layout: Layout, head: bool, size: usize, batch_norm: bool
             vec![("perm", Attr::Ints(vec![0, 3, 1, 2]))],
         ),
     };
-    for (k, ((i, o, pooled), (w, b))) in TINY_CONVS.iter().zip(tiny_weights()).enumerate() {
-        if *pooled {
+    for (k, (c, (w, b))) in chain.iter().zip(weights).enumerate() {
+        if c.pooled {
             x = max_pool(&mut g, &x);
         }
+        let kernel = c.shape.kernel as i64;
+        let o = c.out_channels as i64;
         let wn = g.initializer(f32_tensor(
             &format!("conv{k}.weight"),
-            &[*o as i64, *i as i64, 3, 3],
-            &w,
+            &[o, (c.in_channels / c.shape.groups) as i64, kernel, kernel],
+            w,
         ));
-        let attrs = vec![
-            ("kernel_shape", Attr::Ints(vec![3, 3])),
-            ("pads", Attr::Ints(vec![1, 1, 1, 1])),
-            ("strides", Attr::Ints(vec![1, 1])),
-        ];
-        let c = if batch_norm {
+        let attrs = c.shape.attrs(c.shape.own_pads());
+        let c = if let Some(norms) = norms {
             let c = g.node("Conv", &[&x, &wn], attrs);
             let params: Vec<String> = ["weight", "bias", "running_mean", "running_var"]
                 .iter()
                 .zip(&norms[k])
-                .map(|(what, v)| {
-                    g.initializer(f32_tensor(&format!("bn{k}.{what}"), &[*o as i64], v))
-                })
+                .map(|(what, v)| g.initializer(f32_tensor(&format!("bn{k}.{what}"), &[o], v)))
                 .collect();
             let mut inputs = vec![c.as_str()];
             inputs.extend(params.iter().map(String::as_str));
@@ -158,17 +315,17 @@ pub fn tiny_model_with(layout: Layout, head: bool, size: usize, batch_norm: bool
                 vec![("epsilon", Attr::Float(TINY_BN_EPSILON))],
             )
         } else {
-            let bn = g.initializer(f32_tensor(&format!("conv{k}.bias"), &[*o as i64], &b));
+            let bn = g.initializer(f32_tensor(&format!("conv{k}.bias"), &[o], b));
             g.node("Conv", &[&x, &wn, &bn], attrs)
         };
         x = g.node("Relu", &[&c], vec![]);
     }
-    let last = TINY_CONVS[TINY_CONVS.len() - 1].1;
+    let (last, last_h, last_w) = chain_output(chain, size);
     if head {
         x = max_pool(&mut g, &x);
         let flat = g.node("Flatten", &[&x], vec![("axis", Attr::Int(1))]);
-        let [(w1, b1), (w2, b2)] = tiny_head_weights(size);
-        let features = last * (size / 8) * (size / 8);
+        let [(w1, b1), (w2, b2)] = chain_head_weights(chain, size);
+        let features = last * (last_h / 2) * (last_w / 2);
         let w1 = g.initializer(f32_tensor("fc1.weight", &[10, features as i64], &w1));
         let b1 = g.initializer(f32_tensor("fc1.bias", &[10], &b1));
         let h = g.node("Gemm", &[&flat, &w1, &b1], vec![("transB", Attr::Int(1))]);
@@ -190,8 +347,8 @@ pub fn tiny_model_with(layout: Layout, head: bool, size: usize, batch_norm: bool
             &[
                 Dim::Named("N"),
                 Dim::Fixed(last as i64),
-                Dim::Fixed((size / 4) as i64),
-                Dim::Fixed((size / 4) as i64),
+                Dim::Fixed(last_h as i64),
+                Dim::Fixed(last_w as i64),
             ],
         );
     }

@@ -86,6 +86,7 @@ fn engine_convs() -> Vec<fovea_engine::model::network::ConvLayer> {
                 name: String::new(),
                 in_channels: cin,
                 out_channels: cout,
+                shape: fovea_engine::model::network::ConvShape::SAME_3X3,
                 pooled,
                 weight: vec![],
                 bias: vec![],

@@ -7,7 +7,7 @@
 mod common;
 
 use common::reference::Reference;
-use common::{TINY_SIZE, tiny_engine};
+use common::{TINY_SIZE, check_samples, tiny_engine};
 use fovea_engine::fixtures::tiny_weights;
 use fovea_engine::model::network::Layout;
 use fovea_engine::probe::maximize::Flow;
@@ -36,44 +36,6 @@ fn reference_value(r: &Reference, x: &[f64]) -> f64 {
     mean(3, 2) - 0.5 * mean(5, 1) + 0.01 * squares + 2.0 * t.pre[1][(h + 3) * w + 4]
 }
 
-/// Each sample's value against `value`, and its gradient against central
-/// differences of `value` at every `stride`-th input (a unit turning within
-/// the differences' step spoils one of them; not more than two).
-fn check_samples(
-    value: impl Fn(&[f64]) -> f64,
-    batch: &[f32],
-    values: &[f32],
-    grad: &[f32],
-    stride: usize,
-) {
-    for (k, &got) in values.iter().enumerate() {
-        let x: Vec<f64> = batch[k * 3 * PLANE..(k + 1) * 3 * PLANE]
-            .iter()
-            .map(|&v| v as f64)
-            .collect();
-        let want = value(&x);
-        assert!(
-            (got as f64 - want).abs() <= 1e-4 * want.abs().max(1.0),
-            "sample {k}: {got} vs {want}"
-        );
-        let mut straddling = 0;
-        for i in (0..3 * PLANE).step_by(stride) {
-            let h = 1e-4;
-            let at = |d: f64| {
-                let mut y = x.clone();
-                y[i] += d;
-                value(&y)
-            };
-            let fd = (at(h) - at(-h)) / (2.0 * h);
-            let g = grad[k * 3 * PLANE + i] as f64;
-            if (fd - g).abs() > 1e-3 * fd.abs().max(1e-2) {
-                straddling += 1;
-            }
-        }
-        assert!(straddling <= 2, "sample {k}: {straddling} gradients differ");
-    }
-}
-
 #[test]
 fn a_weighted_objective_and_its_gradient_equal_the_reference() {
     let engine = tiny_engine(Layout::Nchw, false);
@@ -96,7 +58,7 @@ fn a_weighted_objective_and_its_gradient_equal_the_reference() {
         &batch,
         &values,
         &grad,
-        29,
+        (PLANE, 29),
     );
 }
 
@@ -124,7 +86,7 @@ fn class_and_conv_terms_mix_in_one_objective() {
     let (values, _, grad) = engine
         .evaluate_objective(&opts, &batch, 2)
         .expect("evaluate");
-    check_samples(value, &batch, &values, &grad, 31);
+    check_samples(value, &batch, &values, &grad, (PLANE, 31));
 }
 
 /// Lucid's diversity of activations `a[s]` ([C, HW] each): the mean cosine

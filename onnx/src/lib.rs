@@ -172,6 +172,33 @@ pub enum Attr {
     Str(&'static str),
 }
 
+/// A node attribute.
+pub fn attribute(name: &str, value: Attr) -> AttributeProto {
+    let mut p = AttributeProto {
+        name: name.into(),
+        ..Default::default()
+    };
+    match value {
+        Attr::Int(i) => {
+            p.r#type = AttributeType::Int as i32;
+            p.i = i;
+        }
+        Attr::Ints(v) => {
+            p.r#type = AttributeType::Ints as i32;
+            p.ints = v;
+        }
+        Attr::Float(f) => {
+            p.r#type = AttributeType::Float as i32;
+            p.f = f;
+        }
+        Attr::Str(s) => {
+            p.r#type = AttributeType::String as i32;
+            p.s = s.as_bytes().to_vec();
+        }
+    }
+    p
+}
+
 /// Builds the ONNX graphs the engine generates (recording, backward, ...).
 #[derive(Default)]
 pub struct GraphBuilder {
@@ -251,31 +278,7 @@ impl GraphBuilder {
         self.counter += 1;
         let attribute = attrs
             .into_iter()
-            .map(|(name, a)| {
-                let mut p = AttributeProto {
-                    name: name.into(),
-                    ..Default::default()
-                };
-                match a {
-                    Attr::Int(i) => {
-                        p.r#type = AttributeType::Int as i32;
-                        p.i = i;
-                    }
-                    Attr::Ints(v) => {
-                        p.r#type = AttributeType::Ints as i32;
-                        p.ints = v;
-                    }
-                    Attr::Float(f) => {
-                        p.r#type = AttributeType::Float as i32;
-                        p.f = f;
-                    }
-                    Attr::Str(s) => {
-                        p.r#type = AttributeType::String as i32;
-                        p.s = s.as_bytes().to_vec();
-                    }
-                }
-                p
-            })
+            .map(|(name, a)| attribute(name, a))
             .collect();
         self.graph.node.push(NodeProto {
             input: inputs.iter().map(|s| (*s).to_string()).collect(),

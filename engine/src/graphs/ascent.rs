@@ -2,8 +2,8 @@
 //! the whole image) fused with its gradient, for maximization; the chain
 //! builders are shared with the head's gradient graphs.
 
-use crate::graphs::transposed::{forward_conv, transposed_conv};
-use crate::model::network::{ConvLayer, FovTree, fov_tree};
+use crate::graphs::transposed::{Extent, forward_conv, transposed_conv};
+use crate::model::network::{ConvLayer, FovTree, fov_tree, geometry_of};
 use fovea_onnx::proto::{ModelProto, tensor_proto::DataType};
 use fovea_onnx::{Attr, Dim, GraphBuilder, f32_tensor};
 
@@ -13,16 +13,20 @@ pub(crate) enum Frame<'a> {
     /// A FOV window: unpadded convolutions, and an `inside{i}` input per
     /// hidden layer that zeroes what lies beyond the image (zero padding).
     Window(&'a FovTree),
-    /// The whole image: padded convolutions.
-    Whole,
+    /// The whole image of this side: padded convolutions.
+    Whole(usize),
 }
 
 impl Frame<'_> {
-    /// Padding of the forward and of the transposed convolutions.
-    fn pads(self) -> (i64, i64) {
+    /// Where conv layer `i`'s convolutions run in this frame.
+    pub(crate) fn extent(self, convs: &[ConvLayer], i: usize) -> Extent {
         match self {
-            Frame::Window(_) => (0, 2),
-            Frame::Whole => (1, 1),
+            Frame::Window(_) => Extent::Window,
+            Frame::Whole(size) => {
+                let below = geometry_of(&convs[..i - 1], size)[i - 1];
+                let halve = if convs[i - 1].pooled { 2 } else { 1 };
+                Extent::Whole(below.height / halve, below.width / halve)
+            }
         }
     }
 }
@@ -112,7 +116,6 @@ pub(crate) fn chain_forward_above<'a>(
     stop: usize,
 ) -> Chain<'a> {
     let zero = g.initializer(f32_tensor("zero", &[], &[0.0]));
-    let (pad, _) = frame.pads();
     let mut a = x.to_string();
     let mut masks: Vec<String> = vec![String::new(); top + 1];
     let mut acts: Vec<String> = vec![String::new(); top + 1];
@@ -135,12 +138,12 @@ pub(crate) fn chain_forward_above<'a>(
             a = p.output.clone();
             pools[i] = Some(p);
         }
-        let z = forward_conv(g, c, &a, pad);
+        let z = forward_conv(g, c, &a, frame.extent(convs, i));
         if i == top {
             top_z = z;
             break;
         }
-        if i <= stop && matches!(frame, Frame::Whole) {
+        if i <= stop && matches!(frame, Frame::Whole(_)) {
             a = g.node("Relu", &[&z], vec![]);
             acts[i] = a.clone();
             continue;
@@ -227,11 +230,10 @@ pub(crate) fn chain_backward_to(
     rule: Rule,
     stop: usize,
 ) -> String {
-    let (_, pad) = chain.frame.pads();
     let mut grad = grad_top.to_string();
     for i in (stop + 1..=chain.top_layer).rev() {
         let c = &convs[i - 1];
-        let mut u = transposed_conv(g, c, weights[i - 1], &grad, pad);
+        let mut u = transposed_conv(g, c, weights[i - 1], &grad, chain.frame.extent(convs, i));
         if let Some(p) = &chain.pools[i] {
             u = p.backward(g, &u);
         }

@@ -11,7 +11,7 @@
 use crate::error::{Error, Result};
 use crate::graphs::ascent::{Frame, Rule, chain_backward_to, chain_forward_above, max_pool};
 use crate::graphs::transposed::{random_like, random_weights};
-use crate::model::network::Network;
+use crate::model::network::{Network, geometry_of};
 use fovea_onnx::proto::{AttributeProto, ModelProto, NodeProto, tensor_proto::DataType};
 use fovea_onnx::{
     Attr, Dim, GraphBuilder, attr_int, attr_ints, f32_tensor, i64_tensor, tensor_f32,
@@ -140,7 +140,7 @@ pub(crate) fn head_graph(
     // The conv chain, its last ReLU and pool, as the head expects them.
     let convs = &net.convs;
     let stop = spec.cam_layer.unwrap_or(0);
-    let chain = chain_forward_above(&mut g, convs, &x, convs.len(), Frame::Whole, stop);
+    let chain = chain_forward_above(&mut g, convs, &x, convs.len(), Frame::Whole(size), stop);
     let zero = g.initializer(f32_tensor("head_zero", &[], &[0.0]));
     let pos = g.node("Greater", &[&chain.top, &zero], vec![]);
     let top_mask = g.to_float(&pos);
@@ -389,19 +389,14 @@ pub(crate) fn head_graph(
         Some(r) => r.iter().map(Vec::as_slice).collect(),
         None => convs.iter().map(|c| c.weight.as_slice()).collect(),
     };
+    let geometry = geometry_of(convs, size);
     let layer_dims = |k: usize| {
-        let (mut h, mut c) = (size, 3);
-        for conv in &convs[..k] {
-            if conv.pooled {
-                h /= 2;
-            }
-            c = conv.out_channels;
-        }
+        let l = geometry[k];
         [
             Dim::Named("s"),
-            Dim::Fixed(c as i64),
-            Dim::Fixed(h as i64),
-            Dim::Fixed(h as i64),
+            Dim::Fixed(l.channels as i64),
+            Dim::Fixed(l.height as i64),
+            Dim::Fixed(l.width as i64),
         ]
     };
     match spec.cam_layer {

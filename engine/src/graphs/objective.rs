@@ -11,7 +11,7 @@
 
 use crate::graphs::ascent::{Frame, chain_forward};
 use crate::graphs::transposed::transposed_conv;
-use crate::model::network::ConvLayer;
+use crate::model::network::{ConvLayer, geometry_of};
 use fovea_onnx::proto::{ModelProto, tensor_proto::DataType};
 use fovea_onnx::{Attr, Dim, GraphBuilder, f32_tensor, i64_tensor};
 
@@ -58,7 +58,8 @@ pub(crate) fn objective_graph(
         Dim::Fixed(size as i64),
     ];
     let x = g.input("x", DataType::Float, &x_dims);
-    let chain = chain_forward(&mut g, convs, &x, top, Frame::Whole);
+    let frame = Frame::Whole(size);
+    let chain = chain_forward(&mut g, convs, &x, top, frame);
     let zero = g.initializer(f32_tensor("obj_zero", &[], &[0.0]));
     // Pre-activation, mask and activation at every layer up to the top.
     let mut pre = chain.pres.clone();
@@ -68,12 +69,11 @@ pub(crate) fn objective_graph(
     let pos = g.node("Greater", &[&chain.top, &zero], vec![]);
     mask[top] = g.to_float(&pos);
     act[top] = g.node("Relu", &[&chain.top], vec![]);
-    // (channels, side) of the input and of each layer.
-    let mut dims = vec![(3usize, size)];
-    for conv in &convs[..top] {
-        let side = dims[dims.len() - 1].1 / if conv.pooled { 2 } else { 1 };
-        dims.push((conv.out_channels, side));
-    }
+    // (channels, height, width) of the input and of each layer.
+    let dims: Vec<(usize, usize, usize)> = geometry_of(&convs[..top], size)
+        .iter()
+        .map(|l| (l.channels, l.height, l.width))
+        .collect();
 
     let axes_chw = g.initializer(i64_tensor("obj_axes_chw", &[3], &[1, 2, 3]));
     let mut value: Option<String> = None;
@@ -92,15 +92,15 @@ pub(crate) fn objective_graph(
         });
     };
     for &l in &layout.linear {
-        let (ch, side) = dims[l];
+        let (ch, h, w) = dims[l];
         let seed = g.input(
             &format!("seed{l}"),
             DataType::Float,
             &[
                 Dim::Fixed(1),
                 Dim::Fixed(ch as i64),
-                Dim::Fixed(side as i64),
-                Dim::Fixed(side as i64),
+                Dim::Fixed(h as i64),
+                Dim::Fixed(w as i64),
             ],
         );
         let prod = g.node("Mul", &[&pre[l], &seed], vec![]);
@@ -144,7 +144,8 @@ pub(crate) fn objective_graph(
     let mut at_act: Vec<Option<String>> = vec![None; top + 1];
     match layout.diversity {
         Some((l, w)) => {
-            let (sim, grad) = diversity(&mut g, &act[l], dims[l], w);
+            let (c, h, width) = dims[l];
+            let (sim, grad) = diversity(&mut g, &act[l], (c, h * width), w);
             g.node_named("Identity", &[&sim], "diversity", vec![]);
             at_act[l] = Some(grad);
         }
@@ -178,7 +179,7 @@ pub(crate) fn objective_graph(
             continue;
         };
         let conv = &convs[l - 1];
-        let mut u = transposed_conv(&mut g, conv, &conv.weight, &z, 1);
+        let mut u = transposed_conv(&mut g, conv, &conv.weight, &z, frame.extent(convs, l));
         if let Some(p) = &chain.pools[l] {
             u = p.backward(&mut g, &u);
         }
@@ -198,10 +199,10 @@ pub(crate) fn objective_graph(
 fn diversity(
     g: &mut GraphBuilder,
     a: &str,
-    (c, side): (usize, usize),
+    (c, plane): (usize, usize),
     weight: f32,
 ) -> (String, String) {
-    let (c, hw) = (c as i64, (side * side) as i64);
+    let (c, hw) = (c as i64, plane as i64);
     let flat_shape = g.initializer(i64_tensor("div_flat", &[3], &[0, c, hw]));
     let a3 = g.node("Reshape", &[a, &flat_shape], vec![]);
     let at = g.node(

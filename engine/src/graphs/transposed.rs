@@ -38,14 +38,20 @@ pub fn random_like(values: &[f32], seed: u64, stream: u64) -> Vec<f32> {
     }
 }
 
-/// `[in, out, 3, 3]` kernel of the transposed convolution: channels swapped
-/// and the 3x3 kernel rotated by 180 degrees.
-pub(crate) fn transposed_kernel(w: &[f32], out_ch: usize, in_ch: usize) -> Vec<f32> {
+/// `[in, out / groups, k, k]` kernel of the transposed stride-1 convolution
+/// of a layer with OIHW weights `w`: channels swapped within each group and
+/// the kernel rotated by 180 degrees.
+pub(crate) fn transposed_kernel(w: &[f32], c: &ConvLayer) -> Vec<f32> {
+    let k2 = c.shape.kernel * c.shape.kernel;
+    let groups = c.shape.groups;
+    let (out_g, in_g) = (c.out_channels / groups, c.in_channels / groups);
     let mut t = vec![0f32; w.len()];
-    for o in 0..out_ch {
-        for i in 0..in_ch {
-            for k in 0..9 {
-                t[(i * out_ch + o) * 9 + (8 - k)] = w[(o * in_ch + i) * 9 + k];
+    for o in 0..c.out_channels {
+        let (group, o_g) = (o / out_g, o % out_g);
+        for i_g in 0..in_g {
+            let i = group * in_g + i_g;
+            for k in 0..k2 {
+                t[(i * out_g + o_g) * k2 + (k2 - 1 - k)] = w[(o * in_g + i_g) * k2 + k];
             }
         }
     }
@@ -77,10 +83,20 @@ pub(crate) fn tree_of(convs: &[ConvLayer], layer: usize) -> FovTree {
     fov_tree(convs, layer, 0, 0)
 }
 
-/// A layer's forward convolution with its trained weights and bias, padded by
-/// `pad` (0 on a window whose border the caller accounts for, 1 on a whole
-/// image).
-pub(crate) fn forward_conv(g: &mut GraphBuilder, c: &ConvLayer, x: &str, pad: i64) -> String {
+/// Where a generated graph's convolutions run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Extent {
+    /// A FOV window: unpadded forward convolutions (the caller zeroes what
+    /// lies beyond the image), transposed ones that grow the window to what
+    /// the layer reads.
+    Window,
+    /// A whole image: the file's own padding, and transposed convolutions
+    /// back to the layer's input grid of this (height, width).
+    Whole(usize, usize),
+}
+
+/// A layer's forward convolution with its trained weights and bias.
+pub(crate) fn forward_conv(g: &mut GraphBuilder, c: &ConvLayer, x: &str, extent: Extent) -> String {
     let i = c.number;
     let w = trained_weight(g, c);
     let b = g.initializer(f32_tensor(
@@ -88,49 +104,87 @@ pub(crate) fn forward_conv(g: &mut GraphBuilder, c: &ConvLayer, x: &str, pad: i6
         &[c.out_channels as i64],
         &c.bias,
     ));
-    g.node(
-        "Conv",
-        &[x, &w, &b],
-        vec![
-            ("pads", Attr::Ints(vec![pad; 4])),
-            ("kernel_shape", Attr::Ints(vec![3, 3])),
-        ],
-    )
+    g.node("Conv", &[x, &w, &b], c.shape.attrs(forward_pads(c, extent)))
+}
+
+fn forward_pads(c: &ConvLayer, extent: Extent) -> [i64; 4] {
+    match extent {
+        Extent::Window => [0; 4],
+        Extent::Whole(..) => c.shape.own_pads(),
+    }
 }
 
 /// A layer's trained kernel (OIHW) as an initializer.
 fn trained_weight(g: &mut GraphBuilder, c: &ConvLayer) -> String {
+    let k = c.shape.kernel as i64;
     g.initializer(f32_tensor(
         &format!("w{}", c.number),
-        &[c.out_channels as i64, c.in_channels as i64, 3, 3],
+        &[
+            c.out_channels as i64,
+            (c.in_channels / c.shape.groups) as i64,
+            k,
+            k,
+        ],
         &c.weight,
     ))
 }
 
-/// The transposed convolution of a layer with `weight` (OIHW), as an ordinary
-/// convolution padded by `pad`: 2 grows a window by one pixel per side (a
-/// full convolution), 1 keeps a whole image's size.
+/// The transposed convolution of a layer with `weight` (OIHW). At stride 1
+/// it runs as an ordinary convolution with the kernel rotated (faster in
+/// ONNX Runtime than ConvTranspose), padded to grow a window by the kernel's
+/// reach or to keep a whole image's size; a strided layer runs
+/// ConvTranspose, whose output padding restores the rows and columns the
+/// forward stride left unread.
 pub(crate) fn transposed_conv(
     g: &mut GraphBuilder,
     c: &ConvLayer,
     weight: &[f32],
     x: &str,
-    pad: i64,
+    extent: Extent,
 ) -> String {
     let i = c.number;
-    let k = g.initializer(f32_tensor(
+    let s = &c.shape;
+    let reach = s.extent() as i64 - 1;
+    let k = s.kernel as i64;
+    if s.stride == 1 {
+        let kernel = g.initializer(f32_tensor(
+            &format!("wt{i}"),
+            &[
+                c.in_channels as i64,
+                (c.out_channels / s.groups) as i64,
+                k,
+                k,
+            ],
+            &transposed_kernel(weight, c),
+        ));
+        let pads = match extent {
+            Extent::Window => [reach; 4],
+            Extent::Whole(..) => s.own_pads().map(|p| reach - p),
+        };
+        return g.node("Conv", &[x, &kernel], s.attrs(pads));
+    }
+    let kernel = g.initializer(f32_tensor(
         &format!("wt{i}"),
-        &[c.in_channels as i64, c.out_channels as i64, 3, 3],
-        &transposed_kernel(weight, c.out_channels, c.in_channels),
-    ));
-    g.node(
-        "Conv",
-        &[x, &k],
-        vec![
-            ("pads", Attr::Ints(vec![pad; 4])),
-            ("kernel_shape", Attr::Ints(vec![3, 3])),
+        &[
+            c.out_channels as i64,
+            (c.in_channels / s.groups) as i64,
+            k,
+            k,
         ],
-    )
+        weight,
+    ));
+    let mut attrs = s.attrs(forward_pads(c, extent));
+    if let Extent::Whole(h, w) = extent {
+        let unread = |len: usize, axis: usize| {
+            let (b, e) = s.pad(axis);
+            ((len + b + e - s.extent()) % s.stride) as i64
+        };
+        attrs.push((
+            "output_padding",
+            Attr::Ints(vec![unread(h, 0), unread(w, 1)]),
+        ));
+    }
+    g.node("ConvTranspose", &[x, &kernel], attrs)
 }
 
 /// Backward graph from conv layer `layer` to the input plane.
@@ -146,7 +200,7 @@ pub(crate) fn backward_graph(
     let mut x = g.input("seed", DataType::Float, &one_neuron(top));
     for i in (1..=layer).rev() {
         let c = &convs[i - 1];
-        let u = transposed_conv(&mut g, c, &weights[i - 1], &x, 2);
+        let u = transposed_conv(&mut g, c, &weights[i - 1], &x, Extent::Window);
         if i == 1 {
             g.node_named("Identity", &[&u], "image", vec![]);
             break;
@@ -191,7 +245,7 @@ pub(crate) fn affine_graph(convs: &[ConvLayer], layer: usize) -> ModelProto {
         if c.pooled {
             a = gated_pool(&mut g, &a, i);
         }
-        let z = forward_conv(&mut g, c, &a, 0);
+        let z = forward_conv(&mut g, c, &a, Extent::Window);
         if i == layer {
             g.node_named("Identity", &[&z], "preact", vec![]);
             break;
@@ -264,14 +318,7 @@ pub(crate) fn region_graph(convs: &[ConvLayer], layer: usize) -> ModelProto {
             &[1, c.out_channels as i64, 1, 1],
             &c.bias,
         ));
-        let linear = g.node(
-            "Conv",
-            &[&a, &w],
-            vec![
-                ("pads", Attr::Ints(vec![0; 4])),
-                ("kernel_shape", Attr::Ints(vec![3, 3])),
-            ],
-        );
+        let linear = g.node("Conv", &[&a, &w], c.shape.attrs([0; 4]));
         let bias = g.node("Mul", &[&b, &scale], vec![]);
         let z = format!("z{i}");
         g.node_named("Add", &[&linear, &bias], &z, vec![]);
@@ -289,12 +336,40 @@ pub(crate) fn region_graph(convs: &[ConvLayer], layer: usize) -> ModelProto {
 mod tests {
     use super::*;
 
+    use crate::model::network::ConvShape;
+
+    fn layer(in_channels: usize, out_channels: usize, kernel: usize, groups: usize) -> ConvLayer {
+        let shape = ConvShape {
+            kernel,
+            groups,
+            ..ConvShape::SAME_3X3
+        };
+        ConvLayer::bare(1, (in_channels, out_channels), shape, false)
+    }
+
     #[test]
     fn transposed_kernel_swaps_channels_and_rotates() {
         // 2 out x 1 in, kernels 0..9 and 9..18.
         let w: Vec<f32> = (0..18).map(|v| v as f32).collect();
-        let t = transposed_kernel(&w, 2, 1);
+        let t = transposed_kernel(&w, &layer(1, 2, 3, 1));
         assert_eq!(&t[..9], &[8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0, 0.0]);
         assert_eq!(t[9], 17.0);
+    }
+
+    #[test]
+    fn a_grouped_kernel_swaps_channels_within_each_group() {
+        // 4 in, 2 out in 2 groups of 1x1: out 0 reads in 0..2, out 1 in 2..4.
+        let w = [1.0, 2.0, 3.0, 4.0];
+        let t = transposed_kernel(&w, &layer(4, 2, 1, 2));
+        // [in 4, out / groups 1]: in i is read by its group's one output.
+        assert_eq!(t, vec![1.0, 2.0, 3.0, 4.0]);
+        // 2 in, 4 out in 2 groups: out 0, 1 read in 0; out 2, 3 read in 1.
+        let t = transposed_kernel(&w, &layer(2, 4, 1, 2));
+        assert_eq!(t, vec![1.0, 2.0, 3.0, 4.0]);
+        let w: Vec<f32> = (0..16).map(|v| v as f32).collect();
+        // 2 in, 2 out, 1 group, 2x2: t[i][o] = rot(w[o][i]).
+        let t = transposed_kernel(&w, &layer(2, 2, 2, 1));
+        let want = [3, 2, 1, 0, 11, 10, 9, 8, 7, 6, 5, 4, 15, 14, 13, 12];
+        assert_eq!(t, want.map(|v| v as f32).to_vec());
     }
 }

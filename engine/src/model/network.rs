@@ -1,7 +1,8 @@
-//! The network Fovea probes: a chain of 3x3 stride-1 pad-1 convolutions, each
-//! followed by a ReLU, with 2x2/2 max pooling between them, optionally followed
-//! by a dense head. Extracted from an ONNX graph, with the weights, plus the
-//! geometry (shapes, fields of view) at a working input size.
+//! The network Fovea probes: a chain of convolutions (any square kernel,
+//! stride, dilation and grouping, any padding), each followed by a ReLU, with
+//! 2x2/2 max pooling between them, optionally followed by a dense head.
+//! Extracted from an ONNX graph, with the weights, plus the geometry (shapes,
+//! fields of view) at a working input size.
 
 use crate::error::{Error, Result};
 use fovea_onnx::proto::{ModelProto, NodeProto, TensorProto, type_proto};
@@ -24,6 +25,78 @@ impl Layout {
     }
 }
 
+/// Where a convolution's kernel sits on its input: a square kernel with the
+/// same stride and dilation along both axes, and zero padding per side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvShape {
+    pub kernel: usize,
+    pub stride: usize,
+    pub dilation: usize,
+    /// ONNX order: top, left, bottom, right.
+    pub pads: [usize; 4],
+    pub groups: usize,
+}
+
+impl ConvShape {
+    /// VGG's 3x3 stride-1 convolution padded by 1.
+    pub const SAME_3X3: ConvShape = ConvShape {
+        kernel: 3,
+        stride: 1,
+        dilation: 1,
+        pads: [1; 4],
+        groups: 1,
+    };
+
+    /// Input pixels one output spans along an axis: `dilation * (kernel - 1) + 1`.
+    pub fn extent(&self) -> usize {
+        self.dilation * (self.kernel - 1) + 1
+    }
+
+    /// Padding before and after the input along `axis` (0: rows, 1: columns).
+    pub fn pad(&self, axis: usize) -> (usize, usize) {
+        (self.pads[axis], self.pads[axis + 2])
+    }
+
+    /// Output length along `axis` for an input of `len` (0 when the padded
+    /// input is shorter than the kernel).
+    pub fn output_len(&self, len: usize, axis: usize) -> usize {
+        let (b, e) = self.pad(axis);
+        let padded = len + b + e;
+        if padded < self.extent() {
+            0
+        } else {
+            (padded - self.extent()) / self.stride + 1
+        }
+    }
+
+    /// The input window outputs `span` read along `axis` (it may reach into
+    /// the padding, outside `[0, len)`).
+    pub fn input_span(&self, span: Span, axis: usize) -> Span {
+        Span {
+            start: span.start * self.stride as i64 - self.pad(axis).0 as i64,
+            len: (span.len - 1) * self.stride + self.extent(),
+        }
+    }
+
+    /// The ONNX attributes of the convolution with `pads`.
+    pub fn attrs(&self, pads: [i64; 4]) -> Vec<(&'static str, fovea_onnx::Attr)> {
+        use fovea_onnx::Attr;
+        let pair = |v: usize| Attr::Ints(vec![v as i64; 2]);
+        vec![
+            ("kernel_shape", pair(self.kernel)),
+            ("strides", pair(self.stride)),
+            ("dilations", pair(self.dilation)),
+            ("group", Attr::Int(self.groups as i64)),
+            ("pads", Attr::Ints(pads.to_vec())),
+        ]
+    }
+
+    /// The file's own padding as attribute values.
+    pub fn own_pads(&self) -> [i64; 4] {
+        self.pads.map(|p| p as i64)
+    }
+}
+
 /// One conv layer (paper numbers 1..=13 for VGG-16).
 #[derive(Debug, Clone)]
 pub struct ConvLayer {
@@ -31,9 +104,10 @@ pub struct ConvLayer {
     pub name: String,
     pub in_channels: usize,
     pub out_channels: usize,
+    pub shape: ConvShape,
     /// A 2x2/2 max pool precedes the convolution.
     pub pooled: bool,
-    /// OIHW, `[out, in, 3, 3]`.
+    /// OIHW, `[out, in / groups, kernel, kernel]`.
     pub weight: Vec<f32>,
     pub bias: Vec<f32>,
     /// The ReLU output tensor in the model file (NCHW).
@@ -41,6 +115,31 @@ pub struct ConvLayer {
     pub conv_node: String,
     /// The BatchNormalization node folded into `weight` and `bias` at load.
     pub batch_norm: Option<String>,
+}
+
+#[cfg(test)]
+impl ConvLayer {
+    /// A layer with its geometry and no weights, for tests of geometry.
+    pub(crate) fn bare(
+        number: usize,
+        (in_channels, out_channels): (usize, usize),
+        shape: ConvShape,
+        pooled: bool,
+    ) -> ConvLayer {
+        ConvLayer {
+            number,
+            name: String::new(),
+            in_channels,
+            out_channels,
+            shape,
+            pooled,
+            weight: vec![],
+            bias: vec![],
+            relu_output: String::new(),
+            conv_node: String::new(),
+            batch_norm: None,
+        }
+    }
 }
 
 /// A fully connected layer of the head (reported, run by ONNX Runtime as part
@@ -210,24 +309,12 @@ impl Network {
         while let Some(n) = single(&cur) {
             match n.op_type.as_str() {
                 "Conv" => {
-                    check_conv(n)?;
                     let wname = n.input.get(1).map(String::as_str).unwrap_or("");
                     let wt = consts
                         .get(wname)
                         .ok_or_else(|| node_error(n, "has weights that are not constants"))?;
                     let (wdims, mut weight) = tensor_f32(wt)?;
-                    if wdims.len() != 4
-                        || wdims[1] as usize != channels
-                        || wdims[2] != 3
-                        || wdims[3] != 3
-                    {
-                        return Err(node_error(
-                            n,
-                            &format!(
-                                "has weight shape {wdims:?}; expected [out, {channels}, 3, 3]"
-                            ),
-                        ));
-                    }
+                    let shape = conv_shape(n, &wdims, channels)?;
                     let out = wdims[0] as usize;
                     let mut bias = match n.input.get(2).filter(|s| !s.is_empty()) {
                         Some(b) => {
@@ -277,6 +364,7 @@ impl Network {
                         name: format!("conv{block}_{in_block}"),
                         in_channels: channels,
                         out_channels: out,
+                        shape,
                         pooled: pending_pool,
                         weight,
                         bias,
@@ -297,7 +385,7 @@ impl Network {
                 _ if convs.is_empty() => {
                     return Err(node_error(
                         n,
-                        "where the network should start with a 3x3 Conv; Fovea reads chains of Conv, Relu and 2x2 MaxPool",
+                        "where the network should start with a Conv; Fovea reads chains of Conv, Relu and 2x2 MaxPool",
                     ));
                 }
                 _ => break,
@@ -386,33 +474,7 @@ impl Network {
     /// Shapes and fields of view at the working input size. Index 0 is the
     /// input, index i the conv layer numbered i.
     pub fn geometry(&self, input_size: usize) -> Vec<LayerGeom> {
-        let mut out = vec![LayerGeom {
-            channels: 3,
-            height: input_size,
-            width: input_size,
-            fov: 1,
-            stride: 1,
-            pooled: false,
-        }];
-        let (mut h, mut w, mut fov, mut stride) = (input_size, input_size, 1usize, 1usize);
-        for c in &self.convs {
-            if c.pooled {
-                h /= 2;
-                w /= 2;
-                fov += stride;
-                stride *= 2;
-            }
-            fov += 2 * stride;
-            out.push(LayerGeom {
-                channels: c.out_channels,
-                height: h,
-                width: w,
-                fov,
-                stride,
-                pooled: c.pooled,
-            });
-        }
-        out
+        geometry_of(&self.convs, input_size)
     }
 
     /// Resolves a layer given by paper number or name.
@@ -477,6 +539,43 @@ impl Network {
             )),
         }
     }
+}
+
+/// [`Network::geometry`] of a conv chain: each layer's grid from the one
+/// below (halved by a pool in front, then the convolution's output length),
+/// its field of view and stride by the usual recurrence (a kernel widens the
+/// field by `extent - 1` strides of the layer below).
+pub fn geometry_of(convs: &[ConvLayer], input_size: usize) -> Vec<LayerGeom> {
+    let mut out = vec![LayerGeom {
+        channels: 3,
+        height: input_size,
+        width: input_size,
+        fov: 1,
+        stride: 1,
+        pooled: false,
+    }];
+    let (mut h, mut w, mut fov, mut stride) = (input_size, input_size, 1usize, 1usize);
+    for c in convs {
+        if c.pooled {
+            h /= 2;
+            w /= 2;
+            fov += stride;
+            stride *= 2;
+        }
+        h = c.shape.output_len(h, 0);
+        w = c.shape.output_len(w, 1);
+        fov += (c.shape.extent() - 1) * stride;
+        stride *= c.shape.stride;
+        out.push(LayerGeom {
+            channels: c.out_channels,
+            height: h,
+            width: w,
+            fov,
+            stride,
+            pooled: c.pooled,
+        });
+    }
+    out
 }
 
 /// The ImageNet-1k class names in the standard class-index order (as
@@ -581,16 +680,11 @@ pub fn fov_tree(convs: &[ConvLayer], layer: usize, y: usize, x: usize) -> FovTre
     );
     out[layer] = (sy, sx);
     for i in (1..=layer).rev() {
-        sy = Span {
-            start: sy.start - 1,
-            len: sy.len + 2,
-        };
-        sx = Span {
-            start: sx.start - 1,
-            len: sx.len + 2,
-        };
+        let c = &convs[i - 1];
+        sy = c.shape.input_span(sy, 0);
+        sx = c.shape.input_span(sx, 1);
         conv_in[i] = (sy, sx);
-        if convs[i - 1].pooled {
+        if c.pooled {
             sy = Span {
                 start: sy.start * 2,
                 len: sy.len * 2,
@@ -680,42 +774,97 @@ fn fold_batch_norm(
     Ok(())
 }
 
-fn check_conv(n: &NodeProto) -> Result<()> {
-    let ks = attr_ints(n, "kernel_shape");
-    if ks.as_deref().is_some_and(|k| k != [3, 3]) {
+/// The geometry of Conv node `n` with weights of shape `wdims` on an input
+/// of `channels`: square kernels, strides and dilations (the FOV boxes are
+/// squares), explicit or `auto_pad` padding, any grouping.
+fn conv_shape(n: &NodeProto, wdims: &[i64], channels: usize) -> Result<ConvShape> {
+    let square = |name: &str, default: i64| -> Result<usize> {
+        match attr_ints(n, name).as_deref() {
+            None => Ok(default as usize),
+            Some([a, b]) if a == b && *a >= 1 => Ok(*a as usize),
+            Some(v) => Err(node_error(
+                n,
+                &format!(
+                    "has {name} {v:?}; Fovea reads 2-d convolutions with equal, positive values on both axes"
+                ),
+            )),
+        }
+    };
+    if wdims.len() != 4 || wdims.iter().any(|&d| d < 1) {
         return Err(node_error(
             n,
-            &format!("has kernel {ks:?}; Fovea reads 3x3 stride-1 pad-1 convolutions"),
+            &format!("has weight shape {wdims:?}; expected [out, in / groups, k, k]"),
         ));
     }
-    if attr_ints(n, "strides").is_some_and(|s| s.iter().any(|&v| v != 1)) {
+    let kernel = square("kernel_shape", wdims[2])?;
+    if wdims[2] != wdims[3] || wdims[2] as usize != kernel {
         return Err(node_error(
             n,
-            "has a stride other than 1; Fovea reads 3x3 stride-1 pad-1 convolutions",
+            &format!("has weight shape {wdims:?} and kernel {kernel}; Fovea reads square kernels"),
         ));
     }
-    if attr_ints(n, "dilations").is_some_and(|s| s.iter().any(|&v| v != 1)) {
+    let groups = attr_int(n, "group").unwrap_or(1);
+    let (out, per_group) = (wdims[0] as usize, wdims[1] as usize);
+    if groups < 1
+        || !channels.is_multiple_of(groups as usize)
+        || !out.is_multiple_of(groups as usize)
+        || per_group * groups as usize != channels
+    {
         return Err(node_error(
             n,
-            "is dilated; Fovea reads 3x3 stride-1 pad-1 convolutions",
+            &format!(
+                "has weight shape {wdims:?} in {groups} groups on {channels} input channels; expected [out, {channels} / groups, k, k] with out a multiple of groups"
+            ),
         ));
     }
-    if attr_int(n, "group").is_some_and(|g| g != 1) {
-        return Err(node_error(
-            n,
-            "is a grouped convolution; Fovea reads dense 3x3 convolutions",
-        ));
-    }
-    let auto_pad = attr_str(n, "auto_pad").unwrap_or_default();
-    let same = auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER";
-    let pads_ok = attr_ints(n, "pads").is_some_and(|p| p == [1, 1, 1, 1]);
-    if !same && !pads_ok {
-        return Err(node_error(
-            n,
-            "does not pad by 1 on every side; Fovea reads 3x3 stride-1 pad-1 convolutions",
-        ));
-    }
-    Ok(())
+    let stride = square("strides", 1)?;
+    let dilation = square("dilations", 1)?;
+    let extent = dilation * (kernel - 1) + 1;
+    let pads = match attr_str(n, "auto_pad").unwrap_or_default().as_str() {
+        "" | "NOTSET" => match attr_ints(n, "pads").as_deref() {
+            None => [0; 4],
+            Some(&[t, l, b, r])
+                if [t, l, b, r]
+                    .iter()
+                    .all(|&p| p >= 0 && (p as usize) < extent) =>
+            {
+                [t, l, b, r].map(|p| p as usize)
+            }
+            Some(p) => {
+                return Err(node_error(
+                    n,
+                    &format!(
+                        "has pads {p:?}; expected four values in 0..{extent} (the kernel's extent)"
+                    ),
+                ));
+            }
+        },
+        "VALID" => [0; 4],
+        same @ ("SAME_UPPER" | "SAME_LOWER") if stride == 1 => {
+            let (less, more) = ((extent - 1) / 2, extent / 2);
+            if same == "SAME_UPPER" {
+                [less, less, more, more]
+            } else {
+                [more, more, less, less]
+            }
+        }
+        other => {
+            return Err(node_error(
+                n,
+                &format!(
+                    "has auto_pad {} with stride {stride}; its padding would depend on the input size (export with explicit pads)",
+                    crate::error::quote(other)
+                ),
+            ));
+        }
+    };
+    Ok(ConvShape {
+        kernel,
+        stride,
+        dilation,
+        pads,
+        groups: groups as usize,
+    })
 }
 
 fn check_pool(n: &NodeProto) -> Result<()> {
@@ -755,18 +904,7 @@ mod tests {
         pools
             .iter()
             .enumerate()
-            .map(|(i, &p)| ConvLayer {
-                number: i + 1,
-                name: String::new(),
-                in_channels: 1,
-                out_channels: 1,
-                pooled: p,
-                weight: vec![],
-                bias: vec![],
-                relu_output: String::new(),
-                conv_node: String::new(),
-                batch_norm: None,
-            })
+            .map(|(i, &p)| ConvLayer::bare(i + 1, (1, 1), ConvShape::SAME_3X3, p))
             .collect()
     }
 
@@ -793,6 +931,63 @@ mod tests {
         let tree = fov_tree(&net.convs, 13, 7, 7);
         assert_eq!(tree.out[0].0.len, 196);
         assert_eq!(tree.out[0].0.start, 7 * 16 - 90);
+    }
+
+    #[test]
+    fn strided_dilated_and_asymmetric_convolutions_set_shapes_fields_and_trees() {
+        // A ResNet-style stem (7x7/2 pad 3), a 2x2 pool, a dilated 3x3 (pad
+        // 2) and a 3x3/2 padded only at the bottom and right.
+        let convs = [
+            ConvLayer::bare(
+                1,
+                (3, 4),
+                ConvShape {
+                    kernel: 7,
+                    stride: 2,
+                    pads: [3; 4],
+                    ..ConvShape::SAME_3X3
+                },
+                false,
+            ),
+            ConvLayer::bare(
+                2,
+                (4, 4),
+                ConvShape {
+                    dilation: 2,
+                    pads: [2; 4],
+                    ..ConvShape::SAME_3X3
+                },
+                true,
+            ),
+            ConvLayer::bare(
+                3,
+                (4, 4),
+                ConvShape {
+                    stride: 2,
+                    pads: [0, 0, 1, 1],
+                    ..ConvShape::SAME_3X3
+                },
+                false,
+            ),
+        ];
+        let g = geometry_of(&convs, 45);
+        // (45 + 6 - 7) / 2 + 1 = 23; pooled 11; dilated keeps 11;
+        // (11 + 1 - 3) / 2 + 1 = 5.
+        let sides: Vec<(usize, usize)> = g.iter().map(|l| (l.height, l.width)).collect();
+        assert_eq!(sides, [(45, 45), (23, 23), (11, 11), (5, 5)]);
+        // Fields: 7; pool +2 -> 9, dilated extent 5 at stride 4 -> 25; 3 at
+        // stride 4 -> 33. Strides 2, 4, 8.
+        let fields: Vec<(usize, usize)> = g.iter().map(|l| (l.fov, l.stride)).collect();
+        assert_eq!(fields, [(1, 1), (7, 2), (25, 4), (33, 8)]);
+        // The tree of neuron (1, 2) at layer 3, walked back by hand.
+        let tree = fov_tree(&convs, 3, 1, 2);
+        let span = |start, len| Span { start, len };
+        assert_eq!(tree.conv_in[3], (span(2, 3), span(4, 3)));
+        assert_eq!(tree.out[2], (span(2, 3), span(4, 3)));
+        assert_eq!(tree.conv_in[2], (span(0, 7), span(2, 7)));
+        assert_eq!(tree.out[1], (span(0, 14), span(4, 14)));
+        assert_eq!(tree.out[0], (span(-3, 33), span(5, 33)));
+        assert_eq!(tree.out[0].0.len, g[3].fov);
     }
 
     #[test]

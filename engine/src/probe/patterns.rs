@@ -244,6 +244,7 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::network::ConvShape;
     use crate::record::LayerRecording;
 
     fn recording(layers: Vec<LayerRecording>) -> Recording {
@@ -260,18 +261,7 @@ mod tests {
     }
 
     fn conv(number: usize, pooled: bool) -> ConvLayer {
-        ConvLayer {
-            number,
-            name: String::new(),
-            in_channels: 1,
-            out_channels: 1,
-            pooled,
-            weight: vec![],
-            bias: vec![],
-            relu_output: String::new(),
-            conv_node: String::new(),
-            batch_norm: None,
-        }
+        ConvLayer::bare(number, (1, 1), ConvShape::SAME_3X3, pooled)
     }
 
     /// Plain-loop count of the same quantities, unit by unit.

@@ -82,10 +82,20 @@ pub struct ModeWeights {
 }
 
 impl ModeWeights {
+    /// The weights of the tiny model with its head.
     pub fn new(engine: &Engine, reference: &reference::Reference, seed: u64) -> ModeWeights {
+        let head = fovea_engine::fixtures::tiny_head_weights(TINY_SIZE);
+        ModeWeights::with_head(engine, reference, &head, seed)
+    }
+
+    pub fn with_head(
+        engine: &Engine,
+        reference: &reference::Reference,
+        head: &[(Vec<f32>, Vec<f32>); 2],
+        seed: u64,
+    ) -> ModeWeights {
         use fovea_engine::graphs::transposed::{random_like, random_weights};
         let f64s = |v: Vec<f32>| v.into_iter().map(|x| x as f64).collect::<Vec<f64>>();
-        let head = fovea_engine::fixtures::tiny_head_weights(TINY_SIZE);
         ModeWeights {
             convs: reference.layers.iter().map(|l| l.3.clone()).collect(),
             random_convs: random_weights(&engine.network.convs, seed)
@@ -148,4 +158,43 @@ pub fn record_test_image(engine: &Engine) -> (fovea_engine::record::Recording, V
         .expect("record");
     let input = rec.input.iter().map(|&v| v as f64).collect();
     (rec, input)
+}
+
+/// Each sample's value against `value`, and its gradient against central
+/// differences of `value` at every `stride`-th input of a batch of `[3,
+/// plane]` samples (a unit turning within the differences' step spoils one
+/// of them; not more than two).
+pub fn check_samples(
+    value: impl Fn(&[f64]) -> f64,
+    batch: &[f32],
+    values: &[f32],
+    grad: &[f32],
+    (plane, stride): (usize, usize),
+) {
+    for (k, &got) in values.iter().enumerate() {
+        let x: Vec<f64> = batch[k * 3 * plane..(k + 1) * 3 * plane]
+            .iter()
+            .map(|&v| v as f64)
+            .collect();
+        let want = value(&x);
+        assert!(
+            (got as f64 - want).abs() <= 1e-4 * want.abs().max(1.0),
+            "sample {k}: {got} vs {want}"
+        );
+        let mut straddling = 0;
+        for i in (0..3 * plane).step_by(stride) {
+            let h = 1e-4;
+            let at = |d: f64| {
+                let mut y = x.clone();
+                y[i] += d;
+                value(&y)
+            };
+            let fd = (at(h) - at(-h)) / (2.0 * h);
+            let g = grad[k * 3 * plane + i] as f64;
+            if (fd - g).abs() > 1e-3 * fd.abs().max(1e-2) {
+                straddling += 1;
+            }
+        }
+        assert!(straddling <= 2, "sample {k}: {straddling} gradients differ");
+    }
 }

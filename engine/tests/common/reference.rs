@@ -1,11 +1,13 @@
-//! A plain-loop f64 reference of the tiny model: conv, ReLU, first-max
-//! pooling, and the four backward modes over the whole image.
+//! A plain-loop f64 reference of a generated chain: conv (any kernel,
+//! stride, dilation, padding and grouping), ReLU, first-max pooling, and the
+//! four backward modes over the whole image.
 
-use fovea_engine::fixtures::TINY_CONVS;
+use fovea_engine::fixtures::{ChainConv, tiny_chain};
+use fovea_engine::model::network::ConvShape;
 use fovea_engine::probe::reconstruct::{Mode, NeuronAt};
 
-/// One reference layer: (in, out, pooled, weight OIHW, bias).
-pub type RefLayer = (usize, usize, bool, Vec<f64>, Vec<f64>);
+/// One reference layer: (in, out, pooled, weight OIHW, bias, geometry).
+pub type RefLayer = (usize, usize, bool, Vec<f64>, Vec<f64>, ConvShape);
 
 /// Plain reference network (f64).
 pub struct Reference {
@@ -19,6 +21,8 @@ pub struct Trace {
     pub pre: Vec<Vec<f64>>,
     /// Per layer: (h, w).
     pub dims: Vec<(usize, usize)>,
+    /// Per layer: (h, w) of the convolution's input (after its pool).
+    pub inputs: Vec<(usize, usize)>,
     /// Per pooled layer i: for each pooled output index, the argmax index in
     /// layer i-1's grid.
     pub argmax: Vec<Option<Vec<usize>>>,
@@ -46,80 +50,108 @@ pub fn first_max_pool(x: &[f64], c: usize, h: usize, w: usize) -> Vec<usize> {
     arg
 }
 
+/// For each output position along an axis, the input positions its kernel
+/// taps read (None in the padding).
+fn taps(s: &ConvShape, len: usize, axis: usize) -> Vec<Vec<Option<usize>>> {
+    let pad = s.pad(axis).0 as i64;
+    (0..s.output_len(len, axis))
+        .map(|o| {
+            (0..s.kernel)
+                .map(|k| {
+                    let i = (o * s.stride + k * s.dilation) as i64 - pad;
+                    (i >= 0 && i < len as i64).then_some(i as usize)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Calls `f(output index, input index, weight index)` for every product a
+/// convolution of `s` on `cin` planes of (h, w) into `cout` planes sums.
+fn each_product(
+    cin: usize,
+    (h, w): (usize, usize),
+    cout: usize,
+    s: &ConvShape,
+    mut f: impl FnMut(usize, usize, usize),
+) -> (usize, usize) {
+    let (ty, tx) = (taps(s, h, 0), taps(s, w, 1));
+    let (oh, ow) = (ty.len(), tx.len());
+    let (in_g, out_g) = (cin / s.groups, cout / s.groups);
+    for o in 0..cout {
+        for (y, row_taps) in ty.iter().enumerate() {
+            for (x, col_taps) in tx.iter().enumerate() {
+                let out = (o * oh + y) * ow + x;
+                for i_g in 0..in_g {
+                    let i = o / out_g * in_g + i_g;
+                    for (ky, iy) in row_taps.iter().enumerate() {
+                        for (kx, ix) in col_taps.iter().enumerate() {
+                            if let (Some(iy), Some(ix)) = (iy, ix) {
+                                let wi = ((o * in_g + i_g) * s.kernel + ky) * s.kernel + kx;
+                                f(out, (i * h + iy) * w + ix, wi);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (oh, ow)
+}
+
+/// The convolution of `x` ([cin, h, w]) and its output (h, w).
 pub fn conv(
     x: &[f64],
     cin: usize,
-    h: usize,
-    w: usize,
+    dims: (usize, usize),
     wt: &[f64],
     b: &[f64],
     cout: usize,
-) -> Vec<f64> {
-    let mut out = vec![0f64; cout * h * w];
-    for o in 0..cout {
-        for y in 0..h {
-            for xx in 0..w {
-                let mut s = b[o];
-                for i in 0..cin {
-                    for ky in 0..3 {
-                        for kx in 0..3 {
-                            let (iy, ix) = (y as i64 + ky as i64 - 1, xx as i64 + kx as i64 - 1);
-                            if iy < 0 || ix < 0 || iy >= h as i64 || ix >= w as i64 {
-                                continue;
-                            }
-                            s += wt[((o * cin + i) * 3 + ky) * 3 + kx]
-                                * x[(i * h + iy as usize) * w + ix as usize];
-                        }
-                    }
-                }
-                out[(o * h + y) * w + xx] = s;
-            }
-        }
-    }
-    out
+    s: &ConvShape,
+) -> (Vec<f64>, (usize, usize)) {
+    let (oh, ow) = (s.output_len(dims.0, 0), s.output_len(dims.1, 1));
+    let mut out: Vec<f64> = (0..cout * oh * ow).map(|k| b[k / (oh * ow)]).collect();
+    each_product(cin, dims, cout, s, |o, i, k| out[o] += wt[k] * x[i]);
+    (out, (oh, ow))
 }
 
-/// Gradient of `conv` with respect to its input (the transposed convolution).
-pub fn conv_t(g: &[f64], cin: usize, h: usize, w: usize, wt: &[f64], cout: usize) -> Vec<f64> {
-    let mut out = vec![0f64; cin * h * w];
-    for o in 0..cout {
-        for y in 0..h {
-            for xx in 0..w {
-                let v = g[(o * h + y) * w + xx];
-                if v == 0.0 {
-                    continue;
-                }
-                for i in 0..cin {
-                    for ky in 0..3 {
-                        for kx in 0..3 {
-                            let (iy, ix) = (y as i64 + ky as i64 - 1, xx as i64 + kx as i64 - 1);
-                            if iy < 0 || ix < 0 || iy >= h as i64 || ix >= w as i64 {
-                                continue;
-                            }
-                            out[(i * h + iy as usize) * w + ix as usize] +=
-                                wt[((o * cin + i) * 3 + ky) * 3 + kx] * v;
-                        }
-                    }
-                }
-            }
-        }
-    }
+/// Gradient of `conv` with respect to its input of `cin` planes (h, w).
+pub fn conv_t(
+    g: &[f64],
+    cin: usize,
+    dims: (usize, usize),
+    wt: &[f64],
+    cout: usize,
+    s: &ConvShape,
+) -> Vec<f64> {
+    let mut out = vec![0f64; cin * dims.0 * dims.1];
+    each_product(cin, dims, cout, s, |o, i, k| out[i] += wt[k] * g[o]);
     out
 }
 
 impl Reference {
+    /// The tiny model's chain with `weights`.
     pub fn new(weights: Vec<(Vec<f32>, Vec<f32>)>, size: usize) -> Reference {
+        Reference::of_chain(&tiny_chain(), weights, size)
+    }
+
+    pub fn of_chain(
+        chain: &[ChainConv],
+        weights: Vec<(Vec<f32>, Vec<f32>)>,
+        size: usize,
+    ) -> Reference {
         Reference {
-            layers: TINY_CONVS
+            layers: chain
                 .iter()
                 .zip(weights)
-                .map(|(&(i, o, p), (w, b))| {
+                .map(|(c, (w, b))| {
                     (
-                        i,
-                        o,
-                        p,
+                        c.in_channels,
+                        c.out_channels,
+                        c.pooled,
                         w.iter().map(|&v| v as f64).collect(),
                         b.iter().map(|&v| v as f64).collect(),
+                        c.shape,
                     )
                 })
                 .collect(),
@@ -133,9 +165,10 @@ impl Reference {
         let mut trace = Trace {
             pre: vec![],
             dims: vec![],
+            inputs: vec![],
             argmax: vec![],
         };
-        for (cin, cout, pooled, wt, b) in &self.layers {
+        for (cin, cout, pooled, wt, b, shape) in &self.layers {
             if *pooled {
                 let arg = first_max_pool(&x, *cin, h, w);
                 x = arg.iter().map(|&i| x[i]).collect();
@@ -145,7 +178,9 @@ impl Reference {
             } else {
                 trace.argmax.push(None);
             }
-            let pre = conv(&x, *cin, h, w, wt, b, *cout);
+            trace.inputs.push((h, w));
+            let (pre, out) = conv(&x, *cin, (h, w), wt, b, *cout, shape);
+            (h, w) = out;
             x = pre.iter().map(|&v| v.max(0.0)).collect();
             trace.pre.push(pre);
             trace.dims.push((h, w));
@@ -213,8 +248,7 @@ impl Reference {
         stop: usize,
     ) -> Vec<f64> {
         for i in (stop + 1..=l).rev() {
-            let (cin, cout, pooled, _, _) = &self.layers[i - 1];
-            let (h, w) = trace.dims[i - 1];
+            let (cin, cout, pooled, _, _, shape) = &self.layers[i - 1];
             let masked = match mode {
                 Mode::Deconvnet => false,
                 _ => i != l || mask_top,
@@ -226,7 +260,7 @@ impl Reference {
                     }
                 }
             }
-            let mut u = conv_t(&x, *cin, h, w, &weights[i - 1], *cout);
+            let mut u = conv_t(&x, *cin, trace.inputs[i - 1], &weights[i - 1], *cout, shape);
             if i == 1 {
                 return u;
             }
@@ -396,18 +430,13 @@ impl Head {
         (index, unit): (usize, usize),
     ) -> f64 {
         // The affine map with every gate fixed, run on a zero image.
-        let mut x: Vec<f64> = Vec::new();
-        let mut dims = (r.size, r.size);
-        for (i, (cin, cout, pooled, w, b)) in r.layers.iter().enumerate() {
-            let (h, wd) = trace.dims[i];
+        let mut x: Vec<f64> = vec![0.0; 3 * r.size * r.size];
+        for (i, (cin, cout, pooled, w, b, shape)) in r.layers.iter().enumerate() {
             if *pooled {
                 let arg = trace.argmax[i].as_ref().expect("switches");
                 x = arg.iter().map(|&a| x[a]).collect();
-            } else if i == 0 {
-                x = vec![0.0; cin * dims.0 * dims.1];
             }
-            dims = (h, wd);
-            let z = conv(&x, *cin, h, wd, w, b, *cout);
+            let (z, _) = conv(&x, *cin, trace.inputs[i], w, b, *cout, shape);
             x = z
                 .iter()
                 .zip(&trace.pre[i])

@@ -1,0 +1,362 @@
+//! A chain of every convolution geometry but VGG's (a strided stem, a
+//! dilated grouped 3x3, a 1x1, a depthwise stride-2 3x3 padded on one side,
+//! an even kernel) with a dense head. ONNX Runtime records the file's own
+//! nodes; a plain-loop f64 reference computes the forward pass and every
+//! backward pass. Recording, the four modes from conv and class neurons
+//! (neurons at the borders, whose windows reach into the padding, among
+//! them), the linear identity, the FOV gradient, the central differences
+//! and a feature-visualisation objective all agree.
+
+mod common;
+
+use common::reference::{Head, Reference, Trace};
+use common::{ModeWeights, check_samples, engine_of, reconstruct_all_modes, record_test_image};
+use fovea_engine::engine::Engine;
+use fovea_engine::fixtures::{
+    STRIDED_SIZE, TINY_CLASSES, chain_head_weights, strided_chain, strided_model, strided_weights,
+};
+use fovea_engine::model::network::Network;
+use fovea_engine::probe::reconstruct::{Mode, NeuronAt, Start};
+use fovea_engine::probe::visualize::VisualizeOptions;
+use fovea_engine::record::Recording;
+use fovea_onnx::proto::AttributeProto;
+use fovea_onnx::{Attr, attribute};
+
+struct Setup {
+    engine: Engine,
+    rec: Recording,
+    reference: Reference,
+    input: Vec<f64>,
+}
+
+fn setup() -> Setup {
+    let engine = engine_of(&strided_model(true), STRIDED_SIZE, "strided");
+    let (rec, input) = record_test_image(&engine);
+    Setup {
+        engine,
+        rec,
+        reference: Reference::of_chain(&strided_chain(), strided_weights(), STRIDED_SIZE),
+        input,
+    }
+}
+
+fn max_abs(v: &[f64]) -> f64 {
+    v.iter().fold(0.0, |m, x| m.max(x.abs()))
+}
+
+fn max_diff(got: &[f32], want: &[f64]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    got.iter()
+        .zip(want)
+        .fold(0f64, |m, (&a, &b)| m.max((a as f64 - b).abs()))
+}
+
+/// The strongest neuron of every layer and the four corners of its grid
+/// (whose FOV windows reach into the padding on two sides).
+fn probe_neurons(s: &Setup) -> Vec<NeuronAt> {
+    let mut out = Vec::new();
+    for l in 1..=s.engine.network.convs.len() {
+        let top = fovea_engine::record::top_activations(s.rec.layer(l), 1, None, false)[0];
+        out.push(NeuronAt {
+            layer: l,
+            feature: top.feature,
+            y: top.y,
+            x: top.x,
+        });
+        let g = s.engine.geometry[l];
+        for (y, x) in [
+            (0, 0),
+            (0, g.width - 1),
+            (g.height - 1, 0),
+            (g.height - 1, g.width - 1),
+        ] {
+            out.push(NeuronAt {
+                layer: l,
+                feature: (y + x) % g.channels,
+                y,
+                x,
+            });
+        }
+    }
+    out
+}
+
+fn pre_at(trace: &Trace, s: &Setup, n: NeuronAt) -> f64 {
+    let g = s.engine.geometry[n.layer];
+    trace.pre[n.layer - 1][(n.feature * g.height + n.y) * g.width + n.x]
+}
+
+#[test]
+fn the_chain_is_read_with_its_geometry() {
+    let s = setup();
+    let trace = s.reference.forward(&s.input);
+    let convs = &s.engine.network.convs;
+    let chain = strided_chain();
+    assert_eq!(convs.len(), chain.len());
+    for (c, want) in convs.iter().zip(&chain) {
+        assert_eq!(c.shape, want.shape, "{}", c.name);
+        assert_eq!(c.pooled, want.pooled, "{}", c.name);
+    }
+    let sides: Vec<(usize, usize)> = s.engine.geometry[1..]
+        .iter()
+        .map(|g| (g.height, g.width))
+        .collect();
+    assert_eq!(sides, trace.dims);
+    assert_eq!(sides, [(21, 21), (21, 21), (10, 10), (5, 5), (5, 5)]);
+    // Fields of view by hand: 5; +4 at stride 2 -> 13; pool +2 -> 15; 1x1
+    // keeps it; 3x3 at stride 4 -> 23; 2x2 at stride 8 -> 31.
+    let fields: Vec<(usize, usize)> = s.engine.geometry[1..]
+        .iter()
+        .map(|g| (g.fov, g.stride))
+        .collect();
+    assert_eq!(fields, [(5, 2), (13, 2), (15, 4), (23, 8), (31, 8)]);
+}
+
+#[test]
+fn the_recording_matches_the_reference_forward() {
+    let s = setup();
+    let trace = s.reference.forward(&s.input);
+    let pass = s.engine.forward(&s.rec.input).expect("forward");
+    for (l, (got, pre)) in pass.activations.iter().zip(&trace.pre).enumerate() {
+        let want: Vec<f64> = pre.iter().map(|&v| v.max(0.0)).collect();
+        let scale = max_abs(&want);
+        let diff = max_diff(got, &want);
+        assert!(diff <= 1e-5 * scale, "layer {}: {diff} of {scale}", l + 1);
+        let lr = s.rec.layer(l + 1);
+        let mut active = 0;
+        for (i, &p) in pre.iter().enumerate() {
+            if p.abs() > 1e-4 * scale {
+                assert_eq!(lr.mask.get(i), p > 0.0, "layer {} unit {i}", l + 1);
+                active += usize::from(p > 0.0);
+            }
+        }
+        assert!(active > 0 && active < pre.len(), "layer {}", l + 1);
+    }
+    assert_eq!(pass.scores.len(), TINY_CLASSES);
+}
+
+/// Conv neurons (including the corners) and every class, in all four modes
+/// with trained and random weights, with the linear identity.
+#[test]
+fn all_four_modes_from_conv_and_class_neurons_equal_the_reference() {
+    let s = setup();
+    let trace = s.reference.forward(&s.input);
+    let head_weights = chain_head_weights(&strided_chain(), STRIDED_SIZE);
+    let head = Head::new(head_weights.clone());
+    let ht = head.forward(&s.reference, &trace);
+    let seed = 3;
+    let weights = ModeWeights::with_head(&s.engine, &s.reference, &head_weights, seed);
+    let convs = s.engine.network.convs.len();
+    let mut neurons = probe_neurons(&s);
+    for class in 0..TINY_CLASSES {
+        neurons.push(
+            s.engine
+                .ascent_neuron("n", &(convs + 2).to_string(), class as i64, 0, 0)
+                .expect("class"),
+        );
+    }
+    let got = reconstruct_all_modes(&s.engine, &s.rec, &neurons, seed);
+    let mut worst = 0f64;
+    for r in &got {
+        let n = neurons[r.neuron_index];
+        let (cw, hw) = weights.of(r.mode);
+        let want = if n.layer <= convs {
+            s.reference.backward(&trace, n, r.mode, cw, 1.0)
+        } else {
+            head.backward(&s.reference, &trace, &ht, (1, n.feature), r.mode, cw, hw)
+        };
+        let scale = max_abs(&want);
+        let diff = max_diff(&r.values, &want);
+        if scale > 0.0 {
+            worst = worst.max(diff / scale);
+        }
+        assert!(
+            diff <= 1e-5 * scale.max(1e-30),
+            "{:?} {n:?}: {diff} of {scale}",
+            r.mode
+        );
+        if r.mode == Mode::LinearFilter {
+            let pre = if n.layer <= convs {
+                pre_at(&trace, &s, n)
+            } else {
+                ht.pre[1][n.feature]
+            };
+            let dot: f64 = r
+                .values
+                .iter()
+                .zip(&s.input)
+                .map(|(&a, &b)| a as f64 * b)
+                .sum();
+            let b = r.effective_bias.expect("effective bias") as f64;
+            assert!(
+                (dot + b - pre).abs() <= 1e-5 * pre.abs().max(1.0),
+                "{n:?}: {dot} + {b} != {pre}"
+            );
+        }
+    }
+    eprintln!("worst relative difference {worst:e}");
+}
+
+/// The linear filter against central differences of the reference's
+/// forward pass, and the ascent graph's gradient over the FOV window
+/// against the linear filter over the whole image.
+#[test]
+fn the_linear_filter_is_the_central_difference_gradient_and_the_fov_gradient() {
+    let s = setup();
+    let neurons = probe_neurons(&s);
+    let pass = s.engine.forward(&s.rec.input).expect("forward");
+    // The strongest neuron of each layer and one corner of the top layer.
+    let picks: Vec<NeuronAt> = neurons
+        .iter()
+        .step_by(5)
+        .copied()
+        .chain(neurons.last().copied())
+        .collect();
+    for n in picks {
+        let r = &s
+            .engine
+            .reconstruct(&s.rec, &[n], &[Mode::LinearFilter], Start::OneHot, 0)
+            .expect("reconstruct")[0];
+        let preact = |x: &[f64]| pre_at(&s.reference.forward(x), &s, n);
+        let eps = 1e-3;
+        let (mut num, mut den) = (0f64, 0f64);
+        let mut x = s.input.clone();
+        let b = r.fov;
+        for c in 0..3 {
+            for y in b.y0..b.y1 {
+                for xx in b.x0..b.x1 {
+                    let i = (c * STRIDED_SIZE + y) * STRIDED_SIZE + xx;
+                    x[i] = s.input[i] + eps;
+                    let up = preact(&x);
+                    x[i] = s.input[i] - eps;
+                    let down = preact(&x);
+                    x[i] = s.input[i];
+                    let fd = (up - down) / (2.0 * eps);
+                    num += (fd - r.values[i] as f64).powi(2);
+                    den += fd.powi(2);
+                }
+            }
+        }
+        let rel = (num / den.max(1e-30)).sqrt();
+        assert!(den > 0.0 && rel <= 1e-2, "{n:?}: relative error {rel}");
+
+        let (pre, grad) = s.engine.fov_gradient(n, &s.rec.input).expect("gradient");
+        let scale = r.values.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let diff = grad
+            .iter()
+            .zip(&r.values)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(diff <= 1e-5 * scale, "{n:?}: {diff} vs {scale}");
+        let g = s.engine.geometry[n.layer];
+        let act = pass.activations[n.layer - 1][(n.feature * g.height + n.y) * g.width + n.x];
+        if act > 0.0 {
+            assert!((pre - act).abs() <= 1e-4 * act.max(1.0), "{pre} vs {act}");
+        }
+    }
+}
+
+/// A feature-visualisation objective over the whole image (strided
+/// transposed convolutions restoring the rows the stride leaves unread):
+/// its value and its gradient against the reference.
+#[test]
+fn an_objective_and_its_gradient_equal_the_reference() {
+    use rand::{Rng, SeedableRng};
+    let s = setup();
+    let objective = s
+        .engine
+        .parse_objective("channel(5,3) + 0.05*layer(2) - neuron(4,7,4,4)", &[])
+        .expect("objective");
+    let opts = VisualizeOptions::new(objective);
+    let plane = STRIDED_SIZE * STRIDED_SIZE;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+    let batch: Vec<f32> = (0..2 * 3 * plane)
+        .map(|_| rng.random_range(-1.5f32..1.5))
+        .collect();
+    let (values, _, grad) = s
+        .engine
+        .evaluate_objective(&opts, &batch, 2)
+        .expect("evaluate");
+    let value = |x: &[f64]| {
+        let t = s.reference.forward(x);
+        let (h, w) = t.dims[4];
+        let channel = t.pre[4][3 * h * w..4 * h * w].iter().sum::<f64>() / (h * w) as f64;
+        let squares: f64 = t.pre[1].iter().map(|&v| v.max(0.0).powi(2)).sum();
+        let (h, w) = t.dims[3];
+        channel + 0.05 * squares - t.pre[3][(7 * h + 4) * w + 4]
+    };
+    check_samples(value, &batch, &values, &grad, (plane, 23));
+}
+
+/// The network read from the strided model with conv `k`'s attributes
+/// edited, or the loader's message.
+fn read_with(k: usize, edit: impl FnOnce(&mut Vec<AttributeProto>)) -> Result<Network, String> {
+    let mut model = fovea_onnx::decode_model(&strided_model(false)).expect("decode");
+    let graph = model.graph.as_mut().expect("graph");
+    let conv = graph
+        .node
+        .iter_mut()
+        .filter(|n| n.op_type == "Conv")
+        .nth(k)
+        .expect("conv");
+    edit(&mut conv.attribute);
+    Network::from_model(&model).map_err(|e| e.to_string())
+}
+
+fn set(attrs: &mut Vec<AttributeProto>, name: &str, value: Attr) {
+    attrs.retain(|a| a.name != name);
+    attrs.push(attribute(name, value));
+}
+
+#[test]
+fn auto_pad_at_stride_1_pads_as_onnx_says_and_strided_auto_pad_is_refused() {
+    // The 2x2 kernel of layer 5: SAME_UPPER puts the odd pixel at the end.
+    for (mode, pads) in [("SAME_UPPER", [0, 0, 1, 1]), ("SAME_LOWER", [1, 1, 0, 0])] {
+        let net = read_with(4, |a| {
+            a.retain(|a| a.name != "pads");
+            set(a, "auto_pad", Attr::Str(mode));
+        })
+        .expect("auto_pad");
+        assert_eq!(net.convs[4].shape.pads, pads, "{mode}");
+    }
+    let valid = read_with(2, |a| set(a, "auto_pad", Attr::Str("VALID"))).expect("VALID");
+    assert_eq!(valid.convs[2].shape.pads, [0; 4]);
+    let err = read_with(0, |a| set(a, "auto_pad", Attr::Str("SAME_UPPER"))).expect_err("stride 2");
+    assert!(
+        err.contains("auto_pad") && err.contains("stride 2") && err.contains("explicit pads"),
+        "{err}"
+    );
+}
+
+#[test]
+fn convolutions_outside_the_supported_geometry_are_refused_by_name() {
+    let cases: [(usize, &str, Attr, &str); 4] = [
+        (
+            0,
+            "strides",
+            Attr::Ints(vec![2, 1]),
+            "equal, positive values",
+        ),
+        (
+            1,
+            "dilations",
+            Attr::Ints(vec![0, 0]),
+            "equal, positive values",
+        ),
+        (
+            0,
+            "pads",
+            Attr::Ints(vec![5, 5, 5, 5]),
+            "expected four values in 0..5",
+        ),
+        (1, "group", Attr::Int(3), "in 3 groups on 8 input channels"),
+    ];
+    for (k, name, value, says) in cases {
+        let err = read_with(k, |a| set(a, name, value)).expect_err(name);
+        assert!(
+            err.contains("(Conv)") && err.contains(says),
+            "{name}: {err}"
+        );
+    }
+    let err = read_with(0, |a| set(a, "kernel_shape", Attr::Ints(vec![5, 3]))).expect_err("kernel");
+    assert!(err.contains("kernel_shape [5, 3]"), "{err}");
+}
