@@ -327,6 +327,84 @@ fn a_batch_normalised_model_is_folded_and_probed() {
     );
 }
 
+/// A chain of strided, dilated, grouped and one-side-padded convolutions:
+/// `fovea model` shows each layer's geometry, and the probes and the four
+/// figures run on it.
+#[test]
+fn a_strided_model_shows_its_geometry_and_is_probed() {
+    use fovea_engine::fixtures::{STRIDED_SIZE, strided_model};
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("strided.onnx");
+    std::fs::write(&model, strided_model(true)).unwrap();
+    let image = dir.path().join("test.png");
+    std::fs::write(&image, fovea_engine::fixtures::test_image_png(40, 40)).unwrap();
+    let size = STRIDED_SIZE.to_string();
+    let args = [
+        "--model",
+        model.to_str().unwrap(),
+        "--input-size",
+        &size,
+        "--ep",
+        "cpu",
+    ];
+    let run = |extra: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(extra);
+        fovea(&all)
+    };
+    let text = ok(&run(&["model"]));
+    for needle in [
+        "5x5/2 p2",
+        "3x3 d2 g2 p2",
+        "1x1 p0",
+        "3x3/2 g12 p0,0,1,1",
+        "2x2 p1,0,0,1",
+    ] {
+        assert!(text.contains(needle), "{needle}: {text}");
+    }
+    let m = json(&run(&["--json", "model"]));
+    let first = &m["layers"][1];
+    assert_eq!(first["conv"]["kernel"], 5, "{m}");
+    assert_eq!(first["conv"]["stride"], 2, "{m}");
+    assert_eq!(
+        (first["height"].clone(), first["fov"].clone()),
+        (21.into(), 5.into())
+    );
+    assert!(m["layers"][0].get("conv").is_none(), "{m}");
+    // A corner neuron of the depthwise stride-2 layer, whose window reaches
+    // into the padding.
+    let png = dir.path().join("r.png");
+    let r = json(&run(&[
+        "--json",
+        "reconstruct",
+        image.to_str().unwrap(),
+        "--layer",
+        "4",
+        "--feature",
+        "7",
+        "--at",
+        "4,4",
+        "-o",
+        png.to_str().unwrap(),
+    ]));
+    assert!(r.is_object(), "{r}");
+    let (w, h, flat) = picture(&png);
+    assert!(w > 0 && h > 0 && !flat);
+    let out_dir = dir.path().join("figs");
+    ok(&run(&[
+        "figures",
+        image.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--steps",
+        "4",
+    ]));
+    for f in ["fig2.png", "fig4.png", "fig5.png", "fig6.png"] {
+        let (w, h, flat) = picture(&out_dir.join(f));
+        assert!(w > 100 && h > 100 && !flat, "{f}: {w}x{h}");
+    }
+}
+
 #[test]
 fn bad_arguments_are_one_line_errors() {
     let (dir, _model, d) = tiny_daemon();

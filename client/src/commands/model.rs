@@ -61,6 +61,17 @@ struct Layer<'a> {
     stride: u32,
     #[serde(skip_serializing_if = "str::is_empty")]
     folded_batch_norm: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    conv: Option<Conv<'a>>,
+}
+
+#[derive(Serialize)]
+struct Conv<'a> {
+    kernel: u32,
+    stride: u32,
+    dilation: u32,
+    groups: u32,
+    pads: &'a [u32],
 }
 
 impl<'a> View<'a> {
@@ -109,6 +120,13 @@ impl<'a> View<'a> {
                     fov: l.fov,
                     stride: l.stride,
                     folded_batch_norm: &l.folded_batch_norm,
+                    conv: l.conv.as_ref().map(|c| Conv {
+                        kernel: c.kernel,
+                        stride: c.stride,
+                        dilation: c.dilation,
+                        groups: c.groups,
+                        pads: &c.pads,
+                    }),
                 })
                 .collect(),
         }
@@ -150,12 +168,12 @@ fn print_text(m: &pb::ModelInfo, prov: &pb::Provenance, pre: &pb::Preprocessing)
         pre.profile
     );
     println!(
-        "{:>3}  {:<8} {:>16} {:>6} {:>6}  pool",
-        "#", "name", "C x H x W", "FOV", "stride"
+        "{:>3}  {:<8} {:>16} {:>6} {:>6}  {:<4}  conv",
+        "#", "name", "C x H x W", "FOV", "stride", "pool"
     );
     for l in &m.layers {
         println!(
-            "{:>3}  {:<8} {:>16} {:>6} {:>6}  {}",
+            "{:>3}  {:<8} {:>16} {:>6} {:>6}  {:<4}  {}",
             l.number,
             l.name,
             format!("{}x{}x{}", l.channels, l.height, l.width),
@@ -169,7 +187,8 @@ fn print_text(m: &pb::ModelInfo, prov: &pb::Provenance, pre: &pb::Preprocessing)
             } else {
                 "-".into()
             },
-            if l.pooled { "yes" } else { "" }
+            if l.pooled { "yes" } else { "" },
+            l.conv.as_ref().map(conv_text).unwrap_or_default()
         );
     }
     let folded = m
@@ -179,5 +198,49 @@ fn print_text(m: &pb::ModelInfo, prov: &pb::Provenance, pre: &pb::Preprocessing)
         .count();
     if folded > 0 {
         println!("batch norm folded into the convolutions of {folded} layers");
+    }
+}
+
+/// A convolution's geometry in a few characters: `7x7/2 p3`, `3x3 d2 g32
+/// p2`, `3x3/2 p0,0,1,1` (stride, dilation and groups only when not 1;
+/// pads as one number when equal on every side).
+fn conv_text(c: &pb::ConvGeometry) -> String {
+    let mut s = format!("{0}x{0}", c.kernel);
+    if c.stride > 1 {
+        s += &format!("/{}", c.stride);
+    }
+    if c.dilation > 1 {
+        s += &format!(" d{}", c.dilation);
+    }
+    if c.groups > 1 {
+        s += &format!(" g{}", c.groups);
+    }
+    match c.pads.as_slice() {
+        [p, rest @ ..] if rest.iter().all(|q| q == p) => s += &format!(" p{p}"),
+        pads => {
+            let all: Vec<String> = pads.iter().map(u32::to_string).collect();
+            s += &format!(" p{}", all.join(","));
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conv_geometry_reads_in_a_few_characters() {
+        let conv = |kernel, stride, dilation, groups, pads: [u32; 4]| pb::ConvGeometry {
+            kernel,
+            stride,
+            dilation,
+            groups,
+            pads: pads.to_vec(),
+        };
+        assert_eq!(conv_text(&conv(3, 1, 1, 1, [1; 4])), "3x3 p1");
+        assert_eq!(conv_text(&conv(7, 2, 1, 1, [3; 4])), "7x7/2 p3");
+        assert_eq!(conv_text(&conv(3, 1, 2, 32, [2; 4])), "3x3 d2 g32 p2");
+        assert_eq!(conv_text(&conv(3, 2, 1, 1, [0, 0, 1, 1])), "3x3/2 p0,0,1,1");
     }
 }

@@ -440,6 +440,7 @@ pub fn model_info(engine: &Engine) -> pb::ModelInfo {
         stride: 1,
         source_node: net.input_name.clone(),
         folded_batch_norm: String::new(),
+        conv: None,
     }];
     for (c, g) in net.convs.iter().zip(&engine.geometry[1..]) {
         layers.push(pb::Layer {
@@ -454,6 +455,13 @@ pub fn model_info(engine: &Engine) -> pb::ModelInfo {
             stride: g.stride as u32,
             source_node: c.conv_node.clone(),
             folded_batch_norm: c.batch_norm.clone().unwrap_or_default(),
+            conv: Some(pb::ConvGeometry {
+                kernel: c.shape.kernel as u32,
+                stride: c.shape.stride as u32,
+                dilation: c.shape.dilation as u32,
+                groups: c.shape.groups as u32,
+                pads: c.shape.pads.iter().map(|&p| p as u32).collect(),
+            }),
         });
     }
     for d in &net.dense {
@@ -469,6 +477,7 @@ pub fn model_info(engine: &Engine) -> pb::ModelInfo {
             stride: 0,
             source_node: d.node.clone(),
             folded_batch_norm: String::new(),
+            conv: None,
         });
     }
     let p = &engine.profile;

@@ -100,7 +100,7 @@ class GetModelRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Layer(_message.Message):
-    __slots__ = ("number", "name", "kind", "channels", "height", "width", "pooled", "fov", "stride", "source_node", "folded_batch_norm")
+    __slots__ = ("number", "name", "kind", "channels", "height", "width", "pooled", "fov", "stride", "source_node", "folded_batch_norm", "conv")
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -112,6 +112,7 @@ class Layer(_message.Message):
     STRIDE_FIELD_NUMBER: _ClassVar[int]
     SOURCE_NODE_FIELD_NUMBER: _ClassVar[int]
     FOLDED_BATCH_NORM_FIELD_NUMBER: _ClassVar[int]
+    CONV_FIELD_NUMBER: _ClassVar[int]
     number: int
     name: str
     kind: LayerKind
@@ -123,7 +124,22 @@ class Layer(_message.Message):
     stride: int
     source_node: str
     folded_batch_norm: str
-    def __init__(self, number: _Optional[int] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[LayerKind, str]] = ..., channels: _Optional[int] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., pooled: bool = ..., fov: _Optional[int] = ..., stride: _Optional[int] = ..., source_node: _Optional[str] = ..., folded_batch_norm: _Optional[str] = ...) -> None: ...
+    conv: ConvGeometry
+    def __init__(self, number: _Optional[int] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[LayerKind, str]] = ..., channels: _Optional[int] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., pooled: bool = ..., fov: _Optional[int] = ..., stride: _Optional[int] = ..., source_node: _Optional[str] = ..., folded_batch_norm: _Optional[str] = ..., conv: _Optional[_Union[ConvGeometry, _Mapping]] = ...) -> None: ...
+
+class ConvGeometry(_message.Message):
+    __slots__ = ("kernel", "stride", "dilation", "groups", "pads")
+    KERNEL_FIELD_NUMBER: _ClassVar[int]
+    STRIDE_FIELD_NUMBER: _ClassVar[int]
+    DILATION_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    PADS_FIELD_NUMBER: _ClassVar[int]
+    kernel: int
+    stride: int
+    dilation: int
+    groups: int
+    pads: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, kernel: _Optional[int] = ..., stride: _Optional[int] = ..., dilation: _Optional[int] = ..., groups: _Optional[int] = ..., pads: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Preprocessing(_message.Message):
     __slots__ = ("input_size", "layout", "channel_order", "scale", "mean", "std", "profile")
