@@ -184,6 +184,12 @@ impl Engine {
             head = engine.head_enabled,
             "model loaded"
         );
+        if let Some(why) = &engine.network.probe_stop {
+            tracing::warn!(
+                "layers after {} are not probed: {why}",
+                engine.network.convs.len()
+            );
+        }
         Ok(engine)
     }
 

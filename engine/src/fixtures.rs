@@ -355,6 +355,167 @@ pub fn chain_model(
     encode(&g.finish())
 }
 
+/// Input side of the residual model.
+pub const RESIDUAL_SIZE: usize = 32;
+
+/// Channels of the residual model's stem and block.
+pub const RESIDUAL_WIDTH: usize = 8;
+
+/// The residual model's stem as a chain: a 7x7/2 convolution padded by 3
+/// (32 -> 16), batch-normalised.
+pub fn residual_stem() -> ChainConv {
+    ChainConv {
+        in_channels: 3,
+        out_channels: RESIDUAL_WIDTH,
+        pooled: false,
+        shape: ConvShape {
+            kernel: 7,
+            stride: 2,
+            pads: [3; 4],
+            ..ConvShape::SAME_3X3
+        },
+    }
+}
+
+/// A ResNet-shaped model: the stem (conv 7x7/2 + batch norm + ReLU), with
+/// `stem_pool` a 3x3/2 max pool padded by 1, then a basic block (two 3x3
+/// convolutions with batch norm, the block's input added before the last
+/// ReLU), global average pooling and a dense layer to [`TINY_CLASSES`]
+/// classes. Batch norms from [`residual_batch_norms`], epsilon
+/// [`TINY_BN_EPSILON`].
+pub fn residual_model(stem_pool: bool) -> Vec<u8> {
+    let mut g = GraphBuilder::new("residual");
+    let size = RESIDUAL_SIZE as i64;
+    let input = g.input(
+        "input",
+        DataType::Float,
+        &[
+            Dim::Named("N"),
+            Dim::Fixed(3),
+            Dim::Fixed(size),
+            Dim::Fixed(size),
+        ],
+    );
+    let chain = residual_convs();
+    let weights = residual_weights();
+    let norms = residual_batch_norms();
+    let conv_bn = |g: &mut GraphBuilder, k: usize, x: &str| -> String {
+        let (c, (w, _)) = (&chain[k], &weights[k]);
+        let shape = c.shape;
+        let kernel = shape.kernel as i64;
+        let o = c.out_channels as i64;
+        let wn = g.initializer(f32_tensor(
+            &format!("conv{k}.weight"),
+            &[o, c.in_channels as i64, kernel, kernel],
+            w,
+        ));
+        let z = g.node("Conv", &[x, &wn], shape.attrs(shape.own_pads()));
+        let params: Vec<String> = ["weight", "bias", "running_mean", "running_var"]
+            .iter()
+            .zip(&norms[k])
+            .map(|(what, v)| g.initializer(f32_tensor(&format!("bn{k}.{what}"), &[o], v)))
+            .collect();
+        let mut inputs = vec![z.as_str()];
+        inputs.extend(params.iter().map(String::as_str));
+        g.node(
+            "BatchNormalization",
+            &inputs,
+            vec![("epsilon", Attr::Float(TINY_BN_EPSILON))],
+        )
+    };
+    let z = conv_bn(&mut g, 0, &input);
+    let mut x = g.node("Relu", &[&z], vec![]);
+    if stem_pool {
+        x = g.node(
+            "MaxPool",
+            &[&x],
+            vec![
+                ("kernel_shape", Attr::Ints(vec![3, 3])),
+                ("strides", Attr::Ints(vec![2, 2])),
+                ("pads", Attr::Ints(vec![1; 4])),
+            ],
+        );
+    }
+    let z = conv_bn(&mut g, 1, &x);
+    let y = g.node("Relu", &[&z], vec![]);
+    let z = conv_bn(&mut g, 2, &y);
+    let sum = g.node("Add", &[&z, &x], vec![]);
+    let y = g.node("Relu", &[&sum], vec![]);
+    let pooled = g.node("GlobalAveragePool", &[&y], vec![]);
+    let flat = g.node("Flatten", &[&pooled], vec![("axis", Attr::Int(1))]);
+    let [(w, b)] = residual_head_weights();
+    let classes = TINY_CLASSES as i64;
+    let w = g.initializer(f32_tensor(
+        "fc.weight",
+        &[classes, RESIDUAL_WIDTH as i64],
+        &w,
+    ));
+    let b = g.initializer(f32_tensor("fc.bias", &[classes], &b));
+    g.node_named(
+        "Gemm",
+        &[&flat, &w, &b],
+        "logits",
+        vec![("transB", Attr::Int(1))],
+    );
+    g.output(
+        "logits",
+        DataType::Float,
+        &[Dim::Named("N"), Dim::Fixed(classes)],
+    );
+    encode(&g.finish())
+}
+
+/// The residual model's three convolutions: the stem and the block's two.
+pub fn residual_convs() -> [ChainConv; 3] {
+    let block = ChainConv {
+        in_channels: RESIDUAL_WIDTH,
+        out_channels: RESIDUAL_WIDTH,
+        pooled: false,
+        shape: ConvShape::SAME_3X3,
+    };
+    [residual_stem(), block, block]
+}
+
+/// Weights (OIHW, bias-free) of the residual model's three convolutions.
+pub fn residual_weights() -> Vec<(Vec<f32>, Vec<f32>)> {
+    chain_weights(&residual_convs(), 23)
+        .into_iter()
+        .map(|(w, b)| (w, vec![0.0; b.len()]))
+        .collect()
+}
+
+/// Batch norm parameters (scale, shift, mean, variance) of the residual
+/// model's three convolutions.
+pub fn residual_batch_norms() -> Vec<[Vec<f32>; 4]> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(29);
+    let mut uniform = |lo: f32, hi: f32| -> Vec<f32> {
+        (0..RESIDUAL_WIDTH)
+            .map(|_| rng.random_range(lo..hi))
+            .collect()
+    };
+    (0..3)
+        .map(|_| {
+            [
+                uniform(0.5, 1.5),
+                uniform(-0.3, 0.3),
+                uniform(-0.5, 0.5),
+                uniform(0.3, 2.5),
+            ]
+        })
+        .collect()
+}
+
+/// The residual model's dense layer: [classes, width] and its bias.
+pub fn residual_head_weights() -> [(Vec<f32>, Vec<f32>); 1] {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(31);
+    let n = TINY_CLASSES * RESIDUAL_WIDTH;
+    let w = (0..n).map(|_| rng.random_range(-0.5f32..0.5)).collect();
+    let b = (0..TINY_CLASSES)
+        .map(|_| rng.random_range(-0.1f32..0.1))
+        .collect();
+    [(w, b)]
+}
+
 /// A deterministic test picture (smooth gradients plus a few edges and flat
 /// areas, so pooling ties and inactive units both occur), PNG-encoded.
 pub fn test_image_png(width: u32, height: u32) -> Vec<u8> {

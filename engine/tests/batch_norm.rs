@@ -8,38 +8,18 @@
 mod common;
 
 use common::reference::{Head, Reference};
-use common::{ModeWeights, TINY_SIZE, engine_of, reconstruct_all_modes, record_test_image};
+use common::{ModeWeights, TINY_SIZE, engine_of, folded, reconstruct_all_modes, record_test_image};
 use fovea_engine::engine::Engine;
 use fovea_engine::fixtures::{
-    TINY_BN_EPSILON, TINY_CONVS, tiny_batch_norms, tiny_head_weights, tiny_model_with, tiny_weights,
+    TINY_CONVS, tiny_batch_norms, tiny_head_weights, tiny_model_with, tiny_weights,
 };
 use fovea_engine::model::network::Layout;
 use fovea_engine::probe::reconstruct::{Mode, NeuronAt};
 use fovea_engine::record::Recording;
 
-/// The tiny model's weights with each batch norm folded in, in f64: the
-/// conv has no bias, so `b' = B - mean * k` with `k = scale / sqrt(var + eps)`.
+/// The tiny model's weights with each batch norm folded in.
 fn folded_weights() -> Vec<(Vec<f32>, Vec<f32>)> {
-    tiny_weights()
-        .into_iter()
-        .zip(tiny_batch_norms())
-        .map(|((w, _), [scale, shift, mean, var])| {
-            let out = scale.len();
-            let per = w.len() / out;
-            let k: Vec<f64> = (0..out)
-                .map(|o| scale[o] as f64 / (var[o] as f64 + TINY_BN_EPSILON as f64).sqrt())
-                .collect();
-            let w = w
-                .iter()
-                .enumerate()
-                .map(|(i, &v)| (v as f64 * k[i / per]) as f32)
-                .collect();
-            let b = (0..out)
-                .map(|o| (shift[o] as f64 - mean[o] as f64 * k[o]) as f32)
-                .collect();
-            (w, b)
-        })
-        .collect()
+    folded(tiny_weights(), tiny_batch_norms())
 }
 
 struct Setup {

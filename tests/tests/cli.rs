@@ -405,6 +405,67 @@ fn a_strided_model_shows_its_geometry_and_is_probed() {
     }
 }
 
+/// A ResNet-shaped file: its stem is probed, `fovea model` says where and
+/// why the probe-able layers end, and the whole file still predicts.
+#[test]
+fn a_resnet_shaped_model_says_where_probing_stops_and_predicts() {
+    use fovea_engine::fixtures::{RESIDUAL_SIZE, TINY_CLASSES, residual_model};
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("residual.onnx");
+    std::fs::write(&model, residual_model(true)).unwrap();
+    let image = dir.path().join("test.png");
+    std::fs::write(&image, fovea_engine::fixtures::test_image_png(40, 40)).unwrap();
+    let size = RESIDUAL_SIZE.to_string();
+    let args = [
+        "--model",
+        model.to_str().unwrap(),
+        "--input-size",
+        &size,
+        "--ep",
+        "cpu",
+    ];
+    let run = |extra: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(extra);
+        fovea(&all)
+    };
+    let text = ok(&run(&["model"]));
+    assert!(
+        text.contains("probed up to layer 1; the rest runs for the predictions only: node")
+            && text.contains("(MaxPool) is not a 2x2 stride-2 max pool")
+            && text.contains("7x7/2 p3"),
+        "{text}"
+    );
+    let m = json(&run(&["--json", "model"]));
+    assert!(
+        m["probe_stop"]
+            .as_str()
+            .is_some_and(|s| s.contains("MaxPool")),
+        "{m}"
+    );
+    assert_eq!(m["num_classes"], TINY_CLASSES);
+    let r = json(&run(&["--json", "record", image.to_str().unwrap()]));
+    let predictions = r["predictions"].as_array().expect("predictions");
+    assert!(!predictions.is_empty(), "{r}");
+    let png = dir.path().join("r.png");
+    let r = json(&run(&[
+        "--json",
+        "reconstruct",
+        image.to_str().unwrap(),
+        "--layer",
+        "1",
+        "--feature",
+        "3",
+        "--at",
+        "8,8",
+        "-o",
+        png.to_str().unwrap(),
+    ]));
+    assert!(r.is_object(), "{r}");
+    let (w, h, flat) = picture(&png);
+    assert!(w > 0 && h > 0 && !flat);
+}
+
 #[test]
 fn bad_arguments_are_one_line_errors() {
     let (dir, _model, d) = tiny_daemon();

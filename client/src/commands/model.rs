@@ -15,6 +15,8 @@ struct View<'a> {
     provenance: Provenance<'a>,
     preprocessing: Preprocessing<'a>,
     layers: Vec<Layer<'a>>,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    probe_stop: &'a str,
 }
 
 #[derive(Serialize)]
@@ -129,6 +131,7 @@ impl<'a> View<'a> {
                     }),
                 })
                 .collect(),
+            probe_stop: &m.probe_stop,
         }
     }
 }
@@ -197,7 +200,15 @@ fn print_text(m: &pb::ModelInfo, prov: &pb::Provenance, pre: &pb::Preprocessing)
         .filter(|l| !l.folded_batch_norm.is_empty())
         .count();
     if folded > 0 {
-        println!("batch norm folded into the convolutions of {folded} layers");
+        let layers = if folded == 1 { "layer" } else { "layers" };
+        println!("batch norm folded into the convolutions of {folded} {layers}");
+    }
+    if !m.probe_stop.is_empty() {
+        let probed = m.layers.iter().filter(|l| l.conv.is_some()).count();
+        println!(
+            "probed up to layer {probed}; the rest runs for the predictions only: {}",
+            m.probe_stop
+        );
     }
 }
 

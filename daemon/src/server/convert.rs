@@ -503,10 +503,11 @@ pub fn model_info(engine: &Engine) -> pb::ModelInfo {
             size_bytes: prov.size_bytes,
         }),
         num_classes: if engine.head_enabled {
-            net.dense.last().map_or(0, |d| d.units as u32)
+            net.classes.unwrap_or(0) as u32
         } else {
             0
         },
+        probe_stop: net.probe_stop.clone().unwrap_or_default(),
         class_labels: net.labels.clone(),
         producer: net.producer.clone(),
         onnxruntime_version: engine.runtime_version().into(),

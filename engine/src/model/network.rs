@@ -169,6 +169,12 @@ pub struct Network {
     pub dense: Vec<DenseLayer>,
     /// The graph output holding class scores, when the model has a head.
     pub head_output: Option<String>,
+    /// Classes of the head's output, when the file says.
+    pub classes: Option<usize>,
+    /// Why the probe-able layers end before the head, when they do (the
+    /// node and op where the chain stops; the rest of the model still runs
+    /// for the predictions).
+    pub probe_stop: Option<String>,
     pub producer: String,
     pub labels: Vec<String>,
 }
@@ -306,89 +312,59 @@ impl Network {
         let mut pending_pool = false;
         let mut block = 1usize;
         let mut in_block = 0usize;
-        while let Some(n) = single(&cur) {
-            match n.op_type.as_str() {
-                "Conv" => {
-                    let wname = n.input.get(1).map(String::as_str).unwrap_or("");
-                    let wt = consts
-                        .get(wname)
-                        .ok_or_else(|| node_error(n, "has weights that are not constants"))?;
-                    let (wdims, mut weight) = tensor_f32(wt)?;
-                    let shape = conv_shape(n, &wdims, channels)?;
-                    let out = wdims[0] as usize;
-                    let mut bias = match n.input.get(2).filter(|s| !s.is_empty()) {
-                        Some(b) => {
-                            let bt = consts.get(b.as_str()).ok_or_else(|| {
-                                node_error(n, "has a bias that is not a constant")
-                            })?;
-                            let (_, bias) = tensor_f32(bt)?;
-                            if bias.len() != out {
-                                return Err(node_error(
-                                    n,
-                                    &format!("has {} biases for {out} filters", bias.len()),
-                                ));
-                            }
-                            bias
-                        }
-                        None => vec![0.0; out],
-                    };
-                    let mut conv_out = n.output[0].clone();
-                    let mut batch_norm = None;
-                    if let Some(bn) =
-                        single(&conv_out).filter(|b| b.op_type == "BatchNormalization")
-                    {
-                        fold_batch_norm(bn, &consts, &mut weight, &mut bias)?;
-                        batch_norm = Some(display_name(bn));
-                        conv_out = bn.output[0].clone();
-                    }
-                    let relu = single(&conv_out)
-                        .filter(|r| r.op_type == "Relu")
-                        .ok_or_else(|| {
-                            let next = single(&conv_out)
-                                .map(|r| format!("{} ({})", r.name, r.op_type))
-                                .unwrap_or_else(|| "several or no nodes".into());
-                            node_error(
-                                n,
-                                &format!(
-                                    "must be followed by a single Relu (after an optional BatchNormalization), found {next}"
-                                ),
-                            )
-                        })?;
+        // Why the probe-able chain ends before the graph's head, if it does.
+        let mut stop: Option<String> = None;
+        loop {
+            let n = match consumers.get(cur.as_str()).map(Vec::as_slice) {
+                Some([n]) => *n,
+                Some(several) if several.len() > 1 && !convs.is_empty() => {
+                    stop = Some(format!(
+                        "{cur} feeds {} nodes (a branch); Fovea probes chains",
+                        several.len()
+                    ));
+                    break;
+                }
+                _ => break,
+            };
+            let step = match n.op_type.as_str() {
+                "Conv" => read_conv(n, &consts, &single, channels).map(|c| {
                     if pending_pool {
                         block += 1;
                         in_block = 0;
                     }
                     in_block += 1;
+                    cur = c.relu_output.clone();
+                    channels = c.out_channels;
                     convs.push(ConvLayer {
                         number: convs.len() + 1,
                         name: format!("conv{block}_{in_block}"),
-                        in_channels: channels,
-                        out_channels: out,
-                        shape,
-                        pooled: pending_pool,
-                        weight,
-                        bias,
-                        relu_output: relu.output[0].clone(),
-                        conv_node: display_name(n),
-                        batch_norm,
+                        pooled: std::mem::take(&mut pending_pool),
+                        ..c
                     });
-                    channels = out;
-                    pending_pool = false;
-                    cur = relu.output[0].clone();
-                }
-                "MaxPool" if !convs.is_empty() && !pending_pool => {
-                    check_pool(n)?;
+                }),
+                "MaxPool" if !convs.is_empty() && !pending_pool => check_pool(n).map(|()| {
                     pending_pool = true;
                     cur = n.output[0].clone();
+                }),
+                "Identity" | "Dropout" => {
+                    cur = n.output[0].clone();
+                    Ok(())
                 }
-                "Identity" | "Dropout" => cur = n.output[0].clone(),
-                _ if convs.is_empty() => {
-                    return Err(node_error(
-                        n,
-                        "where the network should start with a Conv; Fovea reads chains of Conv, Relu and 2x2 MaxPool",
-                    ));
+                _ if convs.is_empty() => Err(node_error(
+                    n,
+                    "where the network should start with a Conv; Fovea reads chains of Conv, Relu and 2x2 MaxPool",
+                )),
+                _ if HEAD_OPS.contains(&n.op_type.as_str()) => break,
+                _ => Err(node_error(n, "is not a conv, ReLU or 2x2 max pool")),
+            };
+            match step {
+                Ok(()) => {}
+                Err(e) if convs.is_empty() => return Err(e),
+                Err(Error::Model(why)) => {
+                    stop = Some(why);
+                    break;
                 }
-                _ => break,
+                Err(e) => return Err(e),
             }
         }
         if convs.is_empty() {
@@ -397,21 +373,30 @@ impl Network {
             ));
         }
 
-        // Whatever follows the chain is the head: check its ops, list its
-        // dense layers, and find the output holding class scores.
+        // Whatever follows the chain is the head: list its dense layers when
+        // it is a dense head (ops Fovea can differentiate), and find the
+        // output holding class scores. Anything else still runs for the
+        // predictions, and the probe-able part ends where it begins.
         let mut dense = Vec::new();
         let chain_end_index = graph
             .node
             .iter()
             .position(|n| n.output.contains(&cur))
             .unwrap_or(0);
-        for n in graph.node.iter().skip(chain_end_index + 1) {
-            if !HEAD_OPS.contains(&n.op_type.as_str()) {
-                return Err(node_error(
-                    n,
-                    "is not part of a conv/ReLU/max-pool chain nor of a dense head",
-                ));
-            }
+        let tail = &graph.node[(chain_end_index + 1).min(graph.node.len())..];
+        let foreign = tail
+            .iter()
+            .find(|n| !HEAD_OPS.contains(&n.op_type.as_str()));
+        if let Some(n) = foreign
+            && stop.is_none()
+        {
+            stop = Some(format!(
+                "node {:?} ({}) follows the chain and is not part of a dense head",
+                display_name(n),
+                n.op_type
+            ));
+        }
+        for n in tail.iter().filter(|_| foreign.is_none()) {
             if n.op_type == "Gemm" || n.op_type == "MatMul" {
                 let Some(w) = n.input.get(1).and_then(|w| consts.get(w.as_str())) else {
                     continue;
@@ -441,18 +426,22 @@ impl Network {
                 });
             }
         }
-        let head_output = if dense.is_empty() {
+        let head_output = if dense.is_empty() && foreign.is_none() {
             None
         } else {
             graph.output.first().map(|o| o.name.clone())
         };
+        let classes = dense
+            .last()
+            .map(|d| d.units)
+            .or_else(|| graph.output.first().and_then(class_count));
         let labels = model
             .metadata_props
             .iter()
             .find(|p| p.key == "labels" || p.key == "classes")
             .map(|p| p.value.split(',').map(|s| s.trim().to_string()).collect())
-            .unwrap_or_else(|| match dense.last() {
-                Some(d) if d.units == IMAGENET_LABELS.lines().count() => {
+            .unwrap_or_else(|| match classes {
+                Some(n) if n == IMAGENET_LABELS.lines().count() => {
                     IMAGENET_LABELS.lines().map(str::to_string).collect()
                 }
                 _ => Vec::new(),
@@ -466,6 +455,8 @@ impl Network {
             chain_end: cur,
             dense,
             head_output,
+            classes,
+            probe_stop: stop,
             producer: model.producer_name.clone(),
             labels,
         })
@@ -699,6 +690,88 @@ pub fn fov_tree(convs: &[ConvLayer], layer: usize, y: usize, x: usize) -> FovTre
     FovTree { out, conv_in }
 }
 
+/// Conv node `n` on `channels` inputs with what follows it: an optional
+/// inference-form BatchNormalization (folded in) and the Relu. The layer's
+/// number, name and pool are the caller's.
+fn read_conv<'g>(
+    n: &'g NodeProto,
+    consts: &HashMap<&str, &TensorProto>,
+    single: &dyn Fn(&str) -> Option<&'g NodeProto>,
+    channels: usize,
+) -> Result<ConvLayer> {
+    let wname = n.input.get(1).map(String::as_str).unwrap_or("");
+    let wt = consts
+        .get(wname)
+        .ok_or_else(|| node_error(n, "has weights that are not constants"))?;
+    let (wdims, mut weight) = tensor_f32(wt)?;
+    let shape = conv_shape(n, &wdims, channels)?;
+    let out = wdims[0] as usize;
+    let mut bias = match n.input.get(2).filter(|s| !s.is_empty()) {
+        Some(b) => {
+            let bt = consts
+                .get(b.as_str())
+                .ok_or_else(|| node_error(n, "has a bias that is not a constant"))?;
+            let (_, bias) = tensor_f32(bt)?;
+            if bias.len() != out {
+                return Err(node_error(
+                    n,
+                    &format!("has {} biases for {out} filters", bias.len()),
+                ));
+            }
+            bias
+        }
+        None => vec![0.0; out],
+    };
+    let mut conv_out = n.output[0].clone();
+    let mut batch_norm = None;
+    if let Some(bn) = single(&conv_out).filter(|b| b.op_type == "BatchNormalization") {
+        fold_batch_norm(bn, consts, &mut weight, &mut bias)?;
+        batch_norm = Some(display_name(bn));
+        conv_out = bn.output[0].clone();
+    }
+    let relu = single(&conv_out)
+        .filter(|r| r.op_type == "Relu")
+        .ok_or_else(|| {
+            let next = single(&conv_out)
+                .map(|r| format!("{} ({})", display_name(r), r.op_type))
+                .unwrap_or_else(|| "several or no nodes".into());
+            node_error(
+                n,
+                &format!(
+                    "must be followed by a single Relu (after an optional BatchNormalization), found {next}"
+                ),
+            )
+        })?;
+    Ok(ConvLayer {
+        number: 0,
+        name: String::new(),
+        in_channels: channels,
+        out_channels: out,
+        shape,
+        pooled: false,
+        weight,
+        bias,
+        relu_output: relu.output[0].clone(),
+        conv_node: display_name(n),
+        batch_norm,
+    })
+}
+
+/// The number of classes of a `[N, classes]` graph output, if its type says.
+fn class_count(o: &fovea_onnx::proto::ValueInfoProto) -> Option<usize> {
+    use fovea_onnx::proto::tensor_shape_proto::dimension::Value;
+    match o.r#type.as_ref()?.value.as_ref()? {
+        type_proto::Value::TensorType(t) => match t.shape.as_ref()?.dim.as_slice() {
+            [_, d] => match d.value {
+                Some(Value::DimValue(v)) if v > 0 => Some(v as usize),
+                _ => None,
+            },
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 fn display_name(n: &NodeProto) -> String {
     if n.name.is_empty() {
         n.output.first().cloned().unwrap_or_default()
@@ -919,6 +992,8 @@ mod tests {
             chain_end: String::new(),
             dense: vec![],
             head_output: None,
+            classes: None,
+            probe_stop: None,
             producer: String::new(),
             labels: vec![],
         };

@@ -198,3 +198,33 @@ pub fn check_samples(
         assert!(straddling <= 2, "sample {k}: {straddling} gradients differ");
     }
 }
+
+/// Bias-free conv weights with their batch norms (scale, shift, mean,
+/// variance; epsilon `TINY_BN_EPSILON`) folded in, in f64: `w * k` and
+/// `shift - mean * k` with `k = scale / sqrt(var + eps)`.
+pub fn folded(
+    weights: Vec<(Vec<f32>, Vec<f32>)>,
+    norms: Vec<[Vec<f32>; 4]>,
+) -> Vec<(Vec<f32>, Vec<f32>)> {
+    let eps = fovea_engine::fixtures::TINY_BN_EPSILON as f64;
+    weights
+        .into_iter()
+        .zip(norms)
+        .map(|((w, _), [scale, shift, mean, var])| {
+            let out = scale.len();
+            let per = w.len() / out;
+            let k: Vec<f64> = (0..out)
+                .map(|o| scale[o] as f64 / (var[o] as f64 + eps).sqrt())
+                .collect();
+            let w = w
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| (v as f64 * k[i / per]) as f32)
+                .collect();
+            let b = (0..out)
+                .map(|o| (shift[o] as f64 - mean[o] as f64 * k[o]) as f32)
+                .collect();
+            (w, b)
+        })
+        .collect()
+}

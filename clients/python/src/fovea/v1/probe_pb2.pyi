@@ -174,7 +174,7 @@ class Provenance(_message.Message):
     def __init__(self, source: _Optional[str] = ..., origin: _Optional[str] = ..., path: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "layers", "preprocessing", "execution_provider", "provenance", "num_classes", "class_labels", "producer", "onnxruntime_version", "runtime")
+    __slots__ = ("name", "layers", "preprocessing", "execution_provider", "provenance", "num_classes", "class_labels", "producer", "onnxruntime_version", "runtime", "probe_stop")
     NAME_FIELD_NUMBER: _ClassVar[int]
     LAYERS_FIELD_NUMBER: _ClassVar[int]
     PREPROCESSING_FIELD_NUMBER: _ClassVar[int]
@@ -185,6 +185,7 @@ class ModelInfo(_message.Message):
     PRODUCER_FIELD_NUMBER: _ClassVar[int]
     ONNXRUNTIME_VERSION_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_FIELD_NUMBER: _ClassVar[int]
+    PROBE_STOP_FIELD_NUMBER: _ClassVar[int]
     name: str
     layers: _containers.RepeatedCompositeFieldContainer[Layer]
     preprocessing: Preprocessing
@@ -195,7 +196,8 @@ class ModelInfo(_message.Message):
     producer: str
     onnxruntime_version: str
     runtime: RuntimeInfo
-    def __init__(self, name: _Optional[str] = ..., layers: _Optional[_Iterable[_Union[Layer, _Mapping]]] = ..., preprocessing: _Optional[_Union[Preprocessing, _Mapping]] = ..., execution_provider: _Optional[str] = ..., provenance: _Optional[_Union[Provenance, _Mapping]] = ..., num_classes: _Optional[int] = ..., class_labels: _Optional[_Iterable[str]] = ..., producer: _Optional[str] = ..., onnxruntime_version: _Optional[str] = ..., runtime: _Optional[_Union[RuntimeInfo, _Mapping]] = ...) -> None: ...
+    probe_stop: str
+    def __init__(self, name: _Optional[str] = ..., layers: _Optional[_Iterable[_Union[Layer, _Mapping]]] = ..., preprocessing: _Optional[_Union[Preprocessing, _Mapping]] = ..., execution_provider: _Optional[str] = ..., provenance: _Optional[_Union[Provenance, _Mapping]] = ..., num_classes: _Optional[int] = ..., class_labels: _Optional[_Iterable[str]] = ..., producer: _Optional[str] = ..., onnxruntime_version: _Optional[str] = ..., runtime: _Optional[_Union[RuntimeInfo, _Mapping]] = ..., probe_stop: _Optional[str] = ...) -> None: ...
 
 class RuntimeInfo(_message.Message):
     __slots__ = ("provider", "device", "driver_version", "cpu_reason", "onnxruntime_library", "cuda_libraries", "cudnn_version")
