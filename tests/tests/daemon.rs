@@ -229,7 +229,8 @@ fn a_file_that_is_not_onnx_exits_with_one_line() {
 fn a_graph_that_is_not_a_conv_chain_exits_naming_the_node() {
     use fovea_onnx::proto::tensor_proto::DataType;
     use fovea_onnx::{Attr, Dim, GraphBuilder, encode, f32_tensor};
-    // A ResNet-style stem: 7x7 stride-2 convolution.
+    // A ResNet-style stem (7x7 stride-2 convolution) with a sigmoid where
+    // a ReLU should be: no piecewise-linear layer to probe.
     let mut g = GraphBuilder::new("stem");
     let x = g.input(
         "x",
@@ -242,16 +243,16 @@ fn a_graph_that_is_not_a_conv_chain_exits_naming_the_node() {
         ],
     );
     let w = g.initializer(f32_tensor("w", &[4, 3, 7, 7], &vec![0.1; 4 * 3 * 49]));
-    g.node_named(
+    let z = g.node(
         "Conv",
         &[&x, &w],
-        "y",
         vec![
             ("kernel_shape", Attr::Ints(vec![7, 7])),
             ("strides", Attr::Ints(vec![2, 2])),
             ("pads", Attr::Ints(vec![3, 3, 3, 3])),
         ],
     );
+    g.node_named("Sigmoid", &[&z], "y", vec![]);
     g.output("y", DataType::Float, &[]);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("stem.onnx");
@@ -259,7 +260,10 @@ fn a_graph_that_is_not_a_conv_chain_exits_naming_the_node() {
     let (code, err) = start_failure(&path);
     assert_ne!(code, 0);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("(Conv)") && err.contains("3x3"), "{err}");
+    assert!(
+        err.contains("(Conv)") && err.contains("Relu") && err.contains("(Sigmoid)"),
+        "{err}"
+    );
 }
 
 // Multi-threaded: the test blocks while waiting for the daemon's log, and the

@@ -446,6 +446,24 @@ fn layers_panel(f: &mut Frame, app: &App, area: Rect) {
             app.layer + 1,
             convs.len()
         )));
+    } else if let Some(stop) = app
+        .model
+        .as_ref()
+        .map(|m| m.probe_stop.as_str())
+        .filter(|s| !s.is_empty())
+    {
+        // Where the probe-able layers end (the whole line: fovea model).
+        let room = usize::from(area.width.saturating_sub(6));
+        let text: String = if stop.chars().count() > room {
+            let cut: String = stop.chars().take(room.saturating_sub(1)).collect();
+            format!("{cut}…")
+        } else {
+            stop.to_string()
+        };
+        b = b.title_bottom(Line::from(Span::styled(
+            format!(" {text} "),
+            Style::default().add_modifier(Modifier::DIM),
+        )));
     }
     let mut state = ListState::default()
         .with_selected(rows.get(selected).map(|_| selected))

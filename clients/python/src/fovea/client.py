@@ -155,6 +155,9 @@ class Model:
     execution_provider: str
     num_classes: int
     class_labels: List[str]
+    # Why the probe-able layers end before the head ("" when they do not):
+    # the node and op where the chain stops; the rest only predicts.
+    probe_stop: str
     raw: pb.ModelInfo = field(repr=False)
 
     def conv_layers(self) -> List[Layer]:
@@ -558,6 +561,7 @@ class Client:
             m.execution_provider,
             m.num_classes,
             list(m.class_labels),
+            m.probe_stop,
             m,
         )
         return self._model
