@@ -360,3 +360,43 @@ fn convolutions_outside_the_supported_geometry_are_refused_by_name() {
     let err = read_with(0, |a| set(a, "kernel_shape", Attr::Ints(vec![5, 3]))).expect_err("kernel");
     assert!(err.contains("kernel_shape [5, 3]"), "{err}");
 }
+
+/// A neuron's linear region along a random line, solved from the gates of
+/// the strided layers: its value and slope are the reference's, and the
+/// reference's pre-activation is linear inside it on both sides.
+#[test]
+fn the_linear_region_along_a_line_is_the_references() {
+    use fovea_engine::probe::regions::Direction;
+    let s = setup();
+    let neurons = probe_neurons(&s);
+    for n in [neurons[15], neurons[20]] {
+        let d = s
+            .engine
+            .direction(&s.rec, n, &Direction::Random(5))
+            .expect("direction");
+        let region = s.engine.linear_region(&s.rec, n, &d).expect("region");
+        let pre = |t: f64| {
+            let x: Vec<f64> = s
+                .input
+                .iter()
+                .zip(&d)
+                .map(|(&a, &b)| a + t * b as f64)
+                .collect();
+            pre_at(&s.reference.forward(&x), &s, n)
+        };
+        let v0 = pre(0.0);
+        assert!(
+            (region.value - v0).abs() <= 1e-4 * v0.abs().max(1.0),
+            "{n:?}"
+        );
+        for end in [region.forward.map(|b| b.t), region.backward.map(|b| b.t)] {
+            let t = end.expect("a bounded region") * 0.5;
+            let want = pre(t);
+            let got = region.value + region.slope * t;
+            assert!(
+                (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+                "{n:?} at t = {t}: {got} vs {want}"
+            );
+        }
+    }
+}

@@ -253,8 +253,14 @@ pub(crate) fn layer_of<'a>(model: &'a pb::ModelInfo, spec: &str) -> anyhow::Resu
         .iter()
         .find(|l| l.name == spec || spec.parse::<u32>().ok() == Some(l.number))
         .ok_or_else(|| {
+            let example = model
+                .layers
+                .iter()
+                .rev()
+                .find(|l| l.kind == pb::LayerKind::Conv as i32)
+                .map_or_else(String::new, |l| format!(" or a name such as {}", l.name));
             anyhow!(
-                "layer {spec:?} does not exist; allowed 0..={} or a name such as conv5_3",
+                "layer {spec:?} does not exist; allowed 0..={}{example}",
                 model.layers.len().saturating_sub(1)
             )
         })
