@@ -36,6 +36,8 @@ fn linear_filter_identity_holds_at_layers_13_10_and_5() {
     let (engine, _) = vgg16(224);
     assert_eq!(engine.network.convs.len(), 13);
     assert_eq!(engine.network.convs[12].name, "conv5_3");
+    // Its Flatten is Shape + Reshape on pool5: the head, not a branch.
+    assert_eq!(engine.network.probe_stop, None);
     assert_eq!(engine.profile.name, "caffe");
     // pool5 is 7x7 at 224 as at the file's own 240, so the head runs; at 256
     // it does not, and its neurons are refused, naming the size that works.

@@ -317,7 +317,16 @@ impl Network {
         loop {
             let n = match consumers.get(cur.as_str()).map(Vec::as_slice) {
                 Some([n]) => *n,
-                Some(several) if several.len() > 1 && !convs.is_empty() => {
+                // Shape plumbing reading the chain's end (a Flatten written
+                // as Shape + Reshape) starts the head; anything else is a
+                // branch the chain cannot follow.
+                Some(several)
+                    if several.len() > 1
+                        && !convs.is_empty()
+                        && several
+                            .iter()
+                            .any(|n| !HEAD_OPS.contains(&n.op_type.as_str())) =>
+                {
                     stop = Some(format!(
                         "{cur} feeds {} nodes (a branch); Fovea probes chains",
                         several.len()
