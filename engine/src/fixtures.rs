@@ -292,33 +292,8 @@ pub fn chain_model(
         if c.pooled {
             x = max_pool(&mut g, &x);
         }
-        let kernel = c.shape.kernel as i64;
-        let o = c.out_channels as i64;
-        let wn = g.initializer(f32_tensor(
-            &format!("conv{k}.weight"),
-            &[o, (c.in_channels / c.shape.groups) as i64, kernel, kernel],
-            w,
-        ));
-        let attrs = c.shape.attrs(c.shape.own_pads());
-        let c = if let Some(norms) = norms {
-            let c = g.node("Conv", &[&x, &wn], attrs);
-            let params: Vec<String> = ["weight", "bias", "running_mean", "running_var"]
-                .iter()
-                .zip(&norms[k])
-                .map(|(what, v)| g.initializer(f32_tensor(&format!("bn{k}.{what}"), &[o], v)))
-                .collect();
-            let mut inputs = vec![c.as_str()];
-            inputs.extend(params.iter().map(String::as_str));
-            g.node(
-                "BatchNormalization",
-                &inputs,
-                vec![("epsilon", Attr::Float(TINY_BN_EPSILON))],
-            )
-        } else {
-            let bn = g.initializer(f32_tensor(&format!("conv{k}.bias"), &[o], b));
-            g.node("Conv", &[&x, &wn, &bn], attrs)
-        };
-        x = g.node("Relu", &[&c], vec![]);
+        let z = conv_node(&mut g, k, &x, c, (w, b), norms.map(|n| &n[k]));
+        x = g.node("Relu", &[&z], vec![]);
     }
     let (last, last_h, last_w) = chain_output(chain, size);
     if head {
@@ -400,28 +375,8 @@ pub fn residual_model(stem_pool: bool) -> Vec<u8> {
     let weights = residual_weights();
     let norms = residual_batch_norms();
     let conv_bn = |g: &mut GraphBuilder, k: usize, x: &str| -> String {
-        let (c, (w, _)) = (&chain[k], &weights[k]);
-        let shape = c.shape;
-        let kernel = shape.kernel as i64;
-        let o = c.out_channels as i64;
-        let wn = g.initializer(f32_tensor(
-            &format!("conv{k}.weight"),
-            &[o, c.in_channels as i64, kernel, kernel],
-            w,
-        ));
-        let z = g.node("Conv", &[x, &wn], shape.attrs(shape.own_pads()));
-        let params: Vec<String> = ["weight", "bias", "running_mean", "running_var"]
-            .iter()
-            .zip(&norms[k])
-            .map(|(what, v)| g.initializer(f32_tensor(&format!("bn{k}.{what}"), &[o], v)))
-            .collect();
-        let mut inputs = vec![z.as_str()];
-        inputs.extend(params.iter().map(String::as_str));
-        g.node(
-            "BatchNormalization",
-            &inputs,
-            vec![("epsilon", Attr::Float(TINY_BN_EPSILON))],
-        )
+        let (w, b) = &weights[k];
+        conv_node(g, k, x, &chain[k], (w, b), Some(&norms[k]))
     };
     let z = conv_bn(&mut g, 0, &input);
     let mut x = g.node("Relu", &[&z], vec![]);
@@ -514,6 +469,44 @@ pub fn residual_head_weights() -> [(Vec<f32>, Vec<f32>); 1] {
         .map(|_| rng.random_range(-0.1f32..0.1))
         .collect();
     [(w, b)]
+}
+
+/// Conv `k` of a generated model on `x` with weights and bias `(w, b)`; with
+/// `norm` (scale, shift, mean, variance) bias-free and followed by a
+/// BatchNormalization in inference form. Returns the output's name.
+fn conv_node(
+    g: &mut GraphBuilder,
+    k: usize,
+    x: &str,
+    c: &ChainConv,
+    (w, b): (&[f32], &[f32]),
+    norm: Option<&[Vec<f32>; 4]>,
+) -> String {
+    let kernel = c.shape.kernel as i64;
+    let o = c.out_channels as i64;
+    let wn = g.initializer(f32_tensor(
+        &format!("conv{k}.weight"),
+        &[o, (c.in_channels / c.shape.groups) as i64, kernel, kernel],
+        w,
+    ));
+    let attrs = c.shape.attrs(c.shape.own_pads());
+    let Some(norm) = norm else {
+        let bn = g.initializer(f32_tensor(&format!("conv{k}.bias"), &[o], b));
+        return g.node("Conv", &[x, &wn, &bn], attrs);
+    };
+    let z = g.node("Conv", &[x, &wn], attrs);
+    let params: Vec<String> = ["weight", "bias", "running_mean", "running_var"]
+        .iter()
+        .zip(norm)
+        .map(|(what, v)| g.initializer(f32_tensor(&format!("bn{k}.{what}"), &[o], v)))
+        .collect();
+    let mut inputs = vec![z.as_str()];
+    inputs.extend(params.iter().map(String::as_str));
+    g.node(
+        "BatchNormalization",
+        &inputs,
+        vec![("epsilon", Attr::Float(TINY_BN_EPSILON))],
+    )
 }
 
 /// A deterministic test picture (smooth gradients plus a few edges and flat

@@ -8,7 +8,10 @@
 mod common;
 
 use common::reference::{Head, Reference};
-use common::{ModeWeights, TINY_SIZE, engine_of, folded, reconstruct_all_modes, record_test_image};
+use common::{
+    ModeWeights, TINY_SIZE, assert_forward_is_the_references, assert_linear_identity, engine_of,
+    folded, max_abs, max_diff, reconstruct_all_modes, record_test_image,
+};
 use fovea_engine::engine::Engine;
 use fovea_engine::fixtures::{
     TINY_CONVS, tiny_batch_norms, tiny_head_weights, tiny_model_with, tiny_weights,
@@ -39,17 +42,6 @@ fn setup() -> Setup {
         reference: Reference::new(folded_weights(), TINY_SIZE),
         input,
     }
-}
-
-fn max_abs(v: &[f64]) -> f64 {
-    v.iter().fold(0.0, |m, x| m.max(x.abs()))
-}
-
-fn max_diff(got: &[f32], want: &[f64]) -> f64 {
-    assert_eq!(got.len(), want.len());
-    got.iter()
-        .zip(want)
-        .fold(0f64, |m, (&a, &b)| m.max((a as f64 - b).abs()))
 }
 
 #[test]
@@ -85,19 +77,7 @@ fn batch_norm_is_folded_and_named() {
 fn the_files_own_nodes_record_what_the_folded_reference_computes() {
     let s = setup();
     let trace = s.reference.forward(&s.input);
-    let pass = s.engine.forward(&s.rec.input).expect("forward");
-    for (l, (got, pre)) in pass.activations.iter().zip(&trace.pre).enumerate() {
-        let want: Vec<f64> = pre.iter().map(|&v| v.max(0.0)).collect();
-        let scale = max_abs(&want);
-        let diff = max_diff(got, &want);
-        assert!(diff <= 1e-5 * scale, "layer {}: {diff} of {scale}", l + 1);
-        let lr = s.rec.layer(l + 1);
-        for (i, &p) in pre.iter().enumerate() {
-            if p.abs() > 1e-4 * scale {
-                assert_eq!(lr.mask.get(i), p > 0.0, "layer {} unit {i}", l + 1);
-            }
-        }
-    }
+    assert_forward_is_the_references(&s.engine, &s.rec, &trace);
 }
 
 /// Conv neurons (the strongest of every layer) and every class, in all four
@@ -155,17 +135,7 @@ fn all_four_modes_from_conv_and_class_neurons_equal_the_reference() {
             } else {
                 ht.pre[1][n.feature]
             };
-            let dot: f64 = r
-                .values
-                .iter()
-                .zip(&s.input)
-                .map(|(&a, &b)| a as f64 * b)
-                .sum();
-            let b = r.effective_bias.expect("effective bias") as f64;
-            assert!(
-                (dot + b - pre).abs() <= 1e-5 * pre.abs().max(1.0),
-                "{n:?}: {dot} + {b} != {pre}"
-            );
+            assert_linear_identity(r, &s.input, pre);
         }
     }
 }

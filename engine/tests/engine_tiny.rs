@@ -5,7 +5,7 @@
 mod common;
 
 use common::reference::Reference;
-use common::{TINY_SIZE, engine_with, tiny_engine};
+use common::{TINY_SIZE, engine_with, max_abs, tiny_engine};
 use fovea_engine::Error;
 use fovea_engine::engine::Engine;
 use fovea_engine::fixtures::{TINY_CONVS, test_image_png, tiny_weights};
@@ -21,10 +21,6 @@ fn recorded_input(engine: &Engine) -> (fovea_engine::record::Recording, Vec<f64>
         .expect("record");
     let input = rec.input.iter().map(|&v| v as f64).collect();
     (rec, input)
-}
-
-fn max_abs(v: &[f64]) -> f64 {
-    v.iter().fold(0.0, |m, x| m.max(x.abs()))
 }
 
 /// Neurons to probe: the strongest active unit of every layer, plus corner

@@ -80,21 +80,14 @@ fn engine_convs() -> Vec<fovea_engine::model::network::ConvLayer> {
     TINY_CONVS
         .iter()
         .enumerate()
-        .map(
-            |(i, &(cin, cout, pooled))| fovea_engine::model::network::ConvLayer {
-                number: i + 1,
-                name: String::new(),
-                in_channels: cin,
-                out_channels: cout,
-                shape: fovea_engine::model::network::ConvShape::SAME_3X3,
+        .map(|(i, &(cin, cout, pooled))| {
+            fovea_engine::model::network::ConvLayer::bare(
+                i + 1,
+                (cin, cout),
+                fovea_engine::model::network::ConvShape::SAME_3X3,
                 pooled,
-                weight: vec![],
-                bias: vec![],
-                relu_output: String::new(),
-                conv_node: String::new(),
-                batch_norm: None,
-            },
-        )
+            )
+        })
         .collect()
 }
 

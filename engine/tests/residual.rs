@@ -9,7 +9,10 @@
 mod common;
 
 use common::reference::Reference;
-use common::{engine_of, folded, reconstruct_all_modes, record_test_image, runtime};
+use common::{
+    assert_linear_identity, engine_of, folded, max_abs, max_diff, reconstruct_all_modes,
+    record_test_image, runtime,
+};
 use fovea_engine::engine::Engine;
 use fovea_engine::fixtures::{
     RESIDUAL_SIZE, TINY_CLASSES, residual_batch_norms, residual_model, residual_stem,
@@ -19,10 +22,6 @@ use fovea_engine::graphs::transposed::random_weights;
 use fovea_engine::probe::reconstruct::{Mode, NeuronAt};
 use fovea_engine::record::Recording;
 use ort::value::TensorRef;
-
-fn max_abs(v: &[f64]) -> f64 {
-    v.iter().fold(0.0, |m, x| m.max(x.abs()))
-}
 
 /// The file's logits for the recorded input, run by ONNX Runtime as it is.
 fn original_scores(model: &[u8], rec: &Recording) -> Vec<f32> {
@@ -110,11 +109,7 @@ fn a_resnet_shaped_file_is_probed_up_to_its_overlapping_pool() {
         };
         let want = reference.backward(&trace, n, r.mode, w, 1.0);
         let scale = max_abs(&want);
-        let diff = r
-            .values
-            .iter()
-            .zip(&want)
-            .fold(0f64, |m, (&a, &b)| m.max((a as f64 - b).abs()));
+        let diff = max_diff(&r.values, &want);
         assert!(
             scale > 0.0 && diff <= 1e-5 * scale,
             "{:?} {n:?}: {diff}",
@@ -122,14 +117,7 @@ fn a_resnet_shaped_file_is_probed_up_to_its_overlapping_pool() {
         );
         if r.mode == Mode::LinearFilter {
             let pre = trace.pre[0][(n.feature * 16 + n.y) * 16 + n.x];
-            let dot: f64 = r
-                .values
-                .iter()
-                .zip(&input)
-                .map(|(&a, &b)| a as f64 * b)
-                .sum();
-            let b = r.effective_bias.expect("effective bias") as f64;
-            assert!((dot + b - pre).abs() <= 1e-5 * pre.abs().max(1.0), "{n:?}");
+            assert_linear_identity(&r, &input, pre);
         }
     }
 }

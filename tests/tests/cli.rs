@@ -13,6 +13,66 @@ fn picture(path: &Path) -> (u32, u32, bool) {
     picture_info(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
 }
 
+/// A generated model file and the test picture in a temporary folder, with
+/// `fovea` run on them in-process at the model's input size.
+struct ModelFiles {
+    dir: tempfile::TempDir,
+    model: std::path::PathBuf,
+    image: std::path::PathBuf,
+    size: String,
+}
+
+impl ModelFiles {
+    fn new(name: &str, bytes: &[u8], size: usize) -> ModelFiles {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join(name);
+        std::fs::write(&model, bytes).unwrap();
+        let image = dir.path().join("test.png");
+        std::fs::write(&image, fovea_engine::fixtures::test_image_png(40, 40)).unwrap();
+        ModelFiles {
+            dir,
+            model,
+            image,
+            size: size.to_string(),
+        }
+    }
+
+    fn run(&self, extra: &[&str]) -> std::process::Output {
+        let mut all = vec![
+            "--model",
+            self.model.to_str().unwrap(),
+            "--input-size",
+            &self.size,
+            "--ep",
+            "cpu",
+        ];
+        all.extend(extra);
+        fovea(&all)
+    }
+
+    /// `fovea reconstruct` of one neuron into a PNG; asserts it is a
+    /// picture that is not one flat colour.
+    fn reconstruct(&self, layer: &str, feature: &str, at: &str) {
+        let png = self.dir.path().join("r.png");
+        let r = json(&self.run(&[
+            "--json",
+            "reconstruct",
+            self.image.to_str().unwrap(),
+            "--layer",
+            layer,
+            "--feature",
+            feature,
+            "--at",
+            at,
+            "-o",
+            png.to_str().unwrap(),
+        ]));
+        assert!(r.is_object(), "{r}");
+        let (w, h, flat) = picture(&png);
+        assert!(w > 0 && h > 0 && !flat);
+    }
+}
+
 #[test]
 fn every_subcommand_against_a_running_daemon() {
     let (dir, _model, d) = tiny_daemon();
@@ -260,23 +320,14 @@ fn embedded_daemon_without_connect() {
 /// ones.
 #[test]
 fn a_batch_normalised_model_is_folded_and_probed() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("tiny-bn.onnx");
     let bytes = fovea_engine::fixtures::tiny_model_with(
         fovea_engine::model::network::Layout::Nchw,
         true,
         32,
         true,
     );
-    std::fs::write(&model, bytes).unwrap();
-    let image = dir.path().join("test.png");
-    std::fs::write(&image, fovea_engine::fixtures::test_image_png(40, 40)).unwrap();
-    let args = fovea_tests::tiny_args(&model);
-    let run = |extra: &[&str]| {
-        let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
-        all.extend(extra);
-        fovea(&all)
-    };
+    let files = ModelFiles::new("tiny-bn.onnx", &bytes, 32);
+    let run = |extra: &[&str]| files.run(extra);
     let text = ok(&run(&["model"]));
     assert!(
         text.contains("batch norm folded into the convolutions of 5 layers"),
@@ -297,23 +348,7 @@ fn a_batch_normalised_model_is_folded_and_probed() {
             .all(|f| f.as_str().is_some_and(|s| !s.is_empty())),
         "{m}"
     );
-    let png = dir.path().join("r.png");
-    let r = json(&run(&[
-        "--json",
-        "reconstruct",
-        image.to_str().unwrap(),
-        "--layer",
-        "5",
-        "--feature",
-        "2",
-        "--at",
-        "1,1",
-        "-o",
-        png.to_str().unwrap(),
-    ]));
-    assert!(r.is_object(), "{r}");
-    let (w, h, flat) = picture(&png);
-    assert!(w > 0 && h > 0 && !flat);
+    files.reconstruct("5", "2", "1,1");
 
     let out = Command::new(bin("fovead"))
         .args(["--model", "vgg20", "--ep", "cpu"])
@@ -333,25 +368,8 @@ fn a_batch_normalised_model_is_folded_and_probed() {
 #[test]
 fn a_strided_model_shows_its_geometry_and_is_probed() {
     use fovea_engine::fixtures::{STRIDED_SIZE, strided_model};
-    let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("strided.onnx");
-    std::fs::write(&model, strided_model(true)).unwrap();
-    let image = dir.path().join("test.png");
-    std::fs::write(&image, fovea_engine::fixtures::test_image_png(40, 40)).unwrap();
-    let size = STRIDED_SIZE.to_string();
-    let args = [
-        "--model",
-        model.to_str().unwrap(),
-        "--input-size",
-        &size,
-        "--ep",
-        "cpu",
-    ];
-    let run = |extra: &[&str]| {
-        let mut all = args.to_vec();
-        all.extend(extra);
-        fovea(&all)
-    };
+    let files = ModelFiles::new("strided.onnx", &strided_model(true), STRIDED_SIZE);
+    let run = |extra: &[&str]| files.run(extra);
     let text = ok(&run(&["model"]));
     for needle in [
         "5x5/2 p2",
@@ -373,27 +391,11 @@ fn a_strided_model_shows_its_geometry_and_is_probed() {
     assert!(m["layers"][0].get("conv").is_none(), "{m}");
     // A corner neuron of the depthwise stride-2 layer, whose window reaches
     // into the padding.
-    let png = dir.path().join("r.png");
-    let r = json(&run(&[
-        "--json",
-        "reconstruct",
-        image.to_str().unwrap(),
-        "--layer",
-        "4",
-        "--feature",
-        "7",
-        "--at",
-        "4,4",
-        "-o",
-        png.to_str().unwrap(),
-    ]));
-    assert!(r.is_object(), "{r}");
-    let (w, h, flat) = picture(&png);
-    assert!(w > 0 && h > 0 && !flat);
-    let out_dir = dir.path().join("figs");
+    files.reconstruct("4", "7", "4,4");
+    let out_dir = files.dir.path().join("figs");
     ok(&run(&[
         "figures",
-        image.to_str().unwrap(),
+        files.image.to_str().unwrap(),
         "--out",
         out_dir.to_str().unwrap(),
         "--steps",
@@ -410,25 +412,8 @@ fn a_strided_model_shows_its_geometry_and_is_probed() {
 #[test]
 fn a_resnet_shaped_model_says_where_probing_stops_and_predicts() {
     use fovea_engine::fixtures::{RESIDUAL_SIZE, TINY_CLASSES, residual_model};
-    let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("residual.onnx");
-    std::fs::write(&model, residual_model(true)).unwrap();
-    let image = dir.path().join("test.png");
-    std::fs::write(&image, fovea_engine::fixtures::test_image_png(40, 40)).unwrap();
-    let size = RESIDUAL_SIZE.to_string();
-    let args = [
-        "--model",
-        model.to_str().unwrap(),
-        "--input-size",
-        &size,
-        "--ep",
-        "cpu",
-    ];
-    let run = |extra: &[&str]| {
-        let mut all = args.to_vec();
-        all.extend(extra);
-        fovea(&all)
-    };
+    let files = ModelFiles::new("residual.onnx", &residual_model(true), RESIDUAL_SIZE);
+    let run = |extra: &[&str]| files.run(extra);
     let text = ok(&run(&["model"]));
     assert!(
         text.contains("probed up to layer 1; the rest runs for the predictions only: node")
@@ -444,26 +429,10 @@ fn a_resnet_shaped_model_says_where_probing_stops_and_predicts() {
         "{m}"
     );
     assert_eq!(m["num_classes"], TINY_CLASSES);
-    let r = json(&run(&["--json", "record", image.to_str().unwrap()]));
+    let r = json(&run(&["--json", "record", files.image.to_str().unwrap()]));
     let predictions = r["predictions"].as_array().expect("predictions");
     assert!(!predictions.is_empty(), "{r}");
-    let png = dir.path().join("r.png");
-    let r = json(&run(&[
-        "--json",
-        "reconstruct",
-        image.to_str().unwrap(),
-        "--layer",
-        "1",
-        "--feature",
-        "3",
-        "--at",
-        "8,8",
-        "-o",
-        png.to_str().unwrap(),
-    ]));
-    assert!(r.is_object(), "{r}");
-    let (w, h, flat) = picture(&png);
-    assert!(w > 0 && h > 0 && !flat);
+    files.reconstruct("1", "3", "8,8");
 }
 
 #[test]

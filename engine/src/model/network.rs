@@ -117,10 +117,10 @@ pub struct ConvLayer {
     pub batch_norm: Option<String>,
 }
 
-#[cfg(test)]
 impl ConvLayer {
-    /// A layer with its geometry and no weights, for tests of geometry.
-    pub(crate) fn bare(
+    /// A layer with its geometry and no weights (enough for shapes, fields
+    /// of view and FOV trees).
+    pub fn bare(
         number: usize,
         (in_channels, out_channels): (usize, usize),
         shape: ConvShape,

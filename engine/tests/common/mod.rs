@@ -228,3 +228,67 @@ pub fn folded(
         })
         .collect()
 }
+
+/// The largest magnitude in `v`.
+pub fn max_abs(v: &[f64]) -> f64 {
+    v.iter().fold(0.0, |m, x| m.max(x.abs()))
+}
+
+/// The largest difference between `got` and the reference `want`.
+pub fn max_diff(got: &[f32], want: &[f64]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    got.iter()
+        .zip(want)
+        .fold(0f64, |m, (&a, &b)| m.max((a as f64 - b).abs()))
+}
+
+/// The linear identity of a linear-filter reconstruction: the neuron's
+/// pre-activation `pre` equals `<filter, input> + effective bias`.
+pub fn assert_linear_identity(
+    r: &fovea_engine::probe::reconstruct::Reconstruction,
+    input: &[f64],
+    pre: f64,
+) {
+    let dot: f64 = r
+        .values
+        .iter()
+        .zip(input)
+        .map(|(&a, &b)| a as f64 * b)
+        .sum();
+    let b = r.effective_bias.expect("effective bias") as f64;
+    assert!(
+        (dot + b - pre).abs() <= 1e-5 * pre.abs().max(1.0),
+        "neuron {}: {dot} + {b} != {pre}",
+        r.neuron_index
+    );
+}
+
+/// The engine's forward pass at `rec`'s input against the reference's
+/// `trace` (activations to 1e-5 relative), and the recorded ReLU masks
+/// against the reference's signs away from zero. Returns the number of
+/// active units per layer.
+pub fn assert_forward_is_the_references(
+    engine: &Engine,
+    rec: &fovea_engine::record::Recording,
+    trace: &reference::Trace,
+) -> Vec<usize> {
+    let pass = engine.forward(&rec.input).expect("forward");
+    let mut active = Vec::new();
+    for (l, (got, pre)) in pass.activations.iter().zip(&trace.pre).enumerate() {
+        let want: Vec<f64> = pre.iter().map(|&v| v.max(0.0)).collect();
+        let scale = max_abs(&want);
+        let diff = max_diff(got, &want);
+        assert!(diff <= 1e-5 * scale, "layer {}: {diff} of {scale}", l + 1);
+        let lr = rec.layer(l + 1);
+        let mut on = 0;
+        for (i, &p) in pre.iter().enumerate() {
+            if p.abs() > 1e-4 * scale {
+                assert_eq!(lr.mask.get(i), p > 0.0, "layer {} unit {i}", l + 1);
+                on += usize::from(p > 0.0);
+            }
+        }
+        active.push(on);
+    }
+    assert_eq!(active.len(), trace.pre.len());
+    active
+}
