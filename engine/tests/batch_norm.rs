@@ -7,17 +7,17 @@
 
 mod common;
 
-use common::reference::{Head, Reference};
+use common::reference::Reference;
 use common::{
-    ModeWeights, TINY_SIZE, assert_forward_is_the_references, assert_linear_identity, engine_of,
-    folded, max_abs, max_diff, reconstruct_all_modes, record_test_image,
+    TINY_SIZE, assert_all_modes_are_the_references, assert_forward_is_the_references, engine_of,
+    folded, record_test_image,
 };
 use fovea_engine::engine::Engine;
 use fovea_engine::fixtures::{
     TINY_CONVS, tiny_batch_norms, tiny_head_weights, tiny_model_with, tiny_weights,
 };
 use fovea_engine::model::network::Layout;
-use fovea_engine::probe::reconstruct::{Mode, NeuronAt};
+use fovea_engine::probe::reconstruct::NeuronAt;
 use fovea_engine::record::Recording;
 
 /// The tiny model's weights with each batch norm folded in.
@@ -85,13 +85,7 @@ fn the_files_own_nodes_record_what_the_folded_reference_computes() {
 #[test]
 fn all_four_modes_from_conv_and_class_neurons_equal_the_reference() {
     let s = setup();
-    let trace = s.reference.forward(&s.input);
-    let head = Head::new(tiny_head_weights(TINY_SIZE));
-    let ht = head.forward(&s.reference, &trace);
-    let seed = 5;
-    let weights = ModeWeights::new(&s.engine, &s.reference, seed);
-    let convs = TINY_CONVS.len();
-    let mut neurons: Vec<NeuronAt> = (1..=convs)
+    let neurons: Vec<NeuronAt> = (1..=TINY_CONVS.len())
         .map(|l| {
             let top = fovea_engine::record::top_activations(s.rec.layer(l), 1, None, false)[0];
             NeuronAt {
@@ -102,42 +96,14 @@ fn all_four_modes_from_conv_and_class_neurons_equal_the_reference() {
             }
         })
         .collect();
-    let classes = fovea_engine::fixtures::TINY_CLASSES;
-    for class in 0..classes {
-        neurons.push(
-            s.engine
-                .ascent_neuron("n", &(convs + 2).to_string(), class as i64, 0, 0)
-                .expect("class"),
-        );
-    }
-    let got = reconstruct_all_modes(&s.engine, &s.rec, &neurons, seed);
-    for r in &got {
-        let n = neurons[r.neuron_index];
-        let (cw, hw) = weights.of(r.mode);
-        let want = if n.layer <= convs {
-            s.reference.backward(&trace, n, r.mode, cw, 1.0)
-        } else {
-            head.backward(&s.reference, &trace, &ht, (1, n.feature), r.mode, cw, hw)
-        };
-        let scale = max_abs(&want);
-        let diff = max_diff(&r.values, &want);
-        assert!(
-            diff <= 1e-5 * scale.max(1e-30),
-            "{:?} {n:?}: {diff} of {scale}",
-            r.mode
-        );
-        if r.mode == Mode::LinearFilter {
-            // pre-activation = <filter, input> + effective bias, the
-            // pre-activation from the reference's forward.
-            let pre = if n.layer <= convs {
-                let g = s.engine.geometry[n.layer];
-                trace.pre[n.layer - 1][(n.feature * g.height + n.y) * g.width + n.x]
-            } else {
-                ht.pre[1][n.feature]
-            };
-            assert_linear_identity(r, &s.input, pre);
-        }
-    }
+    assert_all_modes_are_the_references(
+        &s.engine,
+        (&s.rec, &s.input),
+        &s.reference,
+        &tiny_head_weights(TINY_SIZE),
+        neurons,
+        5,
+    );
 }
 
 #[test]

@@ -9,10 +9,10 @@
 
 mod common;
 
-use common::reference::{Head, Reference, Trace};
+use common::reference::{Reference, Trace};
 use common::{
-    ModeWeights, assert_forward_is_the_references, assert_linear_identity, check_samples,
-    engine_of, max_abs, max_diff, reconstruct_all_modes, record_test_image,
+    assert_all_modes_are_the_references, assert_forward_is_the_references, check_samples,
+    engine_of, record_test_image,
 };
 use fovea_engine::engine::Engine;
 use fovea_engine::fixtures::{
@@ -120,50 +120,14 @@ fn the_recording_matches_the_reference_forward() {
 #[test]
 fn all_four_modes_from_conv_and_class_neurons_equal_the_reference() {
     let s = setup();
-    let trace = s.reference.forward(&s.input);
-    let head_weights = chain_head_weights(&strided_chain(), STRIDED_SIZE);
-    let head = Head::new(head_weights.clone());
-    let ht = head.forward(&s.reference, &trace);
-    let seed = 3;
-    let weights = ModeWeights::with_head(&s.engine, &s.reference, &head_weights, seed);
-    let convs = s.engine.network.convs.len();
-    let mut neurons = probe_neurons(&s);
-    for class in 0..TINY_CLASSES {
-        neurons.push(
-            s.engine
-                .ascent_neuron("n", &(convs + 2).to_string(), class as i64, 0, 0)
-                .expect("class"),
-        );
-    }
-    let got = reconstruct_all_modes(&s.engine, &s.rec, &neurons, seed);
-    let mut worst = 0f64;
-    for r in &got {
-        let n = neurons[r.neuron_index];
-        let (cw, hw) = weights.of(r.mode);
-        let want = if n.layer <= convs {
-            s.reference.backward(&trace, n, r.mode, cw, 1.0)
-        } else {
-            head.backward(&s.reference, &trace, &ht, (1, n.feature), r.mode, cw, hw)
-        };
-        let scale = max_abs(&want);
-        let diff = max_diff(&r.values, &want);
-        if scale > 0.0 {
-            worst = worst.max(diff / scale);
-        }
-        assert!(
-            diff <= 1e-5 * scale.max(1e-30),
-            "{:?} {n:?}: {diff} of {scale}",
-            r.mode
-        );
-        if r.mode == Mode::LinearFilter {
-            let pre = if n.layer <= convs {
-                pre_at(&trace, &s, n)
-            } else {
-                ht.pre[1][n.feature]
-            };
-            assert_linear_identity(r, &s.input, pre);
-        }
-    }
+    let worst = assert_all_modes_are_the_references(
+        &s.engine,
+        (&s.rec, &s.input),
+        &s.reference,
+        &chain_head_weights(&strided_chain(), STRIDED_SIZE),
+        probe_neurons(&s),
+        3,
+    );
     eprintln!("worst relative difference {worst:e}");
 }
 

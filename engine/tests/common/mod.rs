@@ -292,3 +292,60 @@ pub fn assert_forward_is_the_references(
     assert_eq!(active.len(), trace.pre.len());
     active
 }
+
+/// All four modes from `conv_neurons` and from every class neuron of a
+/// model with a two-layer dense head, with trained and `seed`'s random
+/// weights (`head` the head's weights), against the reference; the linear
+/// filters keep the linear identity. Returns the worst relative difference.
+pub fn assert_all_modes_are_the_references(
+    engine: &Engine,
+    (rec, input): (&fovea_engine::record::Recording, &[f64]),
+    reference: &reference::Reference,
+    head: &[(Vec<f32>, Vec<f32>); 2],
+    mut neurons: Vec<fovea_engine::probe::reconstruct::NeuronAt>,
+    seed: u64,
+) -> f64 {
+    use fovea_engine::probe::reconstruct::Mode;
+    let trace = reference.forward(input);
+    let head_ref = reference::Head::new(head.clone());
+    let ht = head_ref.forward(reference, &trace);
+    let weights = ModeWeights::with_head(engine, reference, head, seed);
+    let convs = engine.network.convs.len();
+    for class in 0..fovea_engine::fixtures::TINY_CLASSES {
+        neurons.push(
+            engine
+                .ascent_neuron("n", &(convs + 2).to_string(), class as i64, 0, 0)
+                .expect("class"),
+        );
+    }
+    let mut worst = 0f64;
+    for r in &reconstruct_all_modes(engine, rec, &neurons, seed) {
+        let n = neurons[r.neuron_index];
+        let (cw, hw) = weights.of(r.mode);
+        let want = if n.layer <= convs {
+            reference.backward(&trace, n, r.mode, cw, 1.0)
+        } else {
+            head_ref.backward(reference, &trace, &ht, (1, n.feature), r.mode, cw, hw)
+        };
+        let scale = max_abs(&want);
+        let diff = max_diff(&r.values, &want);
+        if scale > 0.0 {
+            worst = worst.max(diff / scale);
+        }
+        assert!(
+            diff <= 1e-5 * scale.max(1e-30),
+            "{:?} {n:?}: {diff} of {scale}",
+            r.mode
+        );
+        if r.mode == Mode::LinearFilter {
+            let pre = if n.layer <= convs {
+                let g = engine.geometry[n.layer];
+                trace.pre[n.layer - 1][(n.feature * g.height + n.y) * g.width + n.x]
+            } else {
+                ht.pre[1][n.feature]
+            };
+            assert_linear_identity(r, input, pre);
+        }
+    }
+    worst
+}
