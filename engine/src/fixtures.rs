@@ -4,7 +4,7 @@
 //! convolutions; each with an optional dense head. They make most tests run
 //! in milliseconds.
 
-use crate::model::network::{ConvShape, Layout};
+use crate::model::network::{ConvLayer, ConvShape, Layout, geometry_of};
 use fovea_onnx::proto::tensor_proto::DataType;
 use fovea_onnx::{Attr, Dim, GraphBuilder, encode, f32_tensor};
 use rand::{Rng, SeedableRng};
@@ -151,15 +151,13 @@ pub fn strided_weights() -> Vec<(Vec<f32>, Vec<f32>)> {
 
 /// (channels, height, width) of a chain's last layer for a `size` input.
 pub fn chain_output(chain: &[ChainConv], size: usize) -> (usize, usize, usize) {
-    let (mut h, mut w, mut c) = (size, size, 3);
-    for conv in chain {
-        if conv.pooled {
-            (h, w) = (h / 2, w / 2);
-        }
-        (h, w) = (conv.shape.output_len(h, 0), conv.shape.output_len(w, 1));
-        c = conv.out_channels;
-    }
-    (c, h, w)
+    let convs: Vec<ConvLayer> = chain
+        .iter()
+        .enumerate()
+        .map(|(i, c)| ConvLayer::bare(i + 1, (c.in_channels, c.out_channels), c.shape, c.pooled))
+        .collect();
+    let last = geometry_of(&convs, size)[chain.len()];
+    (last.channels, last.height, last.width)
 }
 
 /// Units of the tiny head's hidden dense layer.

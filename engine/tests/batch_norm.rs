@@ -9,39 +9,27 @@ mod common;
 
 use common::reference::Reference;
 use common::{
-    TINY_SIZE, assert_all_modes_are_the_references, assert_forward_is_the_references, engine_of,
-    folded, record_test_image,
+    Probed, TINY_SIZE, assert_all_modes_are_the_references, assert_forward_is_the_references,
+    folded,
 };
-use fovea_engine::engine::Engine;
 use fovea_engine::fixtures::{
     TINY_CONVS, tiny_batch_norms, tiny_head_weights, tiny_model_with, tiny_weights,
 };
 use fovea_engine::model::network::Layout;
 use fovea_engine::probe::reconstruct::NeuronAt;
-use fovea_engine::record::Recording;
 
 /// The tiny model's weights with each batch norm folded in.
 fn folded_weights() -> Vec<(Vec<f32>, Vec<f32>)> {
     folded(tiny_weights(), tiny_batch_norms())
 }
 
-struct Setup {
-    engine: Engine,
-    rec: Recording,
-    reference: Reference,
-    input: Vec<f64>,
-}
-
-fn setup() -> Setup {
-    let model = tiny_model_with(Layout::Nchw, true, TINY_SIZE, true);
-    let engine = engine_of(&model, TINY_SIZE, "tiny-batch-norm");
-    let (rec, input) = record_test_image(&engine);
-    Setup {
-        engine,
-        rec,
-        reference: Reference::new(folded_weights(), TINY_SIZE),
-        input,
-    }
+fn setup() -> Probed {
+    Probed::new(
+        &tiny_model_with(Layout::Nchw, true, TINY_SIZE, true),
+        TINY_SIZE,
+        "tiny-batch-norm",
+        Reference::new(folded_weights(), TINY_SIZE),
+    )
 }
 
 #[test]

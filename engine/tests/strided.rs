@@ -11,41 +11,29 @@ mod common;
 
 use common::reference::{Reference, Trace};
 use common::{
-    assert_all_modes_are_the_references, assert_forward_is_the_references, check_samples,
-    engine_of, record_test_image,
+    Probed, assert_all_modes_are_the_references, assert_forward_is_the_references, check_samples,
 };
-use fovea_engine::engine::Engine;
 use fovea_engine::fixtures::{
     STRIDED_SIZE, TINY_CLASSES, chain_head_weights, strided_chain, strided_model, strided_weights,
 };
 use fovea_engine::model::network::Network;
 use fovea_engine::probe::reconstruct::{Mode, NeuronAt, Start};
 use fovea_engine::probe::visualize::VisualizeOptions;
-use fovea_engine::record::Recording;
 use fovea_onnx::proto::AttributeProto;
 use fovea_onnx::{Attr, attribute};
 
-struct Setup {
-    engine: Engine,
-    rec: Recording,
-    reference: Reference,
-    input: Vec<f64>,
-}
-
-fn setup() -> Setup {
-    let engine = engine_of(&strided_model(true), STRIDED_SIZE, "strided");
-    let (rec, input) = record_test_image(&engine);
-    Setup {
-        engine,
-        rec,
-        reference: Reference::of_chain(&strided_chain(), strided_weights(), STRIDED_SIZE),
-        input,
-    }
+fn setup() -> Probed {
+    Probed::new(
+        &strided_model(true),
+        STRIDED_SIZE,
+        "strided",
+        Reference::of_chain(&strided_chain(), strided_weights(), STRIDED_SIZE),
+    )
 }
 
 /// The strongest neuron of every layer and the four corners of its grid
 /// (whose FOV windows reach into the padding on two sides).
-fn probe_neurons(s: &Setup) -> Vec<NeuronAt> {
+fn probe_neurons(s: &Probed) -> Vec<NeuronAt> {
     let mut out = Vec::new();
     for l in 1..=s.engine.network.convs.len() {
         let top = fovea_engine::record::top_activations(s.rec.layer(l), 1, None, false)[0];
@@ -73,7 +61,7 @@ fn probe_neurons(s: &Setup) -> Vec<NeuronAt> {
     out
 }
 
-fn pre_at(trace: &Trace, s: &Setup, n: NeuronAt) -> f64 {
+fn pre_at(trace: &Trace, s: &Probed, n: NeuronAt) -> f64 {
     let g = s.engine.geometry[n.layer];
     trace.pre[n.layer - 1][(n.feature * g.height + n.y) * g.width + n.x]
 }

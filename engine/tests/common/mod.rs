@@ -349,3 +349,25 @@ pub fn assert_all_modes_are_the_references(
     }
     worst
 }
+
+/// An engine on a generated model with the test picture recorded, and the
+/// reference of the same network.
+pub struct Probed {
+    pub engine: Engine,
+    pub rec: fovea_engine::record::Recording,
+    pub reference: reference::Reference,
+    pub input: Vec<f64>,
+}
+
+impl Probed {
+    pub fn new(model: &[u8], size: usize, name: &str, reference: reference::Reference) -> Probed {
+        let engine = engine_of(model, size, name);
+        let (rec, input) = record_test_image(&engine);
+        Probed {
+            engine,
+            rec,
+            reference,
+            input,
+        }
+    }
+}
