@@ -106,12 +106,16 @@ fn class_saliency_and_guided_backprop_equal_an_independent_numpy_reference() {
             );
             assert!(scale > 0.0, "class {class} {rule}: an all-zero reference");
             // Float32 against float64 through 13 convolutions and the
-            // head. Guided backprop agrees to about 1e-7; the gradient's
-            // signed sums cancel (its largest value is a tenth of guided
-            // backprop's), so float32's rounding shows at about 1e-4.
-            assert!(l2 <= 5e-4, "class {class} {rule}: relative L2 {l2}");
+            // head. The gradient's signed sums cancel, so rounding shows:
+            // the same numpy rules run in float32 differ from float64 by up
+            // to 4.9e-4 (relative L2) and 2e-3 of the largest value, and
+            // ONNX Runtime's kernels round in another order (on AVX-512
+            // CPUs 5.6e-4 and 5.6e-3, a ReLU within rounding of zero taking
+            // the other side). Guided backprop's positive sums agree to
+            // about 1e-4.
+            assert!(l2 <= 1.5e-3, "class {class} {rule}: relative L2 {l2}");
             assert!(
-                diff <= 2e-3 * scale,
+                diff <= 1e-2 * scale,
                 "class {class} {rule}: max difference {diff} vs max {scale}"
             );
         }
