@@ -6,7 +6,7 @@ use crate::graphs::GraphKind;
 use crate::graphs::record::{exact_graph, record_graph, scan_graph};
 use crate::model::network::{LayerGeom, Layout, Network};
 use crate::model::profile::{ImageLimits, Profile, ProfileName, decode_image};
-use crate::record::{LayerRecording, Recording};
+use crate::record::{LayerRecording, PoolInput, Recording, Switches, switches_from_maxima};
 use crate::runtime::Runtime;
 use crate::runtime::sessions::{SessionCache, SharedSession};
 use crate::simd::first_max;
@@ -96,10 +96,11 @@ impl Engine {
         let fits = |size: usize| {
             let g = network.geometry(size);
             let last = g[g.len() - 1];
-            let halve = if network.pool_after_last { 2 } else { 1 };
-            g.iter().all(|l| l.height > 0 && l.width > 0)
-                && last.height / halve > 0
-                && last.width / halve > 0
+            let (h, w) = match network.pool_after_last {
+                Some(p) => (p.output_len(last.height, 0), p.output_len(last.width, 1)),
+                None => (last.height, last.width),
+            };
+            g.iter().all(|l| l.height > 0 && l.width > 0) && h > 0 && w > 0
         };
         let min = (1..=2048).find(|&s| fits(s)).unwrap_or(usize::MAX);
         if options.input_size < min || options.input_size > 2048 {
@@ -544,17 +545,29 @@ fn run_recording(
                 if values.len() != n || mask.len() != n {
                     return Err(wrong_size(c.number, "values", values.len(), n));
                 }
-                let switch = if c.pooled {
-                    let (_, sw) = outputs[format!("fovea_switch{}", c.number).as_str()]
-                        .try_extract_tensor::<bool>()?;
-                    let prev = &geometry[i];
-                    let want = prev.channels * (prev.height / 2 * 2) * (prev.width / 2 * 2);
-                    if sw.len() != want {
-                        return Err(wrong_size(c.number, "window flags", sw.len(), want));
+                let switch = match c.pool {
+                    Some(pool) => {
+                        let name = format!("fovea_switch{}", c.number);
+                        let prev = &geometry[i];
+                        Some(if pool.halves() {
+                            let (_, sw) = outputs[name.as_str()].try_extract_tensor::<bool>()?;
+                            let want = prev.channels * (prev.height / 2 * 2) * (prev.width / 2 * 2);
+                            if sw.len() != want {
+                                return Err(wrong_size(c.number, "window flags", sw.len(), want));
+                            }
+                            RecordedSwitches::Flags(sw)
+                        } else {
+                            let (_, idx) = outputs[name.as_str()].try_extract_tensor::<i64>()?;
+                            let want = prev.channels
+                                * pool.output_len(prev.height, 0)
+                                * pool.output_len(prev.width, 1);
+                            if idx.len() != want {
+                                return Err(wrong_size(c.number, "pool indices", idx.len(), want));
+                            }
+                            RecordedSwitches::Indices(idx)
+                        })
                     }
-                    Some(sw)
-                } else {
-                    None
+                    None => None,
                 };
                 parts.push((values, mask, switch));
             }
@@ -570,14 +583,7 @@ fn run_recording(
                         width: g.width,
                         activations: values.to_vec(),
                         mask: crate::record::Bits::from_bools(mask),
-                        switches: switch.map(|s| {
-                            crate::record::switches_from_maxima(
-                                s,
-                                prev.channels,
-                                prev.height,
-                                prev.width,
-                            )
-                        }),
+                        switches: switch.map(|s| s.switches(prev)),
                     }
                 },
             )
@@ -589,8 +595,13 @@ fn run_recording(
                 |i| values[i].len(),
                 |i| {
                     let (g, prev) = (&geometry[i + 1], &geometry[i]);
-                    let pooled_from = (i > 0 && net.convs[i].pooled)
-                        .then(|| (values[i - 1], prev.channels, prev.height, prev.width));
+                    let pooled_from = net.convs[i].pool.filter(|_| i > 0).map(|pool| PoolInput {
+                        values: values[i - 1],
+                        channels: prev.channels,
+                        height: prev.height,
+                        width: prev.width,
+                        pool,
+                    });
                     LayerRecording::from_f32(g.channels, g.height, g.width, values[i], pooled_from)
                 },
             )
@@ -605,6 +616,28 @@ fn run_recording(
         _ => Vec::new(),
     };
     Ok((layers, scores))
+}
+
+/// A pool's switches as the compact recording graph returns them.
+#[derive(Clone, Copy)]
+enum RecordedSwitches<'a> {
+    /// Flags at each 2x2 window's maxima.
+    Flags(&'a [bool]),
+    /// ONNX Runtime's flat index of each output's maximum (batch of one).
+    Indices(&'a [i64]),
+}
+
+impl RecordedSwitches<'_> {
+    fn switches(&self, below: &LayerGeom) -> Switches {
+        let (c, h, w) = (below.channels, below.height, below.width);
+        match self {
+            RecordedSwitches::Flags(f) => Switches::Bits(switches_from_maxima(f, c, h, w)),
+            RecordedSwitches::Indices(idx) => {
+                let plane = (h * w).max(1) as i64;
+                Switches::Cells(idx.iter().map(|&i| i.rem_euclid(plane) as u32).collect())
+            }
+        }
+    }
 }
 
 fn wrong_size(layer: usize, what: &str, got: usize, want: usize) -> Error {

@@ -1,10 +1,11 @@
 //! Small generated models: VGG-like chains with the same weights as an NCHW
 //! export (PyTorch style) or an NHWC one (tf2onnx style, input Transpose),
-//! and a chain of strided, dilated, grouped and asymmetrically padded
-//! convolutions; each with an optional dense head. They make most tests run
+//! a chain of strided, dilated, grouped and asymmetrically padded
+//! convolutions, and an AlexNet-shaped chain of overlapping, padded and
+//! ceil-mode max pools; each with an optional dense head. They make most tests run
 //! in milliseconds.
 
-use crate::model::network::{ConvLayer, ConvShape, Layout, geometry_of};
+use crate::model::network::{ConvLayer, ConvShape, Layout, PoolShape, geometry_of};
 use fovea_onnx::proto::tensor_proto::DataType;
 use fovea_onnx::{Attr, Dim, GraphBuilder, encode, f32_tensor};
 use rand::{Rng, SeedableRng};
@@ -27,8 +28,8 @@ pub const TINY_CLASSES: usize = 5;
 pub struct ChainConv {
     pub in_channels: usize,
     pub out_channels: usize,
-    /// A 2x2/2 max pool precedes the convolution.
-    pub pooled: bool,
+    /// The max pool preceding the convolution.
+    pub pool: Option<PoolShape>,
     pub shape: ConvShape,
 }
 
@@ -39,7 +40,7 @@ pub fn tiny_chain() -> Vec<ChainConv> {
         .map(|&(in_channels, out_channels, pooled)| ChainConv {
             in_channels,
             out_channels,
-            pooled,
+            pool: pooled.then_some(PoolShape::HALVING),
             shape: ConvShape::SAME_3X3,
         })
         .collect()
@@ -54,10 +55,10 @@ pub const STRIDED_SIZE: usize = 42;
 /// (10), a depthwise 3x3/2 padded only at the bottom and right (5), and an
 /// even 2x2 kernel padded at the top and right (5).
 pub fn strided_chain() -> Vec<ChainConv> {
-    let conv = |in_channels, out_channels, pooled, shape| ChainConv {
+    let conv = |in_channels, out_channels, pooled: bool, shape| ChainConv {
         in_channels,
         out_channels,
-        pooled,
+        pool: pooled.then_some(PoolShape::HALVING),
         shape,
     };
     let base = ConvShape::SAME_3X3;
@@ -118,6 +119,76 @@ pub fn strided_chain() -> Vec<ChainConv> {
     ]
 }
 
+/// Input side of the overlapping-pool model.
+pub const OVERLAPPING_SIZE: usize = 99;
+
+/// An AlexNet-shaped chain: an 11x11/4 stem padded by 2 (99 -> 24), a 3x3/2
+/// pool (11, windows overlapping by a row and a column), a 5x5 in 2 groups,
+/// a 3x3/2 pool padded by 1 (6), two 3x3, a 3x3/2 pool in ceil mode (3, one
+/// more than rounding down) and a 3x3; its head pools like the last (1).
+pub fn overlapping_chain() -> Vec<ChainConv> {
+    let pool = |pads: usize, ceil: bool| {
+        Some(PoolShape {
+            kernel: 3,
+            stride: 2,
+            pads: [pads; 4],
+            ceil,
+        })
+    };
+    let conv = |in_channels, out_channels, pool, shape| ChainConv {
+        in_channels,
+        out_channels,
+        pool,
+        shape,
+    };
+    let base = ConvShape::SAME_3X3;
+    vec![
+        conv(
+            3,
+            8,
+            None,
+            ConvShape {
+                kernel: 11,
+                stride: 4,
+                pads: [2; 4],
+                ..base
+            },
+        ),
+        conv(
+            8,
+            12,
+            pool(0, false),
+            ConvShape {
+                kernel: 5,
+                pads: [2; 4],
+                groups: 2,
+                ..base
+            },
+        ),
+        conv(12, 16, pool(1, false), base),
+        conv(16, 16, None, base),
+        conv(16, 16, pool(0, true), base),
+    ]
+}
+
+/// Weights of the overlapping-pool model's chain.
+pub fn overlapping_weights() -> Vec<(Vec<f32>, Vec<f32>)> {
+    chain_weights(&overlapping_chain(), 23)
+}
+
+/// The overlapping-pool chain as ONNX bytes (NCHW), with or without its
+/// dense head.
+pub fn overlapping_model(head: bool) -> Vec<u8> {
+    chain_model(
+        &overlapping_chain(),
+        &overlapping_weights(),
+        Layout::Nchw,
+        head,
+        OVERLAPPING_SIZE,
+        None,
+    )
+}
+
 /// Deterministic He-initialised weights (OIHW) and biases of a chain.
 pub fn chain_weights(chain: &[ChainConv], seed: u64) -> Vec<(Vec<f32>, Vec<f32>)> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
@@ -154,7 +225,7 @@ pub fn chain_output(chain: &[ChainConv], size: usize) -> (usize, usize, usize) {
     let convs: Vec<ConvLayer> = chain
         .iter()
         .enumerate()
-        .map(|(i, c)| ConvLayer::bare(i + 1, (c.in_channels, c.out_channels), c.shape, c.pooled))
+        .map(|(i, c)| ConvLayer::bare(i + 1, (c.in_channels, c.out_channels), c.shape, c.pool))
         .collect();
     let last = geometry_of(&convs, size)[chain.len()];
     (last.channels, last.height, last.width)
@@ -170,11 +241,22 @@ pub fn tiny_head_weights(size: usize) -> [(Vec<f32>, Vec<f32>); 2] {
     chain_head_weights(&tiny_chain(), size)
 }
 
-/// The dense head of a chain for a `size` input: its last layer's 2x2/2 max
-/// pool flattened to 10 ReLU units, then to the classes.
+/// The max pool in front of a chain's dense head: the same as the chain's
+/// last pool (2x2/2 when it has none).
+pub fn head_pool(chain: &[ChainConv]) -> PoolShape {
+    chain
+        .iter()
+        .rev()
+        .find_map(|c| c.pool)
+        .unwrap_or(PoolShape::HALVING)
+}
+
+/// The dense head of a chain for a `size` input: its last layer's
+/// [`head_pool`] flattened to 10 ReLU units, then to the classes.
 pub fn chain_head_weights(chain: &[ChainConv], size: usize) -> [(Vec<f32>, Vec<f32>); 2] {
     let (last, h, w) = chain_output(chain, size);
-    let features = last * (h / 2) * (w / 2);
+    let pool = head_pool(chain);
+    let features = last * pool.output_len(h, 0) * pool.output_len(w, 1);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
     let d = Normal::new(0.0f32, (1.0 / features as f32).sqrt()).ok();
     let mut sample = |n: usize| -> Vec<f32> {
@@ -287,15 +369,15 @@ pub fn chain_model(
         ),
     };
     for (k, (c, (w, b))) in chain.iter().zip(weights).enumerate() {
-        if c.pooled {
-            x = max_pool(&mut g, &x);
+        if let Some(pool) = c.pool {
+            x = g.node("MaxPool", &[&x], pool.own_attrs());
         }
         let z = conv_node(&mut g, k, &x, c, (w, b), norms.map(|n| &n[k]));
         x = g.node("Relu", &[&z], vec![]);
     }
     let (last, last_h, last_w) = chain_output(chain, size);
     if head {
-        x = max_pool(&mut g, &x);
+        x = g.node("MaxPool", &[&x], head_pool(chain).own_attrs());
         let flat = g.node("Flatten", &[&x], vec![("axis", Attr::Int(1))]);
         let [(w1, b1), (w2, b2)] = chain_head_weights(chain, size);
         let features = last * (last_h / 2) * (last_w / 2);
@@ -340,7 +422,7 @@ pub fn residual_stem() -> ChainConv {
     ChainConv {
         in_channels: 3,
         out_channels: RESIDUAL_WIDTH,
-        pooled: false,
+        pool: None,
         shape: ConvShape {
             kernel: 7,
             stride: 2,
@@ -423,7 +505,7 @@ pub fn residual_convs() -> [ChainConv; 3] {
     let block = ChainConv {
         in_channels: RESIDUAL_WIDTH,
         out_channels: RESIDUAL_WIDTH,
-        pooled: false,
+        pool: None,
         shape: ConvShape::SAME_3X3,
     };
     [residual_stem(), block, block]
@@ -553,16 +635,4 @@ pub fn png_declaring(width: u32, height: u32) -> Vec<u8> {
     );
     chunk(&mut png, b"IEND", &[]);
     png
-}
-
-/// A 2x2/2 max pool.
-fn max_pool(g: &mut GraphBuilder, x: &str) -> String {
-    g.node(
-        "MaxPool",
-        &[x],
-        vec![
-            ("kernel_shape", Attr::Ints(vec![2, 2])),
-            ("strides", Attr::Ints(vec![2, 2])),
-        ],
-    )
 }

@@ -5,7 +5,7 @@
 //! served. The folder is bounded by bytes, oldest files removed first.
 
 use crate::error::{Error, Result};
-use crate::record::{Bits, LayerRecording, Recording};
+use crate::record::{Bits, LayerRecording, Recording, Switches};
 use crate::supply::write_atomically;
 use sha2::{Digest, Sha256};
 use std::fs;
@@ -154,9 +154,16 @@ pub fn encode(rec: &Recording) -> Vec<u8> {
         }
         put_bits(&mut out, &l.mask);
         match &l.switches {
-            Some(s) => {
+            Some(Switches::Bits(s)) => {
                 out.push(1);
                 put_bits(&mut out, s);
+            }
+            Some(Switches::Cells(cells)) => {
+                out.push(2);
+                put_u32(&mut out, cells.len() as u32);
+                for c in cells {
+                    put_u32(&mut out, *c);
+                }
             }
             None => out.push(0),
         }
@@ -261,7 +268,20 @@ pub fn decode(bytes: &[u8]) -> Result<Recording> {
         let mask = r.bits()?;
         let switches = match r.take(1)?[0] {
             0 => None,
-            _ => Some(r.bits()?),
+            1 => Some(Switches::Bits(r.bits()?)),
+            2 => {
+                let n = r.len(4)?;
+                let cells: Vec<u32> = (0..n).map(|_| r.u32()).collect::<Result<_>>()?;
+                // Each cell is a position on the previous layer's plane.
+                let plane = layers
+                    .last()
+                    .map_or(0, |l: &LayerRecording| l.height * l.width);
+                if cells.iter().any(|&c| c as usize >= plane) {
+                    return Err(Error::Runtime("pool switch outside its input".into()));
+                }
+                Some(Switches::Cells(cells))
+            }
+            _ => return Err(Error::Runtime("unknown switch kind".into())),
         };
         if mask.len() != n {
             return Err(Error::Runtime("mask size mismatch".into()));
@@ -299,14 +319,24 @@ mod tests {
             original_height: 4,
             image: image::RgbImage::from_pixel(2, 2, image::Rgb([1, 2, 3])),
             input: vec![0.5; 12],
-            layers: vec![LayerRecording {
-                channels: 1,
-                height: 2,
-                width: 2,
-                activations: vec![half::f16::from_f32(1.5); 4],
-                mask: Bits::from_fn(4, |i| i % 2 == 0),
-                switches: Some(Bits::from_fn(16, |i| i == 3)),
-            }],
+            layers: vec![
+                LayerRecording {
+                    channels: 1,
+                    height: 2,
+                    width: 2,
+                    activations: vec![half::f16::from_f32(1.5); 4],
+                    mask: Bits::from_fn(4, |i| i % 2 == 0),
+                    switches: Some(Switches::Bits(Bits::from_fn(16, |i| i == 3))),
+                },
+                LayerRecording {
+                    channels: 1,
+                    height: 1,
+                    width: 1,
+                    activations: vec![half::f16::from_f32(0.5)],
+                    mask: Bits::from_fn(1, |_| true),
+                    switches: Some(Switches::Cells(vec![3, 0])),
+                },
+            ],
             scores: vec![0.25, 0.75],
         }
     }
@@ -318,7 +348,13 @@ mod tests {
         let back = decode(&bytes).unwrap();
         assert_eq!(back.layers[0].mask, rec.layers[0].mask);
         assert_eq!(back.layers[0].switches, rec.layers[0].switches);
+        assert_eq!(back.layers[1].switches, rec.layers[1].switches);
         assert_eq!(back.input, rec.input);
+        // A cell beyond the previous layer's plane is refused, checksum or
+        // not.
+        let mut beyond = rec.clone();
+        beyond.layers[1].switches = Some(Switches::Cells(vec![4, 0]));
+        assert!(decode(&encode(&beyond)).is_err());
         assert_eq!(back.image, rec.image);
         for cut in [0, 10, bytes.len() / 2, bytes.len() - 1] {
             assert!(decode(&bytes[..cut]).is_err(), "truncated at {cut}");

@@ -85,7 +85,7 @@ fn engine_convs() -> Vec<fovea_engine::model::network::ConvLayer> {
                 i + 1,
                 (cin, cout),
                 fovea_engine::model::network::ConvShape::SAME_3X3,
-                pooled,
+                pooled.then_some(fovea_engine::model::network::PoolShape::HALVING),
             )
         })
         .collect()

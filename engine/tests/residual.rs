@@ -1,8 +1,8 @@
 //! A ResNet-shaped file (a 7x7/2 batch-normalised stem, a 3x3/2 padded max
 //! pool, a basic block with its residual sum, global average pooling, a
 //! dense layer). Fovea probes its chain up to where the chain stops (the
-//! overlapping pool, or the branch to the residual sum when the pool is
-//! missing), says where and why, and still runs the whole file for the
+//! branch to the residual sum, after the stem's overlapping pool or without
+//! it), says where and why, and still runs the whole file for the
 //! predictions: they equal ONNX Runtime's on the unmodified file, and the
 //! probed stem equals the plain-loop f64 reference in all four modes.
 
@@ -48,7 +48,7 @@ fn assert_predictions_are_the_files(engine: &Engine, model: &[u8], rec: &Recordi
 }
 
 #[test]
-fn a_resnet_shaped_file_is_probed_up_to_its_overlapping_pool() {
+fn a_resnet_shaped_file_is_probed_through_its_stem_pool_up_to_the_branch() {
     let model = residual_model(true);
     let engine = engine_of(&model, RESIDUAL_SIZE, "residual");
     let net = &engine.network;
@@ -56,11 +56,12 @@ fn a_resnet_shaped_file_is_probed_up_to_its_overlapping_pool() {
     assert_eq!(net.convs[0].shape, residual_stem().shape);
     assert!(net.convs[0].batch_norm.is_some());
     assert!(net.dense.is_empty(), "the tail is no dense head");
+    // The stem's 3x3/2 pool padded by 1 is read; its output feeds the
+    // block and the residual sum.
+    let pool = net.pool_after_last.expect("the stem pool");
+    assert_eq!((pool.kernel, pool.stride, pool.pads), (3, 2, [1; 4]));
     let stop = net.probe_stop.as_deref().expect("a stop");
-    assert!(
-        stop.contains("(MaxPool)") && stop.contains("is not a 2x2 stride-2 max pool"),
-        "{stop}"
-    );
+    assert!(stop.contains("feeds 2 nodes (a branch)"), "{stop}");
     let (rec, input) = record_test_image(&engine);
     assert_predictions_are_the_files(&engine, &model, &rec);
 

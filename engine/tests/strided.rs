@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::reference::{Reference, Trace};
+use common::reference::Reference;
 use common::{
     Probed, assert_all_modes_are_the_references, assert_forward_is_the_references, check_samples,
 };
@@ -17,7 +17,7 @@ use fovea_engine::fixtures::{
     STRIDED_SIZE, TINY_CLASSES, chain_head_weights, strided_chain, strided_model, strided_weights,
 };
 use fovea_engine::model::network::Network;
-use fovea_engine::probe::reconstruct::{Mode, NeuronAt, Start};
+use fovea_engine::probe::reconstruct::NeuronAt;
 use fovea_engine::probe::visualize::VisualizeOptions;
 use fovea_onnx::proto::AttributeProto;
 use fovea_onnx::{Attr, attribute};
@@ -61,11 +61,6 @@ fn probe_neurons(s: &Probed) -> Vec<NeuronAt> {
     out
 }
 
-fn pre_at(trace: &Trace, s: &Probed, n: NeuronAt) -> f64 {
-    let g = s.engine.geometry[n.layer];
-    trace.pre[n.layer - 1][(n.feature * g.height + n.y) * g.width + n.x]
-}
-
 #[test]
 fn the_chain_is_read_with_its_geometry() {
     let s = setup();
@@ -75,7 +70,7 @@ fn the_chain_is_read_with_its_geometry() {
     assert_eq!(convs.len(), chain.len());
     for (c, want) in convs.iter().zip(&chain) {
         assert_eq!(c.shape, want.shape, "{}", c.name);
-        assert_eq!(c.pooled, want.pooled, "{}", c.name);
+        assert_eq!(c.pool, want.pool, "{}", c.name);
     }
     let sides: Vec<(usize, usize)> = s.engine.geometry[1..]
         .iter()
@@ -126,54 +121,15 @@ fn all_four_modes_from_conv_and_class_neurons_equal_the_reference() {
 fn the_linear_filter_is_the_central_difference_gradient_and_the_fov_gradient() {
     let s = setup();
     let neurons = probe_neurons(&s);
-    let pass = s.engine.forward(&s.rec.input).expect("forward");
     // The strongest neuron of each layer and one corner of the top layer.
-    let picks: Vec<NeuronAt> = neurons
+    for n in neurons
         .iter()
         .step_by(5)
         .copied()
         .chain(neurons.last().copied())
-        .collect();
-    for n in picks {
-        let r = &s
-            .engine
-            .reconstruct(&s.rec, &[n], &[Mode::LinearFilter], Start::OneHot, 0)
-            .expect("reconstruct")[0];
-        let preact = |x: &[f64]| pre_at(&s.reference.forward(x), &s, n);
-        let eps = 1e-3;
-        let (mut num, mut den) = (0f64, 0f64);
-        let mut x = s.input.clone();
-        let b = r.fov;
-        for c in 0..3 {
-            for y in b.y0..b.y1 {
-                for xx in b.x0..b.x1 {
-                    let i = (c * STRIDED_SIZE + y) * STRIDED_SIZE + xx;
-                    x[i] = s.input[i] + eps;
-                    let up = preact(&x);
-                    x[i] = s.input[i] - eps;
-                    let down = preact(&x);
-                    x[i] = s.input[i];
-                    let fd = (up - down) / (2.0 * eps);
-                    num += (fd - r.values[i] as f64).powi(2);
-                    den += fd.powi(2);
-                }
-            }
-        }
-        let rel = (num / den.max(1e-30)).sqrt();
-        assert!(den > 0.0 && rel <= 1e-2, "{n:?}: relative error {rel}");
-
-        let (pre, grad) = s.engine.fov_gradient(n, &s.rec.input).expect("gradient");
-        let scale = r.values.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let diff = grad
-            .iter()
-            .zip(&r.values)
-            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-        assert!(diff <= 1e-5 * scale, "{n:?}: {diff} vs {scale}");
-        let g = s.engine.geometry[n.layer];
-        let act = pass.activations[n.layer - 1][(n.feature * g.height + n.y) * g.width + n.x];
-        if act > 0.0 {
-            assert!((pre - act).abs() <= 1e-4 * act.max(1.0), "{pre} vs {act}");
-        }
+    {
+        s.assert_filter_is_the_central_difference(n, 1);
+        s.assert_fov_gradient_is_the_filter(n);
     }
 }
 
@@ -304,37 +260,9 @@ fn convolutions_outside_the_supported_geometry_are_refused_by_name() {
 /// reference's pre-activation is linear inside it on both sides.
 #[test]
 fn the_linear_region_along_a_line_is_the_references() {
-    use fovea_engine::probe::regions::Direction;
     let s = setup();
     let neurons = probe_neurons(&s);
     for n in [neurons[15], neurons[20]] {
-        let d = s
-            .engine
-            .direction(&s.rec, n, &Direction::Random(5))
-            .expect("direction");
-        let region = s.engine.linear_region(&s.rec, n, &d).expect("region");
-        let pre = |t: f64| {
-            let x: Vec<f64> = s
-                .input
-                .iter()
-                .zip(&d)
-                .map(|(&a, &b)| a + t * b as f64)
-                .collect();
-            pre_at(&s.reference.forward(&x), &s, n)
-        };
-        let v0 = pre(0.0);
-        assert!(
-            (region.value - v0).abs() <= 1e-4 * v0.abs().max(1.0),
-            "{n:?}"
-        );
-        for end in [region.forward.map(|b| b.t), region.backward.map(|b| b.t)] {
-            let t = end.expect("a bounded region") * 0.5;
-            let want = pre(t);
-            let got = region.value + region.slope * t;
-            assert!(
-                (got - want).abs() <= 1e-4 * want.abs().max(1.0),
-                "{n:?} at t = {t}: {got} vs {want}"
-            );
-        }
+        s.assert_region_is_the_references(n);
     }
 }

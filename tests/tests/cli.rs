@@ -407,8 +407,56 @@ fn a_strided_model_shows_its_geometry_and_is_probed() {
     }
 }
 
-/// A ResNet-shaped file: its stem is probed, `fovea model` says where and
-/// why the probe-able layers end, and the whole file still predicts.
+/// An AlexNet-shaped file with overlapping, padded and ceil-mode pools:
+/// `fovea model` shows each pool, a neuron behind all three pools is
+/// reconstructed, and the four figures are written.
+#[test]
+fn overlapping_pools_are_listed_reconstructed_through_and_drawn() {
+    use fovea_engine::fixtures::{OVERLAPPING_SIZE, overlapping_model};
+    let files = ModelFiles::new("alexnet.onnx", &overlapping_model(true), OVERLAPPING_SIZE);
+    let run = |extra: &[&str]| files.run(extra);
+    let text = ok(&run(&["model"]));
+    let pools: Vec<&str> = text
+        .lines()
+        .filter_map(|l| {
+            ["3x3/2 p1", "3x3/2 ceil", "3x3/2"]
+                .into_iter()
+                .find(|p| l.contains(&format!(" {p} ")))
+        })
+        .collect();
+    assert_eq!(pools, ["3x3/2", "3x3/2 p1", "3x3/2 ceil"], "{text}");
+    assert!(
+        text.contains("11x11/4 p2") && !text.contains("probed up to"),
+        "{text}"
+    );
+    let m = json(&run(&["--json", "model"]));
+    let last = &m["layers"][5];
+    assert_eq!(last["pool"]["kernel"], 3, "{m}");
+    assert_eq!(last["pool"]["ceil_mode"], true, "{m}");
+    assert_eq!(
+        (last["height"].clone(), last["fov"].clone()),
+        (3.into(), 227.into())
+    );
+    assert!(m["layers"][1].get("pool").is_none(), "{m}");
+    files.reconstruct("5", "2", "1,1");
+    let out_dir = files.dir.path().join("figs");
+    ok(&run(&[
+        "figures",
+        files.image.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--steps",
+        "4",
+    ]));
+    for f in ["fig2.png", "fig4.png", "fig5.png", "fig6.png"] {
+        let (w, h, flat) = picture(&out_dir.join(f));
+        assert!(w > 100 && h > 100 && !flat, "{f}: {w}x{h}");
+    }
+}
+
+/// A ResNet-shaped file: its stem and stem pool are probed, `fovea model`
+/// says where and why the probe-able layers end (the residual branch), and
+/// the whole file still predicts.
 #[test]
 fn a_resnet_shaped_model_says_where_probing_stops_and_predicts() {
     use fovea_engine::fixtures::{RESIDUAL_SIZE, TINY_CLASSES, residual_model};
@@ -416,8 +464,8 @@ fn a_resnet_shaped_model_says_where_probing_stops_and_predicts() {
     let run = |extra: &[&str]| files.run(extra);
     let text = ok(&run(&["model"]));
     assert!(
-        text.contains("probed up to layer 1; the rest runs for the predictions only: node")
-            && text.contains("(MaxPool) is not a 2x2 stride-2 max pool")
+        text.contains("probed up to layer 1; the rest runs for the predictions only:")
+            && text.contains("feeds 2 nodes (a branch)")
             && text.contains("7x7/2 p3"),
         "{text}"
     );
@@ -425,7 +473,7 @@ fn a_resnet_shaped_model_says_where_probing_stops_and_predicts() {
     assert!(
         m["probe_stop"]
             .as_str()
-            .is_some_and(|s| s.contains("MaxPool")),
+            .is_some_and(|s| s.contains("a branch")),
         "{m}"
     );
     assert_eq!(m["num_classes"], TINY_CLASSES);

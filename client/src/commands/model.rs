@@ -65,6 +65,16 @@ struct Layer<'a> {
     folded_batch_norm: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     conv: Option<Conv<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pool: Option<Pool<'a>>,
+}
+
+#[derive(Serialize)]
+struct Pool<'a> {
+    kernel: u32,
+    stride: u32,
+    pads: &'a [u32],
+    ceil_mode: bool,
 }
 
 #[derive(Serialize)]
@@ -129,6 +139,12 @@ impl<'a> View<'a> {
                         groups: c.groups,
                         pads: &c.pads,
                     }),
+                    pool: l.pool.as_ref().map(|p| Pool {
+                        kernel: p.kernel,
+                        stride: p.stride,
+                        pads: &p.pads,
+                        ceil_mode: p.ceil_mode,
+                    }),
                 })
                 .collect(),
             probe_stop: &m.probe_stop,
@@ -171,12 +187,12 @@ fn print_text(m: &pb::ModelInfo, prov: &pb::Provenance, pre: &pb::Preprocessing)
         pre.profile
     );
     println!(
-        "{:>3}  {:<8} {:>16} {:>6} {:>6}  {:<4}  conv",
+        "{:>3}  {:<8} {:>16} {:>6} {:>6}  {:<13}  conv",
         "#", "name", "C x H x W", "FOV", "stride", "pool"
     );
     for l in &m.layers {
         println!(
-            "{:>3}  {:<8} {:>16} {:>6} {:>6}  {:<4}  {}",
+            "{:>3}  {:<8} {:>16} {:>6} {:>6}  {:<13}  {}",
             l.number,
             l.name,
             format!("{}x{}x{}", l.channels, l.height, l.width),
@@ -190,7 +206,7 @@ fn print_text(m: &pb::ModelInfo, prov: &pb::Provenance, pre: &pb::Preprocessing)
             } else {
                 "-".into()
             },
-            if l.pooled { "yes" } else { "" },
+            l.pool.as_ref().map(pool_text).unwrap_or_default(),
             l.conv.as_ref().map(conv_text).unwrap_or_default()
         );
     }
@@ -216,24 +232,46 @@ fn print_text(m: &pb::ModelInfo, prov: &pb::Provenance, pre: &pb::Preprocessing)
 /// p2`, `3x3/2 p0,0,1,1` (stride, dilation and groups only when not 1;
 /// pads as one number when equal on every side).
 fn conv_text(c: &pb::ConvGeometry) -> String {
-    let mut s = format!("{0}x{0}", c.kernel);
-    if c.stride > 1 {
-        s += &format!("/{}", c.stride);
-    }
+    let mut s = window_text(c.kernel, c.stride);
     if c.dilation > 1 {
         s += &format!(" d{}", c.dilation);
     }
     if c.groups > 1 {
         s += &format!(" g{}", c.groups);
     }
-    match c.pads.as_slice() {
-        [p, rest @ ..] if rest.iter().all(|q| q == p) => s += &format!(" p{p}"),
-        pads => {
-            let all: Vec<String> = pads.iter().map(u32::to_string).collect();
-            s += &format!(" p{}", all.join(","));
-        }
+    s + &pads_text(&c.pads)
+}
+
+/// A pool as "3x3/2 p1 ceil"; no padding is not written.
+fn pool_text(p: &pb::PoolGeometry) -> String {
+    let mut s = window_text(p.kernel, p.stride);
+    if p.pads.iter().any(|&v| v > 0) {
+        s += &pads_text(&p.pads);
+    }
+    if p.ceil_mode {
+        s += " ceil";
     }
     s
+}
+
+/// "5x5/2" (a stride of 1 not written).
+fn window_text(kernel: u32, stride: u32) -> String {
+    let mut s = format!("{kernel}x{kernel}");
+    if stride > 1 {
+        s += &format!("/{stride}");
+    }
+    s
+}
+
+/// " p1" when every side has the same padding, else " p0,0,1,1".
+fn pads_text(pads: &[u32]) -> String {
+    match pads {
+        [p, rest @ ..] if rest.iter().all(|q| q == p) => format!(" p{p}"),
+        pads => {
+            let all: Vec<String> = pads.iter().map(u32::to_string).collect();
+            format!(" p{}", all.join(","))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -253,5 +291,22 @@ mod tests {
         assert_eq!(conv_text(&conv(7, 2, 1, 1, [3; 4])), "7x7/2 p3");
         assert_eq!(conv_text(&conv(3, 1, 2, 32, [2; 4])), "3x3 d2 g32 p2");
         assert_eq!(conv_text(&conv(3, 2, 1, 1, [0, 0, 1, 1])), "3x3/2 p0,0,1,1");
+    }
+
+    #[test]
+    fn pool_geometry_reads_in_a_few_characters() {
+        let pool = |kernel, stride, pads: [u32; 4], ceil_mode| pb::PoolGeometry {
+            kernel,
+            stride,
+            pads: pads.to_vec(),
+            ceil_mode,
+        };
+        assert_eq!(pool_text(&pool(2, 2, [0; 4], false)), "2x2/2");
+        assert_eq!(pool_text(&pool(3, 2, [1; 4], false)), "3x3/2 p1");
+        assert_eq!(pool_text(&pool(3, 2, [0; 4], true)), "3x3/2 ceil");
+        assert_eq!(
+            pool_text(&pool(2, 2, [0, 0, 1, 1], true)),
+            "2x2/2 p0,0,1,1 ceil"
+        );
     }
 }

@@ -441,6 +441,7 @@ pub fn model_info(engine: &Engine) -> pb::ModelInfo {
         source_node: net.input_name.clone(),
         folded_batch_norm: String::new(),
         conv: None,
+        pool: None,
     }];
     for (c, g) in net.convs.iter().zip(&engine.geometry[1..]) {
         layers.push(pb::Layer {
@@ -450,7 +451,7 @@ pub fn model_info(engine: &Engine) -> pb::ModelInfo {
             channels: g.channels as u32,
             height: g.height as u32,
             width: g.width as u32,
-            pooled: c.pooled,
+            pooled: c.pool.is_some(),
             fov: g.fov as u32,
             stride: g.stride as u32,
             source_node: c.conv_node.clone(),
@@ -461,6 +462,12 @@ pub fn model_info(engine: &Engine) -> pb::ModelInfo {
                 dilation: c.shape.dilation as u32,
                 groups: c.shape.groups as u32,
                 pads: c.shape.pads.iter().map(|&p| p as u32).collect(),
+            }),
+            pool: c.pool.map(|p| pb::PoolGeometry {
+                kernel: p.kernel as u32,
+                stride: p.stride as u32,
+                pads: p.pads.iter().map(|&v| v as u32).collect(),
+                ceil_mode: p.ceil,
             }),
         });
     }
@@ -478,6 +485,7 @@ pub fn model_info(engine: &Engine) -> pb::ModelInfo {
             source_node: d.node.clone(),
             folded_batch_norm: String::new(),
             conv: None,
+            pool: None,
         });
     }
     let p = &engine.profile;

@@ -2,16 +2,19 @@
 //! the whole image) fused with its gradient, for maximization; the chain
 //! builders are shared with the head's gradient graphs.
 
+use crate::graphs::transposed::unpool;
 use crate::graphs::transposed::{Extent, forward_conv, transposed_conv};
-use crate::model::network::{ConvLayer, FovTree, fov_tree, geometry_of};
+use crate::model::network::{ConvLayer, FovTree, PoolShape, fov_tree, geometry_of};
 use fovea_onnx::proto::{ModelProto, tensor_proto::DataType};
-use fovea_onnx::{Attr, Dim, GraphBuilder, f32_tensor};
+use fovea_onnx::{Dim, GraphBuilder, f32_tensor};
 
 /// How the conv chain of an ascent graph meets the image border.
 #[derive(Clone, Copy)]
 pub(crate) enum Frame<'a> {
     /// A FOV window: unpadded convolutions, and an `inside{i}` input per
-    /// hidden layer that zeroes what lies beyond the image (zero padding).
+    /// hidden layer that zeroes what lies beyond the image (zero padding),
+    /// and `inside_pool{i}` beyond the output grid of a pool other than
+    /// 2x2/2 feeding layer i.
     Window(&'a FovTree),
     /// The whole image of this side: padded convolutions.
     Whole(usize),
@@ -24,8 +27,12 @@ impl Frame<'_> {
             Frame::Window(_) => Extent::Window,
             Frame::Whole(size) => {
                 let below = geometry_of(&convs[..i - 1], size)[i - 1];
-                let halve = if convs[i - 1].pooled { 2 } else { 1 };
-                Extent::Whole(below.height / halve, below.width / halve)
+                match convs[i - 1].pool {
+                    Some(p) => {
+                        Extent::Whole(p.output_len(below.height, 0), p.output_len(below.width, 1))
+                    }
+                    None => Extent::Whole(below.height, below.width),
+                }
             }
         }
     }
@@ -48,45 +55,66 @@ pub(crate) struct Chain<'a> {
     pub pools: Vec<Option<Pool>>,
 }
 
-/// A 2x2/2 max pool, with what its gradient needs: where each window's
-/// maximum sits (the first one in row-major order, as the recordings keep
-/// them) and the shape of its input.
+/// A max pool, with what its gradient needs: where each window's maximum
+/// sits (the first one in row-major order, as the recordings keep them) and
+/// the shape of its input.
 pub(crate) struct Pool {
     pub output: String,
+    shape: PoolShape,
     indices: String,
     input_shape: String,
+    /// Output rows and columns.
+    output_size: (usize, usize),
+    /// On a FOV window, the 0/1 input zeroing outputs beyond the grid.
+    inside: Option<String>,
 }
 
-pub(crate) fn max_pool(g: &mut GraphBuilder, a: &str) -> Pool {
+/// Max pool `shape` over `a`, in a frame: on a FOV window unpadded and sized
+/// to whole windows, on a whole image of `input` (height, width) with the
+/// pool's own padding and rounding.
+pub(crate) fn max_pool(
+    g: &mut GraphBuilder,
+    a: &str,
+    shape: PoolShape,
+    whole: Option<(usize, usize)>,
+    window: (usize, usize),
+) -> Pool {
     let output = g.fresh_name("maxpool");
     let indices = format!("{output}_indices");
-    g.node_outputs(
-        "MaxPool",
-        &[a],
-        &[&output, &indices],
-        vec![
-            ("kernel_shape", Attr::Ints(vec![2, 2])),
-            ("strides", Attr::Ints(vec![2, 2])),
-        ],
-    );
+    let attrs = match whole {
+        Some(_) => shape.own_attrs(),
+        None => shape.attrs([0; 4]),
+    };
+    g.node_outputs("MaxPool", &[a], &[&output, &indices], attrs);
     let input_shape = g.node("Shape", &[a], vec![]);
+    let output_size = match whole {
+        Some((h, w)) => (shape.output_len(h, 0), shape.output_len(w, 1)),
+        None => window,
+    };
     Pool {
         output,
+        shape,
         indices,
         input_shape,
+        output_size,
+        inside: None,
     }
 }
 
 impl Pool {
     /// The gradient at the pool's input from the gradient at its output.
     pub(crate) fn backward(&self, g: &mut GraphBuilder, grad: &str) -> String {
-        g.node(
-            "MaxUnpool",
-            &[grad, &self.indices, &self.input_shape],
-            vec![
-                ("kernel_shape", Attr::Ints(vec![2, 2])),
-                ("strides", Attr::Ints(vec![2, 2])),
-            ],
+        let grad = match &self.inside {
+            Some(inside) => g.node("Mul", &[grad, inside], vec![]),
+            None => grad.to_string(),
+        };
+        unpool(
+            g,
+            &grad,
+            &self.indices,
+            &self.input_shape,
+            self.shape,
+            self.output_size,
         )
     }
 }
@@ -124,19 +152,39 @@ pub(crate) fn chain_forward_above<'a>(
     let mut top_z = String::new();
     for i in 1..=top {
         let c = &convs[i - 1];
-        if c.pooled && i <= stop {
-            a = g.node(
-                "MaxPool",
-                &[&a],
-                vec![
-                    ("kernel_shape", Attr::Ints(vec![2, 2])),
-                    ("strides", Attr::Ints(vec![2, 2])),
-                ],
-            );
-        } else if c.pooled {
-            let p = max_pool(g, &a);
-            a = p.output.clone();
-            pools[i] = Some(p);
+        if let Some(shape) = c.pool {
+            let (whole, window) = pool_frame(convs, i, frame);
+            if i <= stop {
+                let attrs = match whole {
+                    Some(_) => shape.own_attrs(),
+                    None => shape.attrs([0; 4]),
+                };
+                a = g.node("MaxPool", &[&a], attrs);
+            } else {
+                let p = max_pool(g, &a, shape, whole, window);
+                a = p.output.clone();
+                pools[i] = Some(p);
+            }
+            // On a window, outputs of overlapping windows beyond the pooled
+            // grid would read the image's edge; there the convolution reads
+            // zero padding.
+            if let Some(p) = pools[i]
+                .as_mut()
+                .filter(|_| whole.is_none() && !shape.halves())
+            {
+                let inside = g.input(
+                    &format!("inside_pool{i}"),
+                    DataType::Float,
+                    &[
+                        Dim::Fixed(1),
+                        Dim::Fixed(1),
+                        Dim::Fixed(window.0 as i64),
+                        Dim::Fixed(window.1 as i64),
+                    ],
+                );
+                a = g.node("Mul", &[&a, &inside], vec![]);
+                p.inside = Some(inside);
+            }
         }
         let z = forward_conv(g, c, &a, frame.extent(convs, i));
         if i == top {
@@ -176,6 +224,22 @@ pub(crate) fn chain_forward_above<'a>(
         acts,
         pres,
         pools,
+    }
+}
+
+/// Where the pool in front of conv `i` runs: its input grid on a whole image,
+/// or (on a FOV window) the window of its outputs.
+fn pool_frame(
+    convs: &[ConvLayer],
+    i: usize,
+    frame: Frame,
+) -> (Option<(usize, usize)>, (usize, usize)) {
+    match frame {
+        Frame::Whole(size) => {
+            let below = geometry_of(&convs[..i - 1], size)[i - 1];
+            (Some((below.height, below.width)), (0, 0))
+        }
+        Frame::Window(tree) => (None, (tree.conv_in[i].0.len, tree.conv_in[i].1.len)),
     }
 }
 

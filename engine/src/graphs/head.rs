@@ -146,8 +146,15 @@ pub(crate) fn head_graph(
     let top_mask = g.to_float(&pos);
     let mut features = g.node("Relu", &[&chain.top], vec![]);
     let mut last_pool = None;
-    if net.pool_after_last {
-        let p = max_pool(&mut g, &features);
+    if let Some(shape) = net.pool_after_last {
+        let last = crate::model::network::geometry_of(convs, size)[convs.len()];
+        let p = max_pool(
+            &mut g,
+            &features,
+            shape,
+            Some((last.height, last.width)),
+            (0, 0),
+        );
         features = p.output.clone();
         last_pool = Some(p);
     }

@@ -48,8 +48,9 @@ pub fn plain_model(model: &ModelProto, net: &Network) -> ModelProto {
 }
 
 /// The original graph made to record: per conv layer its activations as
-/// float16, its active flags, and (before each pooled layer) flags at each
-/// 2x2 window's maxima; the spatial input size left free.
+/// float16, its active flags, and (before each pooled layer) the pool's
+/// switches: flags at each 2x2 window's maxima, or each output's index of
+/// its maximum for other pools; the spatial input size left free.
 /// With `head` false the head is pruned away.
 pub(crate) fn record_graph(
     model: &ModelProto,
@@ -75,36 +76,37 @@ pub(crate) fn record_graph(
         let mask = format!("fovea_mask{i}");
         b.node_named("Greater", &[&c.relu_output, &zero], &mask, vec![]);
         outputs.push(onnx::value_info(&mask, DataType::Bool, &[]));
-        if c.pooled {
-            // Every position equal to its 2x2 window's maximum (exact f32
-            // comparisons); the first of them per window is resolved when
-            // packing, which is cheaper than an ArgMax over window blocks.
-            let prev = &geometry[i - 1];
-            let (h2, w2) = (prev.height / 2, prev.width / 2);
-            let mut x = net.convs[i - 2].relu_output.clone();
-            if prev.height % 2 == 1 || prev.width % 2 == 1 {
-                let starts = b.initializer(onnx::i64_tensor(&format!("fovea_s{i}"), &[2], &[0, 0]));
-                let ends = b.initializer(onnx::i64_tensor(
-                    &format!("fovea_e{i}"),
-                    &[2],
-                    &[2 * h2 as i64, 2 * w2 as i64],
-                ));
-                let axes = b.initializer(onnx::i64_tensor(&format!("fovea_a{i}"), &[2], &[2, 3]));
-                x = b.node("Slice", &[&x, &starts, &ends, &axes], vec![]);
-            }
-            let pooled = b.node(
-                "MaxPool",
-                &[&x],
-                vec![
-                    ("kernel_shape", onnx::Attr::Ints(vec![2, 2])),
-                    ("strides", onnx::Attr::Ints(vec![2, 2])),
-                ],
-            );
-            let spread = b.upsample2(&pooled);
-            let switch = format!("fovea_switch{i}");
-            b.node_named("Equal", &[&x, &spread], &switch, vec![]);
-            outputs.push(onnx::value_info(&switch, DataType::Bool, &[]));
+        let Some(pool) = c.pool else { continue };
+        let switch = format!("fovea_switch{i}");
+        let below = &net.convs[i - 2].relu_output;
+        if !pool.halves() {
+            // ONNX Runtime's own first maximum per window: flat indices
+            // into the pool's input, reduced to plane indices when packing.
+            let dropped = format!("fovea_pooled{i}");
+            b.node_outputs("MaxPool", &[below], &[&dropped, &switch], pool.own_attrs());
+            outputs.push(onnx::value_info(&switch, DataType::Int64, &[]));
+            continue;
         }
+        // Every position equal to its 2x2 window's maximum (exact f32
+        // comparisons); the first of them per window is resolved when
+        // packing, which is cheaper than an ArgMax over window blocks.
+        let prev = &geometry[i - 1];
+        let (h2, w2) = (prev.height / 2, prev.width / 2);
+        let mut x = below.clone();
+        if prev.height % 2 == 1 || prev.width % 2 == 1 {
+            let starts = b.initializer(onnx::i64_tensor(&format!("fovea_s{i}"), &[2], &[0, 0]));
+            let ends = b.initializer(onnx::i64_tensor(
+                &format!("fovea_e{i}"),
+                &[2],
+                &[2 * h2 as i64, 2 * w2 as i64],
+            ));
+            let axes = b.initializer(onnx::i64_tensor(&format!("fovea_a{i}"), &[2], &[2, 3]));
+            x = b.node("Slice", &[&x, &starts, &ends, &axes], vec![]);
+        }
+        let pooled = b.node("MaxPool", &[&x], pool.own_attrs());
+        let spread = b.upsample2(&pooled);
+        b.node_named("Equal", &[&x, &spread], &switch, vec![]);
+        outputs.push(onnx::value_info(&switch, DataType::Bool, &[]));
     }
     append(g, b);
     finish_record_graph(g, net, outputs);

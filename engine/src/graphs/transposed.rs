@@ -2,7 +2,7 @@
 //! modes (a neuron's FOV window back to the input, gated by recorded masks
 //! and switches), and the affine graph of a recording's effective bias.
 
-use crate::model::network::{ConvLayer, FovTree, Span, fov_tree};
+use crate::model::network::{ConvLayer, FovTree, PoolShape, Span, fov_tree};
 use fovea_onnx::proto::{ModelProto, tensor_proto::DataType};
 use fovea_onnx::{Attr, Dim, GraphBuilder, f32_tensor, i64_tensor};
 use rand::SeedableRng;
@@ -205,19 +205,29 @@ pub(crate) fn backward_graph(
             g.node_named("Identity", &[&u], "image", vec![]);
             break;
         }
-        let mut v = if linear {
-            u
-        } else {
-            g.node("Relu", &[&u], vec![])
-        };
-        if c.pooled {
-            v = g.upsample2(&v);
-        }
         let gate = g.input(
             &format!("gate{}", i - 1),
             DataType::Uint8,
             &dims("n", c.in_channels, tree.out[i - 1]),
         );
+        // Unpooling, then the rectification of the layer below (the 2x2
+        // pool's spreading commutes with it).
+        let mut v = match c.pool {
+            Some(p) if p.halves() => u,
+            Some(p) => {
+                let cells = cells_input(&mut g, c, &tree, i);
+                let shape = g.node("Shape", &[&gate], vec![]);
+                let (cy, cx) = tree.conv_in[i];
+                unpool(&mut g, &u, &cells, &shape, p, (cy.len, cx.len))
+            }
+            None => u,
+        };
+        if !linear {
+            v = g.node("Relu", &[&v], vec![]);
+        }
+        if c.pool.is_some_and(|p| p.halves()) {
+            v = g.upsample2(&v);
+        }
         let gate_f = g.to_float(&gate);
         x = g.node("Mul", &[&v, &gate_f], vec![]);
     }
@@ -242,8 +252,8 @@ pub(crate) fn affine_graph(convs: &[ConvLayer], layer: usize) -> ModelProto {
     let top = &convs[layer - 1];
     for i in 1..=layer {
         let c = &convs[i - 1];
-        if c.pooled {
-            a = gated_pool(&mut g, &a, i);
+        if let Some(p) = c.pool {
+            a = gated_pool(&mut g, &a, c, &tree, i, p, false);
         }
         let z = forward_conv(&mut g, c, &a, Extent::Window);
         if i == layer {
@@ -278,19 +288,104 @@ fn gated(
     g.node("Mul", &[z, &gate_f], vec![])
 }
 
-/// The max pool feeding conv `i` when its input is already gated by the
-/// switches: the sum of each 2x2 window (the one value the gate lets through).
-fn gated_pool(g: &mut GraphBuilder, a: &str, i: usize) -> String {
-    let pooled = g.node(
-        "AveragePool",
-        &[a],
+/// The max pool feeding conv `i` (layer `c`), on the window of its input.
+/// A 2x2/2 pool's input is already gated by its switches: the sum of each
+/// window is the one value the gate lets through. Any other pool reads the
+/// value at each output's recorded cell (input `cells{i}`, see
+/// [`cells_input`]); with `shared`, one set of cells for the whole batch.
+fn gated_pool(
+    g: &mut GraphBuilder,
+    a: &str,
+    c: &ConvLayer,
+    tree: &FovTree,
+    i: usize,
+    pool: PoolShape,
+    shared: bool,
+) -> String {
+    if pool.halves() {
+        let pooled = g.node("AveragePool", &[a], pool.attrs([0; 4]));
+        let four = g.initializer(f32_tensor(&format!("four{i}"), &[], &[4.0]));
+        return g.node("Mul", &[&pooled, &four], vec![]);
+    }
+    let cells = cells_input(g, c, tree, i);
+    if !shared {
+        let flat = g.initializer(i64_tensor(&format!("flat{i}"), &[1], &[-1]));
+        let values = g.node("Reshape", &[a, &flat], vec![]);
+        return g.node("Gather", &[&values, &cells], vec![]);
+    }
+    // [n, C*h*w] gathered along axis 1 by [1, C, h', w'] cells:
+    // [n, 1, C, h', w'], one configuration applied to every sample.
+    let rows = g.initializer(i64_tensor(&format!("rows{i}"), &[2], &[0, -1]));
+    let values = g.node("Reshape", &[a, &rows], vec![]);
+    let picked = g.node("Gather", &[&values, &cells], vec![("axis", Attr::Int(1))]);
+    let [_, ch, h, w] = dims("n", c.in_channels, tree.conv_in[i]).map(|d| match d {
+        Dim::Fixed(v) => v,
+        Dim::Named(_) => 0,
+    });
+    let out = g.initializer(i64_tensor(&format!("pooled{i}"), &[4], &[0, ch, h, w]));
+    g.node("Reshape", &[&picked, &out], vec![])
+}
+
+/// Input `cells{i}`: for each output of the pool feeding conv `i` on its
+/// window (`[n, C, h', w']`, int64), the flat index in the batch of input
+/// windows `[n, C, h, w]` of its recorded maximum. Outputs beyond the image
+/// point at a cell of their window that is beyond it too, where the gates
+/// are zero.
+fn cells_input(g: &mut GraphBuilder, c: &ConvLayer, tree: &FovTree, i: usize) -> String {
+    g.input(
+        &format!("cells{i}"),
+        DataType::Int64,
+        &dims("n", c.in_channels, tree.conv_in[i]),
+    )
+}
+
+/// Unpooling: `grad` at a max pool's outputs (`output_size` rows and
+/// columns) added into its input of shape `input_shape` at the flat
+/// `indices` of each output's maximum. MaxUnpool writes rather than adds, so
+/// overlapping windows run as `m x m` phases of outputs `m = ceil(k / s)`
+/// apart, whose windows are disjoint, and the phases are summed.
+pub(crate) fn unpool(
+    g: &mut GraphBuilder,
+    grad: &str,
+    indices: &str,
+    input_shape: &str,
+    pool: PoolShape,
+    output_size: (usize, usize),
+) -> String {
+    let (k, s) = (pool.kernel as i64, pool.stride as i64);
+    let attrs = || {
         vec![
-            ("kernel_shape", Attr::Ints(vec![2, 2])),
-            ("strides", Attr::Ints(vec![2, 2])),
-        ],
-    );
-    let four = g.initializer(f32_tensor(&format!("four{i}"), &[], &[4.0]));
-    g.node("Mul", &[&pooled, &four], vec![])
+            ("kernel_shape", Attr::Ints(vec![k, k])),
+            ("strides", Attr::Ints(vec![s, s])),
+        ]
+    };
+    let m = pool.kernel.div_ceil(pool.stride).max(1);
+    if m == 1 {
+        return g.node("MaxUnpool", &[grad, indices, input_shape], attrs());
+    }
+    let constant = |g: &mut GraphBuilder, stem: &str, values: [i64; 2]| {
+        let name = g.fresh_name(stem);
+        g.initializer(i64_tensor(&name, &[2], &values))
+    };
+    let ends = constant(g, "phase_ends", [i64::MAX; 2]);
+    let axes = constant(g, "phase_axes", [2, 3]);
+    let steps = constant(g, "phase_steps", [m as i64; 2]);
+    let mut sum: Option<String> = None;
+    for ry in 0..m.min(output_size.0) {
+        for rx in 0..m.min(output_size.1) {
+            let starts = constant(g, "phase_starts", [ry as i64, rx as i64]);
+            let slice = |g: &mut GraphBuilder, x: &str| {
+                g.node("Slice", &[x, &starts, &ends, &axes, &steps], vec![])
+            };
+            let (part, at) = (slice(g, grad), slice(g, indices));
+            let u = g.node("MaxUnpool", &[&part, &at, input_shape], attrs());
+            sum = Some(match sum {
+                Some(acc) => g.node("Add", &[&acc, &u], vec![]),
+                None => u,
+            });
+        }
+    }
+    sum.unwrap_or_else(|| g.node("MaxUnpool", &[grad, indices, input_shape], attrs()))
 }
 
 /// Forward graph of the affine map fixed by the recorded masks and switches,
@@ -309,8 +404,8 @@ pub(crate) fn region_graph(convs: &[ConvLayer], layer: usize) -> ModelProto {
     );
     for i in 1..=layer {
         let c = &convs[i - 1];
-        if c.pooled {
-            a = gated_pool(&mut g, &a, i);
+        if let Some(p) = c.pool {
+            a = gated_pool(&mut g, &a, c, &tree, i, p, true);
         }
         let w = trained_weight(&mut g, c);
         let b = g.initializer(f32_tensor(
@@ -344,7 +439,7 @@ mod tests {
             groups,
             ..ConvShape::SAME_3X3
         };
-        ConvLayer::bare(1, (in_channels, out_channels), shape, false)
+        ConvLayer::bare(1, (in_channels, out_channels), shape, None)
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The network Fovea probes: a chain of convolutions (any square kernel,
 //! stride, dilation and grouping, any padding), each followed by a ReLU, with
-//! 2x2/2 max pooling between them, optionally followed by a dense head.
+//! max pooling (any square window, stride and padding) between them,
+//! optionally followed by a dense head.
 //! Extracted from an ONNX graph, with the weights, plus the geometry (shapes,
 //! fields of view) at a working input size.
 
@@ -97,6 +98,100 @@ impl ConvShape {
     }
 }
 
+/// A max pool: a square window with the same stride along both axes,
+/// padding per side (never the maximum), and the output size rounded down or
+/// up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolShape {
+    pub kernel: usize,
+    pub stride: usize,
+    /// ONNX order: top, left, bottom, right.
+    pub pads: [usize; 4],
+    pub ceil: bool,
+}
+
+impl PoolShape {
+    /// VGG's 2x2 stride-2 pool without padding.
+    pub const HALVING: PoolShape = PoolShape {
+        kernel: 2,
+        stride: 2,
+        pads: [0; 4],
+        ceil: false,
+    };
+
+    /// The window as a convolution's (for spans and attributes).
+    fn window(&self) -> ConvShape {
+        ConvShape {
+            kernel: self.kernel,
+            stride: self.stride,
+            dilation: 1,
+            pads: self.pads,
+            groups: 1,
+        }
+    }
+
+    /// The 2x2/2 pool: its windows tile the input, so its switches are one
+    /// bit per input position (the other pools keep each output's cell).
+    pub fn halves(&self) -> bool {
+        *self == PoolShape::HALVING
+    }
+
+    /// Output length along `axis` for an input of `len`. In ceil mode a last
+    /// window that would start in the bottom/right padding is dropped (as
+    /// ONNX Runtime and PyTorch do).
+    pub fn output_len(&self, len: usize, axis: usize) -> usize {
+        let (b, e) = self.window().pad(axis);
+        let padded = len + b + e;
+        if padded < self.kernel {
+            return 0;
+        }
+        let over = padded - self.kernel;
+        let mut n = over / self.stride + 1;
+        if self.ceil && !over.is_multiple_of(self.stride) {
+            n += 1;
+            if (n - 1) * self.stride >= len + b {
+                n -= 1;
+            }
+        }
+        n
+    }
+
+    /// The input window outputs `span` read along `axis`.
+    pub fn input_span(&self, span: Span, axis: usize) -> Span {
+        self.window().input_span(span, axis)
+    }
+
+    /// The ONNX attributes of the pool with `pads` (no ceil mode: callers
+    /// running it on a window size it to whole windows). Zero pads are left
+    /// out, as the model files write them (ONNX Runtime's layout
+    /// optimisations pick their kernels by the node as written).
+    pub fn attrs(&self, pads: [i64; 4]) -> Vec<(&'static str, fovea_onnx::Attr)> {
+        let mut a = self.window().attrs(pads);
+        a.retain(|(name, _)| match *name {
+            "kernel_shape" | "strides" => true,
+            "pads" => pads.iter().any(|&p| p != 0),
+            _ => false,
+        });
+        a
+    }
+
+    /// The pool's own attributes (padding, and ceil mode when set: opsets
+    /// before 10 do not know the attribute).
+    pub fn own_attrs(&self) -> Vec<(&'static str, fovea_onnx::Attr)> {
+        let mut a = self.attrs(self.window().own_pads());
+        if self.ceil {
+            a.push(("ceil_mode", fovea_onnx::Attr::Int(1)));
+        }
+        a
+    }
+
+    /// Row or column of the first input cell of output `o`'s window (in the
+    /// padding when negative).
+    pub fn window_start(&self, o: usize, axis: usize) -> i64 {
+        (o * self.stride) as i64 - self.pads[axis] as i64
+    }
+}
+
 /// One conv layer (paper numbers 1..=13 for VGG-16).
 #[derive(Debug, Clone)]
 pub struct ConvLayer {
@@ -105,8 +200,8 @@ pub struct ConvLayer {
     pub in_channels: usize,
     pub out_channels: usize,
     pub shape: ConvShape,
-    /// A 2x2/2 max pool precedes the convolution.
-    pub pooled: bool,
+    /// The max pool preceding the convolution.
+    pub pool: Option<PoolShape>,
     /// OIHW, `[out, in / groups, kernel, kernel]`.
     pub weight: Vec<f32>,
     pub bias: Vec<f32>,
@@ -124,7 +219,7 @@ impl ConvLayer {
         number: usize,
         (in_channels, out_channels): (usize, usize),
         shape: ConvShape,
-        pooled: bool,
+        pool: Option<PoolShape>,
     ) -> ConvLayer {
         ConvLayer {
             number,
@@ -132,7 +227,7 @@ impl ConvLayer {
             in_channels,
             out_channels,
             shape,
-            pooled,
+            pool,
             weight: vec![],
             bias: vec![],
             relu_output: String::new(),
@@ -162,8 +257,8 @@ pub struct Network {
     /// Spatial input size fixed by the file, if any.
     pub native_size: Option<(usize, usize)>,
     pub convs: Vec<ConvLayer>,
-    /// A max pool follows the last conv (feeding the head).
-    pub pool_after_last: bool,
+    /// The max pool after the last conv (feeding the head).
+    pub pool_after_last: Option<PoolShape>,
     /// The tensor where the conv chain ends and the head begins.
     pub chain_end: String,
     pub dense: Vec<DenseLayer>,
@@ -309,7 +404,7 @@ impl Network {
 
         let mut convs: Vec<ConvLayer> = Vec::new();
         let mut channels = 3usize;
-        let mut pending_pool = false;
+        let mut pending_pool: Option<PoolShape> = None;
         let mut block = 1usize;
         let mut in_block = 0usize;
         // Why the probe-able chain ends before the graph's head, if it does.
@@ -337,7 +432,7 @@ impl Network {
             };
             let step = match n.op_type.as_str() {
                 "Conv" => read_conv(n, &consts, &single, channels).map(|c| {
-                    if pending_pool {
+                    if pending_pool.is_some() {
                         block += 1;
                         in_block = 0;
                     }
@@ -347,24 +442,26 @@ impl Network {
                     convs.push(ConvLayer {
                         number: convs.len() + 1,
                         name: format!("conv{block}_{in_block}"),
-                        pooled: std::mem::take(&mut pending_pool),
+                        pool: pending_pool.take(),
                         ..c
                     });
                 }),
-                "MaxPool" if !convs.is_empty() && !pending_pool => check_pool(n).map(|()| {
-                    pending_pool = true;
-                    cur = n.output[0].clone();
-                }),
+                "MaxPool" if !convs.is_empty() && pending_pool.is_none() => {
+                    pool_shape(n).map(|p| {
+                        pending_pool = Some(p);
+                        cur = n.output[0].clone();
+                    })
+                }
                 "Identity" | "Dropout" => {
                     cur = n.output[0].clone();
                     Ok(())
                 }
                 _ if convs.is_empty() => Err(node_error(
                     n,
-                    "where the network should start with a Conv; Fovea reads chains of Conv, Relu and 2x2 MaxPool",
+                    "where the network should start with a Conv; Fovea reads chains of Conv, Relu and MaxPool",
                 )),
                 _ if HEAD_OPS.contains(&n.op_type.as_str()) => break,
-                _ => Err(node_error(n, "is not a conv, ReLU or 2x2 max pool")),
+                _ => Err(node_error(n, "is not a conv, ReLU or max pool")),
             };
             match step {
                 Ok(()) => {}
@@ -542,7 +639,7 @@ impl Network {
 }
 
 /// [`Network::geometry`] of a conv chain: each layer's grid from the one
-/// below (halved by a pool in front, then the convolution's output length),
+/// below (through the pool in front, then the convolution's output length),
 /// its field of view and stride by the usual recurrence (a kernel widens the
 /// field by `extent - 1` strides of the layer below).
 pub fn geometry_of(convs: &[ConvLayer], input_size: usize) -> Vec<LayerGeom> {
@@ -556,11 +653,11 @@ pub fn geometry_of(convs: &[ConvLayer], input_size: usize) -> Vec<LayerGeom> {
     }];
     let (mut h, mut w, mut fov, mut stride) = (input_size, input_size, 1usize, 1usize);
     for c in convs {
-        if c.pooled {
-            h /= 2;
-            w /= 2;
-            fov += stride;
-            stride *= 2;
+        if let Some(p) = c.pool {
+            h = p.output_len(h, 0);
+            w = p.output_len(w, 1);
+            fov += (p.kernel - 1) * stride;
+            stride *= p.stride;
         }
         h = c.shape.output_len(h, 0);
         w = c.shape.output_len(w, 1);
@@ -572,7 +669,7 @@ pub fn geometry_of(convs: &[ConvLayer], input_size: usize) -> Vec<LayerGeom> {
             width: w,
             fov,
             stride,
-            pooled: c.pooled,
+            pooled: c.pool.is_some(),
         });
     }
     out
@@ -684,15 +781,9 @@ pub fn fov_tree(convs: &[ConvLayer], layer: usize, y: usize, x: usize) -> FovTre
         sy = c.shape.input_span(sy, 0);
         sx = c.shape.input_span(sx, 1);
         conv_in[i] = (sy, sx);
-        if c.pooled {
-            sy = Span {
-                start: sy.start * 2,
-                len: sy.len * 2,
-            };
-            sx = Span {
-                start: sx.start * 2,
-                len: sx.len * 2,
-            };
+        if let Some(p) = c.pool {
+            sy = p.input_span(sy, 0);
+            sx = p.input_span(sx, 1);
         }
         out[i - 1] = (sy, sx);
     }
@@ -757,7 +848,7 @@ fn read_conv<'g>(
         in_channels: channels,
         out_channels: out,
         shape,
-        pooled: false,
+        pool: None,
         weight,
         bias,
         relu_output: relu.output[0].clone(),
@@ -860,25 +951,13 @@ fn fold_batch_norm(
 /// of `channels`: square kernels, strides and dilations (the FOV boxes are
 /// squares), explicit or `auto_pad` padding, any grouping.
 fn conv_shape(n: &NodeProto, wdims: &[i64], channels: usize) -> Result<ConvShape> {
-    let square = |name: &str, default: i64| -> Result<usize> {
-        match attr_ints(n, name).as_deref() {
-            None => Ok(default as usize),
-            Some([a, b]) if a == b && *a >= 1 => Ok(*a as usize),
-            Some(v) => Err(node_error(
-                n,
-                &format!(
-                    "has {name} {v:?}; Fovea reads 2-d convolutions with equal, positive values on both axes"
-                ),
-            )),
-        }
-    };
     if wdims.len() != 4 || wdims.iter().any(|&d| d < 1) {
         return Err(node_error(
             n,
             &format!("has weight shape {wdims:?}; expected [out, in / groups, k, k]"),
         ));
     }
-    let kernel = square("kernel_shape", wdims[2])?;
+    let kernel = square_attr(n, "kernel_shape", wdims[2])?;
     if wdims[2] != wdims[3] || wdims[2] as usize != kernel {
         return Err(node_error(
             n,
@@ -899,10 +978,66 @@ fn conv_shape(n: &NodeProto, wdims: &[i64], channels: usize) -> Result<ConvShape
             ),
         ));
     }
-    let stride = square("strides", 1)?;
-    let dilation = square("dilations", 1)?;
+    let stride = square_attr(n, "strides", 1)?;
+    let dilation = square_attr(n, "dilations", 1)?;
     let extent = dilation * (kernel - 1) + 1;
-    let pads = match attr_str(n, "auto_pad").unwrap_or_default().as_str() {
+    Ok(ConvShape {
+        kernel,
+        stride,
+        dilation,
+        pads: window_pads(n, extent, stride)?,
+        groups: groups as usize,
+    })
+}
+
+/// A MaxPool node's window; dilated pools and pools that return their
+/// indices to the graph are not read.
+fn pool_shape(n: &NodeProto) -> Result<PoolShape> {
+    if attr_ints(n, "kernel_shape").is_none() {
+        return Err(node_error(n, "has no kernel_shape"));
+    }
+    let kernel = square_attr(n, "kernel_shape", 1)?;
+    let stride = square_attr(n, "strides", 1)?;
+    if square_attr(n, "dilations", 1)? != 1 {
+        return Err(node_error(n, "is a dilated max pool"));
+    }
+    if n.output.get(1).is_some_and(|o| !o.is_empty()) {
+        return Err(node_error(n, "returns its indices to the graph"));
+    }
+    let ceil = match attr_int(n, "ceil_mode").unwrap_or(0) {
+        0 => false,
+        1 => true,
+        c => {
+            return Err(node_error(n, &format!("has ceil_mode {c}; allowed 0 or 1")));
+        }
+    };
+    Ok(PoolShape {
+        kernel,
+        stride,
+        pads: window_pads(n, kernel, stride)?,
+        ceil,
+    })
+}
+
+/// A 2-d attribute with the same positive value on both axes.
+fn square_attr(n: &NodeProto, name: &str, default: i64) -> Result<usize> {
+    match attr_ints(n, name).as_deref() {
+        None => Ok(default as usize),
+        Some([a, b]) if a == b && *a >= 1 => Ok(*a as usize),
+        Some(v) => Err(node_error(
+            n,
+            &format!(
+                "has {name} {v:?}; Fovea reads 2-d windows with equal, positive values on both axes"
+            ),
+        )),
+    }
+}
+
+/// The padding of a window spanning `extent` input pixels: explicit pads,
+/// VALID, or SAME_* at stride 1 (at larger strides it would depend on the
+/// input size).
+fn window_pads(n: &NodeProto, extent: usize, stride: usize) -> Result<[usize; 4]> {
+    Ok(match attr_str(n, "auto_pad").unwrap_or_default().as_str() {
         "" | "NOTSET" => match attr_ints(n, "pads").as_deref() {
             None => [0; 4],
             Some(&[t, l, b, r])
@@ -916,7 +1051,7 @@ fn conv_shape(n: &NodeProto, wdims: &[i64], channels: usize) -> Result<ConvShape
                 return Err(node_error(
                     n,
                     &format!(
-                        "has pads {p:?}; expected four values in 0..{extent} (the kernel's extent)"
+                        "has pads {p:?}; expected four values in 0..{extent} (the window's extent)"
                     ),
                 ));
             }
@@ -939,30 +1074,7 @@ fn conv_shape(n: &NodeProto, wdims: &[i64], channels: usize) -> Result<ConvShape
                 ),
             ));
         }
-    };
-    Ok(ConvShape {
-        kernel,
-        stride,
-        dilation,
-        pads,
-        groups: groups as usize,
     })
-}
-
-fn check_pool(n: &NodeProto) -> Result<()> {
-    let ok = attr_ints(n, "kernel_shape").as_deref() == Some(&[2, 2])
-        && attr_ints(n, "strides").as_deref() == Some(&[2, 2])
-        && attr_ints(n, "pads").is_none_or(|p| p.iter().all(|&v| v == 0))
-        && attr_int(n, "ceil_mode").is_none_or(|c| c == 0)
-        && attr_str(n, "auto_pad").is_none_or(|a| a.is_empty() || a == "NOTSET" || a == "VALID");
-    if ok {
-        Ok(())
-    } else {
-        Err(node_error(
-            n,
-            "is not a 2x2 stride-2 max pool without padding",
-        ))
-    }
 }
 
 #[cfg(test)]
@@ -986,7 +1098,14 @@ mod tests {
         pools
             .iter()
             .enumerate()
-            .map(|(i, &p)| ConvLayer::bare(i + 1, (1, 1), ConvShape::SAME_3X3, p))
+            .map(|(i, &p)| {
+                ConvLayer::bare(
+                    i + 1,
+                    (1, 1),
+                    ConvShape::SAME_3X3,
+                    p.then_some(PoolShape::HALVING),
+                )
+            })
             .collect()
     }
 
@@ -997,7 +1116,7 @@ mod tests {
             layout: Layout::Nchw,
             native_size: None,
             convs: vgg_like(),
-            pool_after_last: true,
+            pool_after_last: Some(PoolShape::HALVING),
             chain_end: String::new(),
             dense: vec![],
             head_output: None,
@@ -1031,7 +1150,7 @@ mod tests {
                     pads: [3; 4],
                     ..ConvShape::SAME_3X3
                 },
-                false,
+                None,
             ),
             ConvLayer::bare(
                 2,
@@ -1041,7 +1160,7 @@ mod tests {
                     pads: [2; 4],
                     ..ConvShape::SAME_3X3
                 },
-                true,
+                Some(PoolShape::HALVING),
             ),
             ConvLayer::bare(
                 3,
@@ -1051,7 +1170,7 @@ mod tests {
                     pads: [0, 0, 1, 1],
                     ..ConvShape::SAME_3X3
                 },
-                false,
+                None,
             ),
         ];
         let g = geometry_of(&convs, 45);

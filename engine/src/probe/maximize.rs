@@ -250,27 +250,36 @@ impl Ascent {
         let session =
             engine.cached_graph(layer, GraphKind::Ascent, || Ok(ascent_graph(convs, layer)))?;
         let tree = fov_tree(convs, layer, n.y, n.x);
+        // 1 where a window of a (rows, columns) grid lies on it.
+        let inside = |name: String, (ty, tx): (Span, Span), (h, w): (usize, usize)| {
+            let values = (0..ty.len * tx.len)
+                .map(|k| {
+                    let (y, x) = (
+                        ty.start + (k / tx.len) as i64,
+                        tx.start + (k % tx.len) as i64,
+                    );
+                    (y >= 0 && x >= 0 && (y as usize) < h && (x as usize) < w) as u8 as f32
+                })
+                .collect();
+            Fed {
+                name,
+                shape: vec![1, 1, ty.len, tx.len],
+                values,
+            }
+        };
         let mut fed: Vec<Fed> = (1..layer)
             .map(|i| {
-                let (ty, tx) = tree.out[i];
                 let g = &engine.geometry[i];
-                let values = (0..ty.len * tx.len)
-                    .map(|k| {
-                        let (y, x) = (
-                            ty.start + (k / tx.len) as i64,
-                            tx.start + (k % tx.len) as i64,
-                        );
-                        (y >= 0 && x >= 0 && (y as usize) < g.height && (x as usize) < g.width)
-                            as u8 as f32
-                    })
-                    .collect();
-                Fed {
-                    name: format!("inside{i}"),
-                    shape: vec![1, 1, ty.len, tx.len],
-                    values,
-                }
+                inside(format!("inside{i}"), tree.out[i], (g.height, g.width))
             })
             .collect();
+        for i in 2..=layer {
+            if let Some(p) = convs[i - 1].pool.filter(|p| !p.halves()) {
+                let g = &engine.geometry[i - 1];
+                let grid = (p.output_len(g.height, 0), p.output_len(g.width, 1));
+                fed.push(inside(format!("inside_pool{i}"), tree.conv_in[i], grid));
+            }
+        }
         let units = convs[layer - 1].out_channels;
         fed.push(Fed {
             name: "seed".into(),

@@ -7,7 +7,7 @@ use crate::engine::Engine;
 use crate::error::Result;
 use crate::model::network::{ConvLayer, Span, fov_tree};
 use crate::probe::reconstruct::NeuronAt;
-use crate::record::Recording;
+use crate::record::{Recording, Switches};
 
 /// Rows `[y0, y1)` and columns `[x0, x1)` of a layer's grid, every channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,21 +176,43 @@ pub fn compare_patterns(
             }),
             ..LayerAgreement::default()
         };
-        if let (Some(sa), Some(sb)) = (&la.switches, &lb.switches) {
-            let below = a.layer(i - 1);
-            let (ph, pw) = (below.height, below.width);
-            let grid = match &tree {
-                Some(t) => clip(t.out[i - 1], ph, pw),
-                None => Rect::whole(ph, pw),
-            };
-            let windows = grid.pool_windows(ph, pw);
-            agreement.windows = below.channels * windows.area() / 4;
-            // A window holds one switch bit in each recording: a moved
-            // switch differs in exactly two bits.
-            let moved = count(below.channels, ph, pw, windows, |k| {
-                sa.bits_at(k) ^ sb.bits_at(k)
-            }) / 2;
-            agreement.same_switch = agreement.windows - moved;
+        // Layer 1 has no pool in front (its switches are None).
+        let below = a.layer((i - 1).max(1));
+        let (ph, pw) = (below.height, below.width);
+        match (&la.switches, &lb.switches, convs[i - 1].pool) {
+            (Some(Switches::Bits(sa)), Some(Switches::Bits(sb)), _) => {
+                let grid = match &tree {
+                    Some(t) => clip(t.out[i - 1], ph, pw),
+                    None => Rect::whole(ph, pw),
+                };
+                let windows = grid.pool_windows(ph, pw);
+                agreement.windows = below.channels * windows.area() / 4;
+                // A window holds one switch bit in each recording: a moved
+                // switch differs in exactly two bits.
+                let moved = count(below.channels, ph, pw, windows, |k| {
+                    sa.bits_at(k) ^ sb.bits_at(k)
+                }) / 2;
+                agreement.same_switch = agreement.windows - moved;
+            }
+            (Some(Switches::Cells(sa)), Some(Switches::Cells(sb)), Some(pool)) => {
+                let (oh, ow) = (pool.output_len(ph, 0), pool.output_len(pw, 1));
+                let outputs = match &tree {
+                    Some(t) => clip(t.conv_in[i], oh, ow),
+                    None => Rect::whole(oh, ow),
+                };
+                agreement.windows = below.channels * outputs.area();
+                let mut same = 0;
+                for c in 0..below.channels {
+                    for y in outputs.y0..outputs.y1 {
+                        let row = (c * oh + y) * ow;
+                        same += (outputs.x0..outputs.x1)
+                            .filter(|&x| sa[row + x] == sb[row + x])
+                            .count();
+                    }
+                }
+                agreement.same_switch = same;
+            }
+            _ => {}
         }
         layers.push(agreement);
     }
@@ -244,8 +266,8 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::network::ConvShape;
-    use crate::record::LayerRecording;
+    use crate::model::network::{ConvShape, PoolShape};
+    use crate::record::{LayerRecording, PoolInput};
 
     fn recording(layers: Vec<LayerRecording>) -> Recording {
         Recording {
@@ -261,7 +283,12 @@ mod tests {
     }
 
     fn conv(number: usize, pooled: bool) -> ConvLayer {
-        ConvLayer::bare(number, (1, 1), ConvShape::SAME_3X3, pooled)
+        ConvLayer::bare(
+            number,
+            (1, 1),
+            ConvShape::SAME_3X3,
+            pooled.then_some(PoolShape::HALVING),
+        )
     }
 
     /// Plain-loop count of the same quantities, unit by unit.
@@ -281,7 +308,14 @@ mod tests {
         values: &[f32],
         below: Option<&[f32]>,
     ) -> LayerRecording {
-        LayerRecording::from_f32(c, h, w, values, below.map(|v| (v, c, 2 * h, 2 * w)))
+        let below = below.map(|values| PoolInput {
+            values,
+            channels: c,
+            height: 2 * h,
+            width: 2 * w,
+            pool: PoolShape::HALVING,
+        });
+        LayerRecording::from_f32(c, h, w, values, below)
     }
 
     fn noise(n: usize, seed: u32) -> Vec<f32> {

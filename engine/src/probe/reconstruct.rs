@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::graphs::GraphKind;
 use crate::graphs::transposed::{affine_graph, backward_graph, random_weights, tree_of};
 use crate::model::network::{ConvLayer, FovTree, fov_tree, put_window};
-use crate::record::Recording;
+use crate::record::{Recording, Switches};
 use crate::runtime::sessions::poisoned;
 use crate::simd::spread_flags;
 use crate::stop::Stop;
@@ -153,10 +153,11 @@ pub(crate) struct GateSample {
 /// The 0/1 gate windows of hidden layer `i` for every sample, concatenated.
 fn gate_batch(convs: &[ConvLayer], rec: &Recording, samples: &[GateSample], i: usize) -> Vec<u8> {
     let l = rec.layer(i);
-    let switches = if convs[i].pooled {
-        rec.layer(i + 1).switches.as_ref()
-    } else {
-        None
+    // A 2x2/2 pool's switches gate its input; other pools' cells are
+    // separate inputs (`cells{i + 1}`).
+    let switches = match convs[i].pool {
+        Some(p) if p.halves() => rec.layer(i + 1).switches.as_ref().and_then(Switches::bits),
+        _ => None,
     };
     let (h, w) = (l.height, l.width);
     let Some(first) = samples.first() else {
@@ -194,16 +195,80 @@ fn gate_batch(convs: &[ConvLayer], rec: &Recording, samples: &[GateSample], i: u
     out
 }
 
-/// The gate batches of hidden layers 1..layer (index i - 1 is `gate{i}`),
-/// layers spread over the cores.
+/// The `cells{j}` input of pooled layer `j` (a pool other than 2x2/2) for
+/// every sample: per output of the pool on the sample's window, the flat
+/// index in the batch of the pool's input windows of its recorded maximum.
+/// Outputs beyond the grid point at the first (or last) row or column of
+/// their window, which lies beyond the image, where the gates are zero.
+fn cell_batch(
+    convs: &[ConvLayer],
+    rec: &Recording,
+    samples: &[GateSample],
+    j: usize,
+) -> Option<Vec<i64>> {
+    let pool = convs[j - 1].pool.filter(|p| !p.halves())?;
+    let Some(Switches::Cells(cells)) = rec.layer(j).switches.as_ref() else {
+        return None;
+    };
+    let below = rec.layer(j - 1);
+    let (h, w) = (below.height, below.width);
+    let (oh, ow) = (pool.output_len(h, 0), pool.output_len(w, 1));
+    let last = pool.kernel as i64 - 1;
+    // The row (or column) of output `o`'s window the cell sits on when the
+    // output lies beyond the grid of `len` outputs.
+    let beyond = |o: i64, len: usize, axis: usize| -> Option<i64> {
+        let start = o * pool.stride as i64 - pool.pads[axis] as i64;
+        if o < 0 {
+            Some(start)
+        } else if o >= len as i64 {
+            Some(start + last)
+        } else {
+            None
+        }
+    };
+    let mut out = Vec::new();
+    for (b, sample) in samples.iter().enumerate() {
+        let (cy, cx) = sample.tree.conv_in[j];
+        let (sy, sx) = sample.tree.out[j - 1];
+        for c in 0..below.channels {
+            let base = (b * below.channels + c) as i64 * (sy.len * sx.len) as i64;
+            for oy in cy.start..cy.start + cy.len as i64 {
+                for ox in cx.start..cx.start + cx.len as i64 {
+                    let (y, x) = match (beyond(oy, oh, 0), beyond(ox, ow, 1)) {
+                        (None, None) => {
+                            let at = cells[(c * oh + oy as usize) * ow + ox as usize] as usize;
+                            ((at / w) as i64, (at % w) as i64)
+                        }
+                        (y, x) => (
+                            y.unwrap_or_else(|| pool.window_start(oy as usize, 0)),
+                            x.unwrap_or_else(|| pool.window_start(ox as usize, 1)),
+                        ),
+                    };
+                    out.push(base + (y - sy.start) * sx.len as i64 + (x - sx.start));
+                }
+            }
+        }
+    }
+    Some(out)
+}
+
+/// What a backward or forward graph over a batch of FOV trees is fed: the
+/// gates of hidden layers 1..layer (index i - 1 is `gate{i}`) and, per
+/// pooled layer j whose pool is not 2x2/2, its cells (index j - 1).
+pub(crate) struct Gates {
+    pub gates: Vec<Vec<u8>>,
+    pub cells: Vec<Option<Vec<i64>>>,
+}
+
+/// The [`Gates`] of a batch of samples, layers spread over the cores.
 pub(crate) fn gate_batches(
     convs: &[ConvLayer],
     rec: &Recording,
     samples: &[GateSample],
     layer: usize,
-) -> Result<Vec<Vec<u8>>> {
+) -> Result<Gates> {
     let sizes = tree_of(convs, layer);
-    crate::parallel::map_by_cost(
+    let gates = crate::parallel::map_by_cost(
         layer - 1,
         |k| {
             let (sy, sx) = sizes.out[k + 1];
@@ -211,7 +276,11 @@ pub(crate) fn gate_batches(
         },
         |k| gate_batch(convs, rec, samples, k + 1),
     )
-    .ok_or_else(|| Error::Runtime("a gate window was not computed".into()))
+    .ok_or_else(|| Error::Runtime("a gate window was not computed".into()))?;
+    let cells = (1..=layer)
+        .map(|j| cell_batch(convs, rec, samples, j))
+        .collect();
+    Ok(Gates { gates, cells })
 }
 
 impl Engine {
@@ -540,23 +609,30 @@ impl Engine {
     }
 }
 
-/// The `gate{i}` inputs of a batch of `n` samples.
+/// The `gate{i}` and `cells{j}` inputs of a batch of `n` samples.
 pub(crate) fn gate_inputs<'a>(
     convs: &[ConvLayer],
     size_tree: &FovTree,
     n: usize,
-    gate_batches: &'a [Vec<u8>],
+    batches: &'a Gates,
 ) -> Result<Vec<(String, ort::session::SessionInputValue<'a>)>> {
-    gate_batches
-        .iter()
-        .enumerate()
-        .map(|(i, g)| {
-            let (sy, sx) = size_tree.out[i + 1];
-            let shape = [n, convs[i].out_channels, sy.len, sx.len];
-            Ok((
-                format!("gate{}", i + 1),
-                TensorRef::from_array_view((shape, g.as_slice()))?.into(),
-            ))
-        })
-        .collect()
+    let mut inputs = Vec::new();
+    for (i, g) in batches.gates.iter().enumerate() {
+        let (sy, sx) = size_tree.out[i + 1];
+        let shape = [n, convs[i].out_channels, sy.len, sx.len];
+        inputs.push((
+            format!("gate{}", i + 1),
+            TensorRef::from_array_view((shape, g.as_slice()))?.into(),
+        ));
+    }
+    for (j, cells) in batches.cells.iter().enumerate() {
+        let Some(cells) = cells else { continue };
+        let (cy, cx) = size_tree.conv_in[j + 1];
+        let shape = [n, convs[j].in_channels, cy.len, cx.len];
+        inputs.push((
+            format!("cells{}", j + 1),
+            TensorRef::from_array_view((shape, cells.as_slice()))?.into(),
+        ));
+    }
+    Ok(inputs)
 }

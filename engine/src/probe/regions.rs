@@ -14,10 +14,10 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::graphs::GraphKind;
 use crate::graphs::transposed::{region_graph, tree_of};
-use crate::model::network::{FovTree, Span, fov_tree, window_of};
+use crate::model::network::{ConvLayer, FovTree, PoolShape, Span, fov_tree, window_of};
 use crate::probe::patterns::clip;
 use crate::probe::reconstruct::{GateSample, Mode, NeuronAt, Start, gate_batches, gate_inputs};
-use crate::record::Recording;
+use crate::record::{Recording, Switches};
 use crate::runtime::sessions::poisoned;
 use crate::stop::Stop;
 use ort::value::TensorRef;
@@ -53,6 +53,9 @@ pub struct Flip {
     pub feature: usize,
     pub y: usize,
     pub x: usize,
+    /// For a switch of a pool whose windows overlap (not 2x2/2): the pool
+    /// output (row, column) whose maximum moves to (y, x).
+    pub output: Option<(usize, usize)>,
 }
 
 /// One end of a region: where it is (in t from the base point), which unit
@@ -248,8 +251,10 @@ impl Engine {
             for i in 1..layer {
                 let (_, z) = outputs[format!("z{i}").as_str()].try_extract_tensor::<f32>()?;
                 relu_crossings(rec, &tree, i, z, &mut crossings);
-                if convs[i].pooled {
-                    switch_crossings(rec, &tree, i, z, &mut crossings);
+                match convs[i].pool {
+                    Some(p) if p.halves() => switch_crossings(rec, &tree, i, z, &mut crossings),
+                    Some(p) => cell_crossings(rec, &tree, i, p, z, &mut crossings),
+                    None => {}
                 }
             }
             let (_, top) = outputs[format!("z{layer}").as_str()].try_extract_tensor::<f32>()?;
@@ -344,7 +349,7 @@ impl Engine {
                 }
             }
             if let Some(b) = r.forward {
-                cross(&mut config, b.flip);
+                cross(&self.network.convs, &mut config, b.flip);
             }
             t = end;
         }
@@ -354,7 +359,7 @@ impl Engine {
 
 /// The configuration on the far side of `flip`: its ReLU toggled, or the
 /// pool window's switch moved to it.
-fn cross(config: &mut Recording, flip: Flip) {
+fn cross(convs: &[ConvLayer], config: &mut Recording, flip: Flip) {
     let l = config.layer(flip.layer);
     let (h, w) = (l.height, l.width);
     let unit = |y: usize, x: usize| (flip.feature * h + y) * w + x;
@@ -362,18 +367,24 @@ fn cross(config: &mut Recording, flip: Flip) {
         FlipKind::Relu => config.layers[flip.layer - 1]
             .mask
             .toggle(unit(flip.y, flip.x)),
-        FlipKind::Switch => {
-            let Some(switches) = config.layers[flip.layer].switches.as_mut() else {
-                return;
-            };
-            let (wy, wx) = (flip.y & !1, flip.x & !1);
-            for (y, x) in [(wy, wx), (wy, wx + 1), (wy + 1, wx), (wy + 1, wx + 1)] {
-                if switches.get(unit(y, x)) {
-                    switches.toggle(unit(y, x));
+        FlipKind::Switch => match (config.layers[flip.layer].switches.as_mut(), flip.output) {
+            (Some(Switches::Bits(switches)), _) => {
+                let (wy, wx) = (flip.y & !1, flip.x & !1);
+                for (y, x) in [(wy, wx), (wy, wx + 1), (wy + 1, wx), (wy + 1, wx + 1)] {
+                    if switches.get(unit(y, x)) {
+                        switches.toggle(unit(y, x));
+                    }
+                }
+                switches.toggle(unit(flip.y, flip.x));
+            }
+            (Some(Switches::Cells(cells)), Some((oy, ox))) => {
+                if let Some(pool) = convs[flip.layer].pool {
+                    let (oh, ow) = (pool.output_len(h, 0), pool.output_len(w, 1));
+                    cells[(flip.feature * oh + oy) * ow + ox] = (flip.y * w + flip.x) as u32;
                 }
             }
-            switches.toggle(unit(flip.y, flip.x));
-        }
+            _ => {}
+        },
     }
 }
 
@@ -403,6 +414,7 @@ fn relu_crossings(rec: &Recording, tree: &FovTree, i: usize, z: &[f32], out: &mu
                     feature: c,
                     y,
                     x,
+                    output: None,
                 };
                 out.consider(sign * z[k], sign * z[per + k], flip);
             }
@@ -414,7 +426,7 @@ fn relu_crossings(rec: &Recording, tree: &FovTree, i: usize, z: &[f32], out: &mu
 /// tree: the window's maximum against each other value of the window.
 fn switch_crossings(rec: &Recording, tree: &FovTree, i: usize, z: &[f32], out: &mut Crossings) {
     let l = rec.layer(i);
-    let Some(switches) = rec.layer(i + 1).switches.as_ref() else {
+    let Some(Switches::Bits(switches)) = rec.layer(i + 1).switches.as_ref() else {
         return;
     };
     let (h, w) = (l.height, l.width);
@@ -450,8 +462,68 @@ fn switch_crossings(rec: &Recording, tree: &FovTree, i: usize, z: &[f32], out: &
                         feature: c,
                         y,
                         x,
+                        output: None,
                     };
                     out.consider(m0 - v0, md - vd, flip);
+                }
+            }
+        }
+    }
+}
+
+/// Crossings of the switches of `pool`, a pool other than 2x2/2 after hidden
+/// layer `i`, inside the tree: each output's maximum against each other
+/// value of its window inside the image.
+fn cell_crossings(
+    rec: &Recording,
+    tree: &FovTree,
+    i: usize,
+    pool: PoolShape,
+    z: &[f32],
+    out: &mut Crossings,
+) {
+    let l = rec.layer(i);
+    let Some(Switches::Cells(cells)) = rec.layer(i + 1).switches.as_ref() else {
+        return;
+    };
+    let (h, w) = (l.height, l.width);
+    let (oh, ow) = (pool.output_len(h, 0), pool.output_len(w, 1));
+    let (sy, sx) = tree.out[i];
+    let per = l.channels * sy.len * sx.len;
+    let outputs = clip(tree.conv_in[i + 1], oh, ow);
+    let k = pool.kernel as i64;
+    let inside =
+        |start: i64, len: usize| start.max(0) as usize..((start + k).max(0) as usize).min(len);
+    for c in 0..l.channels {
+        let value = |(y, x): (usize, usize)| {
+            if !l.mask.get((c * h + y) * w + x) {
+                return (0.0, 0.0);
+            }
+            let at = window_index(tree.out[i], c, y, x);
+            // Active means non-negative, as for the 2x2 pools.
+            (z[at].max(0.0), z[per + at])
+        };
+        for oy in outputs.y0..outputs.y1 {
+            for ox in outputs.x0..outputs.x1 {
+                let cell = cells[(c * oh + oy) * ow + ox] as usize;
+                let max = (cell / w, cell % w);
+                let (m0, md) = value(max);
+                for y in inside(pool.window_start(oy, 0), h) {
+                    for x in inside(pool.window_start(ox, 1), w) {
+                        if (y, x) == max {
+                            continue;
+                        }
+                        let (v0, vd) = value((y, x));
+                        let flip = Flip {
+                            kind: FlipKind::Switch,
+                            layer: i,
+                            feature: c,
+                            y,
+                            x,
+                            output: Some((oy, ox)),
+                        };
+                        out.consider(m0 - v0, md - vd, flip);
+                    }
                 }
             }
         }
@@ -469,6 +541,7 @@ mod tests {
             feature: 0,
             y: 0,
             x: 0,
+            output: None,
         }
     }
 

@@ -2,6 +2,7 @@
 //! start values), ReLU masks and max-pool switches (bit-packed), and what the
 //! statistics and top-k queries compute from them.
 
+use crate::model::network::PoolShape;
 use crate::simd::{halves_and_flags, pack64};
 use half::f16;
 use image::RgbImage;
@@ -130,22 +131,110 @@ pub struct LayerRecording {
     pub activations: Vec<f16>,
     /// `[C, H, W]`: 1 where the unit is active (pre-activation > 0).
     pub mask: Bits,
-    /// For a pooled layer: the switches of the pool feeding it, on the grid
-    /// of the previous layer (`[C', H', W']`): 1 at each window's maximum.
-    pub switches: Option<Bits>,
+    /// For a pooled layer: the switches of the pool feeding it.
+    pub switches: Option<Switches>,
+}
+
+/// Where each window of a max pool found its maximum (the first one in
+/// row-major order on ties, as PyTorch and ONNX Runtime pick it; the
+/// padding never).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Switches {
+    /// A 2x2/2 pool, whose windows tile its input: on the grid of the
+    /// previous layer (`[C', H', W']`), 1 at each window's maximum.
+    Bits(Bits),
+    /// Any other pool (overlapping or padded windows, where one input can
+    /// be the maximum of several outputs): per output `[C', Ho, Wo]`, the
+    /// plane index `y * W' + x` of its maximum in the previous layer.
+    Cells(Vec<u32>),
+}
+
+impl Switches {
+    pub fn bytes(&self) -> usize {
+        match self {
+            Switches::Bits(b) => b.bytes(),
+            Switches::Cells(c) => c.len() * 4,
+        }
+    }
+
+    /// The bits of a 2x2/2 pool's switches.
+    pub fn bits(&self) -> Option<&Bits> {
+        match self {
+            Switches::Bits(b) => Some(b),
+            Switches::Cells(_) => None,
+        }
+    }
+}
+
+/// A pooled layer's input: the previous layer's f32 activations and the
+/// pool between them.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolInput<'a> {
+    pub values: &'a [f32],
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub pool: PoolShape,
+}
+
+impl PoolInput<'_> {
+    /// The pool's switches, computed from the f32 values.
+    pub fn switches(&self) -> Switches {
+        let (c, h, w) = (self.channels, self.height, self.width);
+        if self.pool.halves() {
+            Switches::Bits(switches_from_maxima(
+                &window_maxima(self.values, c, h, w),
+                c,
+                h,
+                w,
+            ))
+        } else {
+            Switches::Cells(pool_cells(self.values, c, h, w, self.pool))
+        }
+    }
+}
+
+/// For each output of `pool` over `[C, H, W]`, the plane index of the first
+/// maximum of its window in row-major order, padding skipped.
+pub fn pool_cells(x: &[f32], c: usize, h: usize, w: usize, pool: PoolShape) -> Vec<u32> {
+    let (oh, ow) = (pool.output_len(h, 0), pool.output_len(w, 1));
+    let k = pool.kernel as i64;
+    let inside =
+        |start: i64, len: usize| start.max(0) as usize..((start + k).max(0) as usize).min(len);
+    let mut out = Vec::with_capacity(c * oh * ow);
+    for ch in 0..c {
+        let plane = &x[ch * h * w..(ch + 1) * h * w];
+        for oy in 0..oh {
+            let rows = inside(pool.window_start(oy, 0), h);
+            for ox in 0..ow {
+                let cols = inside(pool.window_start(ox, 1), w);
+                let mut best: Option<(usize, f32)> = None;
+                for y in rows.clone() {
+                    for xx in cols.clone() {
+                        let v = plane[y * w + xx];
+                        if best.is_none_or(|(_, m)| v > m) {
+                            best = Some((y * w + xx, v));
+                        }
+                    }
+                }
+                out.push(best.map_or(0, |(i, _)| i as u32));
+            }
+        }
+    }
+    out
 }
 
 impl LayerRecording {
     /// A conv layer's recording from its f32 activations `[C, H, W]`, as
     /// the compact recording graph makes it: float16 values rounded to
     /// nearest even, `> 0` flags, and for a pooled layer the switches of the
-    /// previous layer's activations `pooled_from = (values, C', H', W')`.
+    /// pool over the previous layer's activations.
     pub fn from_f32(
         channels: usize,
         height: usize,
         width: usize,
         activations: &[f32],
-        pooled_from: Option<(&[f32], usize, usize, usize)>,
+        pooled_from: Option<PoolInput>,
     ) -> LayerRecording {
         let (halves, words) = halves_and_flags(activations);
         LayerRecording {
@@ -157,8 +246,7 @@ impl LayerRecording {
                 words,
                 len: activations.len(),
             },
-            switches: pooled_from
-                .map(|(x, c, h, w)| switches_from_maxima(&window_maxima(x, c, h, w), c, h, w)),
+            switches: pooled_from.map(|p| p.switches()),
         }
     }
 
@@ -173,7 +261,7 @@ impl LayerRecording {
     pub fn bytes(&self) -> usize {
         self.activations.len() * 2
             + self.mask.bytes()
-            + self.switches.as_ref().map_or(0, Bits::bytes)
+            + self.switches.as_ref().map_or(0, Switches::bytes)
     }
 }
 
@@ -422,8 +510,9 @@ mod tests {
             words,
             len: activations.len(),
         };
-        let switches =
-            pooled_from.map(|(prev, ph, pw)| pool_switches(prev, prev.len() / (ph * pw), ph, pw));
+        let switches = pooled_from.map(|(prev, ph, pw)| {
+            Switches::Bits(pool_switches(prev, prev.len() / (ph * pw), ph, pw))
+        });
         LayerRecording {
             channels,
             height,
@@ -544,7 +633,14 @@ mod tests {
             act[0] = f32::NAN;
             act[1] = -0.0;
             act[2] = 1e-30;
-            let got = LayerRecording::from_f32(c, h / 2, w / 2, &act, Some((&prev, c, h, w)));
+            let input = PoolInput {
+                values: &prev,
+                channels: c,
+                height: h,
+                width: w,
+                pool: PoolShape::HALVING,
+            };
+            let got = LayerRecording::from_f32(c, h / 2, w / 2, &act, Some(input));
             let want = layer_recording(c, h / 2, w / 2, &act, Some((&prev, h, w)));
             assert_eq!(got.mask, want.mask, "{c}x{h}x{w}");
             assert_eq!(got.switches, want.switches, "{c}x{h}x{w}");
@@ -563,6 +659,44 @@ mod tests {
         // Strict maximum in the last position.
         let s = pool_switches(&[0.0, 1.0, 2.0, 3.0], 1, 2, 2);
         assert!(s.get(3) && s.count_ones() == 1);
+    }
+
+    #[test]
+    fn overlapping_and_padded_windows_keep_each_output_s_first_maximum() {
+        // One channel, 4x4, 3x3/2 windows padded by 1: outputs 2x2 read
+        // rows/cols [-1, 2) and [1, 4) (the padding is never picked).
+        #[rustfmt::skip]
+        let x = [
+            0.0, 5.0, 5.0, 1.0,
+            0.0, 0.0, 2.0, 7.0,
+            3.0, 3.0, 0.0, 0.0,
+            0.0, 9.0, 9.0, 0.0,
+        ];
+        let pool = PoolShape {
+            kernel: 3,
+            stride: 2,
+            pads: [1; 4],
+            ceil: false,
+        };
+        assert_eq!((pool.output_len(4, 0), pool.output_len(4, 1)), (2, 2));
+        // (0,0): rows 0..2, cols 0..2 -> 5 at (0,1); (0,1): cols 1..4 ->
+        // 7 at (1,3); (1,0): rows 1..4, cols 0..2 -> 9 at (3,1); (1,1):
+        // rows 1..4, cols 1..4 -> first 9 at (3,1), shared with (1,0).
+        assert_eq!(pool_cells(&x, 1, 4, 4, pool), vec![1, 7, 13, 13]);
+        // A window of zeros picks its first cell inside the image.
+        assert_eq!(pool_cells(&[0.0; 16], 1, 4, 4, pool), vec![0, 1, 4, 5]);
+        // Ceil mode adds a last, partial window...
+        let ceil = PoolShape { ceil: true, ..pool };
+        assert_eq!(ceil.output_len(4, 0), 3);
+        assert_eq!(ceil.output_len(3, 0), 2);
+        // ...unless it would start in the bottom padding.
+        let halving = PoolShape {
+            pads: [0, 0, 1, 1],
+            ceil: true,
+            ..PoolShape::HALVING
+        };
+        assert_eq!(halving.output_len(4, 0), 2);
+        assert_eq!(halving.output_len(5, 0), 3);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use fovea_engine::fixtures::tiny_model;
 use fovea_engine::model::network::Layout;
 use fovea_engine::model::profile::ProfileName;
 use fovea_engine::paths::cache_dir;
+use fovea_engine::probe::reconstruct::NeuronAt;
 use fovea_engine::runtime::Runtime;
 use fovea_engine::supply::{ExecutionProvider, Provenance, resolve_ort_library};
 use std::path::PathBuf;
@@ -368,6 +369,109 @@ impl Probed {
             rec,
             reference,
             input,
+        }
+    }
+}
+
+impl Probed {
+    /// Neuron `n`'s pre-activation in a reference trace.
+    pub fn pre_at(&self, trace: &reference::Trace, n: NeuronAt) -> f64 {
+        let g = self.engine.geometry[n.layer];
+        trace.pre[n.layer - 1][(n.feature * g.height + n.y) * g.width + n.x]
+    }
+
+    /// The linear filter of `n` against central differences of the
+    /// reference over its FOV box (every `step`-th row and column).
+    pub fn assert_filter_is_the_central_difference(&self, n: NeuronAt, step: usize) {
+        let r = &self.linear_filter(n);
+        let size = self.engine.profile.input_size;
+        let preact = |x: &[f64]| self.pre_at(&self.reference.forward(x), n);
+        let eps = 1e-3;
+        let (mut num, mut den) = (0f64, 0f64);
+        let mut x = self.input.clone();
+        let b = r.fov;
+        for c in 0..3 {
+            for y in (b.y0..b.y1).step_by(step) {
+                for xx in (b.x0..b.x1).step_by(step) {
+                    let i = (c * size + y) * size + xx;
+                    x[i] = self.input[i] + eps;
+                    let up = preact(&x);
+                    x[i] = self.input[i] - eps;
+                    let down = preact(&x);
+                    x[i] = self.input[i];
+                    let fd = (up - down) / (2.0 * eps);
+                    num += (fd - r.values[i] as f64).powi(2);
+                    den += fd.powi(2);
+                }
+            }
+        }
+        let rel = (num / den.max(1e-30)).sqrt();
+        assert!(den > 0.0 && rel <= 1e-2, "{n:?}: relative error {rel}");
+    }
+
+    /// The ascent graph's gradient over `n`'s FOV window against the
+    /// whole-image linear filter, and its value against the recorded
+    /// forward pass.
+    pub fn assert_fov_gradient_is_the_filter(&self, n: NeuronAt) {
+        let r = self.linear_filter(n);
+        let (pre, grad) = self
+            .engine
+            .fov_gradient(n, &self.rec.input)
+            .expect("gradient");
+        let scale = r.values.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let diff = max_diff(
+            &grad,
+            &r.values.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+        );
+        assert!(diff <= 1e-5 * scale as f64, "{n:?}: {diff} vs {scale}");
+        let pass = self.engine.forward(&self.rec.input).expect("forward");
+        let g = self.engine.geometry[n.layer];
+        let act = pass.activations[n.layer - 1][(n.feature * g.height + n.y) * g.width + n.x];
+        if act > 0.0 {
+            assert!((pre - act).abs() <= 1e-4 * act.max(1.0), "{pre} vs {act}");
+        }
+    }
+
+    fn linear_filter(&self, n: NeuronAt) -> fovea_engine::probe::reconstruct::Reconstruction {
+        use fovea_engine::probe::reconstruct::{Mode, Start};
+        self.engine
+            .reconstruct(&self.rec, &[n], &[Mode::LinearFilter], Start::OneHot, 0)
+            .expect("reconstruct")
+            .remove(0)
+    }
+
+    /// `n`'s linear region along a random line: value and slope are the
+    /// reference's, and the reference's pre-activation is linear inside it
+    /// on both sides (at half of each boundary's distance).
+    pub fn assert_region_is_the_references(&self, n: NeuronAt) {
+        use fovea_engine::probe::regions::Direction;
+        let d = self
+            .engine
+            .direction(&self.rec, n, &Direction::Random(5))
+            .expect("direction");
+        let region = self.engine.linear_region(&self.rec, n, &d).expect("region");
+        let pre = |t: f64| {
+            let x: Vec<f64> = self
+                .input
+                .iter()
+                .zip(&d)
+                .map(|(&a, &b)| a + t * b as f64)
+                .collect();
+            self.pre_at(&self.reference.forward(&x), n)
+        };
+        let v0 = pre(0.0);
+        assert!(
+            (region.value - v0).abs() <= 1e-4 * v0.abs().max(1.0),
+            "{n:?}"
+        );
+        for end in [region.forward.map(|b| b.t), region.backward.map(|b| b.t)] {
+            let t = end.expect("a bounded region") * 0.5;
+            let want = pre(t);
+            let got = region.value + region.slope * t;
+            assert!(
+                (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+                "{n:?} at t = {t}: {got} vs {want}"
+            );
         }
     }
 }

@@ -3,11 +3,19 @@
 //! four backward modes over the whole image.
 
 use fovea_engine::fixtures::{ChainConv, tiny_chain};
-use fovea_engine::model::network::ConvShape;
+use fovea_engine::model::network::{ConvShape, PoolShape};
 use fovea_engine::probe::reconstruct::{Mode, NeuronAt};
 
-/// One reference layer: (in, out, pooled, weight OIHW, bias, geometry).
-pub type RefLayer = (usize, usize, bool, Vec<f64>, Vec<f64>, ConvShape);
+/// One reference layer: (in, out, pool in front, weight OIHW, bias,
+/// geometry).
+pub type RefLayer = (
+    usize,
+    usize,
+    Option<PoolShape>,
+    Vec<f64>,
+    Vec<f64>,
+    ConvShape,
+);
 
 /// Plain reference network (f64).
 pub struct Reference {
@@ -28,26 +36,55 @@ pub struct Trace {
     pub argmax: Vec<Option<Vec<usize>>>,
 }
 
-/// A 2x2/2 max pool's switches over `c` planes `h` x `w`: for each output,
-/// the index of its window's first maximum (row-major).
-pub fn first_max_pool(x: &[f64], c: usize, h: usize, w: usize) -> Vec<usize> {
-    let (oh, ow) = (h / 2, w / 2);
-    let mut arg = vec![0usize; c * oh * ow];
+/// A max pool's switches over `c` planes `h` x `w`: for each output, the
+/// index of its window's first maximum (row-major, padding never), and the
+/// output size (ceil mode adds a last window unless it would start in the
+/// bottom/right padding).
+pub fn first_max_pool(
+    x: &[f64],
+    c: usize,
+    (h, w): (usize, usize),
+    p: PoolShape,
+) -> (Vec<usize>, (usize, usize)) {
+    let outputs = |len: usize, before: usize, after: usize| {
+        let span = len + before + after - p.kernel;
+        let mut n = if p.ceil {
+            span.div_ceil(p.stride) + 1
+        } else {
+            span / p.stride + 1
+        };
+        if p.ceil && (n - 1) * p.stride >= len + before {
+            n -= 1;
+        }
+        n
+    };
+    let (oh, ow) = (
+        outputs(h, p.pads[0], p.pads[2]),
+        outputs(w, p.pads[1], p.pads[3]),
+    );
+    let mut arg = Vec::with_capacity(c * oh * ow);
     for ch in 0..c {
-        for y in 0..oh {
-            for xx in 0..ow {
-                let mut best = (ch * h + 2 * y) * w + 2 * xx;
-                for (dy, dx) in [(0, 1), (1, 0), (1, 1)] {
-                    let i = (ch * h + 2 * y + dy) * w + 2 * xx + dx;
-                    if x[i] > x[best] {
-                        best = i;
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut best: Option<usize> = None;
+                for dy in 0..p.kernel {
+                    for dx in 0..p.kernel {
+                        let y = (oy * p.stride + dy) as i64 - p.pads[0] as i64;
+                        let xx = (ox * p.stride + dx) as i64 - p.pads[1] as i64;
+                        if y < 0 || xx < 0 || y >= h as i64 || xx >= w as i64 {
+                            continue;
+                        }
+                        let i = (ch * h + y as usize) * w + xx as usize;
+                        if best.is_none_or(|b| x[i] > x[b]) {
+                            best = Some(i);
+                        }
                     }
                 }
-                arg[(ch * oh + y) * ow + xx] = best;
+                arg.push(best.expect("every window reads the input"));
             }
         }
     }
-    arg
+    (arg, (oh, ow))
 }
 
 /// For each output position along an axis, the input positions its kernel
@@ -148,7 +185,7 @@ impl Reference {
                     (
                         c.in_channels,
                         c.out_channels,
-                        c.pooled,
+                        c.pool,
                         w.iter().map(|&v| v as f64).collect(),
                         b.iter().map(|&v| v as f64).collect(),
                         c.shape,
@@ -168,12 +205,11 @@ impl Reference {
             inputs: vec![],
             argmax: vec![],
         };
-        for (cin, cout, pooled, wt, b, shape) in &self.layers {
-            if *pooled {
-                let arg = first_max_pool(&x, *cin, h, w);
+        for (cin, cout, pool, wt, b, shape) in &self.layers {
+            if let Some(p) = pool {
+                let (arg, out) = first_max_pool(&x, *cin, (h, w), *p);
                 x = arg.iter().map(|&i| x[i]).collect();
-                h /= 2;
-                w /= 2;
+                (h, w) = out;
                 trace.argmax.push(Some(arg));
             } else {
                 trace.argmax.push(None);
@@ -248,7 +284,7 @@ impl Reference {
         stop: usize,
     ) -> Vec<f64> {
         for i in (stop + 1..=l).rev() {
-            let (cin, cout, pooled, _, _, shape) = &self.layers[i - 1];
+            let (cin, cout, pool, _, _, shape) = &self.layers[i - 1];
             let masked = match mode {
                 Mode::Deconvnet => false,
                 _ => i != l || mask_top,
@@ -264,19 +300,22 @@ impl Reference {
             if i == 1 {
                 return u;
             }
-            if mode != Mode::LinearFilter {
-                u.iter_mut().for_each(|v| *v = v.max(0.0));
-            }
-            if *pooled {
+            if pool.is_some() {
+                // Unpooling adds: overlapping windows can share a maximum.
                 let (ph, pw) = trace.dims[i - 2];
                 let mut up = vec![0f64; cin * ph * pw];
                 let arg = trace.argmax[i - 1]
                     .as_ref()
                     .expect("pooled layer has switches");
                 for (k, &a) in arg.iter().enumerate() {
-                    up[a] = u[k];
+                    up[a] += u[k];
                 }
                 u = up;
+            }
+            // The rectification of layer i - 1, after unpooling (the pool
+            // follows that ReLU in the forward pass).
+            if mode != Mode::LinearFilter {
+                u.iter_mut().for_each(|v| *v = v.max(0.0));
             }
             if i - 1 == stop {
                 return u;
@@ -287,8 +326,9 @@ impl Reference {
     }
 }
 
-/// The tiny head in f64: the last conv layer's 2x2/2 max pool (first max),
-/// flattened, a dense layer with ReLU, the class layer.
+/// The tiny head in f64: the last conv layer's max pool (first max; the
+/// chain's last pool, 2x2/2 when it has none), flattened, a dense layer with
+/// ReLU, the class layer.
 pub struct Head {
     /// (weight [out, in], bias) per dense layer.
     pub dense: Vec<(Vec<f64>, Vec<f64>)>,
@@ -340,7 +380,13 @@ impl Head {
         let c = r.layers[l - 1].1;
         let (h, w) = trace.dims[l - 1];
         let a: Vec<f64> = trace.pre[l - 1].iter().map(|&v| v.max(0.0)).collect();
-        let argmax = first_max_pool(&a, c, h, w);
+        let pool = r
+            .layers
+            .iter()
+            .rev()
+            .find_map(|l| l.2)
+            .unwrap_or(PoolShape::HALVING);
+        let (argmax, _) = first_max_pool(&a, c, (h, w), pool);
         let pooled: Vec<f64> = argmax.iter().map(|&i| a[i]).collect();
         let mut pre = Vec::new();
         let mut x = pooled.clone();
@@ -431,8 +477,8 @@ impl Head {
     ) -> f64 {
         // The affine map with every gate fixed, run on a zero image.
         let mut x: Vec<f64> = vec![0.0; 3 * r.size * r.size];
-        for (i, (cin, cout, pooled, w, b, shape)) in r.layers.iter().enumerate() {
-            if *pooled {
+        for (i, (cin, cout, pool, w, b, shape)) in r.layers.iter().enumerate() {
+            if pool.is_some() {
                 let arg = trace.argmax[i].as_ref().expect("switches");
                 x = arg.iter().map(|&a| x[a]).collect();
             }

@@ -100,7 +100,7 @@ class GetModelRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Layer(_message.Message):
-    __slots__ = ("number", "name", "kind", "channels", "height", "width", "pooled", "fov", "stride", "source_node", "folded_batch_norm", "conv")
+    __slots__ = ("number", "name", "kind", "channels", "height", "width", "pooled", "fov", "stride", "source_node", "folded_batch_norm", "conv", "pool")
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -113,6 +113,7 @@ class Layer(_message.Message):
     SOURCE_NODE_FIELD_NUMBER: _ClassVar[int]
     FOLDED_BATCH_NORM_FIELD_NUMBER: _ClassVar[int]
     CONV_FIELD_NUMBER: _ClassVar[int]
+    POOL_FIELD_NUMBER: _ClassVar[int]
     number: int
     name: str
     kind: LayerKind
@@ -125,7 +126,8 @@ class Layer(_message.Message):
     source_node: str
     folded_batch_norm: str
     conv: ConvGeometry
-    def __init__(self, number: _Optional[int] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[LayerKind, str]] = ..., channels: _Optional[int] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., pooled: bool = ..., fov: _Optional[int] = ..., stride: _Optional[int] = ..., source_node: _Optional[str] = ..., folded_batch_norm: _Optional[str] = ..., conv: _Optional[_Union[ConvGeometry, _Mapping]] = ...) -> None: ...
+    pool: PoolGeometry
+    def __init__(self, number: _Optional[int] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[LayerKind, str]] = ..., channels: _Optional[int] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., pooled: bool = ..., fov: _Optional[int] = ..., stride: _Optional[int] = ..., source_node: _Optional[str] = ..., folded_batch_norm: _Optional[str] = ..., conv: _Optional[_Union[ConvGeometry, _Mapping]] = ..., pool: _Optional[_Union[PoolGeometry, _Mapping]] = ...) -> None: ...
 
 class ConvGeometry(_message.Message):
     __slots__ = ("kernel", "stride", "dilation", "groups", "pads")
@@ -140,6 +142,18 @@ class ConvGeometry(_message.Message):
     groups: int
     pads: _containers.RepeatedScalarFieldContainer[int]
     def __init__(self, kernel: _Optional[int] = ..., stride: _Optional[int] = ..., dilation: _Optional[int] = ..., groups: _Optional[int] = ..., pads: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class PoolGeometry(_message.Message):
+    __slots__ = ("kernel", "stride", "pads", "ceil_mode")
+    KERNEL_FIELD_NUMBER: _ClassVar[int]
+    STRIDE_FIELD_NUMBER: _ClassVar[int]
+    PADS_FIELD_NUMBER: _ClassVar[int]
+    CEIL_MODE_FIELD_NUMBER: _ClassVar[int]
+    kernel: int
+    stride: int
+    pads: _containers.RepeatedScalarFieldContainer[int]
+    ceil_mode: bool
+    def __init__(self, kernel: _Optional[int] = ..., stride: _Optional[int] = ..., pads: _Optional[_Iterable[int]] = ..., ceil_mode: bool = ...) -> None: ...
 
 class Preprocessing(_message.Message):
     __slots__ = ("input_size", "layout", "channel_order", "scale", "mean", "std", "profile")

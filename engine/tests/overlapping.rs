@@ -1,0 +1,217 @@
+//! An AlexNet-shaped chain whose max pools overlap (3x3 windows at stride
+//! 2), are padded, or round up (ceil mode), with a dense head. An input can
+//! be the maximum of several outputs, so unpooling adds. ONNX Runtime
+//! records the file's own nodes; a plain-loop f64 reference computes the
+//! forward pass and every backward pass.
+
+mod common;
+
+use common::reference::{Reference, first_max_pool};
+use common::{
+    Probed, assert_all_modes_are_the_references, assert_forward_is_the_references, check_samples,
+    engine_with,
+};
+use fovea_engine::fixtures::{
+    OVERLAPPING_SIZE, chain_head_weights, overlapping_chain, overlapping_model, overlapping_weights,
+};
+use fovea_engine::probe::reconstruct::NeuronAt;
+use fovea_engine::probe::visualize::VisualizeOptions;
+use fovea_engine::record::Switches;
+
+fn setup() -> Probed {
+    Probed::new(
+        &overlapping_model(true),
+        OVERLAPPING_SIZE,
+        "overlapping",
+        Reference::of_chain(
+            &overlapping_chain(),
+            overlapping_weights(),
+            OVERLAPPING_SIZE,
+        ),
+    )
+}
+
+/// The strongest neuron of every layer and two corners of its grid.
+fn probe_neurons(s: &Probed) -> Vec<NeuronAt> {
+    let mut out = Vec::new();
+    for l in 1..=s.engine.network.convs.len() {
+        let top = fovea_engine::record::top_activations(s.rec.layer(l), 1, None, false)[0];
+        out.push(NeuronAt {
+            layer: l,
+            feature: top.feature,
+            y: top.y,
+            x: top.x,
+        });
+        let g = s.engine.geometry[l];
+        for (y, x) in [(0, 0), (g.height - 1, g.width - 1)] {
+            out.push(NeuronAt {
+                layer: l,
+                feature: (y + x) % g.channels,
+                y,
+                x,
+            });
+        }
+    }
+    out
+}
+
+#[test]
+fn the_pools_are_read_with_their_geometry() {
+    let s = setup();
+    let trace = s.reference.forward(&s.input);
+    let convs = &s.engine.network.convs;
+    for (c, want) in convs.iter().zip(overlapping_chain()) {
+        assert_eq!((c.shape, c.pool), (want.shape, want.pool), "{}", c.name);
+    }
+    assert_eq!(s.engine.network.probe_stop, None);
+    let sides: Vec<(usize, usize)> = s.engine.geometry[1..]
+        .iter()
+        .map(|g| (g.height, g.width))
+        .collect();
+    assert_eq!(sides, trace.dims);
+    // (99 + 4 - 11) / 4 + 1 = 24; (24 - 3) / 2 + 1 = 11; (11 + 2 - 3) / 2
+    // + 1 = 6; ceil((6 - 3) / 2) + 1 = 3 (2 rounding down).
+    assert_eq!(sides, [(24, 24), (11, 11), (6, 6), (6, 6), (3, 3)]);
+    // Fields by hand: 11 at stride 4; pool +2*4, 5x5 +4*8 -> 51 at 8; pool
+    // +2*8, 3x3 +2*16 -> 99 at 16; 131; pool +2*16, 3x3 +2*32 -> 227 at 32.
+    let fields: Vec<(usize, usize)> = s.engine.geometry[1..]
+        .iter()
+        .map(|g| (g.fov, g.stride))
+        .collect();
+    assert_eq!(fields, [(11, 4), (51, 8), (99, 16), (131, 16), (227, 32)]);
+}
+
+/// Activations, masks, and each pool output's switch are the reference's;
+/// the overlapping windows share maxima.
+#[test]
+fn the_recording_and_its_switches_match_the_reference() {
+    let s = setup();
+    let trace = s.reference.forward(&s.input);
+    assert_forward_is_the_references(&s.engine, &s.rec, &trace);
+    let mut shared = 0;
+    for (i, arg) in trace.argmax.iter().enumerate() {
+        let Some(arg) = arg else { continue };
+        let below = s.rec.layer(i);
+        let plane = below.height * below.width;
+        let want: Vec<u32> = arg.iter().map(|&a| (a % plane) as u32).collect();
+        let Some(Switches::Cells(got)) = &s.rec.layer(i + 1).switches else {
+            panic!("layer {} has no pool cells", i + 1);
+        };
+        assert_eq!(got, &want, "layer {}", i + 1);
+        let mut sorted = arg.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        shared += arg.len() - sorted.len();
+    }
+    assert!(shared > 0, "no input is the maximum of two windows");
+}
+
+/// The compact recording graph (float16 and ONNX Runtime's own pool
+/// indices) records the same switches as the f32 one.
+#[test]
+fn compact_and_exact_recordings_keep_the_same_switches() {
+    let model = overlapping_model(true);
+    let compact = engine_with(&model, OVERLAPPING_SIZE, "overlap-c", Some(true));
+    let exact = engine_with(&model, OVERLAPPING_SIZE, "overlap-e", Some(false));
+    let (a, _) = common::record_test_image(&compact);
+    let (b, _) = common::record_test_image(&exact);
+    for (l, (x, y)) in a.layers.iter().zip(&b.layers).enumerate() {
+        assert_eq!(x.mask, y.mask, "layer {}", l + 1);
+        assert_eq!(x.switches, y.switches, "layer {}", l + 1);
+    }
+}
+
+/// Conv neurons (corners included) and every class, in all four modes with
+/// trained and random weights, with the linear identity.
+#[test]
+fn all_four_modes_from_conv_and_class_neurons_equal_the_reference() {
+    let s = setup();
+    let worst = assert_all_modes_are_the_references(
+        &s.engine,
+        (&s.rec, &s.input),
+        &s.reference,
+        &chain_head_weights(&overlapping_chain(), OVERLAPPING_SIZE),
+        probe_neurons(&s),
+        5,
+    );
+    eprintln!("worst relative difference {worst:e}");
+}
+
+/// The linear filter against central differences of the reference, and
+/// the FOV-window gradient (pools run and unpooled inside the graph)
+/// against the whole-image linear filter.
+#[test]
+fn the_linear_filter_is_the_central_difference_gradient_and_the_fov_gradient() {
+    let s = setup();
+    for (k, n) in probe_neurons(&s).into_iter().enumerate() {
+        s.assert_fov_gradient_is_the_filter(n);
+        // Central differences for the strongest neurons of layers 2 and 4,
+        // every fourth row and column of the box (keeps the run short).
+        if k == 3 || k == 9 {
+            s.assert_filter_is_the_central_difference(n, 4);
+        }
+    }
+}
+
+/// A whole-image objective through the padded and ceil-mode pools: value
+/// and gradient against the reference.
+#[test]
+fn an_objective_and_its_gradient_equal_the_reference() {
+    use rand::{Rng, SeedableRng};
+    let s = setup();
+    let objective = s
+        .engine
+        .parse_objective("channel(5,3) + 0.05*layer(3) - neuron(4,7,2,2)", &[])
+        .expect("objective");
+    let opts = VisualizeOptions::new(objective);
+    let plane = OVERLAPPING_SIZE * OVERLAPPING_SIZE;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+    let batch: Vec<f32> = (0..2 * 3 * plane)
+        .map(|_| rng.random_range(-1.5f32..1.5))
+        .collect();
+    let (values, _, grad) = s
+        .engine
+        .evaluate_objective(&opts, &batch, 2)
+        .expect("evaluate");
+    let value = |x: &[f64]| {
+        let t = s.reference.forward(x);
+        let (h, w) = t.dims[4];
+        let channel = t.pre[4][3 * h * w..4 * h * w].iter().sum::<f64>() / (h * w) as f64;
+        let squares: f64 = t.pre[2].iter().map(|&v| v.max(0.0).powi(2)).sum();
+        let (h, w) = t.dims[3];
+        channel + 0.05 * squares - t.pre[3][(7 * h + 2) * w + 2]
+    };
+    check_samples(value, &batch, &values, &grad, (plane, 97));
+}
+
+/// A neuron's linear region along a random line, bounded by ReLUs and by
+/// the overlapping pools' switches: value and slope are the reference's,
+/// and the reference is linear inside it.
+#[test]
+fn the_linear_region_along_a_line_is_the_references() {
+    let s = setup();
+    let neurons = probe_neurons(&s);
+    for n in [neurons[6], neurons[12]] {
+        s.assert_region_is_the_references(n);
+    }
+}
+
+/// The reference's own pool rule on a hand-made plane: an input shared by
+/// two windows, and ties resolved to the first cell.
+#[test]
+fn the_reference_pool_shares_maxima_and_takes_the_first_of_ties() {
+    let pool = fovea_engine::model::network::PoolShape {
+        kernel: 3,
+        stride: 2,
+        pads: [0; 4],
+        ceil: false,
+    };
+    // 5x5, one large value in the shared middle column and ties elsewhere.
+    let mut x = vec![1.0f64; 25];
+    x[2 * 5 + 2] = 9.0;
+    let (arg, dims) = first_max_pool(&x, 1, (5, 5), pool);
+    assert_eq!(dims, (2, 2));
+    assert_eq!(arg, vec![12, 12, 12, 12]);
+    let (arg, _) = first_max_pool(&[1.0; 25], 1, (5, 5), pool);
+    assert_eq!(arg, vec![0, 2, 10, 12]);
+}
