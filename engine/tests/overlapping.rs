@@ -8,14 +8,12 @@ mod common;
 
 use common::reference::{Reference, first_max_pool};
 use common::{
-    Probed, assert_all_modes_are_the_references, assert_forward_is_the_references, check_samples,
-    engine_with,
+    Probed, assert_all_modes_are_the_references, assert_forward_is_the_references, engine_with,
 };
 use fovea_engine::fixtures::{
     OVERLAPPING_SIZE, chain_head_weights, overlapping_chain, overlapping_model, overlapping_weights,
 };
 use fovea_engine::probe::reconstruct::NeuronAt;
-use fovea_engine::probe::visualize::VisualizeOptions;
 use fovea_engine::record::Switches;
 
 fn setup() -> Probed {
@@ -33,52 +31,22 @@ fn setup() -> Probed {
 
 /// The strongest neuron of every layer and two corners of its grid.
 fn probe_neurons(s: &Probed) -> Vec<NeuronAt> {
-    let mut out = Vec::new();
-    for l in 1..=s.engine.network.convs.len() {
-        let top = fovea_engine::record::top_activations(s.rec.layer(l), 1, None, false)[0];
-        out.push(NeuronAt {
-            layer: l,
-            feature: top.feature,
-            y: top.y,
-            x: top.x,
-        });
-        let g = s.engine.geometry[l];
-        for (y, x) in [(0, 0), (g.height - 1, g.width - 1)] {
-            out.push(NeuronAt {
-                layer: l,
-                feature: (y + x) % g.channels,
-                y,
-                x,
-            });
-        }
-    }
-    out
+    s.strongest_and_corners(&[(false, false), (true, true)])
 }
 
 #[test]
 fn the_pools_are_read_with_their_geometry() {
     let s = setup();
-    let trace = s.reference.forward(&s.input);
-    let convs = &s.engine.network.convs;
-    for (c, want) in convs.iter().zip(overlapping_chain()) {
-        assert_eq!((c.shape, c.pool), (want.shape, want.pool), "{}", c.name);
-    }
     assert_eq!(s.engine.network.probe_stop, None);
-    let sides: Vec<(usize, usize)> = s.engine.geometry[1..]
-        .iter()
-        .map(|g| (g.height, g.width))
-        .collect();
-    assert_eq!(sides, trace.dims);
-    // (99 + 4 - 11) / 4 + 1 = 24; (24 - 3) / 2 + 1 = 11; (11 + 2 - 3) / 2
-    // + 1 = 6; ceil((6 - 3) / 2) + 1 = 3 (2 rounding down).
-    assert_eq!(sides, [(24, 24), (11, 11), (6, 6), (6, 6), (3, 3)]);
-    // Fields by hand: 11 at stride 4; pool +2*4, 5x5 +4*8 -> 51 at 8; pool
-    // +2*8, 3x3 +2*16 -> 99 at 16; 131; pool +2*16, 3x3 +2*32 -> 227 at 32.
-    let fields: Vec<(usize, usize)> = s.engine.geometry[1..]
-        .iter()
-        .map(|g| (g.fov, g.stride))
-        .collect();
-    assert_eq!(fields, [(11, 4), (51, 8), (99, 16), (131, 16), (227, 32)]);
+    // Sides: (99 + 4 - 11) / 4 + 1 = 24; (24 - 3) / 2 + 1 = 11; (11 + 2 -
+    // 3) / 2 + 1 = 6; ceil((6 - 3) / 2) + 1 = 3 (2 rounding down). Fields:
+    // 11 at stride 4; pool +2*4, 5x5 +4*8 -> 51 at 8; pool +2*8, 3x3 +2*16
+    // -> 99 at 16; 131; pool +2*16, 3x3 +2*32 -> 227 at 32.
+    s.assert_read_as(
+        &overlapping_chain(),
+        &[(24, 24), (11, 11), (6, 6), (6, 6), (3, 3)],
+        &[(11, 4), (51, 8), (99, 16), (131, 16), (227, 32)],
+    );
 }
 
 /// Activations, masks, and each pool output's switch are the reference's;
@@ -157,22 +125,7 @@ fn the_linear_filter_is_the_central_difference_gradient_and_the_fov_gradient() {
 /// and gradient against the reference.
 #[test]
 fn an_objective_and_its_gradient_equal_the_reference() {
-    use rand::{Rng, SeedableRng};
     let s = setup();
-    let objective = s
-        .engine
-        .parse_objective("channel(5,3) + 0.05*layer(3) - neuron(4,7,2,2)", &[])
-        .expect("objective");
-    let opts = VisualizeOptions::new(objective);
-    let plane = OVERLAPPING_SIZE * OVERLAPPING_SIZE;
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
-    let batch: Vec<f32> = (0..2 * 3 * plane)
-        .map(|_| rng.random_range(-1.5f32..1.5))
-        .collect();
-    let (values, _, grad) = s
-        .engine
-        .evaluate_objective(&opts, &batch, 2)
-        .expect("evaluate");
     let value = |x: &[f64]| {
         let t = s.reference.forward(x);
         let (h, w) = t.dims[4];
@@ -181,7 +134,7 @@ fn an_objective_and_its_gradient_equal_the_reference() {
         let (h, w) = t.dims[3];
         channel + 0.05 * squares - t.pre[3][(7 * h + 2) * w + 2]
     };
-    check_samples(value, &batch, &values, &grad, (plane, 97));
+    s.check_objective("channel(5,3) + 0.05*layer(3) - neuron(4,7,2,2)", value, 97);
 }
 
 /// A neuron's linear region along a random line, bounded by ReLUs and by

@@ -10,15 +10,12 @@
 mod common;
 
 use common::reference::Reference;
-use common::{
-    Probed, assert_all_modes_are_the_references, assert_forward_is_the_references, check_samples,
-};
+use common::{Probed, assert_all_modes_are_the_references, assert_forward_is_the_references};
 use fovea_engine::fixtures::{
     STRIDED_SIZE, TINY_CLASSES, chain_head_weights, strided_chain, strided_model, strided_weights,
 };
 use fovea_engine::model::network::Network;
 use fovea_engine::probe::reconstruct::NeuronAt;
-use fovea_engine::probe::visualize::VisualizeOptions;
 use fovea_onnx::proto::AttributeProto;
 use fovea_onnx::{Attr, attribute};
 
@@ -34,57 +31,19 @@ fn setup() -> Probed {
 /// The strongest neuron of every layer and the four corners of its grid
 /// (whose FOV windows reach into the padding on two sides).
 fn probe_neurons(s: &Probed) -> Vec<NeuronAt> {
-    let mut out = Vec::new();
-    for l in 1..=s.engine.network.convs.len() {
-        let top = fovea_engine::record::top_activations(s.rec.layer(l), 1, None, false)[0];
-        out.push(NeuronAt {
-            layer: l,
-            feature: top.feature,
-            y: top.y,
-            x: top.x,
-        });
-        let g = s.engine.geometry[l];
-        for (y, x) in [
-            (0, 0),
-            (0, g.width - 1),
-            (g.height - 1, 0),
-            (g.height - 1, g.width - 1),
-        ] {
-            out.push(NeuronAt {
-                layer: l,
-                feature: (y + x) % g.channels,
-                y,
-                x,
-            });
-        }
-    }
-    out
+    s.strongest_and_corners(&[(false, false), (false, true), (true, false), (true, true)])
 }
 
 #[test]
 fn the_chain_is_read_with_its_geometry() {
     let s = setup();
-    let trace = s.reference.forward(&s.input);
-    let convs = &s.engine.network.convs;
-    let chain = strided_chain();
-    assert_eq!(convs.len(), chain.len());
-    for (c, want) in convs.iter().zip(&chain) {
-        assert_eq!(c.shape, want.shape, "{}", c.name);
-        assert_eq!(c.pool, want.pool, "{}", c.name);
-    }
-    let sides: Vec<(usize, usize)> = s.engine.geometry[1..]
-        .iter()
-        .map(|g| (g.height, g.width))
-        .collect();
-    assert_eq!(sides, trace.dims);
-    assert_eq!(sides, [(21, 21), (21, 21), (10, 10), (5, 5), (5, 5)]);
     // Fields of view by hand: 5; +4 at stride 2 -> 13; pool +2 -> 15; 1x1
     // keeps it; 3x3 at stride 4 -> 23; 2x2 at stride 8 -> 31.
-    let fields: Vec<(usize, usize)> = s.engine.geometry[1..]
-        .iter()
-        .map(|g| (g.fov, g.stride))
-        .collect();
-    assert_eq!(fields, [(5, 2), (13, 2), (15, 4), (23, 8), (31, 8)]);
+    s.assert_read_as(
+        &strided_chain(),
+        &[(21, 21), (21, 21), (10, 10), (5, 5), (5, 5)],
+        &[(5, 2), (13, 2), (15, 4), (23, 8), (31, 8)],
+    );
 }
 
 #[test]
@@ -138,22 +97,7 @@ fn the_linear_filter_is_the_central_difference_gradient_and_the_fov_gradient() {
 /// its value and its gradient against the reference.
 #[test]
 fn an_objective_and_its_gradient_equal_the_reference() {
-    use rand::{Rng, SeedableRng};
     let s = setup();
-    let objective = s
-        .engine
-        .parse_objective("channel(5,3) + 0.05*layer(2) - neuron(4,7,4,4)", &[])
-        .expect("objective");
-    let opts = VisualizeOptions::new(objective);
-    let plane = STRIDED_SIZE * STRIDED_SIZE;
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
-    let batch: Vec<f32> = (0..2 * 3 * plane)
-        .map(|_| rng.random_range(-1.5f32..1.5))
-        .collect();
-    let (values, _, grad) = s
-        .engine
-        .evaluate_objective(&opts, &batch, 2)
-        .expect("evaluate");
     let value = |x: &[f64]| {
         let t = s.reference.forward(x);
         let (h, w) = t.dims[4];
@@ -162,7 +106,7 @@ fn an_objective_and_its_gradient_equal_the_reference() {
         let (h, w) = t.dims[3];
         channel + 0.05 * squares - t.pre[3][(7 * h + 4) * w + 4]
     };
-    check_samples(value, &batch, &values, &grad, (plane, 23));
+    s.check_objective("channel(5,3) + 0.05*layer(2) - neuron(4,7,4,4)", value, 23);
 }
 
 /// The network read from the strided model with conv `k`'s attributes

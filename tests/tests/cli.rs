@@ -50,6 +50,24 @@ impl ModelFiles {
         fovea(&all)
     }
 
+    /// `fovea figures` (4 ascent steps): the four figures are pictures that
+    /// are not one flat colour.
+    fn figures(&self) {
+        let out_dir = self.dir.path().join("figs");
+        ok(&self.run(&[
+            "figures",
+            self.image.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--steps",
+            "4",
+        ]));
+        for f in ["fig2.png", "fig4.png", "fig5.png", "fig6.png"] {
+            let (w, h, flat) = picture(&out_dir.join(f));
+            assert!(w > 100 && h > 100 && !flat, "{f}: {w}x{h}");
+        }
+    }
+
     /// `fovea reconstruct` of one neuron into a PNG; asserts it is a
     /// picture that is not one flat colour.
     fn reconstruct(&self, layer: &str, feature: &str, at: &str) {
@@ -392,19 +410,7 @@ fn a_strided_model_shows_its_geometry_and_is_probed() {
     // A corner neuron of the depthwise stride-2 layer, whose window reaches
     // into the padding.
     files.reconstruct("4", "7", "4,4");
-    let out_dir = files.dir.path().join("figs");
-    ok(&run(&[
-        "figures",
-        files.image.to_str().unwrap(),
-        "--out",
-        out_dir.to_str().unwrap(),
-        "--steps",
-        "4",
-    ]));
-    for f in ["fig2.png", "fig4.png", "fig5.png", "fig6.png"] {
-        let (w, h, flat) = picture(&out_dir.join(f));
-        assert!(w > 100 && h > 100 && !flat, "{f}: {w}x{h}");
-    }
+    files.figures();
 }
 
 /// An AlexNet-shaped file with overlapping, padded and ceil-mode pools:
@@ -439,19 +445,7 @@ fn overlapping_pools_are_listed_reconstructed_through_and_drawn() {
     );
     assert!(m["layers"][1].get("pool").is_none(), "{m}");
     files.reconstruct("5", "2", "1,1");
-    let out_dir = files.dir.path().join("figs");
-    ok(&run(&[
-        "figures",
-        files.image.to_str().unwrap(),
-        "--out",
-        out_dir.to_str().unwrap(),
-        "--steps",
-        "4",
-    ]));
-    for f in ["fig2.png", "fig4.png", "fig5.png", "fig6.png"] {
-        let (w, h, flat) = picture(&out_dir.join(f));
-        assert!(w > 100 && h > 100 && !flat, "{f}: {w}x{h}");
-    }
+    files.figures();
 }
 
 /// A ResNet-shaped file: its stem and stem pool are probed, `fovea model`

@@ -475,3 +475,83 @@ impl Probed {
         }
     }
 }
+
+impl Probed {
+    /// Objective `spec` evaluated by the engine on two random images (a
+    /// whole-image graph): its values and gradients against `value`, the
+    /// reference's objective, by central differences (see [`check_samples`]
+    /// for `stride`).
+    pub fn check_objective(&self, spec: &str, value: impl Fn(&[f64]) -> f64, stride: usize) {
+        use fovea_engine::probe::visualize::VisualizeOptions;
+        use rand::{Rng, SeedableRng};
+        let objective = self.engine.parse_objective(spec, &[]).expect("objective");
+        let opts = VisualizeOptions::new(objective);
+        let size = self.engine.profile.input_size;
+        let plane = size * size;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        let batch: Vec<f32> = (0..2 * 3 * plane)
+            .map(|_| rng.random_range(-1.5f32..1.5))
+            .collect();
+        let (values, _, grad) = self
+            .engine
+            .evaluate_objective(&opts, &batch, 2)
+            .expect("evaluate");
+        check_samples(value, &batch, &values, &grad, (plane, stride));
+    }
+}
+
+impl Probed {
+    /// The engine read `chain` (each conv's geometry and pool) and its
+    /// layers have these (height, width), matching the reference's, and
+    /// these (field of view, stride).
+    pub fn assert_read_as(
+        &self,
+        chain: &[fovea_engine::fixtures::ChainConv],
+        sides: &[(usize, usize)],
+        fields: &[(usize, usize)],
+    ) {
+        let convs = &self.engine.network.convs;
+        assert_eq!(convs.len(), chain.len());
+        for (c, want) in convs.iter().zip(chain) {
+            assert_eq!((c.shape, c.pool), (want.shape, want.pool), "{}", c.name);
+        }
+        let geometry = &self.engine.geometry[1..];
+        let got: Vec<(usize, usize)> = geometry.iter().map(|g| (g.height, g.width)).collect();
+        assert_eq!(got, self.reference.forward(&self.input).dims);
+        assert_eq!(got, sides);
+        let got: Vec<(usize, usize)> = geometry.iter().map(|g| (g.fov, g.stride)).collect();
+        assert_eq!(got, fields);
+    }
+}
+
+impl Probed {
+    /// Per conv layer: its strongest neuron, then one neuron at each of
+    /// `corners` of its grid ((last row?, last column?); their FOV windows
+    /// reach into the padding), on feature (y + x) mod channels.
+    pub fn strongest_and_corners(&self, corners: &[(bool, bool)]) -> Vec<NeuronAt> {
+        let mut out = Vec::new();
+        for l in 1..=self.engine.network.convs.len() {
+            let top = fovea_engine::record::top_activations(self.rec.layer(l), 1, None, false)[0];
+            out.push(NeuronAt {
+                layer: l,
+                feature: top.feature,
+                y: top.y,
+                x: top.x,
+            });
+            let g = self.engine.geometry[l];
+            for &(bottom, right) in corners {
+                let (y, x) = (
+                    if bottom { g.height - 1 } else { 0 },
+                    if right { g.width - 1 } else { 0 },
+                );
+                out.push(NeuronAt {
+                    layer: l,
+                    feature: (y + x) % g.channels,
+                    y,
+                    x,
+                });
+            }
+        }
+        out
+    }
+}
