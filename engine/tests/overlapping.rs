@@ -74,6 +74,28 @@ fn the_recording_and_its_switches_match_the_reference() {
     assert!(shared > 0, "no input is the maximum of two windows");
 }
 
+/// A recording read back from disk is used only when its switches fit the
+/// pools: a cell per output of an overlapping pool, no bits in their place.
+#[test]
+fn a_recording_whose_switches_do_not_fit_the_pools_is_not_used() {
+    let s = setup();
+    assert!(s.engine.fits_recording(&s.rec));
+    let mut short = s.rec.clone();
+    if let Some(Switches::Cells(cells)) = short.layers[1].switches.as_mut() {
+        cells.pop();
+    }
+    assert!(!s.engine.fits_recording(&short));
+    let mut bits = s.rec.clone();
+    let below = s.rec.layer(1);
+    bits.layers[1].switches = Some(Switches::Bits(fovea_engine::record::Bits::zeros(
+        below.channels * below.height * below.width,
+    )));
+    assert!(!s.engine.fits_recording(&bits));
+    let mut none = s.rec.clone();
+    none.layers[4].switches = None;
+    assert!(!s.engine.fits_recording(&none));
+}
+
 /// The compact recording graph (float16 and ONNX Runtime's own pool
 /// indices) records the same switches as the f32 one.
 #[test]

@@ -55,6 +55,14 @@ fn the_recording_matches_the_reference_forward() {
         assert!(on > 0 && on < pre.len(), "layer {}", l + 1);
     }
     assert_eq!(s.rec.scores.len(), TINY_CLASSES);
+    // The 2x2 pool's bits over the layer below fit; fewer do not.
+    assert!(s.engine.fits_recording(&s.rec));
+    let mut short = s.rec.clone();
+    let below = s.rec.layer(2);
+    short.layers[2].switches = Some(fovea_engine::record::Switches::Bits(
+        fovea_engine::record::Bits::zeros(below.channels * below.height * below.width - 1),
+    ));
+    assert!(!s.engine.fits_recording(&short));
 }
 
 /// Conv neurons (including the corners) and every class, in all four modes

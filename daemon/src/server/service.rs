@@ -65,18 +65,10 @@ impl State {
         let disk = self.disk.clone()?;
         let engine = self.engine().ok()?;
         let key = id.to_string();
-        let rec = tokio::task::spawn_blocking(move || {
-            let fits = |r: &Recording| {
-                r.layers.len() == engine.network.convs.len()
-                    && r.layers.iter().zip(&engine.geometry[1..]).all(|(l, g)| {
-                        (l.channels, l.height, l.width) == (g.channels, g.height, g.width)
-                    })
-                    && r.input.len() == 3 * engine.profile.input_size.pow(2)
-            };
-            disk.load(&key, fits)
-        })
-        .await
-        .ok()??;
+        let rec =
+            tokio::task::spawn_blocking(move || disk.load(&key, |r| engine.fits_recording(r)))
+                .await
+                .ok()??;
         let rec = Arc::new(rec);
         self.cache.insert(rec.clone());
         Some(rec)

@@ -478,6 +478,40 @@ impl Engine {
             .collect()
     }
 
+    /// Whether `rec` has this network's shape at the working size: its
+    /// layers' grids, its input, and each pooled layer's switches (bits over
+    /// the layer below for a 2x2/2 pool, a cell per output for the others).
+    /// A recording read back from disk is used only when it fits.
+    pub fn fits_recording(&self, rec: &Recording) -> bool {
+        let convs = &self.network.convs;
+        rec.layers.len() == convs.len()
+            && rec.input.len() == 3 * self.profile.input_size.pow(2)
+            && rec
+                .layers
+                .iter()
+                .zip(&self.geometry[1..])
+                .enumerate()
+                .all(|(i, (l, g))| {
+                    let below = &self.geometry[i];
+                    let switches = match (convs[i].pool, &l.switches) {
+                        (None, None) => true,
+                        (Some(p), Some(Switches::Bits(b))) if p.halves() => {
+                            b.len() == below.channels * below.height * below.width
+                        }
+                        (Some(p), Some(Switches::Cells(c))) if !p.halves() => {
+                            c.len()
+                                == below.channels
+                                    * p.output_len(below.height, 0)
+                                    * p.output_len(below.width, 1)
+                        }
+                        _ => false,
+                    };
+                    (l.channels, l.height, l.width) == (g.channels, g.height, g.width)
+                        && l.mask.len() == l.channels * l.height * l.width
+                        && switches
+                })
+    }
+
     pub(crate) fn check_recording(&self, rec: &Recording) -> Result<()> {
         if rec.layers.len() != self.network.convs.len()
             || rec.input.len() != 3 * self.profile.input_size.pow(2)
