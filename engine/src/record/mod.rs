@@ -195,7 +195,7 @@ impl PoolInput<'_> {
 }
 
 /// For each output of `pool` over `[C, H, W]`, the plane index of the first
-/// maximum of its window in row-major order, padding skipped.
+/// maximum of its window in row-major order (the padding never picked).
 pub fn pool_cells(x: &[f32], c: usize, h: usize, w: usize, pool: PoolShape) -> Vec<u32> {
     let (oh, ow) = (pool.output_len(h, 0), pool.output_len(w, 1));
     let k = pool.kernel as i64;
