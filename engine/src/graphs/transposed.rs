@@ -318,11 +318,12 @@ fn gated_pool(
     let rows = g.initializer(i64_tensor(&format!("rows{i}"), &[2], &[0, -1]));
     let values = g.node("Reshape", &[a, &rows], vec![]);
     let picked = g.node("Gather", &[&values, &cells], vec![("axis", Attr::Int(1))]);
-    let [_, ch, h, w] = dims("n", c.in_channels, tree.conv_in[i]).map(|d| match d {
-        Dim::Fixed(v) => v,
-        Dim::Named(_) => 0,
-    });
-    let out = g.initializer(i64_tensor(&format!("pooled{i}"), &[4], &[0, ch, h, w]));
+    let (sy, sx) = tree.conv_in[i];
+    let out = g.initializer(i64_tensor(
+        &format!("pooled{i}"),
+        &[4],
+        &[0, c.in_channels as i64, sy.len as i64, sx.len as i64],
+    ));
     g.node("Reshape", &[&picked, &out], vec![])
 }
 
