@@ -21,6 +21,17 @@ pub(crate) enum Frame<'a> {
 }
 
 impl Frame<'_> {
+    /// Where the pool in front of conv `i` runs in this frame.
+    pub(crate) fn pool(self, convs: &[ConvLayer], i: usize) -> PoolFrame {
+        match self {
+            Frame::Whole(size) => {
+                let below = geometry_of(&convs[..i - 1], size)[i - 1];
+                PoolFrame::Whole(below.height, below.width)
+            }
+            Frame::Window(tree) => PoolFrame::Window(tree.conv_in[i].0.len, tree.conv_in[i].1.len),
+        }
+    }
+
     /// Where conv layer `i`'s convolutions run in this frame.
     pub(crate) fn extent(self, convs: &[ConvLayer], i: usize) -> Extent {
         match self {
@@ -69,34 +80,45 @@ pub(crate) struct Pool {
     inside: Option<String>,
 }
 
-/// Max pool `shape` over `a`, in a frame: on a FOV window unpadded and sized
-/// to whole windows, on a whole image of `input` (height, width) with the
-/// pool's own padding and rounding.
-pub(crate) fn max_pool(
-    g: &mut GraphBuilder,
-    a: &str,
-    shape: PoolShape,
-    whole: Option<(usize, usize)>,
-    window: (usize, usize),
-) -> Pool {
+/// Where a max pool runs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum PoolFrame {
+    /// A whole image: the pool's own padding and rounding over an input of
+    /// this (height, width).
+    Whole(usize, usize),
+    /// A FOV window of this many (rows, columns) of outputs: unpadded, on an
+    /// input sized to whole windows.
+    Window(usize, usize),
+}
+
+impl PoolFrame {
+    fn attrs(self, shape: PoolShape) -> Vec<(&'static str, fovea_onnx::Attr)> {
+        match self {
+            PoolFrame::Whole(..) => shape.own_attrs(),
+            PoolFrame::Window(..) => shape.attrs([0; 4]),
+        }
+    }
+
+    fn outputs(self, shape: PoolShape) -> (usize, usize) {
+        match self {
+            PoolFrame::Whole(h, w) => (shape.output_len(h, 0), shape.output_len(w, 1)),
+            PoolFrame::Window(h, w) => (h, w),
+        }
+    }
+}
+
+/// Max pool `shape` over `a` in `frame`, keeping its indices.
+pub(crate) fn max_pool(g: &mut GraphBuilder, a: &str, shape: PoolShape, frame: PoolFrame) -> Pool {
     let output = g.fresh_name("maxpool");
     let indices = format!("{output}_indices");
-    let attrs = match whole {
-        Some(_) => shape.own_attrs(),
-        None => shape.attrs([0; 4]),
-    };
-    g.node_outputs("MaxPool", &[a], &[&output, &indices], attrs);
+    g.node_outputs("MaxPool", &[a], &[&output, &indices], frame.attrs(shape));
     let input_shape = g.node("Shape", &[a], vec![]);
-    let output_size = match whole {
-        Some((h, w)) => (shape.output_len(h, 0), shape.output_len(w, 1)),
-        None => window,
-    };
     Pool {
         output,
         shape,
         indices,
         input_shape,
-        output_size,
+        output_size: frame.outputs(shape),
         inside: None,
     }
 }
@@ -153,24 +175,19 @@ pub(crate) fn chain_forward_above<'a>(
     for i in 1..=top {
         let c = &convs[i - 1];
         if let Some(shape) = c.pool {
-            let (whole, window) = pool_frame(convs, i, frame);
+            let pool_frame = frame.pool(convs, i);
             if i <= stop {
-                let attrs = match whole {
-                    Some(_) => shape.own_attrs(),
-                    None => shape.attrs([0; 4]),
-                };
-                a = g.node("MaxPool", &[&a], attrs);
+                a = g.node("MaxPool", &[&a], pool_frame.attrs(shape));
             } else {
-                let p = max_pool(g, &a, shape, whole, window);
+                let p = max_pool(g, &a, shape, pool_frame);
                 a = p.output.clone();
                 pools[i] = Some(p);
             }
             // On a window, outputs of overlapping windows beyond the pooled
             // grid would read the image's edge; there the convolution reads
             // zero padding.
-            if let Some(p) = pools[i]
-                .as_mut()
-                .filter(|_| whole.is_none() && !shape.halves())
+            if let (Some(p), PoolFrame::Window(h, w)) = (pools[i].as_mut(), pool_frame)
+                && !shape.halves()
             {
                 let inside = g.input(
                     &format!("inside_pool{i}"),
@@ -178,8 +195,8 @@ pub(crate) fn chain_forward_above<'a>(
                     &[
                         Dim::Fixed(1),
                         Dim::Fixed(1),
-                        Dim::Fixed(window.0 as i64),
-                        Dim::Fixed(window.1 as i64),
+                        Dim::Fixed(h as i64),
+                        Dim::Fixed(w as i64),
                     ],
                 );
                 a = g.node("Mul", &[&a, &inside], vec![]);
@@ -224,22 +241,6 @@ pub(crate) fn chain_forward_above<'a>(
         acts,
         pres,
         pools,
-    }
-}
-
-/// Where the pool in front of conv `i` runs: its input grid on a whole image,
-/// or (on a FOV window) the window of its outputs.
-fn pool_frame(
-    convs: &[ConvLayer],
-    i: usize,
-    frame: Frame,
-) -> (Option<(usize, usize)>, (usize, usize)) {
-    match frame {
-        Frame::Whole(size) => {
-            let below = geometry_of(&convs[..i - 1], size)[i - 1];
-            (Some((below.height, below.width)), (0, 0))
-        }
-        Frame::Window(tree) => (None, (tree.conv_in[i].0.len, tree.conv_in[i].1.len)),
     }
 }
 

@@ -9,7 +9,9 @@
 //! refused with the node's name.
 
 use crate::error::{Error, Result};
-use crate::graphs::ascent::{Frame, Rule, chain_backward_to, chain_forward_above, max_pool};
+use crate::graphs::ascent::{
+    Frame, PoolFrame, Rule, chain_backward_to, chain_forward_above, max_pool,
+};
 use crate::graphs::transposed::{random_like, random_weights};
 use crate::model::network::{Network, geometry_of};
 use fovea_onnx::proto::{AttributeProto, ModelProto, NodeProto, tensor_proto::DataType};
@@ -152,8 +154,7 @@ pub(crate) fn head_graph(
             &mut g,
             &features,
             shape,
-            Some((last.height, last.width)),
-            (0, 0),
+            PoolFrame::Whole(last.height, last.width),
         );
         features = p.output.clone();
         last_pool = Some(p);
