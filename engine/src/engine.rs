@@ -602,7 +602,12 @@ fn run_recording(
                         width: prev.width,
                         pool,
                     });
-                    LayerRecording::from_f32(g.channels, g.height, g.width, values[i], pooled_from)
+                    LayerRecording::from_f32(
+                        (g.channels, g.height, g.width),
+                        net.convs[i].activation,
+                        values[i],
+                        pooled_from,
+                    )
                 },
             )
         }

@@ -1,11 +1,12 @@
 //! Small generated models: VGG-like chains with the same weights as an NCHW
 //! export (PyTorch style) or an NHWC one (tf2onnx style, input Transpose),
 //! a chain of strided, dilated, grouped and asymmetrically padded
-//! convolutions, and an AlexNet-shaped chain of overlapping, padded and
-//! ceil-mode max pools; each with an optional dense head. They make most tests run
+//! convolutions, an AlexNet-shaped chain of overlapping, padded and
+//! ceil-mode max pools, a MobileNet-shaped depthwise-separable chain with
+//! ReLU6 and a leaky-ReLU chain; each with an optional dense head. They make most tests run
 //! in milliseconds.
 
-use crate::model::network::{ConvLayer, ConvShape, Layout, PoolShape, geometry_of};
+use crate::model::network::{Activation, ConvLayer, ConvShape, Layout, PoolShape, geometry_of};
 use fovea_onnx::proto::tensor_proto::DataType;
 use fovea_onnx::{Attr, Dim, GraphBuilder, encode, f32_tensor};
 use rand::{Rng, SeedableRng};
@@ -24,13 +25,14 @@ pub const TINY_CONVS: [(usize, usize, bool); 5] = [
 pub const TINY_CLASSES: usize = 5;
 
 /// One conv layer of a generated chain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ChainConv {
     pub in_channels: usize,
     pub out_channels: usize,
     /// The max pool preceding the convolution.
     pub pool: Option<PoolShape>,
     pub shape: ConvShape,
+    pub activation: Activation,
 }
 
 /// The tiny model's chain: [`TINY_CONVS`] of 3x3 stride-1 convolutions.
@@ -42,8 +44,117 @@ pub fn tiny_chain() -> Vec<ChainConv> {
             out_channels,
             pool: pooled.then_some(PoolShape::HALVING),
             shape: ConvShape::SAME_3X3,
+            activation: Activation::Relu,
         })
         .collect()
+}
+
+/// The tiny chain with leaky ReLUs of slope [`LEAKY_SLOPE`] (negative
+/// values reach its 2x2 pools and dense head).
+pub fn leaky_chain() -> Vec<ChainConv> {
+    tiny_chain()
+        .into_iter()
+        .map(|c| ChainConv {
+            activation: Activation::Leaky(LEAKY_SLOPE),
+            ..c
+        })
+        .collect()
+}
+
+/// The leaky chain's slope below zero.
+pub const LEAKY_SLOPE: f32 = 0.1;
+
+/// The leaky chain with the tiny model's weights as ONNX bytes (NCHW).
+pub fn leaky_model(head: bool, size: usize) -> Vec<u8> {
+    chain_model(
+        &leaky_chain(),
+        &tiny_weights(),
+        Layout::Nchw,
+        head,
+        size,
+        None,
+    )
+}
+
+/// Input side of the MobileNet-shaped model.
+pub const MOBILE_SIZE: usize = 48;
+
+/// The ceiling of the MobileNet-shaped model's clipped ReLUs (ReLU6).
+pub const MOBILE_CEILING: f32 = 6.0;
+
+/// A MobileNet-shaped chain, every convolution batch-normalised and
+/// followed by ReLU6: a 3x3/2 stem padded by 1 (48 -> 24), then
+/// depthwise-separable pairs (a depthwise 3x3, the second one strided to
+/// 12, and a pointwise 1x1); no pools, so its head averages globally.
+pub fn mobile_chain() -> Vec<ChainConv> {
+    let relu6 = Activation::Clip(MOBILE_CEILING);
+    let conv = |in_channels, out_channels, shape| ChainConv {
+        in_channels,
+        out_channels,
+        pool: None,
+        shape,
+        activation: relu6,
+    };
+    let base = ConvShape::SAME_3X3;
+    let depthwise = |channels, stride| {
+        conv(
+            channels,
+            channels,
+            ConvShape {
+                stride,
+                groups: channels,
+                ..base
+            },
+        )
+    };
+    let pointwise = |i, o| {
+        conv(
+            i,
+            o,
+            ConvShape {
+                kernel: 1,
+                pads: [0; 4],
+                ..base
+            },
+        )
+    };
+    vec![
+        conv(3, 8, ConvShape { stride: 2, ..base }),
+        depthwise(8, 1),
+        pointwise(8, 16),
+        depthwise(16, 2),
+        pointwise(16, 24),
+        depthwise(24, 1),
+        pointwise(24, 32),
+    ]
+}
+
+/// Bias-free weights of the MobileNet-shaped chain.
+pub fn mobile_weights() -> Vec<(Vec<f32>, Vec<f32>)> {
+    let chain = mobile_chain();
+    chain_weights(&chain, 37)
+        .into_iter()
+        .map(|(w, b)| (w, vec![0.0; b.len()]))
+        .collect()
+}
+
+/// Batch norms (scale, shift, mean, variance; epsilon
+/// [`TINY_BN_EPSILON`]) of the MobileNet-shaped chain, their scales large
+/// enough that units reach the ceiling.
+pub fn mobile_batch_norms() -> Vec<[Vec<f32>; 4]> {
+    chain_batch_norms(&mobile_chain(), 41, (2.0, 4.0))
+}
+
+/// The MobileNet-shaped chain as ONNX bytes (NCHW, [`MOBILE_SIZE`]).
+pub fn mobile_model(head: bool) -> Vec<u8> {
+    chain_model(
+        &mobile_chain(),
+        &mobile_weights(),
+        Layout::Nchw,
+        head,
+        MOBILE_SIZE,
+        Some(&mobile_batch_norms()),
+    )
 }
 
 /// Input side of the strided model (odd rows and columns are left unread by
@@ -60,6 +171,7 @@ pub fn strided_chain() -> Vec<ChainConv> {
         out_channels,
         pool: pooled.then_some(PoolShape::HALVING),
         shape,
+        activation: Activation::Relu,
     };
     let base = ConvShape::SAME_3X3;
     vec![
@@ -140,6 +252,7 @@ pub fn overlapping_chain() -> Vec<ChainConv> {
         out_channels,
         pool,
         shape,
+        activation: Activation::Relu,
     };
     let base = ConvShape::SAME_3X3;
     vec![
@@ -242,21 +355,25 @@ pub fn tiny_head_weights(size: usize) -> [(Vec<f32>, Vec<f32>); 2] {
 }
 
 /// The max pool in front of a chain's dense head: the same as the chain's
-/// last pool (2x2/2 when it has none).
-pub fn head_pool(chain: &[ChainConv]) -> PoolShape {
-    chain
-        .iter()
-        .rev()
-        .find_map(|c| c.pool)
-        .unwrap_or(PoolShape::HALVING)
+/// last pool; None for a chain without pools, whose head averages each
+/// feature map globally (as MobileNet's and ResNet's do).
+pub fn head_pool(chain: &[ChainConv]) -> Option<PoolShape> {
+    chain.iter().rev().find_map(|c| c.pool)
+}
+
+/// The features a chain's head pool hands to its first dense layer.
+fn head_features(chain: &[ChainConv], size: usize) -> usize {
+    let (last, h, w) = chain_output(chain, size);
+    match head_pool(chain) {
+        Some(pool) => last * pool.output_len(h, 0) * pool.output_len(w, 1),
+        None => last,
+    }
 }
 
 /// The dense head of a chain for a `size` input: its last layer's
 /// [`head_pool`] flattened to 10 ReLU units, then to the classes.
 pub fn chain_head_weights(chain: &[ChainConv], size: usize) -> [(Vec<f32>, Vec<f32>); 2] {
-    let (last, h, w) = chain_output(chain, size);
-    let pool = head_pool(chain);
-    let features = last * pool.output_len(h, 0) * pool.output_len(w, 1);
+    let features = head_features(chain, size);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
     let d = Normal::new(0.0f32, (1.0 / features as f32).sqrt()).ok();
     let mut sample = |n: usize| -> Vec<f32> {
@@ -278,15 +395,26 @@ pub const TINY_BN_EPSILON: f32 = 1e-3;
 /// mean and running variance, one value per output channel (far enough from
 /// the identity that folding them wrongly shows).
 pub fn tiny_batch_norms() -> Vec<[Vec<f32>; 4]> {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(13);
+    chain_batch_norms(&tiny_chain(), 13, (0.5, 1.5))
+}
+
+/// Per conv layer of a chain: batch norm scale (uniform in `scales`),
+/// shift, running mean and running variance, one value per output channel.
+pub fn chain_batch_norms(
+    chain: &[ChainConv],
+    seed: u64,
+    (lo, hi): (f32, f32),
+) -> Vec<[Vec<f32>; 4]> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut uniform = |n: usize, lo: f32, hi: f32| -> Vec<f32> {
         (0..n).map(|_| rng.random_range(lo..hi)).collect()
     };
-    TINY_CONVS
+    chain
         .iter()
-        .map(|&(_, o, _)| {
+        .map(|c| {
+            let o = c.out_channels;
             [
-                uniform(o, 0.5, 1.5),
+                uniform(o, lo, hi),
                 uniform(o, -0.3, 0.3),
                 uniform(o, -0.5, 0.5),
                 uniform(o, 0.3, 2.5),
@@ -373,14 +501,17 @@ pub fn chain_model(
             x = g.node("MaxPool", &[&x], pool.own_attrs());
         }
         let z = conv_node(&mut g, k, &x, c, (w, b), norms.map(|n| &n[k]));
-        x = g.node("Relu", &[&z], vec![]);
+        x = activation_node(&mut g, k, &z, c.activation);
     }
     let (last, last_h, last_w) = chain_output(chain, size);
     if head {
-        x = g.node("MaxPool", &[&x], head_pool(chain).own_attrs());
+        x = match head_pool(chain) {
+            Some(pool) => g.node("MaxPool", &[&x], pool.own_attrs()),
+            None => g.node("GlobalAveragePool", &[&x], vec![]),
+        };
         let flat = g.node("Flatten", &[&x], vec![("axis", Attr::Int(1))]);
         let [(w1, b1), (w2, b2)] = chain_head_weights(chain, size);
-        let features = last * (last_h / 2) * (last_w / 2);
+        let features = head_features(chain, size);
         let w1 = g.initializer(f32_tensor("fc1.weight", &[10, features as i64], &w1));
         let b1 = g.initializer(f32_tensor("fc1.bias", &[10], &b1));
         let h = g.node("Gemm", &[&flat, &w1, &b1], vec![("transB", Attr::Int(1))]);
@@ -429,6 +560,7 @@ pub fn residual_stem() -> ChainConv {
             pads: [3; 4],
             ..ConvShape::SAME_3X3
         },
+        activation: Activation::Relu,
     }
 }
 
@@ -507,6 +639,7 @@ pub fn residual_convs() -> [ChainConv; 3] {
         out_channels: RESIDUAL_WIDTH,
         pool: None,
         shape: ConvShape::SAME_3X3,
+        activation: Activation::Relu,
     };
     [residual_stem(), block, block]
 }
@@ -549,6 +682,20 @@ pub fn residual_head_weights() -> [(Vec<f32>, Vec<f32>); 1] {
         .map(|_| rng.random_range(-0.1f32..0.1))
         .collect();
     [(w, b)]
+}
+
+/// The activation node of conv `k` on `z`, as exporters write it (ReLU6 as
+/// Clip with constant bounds).
+fn activation_node(g: &mut GraphBuilder, k: usize, z: &str, activation: Activation) -> String {
+    match activation {
+        Activation::Relu => g.node("Relu", &[z], vec![]),
+        Activation::Leaky(alpha) => g.node("LeakyRelu", &[z], vec![("alpha", Attr::Float(alpha))]),
+        Activation::Clip(ceiling) => {
+            let min = g.initializer(f32_tensor(&format!("clip{k}.min"), &[], &[0.0]));
+            let max = g.initializer(f32_tensor(&format!("clip{k}.max"), &[], &[ceiling]));
+            g.node("Clip", &[z, &min, &max], vec![])
+        }
+    }
 }
 
 /// Conv `k` of a generated model on `x` with weights and bias `(w, b)`; with

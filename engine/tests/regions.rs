@@ -103,7 +103,7 @@ fn differences(a: &Configuration, b: &Configuration) -> Vec<(FlipKind, usize, us
 /// unit; a switch by the pooled output of the window holding the position.
 fn reference_unit(f: Flip) -> (FlipKind, usize, usize) {
     match f.kind {
-        FlipKind::Relu => {
+        FlipKind::Relu | FlipKind::Ceiling => {
             let (h, w) = grid(f.layer);
             (FlipKind::Relu, f.layer, (f.feature * h + f.y) * w + f.x)
         }

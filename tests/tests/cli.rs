@@ -448,6 +448,57 @@ fn overlapping_pools_are_listed_reconstructed_through_and_drawn() {
     files.figures();
 }
 
+/// A MobileNet-shaped file (depthwise-separable convolutions, batch norm,
+/// ReLU6 as Clip(0, 6), a global-average head): every layer is probed and
+/// listed with its activation, a neuron's reconstruction, linear region and
+/// a class attribution run through the clipped layers, and the figures are
+/// drawn.
+#[test]
+fn a_mobilenet_shaped_model_with_relu6_is_listed_probed_and_drawn() {
+    use fovea_engine::fixtures::{MOBILE_SIZE, mobile_model};
+    let files = ModelFiles::new("mobile.onnx", &mobile_model(true), MOBILE_SIZE);
+    let run = |extra: &[&str]| files.run(extra);
+    let text = ok(&run(&["model"]));
+    let relu6 = text.lines().filter(|l| l.ends_with(" relu6")).count();
+    assert_eq!(relu6, 7, "{text}");
+    assert!(
+        text.contains("3x3/2 g16 p1") && !text.contains("probed up to"),
+        "{text}"
+    );
+    let m = json(&run(&["--json", "model"]));
+    let conv = &m["layers"][7]["activation"];
+    assert_eq!(conv["kind"], "CLIPPED_RELU", "{m}");
+    assert_eq!(conv["ceiling"], 6.0, "{m}");
+    assert!(m["layers"][0].get("activation").is_none(), "{m}");
+    files.reconstruct("7", "3", "5,6");
+    let image = files.image.to_str().unwrap();
+    let figure = files.dir.path().join("regions.png");
+    let r = json(&run(&[
+        "--json",
+        "regions",
+        image,
+        "--neuron",
+        "6,2,4,4",
+        "--max-regions",
+        "40",
+        "-o",
+        figure.to_str().unwrap(),
+    ]));
+    let kind = r["forward"]["kind"].as_str().unwrap_or_default();
+    assert!(["relu", "ceiling"].contains(&kind), "{r}");
+    let (w, h, flat) = picture(&figure);
+    assert!(w > 100 && h > 100 && !flat);
+    let a = json(&run(&[
+        "--json",
+        "attribute",
+        image,
+        "-o",
+        files.dir.path().join("saliency.png").to_str().unwrap(),
+    ]));
+    assert!(a.is_object(), "{a}");
+    files.figures();
+}
+
 /// A ResNet-shaped file: its stem and stem pool are probed, `fovea model`
 /// says where and why the probe-able layers end (the residual branch), and
 /// the whole file still predicts.

@@ -67,6 +67,29 @@ struct Layer<'a> {
     conv: Option<Conv<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pool: Option<Pool<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    activation: Option<Activation>,
+}
+
+#[derive(Serialize)]
+struct Activation {
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    slope: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ceiling: Option<f32>,
+}
+
+impl Activation {
+    fn of(a: &pb::ActivationFunction) -> Activation {
+        use pb::activation_function::Kind;
+        let kind = Kind::try_from(a.kind).unwrap_or(Kind::Unspecified);
+        Activation {
+            kind: kind.as_str_name(),
+            slope: (kind == Kind::LeakyRelu).then_some(a.slope),
+            ceiling: (kind == Kind::ClippedRelu).then_some(a.ceiling),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -145,6 +168,7 @@ impl<'a> View<'a> {
                         pads: &p.pads,
                         ceil_mode: p.ceil_mode,
                     }),
+                    activation: l.activation.as_ref().map(Activation::of),
                 })
                 .collect(),
             probe_stop: &m.probe_stop,
@@ -187,12 +211,12 @@ fn print_text(m: &pb::ModelInfo, prov: &pb::Provenance, pre: &pb::Preprocessing)
         pre.profile
     );
     println!(
-        "{:>3}  {:<8} {:>16} {:>6} {:>6}  {:<13}  conv",
-        "#", "name", "C x H x W", "FOV", "stride", "pool"
+        "{:>3}  {:<8} {:>16} {:>6} {:>6}  {:<13}  {:<18} activation",
+        "#", "name", "C x H x W", "FOV", "stride", "pool", "conv"
     );
     for l in &m.layers {
-        println!(
-            "{:>3}  {:<8} {:>16} {:>6} {:>6}  {:<13}  {}",
+        let row = format!(
+            "{:>3}  {:<8} {:>16} {:>6} {:>6}  {:<13}  {:<18} {}",
             l.number,
             l.name,
             format!("{}x{}x{}", l.channels, l.height, l.width),
@@ -207,8 +231,13 @@ fn print_text(m: &pb::ModelInfo, prov: &pb::Provenance, pre: &pb::Preprocessing)
                 "-".into()
             },
             l.pool.as_ref().map(pool_text).unwrap_or_default(),
-            l.conv.as_ref().map(conv_text).unwrap_or_default()
+            l.conv.as_ref().map(conv_text).unwrap_or_default(),
+            l.activation
+                .as_ref()
+                .map(activation_text)
+                .unwrap_or_default()
         );
+        println!("{}", row.trim_end());
     }
     let folded = m
         .layers
@@ -240,6 +269,18 @@ fn conv_text(c: &pb::ConvGeometry) -> String {
         s += &format!(" g{}", c.groups);
     }
     s + &pads_text(&c.pads)
+}
+
+/// An activation as "relu", "leaky 0.1", "relu6" or "clip 0..4".
+fn activation_text(a: &pb::ActivationFunction) -> String {
+    use pb::activation_function::Kind;
+    match Kind::try_from(a.kind) {
+        Ok(Kind::Relu) => "relu".into(),
+        Ok(Kind::LeakyRelu) => format!("leaky {}", a.slope),
+        Ok(Kind::ClippedRelu) if a.ceiling == 6.0 => "relu6".into(),
+        Ok(Kind::ClippedRelu) => format!("clip 0..{}", a.ceiling),
+        _ => "?".into(),
+    }
 }
 
 /// A pool as "3x3/2 p1 ceil"; no padding is not written.
@@ -291,6 +332,23 @@ mod tests {
         assert_eq!(conv_text(&conv(7, 2, 1, 1, [3; 4])), "7x7/2 p3");
         assert_eq!(conv_text(&conv(3, 1, 2, 32, [2; 4])), "3x3 d2 g32 p2");
         assert_eq!(conv_text(&conv(3, 2, 1, 1, [0, 0, 1, 1])), "3x3/2 p0,0,1,1");
+    }
+
+    #[test]
+    fn activations_read_in_a_few_characters() {
+        use pb::activation_function::Kind;
+        let a = |kind: Kind, slope, ceiling| pb::ActivationFunction {
+            kind: kind as i32,
+            slope,
+            ceiling,
+        };
+        assert_eq!(activation_text(&a(Kind::Relu, 0.0, 0.0)), "relu");
+        assert_eq!(activation_text(&a(Kind::LeakyRelu, 0.1, 0.0)), "leaky 0.1");
+        assert_eq!(activation_text(&a(Kind::ClippedRelu, 0.0, 6.0)), "relu6");
+        assert_eq!(
+            activation_text(&a(Kind::ClippedRelu, 0.0, 4.5)),
+            "clip 0..4.5"
+        );
     }
 
     #[test]

@@ -100,6 +100,7 @@ fn end(e: &pb::RegionEnd) -> Option<End> {
     let u = e.unit.as_ref()?;
     let kind = match pb::unit_change::Kind::try_from(u.kind) {
         Ok(pb::unit_change::Kind::Switch) => "switch",
+        Ok(pb::unit_change::Kind::Ceiling) => "ceiling",
         _ => "relu",
     };
     Some(End {
@@ -117,6 +118,11 @@ fn describe(e: &End) -> String {
     let what = if e.kind == "switch" {
         format!(
             "the max of the pool window over layer {} feature {} moves to ({}, {})",
+            e.layer, e.feature, e.y, e.x
+        )
+    } else if e.kind == "ceiling" {
+        format!(
+            "the clipped ReLU of layer {} feature {} at ({}, {}) reaches or leaves its ceiling",
             e.layer, e.feature, e.y, e.x
         )
     } else {

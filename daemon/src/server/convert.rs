@@ -6,6 +6,7 @@
 
 use fovea_engine::engine::Engine;
 use fovea_engine::error::Error;
+use fovea_engine::model::network::Activation;
 use fovea_engine::model::profile::ImageLimits;
 use fovea_engine::probe::attribute::{AttributeRequest, Attribution, Baseline, MAX_STEPS, Method};
 use fovea_engine::probe::maximize::MaximizeOptions;
@@ -442,6 +443,7 @@ pub fn model_info(engine: &Engine) -> pb::ModelInfo {
         folded_batch_norm: String::new(),
         conv: None,
         pool: None,
+        activation: None,
     }];
     for (c, g) in net.convs.iter().zip(&engine.geometry[1..]) {
         layers.push(pb::Layer {
@@ -469,6 +471,7 @@ pub fn model_info(engine: &Engine) -> pb::ModelInfo {
                 pads: p.pads.iter().map(|&v| v as u32).collect(),
                 ceil_mode: p.ceil,
             }),
+            activation: Some(activation_function(c.activation)),
         });
     }
     for d in &net.dense {
@@ -486,6 +489,7 @@ pub fn model_info(engine: &Engine) -> pb::ModelInfo {
             folded_batch_norm: String::new(),
             conv: None,
             pool: None,
+            activation: None,
         });
     }
     let p = &engine.profile;
@@ -1116,10 +1120,25 @@ impl TryFrom<(&Engine, pb::LinearRegionRequest)> for RegionJob {
     }
 }
 
+fn activation_function(a: Activation) -> pb::ActivationFunction {
+    use pb::activation_function::Kind;
+    let (kind, slope, ceiling) = match a {
+        Activation::Relu => (Kind::Relu, 0.0, 0.0),
+        Activation::Leaky(slope) => (Kind::LeakyRelu, slope, 0.0),
+        Activation::Clip(ceiling) => (Kind::ClippedRelu, 0.0, ceiling),
+    };
+    pb::ActivationFunction {
+        kind: kind as i32,
+        slope,
+        ceiling,
+    }
+}
+
 fn unit_change(f: Flip) -> pb::UnitChange {
     let kind = match f.kind {
         FlipKind::Relu => pb::unit_change::Kind::Relu,
         FlipKind::Switch => pb::unit_change::Kind::Switch,
+        FlipKind::Ceiling => pb::unit_change::Kind::Ceiling,
     };
     pb::UnitChange {
         kind: kind as i32,

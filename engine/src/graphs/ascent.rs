@@ -4,9 +4,9 @@
 
 use crate::graphs::transposed::unpool;
 use crate::graphs::transposed::{Extent, forward_conv, transposed_conv};
-use crate::model::network::{ConvLayer, FovTree, PoolShape, fov_tree, geometry_of};
+use crate::model::network::{Activation, ConvLayer, FovTree, PoolShape, fov_tree, geometry_of};
 use fovea_onnx::proto::{ModelProto, tensor_proto::DataType};
-use fovea_onnx::{Dim, GraphBuilder, f32_tensor};
+use fovea_onnx::{Dim, GraphBuilder};
 
 /// How the conv chain of an ascent graph meets the image border.
 #[derive(Clone, Copy)]
@@ -165,7 +165,6 @@ pub(crate) fn chain_forward_above<'a>(
     frame: Frame<'a>,
     stop: usize,
 ) -> Chain<'a> {
-    let zero = g.initializer(f32_tensor("zero", &[], &[0.0]));
     let mut a = x.to_string();
     let mut masks: Vec<String> = vec![String::new(); top + 1];
     let mut acts: Vec<String> = vec![String::new(); top + 1];
@@ -209,13 +208,13 @@ pub(crate) fn chain_forward_above<'a>(
             break;
         }
         if i <= stop && matches!(frame, Frame::Whole(_)) {
-            a = g.node("Relu", &[&z], vec![]);
+            a = c.activation.node(g, &z);
             acts[i] = a.clone();
             continue;
         }
         pres[i] = z.clone();
-        let pos = g.node("Greater", &[&z, &zero], vec![]);
-        masks[i] = g.to_float(&pos);
+        masks[i] = c.activation.slope(g, &z);
+        let mut inside_i = None;
         if let Frame::Window(tree) = frame {
             let (sy, sx) = tree.out[i];
             let inside = g.input(
@@ -229,8 +228,17 @@ pub(crate) fn chain_forward_above<'a>(
                 ],
             );
             masks[i] = g.node("Mul", &[&masks[i], &inside], vec![]);
+            inside_i = Some(inside);
         }
-        a = g.node("Mul", &[&z, &masks[i]], vec![]);
+        a = match (c.activation, &inside_i) {
+            // The ReLU is its slope times the pre-activation.
+            (Activation::Relu, _) => g.node("Mul", &[&z, &masks[i]], vec![]),
+            (activation, None) => activation.node(g, &z),
+            (activation, Some(inside)) => {
+                let v = activation.node(g, &z);
+                g.node("Mul", &[&v, inside], vec![])
+            }
+        };
         acts[i] = a.clone();
     }
     Chain {
@@ -245,7 +253,9 @@ pub(crate) fn chain_forward_above<'a>(
 }
 
 /// How a backward pass goes back through a ReLU (paper eq. 4-9), given the
-/// signal at the ReLU's output and its forward 0/1 mask.
+/// signal at the ReLU's output and its forward slope (the 0/1 mask of a
+/// ReLU); for other activations the rectification is theirs
+/// ([`Activation::rectify`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Rule {
     /// The forward mask alone: the gradient, the linear filter (eq. 8-9).
@@ -258,14 +268,20 @@ pub enum Rule {
 }
 
 impl Rule {
-    pub(crate) fn through_relu(self, g: &mut GraphBuilder, signal: &str, mask: &str) -> String {
+    pub(crate) fn through_relu(
+        self,
+        g: &mut GraphBuilder,
+        signal: &str,
+        slope: &str,
+        activation: Activation,
+    ) -> String {
         match self {
-            Rule::Gradient => g.node("Mul", &[signal, mask], vec![]),
+            Rule::Gradient => g.node("Mul", &[signal, slope], vec![]),
             Rule::Guided => {
-                let r = g.node("Relu", &[signal], vec![]);
-                g.node("Mul", &[&r, mask], vec![])
+                let r = activation.rectify(g, signal);
+                g.node("Mul", &[&r, slope], vec![])
             }
-            Rule::Deconvnet => g.node("Relu", &[signal], vec![]),
+            Rule::Deconvnet => activation.rectify(g, signal),
         }
     }
 }
@@ -305,7 +321,7 @@ pub(crate) fn chain_backward_to(
         if i - 1 == stop {
             return u;
         }
-        grad = rule.through_relu(g, &u, &chain.masks[i - 1]);
+        grad = rule.through_relu(g, &u, &chain.masks[i - 1], convs[i - 2].activation);
     }
     grad
 }

@@ -5,15 +5,15 @@
 //! masks and switches of the same pass.
 //!
 //! Up to a dense layer's pre-activation a head is piecewise linear (dense
-//! layers, ReLUs, folded batch norms, reshapes); ops outside that set are
-//! refused with the node's name.
+//! layers, ReLUs, folded batch norms, global average pooling, reshapes); ops
+//! outside that set are refused with the node's name.
 
 use crate::error::{Error, Result};
 use crate::graphs::ascent::{
     Frame, PoolFrame, Rule, chain_backward_to, chain_forward_above, max_pool,
 };
 use crate::graphs::transposed::{random_like, random_weights};
-use crate::model::network::{Network, geometry_of};
+use crate::model::network::{Activation, Network, geometry_of};
 use fovea_onnx::proto::{AttributeProto, ModelProto, NodeProto, tensor_proto::DataType};
 use fovea_onnx::{
     Attr, Dim, GraphBuilder, attr_int, attr_ints, f32_tensor, i64_tensor, tensor_f32,
@@ -144,9 +144,9 @@ pub(crate) fn head_graph(
     let stop = spec.cam_layer.unwrap_or(0);
     let chain = chain_forward_above(&mut g, convs, &x, convs.len(), Frame::Whole(size), stop);
     let zero = g.initializer(f32_tensor("head_zero", &[], &[0.0]));
-    let pos = g.node("Greater", &[&chain.top, &zero], vec![]);
-    let top_mask = g.to_float(&pos);
-    let mut features = g.node("Relu", &[&chain.top], vec![]);
+    let top_activation = convs[convs.len() - 1].activation;
+    let top_mask = top_activation.slope(&mut g, &chain.top);
+    let mut features = top_activation.node(&mut g, &chain.top);
     let mut last_pool = None;
     if let Some(shape) = net.pool_after_last {
         let last = crate::model::network::geometry_of(convs, size)[convs.len()];
@@ -304,7 +304,8 @@ pub(crate) fn head_graph(
                 let x = rename(input);
                 let pos = g.node("Greater", &[&x, &zero], vec![]);
                 let m = g.to_float(&pos);
-                spec.rule.through_relu(&mut g, &out_grad, &m)
+                spec.rule
+                    .through_relu(&mut g, &out_grad, &m, Activation::Relu)
             }
             "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" => {
                 only_first("its shape must not depend on the features")?;
@@ -360,6 +361,25 @@ pub(crate) fn head_graph(
                     _ => return Err(refuse("it divides by the features")),
                 }
             }
+            "GlobalAveragePool" | "ReduceMean" => {
+                only_first("only its first input can carry features")?;
+                if n.op_type == "ReduceMean" && !averages_planes(n) {
+                    return Err(refuse(
+                        "only a mean over the two spatial axes, dimensions kept, is supported",
+                    ));
+                }
+                // Each position gets 1 / (H W) of its plane's signal; the
+                // sizes of input and output give H W at any input size.
+                let x = rename(input);
+                let y = rename(&n.output[0]);
+                let shape = g.node("Shape", &[&x], vec![]);
+                let spread = g.node("Expand", &[&out_grad, &shape], vec![]);
+                let (size_x, size_y) =
+                    (g.node("Size", &[&x], vec![]), g.node("Size", &[&y], vec![]));
+                let (size_x, size_y) = (g.to_float(&size_x), g.to_float(&size_y));
+                let share = g.node("Div", &[&size_y, &size_x], vec![]);
+                g.node("Mul", &[&spread, &share], vec![])
+            }
             "BatchNormalization" => {
                 only_first("its statistics must be constants")?;
                 let eps = attr_float(n, "epsilon").unwrap_or(1e-5);
@@ -409,11 +429,14 @@ pub(crate) fn head_graph(
     };
     match spec.cam_layer {
         Some(k) if k == top => {
-            g.node_named("Relu", &[&chain.top], "act", vec![]);
+            let act = top_activation.node(&mut g, &chain.top);
+            g.node_named("Identity", &[&act], "act", vec![]);
             g.node_named("Identity", &[&u], "at_act", vec![]);
         }
         Some(k) if (1..top).contains(&k) => {
-            let at_top = spec.rule.through_relu(&mut g, &u, &top_mask);
+            let at_top = spec
+                .rule
+                .through_relu(&mut g, &u, &top_mask, top_activation);
             let at = chain_backward_to(&mut g, convs, &chain, &at_top, &weights, spec.rule, k);
             g.node_named("Identity", &[&chain.acts[k]], "act", vec![]);
             g.node_named("Identity", &[&at], "at_act", vec![]);
@@ -424,7 +447,9 @@ pub(crate) fn head_graph(
             )));
         }
         None => {
-            let at_top = spec.rule.through_relu(&mut g, &u, &top_mask);
+            let at_top = spec
+                .rule
+                .through_relu(&mut g, &u, &top_mask, top_activation);
             let grad = chain_backward_to(&mut g, convs, &chain, &at_top, &weights, spec.rule, 0);
             g.node_named("Identity", &[&grad], "grad", vec![]);
         }
@@ -465,6 +490,16 @@ fn default_opset(model: &ModelProto) -> i64 {
         .iter()
         .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
         .map_or(fovea_onnx::OPSET, |o| o.version)
+}
+
+/// Whether a ReduceMean averages each plane of an NCHW tensor and keeps
+/// its dimensions (axes as an attribute, as up to opset 17).
+fn averages_planes(n: &NodeProto) -> bool {
+    let spatial = matches!(
+        attr_ints(n, "axes").as_deref(),
+        Some([2, 3] | [3, 2] | [-2, -1] | [-1, -2])
+    );
+    spatial && attr_int(n, "keepdims").unwrap_or(1) == 1
 }
 
 fn attr_float(n: &NodeProto, name: &str) -> Option<f32> {

@@ -2,6 +2,7 @@
 //! model (and a layer) to a [`ModelProto`](fovea_onnx::proto::ModelProto),
 //! with no session or recording in sight.
 
+pub mod activation;
 pub mod ascent;
 pub mod head;
 pub mod objective;

@@ -11,7 +11,7 @@
 
 use crate::graphs::ascent::{Frame, chain_forward};
 use crate::graphs::transposed::transposed_conv;
-use crate::model::network::{ConvLayer, geometry_of};
+use crate::model::network::{Activation, ConvLayer, geometry_of};
 use fovea_onnx::proto::{ModelProto, tensor_proto::DataType};
 use fovea_onnx::{Attr, Dim, GraphBuilder, f32_tensor, i64_tensor};
 
@@ -66,9 +66,9 @@ pub(crate) fn objective_graph(
     let mut mask = chain.masks.clone();
     let mut act = chain.acts.clone();
     pre[top] = chain.top.clone();
-    let pos = g.node("Greater", &[&chain.top, &zero], vec![]);
-    mask[top] = g.to_float(&pos);
-    act[top] = g.node("Relu", &[&chain.top], vec![]);
+    let activation = convs[top - 1].activation;
+    mask[top] = activation.slope(&mut g, &chain.top);
+    act[top] = activation.node(&mut g, &chain.top);
     // (channels, height, width) of the input and of each layer.
     let dims: Vec<(usize, usize, usize)> = geometry_of(&convs[..top], size)
         .iter()
@@ -124,9 +124,12 @@ pub(crate) fn objective_graph(
         let wt = g.initializer(f32_tensor(&format!("obj_sq_w{l}"), &[], &[w]));
         let v = g.node("Mul", &[&total, &wt], vec![]);
         add_value(&mut g, v);
-        // d(w * a^2)/dz = 2 w a (a = relu(z)).
+        // d(w * a^2)/dz = 2 w a a'(z), which for a ReLU is 2 w a.
         let two_w = g.initializer(f32_tensor(&format!("obj_sq_2w{l}"), &[], &[2.0 * w]));
-        let s = g.node("Mul", &[&act[l], &two_w], vec![]);
+        let mut s = g.node("Mul", &[&act[l], &two_w], vec![]);
+        if convs[l - 1].activation != Activation::Relu {
+            s = g.node("Mul", &[&s, &mask[l]], vec![]);
+        }
         push(&mut g, &mut extra, l, s);
     }
     // Without a term of its own (diversity alone) the objective is 0.

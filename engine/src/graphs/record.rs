@@ -3,7 +3,7 @@
 //! pool window's maximum, and optionally the head's scores; or pruned to the
 //! reductions of a dataset scan.
 
-use crate::model::network::{LayerGeom, Layout, Network};
+use crate::model::network::{Activation, LayerGeom, Layout, Network};
 use fovea_onnx::proto::{ModelProto, tensor_proto::DataType};
 use fovea_onnx::{self as onnx};
 use std::collections::HashSet;
@@ -74,7 +74,21 @@ pub(crate) fn record_graph(
         );
         outputs.push(onnx::value_info(&act, DataType::Float16, &[]));
         let mask = format!("fovea_mask{i}");
-        b.node_named("Greater", &[&c.relu_output, &zero], &mask, vec![]);
+        match c.activation {
+            Activation::Clip(ceiling) => {
+                let pos = b.node("Greater", &[&c.relu_output, &zero], vec![]);
+                let cap = b.initializer(onnx::f32_tensor(
+                    &format!("fovea_ceiling{i}"),
+                    &[],
+                    &[ceiling],
+                ));
+                let below = b.node("Less", &[&c.relu_output, &cap], vec![]);
+                b.node_named("And", &[&pos, &below], &mask, vec![]);
+            }
+            Activation::Relu | Activation::Leaky(_) => {
+                b.node_named("Greater", &[&c.relu_output, &zero], &mask, vec![]);
+            }
+        }
         outputs.push(onnx::value_info(&mask, DataType::Bool, &[]));
         let Some(pool) = c.pool else { continue };
         let switch = format!("fovea_switch{i}");

@@ -222,14 +222,15 @@ pub(crate) fn backward_graph(
             }
             None => u,
         };
+        let below = convs[i - 2].activation;
         if !linear {
-            v = g.node("Relu", &[&v], vec![]);
+            v = below.rectify(&mut g, &v);
         }
         if c.pool.is_some_and(|p| p.halves()) {
             v = g.upsample2(&v);
         }
-        let gate_f = g.to_float(&gate);
-        x = g.node("Mul", &[&v, &gate_f], vec![]);
+        let slope = below.gate_slope(&mut g, &gate);
+        x = g.node("Mul", &[&v, &slope], vec![]);
     }
     g.output("image", DataType::Float, &dims("n", 3, tree.out[0]));
     g.finish()
@@ -261,22 +262,23 @@ pub(crate) fn affine_graph(convs: &[ConvLayer], layer: usize) -> ModelProto {
             break;
         }
         // The batch comes in with the first gate (the zero image has batch 1).
-        a = gated(&mut g, &z, c, &tree, i, Dim::Named("n"));
+        a = gated(&mut g, &z, c, &tree, (i, Dim::Named("n")), None);
     }
     g.output("preact", DataType::Float, &one_neuron(top));
     g.finish()
 }
 
-/// `z`, the output of conv layer `i`, times the input `gate{i}` (the 0/1
-/// window of its masks and the switches of the pool after it) whose batch
-/// dimension is `batch`.
+/// `z`, the output of conv layer `i`, through the input `gate{i}` (the
+/// window of its gate states, zero where the switches of the pool after it
+/// are off) whose batch dimension is `batch`: times each state's slope,
+/// plus its constant (times `offset_scale` when given, as the biases are).
 fn gated(
     g: &mut GraphBuilder,
     z: &str,
     c: &ConvLayer,
     tree: &FovTree,
-    i: usize,
-    batch: Dim,
+    (i, batch): (usize, Dim),
+    offset_scale: Option<&str>,
 ) -> String {
     let [_, channels, h, w] = dims("n", c.out_channels, tree.out[i]);
     let gate = g.input(
@@ -284,8 +286,15 @@ fn gated(
         DataType::Uint8,
         &[batch, channels, h, w],
     );
-    let gate_f = g.to_float(&gate);
-    g.node("Mul", &[z, &gate_f], vec![])
+    let slope = c.activation.gate_slope(g, &gate);
+    let a = g.node("Mul", &[z, &slope], vec![]);
+    let Some(mut offset) = c.activation.gate_offset(g, &gate) else {
+        return a;
+    };
+    if let Some(scale) = offset_scale {
+        offset = g.node("Mul", &[&offset, scale], vec![]);
+    }
+    g.node("Add", &[&a, &offset], vec![])
 }
 
 /// The max pool feeding conv `i` (layer `c`), on the window of its input.
@@ -423,7 +432,7 @@ pub(crate) fn region_graph(convs: &[ConvLayer], layer: usize) -> ModelProto {
             break;
         }
         // One configuration for the whole batch: the gates broadcast.
-        a = gated(&mut g, &z, c, &tree, i, Dim::Fixed(1));
+        a = gated(&mut g, &z, c, &tree, (i, Dim::Fixed(1)), Some(&scale));
     }
     g.finish()
 }

@@ -1,6 +1,6 @@
 //! The network Fovea probes: a chain of convolutions (any square kernel,
-//! stride, dilation and grouping, any padding), each followed by a ReLU, with
-//! max pooling (any square window, stride and padding) between them,
+//! stride, dilation and grouping, any padding), each followed by a ReLU, a
+//! leaky ReLU or a ReLU clipped at a ceiling (ReLU6), with max pooling (any square window, stride and padding) between them,
 //! optionally followed by a dense head.
 //! Extracted from an ONNX graph, with the weights, plus the geometry (shapes,
 //! fields of view) at a working input size.
@@ -192,6 +192,54 @@ impl PoolShape {
     }
 }
 
+/// The piecewise-linear activation after a conv layer. A recording's mask
+/// bit says a unit is on its identity piece (slope 1); the gates of
+/// generated graphs carry one of three states per unit: 0 (zero, or beyond
+/// the image or the switches), 1 (identity) and [`Activation::OTHER`], the
+/// other piece where the unit is not zero: the leaky slope, or the
+/// ceiling.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Activation {
+    /// `max(0, x)`.
+    Relu,
+    /// `x` for `x > 0`, `alpha * x` otherwise.
+    Leaky(f32),
+    /// `min(max(0, x), ceiling)`: ReLU6 is `Clip(0, 6)`.
+    Clip(f32),
+}
+
+impl Activation {
+    /// The gate state of a unit on the activation's other piece.
+    pub const OTHER: u8 = 2;
+
+    /// The slope of each gate state.
+    pub fn slopes(self) -> [f32; 3] {
+        match self {
+            Activation::Leaky(alpha) => [0.0, 1.0, alpha],
+            Activation::Relu | Activation::Clip(_) => [0.0, 1.0, 0.0],
+        }
+    }
+
+    /// The constant each gate state adds (a clipped unit's ceiling).
+    pub fn offsets(self) -> [f32; 3] {
+        match self {
+            Activation::Clip(c) => [0.0, 0.0, c],
+            Activation::Relu | Activation::Leaky(_) => [0.0; 3],
+        }
+    }
+
+    /// Whether a unit off the identity piece with output `a` is on the
+    /// other piece (exact on float16 outputs: off the identity piece a
+    /// clipped unit is 0 or its ceiling, a leaky one not positive).
+    pub fn other(self, a: f32) -> bool {
+        match self {
+            Activation::Relu => false,
+            Activation::Leaky(_) => true,
+            Activation::Clip(_) => a > 0.0,
+        }
+    }
+}
+
 /// One conv layer (paper numbers 1..=13 for VGG-16).
 #[derive(Debug, Clone)]
 pub struct ConvLayer {
@@ -202,10 +250,11 @@ pub struct ConvLayer {
     pub shape: ConvShape,
     /// The max pool preceding the convolution.
     pub pool: Option<PoolShape>,
+    pub activation: Activation,
     /// OIHW, `[out, in / groups, kernel, kernel]`.
     pub weight: Vec<f32>,
     pub bias: Vec<f32>,
-    /// The ReLU output tensor in the model file (NCHW).
+    /// The activation's output tensor in the model file (NCHW).
     pub relu_output: String,
     pub conv_node: String,
     /// The BatchNormalization node folded into `weight` and `bias` at load.
@@ -228,6 +277,7 @@ impl ConvLayer {
             out_channels,
             shape,
             pool,
+            activation: Activation::Relu,
             weight: vec![],
             bias: vec![],
             relu_output: String::new(),
@@ -300,6 +350,7 @@ const HEAD_OPS: &[&str] = &[
     "Constant",
     "AveragePool",
     "GlobalAveragePool",
+    "ReduceMean",
     "MaxPool",
     "ConstantOfShape",
     "ReduceProd",
@@ -458,7 +509,7 @@ impl Network {
                 }
                 _ if convs.is_empty() => Err(node_error(
                     n,
-                    "where the network should start with a Conv; Fovea reads chains of Conv, Relu and MaxPool",
+                    "where the network should start with a Conv; Fovea reads chains of Conv, a ReLU-like activation and MaxPool",
                 )),
                 _ if HEAD_OPS.contains(&n.op_type.as_str()) => break,
                 _ => Err(node_error(n, "is not a conv, ReLU or max pool")),
@@ -829,19 +880,22 @@ fn read_conv<'g>(
         batch_norm = Some(display_name(bn));
         conv_out = bn.output[0].clone();
     }
-    let relu = single(&conv_out)
-        .filter(|r| r.op_type == "Relu")
-        .ok_or_else(|| {
-            let next = single(&conv_out)
-                .map(|r| format!("{} ({})", display_name(r), r.op_type))
-                .unwrap_or_else(|| "several or no nodes".into());
-            node_error(
-                n,
-                &format!(
-                    "must be followed by a single Relu (after an optional BatchNormalization), found {next}"
-                ),
-            )
-        })?;
+    let next = single(&conv_out).ok_or_else(|| {
+        node_error(
+            n,
+            "must be followed by a single Relu, LeakyRelu or Clip (after an optional BatchNormalization), found several or no nodes",
+        )
+    })?;
+    let activation = read_activation(next, consts).map_err(|why| {
+        node_error(
+            n,
+            &format!(
+                "must be followed by a single Relu, LeakyRelu or Clip(0, c) (after an optional BatchNormalization); {} ({}) {why}",
+                display_name(next),
+                next.op_type
+            ),
+        )
+    })?;
     Ok(ConvLayer {
         number: 0,
         name: String::new(),
@@ -851,10 +905,57 @@ fn read_conv<'g>(
         pool: None,
         weight,
         bias,
-        relu_output: relu.output[0].clone(),
+        activation,
+        relu_output: next.output[0].clone(),
         conv_node: display_name(n),
         batch_norm,
     })
+}
+
+/// The activation node `n` after a conv, or why it is not one Fovea reads.
+fn read_activation(
+    n: &NodeProto,
+    consts: &HashMap<&str, &TensorProto>,
+) -> std::result::Result<Activation, String> {
+    match n.op_type.as_str() {
+        "Relu" => Ok(Activation::Relu),
+        "LeakyRelu" => {
+            let alpha = attr(n, "alpha").map_or(0.01, |a| a.f);
+            if alpha.is_finite() {
+                Ok(Activation::Leaky(alpha))
+            } else {
+                Err("has a slope that is not finite".into())
+            }
+        }
+        "Clip" => {
+            // Bounds are attributes up to opset 10, constant inputs after.
+            let bound =
+                |attr_name: &str, input: usize| -> std::result::Result<Option<f32>, String> {
+                    if let Some(a) = attr(n, attr_name) {
+                        return Ok(Some(a.f));
+                    }
+                    match n.input.get(input).filter(|s| !s.is_empty()) {
+                        None => Ok(None),
+                        Some(t) => match consts.get(t.as_str()).map(|t| tensor_f32(t)) {
+                            Some(Ok((_, v))) if v.len() == 1 => Ok(Some(v[0])),
+                            _ => Err(format!(
+                                "has a {attr_name} bound that is not a constant scalar"
+                            )),
+                        },
+                    }
+                };
+            let (min, max) = (bound("min", 1)?, bound("max", 2)?);
+            if min != Some(0.0) {
+                return Err("does not clip at 0 from below".into());
+            }
+            match max {
+                None => Ok(Activation::Relu),
+                Some(c) if c.is_finite() && c > 0.0 => Ok(Activation::Clip(c)),
+                Some(_) => Err("has a ceiling that is not a positive number".into()),
+            }
+        }
+        _ => Err("is not one".into()),
+    }
 }
 
 /// The number of classes of a `[N, classes]` graph output, if its type says.
@@ -1198,5 +1299,72 @@ mod tests {
         assert_eq!(Span { start: -3, len: 10 }.clip(5), (0, 5));
         assert_eq!(Span { start: 2, len: 2 }.clip(5), (2, 4));
         assert_eq!(Span { start: 7, len: 2 }.clip(5), (5, 5));
+    }
+}
+
+#[cfg(test)]
+mod activation_tests {
+    use super::*;
+    use fovea_onnx::{Attr, GraphBuilder, f32_tensor};
+
+    /// The activation read from a node `op` with `attrs` and constant
+    /// inputs `bounds` (None for an omitted input).
+    fn read(
+        op: &str,
+        attrs: Vec<(&str, Attr)>,
+        bounds: &[Option<f32>],
+    ) -> Result<Activation, String> {
+        let mut g = GraphBuilder::new("a");
+        let mut inputs = vec!["z".to_string()];
+        for (k, b) in bounds.iter().enumerate() {
+            inputs.push(match b {
+                Some(v) => g.initializer(f32_tensor(&format!("b{k}"), &[], &[*v])),
+                None => String::new(),
+            });
+        }
+        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        g.node(op, &refs, attrs);
+        let graph = g.finish().graph.unwrap_or_default();
+        let consts = graph
+            .initializer
+            .iter()
+            .map(|t| (t.name.as_str(), t))
+            .collect();
+        read_activation(&graph.node[0], &consts)
+    }
+
+    #[test]
+    fn relu_like_nodes_are_read_with_their_slope_and_ceiling() {
+        assert_eq!(read("Relu", vec![], &[]), Ok(Activation::Relu));
+        assert_eq!(read("LeakyRelu", vec![], &[]), Ok(Activation::Leaky(0.01)));
+        let alpha = vec![("alpha", Attr::Float(0.2))];
+        assert_eq!(read("LeakyRelu", alpha, &[]), Ok(Activation::Leaky(0.2)));
+        // Bounds as inputs (opset 11 on) and as attributes (up to 10).
+        let relu6 = read("Clip", vec![], &[Some(0.0), Some(6.0)]);
+        assert_eq!(relu6, Ok(Activation::Clip(6.0)));
+        let attrs = vec![("min", Attr::Float(0.0)), ("max", Attr::Float(6.0))];
+        assert_eq!(read("Clip", attrs, &[]), Ok(Activation::Clip(6.0)));
+        // No ceiling: a ReLU.
+        assert_eq!(read("Clip", vec![], &[Some(0.0)]), Ok(Activation::Relu));
+        assert_eq!(
+            read("Clip", vec![], &[Some(0.0), None]),
+            Ok(Activation::Relu)
+        );
+    }
+
+    #[test]
+    fn other_clips_and_ops_are_refused_with_the_reason() {
+        let low = read("Clip", vec![], &[Some(-1.0), Some(1.0)]);
+        assert_eq!(low, Err("does not clip at 0 from below".into()));
+        let unbounded = read("Clip", vec![], &[None, Some(6.0)]);
+        assert_eq!(unbounded, Err("does not clip at 0 from below".into()));
+        let empty = read("Clip", vec![], &[Some(0.0), Some(0.0)]);
+        assert!(empty.is_err_and(|e| e.contains("ceiling")));
+        let mut g = GraphBuilder::new("a");
+        g.node("Clip", &["z", "lo", "hi"], vec![]);
+        let graph = g.finish().graph.unwrap_or_default();
+        let computed = read_activation(&graph.node[0], &HashMap::new());
+        assert!(computed.is_err_and(|e| e.contains("not a constant")));
+        assert_eq!(read("Sigmoid", vec![], &[]), Err("is not one".into()));
     }
 }

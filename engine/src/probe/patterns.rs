@@ -266,7 +266,7 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::network::{ConvShape, PoolShape};
+    use crate::model::network::{Activation, ConvShape, PoolShape};
     use crate::record::{LayerRecording, PoolInput};
 
     fn recording(layers: Vec<LayerRecording>) -> Recording {
@@ -315,7 +315,7 @@ mod tests {
             width: 2 * w,
             pool: PoolShape::HALVING,
         });
-        LayerRecording::from_f32(c, h, w, values, below)
+        LayerRecording::from_f32((c, h, w), Activation::Relu, values, below)
     }
 
     fn noise(n: usize, seed: u32) -> Vec<f32> {

@@ -7,12 +7,16 @@
 //! swapped) and doubles at each pool. All neurons of a layer share one graph;
 //! what differs per neuron and mode is fed as inputs:
 //! - `seed`: the start vector at the neuron (one-hot times the start value);
-//! - `gate{i}`: a 0/1 window per hidden layer i: the ReLU mask r_i (or, for
-//!   the deconvnet, just "inside the image"), times the switches of the pool
-//!   that follows layer i. Unpooling is then nearest upsampling times it.
+//! - `gate{i}`: a window per hidden layer i of gate states: the ReLU mask r_i
+//!   (or, for the deconvnet, just "inside the image"), zero where the
+//!   switches of a 2x2/2 pool that follows layer i are off, and for a leaky
+//!   or clipped ReLU the state of its other piece. Unpooling is then nearest
+//!   upsampling times each state's slope;
+//! - `cells{i}`: for any other pool, each output's recorded maximum.
 //!
-//! The three deconvnet modes apply a ReLU after each transposed convolution
-//! (fused into it by ONNX Runtime); the linear filter's graph leaves it out.
+//! The three deconvnet modes rectify after each transposed convolution (a
+//! ReLU, fused into it by ONNX Runtime, or a leaky ReLU's slope); the
+//! linear filter's graph leaves it out.
 //!
 //! The image-plane result is not rectified, so reconstructions keep their
 //! sign; equations 4-7 are applied at every hidden layer.
@@ -21,7 +25,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::graphs::GraphKind;
 use crate::graphs::transposed::{affine_graph, backward_graph, random_weights, tree_of};
-use crate::model::network::{ConvLayer, FovTree, fov_tree, put_window};
+use crate::model::network::{Activation, ConvLayer, FovTree, fov_tree, put_window};
 use crate::record::{Recording, Switches};
 use crate::runtime::sessions::poisoned;
 use crate::simd::spread_flags;
@@ -41,8 +45,9 @@ pub struct ReconstructRequest {
     /// Give the linear filter's results their effective bias.
     pub effective_bias: bool,
     /// Start behind each neuron's own ReLU (an inactive neuron gives an
-    /// all-zero picture in every mode); otherwise every mode starts at the
-    /// pre-activation.
+    /// all-zero picture in every mode, a leaky one the start times its
+    /// slope, a clipped one at its ceiling zero); otherwise every mode
+    /// starts at the pre-activation.
     pub through_relu: bool,
 }
 
@@ -150,9 +155,13 @@ pub(crate) struct GateSample {
     pub masks: bool,
 }
 
-/// The 0/1 gate windows of hidden layer `i` for every sample, concatenated.
+/// The gate windows of hidden layer `i` for every sample, concatenated:
+/// each unit's state under the masks (or 1 inside the image when the
+/// sample keeps no masks), 0 where the switches of a following 2x2/2 pool
+/// are off.
 fn gate_batch(convs: &[ConvLayer], rec: &Recording, samples: &[GateSample], i: usize) -> Vec<u8> {
     let l = rec.layer(i);
+    let activation = convs[i - 1].activation;
     // A 2x2/2 pool's switches gate its input; other pools' cells are
     // separate inputs (`cells{i + 1}`).
     let switches = match convs[i].pool {
@@ -189,6 +198,14 @@ fn gate_batch(convs: &[ConvLayer], rec: &Recording, samples: &[GateSample], i: u
                     }
                     bits
                 });
+                if mask_on && activation != Activation::Relu {
+                    for (k, d) in dst.iter_mut().enumerate() {
+                        let at = row + x0 + k;
+                        if *d == 0 && switches.is_none_or(|s| s.get(at)) {
+                            *d = l.state(activation, at);
+                        }
+                    }
+                }
             }
         }
     }
@@ -463,7 +480,7 @@ impl Engine {
                         fov: fov_box(&self.network.convs, n, self.profile.input_size),
                         effective_bias: None,
                         activation: rec.layer(n.layer).activation(n.feature, n.y, n.x),
-                        inactive: !rec.layer(n.layer).mask.get(
+                        inactive: !rec.layer(n.layer).positive(
                             (n.feature * rec.layer(n.layer).height + n.y)
                                 * rec.layer(n.layer).width
                                 + n.x,
@@ -546,12 +563,10 @@ impl Engine {
                 Start::OneHot => 1.0,
                 Start::RecordedActivation => act,
             };
-            if through_relu
-                && !top
-                    .mask
-                    .get((nr.feature * top.height + nr.y) * top.width + nr.x)
-            {
-                v = 0.0;
+            if through_relu {
+                let at = (nr.feature * top.height + nr.y) * top.width + nr.x;
+                let activation = convs[layer - 1].activation;
+                v *= activation.slopes()[top.state(activation, at) as usize];
             }
             seed[k * c_top + nr.feature] = v;
             samples.push(GateSample {

@@ -8,16 +8,17 @@
 //!
 //! The neuron's own ReLU does not enter its pre-activation, so the region is
 //! that of the pre-activation's linear filter: masks of the layers below it
-//! and the switches of the pools in its tree.
+//! and the switches of the pools in its tree. A clipped ReLU (ReLU6) has two
+//! boundaries, at zero and at its ceiling.
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::graphs::GraphKind;
 use crate::graphs::transposed::{region_graph, tree_of};
-use crate::model::network::{ConvLayer, FovTree, PoolShape, Span, fov_tree, window_of};
+use crate::model::network::{Activation, ConvLayer, FovTree, PoolShape, Span, fov_tree, window_of};
 use crate::probe::patterns::clip;
 use crate::probe::reconstruct::{GateSample, Mode, NeuronAt, Start, gate_batches, gate_inputs};
-use crate::record::{Recording, Switches};
+use crate::record::{LayerRecording, Recording, Switches};
 use crate::runtime::sessions::poisoned;
 use crate::stop::Stop;
 use ort::value::TensorRef;
@@ -40,6 +41,8 @@ pub enum Direction {
 pub enum FlipKind {
     /// A ReLU changes state (the pre-activation crosses zero).
     Relu,
+    /// A clipped ReLU reaches or leaves its ceiling.
+    Ceiling,
     /// A pool window's maximum moves to this position.
     Switch,
 }
@@ -250,10 +253,12 @@ impl Engine {
             let outputs = session.run(inputs)?;
             for i in 1..layer {
                 let (_, z) = outputs[format!("z{i}").as_str()].try_extract_tensor::<f32>()?;
-                relu_crossings(rec, &tree, i, z, &mut crossings);
+                let below = &convs[i - 1];
+                relu_crossings(rec, &tree, (i, below), z, &mut crossings);
+                let unit = (i, below.activation);
                 match convs[i].pool {
-                    Some(p) if p.halves() => switch_crossings(rec, &tree, i, z, &mut crossings),
-                    Some(p) => cell_crossings(rec, &tree, i, p, z, &mut crossings),
+                    Some(p) if p.halves() => switch_crossings(rec, &tree, unit, z, &mut crossings),
+                    Some(p) => cell_crossings(rec, &tree, unit, p, z, &mut crossings),
                     None => {}
                 }
             }
@@ -357,16 +362,29 @@ impl Engine {
     }
 }
 
-/// The configuration on the far side of `flip`: its ReLU toggled, or the
+/// The configuration on the far side of `flip`: its ReLU toggled (a
+/// clipped unit's activation set to what stands for its new state), or the
 /// pool window's switch moved to it.
 fn cross(convs: &[ConvLayer], config: &mut Recording, flip: Flip) {
     let l = config.layer(flip.layer);
     let (h, w) = (l.height, l.width);
     let unit = |y: usize, x: usize| (flip.feature * h + y) * w + x;
+    let activation = convs[flip.layer - 1].activation;
+    let layer = &mut config.layers[flip.layer - 1];
+    let at = unit(flip.y, flip.x);
     match flip.kind {
-        FlipKind::Relu => config.layers[flip.layer - 1]
-            .mask
-            .toggle(unit(flip.y, flip.x)),
+        FlipKind::Relu => {
+            layer.mask.toggle(at);
+            if !layer.mask.get(at) {
+                layer.activations[at] = half::f16::ZERO;
+            }
+        }
+        FlipKind::Ceiling => {
+            layer.mask.toggle(at);
+            if let (false, Activation::Clip(ceiling)) = (layer.mask.get(at), activation) {
+                layer.activations[at] = half::f16::from_f32(ceiling);
+            }
+        }
         FlipKind::Switch => match (config.layers[flip.layer].switches.as_mut(), flip.output) {
             (Some(Switches::Bits(switches)), _) => {
                 let (wy, wx) = (flip.y & !1, flip.x & !1);
@@ -395,36 +413,80 @@ fn window_index(w: (Span, Span), c: usize, y: usize, x: usize) -> usize {
     (c * sy.len + (y as i64 - sy.start) as usize) * sx.len + (x as i64 - sx.start) as usize
 }
 
-/// Crossings of the ReLUs of hidden layer `i` inside the tree; `z` holds
-/// the layer's window at the base point, then its derivative.
-fn relu_crossings(rec: &Recording, tree: &FovTree, i: usize, z: &[f32], out: &mut Crossings) {
+/// Crossings of the activations of hidden layer `i` (layer `c`) inside the
+/// tree; `z` holds the layer's window at the base point, then its
+/// derivative.
+fn relu_crossings(
+    rec: &Recording,
+    tree: &FovTree,
+    (i, c): (usize, &ConvLayer),
+    z: &[f32],
+    out: &mut Crossings,
+) {
+    let activation = c.activation;
     let l = rec.layer(i);
     let (sy, sx) = tree.out[i];
     let per = l.channels * sy.len * sx.len;
     let rect = clip(tree.out[i], l.height, l.width);
-    for c in 0..l.channels {
+    for f in 0..l.channels {
         for y in rect.y0..rect.y1 {
             for x in rect.x0..rect.x1 {
-                let k = window_index(tree.out[i], c, y, x);
-                let on = l.mask.get((c * l.height + y) * l.width + x);
-                let sign = if on { 1.0 } else { -1.0 };
-                let flip = Flip {
-                    kind: FlipKind::Relu,
+                let k = window_index(tree.out[i], f, y, x);
+                let (z0, zd) = (z[k], z[per + k]);
+                let flip = |kind| Flip {
+                    kind,
                     layer: i,
-                    feature: c,
+                    feature: f,
                     y,
                     x,
                     output: None,
                 };
-                out.consider(sign * z[k], sign * z[per + k], flip);
+                let unit = (f * l.height + y) * l.width + x;
+                match (activation, l.state(activation, unit)) {
+                    (_, 1) => out.consider(z0, zd, flip(FlipKind::Relu)),
+                    (Activation::Clip(_), 0) => out.consider(-z0, -zd, flip(FlipKind::Relu)),
+                    (Activation::Clip(ceiling), _) => {
+                        out.consider(z0 - ceiling, zd, flip(FlipKind::Ceiling))
+                    }
+                    _ => out.consider(-z0, -zd, flip(FlipKind::Relu)),
+                }
+                if let (Activation::Clip(ceiling), true) = (activation, l.mask.get(unit)) {
+                    out.consider(ceiling - z0, -zd, flip(FlipKind::Ceiling));
+                }
             }
         }
     }
 }
 
+/// The value and derivative of unit `unit` of hidden layer `l` (window
+/// index `k` of `z`, `per` values per sample) after its activation under
+/// the configuration: what a pool after it compares. Active means
+/// non-negative: a rounding error below zero would move a tie with a
+/// window of zeros.
+fn pooled_value(
+    l: &LayerRecording,
+    activation: Activation,
+    (unit, k, per): (usize, usize, usize),
+    z: &[f32],
+) -> (f32, f32) {
+    let state = l.state(activation, unit) as usize;
+    let (slope, offset) = (activation.slopes()[state], activation.offsets()[state]);
+    let z0 = match state {
+        1 => z[k].max(0.0),
+        _ => z[k].min(0.0),
+    };
+    (slope * z0 + offset, slope * z[per + k])
+}
+
 /// Crossings of the switches of the pool after hidden layer `i` inside the
 /// tree: the window's maximum against each other value of the window.
-fn switch_crossings(rec: &Recording, tree: &FovTree, i: usize, z: &[f32], out: &mut Crossings) {
+fn switch_crossings(
+    rec: &Recording,
+    tree: &FovTree,
+    (i, activation): (usize, Activation),
+    z: &[f32],
+    out: &mut Crossings,
+) {
     let l = rec.layer(i);
     let Some(Switches::Bits(switches)) = rec.layer(i + 1).switches.as_ref() else {
         return;
@@ -438,14 +500,8 @@ fn switch_crossings(rec: &Recording, tree: &FovTree, i: usize, z: &[f32], out: &
             for wx in (rect.x0..rect.x1).step_by(2) {
                 let cells = [(wy, wx), (wy, wx + 1), (wy + 1, wx), (wy + 1, wx + 1)];
                 let value = |(y, x): (usize, usize)| {
-                    let unit = (c * h + y) * w + x;
-                    if !l.mask.get(unit) {
-                        return (0.0, 0.0);
-                    }
                     let k = window_index(tree.out[i], c, y, x);
-                    // Active means non-negative: a rounding error below
-                    // zero would move a tie with a window of zeros.
-                    (z[k].max(0.0), z[per + k])
+                    pooled_value(l, activation, ((c * h + y) * w + x, k, per), z)
                 };
                 let Some(&max) = cells
                     .iter()
@@ -477,7 +533,7 @@ fn switch_crossings(rec: &Recording, tree: &FovTree, i: usize, z: &[f32], out: &
 fn cell_crossings(
     rec: &Recording,
     tree: &FovTree,
-    i: usize,
+    (i, activation): (usize, Activation),
     pool: PoolShape,
     z: &[f32],
     out: &mut Crossings,
@@ -496,12 +552,8 @@ fn cell_crossings(
         |start: i64, len: usize| start.max(0) as usize..((start + k).max(0) as usize).min(len);
     for c in 0..l.channels {
         let value = |(y, x): (usize, usize)| {
-            if !l.mask.get((c * h + y) * w + x) {
-                return (0.0, 0.0);
-            }
-            let at = window_index(tree.out[i], c, y, x);
-            // Active means non-negative, as for the 2x2 pools.
-            (z[at].max(0.0), z[per + at])
+            let k = window_index(tree.out[i], c, y, x);
+            pooled_value(l, activation, ((c * h + y) * w + x, k, per), z)
         };
         for oy in outputs.y0..outputs.y1 {
             for ox in outputs.x0..outputs.x1 {

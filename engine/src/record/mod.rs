@@ -2,7 +2,7 @@
 //! start values), ReLU masks and max-pool switches (bit-packed), and what the
 //! statistics and top-k queries compute from them.
 
-use crate::model::network::PoolShape;
+use crate::model::network::{Activation, PoolShape};
 use crate::simd::{halves_and_flags, pack64};
 use half::f16;
 use image::RgbImage;
@@ -127,9 +127,11 @@ pub struct LayerRecording {
     pub channels: usize,
     pub height: usize,
     pub width: usize,
-    /// `[C, H, W]` activations after the ReLU.
+    /// `[C, H, W]` activations after the ReLU (or the layer's activation).
     pub activations: Vec<f16>,
-    /// `[C, H, W]`: 1 where the unit is active (pre-activation > 0).
+    /// `[C, H, W]`: 1 where the unit is active: on its activation's
+    /// identity piece (for a ReLU, pre-activation > 0; a clipped unit at its
+    /// ceiling is not).
     pub mask: Bits,
     /// For a pooled layer: the switches of the pool feeding it.
     pub switches: Option<Switches>,
@@ -227,31 +229,59 @@ pub fn pool_cells(x: &[f32], c: usize, h: usize, w: usize, pool: PoolShape) -> V
 impl LayerRecording {
     /// A conv layer's recording from its f32 activations `[C, H, W]`, as
     /// the compact recording graph makes it: float16 values rounded to
-    /// nearest even, `> 0` flags, and for a pooled layer the switches of the
+    /// nearest even, flags of the activation's identity piece, and for a
+    /// pooled layer the switches of the
     /// pool over the previous layer's activations.
     pub fn from_f32(
-        channels: usize,
-        height: usize,
-        width: usize,
+        (channels, height, width): (usize, usize, usize),
+        activation: Activation,
         activations: &[f32],
         pooled_from: Option<PoolInput>,
     ) -> LayerRecording {
         let (halves, words) = halves_and_flags(activations);
+        let mut mask = Bits {
+            words,
+            len: activations.len(),
+        };
+        if let Activation::Clip(ceiling) = activation {
+            // A unit at its ceiling is off the identity piece.
+            for (i, _) in activations
+                .iter()
+                .enumerate()
+                .filter(|(_, a)| **a >= ceiling)
+            {
+                mask.toggle(i);
+            }
+        }
         LayerRecording {
             channels,
             height,
             width,
             activations: halves,
-            mask: Bits {
-                words,
-                len: activations.len(),
-            },
+            mask,
             switches: pooled_from.map(|p| p.switches()),
         }
     }
 
     pub fn plane(&self) -> usize {
         self.height * self.width
+    }
+
+    /// The gate state of unit `at` under `activation` (0, 1 or
+    /// [`Activation::OTHER`]).
+    pub fn state(&self, activation: Activation, at: usize) -> u8 {
+        if self.mask.get(at) {
+            1
+        } else if activation.other(self.activations[at].to_f32()) {
+            Activation::OTHER
+        } else {
+            0
+        }
+    }
+
+    /// Whether unit `at`'s pre-activation is positive.
+    pub fn positive(&self, at: usize) -> bool {
+        self.mask.get(at) || self.activations[at].to_f32() > 0.0
     }
 
     pub fn activation(&self, c: usize, y: usize, x: usize) -> f32 {
@@ -640,7 +670,8 @@ mod tests {
                 width: w,
                 pool: PoolShape::HALVING,
             };
-            let got = LayerRecording::from_f32(c, h / 2, w / 2, &act, Some(input));
+            let got =
+                LayerRecording::from_f32((c, h / 2, w / 2), Activation::Relu, &act, Some(input));
             let want = layer_recording(c, h / 2, w / 2, &act, Some((&prev, h, w)));
             assert_eq!(got.mask, want.mask, "{c}x{h}x{w}");
             assert_eq!(got.switches, want.switches, "{c}x{h}x{w}");

@@ -1,9 +1,10 @@
 //! A plain-loop f64 reference of a generated chain: conv (any kernel,
-//! stride, dilation, padding and grouping), ReLU, first-max pooling, and the
-//! four backward modes over the whole image.
+//! stride, dilation, padding and grouping), ReLU, leaky ReLU or clipped
+//! ReLU, first-max pooling, and the four backward modes over the whole
+//! image.
 
 use fovea_engine::fixtures::{ChainConv, tiny_chain};
-use fovea_engine::model::network::{ConvShape, PoolShape};
+use fovea_engine::model::network::{Activation, ConvShape, PoolShape};
 use fovea_engine::probe::reconstruct::{Mode, NeuronAt};
 
 /// One reference layer: (in, out, pool in front, weight OIHW, bias,
@@ -20,7 +21,48 @@ pub type RefLayer = (
 /// Plain reference network (f64).
 pub struct Reference {
     pub layers: Vec<RefLayer>,
+    /// Per layer, its activation.
+    pub activations: Vec<Activation>,
     pub size: usize,
+}
+
+/// The activation's value at `z`.
+pub fn activate(a: Activation, z: f64) -> f64 {
+    match a {
+        Activation::Relu => z.max(0.0),
+        Activation::Leaky(alpha) if z <= 0.0 => alpha as f64 * z,
+        Activation::Leaky(_) => z,
+        Activation::Clip(c) => z.clamp(0.0, c as f64),
+    }
+}
+
+/// The activation's slope at `z` (0 at a ReLU's kink and at a ceiling).
+pub fn slope(a: Activation, z: f64) -> f64 {
+    match a {
+        Activation::Relu => f64::from(z > 0.0),
+        Activation::Leaky(alpha) if z <= 0.0 => alpha as f64,
+        Activation::Leaky(_) => 1.0,
+        Activation::Clip(c) => f64::from(z > 0.0 && z < c as f64),
+    }
+}
+
+/// The constant of the activation's piece at `z` (a clipped unit's
+/// ceiling).
+pub fn offset(a: Activation, z: f64) -> f64 {
+    match a {
+        Activation::Clip(c) if z >= c as f64 => c as f64,
+        _ => 0.0,
+    }
+}
+
+/// The deconvnet's rectification of a backward signal `v`: the slopes
+/// chosen by its sign.
+pub fn rectify(a: Activation, v: f64) -> f64 {
+    match a {
+        Activation::Leaky(alpha) if v <= 0.0 => alpha as f64 * v,
+        Activation::Leaky(_) => v,
+        _ => v.max(0.0),
+    }
 }
 
 /// What the reference forward keeps.
@@ -172,6 +214,12 @@ impl Reference {
         Reference::of_chain(&tiny_chain(), weights, size)
     }
 
+    /// The pool in front of the head: the chain's last; None for a global
+    /// average (a chain without pools).
+    pub fn head_pool(&self) -> Option<PoolShape> {
+        self.layers.iter().rev().find_map(|l| l.2)
+    }
+
     pub fn of_chain(
         chain: &[ChainConv],
         weights: Vec<(Vec<f32>, Vec<f32>)>,
@@ -192,6 +240,7 @@ impl Reference {
                     )
                 })
                 .collect(),
+            activations: chain.iter().map(|c| c.activation).collect(),
             size,
         }
     }
@@ -205,7 +254,7 @@ impl Reference {
             inputs: vec![],
             argmax: vec![],
         };
-        for (cin, cout, pool, wt, b, shape) in &self.layers {
+        for ((cin, cout, pool, wt, b, shape), &act) in self.layers.iter().zip(&self.activations) {
             if let Some(p) = pool {
                 let (arg, out) = first_max_pool(&x, *cin, (h, w), *p);
                 x = arg.iter().map(|&i| x[i]).collect();
@@ -217,7 +266,7 @@ impl Reference {
             trace.inputs.push((h, w));
             let (pre, out) = conv(&x, *cin, (h, w), wt, b, *cout, shape);
             (h, w) = out;
-            x = pre.iter().map(|&v| v.max(0.0)).collect();
+            x = pre.iter().map(|&v| activate(act, v)).collect();
             trace.pre.push(pre);
             trace.dims.push((h, w));
         }
@@ -290,10 +339,9 @@ impl Reference {
                 _ => i != l || mask_top,
             };
             if masked {
-                for (v, p) in x.iter_mut().zip(&trace.pre[i - 1]) {
-                    if *p <= 0.0 {
-                        *v = 0.0;
-                    }
+                let act = self.activations[i - 1];
+                for (v, &p) in x.iter_mut().zip(&trace.pre[i - 1]) {
+                    *v *= slope(act, p);
                 }
             }
             let mut u = conv_t(&x, *cin, trace.inputs[i - 1], &weights[i - 1], *cout, shape);
@@ -315,7 +363,8 @@ impl Reference {
             // The rectification of layer i - 1, after unpooling (the pool
             // follows that ReLU in the forward pass).
             if mode != Mode::LinearFilter {
-                u.iter_mut().for_each(|v| *v = v.max(0.0));
+                let act = self.activations[i - 2];
+                u.iter_mut().for_each(|v| *v = rectify(act, *v));
             }
             if i - 1 == stop {
                 return u;
@@ -327,8 +376,8 @@ impl Reference {
 }
 
 /// The tiny head in f64: the last conv layer's max pool (first max; the
-/// chain's last pool, 2x2/2 when it has none), flattened, a dense layer with
-/// ReLU, the class layer.
+/// chain's last pool) or, for a chain without pools, its global average,
+/// flattened, a dense layer with ReLU, the class layer.
 pub struct Head {
     /// (weight [out, in], bias) per dense layer.
     pub dense: Vec<(Vec<f64>, Vec<f64>)>,
@@ -336,7 +385,8 @@ pub struct Head {
 
 /// What the head's forward keeps.
 pub struct HeadTrace {
-    /// Index in the last conv layer's grid of each pooled feature.
+    /// Index in the last conv layer's grid of each pooled feature (empty
+    /// for a global average).
     pub argmax: Vec<usize>,
     pub pooled: Vec<f64>,
     /// Pre-activations of each dense layer.
@@ -367,6 +417,32 @@ fn dense_t(w: &[f64], g: &[f64], inputs: usize) -> Vec<f64> {
         .collect()
 }
 
+/// The head pool's (switches, outputs) over the last layer's activations
+/// `a` (`c` planes of `dims`): the max pool's first maxima, or the global
+/// average (no switches).
+fn head_pooled(
+    pool: Option<PoolShape>,
+    a: &[f64],
+    c: usize,
+    dims: (usize, usize),
+) -> (Vec<usize>, Vec<f64>) {
+    match pool {
+        Some(pool) => {
+            let (argmax, _) = first_max_pool(a, c, dims, pool);
+            let pooled = argmax.iter().map(|&i| a[i]).collect();
+            (argmax, pooled)
+        }
+        None => {
+            let plane = dims.0 * dims.1;
+            let means = a
+                .chunks(plane)
+                .map(|p| p.iter().sum::<f64>() / plane as f64)
+                .collect();
+            (Vec::new(), means)
+        }
+    }
+}
+
 impl Head {
     pub fn new(weights: [(Vec<f32>, Vec<f32>); 2]) -> Head {
         let f = |v: Vec<f32>| v.into_iter().map(|x| x as f64).collect::<Vec<f64>>();
@@ -379,15 +455,9 @@ impl Head {
         let l = r.layers.len();
         let c = r.layers[l - 1].1;
         let (h, w) = trace.dims[l - 1];
-        let a: Vec<f64> = trace.pre[l - 1].iter().map(|&v| v.max(0.0)).collect();
-        let pool = r
-            .layers
-            .iter()
-            .rev()
-            .find_map(|l| l.2)
-            .unwrap_or(PoolShape::HALVING);
-        let (argmax, _) = first_max_pool(&a, c, (h, w), pool);
-        let pooled: Vec<f64> = argmax.iter().map(|&i| a[i]).collect();
+        let act = r.activations[l - 1];
+        let a: Vec<f64> = trace.pre[l - 1].iter().map(|&v| activate(act, v)).collect();
+        let (argmax, pooled) = head_pooled(r.head_pool(), &a, c, (h, w));
         let mut pre = Vec::new();
         let mut x = pooled.clone();
         for (k, (w, b)) in self.dense.iter().enumerate() {
@@ -457,11 +527,18 @@ impl Head {
         }
         let l = r.layers.len();
         let mut top = vec![0f64; trace.pre[l - 1].len()];
+        if ht.argmax.is_empty() {
+            let plane = top.len() / g.len();
+            for (k, v) in top.iter_mut().enumerate() {
+                *v = g[k / plane] / plane as f64;
+            }
+        }
         for (&a, &v) in ht.argmax.iter().zip(&g) {
             top[a] += v;
         }
         if mode != Mode::LinearFilter {
-            top.iter_mut().for_each(|v| *v = v.max(0.0));
+            let act = r.activations[l - 1];
+            top.iter_mut().for_each(|v| *v = rectify(act, *v));
         }
         r.backward_signal(trace, l, top, mode, conv_weights, true)
     }
@@ -483,13 +560,21 @@ impl Head {
                 x = arg.iter().map(|&a| x[a]).collect();
             }
             let (z, _) = conv(&x, *cin, trace.inputs[i], w, b, *cout, shape);
+            let act = r.activations[i];
             x = z
                 .iter()
                 .zip(&trace.pre[i])
-                .map(|(&v, &p)| if p > 0.0 { v } else { 0.0 })
+                .map(|(&v, &p)| slope(act, p) * v + offset(act, p))
                 .collect();
         }
-        let mut f: Vec<f64> = ht.argmax.iter().map(|&a| x[a]).collect();
+        let mut f: Vec<f64> = if ht.argmax.is_empty() {
+            let plane = x.len() / ht.pooled.len();
+            x.chunks(plane)
+                .map(|c| c.iter().sum::<f64>() / plane as f64)
+                .collect()
+        } else {
+            ht.argmax.iter().map(|&a| x[a]).collect()
+        };
         for k in 0..=index {
             let z = dense(&self.dense[k].0, &self.dense[k].1, &f);
             if k == index {

@@ -281,7 +281,8 @@ class PatternComparison:
 @dataclass(frozen=True)
 class UnitChange:
     """The unit whose change ends a region: `kind` "relu" (its ReLU changes
-    state) or "switch" (the maximum of its 2x2 pool window moves to it)."""
+    state), "ceiling" (its clipped ReLU reaches or leaves its ceiling) or
+    "switch" (the maximum of a pool window moves to it)."""
 
     kind: str
     layer: int
@@ -371,8 +372,8 @@ def _attribution(r: pb.AttributeResult) -> Attribution:
 
 
 def _unit_change(u: pb.UnitChange) -> UnitChange:
-    kind = "switch" if u.kind == pb.UnitChange.SWITCH else "relu"
-    return UnitChange(kind, u.layer, u.feature, u.y, u.x)
+    kinds = {pb.UnitChange.SWITCH: "switch", pb.UnitChange.CEILING: "ceiling"}
+    return UnitChange(kinds.get(u.kind, "relu"), u.layer, u.feature, u.y, u.x)
 
 
 def _region_end(r: pb.LinearRegionResult, name: str) -> Optional[RegionEnd]:

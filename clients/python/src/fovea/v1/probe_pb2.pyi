@@ -100,7 +100,7 @@ class GetModelRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Layer(_message.Message):
-    __slots__ = ("number", "name", "kind", "channels", "height", "width", "pooled", "fov", "stride", "source_node", "folded_batch_norm", "conv", "pool")
+    __slots__ = ("number", "name", "kind", "channels", "height", "width", "pooled", "fov", "stride", "source_node", "folded_batch_norm", "conv", "pool", "activation")
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -114,6 +114,7 @@ class Layer(_message.Message):
     FOLDED_BATCH_NORM_FIELD_NUMBER: _ClassVar[int]
     CONV_FIELD_NUMBER: _ClassVar[int]
     POOL_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATION_FIELD_NUMBER: _ClassVar[int]
     number: int
     name: str
     kind: LayerKind
@@ -127,7 +128,28 @@ class Layer(_message.Message):
     folded_batch_norm: str
     conv: ConvGeometry
     pool: PoolGeometry
-    def __init__(self, number: _Optional[int] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[LayerKind, str]] = ..., channels: _Optional[int] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., pooled: bool = ..., fov: _Optional[int] = ..., stride: _Optional[int] = ..., source_node: _Optional[str] = ..., folded_batch_norm: _Optional[str] = ..., conv: _Optional[_Union[ConvGeometry, _Mapping]] = ..., pool: _Optional[_Union[PoolGeometry, _Mapping]] = ...) -> None: ...
+    activation: ActivationFunction
+    def __init__(self, number: _Optional[int] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[LayerKind, str]] = ..., channels: _Optional[int] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., pooled: bool = ..., fov: _Optional[int] = ..., stride: _Optional[int] = ..., source_node: _Optional[str] = ..., folded_batch_norm: _Optional[str] = ..., conv: _Optional[_Union[ConvGeometry, _Mapping]] = ..., pool: _Optional[_Union[PoolGeometry, _Mapping]] = ..., activation: _Optional[_Union[ActivationFunction, _Mapping]] = ...) -> None: ...
+
+class ActivationFunction(_message.Message):
+    __slots__ = ("kind", "slope", "ceiling")
+    class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        KIND_UNSPECIFIED: _ClassVar[ActivationFunction.Kind]
+        RELU: _ClassVar[ActivationFunction.Kind]
+        LEAKY_RELU: _ClassVar[ActivationFunction.Kind]
+        CLIPPED_RELU: _ClassVar[ActivationFunction.Kind]
+    KIND_UNSPECIFIED: ActivationFunction.Kind
+    RELU: ActivationFunction.Kind
+    LEAKY_RELU: ActivationFunction.Kind
+    CLIPPED_RELU: ActivationFunction.Kind
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    SLOPE_FIELD_NUMBER: _ClassVar[int]
+    CEILING_FIELD_NUMBER: _ClassVar[int]
+    kind: ActivationFunction.Kind
+    slope: float
+    ceiling: float
+    def __init__(self, kind: _Optional[_Union[ActivationFunction.Kind, str]] = ..., slope: _Optional[float] = ..., ceiling: _Optional[float] = ...) -> None: ...
 
 class ConvGeometry(_message.Message):
     __slots__ = ("kernel", "stride", "dilation", "groups", "pads")
@@ -736,9 +758,11 @@ class UnitChange(_message.Message):
         KIND_UNSPECIFIED: _ClassVar[UnitChange.Kind]
         RELU: _ClassVar[UnitChange.Kind]
         SWITCH: _ClassVar[UnitChange.Kind]
+        CEILING: _ClassVar[UnitChange.Kind]
     KIND_UNSPECIFIED: UnitChange.Kind
     RELU: UnitChange.Kind
     SWITCH: UnitChange.Kind
+    CEILING: UnitChange.Kind
     KIND_FIELD_NUMBER: _ClassVar[int]
     LAYER_FIELD_NUMBER: _ClassVar[int]
     FEATURE_FIELD_NUMBER: _ClassVar[int]

@@ -1,0 +1,266 @@
+//! Activations other than the ReLU: a MobileNet-shaped chain of
+//! depthwise-separable convolutions with batch norm and ReLU6 (Clip(0, 6))
+//! and a global-average head, and a chain of leaky ReLUs whose negative
+//! values reach 2x2 pools and a dense head. ONNX Runtime records the
+//! files' own nodes; a plain-loop f64 reference computes the forward pass
+//! and every backward pass.
+
+mod common;
+
+use common::reference::Reference;
+use common::{
+    Probed, TINY_SIZE, assert_all_modes_are_the_references, assert_forward_is_the_references,
+    engine_with, folded,
+};
+use fovea_engine::fixtures::{
+    LEAKY_SLOPE, MOBILE_CEILING, MOBILE_SIZE, chain_head_weights, leaky_chain, leaky_model,
+    mobile_batch_norms, mobile_chain, mobile_model, mobile_weights, tiny_weights,
+};
+use fovea_engine::model::network::Activation;
+use fovea_engine::probe::reconstruct::NeuronAt;
+use fovea_engine::probe::regions::{Direction, FlipKind};
+use fovea_engine::stop::Stop;
+
+fn mobile() -> Probed {
+    Probed::new(
+        &mobile_model(true),
+        MOBILE_SIZE,
+        "mobile",
+        Reference::of_chain(
+            &mobile_chain(),
+            folded(mobile_weights(), mobile_batch_norms()),
+            MOBILE_SIZE,
+        ),
+    )
+}
+
+fn leaky() -> Probed {
+    Probed::new(
+        &leaky_model(true, TINY_SIZE),
+        TINY_SIZE,
+        "leaky",
+        Reference::of_chain(&leaky_chain(), tiny_weights(), TINY_SIZE),
+    )
+}
+
+/// The strongest neuron of every layer and two corners of its grid.
+fn probe_neurons(s: &Probed) -> Vec<NeuronAt> {
+    s.strongest_and_corners(&[(false, false), (true, true)])
+}
+
+#[test]
+fn relu6_and_leaky_relus_are_read_with_their_parameters() {
+    let s = mobile();
+    assert_eq!(s.engine.network.probe_stop, None);
+    let net = &s.engine.network;
+    assert!(
+        net.convs
+            .iter()
+            .all(|c| c.activation == Activation::Clip(MOBILE_CEILING) && c.batch_norm.is_some())
+    );
+    // Sides 48 -> 24 (stem), 12 (second depthwise). Fields: 3 at stride 2,
+    // +2*2 -> 7, 1x1, +2*2 -> 11 at 4, 1x1, +2*4 -> 19, 1x1.
+    s.assert_read_as(
+        &mobile_chain(),
+        &[
+            (24, 24),
+            (24, 24),
+            (24, 24),
+            (12, 12),
+            (12, 12),
+            (12, 12),
+            (12, 12),
+        ],
+        &[(3, 2), (7, 2), (7, 2), (11, 4), (11, 4), (19, 4), (19, 4)],
+    );
+    // The global-average head's dense layers are listed.
+    assert_eq!(net.dense.len(), 2);
+    let s = leaky();
+    assert!(
+        s.engine
+            .network
+            .convs
+            .iter()
+            .all(|c| c.activation == Activation::Leaky(LEAKY_SLOPE))
+    );
+}
+
+/// Activations and masks are the reference's: a clipped unit at its
+/// ceiling is off its identity piece, and units do reach the ceiling; a
+/// leaky layer records its negative values.
+#[test]
+fn recordings_keep_the_ceiling_and_the_negative_slope() {
+    let s = mobile();
+    let trace = s.reference.forward(&s.input);
+    assert_forward_is_the_references(&s.engine, &s.rec, &trace);
+    let ceiling = MOBILE_CEILING as f64;
+    let saturated: Vec<usize> = trace
+        .pre
+        .iter()
+        .map(|p| p.iter().filter(|&&v| v > ceiling).count())
+        .collect();
+    eprintln!("units at the ceiling per layer: {saturated:?}");
+    assert!(
+        saturated.iter().filter(|&&n| n > 0).count() >= 4,
+        "{saturated:?}"
+    );
+    let s = leaky();
+    let trace = s.reference.forward(&s.input);
+    assert_forward_is_the_references(&s.engine, &s.rec, &trace);
+    let negative = s.rec.layers[0]
+        .activations
+        .iter()
+        .filter(|a| a.to_f32() < 0.0)
+        .count();
+    assert!(negative > 0);
+}
+
+/// The compact recording graph (flags made by ONNX Runtime) and the f32 one
+/// agree on the masks: the ceiling is excluded in both.
+#[test]
+fn compact_and_exact_recordings_keep_the_same_masks() {
+    for (model, size) in [
+        (mobile_model(true), MOBILE_SIZE),
+        (leaky_model(true, TINY_SIZE), TINY_SIZE),
+    ] {
+        let compact = engine_with(&model, size, "act-c", Some(true));
+        let exact = engine_with(&model, size, "act-e", Some(false));
+        let (a, _) = common::record_test_image(&compact);
+        let (b, _) = common::record_test_image(&exact);
+        for (l, (x, y)) in a.layers.iter().zip(&b.layers).enumerate() {
+            assert_eq!(x.mask, y.mask, "layer {}", l + 1);
+            assert_eq!(x.switches, y.switches, "layer {}", l + 1);
+        }
+    }
+}
+
+/// Conv neurons (corners included) and every class, in all four modes with
+/// trained and random weights, with the linear identity (a clipped unit at
+/// its ceiling adds its ceiling to the effective bias).
+#[test]
+fn all_four_modes_from_conv_and_class_neurons_equal_the_reference() {
+    let s = mobile();
+    let worst = assert_all_modes_are_the_references(
+        &s.engine,
+        (&s.rec, &s.input),
+        &s.reference,
+        &chain_head_weights(&mobile_chain(), MOBILE_SIZE),
+        probe_neurons(&s),
+        5,
+    );
+    eprintln!("ReLU6: worst relative difference {worst:e}");
+    let s = leaky();
+    let worst = assert_all_modes_are_the_references(
+        &s.engine,
+        (&s.rec, &s.input),
+        &s.reference,
+        &chain_head_weights(&leaky_chain(), TINY_SIZE),
+        probe_neurons(&s),
+        5,
+    );
+    eprintln!("leaky: worst relative difference {worst:e}");
+}
+
+/// The linear filter against central differences of the reference, and
+/// the FOV-window gradient against the whole-image linear filter.
+#[test]
+fn the_linear_filter_is_the_central_difference_gradient_and_the_fov_gradient() {
+    for s in [mobile(), leaky()] {
+        let neurons = probe_neurons(&s);
+        for n in &neurons {
+            s.assert_fov_gradient_is_the_filter(*n);
+        }
+        let last = neurons.len() - 3;
+        for n in [neurons[3], neurons[last]] {
+            s.assert_filter_is_the_central_difference(n, 2);
+        }
+    }
+}
+
+/// A whole-image objective with squared activations (whose gradient goes
+/// through the activation's slope): value and gradient against the
+/// reference.
+#[test]
+fn an_objective_and_its_gradient_equal_the_reference() {
+    let s = mobile();
+    let ceiling = MOBILE_CEILING as f64;
+    let value = |x: &[f64]| {
+        let t = s.reference.forward(x);
+        let (h, w) = t.dims[6];
+        let channel = t.pre[6][3 * h * w..4 * h * w].iter().sum::<f64>() / (h * w) as f64;
+        let squares: f64 = t.pre[4]
+            .iter()
+            .map(|&v| v.clamp(0.0, ceiling).powi(2))
+            .sum();
+        channel + 0.05 * squares
+    };
+    s.check_objective("channel(7,3) + 0.05*layer(5)", value, 53);
+    let s = leaky();
+    let slope = LEAKY_SLOPE as f64;
+    let value = |x: &[f64]| {
+        let t = s.reference.forward(x);
+        let squares: f64 = t.pre[3]
+            .iter()
+            .map(|&v| if v > 0.0 { v } else { slope * v }.powi(2))
+            .sum();
+        t.pre[4][5] + 0.05 * squares
+    };
+    s.check_objective("neuron(5,0,0,5) + 0.05*layer(4)", value, 29);
+}
+
+/// Linear regions: value and slope are the reference's and the reference
+/// is linear inside; a walk along a line crosses ceilings, and every
+/// piece it reports is the reference's pre-activation.
+#[test]
+fn linear_regions_are_bounded_by_the_ceiling_and_the_kink() {
+    for s in [mobile(), leaky()] {
+        let neurons = probe_neurons(&s);
+        let last = neurons.len() - 3;
+        for n in [neurons[6], neurons[last]] {
+            s.assert_region_is_the_references(n);
+        }
+    }
+    let s = mobile();
+    let n = probe_neurons(&s)[probe_neurons(&s).len() - 3];
+    let d = s
+        .engine
+        .direction(&s.rec, n, &Direction::Random(3))
+        .expect("direction");
+    let profile = s
+        .engine
+        .walk_regions(
+            &s.rec,
+            n,
+            &d,
+            (-2.0, 2.0),
+            400,
+            &Stop::never(),
+            &mut |_, _| {},
+        )
+        .expect("walk");
+    let ceilings = profile
+        .segments
+        .iter()
+        .filter(|g| g.end.is_some_and(|f| f.kind == FlipKind::Ceiling))
+        .count();
+    assert!(
+        ceilings > 0,
+        "{} segments, no ceiling",
+        profile.segments.len()
+    );
+    for g in &profile.segments {
+        let t = 0.5 * (g.t0 + g.t1);
+        let x: Vec<f64> = s
+            .input
+            .iter()
+            .zip(&d)
+            .map(|(&a, &b)| a + t * b as f64)
+            .collect();
+        let want = s.pre_at(&s.reference.forward(&x), n);
+        let got = 0.5 * (g.v0 + g.v1);
+        assert!(
+            (got - want).abs() <= 1e-3 * want.abs().max(1.0),
+            "at t = {t}: {got} vs {want}"
+        );
+    }
+}
