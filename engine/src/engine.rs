@@ -545,7 +545,7 @@ fn run_recording(
                 if values.len() != n || mask.len() != n {
                     return Err(wrong_size(c.number, "values", values.len(), n));
                 }
-                let switch = match c.pool {
+                let switch = match c.max_pool() {
                     Some(pool) => {
                         let name = format!("fovea_switch{}", c.number);
                         let prev = &geometry[i];
@@ -595,13 +595,17 @@ fn run_recording(
                 |i| values[i].len(),
                 |i| {
                     let (g, prev) = (&geometry[i + 1], &geometry[i]);
-                    let pooled_from = net.convs[i].pool.filter(|_| i > 0).map(|pool| PoolInput {
-                        values: values[i - 1],
-                        channels: prev.channels,
-                        height: prev.height,
-                        width: prev.width,
-                        pool,
-                    });
+                    let pooled_from =
+                        net.convs[i]
+                            .max_pool()
+                            .filter(|_| i > 0)
+                            .map(|pool| PoolInput {
+                                values: values[i - 1],
+                                channels: prev.channels,
+                                height: prev.height,
+                                width: prev.width,
+                                pool,
+                            });
                     LayerRecording::from_f32(
                         (g.channels, g.height, g.width),
                         net.convs[i].activation,

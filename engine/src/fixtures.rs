@@ -76,6 +76,58 @@ pub fn leaky_model(head: bool, size: usize) -> Vec<u8> {
     )
 }
 
+/// Input side of the average-pool model (odd, so a 2x2 pool leaves a row
+/// and a column unread).
+pub const AVERAGE_SIZE: usize = 37;
+
+/// A chain of 3x3 convolutions with average pools in front of its layers,
+/// as in VGG variants made for style transfer: 2x2/2 (37 -> 18), 3x3/2
+/// padded by 1 (9, windows overlapping, the padding counted), a 2x2/2 max
+/// pool (4) and a 3x3 stride-1 average padded by 1 (4, as in Inception's
+/// branches); its head pools like the last.
+pub fn average_chain() -> Vec<ChainConv> {
+    let pool = |kernel, stride, pads, average| {
+        Some(PoolShape {
+            kernel,
+            stride,
+            pads: [pads; 4],
+            ceil: false,
+            average,
+        })
+    };
+    let conv = |in_channels, out_channels, pool| ChainConv {
+        in_channels,
+        out_channels,
+        pool,
+        shape: ConvShape::SAME_3X3,
+        activation: Activation::Relu,
+    };
+    vec![
+        conv(3, 6, None),
+        conv(6, 8, pool(2, 2, 0, true)),
+        conv(8, 8, pool(3, 2, 1, true)),
+        conv(8, 10, pool(2, 2, 0, false)),
+        conv(10, 12, pool(3, 1, 1, true)),
+    ]
+}
+
+/// Weights of the average-pool chain.
+pub fn average_weights() -> Vec<(Vec<f32>, Vec<f32>)> {
+    chain_weights(&average_chain(), 43)
+}
+
+/// The average-pool chain as ONNX bytes (NCHW, [`AVERAGE_SIZE`]).
+pub fn average_model(head: bool) -> Vec<u8> {
+    chain_model(
+        &average_chain(),
+        &average_weights(),
+        Layout::Nchw,
+        head,
+        AVERAGE_SIZE,
+        None,
+    )
+}
+
 /// Input side of the MobileNet-shaped model.
 pub const MOBILE_SIZE: usize = 48;
 
@@ -245,6 +297,7 @@ pub fn overlapping_chain() -> Vec<ChainConv> {
             stride: 2,
             pads: [pads; 4],
             ceil,
+            average: false,
         })
     };
     let conv = |in_channels, out_channels, pool, shape| ChainConv {
@@ -498,7 +551,7 @@ pub fn chain_model(
     };
     for (k, (c, (w, b))) in chain.iter().zip(weights).enumerate() {
         if let Some(pool) = c.pool {
-            x = g.node("MaxPool", &[&x], pool.own_attrs());
+            x = g.node(pool.op(), &[&x], pool.own_attrs());
         }
         let z = conv_node(&mut g, k, &x, c, (w, b), norms.map(|n| &n[k]));
         x = activation_node(&mut g, k, &z, c.activation);
@@ -506,7 +559,7 @@ pub fn chain_model(
     let (last, last_h, last_w) = chain_output(chain, size);
     if head {
         x = match head_pool(chain) {
-            Some(pool) => g.node("MaxPool", &[&x], pool.own_attrs()),
+            Some(pool) => g.node(pool.op(), &[&x], pool.own_attrs()),
             None => g.node("GlobalAveragePool", &[&x], vec![]),
         };
         let flat = g.node("Flatten", &[&x], vec![("axis", Attr::Int(1))]);

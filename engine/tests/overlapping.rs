@@ -180,6 +180,7 @@ fn the_reference_pool_shares_maxima_and_takes_the_first_of_ties() {
         stride: 2,
         pads: [0; 4],
         ceil: false,
+        average: false,
     };
     // 5x5, one large value in the shared middle column and ties elsewhere.
     let mut x = vec![1.0f64; 25];

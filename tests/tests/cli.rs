@@ -499,6 +499,34 @@ fn a_mobilenet_shaped_model_with_relu6_is_listed_probed_and_drawn() {
     files.figures();
 }
 
+/// A chain with average pools (2x2/2, 3x3/2 padded, 3x3 at stride 1) and a
+/// max pool: `fovea model` lists each pool's kind, a neuron behind all of
+/// them is reconstructed, and the figures are drawn.
+#[test]
+fn average_pools_are_listed_reconstructed_through_and_drawn() {
+    use fovea_engine::fixtures::{AVERAGE_SIZE, average_model};
+    let files = ModelFiles::new("average.onnx", &average_model(true), AVERAGE_SIZE);
+    let text = ok(&files.run(&["model"]));
+    let pools: Vec<&str> = text
+        .lines()
+        .filter_map(|l| {
+            ["3x3/2 p1 avg", "2x2/2 avg", "3x3 p1 avg", "2x2/2"]
+                .into_iter()
+                .find(|p| l.contains(&format!(" {p} ")))
+        })
+        .collect();
+    assert_eq!(
+        pools,
+        ["2x2/2 avg", "3x3/2 p1 avg", "2x2/2", "3x3 p1 avg"],
+        "{text}"
+    );
+    let m = json(&files.run(&["--json", "model"]));
+    assert_eq!(m["layers"][2]["pool"]["average"], true, "{m}");
+    assert_eq!(m["layers"][4]["pool"]["average"], false, "{m}");
+    files.reconstruct("5", "4", "3,3");
+    files.figures();
+}
+
 /// A ResNet-shaped file: its stem and stem pool are probed, `fovea model`
 /// says where and why the probe-able layers end (the residual branch), and
 /// the whole file still predicts.

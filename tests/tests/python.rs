@@ -297,6 +297,17 @@ async fn expected(addr: &str, image: &Path) -> serde_json::Value {
         "model": {
             "name": model.name,
             "layers": model.layers.iter().map(|l| l.name.clone()).collect::<Vec<_>>(),
+            // Each conv layer's pool kind, as the Python client names it.
+            "pools": model
+                .layers
+                .iter()
+                .filter(|l| l.conv.is_some())
+                .map(|l| match &l.pool {
+                    Some(p) if p.average => "average",
+                    Some(_) => "max",
+                    None => "",
+                })
+                .collect::<Vec<_>>(),
             "input_size": model.preprocessing.as_ref().map(|p| p.input_size),
         },
         "recording_id": id,

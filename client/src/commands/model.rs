@@ -98,6 +98,7 @@ struct Pool<'a> {
     stride: u32,
     pads: &'a [u32],
     ceil_mode: bool,
+    average: bool,
 }
 
 #[derive(Serialize)]
@@ -167,6 +168,7 @@ impl<'a> View<'a> {
                         stride: p.stride,
                         pads: &p.pads,
                         ceil_mode: p.ceil_mode,
+                        average: p.average,
                     }),
                     activation: l.activation.as_ref().map(Activation::of),
                 })
@@ -283,7 +285,7 @@ fn activation_text(a: &pb::ActivationFunction) -> String {
     }
 }
 
-/// A pool as "3x3/2 p1 ceil"; no padding is not written.
+/// A pool as "3x3/2 p1 ceil" or "2x2/2 avg"; no padding is not written.
 fn pool_text(p: &pb::PoolGeometry) -> String {
     let mut s = window_text(p.kernel, p.stride);
     if p.pads.iter().any(|&v| v > 0) {
@@ -291,6 +293,9 @@ fn pool_text(p: &pb::PoolGeometry) -> String {
     }
     if p.ceil_mode {
         s += " ceil";
+    }
+    if p.average {
+        s += " avg";
     }
     s
 }
@@ -358,6 +363,7 @@ mod tests {
             stride,
             pads: pads.to_vec(),
             ceil_mode,
+            average: false,
         };
         assert_eq!(pool_text(&pool(2, 2, [0; 4], false)), "2x2/2");
         assert_eq!(pool_text(&pool(3, 2, [1; 4], false)), "3x3/2 p1");
@@ -366,5 +372,10 @@ mod tests {
             pool_text(&pool(2, 2, [0, 0, 1, 1], true)),
             "2x2/2 p0,0,1,1 ceil"
         );
+        let average = pb::PoolGeometry {
+            average: true,
+            ..pool(3, 1, [1; 4], false)
+        };
+        assert_eq!(pool_text(&average), "3x3 p1 avg");
     }
 }

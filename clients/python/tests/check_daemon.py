@@ -39,6 +39,9 @@ def _():
     assert m.input_size == expected["model"]["input_size"]
     conv = m.conv_layers()
     assert conv and all(l.kind == "conv" for l in conv)
+    assert all(l.activation == "relu" for l in conv), conv
+    assert [l.pool for l in conv] == expected["model"]["pools"], conv
+    assert m.layers[0].activation == "" and m.layers[0].pool == ""
 
 
 rec = client.record(expected["image"])

@@ -470,6 +470,7 @@ pub fn model_info(engine: &Engine) -> pb::ModelInfo {
                 stride: p.stride as u32,
                 pads: p.pads.iter().map(|&v| v as u32).collect(),
                 ceil_mode: p.ceil,
+                average: p.average,
             }),
             activation: Some(activation_function(c.activation)),
         });

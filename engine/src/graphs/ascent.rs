@@ -2,8 +2,8 @@
 //! the whole image) fused with its gradient, for maximization; the chain
 //! builders are shared with the head's gradient graphs.
 
-use crate::graphs::transposed::unpool;
 use crate::graphs::transposed::{Extent, forward_conv, transposed_conv};
+use crate::graphs::transposed::{average_backward, unpool};
 use crate::model::network::{Activation, ConvLayer, FovTree, PoolShape, fov_tree, geometry_of};
 use fovea_onnx::proto::{ModelProto, tensor_proto::DataType};
 use fovea_onnx::{Dim, GraphBuilder};
@@ -13,8 +13,8 @@ use fovea_onnx::{Dim, GraphBuilder};
 pub(crate) enum Frame<'a> {
     /// A FOV window: unpadded convolutions, and an `inside{i}` input per
     /// hidden layer that zeroes what lies beyond the image (zero padding),
-    /// and `inside_pool{i}` beyond the output grid of a pool other than
-    /// 2x2/2 feeding layer i.
+    /// and `inside_pool{i}` beyond the output grid of the pool feeding
+    /// layer i.
     Window(&'a FovTree),
     /// The whole image of this side: padded convolutions.
     Whole(usize),
@@ -66,16 +66,17 @@ pub(crate) struct Chain<'a> {
     pub pools: Vec<Option<Pool>>,
 }
 
-/// A max pool, with what its gradient needs: where each window's maximum
-/// sits (the first one in row-major order, as the recordings keep them) and
-/// the shape of its input.
+/// A max or average pool, with what its gradient needs: where each max
+/// pool window's maximum sits (the first one in row-major order, as the
+/// recordings keep them), the shape of its input, and where it runs.
 pub(crate) struct Pool {
     pub output: String,
     shape: PoolShape,
-    indices: String,
+    /// A max pool's indices.
+    indices: Option<String>,
     input_shape: String,
-    /// Output rows and columns.
-    output_size: (usize, usize),
+    frame: PoolFrame,
+    channels: usize,
     /// On a FOV window, the 0/1 input zeroing outputs beyond the grid.
     inside: Option<String>,
 }
@@ -107,18 +108,31 @@ impl PoolFrame {
     }
 }
 
-/// Max pool `shape` over `a` in `frame`, keeping its indices.
-pub(crate) fn max_pool(g: &mut GraphBuilder, a: &str, shape: PoolShape, frame: PoolFrame) -> Pool {
-    let output = g.fresh_name("maxpool");
-    let indices = format!("{output}_indices");
-    g.node_outputs("MaxPool", &[a], &[&output, &indices], frame.attrs(shape));
+/// Pool `shape` over `a` (`channels` planes) in `frame`, a max pool
+/// keeping its indices.
+pub(crate) fn pool(
+    g: &mut GraphBuilder,
+    a: &str,
+    shape: PoolShape,
+    frame: PoolFrame,
+    channels: usize,
+) -> Pool {
+    let (output, indices) = if shape.average {
+        (g.node("AveragePool", &[a], frame.attrs(shape)), None)
+    } else {
+        let output = g.fresh_name("maxpool");
+        let indices = format!("{output}_indices");
+        g.node_outputs("MaxPool", &[a], &[&output, &indices], frame.attrs(shape));
+        (output, Some(indices))
+    };
     let input_shape = g.node("Shape", &[a], vec![]);
     Pool {
         output,
         shape,
         indices,
         input_shape,
-        output_size: frame.outputs(shape),
+        frame,
+        channels,
         inside: None,
     }
 }
@@ -130,13 +144,20 @@ impl Pool {
             Some(inside) => g.node("Mul", &[grad, inside], vec![]),
             None => grad.to_string(),
         };
+        let Some(indices) = &self.indices else {
+            let whole = match self.frame {
+                PoolFrame::Whole(h, w) => Some((h, w)),
+                PoolFrame::Window(..) => None,
+            };
+            return average_backward(g, &grad, self.shape, self.channels, whole);
+        };
         unpool(
             g,
             &grad,
-            &self.indices,
+            indices,
             &self.input_shape,
             self.shape,
-            self.output_size,
+            self.frame.outputs(self.shape),
         )
     }
 }
@@ -176,18 +197,16 @@ pub(crate) fn chain_forward_above<'a>(
         if let Some(shape) = c.pool {
             let pool_frame = frame.pool(convs, i);
             if i <= stop {
-                a = g.node("MaxPool", &[&a], pool_frame.attrs(shape));
+                a = g.node(shape.op(), &[&a], pool_frame.attrs(shape));
             } else {
-                let p = max_pool(g, &a, shape, pool_frame);
+                let p = pool(g, &a, shape, pool_frame, c.in_channels);
                 a = p.output.clone();
                 pools[i] = Some(p);
             }
-            // On a window, outputs of overlapping windows beyond the pooled
-            // grid would read the image's edge; there the convolution reads
-            // zero padding.
-            if let (Some(p), PoolFrame::Window(h, w)) = (pools[i].as_mut(), pool_frame)
-                && !shape.halves()
-            {
+            // On a window, outputs beyond the pooled grid would read the
+            // image's edge (rows and columns a pool leaves unread, windows
+            // that overlap it); there the convolution reads zero padding.
+            if let (Some(p), PoolFrame::Window(h, w)) = (pools[i].as_mut(), pool_frame) {
                 let inside = g.input(
                     &format!("inside_pool{i}"),
                     DataType::Float,

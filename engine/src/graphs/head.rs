@@ -9,9 +9,7 @@
 //! outside that set are refused with the node's name.
 
 use crate::error::{Error, Result};
-use crate::graphs::ascent::{
-    Frame, PoolFrame, Rule, chain_backward_to, chain_forward_above, max_pool,
-};
+use crate::graphs::ascent::{Frame, PoolFrame, Rule, chain_backward_to, chain_forward_above, pool};
 use crate::graphs::transposed::{random_like, random_weights};
 use crate::model::network::{Activation, Network, geometry_of};
 use fovea_onnx::proto::{AttributeProto, ModelProto, NodeProto, tensor_proto::DataType};
@@ -150,11 +148,12 @@ pub(crate) fn head_graph(
     let mut last_pool = None;
     if let Some(shape) = net.pool_after_last {
         let last = crate::model::network::geometry_of(convs, size)[convs.len()];
-        let p = max_pool(
+        let p = pool(
             &mut g,
             &features,
             shape,
             PoolFrame::Whole(last.height, last.width),
+            last.channels,
         );
         features = p.output.clone();
         last_pool = Some(p);

@@ -90,7 +90,7 @@ pub(crate) fn record_graph(
             }
         }
         outputs.push(onnx::value_info(&mask, DataType::Bool, &[]));
-        let Some(pool) = c.pool else { continue };
+        let Some(pool) = c.max_pool() else { continue };
         let switch = format!("fovea_switch{i}");
         let below = &net.convs[i - 2].relu_output;
         if !pool.halves() {

@@ -213,6 +213,11 @@ pub(crate) fn backward_graph(
         // Unpooling, then the rectification of the layer below (the 2x2
         // pool's spreading commutes with it).
         let mut v = match c.pool {
+            Some(p) if p.average => {
+                let inside = inside_pool_input(&mut g, &tree, i, Dim::Named("n"));
+                let kept = g.node("Mul", &[&u, &inside], vec![]);
+                average_backward(&mut g, &kept, p, c.in_channels, None)
+            }
             Some(p) if p.halves() => u,
             Some(p) => {
                 let cells = cells_input(&mut g, c, &tree, i);
@@ -311,6 +316,16 @@ fn gated_pool(
     pool: PoolShape,
     shared: bool,
 ) -> String {
+    if pool.average {
+        let pooled = g.node("AveragePool", &[a], pool.attrs([0; 4]));
+        let batch = if shared {
+            Dim::Fixed(1)
+        } else {
+            Dim::Named("n")
+        };
+        let inside = inside_pool_input(g, tree, i, batch);
+        return g.node("Mul", &[&pooled, &inside], vec![]);
+    }
     if pool.halves() {
         let pooled = g.node("AveragePool", &[a], pool.attrs([0; 4]));
         let four = g.initializer(f32_tensor(&format!("four{i}"), &[], &[4.0]));
@@ -336,6 +351,23 @@ fn gated_pool(
     g.node("Reshape", &[&picked, &out], vec![])
 }
 
+/// Input `inside_pool{i}` (float `[batch, 1, h', w']`): 1 where an output
+/// of the average pool feeding conv `i` on its window lies on the pool's
+/// grid; beyond it the convolution reads padding, not the pool.
+fn inside_pool_input(g: &mut GraphBuilder, tree: &FovTree, i: usize, batch: Dim) -> String {
+    let (cy, cx) = tree.conv_in[i];
+    g.input(
+        &format!("inside_pool{i}"),
+        DataType::Float,
+        &[
+            batch,
+            Dim::Fixed(1),
+            Dim::Fixed(cy.len as i64),
+            Dim::Fixed(cx.len as i64),
+        ],
+    )
+}
+
 /// Input `cells{i}`: for each output of the pool feeding conv `i` on its
 /// window (`[n, C, h', w']`, int64), the flat index in the batch of input
 /// windows `[n, C, h, w]` of its recorded maximum. Outputs beyond the image
@@ -347,6 +379,48 @@ fn cells_input(g: &mut GraphBuilder, c: &ConvLayer, tree: &FovTree, i: usize) ->
         DataType::Int64,
         &dims("n", c.in_channels, tree.conv_in[i]),
     )
+}
+
+/// The transpose of average pool `pool` over `channels` planes: each
+/// output's signal spread evenly over its window (the padding is counted in
+/// the averages, so every window has the same divisor). On a whole input of
+/// `whole` (rows, columns) the rows and columns the pool left unread get
+/// nothing; on a FOV window the input is sized to whole windows.
+pub(crate) fn average_backward(
+    g: &mut GraphBuilder,
+    grad: &str,
+    pool: PoolShape,
+    channels: usize,
+    whole: Option<(usize, usize)>,
+) -> String {
+    let (k, s) = (pool.kernel as i64, pool.stride as i64);
+    let share = 1.0 / (pool.kernel * pool.kernel) as f32;
+    let name = g.fresh_name("average_t");
+    let kernel = g.initializer(f32_tensor(
+        &name,
+        &[channels as i64, 1, k, k],
+        &vec![share; channels * pool.kernel * pool.kernel],
+    ));
+    let mut attrs = vec![
+        ("kernel_shape", Attr::Ints(vec![k, k])),
+        ("strides", Attr::Ints(vec![s, s])),
+        ("group", Attr::Int(channels as i64)),
+    ];
+    if let Some((h, w)) = whole {
+        let [top, left, bottom, right] = pool.pads;
+        let unread = |len: usize, b: usize, e: usize| {
+            ((len + b + e).saturating_sub(pool.kernel) % pool.stride) as i64
+        };
+        attrs.push((
+            "pads",
+            Attr::Ints(pool.pads.iter().map(|&p| p as i64).collect()),
+        ));
+        attrs.push((
+            "output_padding",
+            Attr::Ints(vec![unread(h, top, bottom), unread(w, left, right)]),
+        ));
+    }
+    g.node("ConvTranspose", &[grad, &kernel], attrs)
 }
 
 /// Unpooling: `grad` at a max pool's outputs (`output_size` rows and

@@ -98,9 +98,9 @@ impl ConvShape {
     }
 }
 
-/// A max pool: a square window with the same stride along both axes,
-/// padding per side (never the maximum), and the output size rounded down or
-/// up.
+/// A max or average pool: a square window with the same stride along both
+/// axes, padding per side (never a max pool's maximum; zeros counted in an
+/// average), and the output size rounded down or up (max pools only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolShape {
     pub kernel: usize,
@@ -108,6 +108,8 @@ pub struct PoolShape {
     /// ONNX order: top, left, bottom, right.
     pub pads: [usize; 4],
     pub ceil: bool,
+    /// An average pool: linear, so it keeps no switches.
+    pub average: bool,
 }
 
 impl PoolShape {
@@ -117,6 +119,7 @@ impl PoolShape {
         stride: 2,
         pads: [0; 4],
         ceil: false,
+        average: false,
     };
 
     /// The window as a convolution's (for spans and attributes).
@@ -176,13 +179,26 @@ impl PoolShape {
     }
 
     /// The pool's own attributes (padding, and ceil mode when set: opsets
-    /// before 10 do not know the attribute).
+    /// before 10 do not know the attribute; an average over padding counts
+    /// the zeros).
     pub fn own_attrs(&self) -> Vec<(&'static str, fovea_onnx::Attr)> {
         let mut a = self.attrs(self.window().own_pads());
         if self.ceil {
             a.push(("ceil_mode", fovea_onnx::Attr::Int(1)));
         }
+        if self.average && self.pads.iter().any(|&p| p > 0) {
+            a.push(("count_include_pad", fovea_onnx::Attr::Int(1)));
+        }
         a
+    }
+
+    /// The ONNX op.
+    pub fn op(&self) -> &'static str {
+        if self.average {
+            "AveragePool"
+        } else {
+            "MaxPool"
+        }
     }
 
     /// Row or column of the first input cell of output `o`'s window (in the
@@ -248,7 +264,7 @@ pub struct ConvLayer {
     pub in_channels: usize,
     pub out_channels: usize,
     pub shape: ConvShape,
-    /// The max pool preceding the convolution.
+    /// The pool preceding the convolution.
     pub pool: Option<PoolShape>,
     pub activation: Activation,
     /// OIHW, `[out, in / groups, kernel, kernel]`.
@@ -262,6 +278,12 @@ pub struct ConvLayer {
 }
 
 impl ConvLayer {
+    /// The max pool preceding the convolution (whose switches a recording
+    /// keeps).
+    pub fn max_pool(&self) -> Option<PoolShape> {
+        self.pool.filter(|p| !p.average)
+    }
+
     /// A layer with its geometry and no weights (enough for shapes, fields
     /// of view and FOV trees).
     pub fn bare(
@@ -307,7 +329,7 @@ pub struct Network {
     /// Spatial input size fixed by the file, if any.
     pub native_size: Option<(usize, usize)>,
     pub convs: Vec<ConvLayer>,
-    /// The max pool after the last conv (feeding the head).
+    /// The pool after the last conv (feeding the head).
     pub pool_after_last: Option<PoolShape>,
     /// The tensor where the conv chain ends and the head begins.
     pub chain_end: String,
@@ -497,7 +519,7 @@ impl Network {
                         ..c
                     });
                 }),
-                "MaxPool" if !convs.is_empty() && pending_pool.is_none() => {
+                "MaxPool" | "AveragePool" if !convs.is_empty() && pending_pool.is_none() => {
                     pool_shape(n).map(|p| {
                         pending_pool = Some(p);
                         cur = n.output[0].clone();
@@ -509,10 +531,10 @@ impl Network {
                 }
                 _ if convs.is_empty() => Err(node_error(
                     n,
-                    "where the network should start with a Conv; Fovea reads chains of Conv, a ReLU-like activation and MaxPool",
+                    "where the network should start with a Conv; Fovea reads chains of Conv, a ReLU-like activation and max or average pools",
                 )),
                 _ if HEAD_OPS.contains(&n.op_type.as_str()) => break,
-                _ => Err(node_error(n, "is not a conv, ReLU or max pool")),
+                _ => Err(node_error(n, "is not a conv, ReLU or pool")),
             };
             match step {
                 Ok(()) => {}
@@ -766,6 +788,21 @@ impl Span {
         let b = ((self.start + self.len as i64).max(0) as usize).min(size);
         (a.min(b), b)
     }
+}
+
+/// Over window `w` of a (rows, columns) `grid`: 1 where the window lies on
+/// the grid, 0 beyond it.
+pub fn inside_grid(w: (Span, Span), (h, wd): (usize, usize)) -> Vec<f32> {
+    let (ty, tx) = w;
+    (0..ty.len * tx.len)
+        .map(|k| {
+            let (y, x) = (
+                ty.start + (k / tx.len) as i64,
+                tx.start + (k % tx.len) as i64,
+            );
+            f32::from(y >= 0 && x >= 0 && (y as usize) < h && (x as usize) < wd)
+        })
+        .collect()
 }
 
 /// The window `w` of a `[3, size, size]` frame as `[3, w.0.len, w.1.len]`,
@@ -1097,10 +1134,11 @@ fn pool_shape(n: &NodeProto) -> Result<PoolShape> {
     if attr_ints(n, "kernel_shape").is_none() {
         return Err(node_error(n, "has no kernel_shape"));
     }
+    let average = n.op_type == "AveragePool";
     let kernel = square_attr(n, "kernel_shape", 1)?;
     let stride = square_attr(n, "strides", 1)?;
     if square_attr(n, "dilations", 1)? != 1 {
-        return Err(node_error(n, "is a dilated max pool"));
+        return Err(node_error(n, "is a dilated pool"));
     }
     if n.output.get(1).is_some_and(|o| !o.is_empty()) {
         return Err(node_error(n, "returns its indices to the graph"));
@@ -1112,11 +1150,28 @@ fn pool_shape(n: &NodeProto) -> Result<PoolShape> {
             return Err(node_error(n, &format!("has ceil_mode {c}; allowed 0 or 1")));
         }
     };
+    let pads = window_pads(n, kernel, stride)?;
+    // Averages whose divisor changes from window to window (padding left
+    // out of the count, windows cut short by rounding up) are not read.
+    if average && ceil {
+        return Err(node_error(
+            n,
+            "rounds up (ceil_mode), averaging its last windows over fewer inputs",
+        ));
+    }
+    if average && pads.iter().any(|&p| p > 0) && attr_int(n, "count_include_pad").unwrap_or(0) != 1
+    {
+        return Err(node_error(
+            n,
+            "leaves its padding out of the averages (count_include_pad 0)",
+        ));
+    }
     Ok(PoolShape {
         kernel,
         stride,
-        pads: window_pads(n, kernel, stride)?,
+        pads,
         ceil,
+        average,
     })
 }
 
@@ -1303,7 +1358,7 @@ mod tests {
 }
 
 #[cfg(test)]
-mod activation_tests {
+mod node_tests {
     use super::*;
     use fovea_onnx::{Attr, GraphBuilder, f32_tensor};
 
@@ -1350,6 +1405,36 @@ mod activation_tests {
             read("Clip", vec![], &[Some(0.0), None]),
             Ok(Activation::Relu)
         );
+    }
+
+    /// The pool read from a node `op` with `attrs`.
+    fn pool(op: &str, mut attrs: Vec<(&str, Attr)>) -> Result<PoolShape> {
+        attrs.push(("kernel_shape", Attr::Ints(vec![3, 3])));
+        attrs.push(("strides", Attr::Ints(vec![2, 2])));
+        let mut g = GraphBuilder::new("p");
+        g.node(op, &["x"], attrs);
+        let graph = g.finish().graph.unwrap_or_default();
+        pool_shape(&graph.node[0])
+    }
+
+    #[test]
+    fn average_pools_are_read_when_every_window_has_one_divisor() {
+        let pads = || ("pads", Attr::Ints(vec![1; 4]));
+        let p = pool(
+            "AveragePool",
+            vec![pads(), ("count_include_pad", Attr::Int(1))],
+        );
+        assert!(p.is_ok_and(|p| p.average && p.pads == [1; 4]));
+        assert!(pool("AveragePool", vec![]).is_ok_and(|p| p.average));
+        assert!(pool("MaxPool", vec![pads()]).is_ok_and(|p| !p.average));
+        let why = |r: Result<PoolShape>| match r {
+            Err(Error::Model(why)) => why,
+            other => format!("{other:?}"),
+        };
+        let left_out = why(pool("AveragePool", vec![pads()]));
+        assert!(left_out.contains("count_include_pad 0"), "{left_out}");
+        let ceil = why(pool("AveragePool", vec![("ceil_mode", Attr::Int(1))]));
+        assert!(ceil.contains("rounds up"), "{ceil}");
     }
 
     #[test]

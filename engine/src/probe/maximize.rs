@@ -13,7 +13,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::graphs::GraphKind;
 use crate::graphs::ascent::ascent_graph;
-use crate::model::network::{LayerId, Span, fov_tree, put_window, window_of};
+use crate::model::network::{LayerId, Span, fov_tree, inside_grid, put_window, window_of};
 use crate::probe::reconstruct::{NeuronAt, PixelBox, fov_box};
 use crate::runtime::sessions::SharedSession;
 use ort::value::TensorRef;
@@ -251,21 +251,10 @@ impl Ascent {
             engine.cached_graph(layer, GraphKind::Ascent, || Ok(ascent_graph(convs, layer)))?;
         let tree = fov_tree(convs, layer, n.y, n.x);
         // 1 where a window of a (rows, columns) grid lies on it.
-        let inside = |name: String, (ty, tx): (Span, Span), (h, w): (usize, usize)| {
-            let values = (0..ty.len * tx.len)
-                .map(|k| {
-                    let (y, x) = (
-                        ty.start + (k / tx.len) as i64,
-                        tx.start + (k % tx.len) as i64,
-                    );
-                    (y >= 0 && x >= 0 && (y as usize) < h && (x as usize) < w) as u8 as f32
-                })
-                .collect();
-            Fed {
-                name,
-                shape: vec![1, 1, ty.len, tx.len],
-                values,
-            }
+        let inside = |name: String, window: (Span, Span), grid: (usize, usize)| Fed {
+            name,
+            shape: vec![1, 1, window.0.len, window.1.len],
+            values: inside_grid(window, grid),
         };
         let mut fed: Vec<Fed> = (1..layer)
             .map(|i| {
@@ -274,7 +263,7 @@ impl Ascent {
             })
             .collect();
         for i in 2..=layer {
-            if let Some(p) = convs[i - 1].pool.filter(|p| !p.halves()) {
+            if let Some(p) = convs[i - 1].pool {
                 let g = &engine.geometry[i - 1];
                 let grid = (p.output_len(g.height, 0), p.output_len(g.width, 1));
                 fed.push(inside(format!("inside_pool{i}"), tree.conv_in[i], grid));

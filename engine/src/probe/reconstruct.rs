@@ -25,7 +25,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::graphs::GraphKind;
 use crate::graphs::transposed::{affine_graph, backward_graph, random_weights, tree_of};
-use crate::model::network::{Activation, ConvLayer, FovTree, fov_tree, put_window};
+use crate::model::network::{Activation, ConvLayer, FovTree, fov_tree, inside_grid, put_window};
 use crate::record::{Recording, Switches};
 use crate::runtime::sessions::poisoned;
 use crate::simd::spread_flags;
@@ -223,7 +223,7 @@ fn cell_batch(
     samples: &[GateSample],
     j: usize,
 ) -> Option<Vec<i64>> {
-    let pool = convs[j - 1].pool.filter(|p| !p.halves())?;
+    let pool = convs[j - 1].max_pool().filter(|p| !p.halves())?;
     let Some(Switches::Cells(cells)) = rec.layer(j).switches.as_ref() else {
         return None;
     };
@@ -270,11 +270,15 @@ fn cell_batch(
 }
 
 /// What a backward or forward graph over a batch of FOV trees is fed: the
-/// gates of hidden layers 1..layer (index i - 1 is `gate{i}`) and, per
-/// pooled layer j whose pool is not 2x2/2, its cells (index j - 1).
+/// gates of hidden layers 1..layer (index i - 1 is `gate{i}`), per pooled
+/// layer j whose max pool is not 2x2/2 its cells, and per layer j with an
+/// average pool the window of its outputs on the pool's grid
+/// (`inside_pool{j}`; beyond it the convolution reads padding) (index j -
+/// 1).
 pub(crate) struct Gates {
     pub gates: Vec<Vec<u8>>,
     pub cells: Vec<Option<Vec<i64>>>,
+    pub insides: Vec<Option<Vec<f32>>>,
 }
 
 /// The [`Gates`] of a batch of samples, layers spread over the cores.
@@ -297,7 +301,27 @@ pub(crate) fn gate_batches(
     let cells = (1..=layer)
         .map(|j| cell_batch(convs, rec, samples, j))
         .collect();
-    Ok(Gates { gates, cells })
+    let insides = (1..=layer)
+        .map(|j| {
+            let pool = convs[j - 1].pool.filter(|p| p.average)?;
+            let below = rec.layer(j - 1);
+            let grid = (
+                pool.output_len(below.height, 0),
+                pool.output_len(below.width, 1),
+            );
+            Some(
+                samples
+                    .iter()
+                    .flat_map(|s| inside_grid(s.tree.conv_in[j], grid))
+                    .collect(),
+            )
+        })
+        .collect();
+    Ok(Gates {
+        gates,
+        cells,
+        insides,
+    })
 }
 
 impl Engine {
@@ -497,7 +521,8 @@ impl Engine {
 
     /// Whether `rec` has this network's shape at the working size: its
     /// layers' grids, its input, and each pooled layer's switches (bits over
-    /// the layer below for a 2x2/2 pool, a cell per output for the others).
+    /// the layer below for a 2x2/2 max pool, a cell per output for the other
+    /// max pools, none for average pools).
     /// A recording read back from disk is used only when it fits.
     pub fn fits_recording(&self, rec: &Recording) -> bool {
         let convs = &self.network.convs;
@@ -510,7 +535,7 @@ impl Engine {
                 .enumerate()
                 .all(|(i, (l, g))| {
                     let below = &self.geometry[i];
-                    let switches = match (convs[i].pool, &l.switches) {
+                    let switches = match (convs[i].max_pool(), &l.switches) {
                         (None, None) => true,
                         (Some(p), Some(Switches::Bits(b))) if p.halves() => {
                             b.len() == below.channels * below.height * below.width
@@ -672,6 +697,14 @@ pub(crate) fn gate_inputs<'a>(
         inputs.push((
             format!("gate{}", i + 1),
             TensorRef::from_array_view((shape, g.as_slice()))?.into(),
+        ));
+    }
+    for (j, inside) in batches.insides.iter().enumerate() {
+        let Some(inside) = inside else { continue };
+        let (cy, cx) = size_tree.conv_in[j + 1];
+        inputs.push((
+            format!("inside_pool{}", j + 1),
+            TensorRef::from_array_view(([n, 1, cy.len, cx.len], inside.as_slice()))?.into(),
         ));
     }
     for (j, cells) in batches.cells.iter().enumerate() {

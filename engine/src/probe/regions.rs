@@ -256,7 +256,7 @@ impl Engine {
                 let below = &convs[i - 1];
                 relu_crossings(rec, &tree, (i, below), z, &mut crossings);
                 let unit = (i, below.activation);
-                match convs[i].pool {
+                match convs[i].max_pool() {
                     Some(p) if p.halves() => switch_crossings(rec, &tree, unit, z, &mut crossings),
                     Some(p) => cell_crossings(rec, &tree, unit, p, z, &mut crossings),
                     None => {}
@@ -396,7 +396,7 @@ fn cross(convs: &[ConvLayer], config: &mut Recording, flip: Flip) {
                 switches.toggle(unit(flip.y, flip.x));
             }
             (Some(Switches::Cells(cells)), Some((oy, ox))) => {
-                if let Some(pool) = convs[flip.layer].pool {
+                if let Some(pool) = convs[flip.layer].max_pool() {
                     let (oh, ow) = (pool.output_len(h, 0), pool.output_len(w, 1));
                     cells[(flip.feature * oh + oy) * ow + ox] = (flip.y * w + flip.x) as u32;
                 }

@@ -708,6 +708,7 @@ mod tests {
             stride: 2,
             pads: [1; 4],
             ceil: false,
+            average: false,
         };
         assert_eq!((pool.output_len(4, 0), pool.output_len(4, 1)), (2, 2));
         // (0,0): rows 0..2, cols 0..2 -> 5 at (0,1); (0,1): cols 1..4 ->

@@ -73,21 +73,75 @@ pub struct Trace {
     pub dims: Vec<(usize, usize)>,
     /// Per layer: (h, w) of the convolution's input (after its pool).
     pub inputs: Vec<(usize, usize)>,
-    /// Per pooled layer i: for each pooled output index, the argmax index in
-    /// layer i-1's grid.
+    /// Per max-pooled layer i: for each pooled output index, the argmax
+    /// index in layer i-1's grid.
     pub argmax: Vec<Option<Vec<usize>>>,
+    /// Per pooled layer i: its pool as a linear map under the trace.
+    pub pools: Vec<Option<PoolMap>>,
 }
 
-/// A max pool's switches over `c` planes `h` x `w`: for each output, the
-/// index of its window's first maximum (row-major, padding never), and the
-/// output size (ceil mode adds a last window unless it would start in the
-/// bottom/right padding).
-pub fn first_max_pool(
+/// A pool as a linear map (under a trace's switches): per output, the
+/// inputs it reads with their weights.
+pub type PoolMap = Vec<Vec<(usize, f64)>>;
+
+/// `map` applied to `x`.
+pub fn pooled(map: &PoolMap, x: &[f64]) -> Vec<f64> {
+    map.iter()
+        .map(|reads| reads.iter().map(|&(i, w)| w * x[i]).sum())
+        .collect()
+}
+
+/// The transpose of `map` (onto `inputs` values) applied to `g`: each
+/// output's signal added into what it reads.
+pub fn unpooled(map: &PoolMap, g: &[f64], inputs: usize) -> Vec<f64> {
+    let mut up = vec![0f64; inputs];
+    for (reads, &v) in map.iter().zip(g) {
+        for &(i, w) in reads {
+            up[i] += w * v;
+        }
+    }
+    up
+}
+
+/// Pool `p` over `x` (`c` planes of `dims`) as a map: a max pool's first
+/// maxima, or an average over each whole window, padding counted as zeros.
+pub fn pool_map(
     x: &[f64],
     c: usize,
-    (h, w): (usize, usize),
+    dims: (usize, usize),
     p: PoolShape,
-) -> (Vec<usize>, (usize, usize)) {
+) -> (PoolMap, (usize, usize)) {
+    if !p.average {
+        let (arg, out) = first_max_pool(x, c, dims, p);
+        return (arg.into_iter().map(|a| vec![(a, 1.0)]).collect(), out);
+    }
+    let (h, w) = dims;
+    let (oh, ow) = pool_outputs(p, dims);
+    let share = 1.0 / (p.kernel * p.kernel) as f64;
+    let mut map = Vec::with_capacity(c * oh * ow);
+    for ch in 0..c {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut reads = Vec::new();
+                for dy in 0..p.kernel {
+                    for dx in 0..p.kernel {
+                        let y = (oy * p.stride + dy) as i64 - p.pads[0] as i64;
+                        let xx = (ox * p.stride + dx) as i64 - p.pads[1] as i64;
+                        if y >= 0 && xx >= 0 && y < h as i64 && xx < w as i64 {
+                            reads.push(((ch * h + y as usize) * w + xx as usize, share));
+                        }
+                    }
+                }
+                map.push(reads);
+            }
+        }
+    }
+    (map, (oh, ow))
+}
+
+/// A pool's output size (ceil mode adds a last window unless it would
+/// start in the bottom/right padding).
+fn pool_outputs(p: PoolShape, (h, w): (usize, usize)) -> (usize, usize) {
     let outputs = |len: usize, before: usize, after: usize| {
         let span = len + before + after - p.kernel;
         let mut n = if p.ceil {
@@ -100,10 +154,23 @@ pub fn first_max_pool(
         }
         n
     };
-    let (oh, ow) = (
+    (
         outputs(h, p.pads[0], p.pads[2]),
         outputs(w, p.pads[1], p.pads[3]),
-    );
+    )
+}
+
+/// A max pool's switches over `c` planes `h` x `w`: for each output, the
+/// index of its window's first maximum (row-major, padding never), and the
+/// output size (ceil mode adds a last window unless it would start in the
+/// bottom/right padding).
+pub fn first_max_pool(
+    x: &[f64],
+    c: usize,
+    (h, w): (usize, usize),
+    p: PoolShape,
+) -> (Vec<usize>, (usize, usize)) {
+    let (oh, ow) = pool_outputs(p, (h, w));
     let mut arg = Vec::with_capacity(c * oh * ow);
     for ch in 0..c {
         for oy in 0..oh {
@@ -253,15 +320,20 @@ impl Reference {
             dims: vec![],
             inputs: vec![],
             argmax: vec![],
+            pools: vec![],
         };
         for ((cin, cout, pool, wt, b, shape), &act) in self.layers.iter().zip(&self.activations) {
             if let Some(p) = pool {
-                let (arg, out) = first_max_pool(&x, *cin, (h, w), *p);
-                x = arg.iter().map(|&i| x[i]).collect();
+                let (map, out) = pool_map(&x, *cin, (h, w), *p);
+                x = pooled(&map, &x);
                 (h, w) = out;
-                trace.argmax.push(Some(arg));
+                trace
+                    .argmax
+                    .push((!p.average).then(|| map.iter().map(|r| r[0].0).collect()));
+                trace.pools.push(Some(map));
             } else {
                 trace.argmax.push(None);
+                trace.pools.push(None);
             }
             trace.inputs.push((h, w));
             let (pre, out) = conv(&x, *cin, (h, w), wt, b, *cout, shape);
@@ -333,7 +405,7 @@ impl Reference {
         stop: usize,
     ) -> Vec<f64> {
         for i in (stop + 1..=l).rev() {
-            let (cin, cout, pool, _, _, shape) = &self.layers[i - 1];
+            let (cin, cout, _, _, _, shape) = &self.layers[i - 1];
             let masked = match mode {
                 Mode::Deconvnet => false,
                 _ => i != l || mask_top,
@@ -348,17 +420,10 @@ impl Reference {
             if i == 1 {
                 return u;
             }
-            if pool.is_some() {
+            if let Some(map) = &trace.pools[i - 1] {
                 // Unpooling adds: overlapping windows can share a maximum.
                 let (ph, pw) = trace.dims[i - 2];
-                let mut up = vec![0f64; cin * ph * pw];
-                let arg = trace.argmax[i - 1]
-                    .as_ref()
-                    .expect("pooled layer has switches");
-                for (k, &a) in arg.iter().enumerate() {
-                    up[a] += u[k];
-                }
-                u = up;
+                u = unpooled(map, &u, cin * ph * pw);
             }
             // The rectification of layer i - 1, after unpooling (the pool
             // follows that ReLU in the forward pass).
@@ -386,8 +451,10 @@ pub struct Head {
 /// What the head's forward keeps.
 pub struct HeadTrace {
     /// Index in the last conv layer's grid of each pooled feature (empty
-    /// for a global average).
+    /// but for a max pool).
     pub argmax: Vec<usize>,
+    /// The head's pool as a map.
+    pub map: PoolMap,
     pub pooled: Vec<f64>,
     /// Pre-activations of each dense layer.
     pub pre: Vec<Vec<f64>>,
@@ -417,28 +484,17 @@ fn dense_t(w: &[f64], g: &[f64], inputs: usize) -> Vec<f64> {
         .collect()
 }
 
-/// The head pool's (switches, outputs) over the last layer's activations
-/// `a` (`c` planes of `dims`): the max pool's first maxima, or the global
-/// average (no switches).
-fn head_pooled(
-    pool: Option<PoolShape>,
-    a: &[f64],
-    c: usize,
-    dims: (usize, usize),
-) -> (Vec<usize>, Vec<f64>) {
+/// The head's pool over the last layer's activations `a` (`c` planes of
+/// `dims`) as a map: the chain's last pool, or the global average.
+fn head_pool_map(pool: Option<PoolShape>, a: &[f64], c: usize, dims: (usize, usize)) -> PoolMap {
     match pool {
-        Some(pool) => {
-            let (argmax, _) = first_max_pool(a, c, dims, pool);
-            let pooled = argmax.iter().map(|&i| a[i]).collect();
-            (argmax, pooled)
-        }
+        Some(pool) => pool_map(a, c, dims, pool).0,
         None => {
             let plane = dims.0 * dims.1;
-            let means = a
-                .chunks(plane)
-                .map(|p| p.iter().sum::<f64>() / plane as f64)
-                .collect();
-            (Vec::new(), means)
+            let share = 1.0 / plane as f64;
+            (0..c)
+                .map(|ch| (ch * plane..(ch + 1) * plane).map(|i| (i, share)).collect())
+                .collect()
         }
     }
 }
@@ -457,7 +513,12 @@ impl Head {
         let (h, w) = trace.dims[l - 1];
         let act = r.activations[l - 1];
         let a: Vec<f64> = trace.pre[l - 1].iter().map(|&v| activate(act, v)).collect();
-        let (argmax, pooled) = head_pooled(r.head_pool(), &a, c, (h, w));
+        let map = head_pool_map(r.head_pool(), &a, c, (h, w));
+        let pooled = pooled(&map, &a);
+        let argmax = match r.head_pool() {
+            Some(p) if !p.average => map.iter().map(|r| r[0].0).collect(),
+            _ => Vec::new(),
+        };
         let mut pre = Vec::new();
         let mut x = pooled.clone();
         for (k, (w, b)) in self.dense.iter().enumerate() {
@@ -471,6 +532,7 @@ impl Head {
         }
         HeadTrace {
             argmax,
+            map,
             pooled,
             pre,
         }
@@ -526,16 +588,7 @@ impl Head {
             }
         }
         let l = r.layers.len();
-        let mut top = vec![0f64; trace.pre[l - 1].len()];
-        if ht.argmax.is_empty() {
-            let plane = top.len() / g.len();
-            for (k, v) in top.iter_mut().enumerate() {
-                *v = g[k / plane] / plane as f64;
-            }
-        }
-        for (&a, &v) in ht.argmax.iter().zip(&g) {
-            top[a] += v;
-        }
+        let mut top = unpooled(&ht.map, &g, trace.pre[l - 1].len());
         if mode != Mode::LinearFilter {
             let act = r.activations[l - 1];
             top.iter_mut().for_each(|v| *v = rectify(act, *v));
@@ -554,10 +607,9 @@ impl Head {
     ) -> f64 {
         // The affine map with every gate fixed, run on a zero image.
         let mut x: Vec<f64> = vec![0.0; 3 * r.size * r.size];
-        for (i, (cin, cout, pool, w, b, shape)) in r.layers.iter().enumerate() {
-            if pool.is_some() {
-                let arg = trace.argmax[i].as_ref().expect("switches");
-                x = arg.iter().map(|&a| x[a]).collect();
+        for (i, (cin, cout, _, w, b, shape)) in r.layers.iter().enumerate() {
+            if let Some(map) = &trace.pools[i] {
+                x = pooled(map, &x);
             }
             let (z, _) = conv(&x, *cin, trace.inputs[i], w, b, *cout, shape);
             let act = r.activations[i];
@@ -567,14 +619,7 @@ impl Head {
                 .map(|(&v, &p)| slope(act, p) * v + offset(act, p))
                 .collect();
         }
-        let mut f: Vec<f64> = if ht.argmax.is_empty() {
-            let plane = x.len() / ht.pooled.len();
-            x.chunks(plane)
-                .map(|c| c.iter().sum::<f64>() / plane as f64)
-                .collect()
-        } else {
-            ht.argmax.iter().map(|&a| x[a]).collect()
-        };
+        let mut f = pooled(&ht.map, &x);
         for k in 0..=index {
             let z = dense(&self.dense[k].0, &self.dense[k].1, &f);
             if k == index {

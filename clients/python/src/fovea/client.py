@@ -135,6 +135,11 @@ class Box:
 
 @dataclass(frozen=True)
 class Layer:
+    """A layer of the network. For conv layers `activation` is "relu",
+    "leaky_relu" (with its `slope` below zero) or "clipped_relu" (with its
+    `ceiling`, 6 for ReLU6) and `pool` the pool in front of the convolution:
+    "max", "average" or ""."""
+
     number: int
     name: str
     kind: str
@@ -143,6 +148,10 @@ class Layer:
     width: int
     fov: int
     stride: int
+    activation: str = ""
+    slope: float = 0.0
+    ceiling: float = 0.0
+    pool: str = ""
 
 
 @dataclass(frozen=True)
@@ -549,9 +558,25 @@ class Client:
         """The loaded network: layers, geometry, provider."""
         m = self._call("GetModel", pb.GetModelRequest())
         kinds = {pb.LAYER_KIND_INPUT: "input", pb.LAYER_KIND_CONV: "conv", pb.LAYER_KIND_DENSE: "dense"}
+        activations = {
+            pb.ActivationFunction.RELU: "relu",
+            pb.ActivationFunction.LEAKY_RELU: "leaky_relu",
+            pb.ActivationFunction.CLIPPED_RELU: "clipped_relu",
+        }
         layers = [
             Layer(
-                l.number, l.name, kinds.get(l.kind, "unknown"), l.channels, l.height, l.width, l.fov, l.stride
+                l.number,
+                l.name,
+                kinds.get(l.kind, "unknown"),
+                l.channels,
+                l.height,
+                l.width,
+                l.fov,
+                l.stride,
+                activations.get(l.activation.kind, "") if l.HasField("activation") else "",
+                l.activation.slope,
+                l.activation.ceiling,
+                ("average" if l.pool.average else "max") if l.HasField("pool") else "",
             )
             for l in m.layers
         ]

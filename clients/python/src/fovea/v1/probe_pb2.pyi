@@ -166,16 +166,18 @@ class ConvGeometry(_message.Message):
     def __init__(self, kernel: _Optional[int] = ..., stride: _Optional[int] = ..., dilation: _Optional[int] = ..., groups: _Optional[int] = ..., pads: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class PoolGeometry(_message.Message):
-    __slots__ = ("kernel", "stride", "pads", "ceil_mode")
+    __slots__ = ("kernel", "stride", "pads", "ceil_mode", "average")
     KERNEL_FIELD_NUMBER: _ClassVar[int]
     STRIDE_FIELD_NUMBER: _ClassVar[int]
     PADS_FIELD_NUMBER: _ClassVar[int]
     CEIL_MODE_FIELD_NUMBER: _ClassVar[int]
+    AVERAGE_FIELD_NUMBER: _ClassVar[int]
     kernel: int
     stride: int
     pads: _containers.RepeatedScalarFieldContainer[int]
     ceil_mode: bool
-    def __init__(self, kernel: _Optional[int] = ..., stride: _Optional[int] = ..., pads: _Optional[_Iterable[int]] = ..., ceil_mode: bool = ...) -> None: ...
+    average: bool
+    def __init__(self, kernel: _Optional[int] = ..., stride: _Optional[int] = ..., pads: _Optional[_Iterable[int]] = ..., ceil_mode: bool = ..., average: bool = ...) -> None: ...
 
 class Preprocessing(_message.Message):
     __slots__ = ("input_size", "layout", "channel_order", "scale", "mean", "std", "profile")
