@@ -12,6 +12,7 @@
 
 #[cfg(feature = "embedded")]
 pub mod embedded;
+pub mod layers;
 pub mod picture;
 
 use fovea_proto::v1 as pb;

@@ -19,6 +19,7 @@ use fovea_engine::fixtures::{
 use fovea_engine::model::network::Activation;
 use fovea_engine::probe::reconstruct::NeuronAt;
 use fovea_engine::probe::regions::{Direction, FlipKind};
+use fovea_engine::record::layer_stats;
 use fovea_engine::stop::Stop;
 
 fn mobile() -> Probed {
@@ -104,6 +105,21 @@ fn recordings_keep_the_ceiling_and_the_negative_slope() {
         saturated.iter().filter(|&&n| n > 0).count() >= 4,
         "{saturated:?}"
     );
+    // Units at the ceiling count as active in the statistics (their
+    // pre-activation is positive), though their mask is off.
+    let activity = s.rec.activity(&s.engine.network.convs);
+    for (l, pre) in trace.pre.iter().enumerate() {
+        let positive = pre.iter().filter(|&&v| v > 0.0).count() as f32 / pre.len() as f32;
+        let stats = layer_stats(l + 1, s.rec.layer(l + 1));
+        assert!(
+            (activity[l] - positive).abs() < 1e-3
+                && (stats.fraction_active - positive).abs() < 1e-3,
+            "layer {}: {} and {} vs {positive}",
+            l + 1,
+            activity[l],
+            stats.fraction_active
+        );
+    }
     let s = leaky();
     let trace = s.reference.forward(&s.input);
     assert_forward_is_the_references(&s.engine, &s.rec, &trace);

@@ -106,7 +106,7 @@ fn linear_filter_identity_holds_at_layers_13_10_and_5() {
         assert!(rel <= 1e-3, "{n:?}: {dot} + {b} vs {preact}");
     }
     // Activity falls with depth, as in the paper's section 5.
-    let activity = rec.activity();
+    let activity = rec.activity(&engine.network.convs);
     assert!(activity[0] > activity[12], "{activity:?}");
 }
 

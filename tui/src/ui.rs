@@ -529,8 +529,15 @@ fn map_panel(f: &mut Frame, app: &App, pictures: &mut Pictures, area: Rect, over
 fn grid_panel(f: &mut Frame, app: &App, pictures: &mut Pictures, area: Rect, overlay: bool) {
     let depth = app.current_layer().map_or(0, |l| l.channels);
     let page = app.feature / PAGE;
+    // The layer's pool, convolution and activation, when the model says.
+    let geometry = app
+        .current_layer()
+        .map(fovea_client::layers::layer_text)
+        .filter(|t| !t.is_empty())
+        .map(|t| format!("· {t} "))
+        .unwrap_or_default();
     let title = format!(
-        " feature maps {}..{} of {depth} (h/l) ",
+        " feature maps {}..{} of {depth} (h/l) {geometry}",
         page * PAGE,
         ((page + 1) * PAGE).min(depth)
     );

@@ -260,18 +260,32 @@ async fn all(
 
     // Figure 4: the strongest location of the last conv layer, its two
     // strongest features, four backward modes each, cropped to the FOV.
+    // Clipped activations (ReLU6) tie at their ceiling; of the tied
+    // neurons the one nearest the grid's centre shows its whole field of
+    // view.
     say("figure 4: reconstructions");
     let top = client
         .top(pb::TopActivationsRequest {
             recording_id: id.clone(),
             layer: last.number.to_string(),
-            k: 1,
+            k: 256,
             ..Default::default()
         })
         .await?;
-    let best = *top
+    let strongest = top
         .activations
         .first()
+        .ok_or_else(|| anyhow!("no activations at the last layer"))?
+        .value;
+    let off_centre = |a: &&pb::Activation| {
+        let d = |v: u32, len: u32| (2 * i64::from(v) + 1 - i64::from(len)).abs();
+        d(a.y, last.height) + d(a.x, last.width)
+    };
+    let best = *top
+        .activations
+        .iter()
+        .take_while(|a| a.value == strongest)
+        .min_by_key(off_centre)
         .ok_or_else(|| anyhow!("no activations at the last layer"))?;
     let maps = client
         .feature_maps(pb::GetFeatureMapsRequest {

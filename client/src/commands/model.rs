@@ -2,6 +2,7 @@
 //! weights came from.
 
 use super::Context;
+use fovea_client::layers::{activation_text, conv_text, pool_text};
 use fovea_client::v1 as pb;
 use serde::Serialize;
 
@@ -256,126 +257,5 @@ fn print_text(m: &pb::ModelInfo, prov: &pb::Provenance, pre: &pb::Preprocessing)
             "probed up to layer {probed}; the rest runs for the predictions only: {}",
             m.probe_stop
         );
-    }
-}
-
-/// A convolution's geometry in a few characters: `7x7/2 p3`, `3x3 d2 g32
-/// p2`, `3x3/2 p0,0,1,1` (stride, dilation and groups only when not 1;
-/// pads as one number when equal on every side).
-fn conv_text(c: &pb::ConvGeometry) -> String {
-    let mut s = window_text(c.kernel, c.stride);
-    if c.dilation > 1 {
-        s += &format!(" d{}", c.dilation);
-    }
-    if c.groups > 1 {
-        s += &format!(" g{}", c.groups);
-    }
-    s + &pads_text(&c.pads)
-}
-
-/// An activation as "relu", "leaky 0.1", "relu6" or "clip 0..4".
-fn activation_text(a: &pb::ActivationFunction) -> String {
-    use pb::activation_function::Kind;
-    match Kind::try_from(a.kind) {
-        Ok(Kind::Relu) => "relu".into(),
-        Ok(Kind::LeakyRelu) => format!("leaky {}", a.slope),
-        Ok(Kind::ClippedRelu) if a.ceiling == 6.0 => "relu6".into(),
-        Ok(Kind::ClippedRelu) => format!("clip 0..{}", a.ceiling),
-        _ => "?".into(),
-    }
-}
-
-/// A pool as "3x3/2 p1 ceil" or "2x2/2 avg"; no padding is not written.
-fn pool_text(p: &pb::PoolGeometry) -> String {
-    let mut s = window_text(p.kernel, p.stride);
-    if p.pads.iter().any(|&v| v > 0) {
-        s += &pads_text(&p.pads);
-    }
-    if p.ceil_mode {
-        s += " ceil";
-    }
-    if p.average {
-        s += " avg";
-    }
-    s
-}
-
-/// "5x5/2" (a stride of 1 not written).
-fn window_text(kernel: u32, stride: u32) -> String {
-    let mut s = format!("{kernel}x{kernel}");
-    if stride > 1 {
-        s += &format!("/{stride}");
-    }
-    s
-}
-
-/// " p1" when every side has the same padding, else " p0,0,1,1".
-fn pads_text(pads: &[u32]) -> String {
-    match pads {
-        [p, rest @ ..] if rest.iter().all(|q| q == p) => format!(" p{p}"),
-        pads => {
-            let all: Vec<String> = pads.iter().map(u32::to_string).collect();
-            format!(" p{}", all.join(","))
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn conv_geometry_reads_in_a_few_characters() {
-        let conv = |kernel, stride, dilation, groups, pads: [u32; 4]| pb::ConvGeometry {
-            kernel,
-            stride,
-            dilation,
-            groups,
-            pads: pads.to_vec(),
-        };
-        assert_eq!(conv_text(&conv(3, 1, 1, 1, [1; 4])), "3x3 p1");
-        assert_eq!(conv_text(&conv(7, 2, 1, 1, [3; 4])), "7x7/2 p3");
-        assert_eq!(conv_text(&conv(3, 1, 2, 32, [2; 4])), "3x3 d2 g32 p2");
-        assert_eq!(conv_text(&conv(3, 2, 1, 1, [0, 0, 1, 1])), "3x3/2 p0,0,1,1");
-    }
-
-    #[test]
-    fn activations_read_in_a_few_characters() {
-        use pb::activation_function::Kind;
-        let a = |kind: Kind, slope, ceiling| pb::ActivationFunction {
-            kind: kind as i32,
-            slope,
-            ceiling,
-        };
-        assert_eq!(activation_text(&a(Kind::Relu, 0.0, 0.0)), "relu");
-        assert_eq!(activation_text(&a(Kind::LeakyRelu, 0.1, 0.0)), "leaky 0.1");
-        assert_eq!(activation_text(&a(Kind::ClippedRelu, 0.0, 6.0)), "relu6");
-        assert_eq!(
-            activation_text(&a(Kind::ClippedRelu, 0.0, 4.5)),
-            "clip 0..4.5"
-        );
-    }
-
-    #[test]
-    fn pool_geometry_reads_in_a_few_characters() {
-        let pool = |kernel, stride, pads: [u32; 4], ceil_mode| pb::PoolGeometry {
-            kernel,
-            stride,
-            pads: pads.to_vec(),
-            ceil_mode,
-            average: false,
-        };
-        assert_eq!(pool_text(&pool(2, 2, [0; 4], false)), "2x2/2");
-        assert_eq!(pool_text(&pool(3, 2, [1; 4], false)), "3x3/2 p1");
-        assert_eq!(pool_text(&pool(3, 2, [0; 4], true)), "3x3/2 ceil");
-        assert_eq!(
-            pool_text(&pool(2, 2, [0, 0, 1, 1], true)),
-            "2x2/2 p0,0,1,1 ceil"
-        );
-        let average = pb::PoolGeometry {
-            average: true,
-            ..pool(3, 1, [1; 4], false)
-        };
-        assert_eq!(pool_text(&average), "3x3 p1 avg");
     }
 }

@@ -552,7 +552,7 @@ pub fn record_response(
             })
             .collect(),
         activity: rec
-            .activity()
+            .activity(&engine.network.convs)
             .into_iter()
             .enumerate()
             .map(|(i, f)| pb::LayerActivity {

@@ -2,7 +2,7 @@
 //! start values), ReLU masks and max-pool switches (bit-packed), and what the
 //! statistics and top-k queries compute from them.
 
-use crate::model::network::{Activation, PoolShape};
+use crate::model::network::{Activation, ConvLayer, PoolShape};
 use crate::simd::{halves_and_flags, pack64};
 use half::f16;
 use image::RgbImage;
@@ -284,6 +284,20 @@ impl LayerRecording {
         self.mask.get(at) || self.activations[at].to_f32() > 0.0
     }
 
+    /// Units whose pre-activation is positive: the mask's, and for a
+    /// clipped ReLU those at its ceiling.
+    pub fn positive_count(&self, activation: Activation) -> usize {
+        let on = self.mask.count_ones();
+        match activation {
+            Activation::Clip(_) => {
+                on + (0..self.mask.len())
+                    .filter(|&i| !self.mask.get(i) && self.activations[i].to_f32() > 0.0)
+                    .count()
+            }
+            Activation::Relu | Activation::Leaky(_) => on,
+        }
+    }
+
     pub fn activation(&self, c: usize, y: usize, x: usize) -> f32 {
         self.activations[(c * self.height + y) * self.width + x].to_f32()
     }
@@ -326,11 +340,13 @@ impl Recording {
             + self.label.len()
     }
 
-    /// Fraction of units active, per conv layer.
-    pub fn activity(&self) -> Vec<f32> {
+    /// Fraction of units active (pre-activation positive), per conv layer
+    /// of `convs`.
+    pub fn activity(&self, convs: &[ConvLayer]) -> Vec<f32> {
         self.layers
             .iter()
-            .map(|l| l.mask.count_ones() as f32 / l.mask.len().max(1) as f32)
+            .zip(convs)
+            .map(|(l, c)| l.positive_count(c.activation) as f32 / l.mask.len().max(1) as f32)
             .collect()
     }
 }
@@ -421,7 +437,7 @@ pub fn layer_stats(number: usize, l: &LayerRecording) -> LayerStats {
     for (c, pf) in per_feature.iter_mut().enumerate() {
         let mut n = 0usize;
         for (i, count) in counts.iter_mut().enumerate() {
-            if l.mask.get(c * plane + i) {
+            if l.positive(c * plane + i) {
                 *count += 1;
                 n += 1;
             }
