@@ -181,6 +181,49 @@ pub fn mobile_chain() -> Vec<ChainConv> {
     ]
 }
 
+/// The MobileNet-shaped chain as tf2onnx writes a Keras model: every
+/// padded convolution unpadded behind an explicit zero Pad node (Keras'
+/// ZeroPadding2D), pads as an int64 input.
+pub fn mobile_model_with_pad_nodes(head: bool) -> Vec<u8> {
+    let bytes = mobile_model(head);
+    let Ok(mut model) = fovea_onnx::decode_model(&bytes) else {
+        return bytes;
+    };
+    let Some(graph) = model.graph.as_mut() else {
+        return bytes;
+    };
+    let mut nodes = Vec::new();
+    for (k, mut n) in std::mem::take(&mut graph.node).into_iter().enumerate() {
+        let pads = n
+            .attribute
+            .iter_mut()
+            .find(|a| a.name == "pads")
+            .filter(|_| n.op_type == "Conv");
+        if let Some(pads) = pads.filter(|a| a.ints.iter().any(|&p| p != 0)) {
+            let [t, l, b, r] = [pads.ints[0], pads.ints[1], pads.ints[2], pads.ints[3]];
+            pads.ints = vec![0; 4];
+            let name = format!("pad{k}.pads");
+            graph.initializer.push(fovea_onnx::i64_tensor(
+                &name,
+                &[8],
+                &[0, 0, t, l, 0, 0, b, r],
+            ));
+            let padded = format!("pad{k}.out");
+            nodes.push(fovea_onnx::proto::NodeProto {
+                input: vec![n.input[0].clone(), name],
+                output: vec![padded.clone()],
+                name: format!("pad{k}"),
+                op_type: "Pad".into(),
+                ..Default::default()
+            });
+            n.input[0] = padded;
+        }
+        nodes.push(n);
+    }
+    graph.node = nodes;
+    encode(&model)
+}
+
 /// Bias-free weights of the MobileNet-shaped chain.
 pub fn mobile_weights() -> Vec<(Vec<f32>, Vec<f32>)> {
     let chain = mobile_chain();

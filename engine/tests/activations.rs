@@ -14,7 +14,8 @@ use common::{
 };
 use fovea_engine::fixtures::{
     LEAKY_SLOPE, MOBILE_CEILING, MOBILE_SIZE, chain_head_weights, leaky_chain, leaky_model,
-    mobile_batch_norms, mobile_chain, mobile_model, mobile_weights, tiny_weights,
+    mobile_batch_norms, mobile_chain, mobile_model, mobile_model_with_pad_nodes, mobile_weights,
+    tiny_weights,
 };
 use fovea_engine::model::network::Activation;
 use fovea_engine::probe::reconstruct::NeuronAt;
@@ -279,4 +280,52 @@ fn linear_regions_are_bounded_by_the_ceiling_and_the_kink() {
             "at t = {t}: {got} vs {want}"
         );
     }
+}
+
+/// The MobileNet-shaped file as tf2onnx writes Keras models (explicit zero
+/// Pad nodes in front of unpadded convolutions) is read as the same
+/// network: each Pad joins its convolution's padding, and the recording and
+/// a linear filter are the padded file's.
+#[test]
+fn zero_pad_nodes_are_read_as_the_convolutions_padding() {
+    let s = mobile();
+    let bytes = mobile_model_with_pad_nodes(true);
+    let file = fovea_onnx::decode_model(&bytes).expect("decode");
+    let nodes = &file.graph.as_ref().expect("graph").node;
+    let pads = nodes.iter().filter(|n| n.op_type == "Pad").count();
+    assert_eq!(pads, 4, "the stem and the three depthwise convolutions");
+    let keras = common::engine_of(&bytes, MOBILE_SIZE, "mobile-pad-nodes");
+    assert_eq!(keras.network.probe_stop, None);
+    let read = |e: &fovea_engine::engine::Engine| -> Vec<_> {
+        e.network
+            .convs
+            .iter()
+            .map(|c| (c.shape, c.pool, c.activation))
+            .collect()
+    };
+    assert_eq!(read(&keras), read(&s.engine));
+    let (rec, _) = common::record_test_image(&keras);
+    for (l, (a, b)) in rec.layers.iter().zip(&s.rec.layers).enumerate() {
+        let diff = a
+            .activations
+            .iter()
+            .zip(&b.activations)
+            .fold(0f32, |m, (x, y)| m.max((x.to_f32() - y.to_f32()).abs()));
+        assert!(diff <= 1e-2, "layer {}: {diff}", l + 1);
+    }
+    let n = probe_neurons(&s)[18];
+    let filter = |e: &fovea_engine::engine::Engine, r| {
+        use fovea_engine::probe::reconstruct::{Mode, Start};
+        e.reconstruct(r, &[n], &[Mode::LinearFilter], Start::OneHot, 0)
+            .expect("reconstruct")
+            .remove(0)
+            .values
+    };
+    let (a, b) = (filter(&keras, &rec), filter(&s.engine, &s.rec));
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let diff = a
+        .iter()
+        .zip(&b)
+        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(scale > 0.0 && diff <= 1e-5 * scale, "{diff} of {scale}");
 }

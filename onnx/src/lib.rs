@@ -89,6 +89,23 @@ pub fn tensor_f32(t: &TensorProto) -> Result<(Vec<i64>, Vec<f32>)> {
     Ok((t.dims.clone(), values))
 }
 
+/// An int64 tensor's values (raw or typed storage); None for another type
+/// or a count that does not match its dims.
+pub fn tensor_i64(t: &TensorProto) -> Option<Vec<i64>> {
+    if DataType::try_from(t.data_type) != Ok(DataType::Int64) {
+        return None;
+    }
+    let values: Vec<i64> = if t.raw_data.is_empty() {
+        t.int64_data.clone()
+    } else {
+        t.raw_data
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .collect()
+    };
+    (values.len() as i64 == t.dims.iter().product::<i64>()).then_some(values)
+}
+
 pub fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
     node.attribute.iter().find(|a| a.name == name)
 }

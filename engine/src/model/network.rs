@@ -7,7 +7,7 @@
 
 use crate::error::{Error, Result};
 use fovea_onnx::proto::{ModelProto, NodeProto, TensorProto, type_proto};
-use fovea_onnx::{attr, attr_int, attr_ints, attr_str, tensor_f32};
+use fovea_onnx::{attr, attr_int, attr_ints, attr_str, tensor_f32, tensor_i64};
 use std::collections::HashMap;
 
 /// Layout of the model file's input tensor.
@@ -504,7 +504,20 @@ impl Network {
                 _ => break,
             };
             let step = match n.op_type.as_str() {
-                "Conv" => read_conv(n, &consts, &single, channels).map(|c| {
+                // A zero Pad in front of a convolution (as tf2onnx writes
+                // Keras' ZeroPadding2D) is read as the convolution's own.
+                "Conv" | "Pad" => match n.op_type.as_str() {
+                    "Conv" => read_conv(n, &consts, &single, channels, [0; 4]),
+                    _ => match single(&n.output[0]) {
+                        Some(conv) if conv.op_type == "Conv" => read_pad(n, &consts)
+                            .and_then(|pads| read_conv(conv, &consts, &single, channels, pads)),
+                        _ => Err(node_error(
+                            n,
+                            "pads something other than a single convolution",
+                        )),
+                    },
+                }
+                .map(|c| {
                     if pending_pool.is_some() {
                         block += 1;
                         in_block = 0;
@@ -881,18 +894,24 @@ pub fn fov_tree(convs: &[ConvLayer], layer: usize, y: usize, x: usize) -> FovTre
 /// Conv node `n` on `channels` inputs with what follows it: an optional
 /// inference-form BatchNormalization (folded in) and the Relu. The layer's
 /// number, name and pool are the caller's.
+/// Conv `n` with its batch norm and activation; `padded` is a Pad in front
+/// of it (top, left, bottom, right), added to its own padding.
 fn read_conv<'g>(
     n: &'g NodeProto,
     consts: &HashMap<&str, &TensorProto>,
     single: &dyn Fn(&str) -> Option<&'g NodeProto>,
     channels: usize,
+    padded: [usize; 4],
 ) -> Result<ConvLayer> {
     let wname = n.input.get(1).map(String::as_str).unwrap_or("");
     let wt = consts
         .get(wname)
         .ok_or_else(|| node_error(n, "has weights that are not constants"))?;
     let (wdims, mut weight) = tensor_f32(wt)?;
-    let shape = conv_shape(n, &wdims, channels)?;
+    let mut shape = conv_shape(n, &wdims, channels)?;
+    for (own, extra) in shape.pads.iter_mut().zip(padded) {
+        *own += extra;
+    }
     let out = wdims[0] as usize;
     let mut bias = match n.input.get(2).filter(|s| !s.is_empty()) {
         Some(b) => {
@@ -947,6 +966,65 @@ fn read_conv<'g>(
         conv_node: display_name(n),
         batch_norm,
     })
+}
+
+/// A Pad node's zero padding of the two spatial axes (top, left, bottom,
+/// right); other modes, values and axes are refused.
+fn read_pad(n: &NodeProto, consts: &HashMap<&str, &TensorProto>) -> Result<[usize; 4]> {
+    if attr_str(n, "mode").is_some_and(|m| m != "constant") {
+        return Err(node_error(
+            n,
+            "pads by reflection or repetition, not with zeros",
+        ));
+    }
+    let constant = |i: usize| {
+        n.input
+            .get(i)
+            .filter(|t| !t.is_empty())
+            .map(|t| consts.get(t.as_str()))
+    };
+    // Pads are an attribute up to opset 10, a constant input after.
+    let pads = match (attr_ints(n, "pads"), constant(1)) {
+        (Some(p), _) => p,
+        (None, Some(Some(t))) => {
+            tensor_i64(t).ok_or_else(|| node_error(n, "has pads that are not an int64 tensor"))?
+        }
+        _ => return Err(node_error(n, "has pads that are not a constant")),
+    };
+    let value = match (attr(n, "value"), constant(2)) {
+        (Some(a), _) => a.f,
+        (None, None) => 0.0,
+        (None, Some(Some(t))) => match tensor_f32(t) {
+            Ok((_, v)) if v.len() == 1 => v[0],
+            _ => {
+                return Err(node_error(
+                    n,
+                    "pads with a value that is not a constant scalar",
+                ));
+            }
+        },
+        (None, Some(None)) => {
+            return Err(node_error(n, "pads with a value that is not a constant"));
+        }
+    };
+    if value != 0.0 {
+        return Err(node_error(n, &format!("pads with {value}, not zero")));
+    }
+    if constant(3).is_some() {
+        return Err(node_error(
+            n,
+            "names its axes; Fovea reads pads of all four",
+        ));
+    }
+    match pads.as_slice() {
+        [0, 0, t, l, 0, 0, b, r] if [t, l, b, r].iter().all(|&&p| (0..=64).contains(&p)) => {
+            Ok([*t as usize, *l as usize, *b as usize, *r as usize])
+        }
+        _ => Err(node_error(
+            n,
+            "has pads that are not 0..=64 rows and columns on the two spatial axes alone",
+        )),
+    }
 }
 
 /// The activation node `n` after a conv, or why it is not one Fovea reads.
@@ -1435,6 +1513,54 @@ mod node_tests {
         assert!(left_out.contains("count_include_pad 0"), "{left_out}");
         let ceil = why(pool("AveragePool", vec![("ceil_mode", Attr::Int(1))]));
         assert!(ceil.contains("rounds up"), "{ceil}");
+    }
+
+    /// The padding read from a Pad node with `pads` as an input, and
+    /// `attrs`.
+    fn pad(pads: &[i64], value: Option<f32>, attrs: Vec<(&str, Attr)>) -> Result<[usize; 4]> {
+        let mut g = GraphBuilder::new("p");
+        let p = g.initializer(fovea_onnx::i64_tensor("pads", &[pads.len() as i64], pads));
+        let mut inputs = vec!["x".to_string(), p];
+        if let Some(v) = value {
+            inputs.push(g.initializer(f32_tensor("value", &[], &[v])));
+        }
+        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        g.node("Pad", &refs, attrs);
+        let graph = g.finish().graph.unwrap_or_default();
+        let consts = graph
+            .initializer
+            .iter()
+            .map(|t| (t.name.as_str(), t))
+            .collect();
+        read_pad(&graph.node[0], &consts)
+    }
+
+    #[test]
+    fn zero_pads_of_the_spatial_axes_are_read_and_others_refused() {
+        assert!(matches!(
+            pad(&[0, 0, 0, 0, 0, 0, 1, 1], None, vec![]),
+            Ok([0, 0, 1, 1])
+        ));
+        assert!(matches!(
+            pad(&[0, 0, 2, 1, 0, 0, 2, 3], Some(0.0), vec![]),
+            Ok([2, 1, 2, 3])
+        ));
+        // Opset 10 and before: pads and value as attributes.
+        let attrs = vec![("pads", Attr::Ints(vec![0, 0, 1, 1, 0, 0, 1, 1]))];
+        assert!(matches!(pad(&[], None, attrs), Ok([1, 1, 1, 1])));
+        let why = |r: Result<[usize; 4]>| match r {
+            Err(Error::Model(why)) => why,
+            other => format!("{other:?}"),
+        };
+        let channels = why(pad(&[0, 1, 1, 1, 0, 0, 1, 1], None, vec![]));
+        assert!(channels.contains("spatial axes alone"), "{channels}");
+        let negative = why(pad(&[0, 0, -1, 0, 0, 0, 0, 0], None, vec![]));
+        assert!(negative.contains("spatial axes alone"), "{negative}");
+        let ones = why(pad(&[0, 0, 1, 1, 0, 0, 1, 1], Some(1.0), vec![]));
+        assert!(ones.contains("not zero"), "{ones}");
+        let reflect = vec![("mode", Attr::Str("reflect"))];
+        let reflected = why(pad(&[0, 0, 1, 1, 0, 0, 1, 1], None, reflect));
+        assert!(reflected.contains("reflection"), "{reflected}");
     }
 
     #[test]
