@@ -8,17 +8,12 @@
 mod common;
 
 use common::reference::Reference;
-use common::{
-    Probed, TINY_SIZE, assert_all_modes_are_the_references, assert_forward_is_the_references,
-    engine_with, folded,
-};
+use common::{Probed, TINY_SIZE, assert_forward_is_the_references, folded};
 use fovea_engine::fixtures::{
-    LEAKY_SLOPE, MOBILE_CEILING, MOBILE_SIZE, chain_head_weights, leaky_chain, leaky_model,
-    mobile_batch_norms, mobile_chain, mobile_model, mobile_model_with_pad_nodes, mobile_weights,
-    tiny_weights,
+    LEAKY_SLOPE, MOBILE_CEILING, MOBILE_SIZE, leaky_chain, leaky_model, mobile_batch_norms,
+    mobile_chain, mobile_model, mobile_model_with_pad_nodes, mobile_weights, tiny_weights,
 };
 use fovea_engine::model::network::Activation;
-use fovea_engine::probe::reconstruct::NeuronAt;
 use fovea_engine::probe::regions::{Direction, FlipKind};
 use fovea_engine::record::layer_stats;
 use fovea_engine::stop::Stop;
@@ -43,11 +38,6 @@ fn leaky() -> Probed {
         "leaky",
         Reference::of_chain(&leaky_chain(), tiny_weights(), TINY_SIZE),
     )
-}
-
-/// The strongest neuron of every layer and two corners of its grid.
-fn probe_neurons(s: &Probed) -> Vec<NeuronAt> {
-    s.strongest_and_corners(&[(false, false), (true, true)])
 }
 
 #[test]
@@ -132,50 +122,15 @@ fn recordings_keep_the_ceiling_and_the_negative_slope() {
     assert!(negative > 0);
 }
 
-/// The compact recording graph (flags made by ONNX Runtime) and the f32 one
-/// agree on the masks: the ceiling is excluded in both.
-#[test]
-fn compact_and_exact_recordings_keep_the_same_masks() {
-    for (model, size) in [
-        (mobile_model(true), MOBILE_SIZE),
-        (leaky_model(true, TINY_SIZE), TINY_SIZE),
-    ] {
-        let compact = engine_with(&model, size, "act-c", Some(true));
-        let exact = engine_with(&model, size, "act-e", Some(false));
-        let (a, _) = common::record_test_image(&compact);
-        let (b, _) = common::record_test_image(&exact);
-        for (l, (x, y)) in a.layers.iter().zip(&b.layers).enumerate() {
-            assert_eq!(x.mask, y.mask, "layer {}", l + 1);
-            assert_eq!(x.switches, y.switches, "layer {}", l + 1);
-        }
-    }
-}
-
 /// Conv neurons (corners included) and every class, in all four modes with
 /// trained and random weights, with the linear identity (a clipped unit at
 /// its ceiling adds its ceiling to the effective bias).
 #[test]
 fn all_four_modes_from_conv_and_class_neurons_equal_the_reference() {
     let s = mobile();
-    let worst = assert_all_modes_are_the_references(
-        &s.engine,
-        (&s.rec, &s.input),
-        &s.reference,
-        &chain_head_weights(&mobile_chain(), MOBILE_SIZE),
-        probe_neurons(&s),
-        5,
-    );
-    eprintln!("ReLU6: worst relative difference {worst:e}");
+    s.assert_all_modes(&mobile_chain(), s.probe_neurons(), 5);
     let s = leaky();
-    let worst = assert_all_modes_are_the_references(
-        &s.engine,
-        (&s.rec, &s.input),
-        &s.reference,
-        &chain_head_weights(&leaky_chain(), TINY_SIZE),
-        probe_neurons(&s),
-        5,
-    );
-    eprintln!("leaky: worst relative difference {worst:e}");
+    s.assert_all_modes(&leaky_chain(), s.probe_neurons(), 5);
 }
 
 /// The linear filter against central differences of the reference, and
@@ -183,7 +138,7 @@ fn all_four_modes_from_conv_and_class_neurons_equal_the_reference() {
 #[test]
 fn the_linear_filter_is_the_central_difference_gradient_and_the_fov_gradient() {
     for s in [mobile(), leaky()] {
-        let neurons = probe_neurons(&s);
+        let neurons = s.probe_neurons();
         for n in &neurons {
             s.assert_fov_gradient_is_the_filter(*n);
         }
@@ -231,14 +186,14 @@ fn an_objective_and_its_gradient_equal_the_reference() {
 #[test]
 fn linear_regions_are_bounded_by_the_ceiling_and_the_kink() {
     for s in [mobile(), leaky()] {
-        let neurons = probe_neurons(&s);
+        let neurons = s.probe_neurons();
         let last = neurons.len() - 3;
         for n in [neurons[6], neurons[last]] {
             s.assert_region_is_the_references(n);
         }
     }
     let s = mobile();
-    let n = probe_neurons(&s)[probe_neurons(&s).len() - 3];
+    let n = s.probe_neurons()[s.probe_neurons().len() - 3];
     let d = s
         .engine
         .direction(&s.rec, n, &Direction::Random(3))
@@ -313,7 +268,7 @@ fn zero_pad_nodes_are_read_as_the_convolutions_padding() {
             .fold(0f32, |m, (x, y)| m.max((x.to_f32() - y.to_f32()).abs()));
         assert!(diff <= 1e-2, "layer {}: {diff}", l + 1);
     }
-    let n = probe_neurons(&s)[18];
+    let n = s.probe_neurons()[18];
     let filter = |e: &fovea_engine::engine::Engine, r| {
         use fovea_engine::probe::reconstruct::{Mode, Start};
         e.reconstruct(r, &[n], &[Mode::LinearFilter], Start::OneHot, 0)

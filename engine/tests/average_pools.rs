@@ -8,13 +8,8 @@
 mod common;
 
 use common::reference::Reference;
-use common::{
-    Probed, assert_all_modes_are_the_references, assert_forward_is_the_references, engine_with,
-};
-use fovea_engine::fixtures::{
-    AVERAGE_SIZE, average_chain, average_model, average_weights, chain_head_weights,
-};
-use fovea_engine::probe::reconstruct::NeuronAt;
+use common::{Probed, assert_forward_is_the_references};
+use fovea_engine::fixtures::{AVERAGE_SIZE, average_chain, average_model, average_weights};
 use fovea_engine::record::{Bits, Switches};
 
 fn setup() -> Probed {
@@ -24,11 +19,6 @@ fn setup() -> Probed {
         "average",
         Reference::of_chain(&average_chain(), average_weights(), AVERAGE_SIZE),
     )
-}
-
-/// The strongest neuron of every layer and two corners of its grid.
-fn probe_neurons(s: &Probed) -> Vec<NeuronAt> {
-    s.strongest_and_corners(&[(false, false), (true, true)])
 }
 
 #[test]
@@ -56,17 +46,10 @@ fn average_pools_are_read_and_keep_no_switches() {
 }
 
 #[test]
-fn the_recording_matches_the_reference_and_both_recording_graphs() {
+fn the_recording_matches_the_reference() {
     let s = setup();
     let trace = s.reference.forward(&s.input);
     assert_forward_is_the_references(&s.engine, &s.rec, &trace);
-    let model = average_model(true);
-    let compact = engine_with(&model, AVERAGE_SIZE, "average-c", Some(true));
-    let (a, _) = common::record_test_image(&compact);
-    for (l, (x, y)) in a.layers.iter().zip(&s.rec.layers).enumerate() {
-        assert_eq!(x.mask, y.mask, "layer {}", l + 1);
-        assert_eq!(x.switches, y.switches, "layer {}", l + 1);
-    }
 }
 
 /// Conv neurons (corners included) and every class, in all four modes with
@@ -74,15 +57,7 @@ fn the_recording_matches_the_reference_and_both_recording_graphs() {
 #[test]
 fn all_four_modes_from_conv_and_class_neurons_equal_the_reference() {
     let s = setup();
-    let worst = assert_all_modes_are_the_references(
-        &s.engine,
-        (&s.rec, &s.input),
-        &s.reference,
-        &chain_head_weights(&average_chain(), AVERAGE_SIZE),
-        probe_neurons(&s),
-        5,
-    );
-    eprintln!("worst relative difference {worst:e}");
+    s.assert_all_modes(&average_chain(), s.probe_neurons(), 5);
 }
 
 /// The linear filter against central differences of the reference, and
@@ -93,7 +68,7 @@ fn all_four_modes_from_conv_and_class_neurons_equal_the_reference() {
 #[test]
 fn the_linear_filter_is_the_central_difference_gradient_and_the_fov_gradient() {
     let s = setup();
-    let neurons = probe_neurons(&s);
+    let neurons = s.probe_neurons();
     for n in &neurons {
         s.assert_fov_gradient_is_the_filter(*n);
     }
@@ -123,7 +98,7 @@ fn an_objective_and_its_gradient_equal_the_reference() {
 #[test]
 fn the_linear_region_along_a_line_is_the_references() {
     let s = setup();
-    let neurons = probe_neurons(&s);
+    let neurons = s.probe_neurons();
     for n in [neurons[6], neurons[12]] {
         s.assert_region_is_the_references(n);
     }

@@ -55,19 +55,26 @@ fn probe_neurons(engine: &Engine, rec: &fovea_engine::record::Recording) -> Vec<
     out
 }
 
-/// The compact recording graph (float16 and flags made by ONNX Runtime)
-/// and the f32 one packed in Rust record the same bits, ties included (a
-/// flat image makes whole pool windows tie), in both layouts, with strided
-/// convolutions, and where the probed chain stops before the file's end.
+/// The compact recording graph (float16 and flags made by ONNX Runtime,
+/// a max pool's own indices) and the f32 one packed in Rust record the same
+/// bits, ties included (a flat image makes whole pool windows tie), in both
+/// layouts, with strided convolutions, overlapping and average pools,
+/// leaky and clipped ReLUs (the ceiling off the mask in both), and where
+/// the probed chain stops before the file's end.
 #[test]
 fn both_recording_graphs_record_the_same() {
     use fovea_engine::fixtures::{
-        RESIDUAL_SIZE, STRIDED_SIZE, residual_model, strided_model, tiny_model,
+        AVERAGE_SIZE, MOBILE_SIZE, OVERLAPPING_SIZE, RESIDUAL_SIZE, STRIDED_SIZE, average_model,
+        leaky_model, mobile_model, overlapping_model, residual_model, strided_model, tiny_model,
     };
     let models = [
         ("nchw", tiny_model(Layout::Nchw, true, TINY_SIZE), TINY_SIZE),
         ("nhwc", tiny_model(Layout::Nhwc, true, TINY_SIZE), TINY_SIZE),
         ("strided", strided_model(true), STRIDED_SIZE),
+        ("overlapping", overlapping_model(true), OVERLAPPING_SIZE),
+        ("average", average_model(true), AVERAGE_SIZE),
+        ("mobile", mobile_model(true), MOBILE_SIZE),
+        ("leaky", leaky_model(true, TINY_SIZE), TINY_SIZE),
         ("residual", residual_model(true), RESIDUAL_SIZE),
     ];
     for (what, model, s) in models {

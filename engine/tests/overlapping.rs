@@ -7,13 +7,10 @@
 mod common;
 
 use common::reference::{Reference, first_max_pool};
-use common::{
-    Probed, assert_all_modes_are_the_references, assert_forward_is_the_references, engine_with,
-};
+use common::{Probed, assert_forward_is_the_references};
 use fovea_engine::fixtures::{
-    OVERLAPPING_SIZE, chain_head_weights, overlapping_chain, overlapping_model, overlapping_weights,
+    OVERLAPPING_SIZE, overlapping_chain, overlapping_model, overlapping_weights,
 };
-use fovea_engine::probe::reconstruct::NeuronAt;
 use fovea_engine::record::Switches;
 
 fn setup() -> Probed {
@@ -27,11 +24,6 @@ fn setup() -> Probed {
             OVERLAPPING_SIZE,
         ),
     )
-}
-
-/// The strongest neuron of every layer and two corners of its grid.
-fn probe_neurons(s: &Probed) -> Vec<NeuronAt> {
-    s.strongest_and_corners(&[(false, false), (true, true)])
 }
 
 #[test]
@@ -96,35 +88,12 @@ fn a_recording_whose_switches_do_not_fit_the_pools_is_not_used() {
     assert!(!s.engine.fits_recording(&none));
 }
 
-/// The compact recording graph (float16 and ONNX Runtime's own pool
-/// indices) records the same switches as the f32 one.
-#[test]
-fn compact_and_exact_recordings_keep_the_same_switches() {
-    let model = overlapping_model(true);
-    let compact = engine_with(&model, OVERLAPPING_SIZE, "overlap-c", Some(true));
-    let exact = engine_with(&model, OVERLAPPING_SIZE, "overlap-e", Some(false));
-    let (a, _) = common::record_test_image(&compact);
-    let (b, _) = common::record_test_image(&exact);
-    for (l, (x, y)) in a.layers.iter().zip(&b.layers).enumerate() {
-        assert_eq!(x.mask, y.mask, "layer {}", l + 1);
-        assert_eq!(x.switches, y.switches, "layer {}", l + 1);
-    }
-}
-
 /// Conv neurons (corners included) and every class, in all four modes with
 /// trained and random weights, with the linear identity.
 #[test]
 fn all_four_modes_from_conv_and_class_neurons_equal_the_reference() {
     let s = setup();
-    let worst = assert_all_modes_are_the_references(
-        &s.engine,
-        (&s.rec, &s.input),
-        &s.reference,
-        &chain_head_weights(&overlapping_chain(), OVERLAPPING_SIZE),
-        probe_neurons(&s),
-        5,
-    );
-    eprintln!("worst relative difference {worst:e}");
+    s.assert_all_modes(&overlapping_chain(), s.probe_neurons(), 5);
 }
 
 /// The linear filter against central differences of the reference, and
@@ -133,7 +102,7 @@ fn all_four_modes_from_conv_and_class_neurons_equal_the_reference() {
 #[test]
 fn the_linear_filter_is_the_central_difference_gradient_and_the_fov_gradient() {
     let s = setup();
-    for (k, n) in probe_neurons(&s).into_iter().enumerate() {
+    for (k, n) in s.probe_neurons().into_iter().enumerate() {
         s.assert_fov_gradient_is_the_filter(n);
         // Central differences for the strongest neurons of layers 2 and 4,
         // every fourth row and column of the box (keeps the run short).
@@ -165,7 +134,7 @@ fn an_objective_and_its_gradient_equal_the_reference() {
 #[test]
 fn the_linear_region_along_a_line_is_the_references() {
     let s = setup();
-    let neurons = probe_neurons(&s);
+    let neurons = s.probe_neurons();
     for n in [neurons[6], neurons[12]] {
         s.assert_region_is_the_references(n);
     }

@@ -10,9 +10,9 @@
 mod common;
 
 use common::reference::Reference;
-use common::{Probed, assert_all_modes_are_the_references, assert_forward_is_the_references};
+use common::{Probed, assert_forward_is_the_references};
 use fovea_engine::fixtures::{
-    STRIDED_SIZE, TINY_CLASSES, chain_head_weights, strided_chain, strided_model, strided_weights,
+    STRIDED_SIZE, TINY_CLASSES, strided_chain, strided_model, strided_weights,
 };
 use fovea_engine::model::network::Network;
 use fovea_engine::probe::reconstruct::NeuronAt;
@@ -70,15 +70,7 @@ fn the_recording_matches_the_reference_forward() {
 #[test]
 fn all_four_modes_from_conv_and_class_neurons_equal_the_reference() {
     let s = setup();
-    let worst = assert_all_modes_are_the_references(
-        &s.engine,
-        (&s.rec, &s.input),
-        &s.reference,
-        &chain_head_weights(&strided_chain(), STRIDED_SIZE),
-        probe_neurons(&s),
-        3,
-    );
-    eprintln!("worst relative difference {worst:e}");
+    s.assert_all_modes(&strided_chain(), probe_neurons(&s), 3);
 }
 
 /// The linear filter against central differences of the reference's

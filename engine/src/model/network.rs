@@ -1455,6 +1455,18 @@ mod node_tests {
                 None => String::new(),
             });
         }
+        read_node(g, op, &inputs, attrs, read_activation)
+    }
+
+    /// Node `op` on `inputs` with `attrs`, in graph `g` that holds its
+    /// constants, as `read` reads it.
+    fn read_node<T>(
+        mut g: GraphBuilder,
+        op: &str,
+        inputs: &[String],
+        attrs: Vec<(&str, Attr)>,
+        read: impl Fn(&NodeProto, &HashMap<&str, &TensorProto>) -> T,
+    ) -> T {
         let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
         g.node(op, &refs, attrs);
         let graph = g.finish().graph.unwrap_or_default();
@@ -1463,7 +1475,7 @@ mod node_tests {
             .iter()
             .map(|t| (t.name.as_str(), t))
             .collect();
-        read_activation(&graph.node[0], &consts)
+        read(&graph.node[0], &consts)
     }
 
     #[test]
@@ -1524,15 +1536,7 @@ mod node_tests {
         if let Some(v) = value {
             inputs.push(g.initializer(f32_tensor("value", &[], &[v])));
         }
-        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-        g.node("Pad", &refs, attrs);
-        let graph = g.finish().graph.unwrap_or_default();
-        let consts = graph
-            .initializer
-            .iter()
-            .map(|t| (t.name.as_str(), t))
-            .collect();
-        read_pad(&graph.node[0], &consts)
+        read_node(g, "Pad", &inputs, attrs, read_pad)
     }
 
     #[test]

@@ -385,6 +385,28 @@ impl Probed {
 }
 
 impl Probed {
+    /// [`assert_all_modes_are_the_references`] on this set-up, whose model
+    /// has `chain`'s dense head; prints and returns the worst relative
+    /// difference.
+    pub fn assert_all_modes(
+        &self,
+        chain: &[fovea_engine::fixtures::ChainConv],
+        neurons: Vec<NeuronAt>,
+        seed: u64,
+    ) -> f64 {
+        let size = self.engine.profile.input_size;
+        let worst = assert_all_modes_are_the_references(
+            &self.engine,
+            (&self.rec, &self.input),
+            &self.reference,
+            &fovea_engine::fixtures::chain_head_weights(chain, size),
+            neurons,
+            seed,
+        );
+        eprintln!("worst relative difference {worst:e}");
+        worst
+    }
+
     /// Neuron `n`'s pre-activation in a reference trace.
     pub fn pre_at(&self, trace: &reference::Trace, n: NeuronAt) -> f64 {
         let g = self.engine.geometry[n.layer];
@@ -539,6 +561,12 @@ impl Probed {
 }
 
 impl Probed {
+    /// The strongest neuron of every layer and the first and last corners
+    /// of its grid.
+    pub fn probe_neurons(&self) -> Vec<NeuronAt> {
+        self.strongest_and_corners(&[(false, false), (true, true)])
+    }
+
     /// Per conv layer: its strongest neuron, then one neuron at each of
     /// `corners` of its grid ((last row?, last column?); their FOV windows
     /// reach into the padding), on feature (y + x) mod channels.
