@@ -442,6 +442,20 @@ impl Probed {
         assert!(den > 0.0 && rel <= 1e-2, "{n:?}: relative error {rel}");
     }
 
+    /// Every one of [`Self::probe_neurons`]: the FOV-window gradient
+    /// against the whole-image linear filter; for those at `central` (the
+    /// strongest of two layers, say), the linear filter against central
+    /// differences on every `step`-th row and column.
+    pub fn assert_filters(&self, central: [usize; 2], step: usize) {
+        let neurons = self.probe_neurons();
+        for n in &neurons {
+            self.assert_fov_gradient_is_the_filter(*n);
+        }
+        for k in central {
+            self.assert_filter_is_the_central_difference(neurons[k], step);
+        }
+    }
+
     /// The ascent graph's gradient over `n`'s FOV window against the
     /// whole-image linear filter, and its value against the recorded
     /// forward pass.
