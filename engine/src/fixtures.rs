@@ -76,6 +76,30 @@ pub fn leaky_model(head: bool, size: usize) -> Vec<u8> {
     )
 }
 
+/// The leaky chain as PyTorch exports `nn.PReLU()` (one learned slope for
+/// all channels): each LeakyRelu a PRelu with a `[1]` slope tensor.
+pub fn leaky_model_as_prelu(size: usize) -> Vec<u8> {
+    let bytes = leaky_model(true, size);
+    let Ok(mut model) = fovea_onnx::decode_model(&bytes) else {
+        return bytes;
+    };
+    let Some(graph) = model.graph.as_mut() else {
+        return bytes;
+    };
+    let mut slopes = Vec::new();
+    for (k, n) in graph.node.iter_mut().enumerate() {
+        if n.op_type == "LeakyRelu" {
+            let name = format!("prelu{k}.weight");
+            slopes.push(f32_tensor(&name, &[1], &[LEAKY_SLOPE]));
+            n.op_type = "PRelu".into();
+            n.attribute.clear();
+            n.input.push(name);
+        }
+    }
+    graph.initializer.extend(slopes);
+    encode(&model)
+}
+
 /// Input side of the average-pool model (odd, so a 2x2 pool leaves a row
 /// and a column unread).
 pub const AVERAGE_SIZE: usize = 37;

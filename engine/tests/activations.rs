@@ -10,8 +10,9 @@ mod common;
 use common::reference::Reference;
 use common::{Probed, TINY_SIZE, assert_forward_is_the_references, folded};
 use fovea_engine::fixtures::{
-    LEAKY_SLOPE, MOBILE_CEILING, MOBILE_SIZE, leaky_chain, leaky_model, mobile_batch_norms,
-    mobile_chain, mobile_model, mobile_model_with_pad_nodes, mobile_weights, tiny_weights,
+    LEAKY_SLOPE, MOBILE_CEILING, MOBILE_SIZE, leaky_chain, leaky_model, leaky_model_as_prelu,
+    mobile_batch_norms, mobile_chain, mobile_model, mobile_model_with_pad_nodes, mobile_weights,
+    tiny_weights,
 };
 use fovea_engine::model::network::Activation;
 use fovea_engine::probe::regions::{Direction, FlipKind};
@@ -278,4 +279,29 @@ fn zero_pad_nodes_are_read_as_the_convolutions_padding() {
         .zip(&b)
         .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
     assert!(scale > 0.0 && diff <= 1e-5 * scale, "{diff} of {scale}");
+}
+
+/// A PyTorch `nn.PReLU()` (one slope for all channels) is read as the leaky
+/// ReLU it is: the file's recording is the leaky file's.
+#[test]
+fn a_prelu_with_one_slope_is_read_as_a_leaky_relu() {
+    let s = leaky();
+    let bytes = leaky_model_as_prelu(TINY_SIZE);
+    let file = fovea_onnx::decode_model(&bytes).expect("decode");
+    let nodes = &file.graph.as_ref().expect("graph").node;
+    assert_eq!(nodes.iter().filter(|n| n.op_type == "PRelu").count(), 5);
+    let prelu = common::engine_of(&bytes, TINY_SIZE, "prelu");
+    assert_eq!(prelu.network.probe_stop, None);
+    assert!(
+        prelu
+            .network
+            .convs
+            .iter()
+            .all(|c| c.activation == Activation::Leaky(LEAKY_SLOPE))
+    );
+    let (rec, _) = common::record_test_image(&prelu);
+    for (l, (a, b)) in rec.layers.iter().zip(&s.rec.layers).enumerate() {
+        assert_eq!(a.activations, b.activations, "layer {}", l + 1);
+        assert_eq!(a.mask, b.mask, "layer {}", l + 1);
+    }
 }

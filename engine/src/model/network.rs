@@ -939,14 +939,14 @@ fn read_conv<'g>(
     let next = single(&conv_out).ok_or_else(|| {
         node_error(
             n,
-            "must be followed by a single Relu, LeakyRelu or Clip (after an optional BatchNormalization), found several or no nodes",
+            "must be followed by a single Relu, LeakyRelu, PRelu or Clip (after an optional BatchNormalization), found several or no nodes",
         )
     })?;
     let activation = read_activation(next, consts).map_err(|why| {
         node_error(
             n,
             &format!(
-                "must be followed by a single Relu, LeakyRelu or Clip(0, c) (after an optional BatchNormalization); {} ({}) {why}",
+                "must be followed by a single Relu, LeakyRelu, PRelu or Clip(0, c) (after an optional BatchNormalization); {} ({}) {why}",
                 display_name(next),
                 next.op_type
             ),
@@ -1042,6 +1042,23 @@ fn read_activation(
                 Err("has a slope that is not finite".into())
             }
         }
+        // PyTorch's nn.PReLU() learns one slope for all channels: a leaky
+        // ReLU with that slope.
+        "PRelu" => match n
+            .input
+            .get(1)
+            .and_then(|s| consts.get(s.as_str()))
+            .map(|t| tensor_f32(t))
+        {
+            Some(Ok((_, slopes))) => match slopes.split_first() {
+                Some((&first, rest)) if first.is_finite() && rest.iter().all(|&s| s == first) => {
+                    Ok(Activation::Leaky(first))
+                }
+                Some(_) => Err("learns a slope per channel; Fovea reads one slope for all".into()),
+                None => Err("has no slope".into()),
+            },
+            _ => Err("has a slope that is not a constant".into()),
+        },
         "Clip" => {
             // Bounds are attributes up to opset 10, constant inputs after.
             let bound =
@@ -1484,6 +1501,10 @@ mod node_tests {
         assert_eq!(read("LeakyRelu", vec![], &[]), Ok(Activation::Leaky(0.01)));
         let alpha = vec![("alpha", Attr::Float(0.2))];
         assert_eq!(read("LeakyRelu", alpha, &[]), Ok(Activation::Leaky(0.2)));
+        assert_eq!(
+            read("PRelu", vec![], &[Some(0.25)]),
+            Ok(Activation::Leaky(0.25))
+        );
         // Bounds as inputs (opset 11 on) and as attributes (up to 10).
         let relu6 = read("Clip", vec![], &[Some(0.0), Some(6.0)]);
         assert_eq!(relu6, Ok(Activation::Clip(6.0)));
@@ -1581,5 +1602,9 @@ mod node_tests {
         let computed = read_activation(&graph.node[0], &HashMap::new());
         assert!(computed.is_err_and(|e| e.contains("not a constant")));
         assert_eq!(read("Sigmoid", vec![], &[]), Err("is not one".into()));
+        let mut g = GraphBuilder::new("a");
+        let slopes = g.initializer(f32_tensor("slopes", &[2, 1, 1], &[0.1, 0.2]));
+        let per_channel = read_node(g, "PRelu", &["z".into(), slopes], vec![], read_activation);
+        assert!(per_channel.is_err_and(|e| e.contains("per channel")));
     }
 }
