@@ -287,14 +287,9 @@ impl LayerRecording {
     /// Units whose pre-activation is positive: the mask's, and for a
     /// clipped ReLU those at its ceiling.
     pub fn positive_count(&self, activation: Activation) -> usize {
-        let on = self.mask.count_ones();
         match activation {
-            Activation::Clip(_) => {
-                on + (0..self.mask.len())
-                    .filter(|&i| !self.mask.get(i) && self.activations[i].to_f32() > 0.0)
-                    .count()
-            }
-            Activation::Relu | Activation::Leaky(_) => on,
+            Activation::Clip(_) => (0..self.mask.len()).filter(|&i| self.positive(i)).count(),
+            Activation::Relu | Activation::Leaky(_) => self.mask.count_ones(),
         }
     }
 
