@@ -3,12 +3,14 @@
 
 use fovea_proto::v1 as pb;
 
-/// The pool, convolution and activation of a conv layer, joined by " · "
-/// (`2x2/2 · 3x3 p1 · relu`); empty for the input and dense layers.
+/// The pool, convolution, residual sum and activation of a conv layer,
+/// joined by " · " (`2x2/2 · 3x3 p1 · relu`, `3x3 p1 · + in 2 · relu`);
+/// empty for the input and dense layers.
 pub fn layer_text(l: &pb::Layer) -> String {
     [
         l.pool.as_ref().map(pool_text),
         l.conv.as_ref().map(conv_text),
+        l.residual.as_ref().map(residual_text),
         l.activation.as_ref().map(activation_text),
     ]
     .into_iter()
@@ -44,6 +46,15 @@ pub fn activation_text(a: &pb::ActivationFunction) -> String {
 }
 
 /// A pool as "3x3/2 p1 ceil" or "2x2/2 avg"; no padding is not written.
+/// A residual sum: "+ in 2" (the input of layer 2 as it is) or
+/// "+ 1x1/2 p0 of in 4" (through a projection).
+pub fn residual_text(r: &pb::Residual) -> String {
+    match &r.projection {
+        Some(c) => format!("+ {} of in {}", conv_text(c), r.from_layer),
+        None => format!("+ in {}", r.from_layer),
+    }
+}
+
 pub fn pool_text(p: &pb::PoolGeometry) -> String {
     let mut s = window_text(p.kernel, p.stride);
     if p.pads.iter().any(|&v| v > 0) {
@@ -161,5 +172,25 @@ mod tests {
         };
         assert_eq!(layer_text(&layer), "2x2/2 · 3x3 p1 · relu");
         assert_eq!(layer_text(&pb::Layer::default()), "");
+        let projection = pb::ConvGeometry {
+            kernel: 1,
+            stride: 2,
+            pads: vec![0; 4],
+            ..layer.conv.clone().unwrap_or_default()
+        };
+        let summed = |projection| pb::Layer {
+            pool: None,
+            residual: Some(pb::Residual {
+                from_layer: 4,
+                projection,
+                ..Default::default()
+            }),
+            ..layer.clone()
+        };
+        assert_eq!(layer_text(&summed(None)), "3x3 p1 · + in 4 · relu");
+        assert_eq!(
+            layer_text(&summed(Some(projection))),
+            "3x3 p1 · + 1x1/2 p0 of in 4 · relu"
+        );
     }
 }

@@ -625,26 +625,7 @@ pub fn chain_model(
     }
     let (last, last_h, last_w) = chain_output(chain, size);
     if head {
-        x = match head_pool(chain) {
-            Some(pool) => g.node(pool.op(), &[&x], pool.own_attrs()),
-            None => g.node("GlobalAveragePool", &[&x], vec![]),
-        };
-        let flat = g.node("Flatten", &[&x], vec![("axis", Attr::Int(1))]);
-        let [(w1, b1), (w2, b2)] = chain_head_weights(chain, size);
-        let features = head_features(chain, size);
-        let w1 = g.initializer(f32_tensor("fc1.weight", &[10, features as i64], &w1));
-        let b1 = g.initializer(f32_tensor("fc1.bias", &[10], &b1));
-        let h = g.node("Gemm", &[&flat, &w1, &b1], vec![("transB", Attr::Int(1))]);
-        let h = g.node("Relu", &[&h], vec![]);
-        let w2 = g.initializer(f32_tensor("fc2.weight", &[TINY_CLASSES as i64, 10], &w2));
-        let b2 = g.initializer(f32_tensor("fc2.bias", &[TINY_CLASSES as i64], &b2));
-        let logits = g.node("Gemm", &[&h, &w2, &b2], vec![("transB", Attr::Int(1))]);
-        g.node_named("Softmax", &[&logits], "probs", vec![("axis", Attr::Int(1))]);
-        g.output(
-            "probs",
-            DataType::Float,
-            &[Dim::Named("N"), Dim::Fixed(TINY_CLASSES as i64)],
-        );
+        dense_head(&mut g, &x, chain, size);
     } else {
         g.node_named("Identity", &[&x], "features", vec![]);
         g.output(
@@ -661,10 +642,47 @@ pub fn chain_model(
     encode(&g.finish())
 }
 
+/// The chain models' dense head on `x`, the output of `chain` at `size`:
+/// the chain's last pool (global average pooling without one), Flatten,
+/// a dense layer of [`TINY_HIDDEN`] with ReLU, one of [`TINY_CLASSES`] and
+/// the softmax output `probs`.
+fn dense_head(g: &mut GraphBuilder, x: &str, chain: &[ChainConv], size: usize) {
+    let x = match head_pool(chain) {
+        Some(pool) => g.node(pool.op(), &[x], pool.own_attrs()),
+        None => g.node("GlobalAveragePool", &[x], vec![]),
+    };
+    let flat = g.node("Flatten", &[&x], vec![("axis", Attr::Int(1))]);
+
+    let [(w1, b1), (w2, b2)] = chain_head_weights(chain, size);
+    let features = head_features(chain, size);
+    let w1 = g.initializer(f32_tensor(
+        "fc1.weight",
+        &[TINY_HIDDEN as i64, features as i64],
+        &w1,
+    ));
+    let b1 = g.initializer(f32_tensor("fc1.bias", &[TINY_HIDDEN as i64], &b1));
+    let h = g.node("Gemm", &[&flat, &w1, &b1], vec![("transB", Attr::Int(1))]);
+    let h = g.node("Relu", &[&h], vec![]);
+    let w2 = g.initializer(f32_tensor(
+        "fc2.weight",
+        &[TINY_CLASSES as i64, TINY_HIDDEN as i64],
+        &w2,
+    ));
+    let b2 = g.initializer(f32_tensor("fc2.bias", &[TINY_CLASSES as i64], &b2));
+    let logits = g.node("Gemm", &[&h, &w2, &b2], vec![("transB", Attr::Int(1))]);
+    g.node_named("Softmax", &[&logits], "probs", vec![("axis", Attr::Int(1))]);
+    g.output(
+        "probs",
+        DataType::Float,
+        &[Dim::Named("N"), Dim::Fixed(TINY_CLASSES as i64)],
+    );
+}
+
 /// Input side of the residual model.
 pub const RESIDUAL_SIZE: usize = 32;
 
-/// Channels of the residual model's stem and block.
+/// Channels of the residual model's stem and first block (the second
+/// block has twice as many).
 pub const RESIDUAL_WIDTH: usize = 8;
 
 /// The residual model's stem as a chain: a 7x7/2 convolution padded by 3
@@ -685,10 +703,13 @@ pub fn residual_stem() -> ChainConv {
 }
 
 /// A ResNet-shaped model: the stem (conv 7x7/2 + batch norm + ReLU), with
-/// `stem_pool` a 3x3/2 max pool padded by 1, then a basic block (two 3x3
-/// convolutions with batch norm, the block's input added before the last
-/// ReLU), global average pooling and a dense layer to [`TINY_CLASSES`]
-/// classes. Batch norms from [`residual_batch_norms`], epsilon
+/// `stem_pool` a 3x3/2 max pool padded by 1, then two basic blocks of two
+/// 3x3 convolutions with batch norm, each adding its input before the last
+/// ReLU: the first as it is, the second (whose first convolution has
+/// stride 2 and twice the channels) through a batch-normalised 1x1/2
+/// projection. Global average pooling and the chain models' dense head
+/// follow. Convolutions and batch norms from [`residual_weights`] and
+/// [`residual_batch_norms`] (the projection last), epsilon
 /// [`TINY_BN_EPSILON`].
 pub fn residual_model(stem_pool: bool) -> Vec<u8> {
     let mut g = GraphBuilder::new("residual");
@@ -703,105 +724,105 @@ pub fn residual_model(stem_pool: bool) -> Vec<u8> {
             Dim::Fixed(size),
         ],
     );
-    let chain = residual_convs();
+    let mut convs = residual_convs(stem_pool);
+    convs.push(residual_projection());
     let weights = residual_weights();
     let norms = residual_batch_norms();
     let conv_bn = |g: &mut GraphBuilder, k: usize, x: &str| -> String {
         let (w, b) = &weights[k];
-        conv_node(g, k, x, &chain[k], (w, b), Some(&norms[k]))
+        conv_node(g, k, x, &convs[k], (w, b), Some(&norms[k]))
     };
     let z = conv_bn(&mut g, 0, &input);
     let mut x = g.node("Relu", &[&z], vec![]);
-    if stem_pool {
-        x = g.node(
-            "MaxPool",
-            &[&x],
-            vec![
-                ("kernel_shape", Attr::Ints(vec![3, 3])),
-                ("strides", Attr::Ints(vec![2, 2])),
-                ("pads", Attr::Ints(vec![1; 4])),
-            ],
-        );
+    if let Some(pool) = convs[1].pool {
+        x = g.node(pool.op(), &[&x], pool.own_attrs());
     }
     let z = conv_bn(&mut g, 1, &x);
     let y = g.node("Relu", &[&z], vec![]);
     let z = conv_bn(&mut g, 2, &y);
     let sum = g.node("Add", &[&z, &x], vec![]);
-    let y = g.node("Relu", &[&sum], vec![]);
-    let pooled = g.node("GlobalAveragePool", &[&y], vec![]);
-    let flat = g.node("Flatten", &[&pooled], vec![("axis", Attr::Int(1))]);
-    let [(w, b)] = residual_head_weights();
-    let classes = TINY_CLASSES as i64;
-    let w = g.initializer(f32_tensor(
-        "fc.weight",
-        &[classes, RESIDUAL_WIDTH as i64],
-        &w,
-    ));
-    let b = g.initializer(f32_tensor("fc.bias", &[classes], &b));
-    g.node_named(
-        "Gemm",
-        &[&flat, &w, &b],
-        "logits",
-        vec![("transB", Attr::Int(1))],
-    );
-    g.output(
-        "logits",
-        DataType::Float,
-        &[Dim::Named("N"), Dim::Fixed(classes)],
-    );
+    let x = g.node("Relu", &[&sum], vec![]);
+    let z = conv_bn(&mut g, 3, &x);
+    let y = g.node("Relu", &[&z], vec![]);
+    let z = conv_bn(&mut g, 4, &y);
+    let shortcut = conv_bn(&mut g, 5, &x);
+    let sum = g.node("Add", &[&shortcut, &z], vec![]);
+    let x = g.node("Relu", &[&sum], vec![]);
+    dense_head(&mut g, &x, &convs[..5], RESIDUAL_SIZE);
     encode(&g.finish())
 }
 
-/// The residual model's three convolutions: the stem and the block's two.
-pub fn residual_convs() -> [ChainConv; 3] {
-    let block = ChainConv {
-        in_channels: RESIDUAL_WIDTH,
-        out_channels: RESIDUAL_WIDTH,
+/// The residual model's main path as a chain: the stem, then the blocks'
+/// four 3x3 convolutions (the third with stride 2 and twice the
+/// channels); with `stem_pool` the first block's input is pooled.
+pub fn residual_convs(stem_pool: bool) -> Vec<ChainConv> {
+    let w = RESIDUAL_WIDTH;
+    let block = |in_channels, out_channels, stride| ChainConv {
+        in_channels,
+        out_channels,
         pool: None,
-        shape: ConvShape::SAME_3X3,
+        shape: ConvShape {
+            stride,
+            ..ConvShape::SAME_3X3
+        },
         activation: Activation::Relu,
     };
-    [residual_stem(), block, block]
+    let pool = stem_pool.then_some(PoolShape {
+        kernel: 3,
+        stride: 2,
+        pads: [1; 4],
+        ..PoolShape::HALVING
+    });
+    vec![
+        residual_stem(),
+        ChainConv {
+            pool,
+            ..block(w, w, 1)
+        },
+        block(w, w, 1),
+        block(w, 2 * w, 2),
+        block(2 * w, 2 * w, 1),
+    ]
 }
 
-/// Weights (OIHW, bias-free) of the residual model's three convolutions.
+/// The second block's shortcut: a 1x1/2 projection to twice the channels.
+pub fn residual_projection() -> ChainConv {
+    ChainConv {
+        in_channels: RESIDUAL_WIDTH,
+        out_channels: 2 * RESIDUAL_WIDTH,
+        pool: None,
+        shape: ConvShape {
+            kernel: 1,
+            stride: 2,
+            pads: [0; 4],
+            ..ConvShape::SAME_3X3
+        },
+        activation: Activation::Relu,
+    }
+}
+
+/// The residual model's shortcuts per conv layer: the layer (1-based)
+/// whose input the sum adds, and whether through [`residual_projection`].
+pub const RESIDUAL_LINKS: [Option<(usize, bool)>; 5] =
+    [None, None, Some((2, false)), None, Some((4, true))];
+
+/// Weights (OIHW, bias-free) of the residual model's five convolutions
+/// and its projection.
 pub fn residual_weights() -> Vec<(Vec<f32>, Vec<f32>)> {
-    chain_weights(&residual_convs(), 23)
+    let mut convs = residual_convs(true);
+    convs.push(residual_projection());
+    chain_weights(&convs, 23)
         .into_iter()
         .map(|(w, b)| (w, vec![0.0; b.len()]))
         .collect()
 }
 
 /// Batch norm parameters (scale, shift, mean, variance) of the residual
-/// model's three convolutions.
+/// model's five convolutions and its projection.
 pub fn residual_batch_norms() -> Vec<[Vec<f32>; 4]> {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(29);
-    let mut uniform = |lo: f32, hi: f32| -> Vec<f32> {
-        (0..RESIDUAL_WIDTH)
-            .map(|_| rng.random_range(lo..hi))
-            .collect()
-    };
-    (0..3)
-        .map(|_| {
-            [
-                uniform(0.5, 1.5),
-                uniform(-0.3, 0.3),
-                uniform(-0.5, 0.5),
-                uniform(0.3, 2.5),
-            ]
-        })
-        .collect()
-}
-
-/// The residual model's dense layer: [classes, width] and its bias.
-pub fn residual_head_weights() -> [(Vec<f32>, Vec<f32>); 1] {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(31);
-    let n = TINY_CLASSES * RESIDUAL_WIDTH;
-    let w = (0..n).map(|_| rng.random_range(-0.5f32..0.5)).collect();
-    let b = (0..TINY_CLASSES)
-        .map(|_| rng.random_range(-0.1f32..0.1))
-        .collect();
-    [(w, b)]
+    let mut convs = residual_convs(true);
+    convs.push(residual_projection());
+    chain_batch_norms(&convs, 29, (0.5, 1.5))
 }
 
 /// The activation node of conv `k` on `z`, as exporters write it (ReLU6 as

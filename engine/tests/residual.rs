@@ -1,135 +1,160 @@
-//! A ResNet-shaped file (a 7x7/2 batch-normalised stem, a 3x3/2 padded max
-//! pool, a basic block with its residual sum, global average pooling, a
-//! dense layer). Fovea probes its chain up to where the chain stops (the
-//! branch to the residual sum, after the stem's overlapping pool or without
-//! it), says where and why, and still runs the whole file for the
-//! predictions: they equal ONNX Runtime's on the unmodified file, and the
-//! probed stem equals the plain-loop f64 reference in all four modes.
+//! A ResNet-shaped file: a 7x7/2 batch-normalised stem, a 3x3/2 padded max
+//! pool, a basic block adding its input as it is and a strided one adding
+//! it through a batch-normalised 1x1/2 projection, global average pooling
+//! and a dense head. The residual sums are linear, so the recorded gates
+//! fix one affine map: the forward pass, all four modes, the linear
+//! identity, FOV-window gradients, objectives and linear regions are held
+//! to a plain-loop f64 reference with the same sums, and the predictions
+//! to ONNX Runtime running the unmodified file.
 
 mod common;
 
 use common::reference::Reference;
-use common::{
-    assert_linear_identity, engine_of, folded, max_abs, max_diff, reconstruct_all_modes,
-    record_test_image, runtime,
-};
-use fovea_engine::engine::Engine;
+use common::{Probed, assert_forward_is_the_references, folded, runtime};
 use fovea_engine::fixtures::{
-    RESIDUAL_SIZE, TINY_CLASSES, residual_batch_norms, residual_model, residual_stem,
-    residual_weights,
+    RESIDUAL_LINKS, RESIDUAL_SIZE, residual_batch_norms, residual_convs, residual_model,
+    residual_projection, residual_weights,
 };
-use fovea_engine::graphs::transposed::random_weights;
-use fovea_engine::probe::reconstruct::{Mode, NeuronAt};
-use fovea_engine::record::Recording;
 use ort::value::TensorRef;
 
-/// The file's logits for the recorded input, run by ONNX Runtime as it is.
-fn original_scores(model: &[u8], rec: &Recording) -> Vec<f32> {
-    let mut session = runtime().session(model).expect("session");
-    let size = RESIDUAL_SIZE;
-    let input = TensorRef::from_array_view(([1usize, 3, size, size], rec.input.as_slice()))
-        .expect("tensor");
-    let outputs = session.run(ort::inputs!["input" => input]).expect("run");
-    outputs["logits"]
-        .try_extract_tensor::<f32>()
-        .expect("logits")
-        .1
-        .to_vec()
-}
-
-fn assert_predictions_are_the_files(engine: &Engine, model: &[u8], rec: &Recording) {
-    assert!(engine.head_enabled);
-    assert_eq!(engine.network.classes, Some(TINY_CLASSES));
-    let want = original_scores(model, rec);
-    assert_eq!(rec.scores.len(), want.len());
-    for (a, b) in rec.scores.iter().zip(&want) {
-        assert!((a - b).abs() <= 1e-4 * b.abs().max(1e-3), "{a} vs {b}");
-    }
-}
-
-#[test]
-fn a_resnet_shaped_file_is_probed_through_its_stem_pool_up_to_the_branch() {
-    let model = residual_model(true);
-    let engine = engine_of(&model, RESIDUAL_SIZE, "residual");
-    let net = &engine.network;
-    assert_eq!(net.convs.len(), 1);
-    assert_eq!(net.convs[0].shape, residual_stem().shape);
-    assert!(net.convs[0].batch_norm.is_some());
-    assert!(net.dense.is_empty(), "the tail is no dense head");
-    // The stem's 3x3/2 pool padded by 1 is read; its output feeds the
-    // block and the residual sum.
-    let pool = net.pool_after_last.expect("the stem pool");
-    assert_eq!((pool.kernel, pool.stride, pool.pads), (3, 2, [1; 4]));
-    let stop = net.probe_stop.as_deref().expect("a stop");
-    assert!(stop.contains("feeds 2 nodes (a branch)"), "{stop}");
-    let (rec, input) = record_test_image(&engine);
-    assert_predictions_are_the_files(&engine, &model, &rec);
-
-    // The probed stem, batch norm folded, against the reference.
-    let weights = folded(residual_weights(), residual_batch_norms());
-    let reference =
-        Reference::of_chain(&[residual_stem()], vec![weights[0].clone()], RESIDUAL_SIZE);
-    let trace = reference.forward(&input);
-    let g = engine.geometry[1];
-    assert_eq!((g.height, g.width, g.fov, g.stride), (16, 16, 7, 2));
-    let recorded: Vec<f32> = rec
-        .layer(1)
-        .activations
+fn setup_with(stem_pool: bool) -> Probed {
+    let mut weights = folded(residual_weights(), residual_batch_norms());
+    let projection = weights.pop().expect("the projection's weights");
+    let links = RESIDUAL_LINKS
         .iter()
-        .map(|h| h.to_f32())
-        .collect();
-    let scale = max_abs(&trace.pre[0]);
-    for (got, &pre) in recorded.iter().zip(&trace.pre[0]) {
-        assert!(
-            (*got as f64 - pre.max(0.0)).abs() <= 2e-3 * scale,
-            "{got} vs {pre}"
-        );
-    }
-    let top = fovea_engine::record::top_activations(rec.layer(1), 1, None, false)[0];
-    let neurons: Vec<NeuronAt> = [(top.feature, top.y, top.x), (1, 0, 0), (5, 15, 15)]
-        .iter()
-        .map(|&(feature, y, x)| NeuronAt {
-            layer: 1,
-            feature,
-            y,
-            x,
+        .map(|l| {
+            l.map(|(from, projected)| {
+                (
+                    from,
+                    projected.then(|| (residual_projection(), projection.clone())),
+                )
+            })
         })
         .collect();
-    let seed = 9;
-    let trained = vec![reference.layers[0].3.clone()];
-    let random: Vec<Vec<f64>> = random_weights(&engine.network.convs, seed)
-        .into_iter()
-        .map(|w| w.into_iter().map(f64::from).collect())
-        .collect();
-    for r in reconstruct_all_modes(&engine, &rec, &neurons, seed) {
-        let n = neurons[r.neuron_index];
-        let w = if r.mode == Mode::RandomWeights {
-            &random
-        } else {
-            &trained
-        };
-        let want = reference.backward(&trace, n, r.mode, w, 1.0);
-        let scale = max_abs(&want);
-        let diff = max_diff(&r.values, &want);
-        assert!(
-            scale > 0.0 && diff <= 1e-5 * scale,
-            "{:?} {n:?}: {diff}",
-            r.mode
-        );
-        if r.mode == Mode::LinearFilter {
-            let pre = trace.pre[0][(n.feature * 16 + n.y) * 16 + n.x];
-            assert_linear_identity(&r, &input, pre);
-        }
-    }
+    Probed::new(
+        &residual_model(stem_pool),
+        RESIDUAL_SIZE,
+        &format!("residual-{stem_pool}"),
+        Reference::of_chain(&residual_convs(stem_pool), weights, RESIDUAL_SIZE)
+            .with_residuals(links),
+    )
+}
+
+fn setup() -> Probed {
+    setup_with(true)
 }
 
 #[test]
-fn a_branch_ends_the_probed_chain_and_the_file_still_predicts() {
-    let model = residual_model(false);
-    let engine = engine_of(&model, RESIDUAL_SIZE, "residual-branch");
-    assert_eq!(engine.network.convs.len(), 1);
-    let stop = engine.network.probe_stop.as_deref().expect("a stop");
-    assert!(stop.contains("feeds 2 nodes (a branch)"), "{stop}");
-    let (rec, _) = record_test_image(&engine);
-    assert_predictions_are_the_files(&engine, &model, &rec);
+fn residual_blocks_are_read_with_their_shortcuts() {
+    let s = setup();
+    let net = &s.engine.network;
+    assert_eq!(net.probe_stop, None);
+    let names: Vec<&str> = net.convs.iter().map(|c| c.name.as_str()).collect();
+    // The stage that starts with a strided projection is a block of its own.
+    assert_eq!(
+        names,
+        ["conv1_1", "conv2_1", "conv2_2", "conv3_1", "conv3_2"]
+    );
+    let links: Vec<Option<(usize, bool)>> = net
+        .convs
+        .iter()
+        .map(|c| {
+            c.residual
+                .as_ref()
+                .map(|r| (r.from, r.projection.is_some()))
+        })
+        .collect();
+    assert_eq!(links, RESIDUAL_LINKS);
+    let projection = net.convs[4]
+        .residual
+        .as_ref()
+        .and_then(|r| r.projection.as_ref());
+    let projection = projection.expect("the projection");
+    assert_eq!(projection.shape, residual_projection().shape);
+    assert!(projection.batch_norm.is_some() && net.convs.iter().all(|c| c.batch_norm.is_some()));
+    assert_eq!(
+        net.dense.len(),
+        2,
+        "the dense head after global average pooling"
+    );
+    // Sides 16, pool 8, 8, 4, 4. Fields: 7 at 2; pool +2*2, conv +2*4 -> 19
+    // at 4; +2*4 -> 27 (the identity reads 11); strided +2*4 -> 35 at 8;
+    // +2*8 -> 51 (the projection reads 27).
+    s.assert_read_as(
+        &residual_convs(true),
+        &[(16, 16), (8, 8), (8, 8), (4, 4), (4, 4)],
+        &[(7, 2), (19, 4), (27, 4), (35, 8), (51, 8)],
+    );
+    for stem_pool in [true, false] {
+        let s = setup_with(stem_pool);
+        let trace = s.reference.forward(&s.input);
+        assert_forward_is_the_references(&s.engine, &s.rec, &trace);
+    }
+}
+
+/// The engine's predictions are ONNX Runtime's on the unmodified file.
+#[test]
+fn the_predictions_are_the_files() {
+    let s = setup();
+    let mut session = runtime().session(&residual_model(true)).expect("session");
+    let size = RESIDUAL_SIZE;
+    let input = TensorRef::from_array_view(([1usize, 3, size, size], s.rec.input.as_slice()))
+        .expect("tensor");
+    let outputs = session.run(ort::inputs!["input" => input]).expect("run");
+    let want = outputs["probs"]
+        .try_extract_tensor::<f32>()
+        .expect("probs")
+        .1
+        .to_vec();
+    assert_eq!(s.rec.scores.len(), want.len());
+    for (a, b) in s.rec.scores.iter().zip(&want) {
+        assert!((a - b).abs() <= 1e-5, "{a} vs {b}");
+    }
+}
+
+/// Conv neurons (corners included) and every class, in all four modes with
+/// trained and random weights (the projection's drawn too), with the
+/// linear identity; with the stem pool and without (the first block's
+/// input then is the stem's activation).
+#[test]
+fn all_four_modes_from_conv_and_class_neurons_equal_the_reference() {
+    for stem_pool in [true, false] {
+        let s = setup_with(stem_pool);
+        s.assert_all_modes(&residual_convs(stem_pool), s.probe_neurons(), 5);
+    }
+}
+
+/// The linear filter against central differences of the reference, and
+/// the FOV-window gradient (the shortcuts cut from their source's window)
+/// against the whole-image linear filter.
+#[test]
+fn the_linear_filter_is_the_central_difference_gradient_and_the_fov_gradient() {
+    // Central differences for the strongest neurons of layers 3 and 5.
+    setup().assert_filters([6, 12], 2);
+}
+
+/// A whole-image objective through both blocks: value and gradient against
+/// the reference.
+#[test]
+fn an_objective_and_its_gradient_equal_the_reference() {
+    let s = setup();
+    let value = |x: &[f64]| {
+        let t = s.reference.forward(x);
+        let (h, w) = t.dims[4];
+        let channel = t.pre[4][3 * h * w..4 * h * w].iter().sum::<f64>() / (h * w) as f64;
+        let squares: f64 = t.pre[2].iter().map(|&v| v.max(0.0).powi(2)).sum();
+        channel + 0.05 * squares
+    };
+    s.check_objective("channel(5,3) + 0.05*layer(3)", value, 41);
+}
+
+/// Linear regions of neurons behind each sum: value and slope are the
+/// reference's, and the reference is linear inside.
+#[test]
+fn the_linear_region_along_a_line_is_the_references() {
+    let s = setup();
+    let neurons = s.probe_neurons();
+    for n in [neurons[6], neurons[12]] {
+        s.assert_region_is_the_references(n);
+    }
 }

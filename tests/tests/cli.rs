@@ -527,33 +527,40 @@ fn average_pools_are_listed_reconstructed_through_and_drawn() {
     files.figures();
 }
 
-/// A ResNet-shaped file: its stem and stem pool are probed, `fovea model`
-/// says where and why the probe-able layers end (the residual branch), and
-/// the whole file still predicts.
+/// A ResNet-shaped file: `fovea model` lists its five layers with their
+/// residual sums (as they are and through a projection), the whole file
+/// predicts, a neuron behind the projected sum is reconstructed and the
+/// figures are drawn.
 #[test]
-fn a_resnet_shaped_model_says_where_probing_stops_and_predicts() {
+fn a_resnet_shaped_model_is_listed_with_its_sums_probed_and_drawn() {
     use fovea_engine::fixtures::{RESIDUAL_SIZE, TINY_CLASSES, residual_model};
     let files = ModelFiles::new("residual.onnx", &residual_model(true), RESIDUAL_SIZE);
     let run = |extra: &[&str]| files.run(extra);
     let text = ok(&run(&["model"]));
     assert!(
-        text.contains("probed up to layer 1; the rest runs for the predictions only:")
-            && text.contains("feeds 2 nodes (a branch)")
-            && text.contains("7x7/2 p3"),
+        text.contains("residual")
+            && text.contains("+ in 2")
+            && text.contains("+ 1x1/2 p0 of in 4")
+            && text.contains("7x7/2 p3")
+            && !text.contains("probed up to"),
         "{text}"
     );
     let m = json(&run(&["--json", "model"]));
+    assert_eq!(m["layers"][3]["residual"]["from_layer"], 2, "{m}");
     assert!(
-        m["probe_stop"]
-            .as_str()
-            .is_some_and(|s| s.contains("a branch")),
+        m["layers"][3]["residual"].get("projection").is_none(),
         "{m}"
     );
+    assert_eq!(m["layers"][5]["residual"]["from_layer"], 4, "{m}");
+    assert_eq!(m["layers"][5]["residual"]["projection"]["kernel"], 1, "{m}");
+    assert_eq!(m["layers"][5]["residual"]["projection"]["stride"], 2, "{m}");
+    assert!(m["layers"][1].get("residual").is_none(), "{m}");
     assert_eq!(m["num_classes"], TINY_CLASSES);
     let r = json(&run(&["--json", "record", files.image.to_str().unwrap()]));
     let predictions = r["predictions"].as_array().expect("predictions");
     assert!(!predictions.is_empty(), "{r}");
-    files.reconstruct("1", "3", "8,8");
+    files.reconstruct("5", "3", "2,2");
+    files.figures();
 }
 
 #[test]

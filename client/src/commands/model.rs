@@ -2,7 +2,7 @@
 //! weights came from.
 
 use super::Context;
-use fovea_client::layers::{activation_text, conv_text, pool_text};
+use fovea_client::layers::{activation_text, conv_text, pool_text, residual_text};
 use fovea_client::v1 as pb;
 use serde::Serialize;
 
@@ -70,6 +70,18 @@ struct Layer<'a> {
     pool: Option<Pool<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     activation: Option<Activation>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    residual: Option<Residual<'a>>,
+}
+
+#[derive(Serialize)]
+struct Residual<'a> {
+    from_layer: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    projection: Option<Conv<'a>>,
+    add_node: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    projection_node: &'a str,
 }
 
 #[derive(Serialize)]
@@ -109,6 +121,18 @@ struct Conv<'a> {
     dilation: u32,
     groups: u32,
     pads: &'a [u32],
+}
+
+impl<'a> Conv<'a> {
+    fn of(c: &'a pb::ConvGeometry) -> Self {
+        Conv {
+            kernel: c.kernel,
+            stride: c.stride,
+            dilation: c.dilation,
+            groups: c.groups,
+            pads: &c.pads,
+        }
+    }
 }
 
 impl<'a> View<'a> {
@@ -157,13 +181,7 @@ impl<'a> View<'a> {
                     fov: l.fov,
                     stride: l.stride,
                     folded_batch_norm: &l.folded_batch_norm,
-                    conv: l.conv.as_ref().map(|c| Conv {
-                        kernel: c.kernel,
-                        stride: c.stride,
-                        dilation: c.dilation,
-                        groups: c.groups,
-                        pads: &c.pads,
-                    }),
+                    conv: l.conv.as_ref().map(Conv::of),
                     pool: l.pool.as_ref().map(|p| Pool {
                         kernel: p.kernel,
                         stride: p.stride,
@@ -172,6 +190,12 @@ impl<'a> View<'a> {
                         average: p.average,
                     }),
                     activation: l.activation.as_ref().map(Activation::of),
+                    residual: l.residual.as_ref().map(|r| Residual {
+                        from_layer: r.from_layer,
+                        projection: r.projection.as_ref().map(Conv::of),
+                        add_node: &r.add_node,
+                        projection_node: &r.projection_node,
+                    }),
                 })
                 .collect(),
             probe_stop: &m.probe_stop,
@@ -213,13 +237,23 @@ fn print_text(m: &pb::ModelInfo, prov: &pb::Provenance, pre: &pb::Preprocessing)
         pre.std,
         pre.profile
     );
-    println!(
-        "{:>3}  {:<8} {:>16} {:>6} {:>6}  {:<13}  {:<18} activation",
-        "#", "name", "C x H x W", "FOV", "stride", "pool", "conv"
+    let residuals = m.layers.iter().any(|l| l.residual.is_some());
+    let header = format!(
+        "{:>3}  {:<8} {:>16} {:>6} {:>6}  {:<13}  {:<18} {:<11} {}",
+        "#",
+        "name",
+        "C x H x W",
+        "FOV",
+        "stride",
+        "pool",
+        "conv",
+        "activation",
+        if residuals { "residual" } else { "" }
     );
+    println!("{}", header.trim_end());
     for l in &m.layers {
         let row = format!(
-            "{:>3}  {:<8} {:>16} {:>6} {:>6}  {:<13}  {:<18} {}",
+            "{:>3}  {:<8} {:>16} {:>6} {:>6}  {:<13}  {:<18} {:<11} {}",
             l.number,
             l.name,
             format!("{}x{}x{}", l.channels, l.height, l.width),
@@ -238,7 +272,8 @@ fn print_text(m: &pb::ModelInfo, prov: &pb::Provenance, pre: &pb::Preprocessing)
             l.activation
                 .as_ref()
                 .map(activation_text)
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            l.residual.as_ref().map(residual_text).unwrap_or_default()
         );
         println!("{}", row.trim_end());
     }

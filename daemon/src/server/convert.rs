@@ -444,6 +444,7 @@ pub fn model_info(engine: &Engine) -> pb::ModelInfo {
         conv: None,
         pool: None,
         activation: None,
+        residual: None,
     }];
     for (c, g) in net.convs.iter().zip(&engine.geometry[1..]) {
         layers.push(pb::Layer {
@@ -458,13 +459,7 @@ pub fn model_info(engine: &Engine) -> pb::ModelInfo {
             stride: g.stride as u32,
             source_node: c.conv_node.clone(),
             folded_batch_norm: c.batch_norm.clone().unwrap_or_default(),
-            conv: Some(pb::ConvGeometry {
-                kernel: c.shape.kernel as u32,
-                stride: c.shape.stride as u32,
-                dilation: c.shape.dilation as u32,
-                groups: c.shape.groups as u32,
-                pads: c.shape.pads.iter().map(|&p| p as u32).collect(),
-            }),
+            conv: Some(conv_geometry(&c.shape)),
             pool: c.pool.map(|p| pb::PoolGeometry {
                 kernel: p.kernel as u32,
                 stride: p.stride as u32,
@@ -473,6 +468,16 @@ pub fn model_info(engine: &Engine) -> pb::ModelInfo {
                 average: p.average,
             }),
             activation: Some(activation_function(c.activation)),
+            residual: c.residual.as_ref().map(|r| pb::Residual {
+                from_layer: r.from as u32,
+                projection: r.projection.as_ref().map(|p| conv_geometry(&p.shape)),
+                add_node: r.add_node.clone(),
+                projection_node: r
+                    .projection
+                    .as_ref()
+                    .map(|p| p.conv_node.clone())
+                    .unwrap_or_default(),
+            }),
         });
     }
     for d in &net.dense {
@@ -491,6 +496,7 @@ pub fn model_info(engine: &Engine) -> pb::ModelInfo {
             conv: None,
             pool: None,
             activation: None,
+            residual: None,
         });
     }
     let p = &engine.profile;
@@ -1118,6 +1124,16 @@ impl TryFrom<(&Engine, pb::LinearRegionRequest)> for RegionJob {
             max_regions: req.max_regions as usize,
             extent,
         })
+    }
+}
+
+fn conv_geometry(s: &fovea_engine::model::network::ConvShape) -> pb::ConvGeometry {
+    pb::ConvGeometry {
+        kernel: s.kernel as u32,
+        stride: s.stride as u32,
+        dilation: s.dilation as u32,
+        groups: s.groups as u32,
+        pads: s.pads.iter().map(|&p| p as u32).collect(),
     }
 }
 

@@ -2,8 +2,8 @@
 //! the whole image) fused with its gradient, for maximization; the chain
 //! builders are shared with the head's gradient graphs.
 
-use crate::graphs::transposed::{Extent, forward_conv, transposed_conv};
-use crate::graphs::transposed::{average_backward, unpool};
+use crate::graphs::transposed::{Extent, Kernels, Waiting, forward_conv, transposed_conv};
+use crate::graphs::transposed::{add_residual, average_backward, crop, unpool};
 use crate::model::network::{Activation, ConvLayer, FovTree, PoolShape, fov_tree, geometry_of};
 use fovea_onnx::proto::{ModelProto, tensor_proto::DataType};
 use fovea_onnx::{Dim, GraphBuilder};
@@ -20,7 +20,7 @@ pub(crate) enum Frame<'a> {
     Whole(usize),
 }
 
-impl Frame<'_> {
+impl<'a> Frame<'a> {
     /// Where the pool in front of conv `i` runs in this frame.
     pub(crate) fn pool(self, convs: &[ConvLayer], i: usize) -> PoolFrame {
         match self {
@@ -29,6 +29,14 @@ impl Frame<'_> {
                 PoolFrame::Whole(below.height, below.width)
             }
             Frame::Window(tree) => PoolFrame::Window(tree.conv_in[i].0.len, tree.conv_in[i].1.len),
+        }
+    }
+
+    /// The FOV tree of a window.
+    pub(crate) fn tree(self) -> Option<&'a FovTree> {
+        match self {
+            Frame::Window(tree) => Some(tree),
+            Frame::Whole(_) => None,
         }
     }
 
@@ -191,6 +199,8 @@ pub(crate) fn chain_forward_above<'a>(
     let mut acts: Vec<String> = vec![String::new(); top + 1];
     let mut pres: Vec<String> = vec![String::new(); top + 1];
     let mut pools: Vec<Option<Pool>> = (0..=top).map(|_| None).collect();
+    // The input of each conv (after its pool), which shortcuts read.
+    let mut inputs = vec![String::new(); top + 1];
     let mut top_z = String::new();
     for i in 1..=top {
         let c = &convs[i - 1];
@@ -221,7 +231,16 @@ pub(crate) fn chain_forward_above<'a>(
                 p.inside = Some(inside);
             }
         }
-        let z = forward_conv(g, c, &a, frame.extent(convs, i));
+        inputs[i] = a.clone();
+        let extent = frame.extent(convs, i);
+        let read = match frame {
+            Frame::Window(tree) => crop(g, &a, tree.conv_in[i], tree.reads[i]),
+            Frame::Whole(_) => a.clone(),
+        };
+        let z = forward_conv(g, c, &read, extent);
+        let z = add_residual(g, c, &z, &inputs, frame.tree(), |g, p, x| {
+            forward_conv(g, p, x, extent)
+        });
         if i == top {
             top_z = z;
             break;
@@ -313,8 +332,8 @@ pub(crate) fn chain_backward(
     chain: &Chain,
     grad_top: &str,
 ) -> String {
-    let weights: Vec<&[f32]> = convs.iter().map(|c| c.weight.as_slice()).collect();
-    chain_backward_to(g, convs, chain, grad_top, &weights, Rule::Gradient, 0)
+    let kernels = Kernels::trained(convs);
+    chain_backward_to(g, convs, chain, grad_top, &kernels, Rule::Gradient, 0)
 }
 
 /// The signal at the activation of layer `stop` (0: the input), given the
@@ -326,14 +345,28 @@ pub(crate) fn chain_backward_to(
     convs: &[ConvLayer],
     chain: &Chain,
     grad_top: &str,
-    weights: &[&[f32]],
+    kernels: &Kernels,
     rule: Rule,
     stop: usize,
 ) -> String {
     let mut grad = grad_top.to_string();
+    let tree = chain.frame.tree();
+    let mut waiting = Waiting::new(chain.top_layer);
     for i in (stop + 1..=chain.top_layer).rev() {
         let c = &convs[i - 1];
-        let mut u = transposed_conv(g, c, weights[i - 1], &grad, chain.frame.extent(convs, i));
+        // A shortcut from below the stop bypasses its activation.
+        if let Some(r) = c.residual.as_ref().filter(|r| r.from > stop) {
+            let extent = chain.frame.extent(convs, r.from);
+            waiting.send(g, c, kernels.shortcuts[i - 1], &grad, tree, extent);
+        }
+        let u = transposed_conv(
+            g,
+            c,
+            kernels.convs[i - 1],
+            &grad,
+            chain.frame.extent(convs, i),
+        );
+        let mut u = waiting.gather(g, i, &u, tree);
         if let Some(p) = &chain.pools[i] {
             u = p.backward(g, &u);
         }

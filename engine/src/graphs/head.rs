@@ -10,7 +10,7 @@
 
 use crate::error::{Error, Result};
 use crate::graphs::ascent::{Frame, PoolFrame, Rule, chain_backward_to, chain_forward_above, pool};
-use crate::graphs::transposed::{random_like, random_weights};
+use crate::graphs::transposed::{Kernels, random_like, random_shortcuts, random_weights};
 use crate::model::network::{Activation, Network, geometry_of};
 use fovea_onnx::proto::{AttributeProto, ModelProto, NodeProto, tensor_proto::DataType};
 use fovea_onnx::{
@@ -411,10 +411,12 @@ pub(crate) fn head_graph(
         u = p.backward(&mut g, &u);
     }
     let top = convs.len();
-    let random = spec.random.map(|seed| random_weights(convs, seed));
-    let weights: Vec<&[f32]> = match &random {
-        Some(r) => r.iter().map(Vec::as_slice).collect(),
-        None => convs.iter().map(|c| c.weight.as_slice()).collect(),
+    let random = spec
+        .random
+        .map(|seed| (random_weights(convs, seed), random_shortcuts(convs, seed)));
+    let weights = match &random {
+        Some((w, s)) => Kernels::of(w, s),
+        None => Kernels::trained(convs),
     };
     let geometry = geometry_of(convs, size);
     let layer_dims = |k: usize| {

@@ -10,7 +10,7 @@
 //! the samples' Gram matrices (Lucid's), times a weight, subtracted.
 
 use crate::graphs::ascent::{Frame, chain_forward};
-use crate::graphs::transposed::transposed_conv;
+use crate::graphs::transposed::{Kernels, Waiting, transposed_conv};
 use crate::model::network::{Activation, ConvLayer, geometry_of};
 use fovea_onnx::proto::{ModelProto, tensor_proto::DataType};
 use fovea_onnx::{Attr, Dim, GraphBuilder, f32_tensor, i64_tensor};
@@ -162,6 +162,8 @@ pub(crate) fn objective_graph(
     let through_mask =
         |g: &mut GraphBuilder, signal: &str, l: usize| g.node("Mul", &[signal, &mask[l]], vec![]);
     let mut grad: Option<String> = None;
+    let kernels = Kernels::trained(convs);
+    let mut waiting = Waiting::new(top);
     for l in (1..=top).rev() {
         // The signal at layer l's activation (from above, and diversity).
         let mut at = grad.take();
@@ -182,7 +184,13 @@ pub(crate) fn objective_graph(
             continue;
         };
         let conv = &convs[l - 1];
-        let mut u = transposed_conv(&mut g, conv, &conv.weight, &z, frame.extent(convs, l));
+        if let Some(r) = &conv.residual {
+            let extent = frame.extent(convs, r.from);
+            let kernel = kernels.shortcuts[l - 1];
+            waiting.send(&mut g, conv, kernel, &z, frame.tree(), extent);
+        }
+        let u = transposed_conv(&mut g, conv, &conv.weight, &z, frame.extent(convs, l));
+        let mut u = waiting.gather(&mut g, l, &u, frame.tree());
         if let Some(p) = &chain.pools[l] {
             u = p.backward(&mut g, &u);
         }

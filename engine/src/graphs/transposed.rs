@@ -17,6 +17,57 @@ pub fn random_weights(convs: &[ConvLayer], seed: u64) -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// Random kernels of the residual shortcuts' projections (None where a
+/// layer has none), drawn like [`random_weights`] on streams of their own.
+pub fn random_shortcuts(convs: &[ConvLayer], seed: u64) -> Vec<Option<Vec<f32>>> {
+    convs
+        .iter()
+        .map(|c| {
+            let p = c.residual.as_ref()?.projection.as_ref()?;
+            Some(random_like(
+                &p.weight,
+                seed,
+                SHORTCUT_STREAMS + c.number as u64,
+            ))
+        })
+        .collect()
+}
+
+/// Where the random streams of shortcut projections start (conv layers use
+/// their numbers).
+const SHORTCUT_STREAMS: u64 = 1 << 32;
+
+/// The kernels (OIHW) a backward pass transposes: per conv layer its own
+/// and its shortcut projection's.
+pub(crate) struct Kernels<'a> {
+    pub convs: Vec<&'a [f32]>,
+    pub shortcuts: Vec<Option<&'a [f32]>>,
+}
+
+impl<'a> Kernels<'a> {
+    /// The model's own.
+    pub(crate) fn trained(convs: &'a [ConvLayer]) -> Kernels<'a> {
+        Kernels {
+            convs: convs.iter().map(|c| c.weight.as_slice()).collect(),
+            shortcuts: convs
+                .iter()
+                .map(|c| {
+                    let p = c.residual.as_ref()?.projection.as_ref()?;
+                    Some(p.weight.as_slice())
+                })
+                .collect(),
+        }
+    }
+
+    /// Drawn ones ([`random_weights`], [`random_shortcuts`]).
+    pub(crate) fn of(convs: &'a [Vec<f32>], shortcuts: &'a [Option<Vec<f32>>]) -> Kernels<'a> {
+        Kernels {
+            convs: convs.iter().map(Vec::as_slice).collect(),
+            shortcuts: shortcuts.iter().map(Option::as_deref).collect(),
+        }
+    }
+}
+
 /// Gaussian samples with the mean and std of `values`, as many, from
 /// ChaCha8 seeded by `seed` on stream `stream`.
 pub fn random_like(values: &[f32], seed: u64, stream: u64) -> Vec<f32> {
@@ -97,13 +148,9 @@ pub(crate) enum Extent {
 
 /// A layer's forward convolution with its trained weights and bias.
 pub(crate) fn forward_conv(g: &mut GraphBuilder, c: &ConvLayer, x: &str, extent: Extent) -> String {
-    let i = c.number;
     let w = trained_weight(g, c);
-    let b = g.initializer(f32_tensor(
-        &format!("b{i}"),
-        &[c.out_channels as i64],
-        &c.bias,
-    ));
+    let name = g.fresh_name("b");
+    let b = g.initializer(f32_tensor(&name, &[c.out_channels as i64], &c.bias));
     g.node("Conv", &[x, &w, &b], c.shape.attrs(forward_pads(c, extent)))
 }
 
@@ -117,8 +164,9 @@ fn forward_pads(c: &ConvLayer, extent: Extent) -> [i64; 4] {
 /// A layer's trained kernel (OIHW) as an initializer.
 fn trained_weight(g: &mut GraphBuilder, c: &ConvLayer) -> String {
     let k = c.shape.kernel as i64;
+    let name = g.fresh_name("w");
     g.initializer(f32_tensor(
-        &format!("w{}", c.number),
+        &name,
         &[
             c.out_channels as i64,
             (c.in_channels / c.shape.groups) as i64,
@@ -142,13 +190,13 @@ pub(crate) fn transposed_conv(
     x: &str,
     extent: Extent,
 ) -> String {
-    let i = c.number;
     let s = &c.shape;
     let reach = s.extent() as i64 - 1;
     let k = s.kernel as i64;
+    let name = g.fresh_name("wt");
     if s.stride == 1 {
         let kernel = g.initializer(f32_tensor(
-            &format!("wt{i}"),
+            &name,
             &[
                 c.in_channels as i64,
                 (c.out_channels / s.groups) as i64,
@@ -164,7 +212,7 @@ pub(crate) fn transposed_conv(
         return g.node("Conv", &[x, &kernel], s.attrs(pads));
     }
     let kernel = g.initializer(f32_tensor(
-        &format!("wt{i}"),
+        &name,
         &[
             c.out_channels as i64,
             (c.in_channels / s.groups) as i64,
@@ -191,16 +239,20 @@ pub(crate) fn transposed_conv(
 pub(crate) fn backward_graph(
     convs: &[ConvLayer],
     layer: usize,
-    weights: &[Vec<f32>],
+    kernels: &Kernels,
     linear: bool,
 ) -> ModelProto {
     let tree = tree_of(convs, layer);
     let mut g = GraphBuilder::new(&format!("backward_l{layer}"));
     let top = &convs[layer - 1];
     let mut x = g.input("seed", DataType::Float, &one_neuron(top));
+    let mut waiting = Waiting::new(layer);
     for i in (1..=layer).rev() {
         let c = &convs[i - 1];
-        let u = transposed_conv(&mut g, c, &weights[i - 1], &x, Extent::Window);
+        let shortcut = kernels.shortcuts[i - 1];
+        waiting.send(&mut g, c, shortcut, &x, Some(&tree), Extent::Window);
+        let u = transposed_conv(&mut g, c, kernels.convs[i - 1], &x, Extent::Window);
+        let u = waiting.gather(&mut g, i, &u, Some(&tree));
         if i == 1 {
             g.node_named("Identity", &[&u], "image", vec![]);
             break;
@@ -256,12 +308,18 @@ pub(crate) fn affine_graph(convs: &[ConvLayer], layer: usize) -> ModelProto {
     let axes = g.initializer(i64_tensor("axes0", &[1], &[0]));
     let mut a = g.node("Unsqueeze", &[&zeros, &axes], vec![]);
     let top = &convs[layer - 1];
+    let mut inputs = vec![String::new(); layer + 1];
     for i in 1..=layer {
         let c = &convs[i - 1];
         if let Some(p) = c.pool {
             a = gated_pool(&mut g, &a, c, &tree, i, p, false);
         }
-        let z = forward_conv(&mut g, c, &a, Extent::Window);
+        inputs[i] = a.clone();
+        let read = crop(&mut g, &a, tree.conv_in[i], tree.reads[i]);
+        let z = forward_conv(&mut g, c, &read, Extent::Window);
+        let z = add_residual(&mut g, c, &z, &inputs, Some(&tree), |g, p, x| {
+            forward_conv(g, p, x, Extent::Window)
+        });
         if i == layer {
             g.node_named("Identity", &[&z], "preact", vec![]);
             break;
@@ -486,21 +544,31 @@ pub(crate) fn region_graph(convs: &[ConvLayer], layer: usize) -> ModelProto {
         DataType::Float,
         &[Dim::Named("n"), Dim::Fixed(1), Dim::Fixed(1), Dim::Fixed(1)],
     );
+    // Each convolution's bias times the sample's scale.
+    let scaled_conv = |g: &mut GraphBuilder, c: &ConvLayer, x: &str| {
+        let w = trained_weight(g, c);
+        let name = g.fresh_name("b");
+        let b = g.initializer(f32_tensor(
+            &name,
+            &[1, c.out_channels as i64, 1, 1],
+            &c.bias,
+        ));
+        let linear = g.node("Conv", &[x, &w], c.shape.attrs([0; 4]));
+        let bias = g.node("Mul", &[&b, &scale], vec![]);
+        g.node("Add", &[&linear, &bias], vec![])
+    };
+    let mut inputs = vec![String::new(); layer + 1];
     for i in 1..=layer {
         let c = &convs[i - 1];
         if let Some(p) = c.pool {
             a = gated_pool(&mut g, &a, c, &tree, i, p, true);
         }
-        let w = trained_weight(&mut g, c);
-        let b = g.initializer(f32_tensor(
-            &format!("b{i}"),
-            &[1, c.out_channels as i64, 1, 1],
-            &c.bias,
-        ));
-        let linear = g.node("Conv", &[&a, &w], c.shape.attrs([0; 4]));
-        let bias = g.node("Mul", &[&b, &scale], vec![]);
+        inputs[i] = a.clone();
+        let read = crop(&mut g, &a, tree.conv_in[i], tree.reads[i]);
+        let sum = scaled_conv(&mut g, c, &read);
+        let sum = add_residual(&mut g, c, &sum, &inputs, Some(&tree), scaled_conv);
         let z = format!("z{i}");
-        g.node_named("Add", &[&linear, &bias], &z, vec![]);
+        g.node_named("Identity", &[&sum], &z, vec![]);
         g.output(&z, DataType::Float, &dims("n", c.out_channels, tree.out[i]));
         if i == layer {
             break;
@@ -509,6 +577,147 @@ pub(crate) fn region_graph(convs: &[ConvLayer], layer: usize) -> ModelProto {
         a = gated(&mut g, &z, c, &tree, (i, Dim::Fixed(1)), Some(&scale));
     }
     g.finish()
+}
+
+/// Window `have` of a tensor cut to its part `want`.
+pub(crate) fn crop(
+    g: &mut GraphBuilder,
+    x: &str,
+    have: (Span, Span),
+    want: (Span, Span),
+) -> String {
+    if have == want {
+        return x.to_string();
+    }
+    let (starts, ends) = (
+        [want.0.start - have.0.start, want.1.start - have.1.start],
+        [
+            want.0.start - have.0.start + want.0.len as i64,
+            want.1.start - have.1.start + want.1.len as i64,
+        ],
+    );
+    let constant = |g: &mut GraphBuilder, stem: &str, values: [i64; 2]| {
+        let name = g.fresh_name(stem);
+        g.initializer(i64_tensor(&name, &[2], &values))
+    };
+    let starts = constant(g, "crop_starts", starts);
+    let ends = constant(g, "crop_ends", ends);
+    let axes = constant(g, "crop_axes", [2, 3]);
+    g.node("Slice", &[x, &starts, &ends, &axes], vec![])
+}
+
+/// Window `have` of a tensor placed in the larger window `want`, zero
+/// around it.
+pub(crate) fn pad_into(
+    g: &mut GraphBuilder,
+    x: &str,
+    have: (Span, Span),
+    want: (Span, Span),
+) -> String {
+    if have == want {
+        return x.to_string();
+    }
+    let end = |s: Span| s.start + s.len as i64;
+    let pads = [
+        0,
+        0,
+        have.0.start - want.0.start,
+        have.1.start - want.1.start,
+        0,
+        0,
+        end(want.0) - end(have.0),
+        end(want.1) - end(have.1),
+    ];
+    let name = g.fresh_name("pads");
+    let pads = g.initializer(i64_tensor(&name, &[8], &pads));
+    g.node("Pad", &[x, &pads], vec![])
+}
+
+/// `z`, conv `c`'s output, plus its residual shortcut: the input of conv
+/// `from` (`inputs[from]`; on a FOV window, `tree.conv_in[from]` cut to
+/// what the shortcut reads) through `conv` for a projection.
+pub(crate) fn add_residual(
+    g: &mut GraphBuilder,
+    c: &ConvLayer,
+    z: &str,
+    inputs: &[String],
+    tree: Option<&FovTree>,
+    conv: impl FnOnce(&mut GraphBuilder, &ConvLayer, &str) -> String,
+) -> String {
+    let Some(r) = &c.residual else {
+        return z.to_string();
+    };
+    let mut s = inputs[r.from].clone();
+    if let Some(t) = tree
+        && let Some(read) = t.shortcut[c.number]
+    {
+        s = crop(g, &s, t.conv_in[r.from], read);
+    }
+    if let Some(p) = &r.projection {
+        s = conv(g, p, &s);
+    }
+    g.node("Add", &[z, &s], vec![])
+}
+
+/// Backward signals on their way down residual shortcuts, waiting at the
+/// input of the conv they start from (index = layer).
+pub(crate) struct Waiting(Vec<Option<String>>);
+
+impl Waiting {
+    pub(crate) fn new(layers: usize) -> Waiting {
+        Waiting(vec![None; layers + 1])
+    }
+
+    /// Sends `grad`, the signal at conv `c`'s pre-activation, down its
+    /// shortcut: through its projection's transpose of `kernel` (`extent`:
+    /// a FOV window, or the source's grid on a whole image), on a FOV
+    /// `tree` placed in the source's window.
+    pub(crate) fn send(
+        &mut self,
+        g: &mut GraphBuilder,
+        c: &ConvLayer,
+        kernel: Option<&[f32]>,
+        grad: &str,
+        tree: Option<&FovTree>,
+        extent: Extent,
+    ) {
+        let Some(r) = &c.residual else {
+            return;
+        };
+        let mut s = grad.to_string();
+        if let (Some(p), Some(kernel)) = (&r.projection, kernel) {
+            s = transposed_conv(g, p, kernel, &s, extent);
+        }
+        if let Some(t) = tree
+            && let Some(read) = t.shortcut[c.number]
+        {
+            s = pad_into(g, &s, read, t.conv_in[r.from]);
+        }
+        let slot = &mut self.0[r.from];
+        *slot = Some(match slot.take() {
+            Some(acc) => g.node("Add", &[&acc, &s], vec![]),
+            None => s,
+        });
+    }
+
+    /// The signal at conv `i`'s input: `u`, from its transpose (on a FOV
+    /// `tree` placed in the input's window), plus what waits there.
+    pub(crate) fn gather(
+        &mut self,
+        g: &mut GraphBuilder,
+        i: usize,
+        u: &str,
+        tree: Option<&FovTree>,
+    ) -> String {
+        let u = match tree {
+            Some(t) => pad_into(g, u, t.reads[i], t.conv_in[i]),
+            None => u.to_string(),
+        };
+        match self.0.get_mut(i).and_then(Option::take) {
+            Some(s) => g.node("Add", &[&u, &s], vec![]),
+            None => u,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -275,6 +275,32 @@ pub struct ConvLayer {
     pub conv_node: String,
     /// The BatchNormalization node folded into `weight` and `bias` at load.
     pub batch_norm: Option<String>,
+    /// A shortcut added to the pre-activation (a residual block's sum).
+    pub residual: Option<Residual>,
+}
+
+/// A residual sum into a layer's pre-activation, as ResNet's blocks end:
+/// the input of conv layer `from` (after its pool) added through a
+/// projection convolution or as it is. The sum is linear, so a recording's
+/// gates still fix one affine map; backward passes split at the sum and add
+/// up again at `from`'s input.
+#[derive(Debug, Clone)]
+pub struct Residual {
+    pub from: usize,
+    /// The shortcut's convolution (batch norm folded in); None for the
+    /// identity.
+    pub projection: Option<Box<ConvLayer>>,
+    pub add_node: String,
+}
+
+impl Residual {
+    /// The window of the shortcut's source that window `w` of the sum reads.
+    pub fn input_span(&self, w: (Span, Span)) -> (Span, Span) {
+        match &self.projection {
+            Some(p) => (p.shape.input_span(w.0, 0), p.shape.input_span(w.1, 1)),
+            None => w,
+        }
+    }
 }
 
 impl ConvLayer {
@@ -305,6 +331,7 @@ impl ConvLayer {
             relu_output: String::new(),
             conv_node: String::new(),
             batch_norm: None,
+            residual: None,
         }
     }
 }
@@ -482,9 +509,50 @@ impl Network {
         let mut in_block = 0usize;
         // Why the probe-able chain ends before the graph's head, if it does.
         let mut stop: Option<String> = None;
+        // A residual block's shortcut, from its start until its sum.
+        let mut pending: Option<PendingResidual> = None;
         loop {
             let n = match consumers.get(cur.as_str()).map(Vec::as_slice) {
                 Some([n]) => *n,
+                Some([a, b]) if !convs.is_empty() && pending.is_none() => {
+                    match residual_start([*a, *b], &cur, &consts, &single, channels) {
+                        Some(Ok((main, shortcut))) => {
+                            // ResNet's stages start with a strided
+                            // projection: a new block in the layer names.
+                            if shortcut
+                                .projection
+                                .as_ref()
+                                .is_some_and(|p| p.shape.stride > 1)
+                                && pending_pool.is_none()
+                            {
+                                block += 1;
+                                in_block = 0;
+                            }
+                            pending = Some(PendingResidual {
+                                from: convs.len() + 1,
+                                ..shortcut
+                            });
+                            main
+                        }
+                        Some(Err(Error::Model(why))) => {
+                            stop = Some(why);
+                            break;
+                        }
+                        Some(Err(e)) => return Err(e),
+                        None if [a, b]
+                            .iter()
+                            .all(|n| HEAD_OPS.contains(&n.op_type.as_str())) =>
+                        {
+                            break;
+                        }
+                        None => {
+                            stop = Some(format!(
+                                "{cur} feeds 2 nodes (a branch) that do not start a residual block; Fovea probes chains and residual blocks"
+                            ));
+                            break;
+                        }
+                    }
+                }
                 // Shape plumbing reading the chain's end (a Flatten written
                 // as Shape + Reshape) starts the head; anything else is a
                 // branch the chain cannot follow.
@@ -496,7 +564,7 @@ impl Network {
                             .any(|n| !HEAD_OPS.contains(&n.op_type.as_str())) =>
                 {
                     stop = Some(format!(
-                        "{cur} feeds {} nodes (a branch); Fovea probes chains",
+                        "{cur} feeds {} nodes (a branch); Fovea probes chains and residual blocks",
                         several.len()
                     ));
                     break;
@@ -507,10 +575,13 @@ impl Network {
                 // A zero Pad in front of a convolution (as tf2onnx writes
                 // Keras' ZeroPadding2D) is read as the convolution's own.
                 "Conv" | "Pad" => match n.op_type.as_str() {
-                    "Conv" => read_conv(n, &consts, &single, channels, [0; 4]),
+                    "Conv" => read_conv(n, &consts, &single, channels, [0; 4], &mut pending),
                     _ => match single(&n.output[0]) {
-                        Some(conv) if conv.op_type == "Conv" => read_pad(n, &consts)
-                            .and_then(|pads| read_conv(conv, &consts, &single, channels, pads)),
+                        Some(conv) if conv.op_type == "Conv" => {
+                            read_pad(n, &consts).and_then(|pads| {
+                                read_conv(conv, &consts, &single, channels, pads, &mut pending)
+                            })
+                        }
                         _ => Err(node_error(
                             n,
                             "pads something other than a single convolution",
@@ -726,8 +797,9 @@ impl Network {
 
 /// [`Network::geometry`] of a conv chain: each layer's grid from the one
 /// below (through the pool in front, then the convolution's output length),
-/// its field of view and stride by the usual recurrence (a kernel widens the
-/// field by `extent - 1` strides of the layer below).
+/// its stride the product of the strides below, and its field of view the
+/// side of one neuron's window on the input (through residual shortcuts
+/// too, the hull of every path).
 pub fn geometry_of(convs: &[ConvLayer], input_size: usize) -> Vec<LayerGeom> {
     let mut out = vec![LayerGeom {
         channels: 3,
@@ -737,23 +809,21 @@ pub fn geometry_of(convs: &[ConvLayer], input_size: usize) -> Vec<LayerGeom> {
         stride: 1,
         pooled: false,
     }];
-    let (mut h, mut w, mut fov, mut stride) = (input_size, input_size, 1usize, 1usize);
-    for c in convs {
+    let (mut h, mut w, mut stride) = (input_size, input_size, 1usize);
+    for (i, c) in convs.iter().enumerate() {
         if let Some(p) = c.pool {
             h = p.output_len(h, 0);
             w = p.output_len(w, 1);
-            fov += (p.kernel - 1) * stride;
             stride *= p.stride;
         }
         h = c.shape.output_len(h, 0);
         w = c.shape.output_len(w, 1);
-        fov += (c.shape.extent() - 1) * stride;
         stride *= c.shape.stride;
         out.push(LayerGeom {
             channels: c.out_channels,
             height: h,
             width: w,
-            fov,
+            fov: fov_tree(convs, i + 1, 0, 0).out[0].0.len,
             stride,
             pooled: c.pool.is_some(),
         });
@@ -854,19 +924,29 @@ fn for_rows(size: usize, w: (Span, Span), mut f: impl FnMut(usize, usize, usize)
 }
 
 /// The windows a neuron's backward pass touches: `out[i]` at the output of
-/// layer i (i = 0 is the input plane), and `pooled_in[i]` at the pooled grid
-/// feeding conv i when it is pooled.
+/// layer i (i = 0 is the input plane), `conv_in[i]` at the input of conv i
+/// (after its pool); of that, `reads[i]` is what conv i reads and
+/// `shortcut[i]` what layer i's residual reads at `conv_in[from]`. Without
+/// residuals `reads` is `conv_in`; with them a source's window is the hull
+/// of what its readers need, and each reader takes its part.
 #[derive(Debug, Clone)]
 pub struct FovTree {
     pub out: Vec<(Span, Span)>,
     pub conv_in: Vec<(Span, Span)>,
+    pub reads: Vec<(Span, Span)>,
+    pub shortcut: Vec<Option<(Span, Span)>>,
 }
 
 /// Windows of the FOV tree of neuron (y, x) at conv layer `layer`.
 pub fn fov_tree(convs: &[ConvLayer], layer: usize, y: usize, x: usize) -> FovTree {
-    let mut out = vec![(Span { start: 0, len: 0 }, Span { start: 0, len: 0 }); layer + 1];
+    let empty = (Span { start: 0, len: 0 }, Span { start: 0, len: 0 });
+    let mut out = vec![empty; layer + 1];
     let mut conv_in = out.clone();
-    let (mut sy, mut sx) = (
+    let mut reads = out.clone();
+    let mut shortcut = vec![None; layer + 1];
+    // What residuals above need at each conv input, as they are met.
+    let mut needed: Vec<Option<(Span, Span)>> = vec![None; layer + 1];
+    out[layer] = (
         Span {
             start: y as i64,
             len: 1,
@@ -876,19 +956,41 @@ pub fn fov_tree(convs: &[ConvLayer], layer: usize, y: usize, x: usize) -> FovTre
             len: 1,
         },
     );
-    out[layer] = (sy, sx);
     for i in (1..=layer).rev() {
         let c = &convs[i - 1];
-        sy = c.shape.input_span(sy, 0);
-        sx = c.shape.input_span(sx, 1);
-        conv_in[i] = (sy, sx);
-        if let Some(p) = c.pool {
-            sy = p.input_span(sy, 0);
-            sx = p.input_span(sx, 1);
+        let (oy, ox) = out[i];
+        reads[i] = (c.shape.input_span(oy, 0), c.shape.input_span(ox, 1));
+        if let Some(r) = &c.residual {
+            let w = r.input_span(out[i]);
+            shortcut[i] = Some(w);
+            needed[r.from] = Some(needed[r.from].map_or(w, |n| hull(n, w)));
         }
-        out[i - 1] = (sy, sx);
+        conv_in[i] = needed[i].map_or(reads[i], |n| hull(n, reads[i]));
+        let (sy, sx) = conv_in[i];
+        out[i - 1] = match c.pool {
+            Some(p) => (p.input_span(sy, 0), p.input_span(sx, 1)),
+            None => (sy, sx),
+        };
     }
-    FovTree { out, conv_in }
+    FovTree {
+        out,
+        conv_in,
+        reads,
+        shortcut,
+    }
+}
+
+/// The smallest window holding both.
+fn hull(a: (Span, Span), b: (Span, Span)) -> (Span, Span) {
+    let one = |a: Span, b: Span| {
+        let start = a.start.min(b.start);
+        let end = (a.start + a.len as i64).max(b.start + b.len as i64);
+        Span {
+            start,
+            len: (end - start) as usize,
+        }
+    };
+    (one(a.0, b.0), one(a.1, b.1))
 }
 
 /// Conv node `n` on `channels` inputs with what follows it: an optional
@@ -896,13 +998,135 @@ pub fn fov_tree(convs: &[ConvLayer], layer: usize, y: usize, x: usize) -> FovTre
 /// number, name and pool are the caller's.
 /// Conv `n` with its batch norm and activation; `padded` is a Pad in front
 /// of it (top, left, bottom, right), added to its own padding.
+/// With a `pending` shortcut, an Add of it between the batch norm and the
+/// activation ends its residual block.
 fn read_conv<'g>(
     n: &'g NodeProto,
     consts: &HashMap<&str, &TensorProto>,
     single: &dyn Fn(&str) -> Option<&'g NodeProto>,
     channels: usize,
     padded: [usize; 4],
+    pending: &mut Option<PendingResidual>,
 ) -> Result<ConvLayer> {
+    let (mut layer, mut conv_out) = read_linear_conv(n, consts, single, channels, padded)?;
+    if let Some(add) = single(&conv_out).filter(|a| a.op_type == "Add")
+        && let Some(shortcut) = pending.take_if(|p| add.input.contains(&p.joins))
+    {
+        if add.input.len() != 2 || !add.input.contains(&conv_out) {
+            return Err(node_error(
+                add,
+                "is not the sum of a convolution and a shortcut",
+            ));
+        }
+        let width = shortcut
+            .projection
+            .as_ref()
+            .map_or(shortcut.channels, |p| p.out_channels);
+        if width != layer.out_channels {
+            return Err(node_error(
+                add,
+                &format!(
+                    "adds a shortcut of {width} channels to a convolution of {}",
+                    layer.out_channels
+                ),
+            ));
+        }
+        layer.residual = Some(Residual {
+            from: shortcut.from,
+            projection: shortcut.projection.map(Box::new),
+            add_node: display_name(add),
+        });
+        conv_out = add.output[0].clone();
+    }
+    let next = single(&conv_out).ok_or_else(|| {
+        node_error(
+            n,
+            "must be followed by a single Relu, LeakyRelu, PRelu or Clip (after an optional BatchNormalization and residual Add), found several or no nodes",
+        )
+    })?;
+    layer.activation = read_activation(next, consts).map_err(|why| {
+        node_error(
+            n,
+            &format!(
+                "must be followed by a single Relu, LeakyRelu, PRelu or Clip(0, c) (after an optional BatchNormalization and residual Add); {} ({}) {why}",
+                display_name(next),
+                next.op_type
+            ),
+        )
+    })?;
+    layer.relu_output = next.output[0].clone();
+    Ok(layer)
+}
+
+/// A residual block's shortcut, read at its start.
+struct PendingResidual {
+    /// The layer whose conv input is the shortcut's source.
+    from: usize,
+    /// Channels of the source.
+    channels: usize,
+    projection: Option<ConvLayer>,
+    /// The tensor the shortcut adds to the block's last convolution.
+    joins: String,
+}
+
+/// At `source`, read by two nodes, the start of a residual block: the main
+/// path's first node and the shortcut, the identity when the other reader
+/// is the sum itself, or a Conv (with an optional batch norm) whose output
+/// only that sum reads. None when the pair is not that.
+fn residual_start<'g>(
+    readers: [&'g NodeProto; 2],
+    source: &str,
+    consts: &HashMap<&str, &TensorProto>,
+    single: &dyn Fn(&str) -> Option<&'g NodeProto>,
+    channels: usize,
+) -> Option<Result<(&'g NodeProto, PendingResidual)>> {
+    let ends_in_add = |n: &NodeProto| -> Option<String> {
+        let mut out = n.output.first()?.clone();
+        if let Some(bn) = single(&out).filter(|b| b.op_type == "BatchNormalization") {
+            out = bn.output.first()?.clone();
+        }
+        single(&out).filter(|a| a.op_type == "Add").map(|_| out)
+    };
+    let [a, b] = readers;
+    for (shortcut, main) in [(a, b), (b, a)] {
+        if !matches!(main.op_type.as_str(), "Conv" | "Pad") {
+            continue;
+        }
+        let pending = |projection, joins| PendingResidual {
+            from: 0,
+            channels,
+            projection,
+            joins,
+        };
+        if shortcut.op_type == "Add" {
+            return Some(Ok((main, pending(None, source.to_string()))));
+        }
+        if shortcut.op_type == "Conv"
+            && let Some(joins) = ends_in_add(shortcut)
+        {
+            return Some(
+                read_linear_conv(shortcut, consts, single, channels, [0; 4]).map(
+                    |(mut projection, _)| {
+                        projection.name = "shortcut".into();
+                        (main, pending(Some(projection), joins))
+                    },
+                ),
+            );
+        }
+    }
+    None
+}
+
+/// Conv `n` on `channels` inputs with its optional inference-form batch
+/// norm folded in, and the tensor where they end; `padded` as for
+/// [`read_conv`]. The layer's activation is the caller's to read.
+fn read_linear_conv<'g>(
+    n: &'g NodeProto,
+    consts: &HashMap<&str, &TensorProto>,
+    single: &dyn Fn(&str) -> Option<&'g NodeProto>,
+    channels: usize,
+    padded: [usize; 4],
+) -> Result<(ConvLayer, String)> {
     let wname = n.input.get(1).map(String::as_str).unwrap_or("");
     let wt = consts
         .get(wname)
@@ -936,36 +1160,14 @@ fn read_conv<'g>(
         batch_norm = Some(display_name(bn));
         conv_out = bn.output[0].clone();
     }
-    let next = single(&conv_out).ok_or_else(|| {
-        node_error(
-            n,
-            "must be followed by a single Relu, LeakyRelu, PRelu or Clip (after an optional BatchNormalization), found several or no nodes",
-        )
-    })?;
-    let activation = read_activation(next, consts).map_err(|why| {
-        node_error(
-            n,
-            &format!(
-                "must be followed by a single Relu, LeakyRelu, PRelu or Clip(0, c) (after an optional BatchNormalization); {} ({}) {why}",
-                display_name(next),
-                next.op_type
-            ),
-        )
-    })?;
-    Ok(ConvLayer {
-        number: 0,
-        name: String::new(),
-        in_channels: channels,
-        out_channels: out,
-        shape,
-        pool: None,
+    let layer = ConvLayer {
         weight,
         bias,
-        activation,
-        relu_output: next.output[0].clone(),
         conv_node: display_name(n),
         batch_norm,
-    })
+        ..ConvLayer::bare(0, (channels, out), shape, None)
+    };
+    Ok((layer, conv_out))
 }
 
 /// A Pad node's zero padding of the two spatial axes (top, left, bottom,

@@ -24,7 +24,9 @@
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::graphs::GraphKind;
-use crate::graphs::transposed::{affine_graph, backward_graph, random_weights, tree_of};
+use crate::graphs::transposed::{
+    Kernels, affine_graph, backward_graph, random_shortcuts, random_weights, tree_of,
+};
 use crate::model::network::{Activation, ConvLayer, FovTree, fov_tree, inside_grid, put_window};
 use crate::record::{Recording, Switches};
 use crate::runtime::sessions::poisoned;
@@ -477,17 +479,17 @@ impl Engine {
         for key in keys {
             let (layer, kind) = key;
             let session = self.cached_graph(layer, kind, || {
-                let weights = match kind {
-                    GraphKind::Random(s) => random_weights(&self.network.convs, s),
-                    _ => self
-                        .network
-                        .convs
-                        .iter()
-                        .map(|c| c.weight.clone())
-                        .collect(),
-                };
+                let convs = &self.network.convs;
                 let linear = kind == GraphKind::Trained { linear: true };
-                Ok(backward_graph(&self.network.convs, layer, &weights, linear))
+                Ok(match kind {
+                    GraphKind::Random(s) => {
+                        let (weights, shortcuts) =
+                            (random_weights(convs, s), random_shortcuts(convs, s));
+                        let kernels = Kernels::of(&weights, &shortcuts);
+                        backward_graph(convs, layer, &kernels, linear)
+                    }
+                    _ => backward_graph(convs, layer, &Kernels::trained(convs), linear),
+                })
             })?;
             for chunk in groups[&key].chunks(batch_size(&self.network.convs, layer)) {
                 stop.check()?;
@@ -643,7 +645,7 @@ impl Engine {
             by_layer.entry(n.layer).or_default().push(i);
         }
         for (layer, idx) in by_layer {
-            if layer == 1 {
+            if layer == 1 && convs[0].residual.is_none() {
                 // No hidden layer: the bias is the whole affine offset.
                 for i in idx {
                     out[i] = convs[0].bias[neurons[i].feature];

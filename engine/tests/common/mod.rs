@@ -95,12 +95,17 @@ impl ModeWeights {
         head: &[(Vec<f32>, Vec<f32>); 2],
         seed: u64,
     ) -> ModeWeights {
-        use fovea_engine::graphs::transposed::{random_like, random_weights};
+        use fovea_engine::graphs::transposed::{random_like, random_shortcuts, random_weights};
         let f64s = |v: Vec<f32>| v.into_iter().map(|x| x as f64).collect::<Vec<f64>>();
+        let convs = &engine.network.convs;
+        let shortcuts = random_shortcuts(convs, seed)
+            .into_iter()
+            .map(Option::unwrap_or_default);
         ModeWeights {
-            convs: reference.layers.iter().map(|l| l.3.clone()).collect(),
-            random_convs: random_weights(&engine.network.convs, seed)
+            convs: reference.kernels(),
+            random_convs: random_weights(convs, seed)
                 .into_iter()
+                .chain(shortcuts)
                 .map(f64s)
                 .collect(),
             head: head.iter().map(|(w, _)| f64s(w.clone())).collect(),

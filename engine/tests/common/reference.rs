@@ -23,7 +23,19 @@ pub struct Reference {
     pub layers: Vec<RefLayer>,
     /// Per layer, its activation.
     pub activations: Vec<Activation>,
+    /// Per layer, a residual sum into its pre-activation.
+    pub residuals: Vec<Option<RefResidual>>,
     pub size: usize,
+}
+
+/// A projection conv with its weights and bias.
+pub type Projection = (ChainConv, (Vec<f32>, Vec<f32>));
+
+/// A residual sum: the input of layer `from` (1-based, after its pool),
+/// through a projection layer (its pool field unused) or as it is.
+pub struct RefResidual {
+    pub from: usize,
+    pub projection: Option<RefLayer>,
 }
 
 /// The activation's value at `z`.
@@ -308,8 +320,66 @@ impl Reference {
                 })
                 .collect(),
             activations: chain.iter().map(|c| c.activation).collect(),
+            residuals: chain.iter().map(|_| None).collect(),
             size,
         }
+    }
+
+    /// The chain with residual sums: per layer, the layer whose input it
+    /// adds and the projection's (conv, weights) if any.
+    pub fn with_residuals(mut self, links: Vec<Option<(usize, Option<Projection>)>>) -> Reference {
+        self.residuals = links
+            .into_iter()
+            .map(|l| {
+                l.map(|(from, projection)| RefResidual {
+                    from,
+                    projection: projection.map(|(c, (w, b))| {
+                        (
+                            c.in_channels,
+                            c.out_channels,
+                            None,
+                            w.iter().map(|&v| v as f64).collect(),
+                            b.iter().map(|&v| v as f64).collect(),
+                            c.shape,
+                        )
+                    }),
+                })
+            })
+            .collect();
+        self
+    }
+
+    /// What layer `i`'s residual (0-based) adds, from the layers' `inputs`
+    /// of `dims`.
+    fn residual_sum(
+        &self,
+        i: usize,
+        inputs: &[Vec<f64>],
+        dims: &[(usize, usize)],
+    ) -> Option<Vec<f64>> {
+        let r = self.residuals[i].as_ref()?;
+        let source = &inputs[r.from - 1];
+        Some(match &r.projection {
+            Some((pin, pout, _, pw, pb, ps)) => {
+                conv(source, *pin, dims[r.from - 1], pw, pb, *pout, ps).0
+            }
+            None => source.clone(),
+        })
+    }
+
+    /// The trained kernels the backward passes take: the layers', then per
+    /// layer its projection's (empty without one).
+    pub fn kernels(&self) -> Vec<Vec<f64>> {
+        let projections = self.residuals.iter().map(|r| {
+            r.as_ref()
+                .and_then(|r| r.projection.as_ref())
+                .map_or_else(Vec::new, |p| p.3.clone())
+        });
+        self.layers
+            .iter()
+            .map(|l| l.3.clone())
+            .chain(projections)
+            .collect()
     }
 
     pub fn forward(&self, input: &[f64]) -> Trace {
@@ -322,7 +392,11 @@ impl Reference {
             argmax: vec![],
             pools: vec![],
         };
-        for ((cin, cout, pool, wt, b, shape), &act) in self.layers.iter().zip(&self.activations) {
+        // Each layer's input (after its pool), which residuals read.
+        let mut inputs: Vec<Vec<f64>> = Vec::new();
+        for (i, ((cin, cout, pool, wt, b, shape), &act)) in
+            self.layers.iter().zip(&self.activations).enumerate()
+        {
             if let Some(p) = pool {
                 let (map, out) = pool_map(&x, *cin, (h, w), *p);
                 x = pooled(&map, &x);
@@ -336,7 +410,12 @@ impl Reference {
                 trace.pools.push(None);
             }
             trace.inputs.push((h, w));
-            let (pre, out) = conv(&x, *cin, (h, w), wt, b, *cout, shape);
+            inputs.push(x.clone());
+            let (mut pre, out) = conv(&x, *cin, (h, w), wt, b, *cout, shape);
+            if let Some(added) = self.residual_sum(i, &inputs, &trace.inputs) {
+                assert_eq!(added.len(), pre.len(), "the residual's shape");
+                pre.iter_mut().zip(&added).for_each(|(p, a)| *p += a);
+            }
             (h, w) = out;
             x = pre.iter().map(|&v| activate(act, v)).collect();
             trace.pre.push(pre);
@@ -404,6 +483,8 @@ impl Reference {
         mask_top: bool,
         stop: usize,
     ) -> Vec<f64> {
+        // Signals sent down residual shortcuts, at their source's input.
+        let mut waiting: Vec<Option<Vec<f64>>> = vec![None; l + 1];
         for i in (stop + 1..=l).rev() {
             let (cin, cout, _, _, _, shape) = &self.layers[i - 1];
             let masked = match mode {
@@ -416,7 +497,24 @@ impl Reference {
                     *v *= slope(act, p);
                 }
             }
+            if let Some(r) = self.residuals[i - 1].as_ref().filter(|r| r.from > stop) {
+                let sent = match &r.projection {
+                    Some((pin, pout, _, _, _, ps)) => {
+                        let pw = &weights[self.layers.len() + i - 1];
+                        conv_t(&x, *pin, trace.inputs[r.from - 1], pw, *pout, ps)
+                    }
+                    None => x.clone(),
+                };
+                let slot = &mut waiting[r.from];
+                match slot {
+                    Some(acc) => acc.iter_mut().zip(&sent).for_each(|(a, v)| *a += v),
+                    None => *slot = Some(sent),
+                }
+            }
             let mut u = conv_t(&x, *cin, trace.inputs[i - 1], &weights[i - 1], *cout, shape);
+            if let Some(sent) = waiting[i].take() {
+                u.iter_mut().zip(&sent).for_each(|(a, v)| *a += v);
+            }
             if i == 1 {
                 return u;
             }
@@ -607,11 +705,16 @@ impl Head {
     ) -> f64 {
         // The affine map with every gate fixed, run on a zero image.
         let mut x: Vec<f64> = vec![0.0; 3 * r.size * r.size];
+        let mut inputs: Vec<Vec<f64>> = Vec::new();
         for (i, (cin, cout, _, w, b, shape)) in r.layers.iter().enumerate() {
             if let Some(map) = &trace.pools[i] {
                 x = pooled(map, &x);
             }
-            let (z, _) = conv(&x, *cin, trace.inputs[i], w, b, *cout, shape);
+            inputs.push(x.clone());
+            let (mut z, _) = conv(&x, *cin, trace.inputs[i], w, b, *cout, shape);
+            if let Some(added) = r.residual_sum(i, &inputs, &trace.inputs) {
+                z.iter_mut().zip(&added).for_each(|(p, a)| *p += a);
+            }
             let act = r.activations[i];
             x = z
                 .iter()

@@ -137,8 +137,10 @@ class Box:
 class Layer:
     """A layer of the network. For conv layers `activation` is "relu",
     "leaky_relu" (with its `slope` below zero) or "clipped_relu" (with its
-    `ceiling`, 6 for ReLU6) and `pool` the pool in front of the convolution:
-    "max", "average" or ""."""
+    `ceiling`, 6 for ReLU6), `pool` the pool in front of the convolution:
+    "max", "average" or "", and `residual_from` the layer whose input a
+    residual sum adds to this layer's (0 without one; the projection, if
+    any, is in the model's `raw` message)."""
 
     number: int
     name: str
@@ -152,6 +154,7 @@ class Layer:
     slope: float = 0.0
     ceiling: float = 0.0
     pool: str = ""
+    residual_from: int = 0
 
 
 @dataclass(frozen=True)
@@ -577,6 +580,7 @@ class Client:
                 l.activation.slope,
                 l.activation.ceiling,
                 ("average" if l.pool.average else "max") if l.HasField("pool") else "",
+                l.residual.from_layer,
             )
             for l in m.layers
         ]

@@ -100,7 +100,7 @@ class GetModelRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Layer(_message.Message):
-    __slots__ = ("number", "name", "kind", "channels", "height", "width", "pooled", "fov", "stride", "source_node", "folded_batch_norm", "conv", "pool", "activation")
+    __slots__ = ("number", "name", "kind", "channels", "height", "width", "pooled", "fov", "stride", "source_node", "folded_batch_norm", "conv", "pool", "activation", "residual")
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -115,6 +115,7 @@ class Layer(_message.Message):
     CONV_FIELD_NUMBER: _ClassVar[int]
     POOL_FIELD_NUMBER: _ClassVar[int]
     ACTIVATION_FIELD_NUMBER: _ClassVar[int]
+    RESIDUAL_FIELD_NUMBER: _ClassVar[int]
     number: int
     name: str
     kind: LayerKind
@@ -129,7 +130,20 @@ class Layer(_message.Message):
     conv: ConvGeometry
     pool: PoolGeometry
     activation: ActivationFunction
-    def __init__(self, number: _Optional[int] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[LayerKind, str]] = ..., channels: _Optional[int] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., pooled: bool = ..., fov: _Optional[int] = ..., stride: _Optional[int] = ..., source_node: _Optional[str] = ..., folded_batch_norm: _Optional[str] = ..., conv: _Optional[_Union[ConvGeometry, _Mapping]] = ..., pool: _Optional[_Union[PoolGeometry, _Mapping]] = ..., activation: _Optional[_Union[ActivationFunction, _Mapping]] = ...) -> None: ...
+    residual: Residual
+    def __init__(self, number: _Optional[int] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[LayerKind, str]] = ..., channels: _Optional[int] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., pooled: bool = ..., fov: _Optional[int] = ..., stride: _Optional[int] = ..., source_node: _Optional[str] = ..., folded_batch_norm: _Optional[str] = ..., conv: _Optional[_Union[ConvGeometry, _Mapping]] = ..., pool: _Optional[_Union[PoolGeometry, _Mapping]] = ..., activation: _Optional[_Union[ActivationFunction, _Mapping]] = ..., residual: _Optional[_Union[Residual, _Mapping]] = ...) -> None: ...
+
+class Residual(_message.Message):
+    __slots__ = ("from_layer", "projection", "add_node", "projection_node")
+    FROM_LAYER_FIELD_NUMBER: _ClassVar[int]
+    PROJECTION_FIELD_NUMBER: _ClassVar[int]
+    ADD_NODE_FIELD_NUMBER: _ClassVar[int]
+    PROJECTION_NODE_FIELD_NUMBER: _ClassVar[int]
+    from_layer: int
+    projection: ConvGeometry
+    add_node: str
+    projection_node: str
+    def __init__(self, from_layer: _Optional[int] = ..., projection: _Optional[_Union[ConvGeometry, _Mapping]] = ..., add_node: _Optional[str] = ..., projection_node: _Optional[str] = ...) -> None: ...
 
 class ActivationFunction(_message.Message):
     __slots__ = ("kind", "slope", "ceiling")
