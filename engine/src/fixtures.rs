@@ -712,6 +712,13 @@ pub fn residual_stem() -> ChainConv {
 /// [`residual_batch_norms`] (the projection last), epsilon
 /// [`TINY_BN_EPSILON`].
 pub fn residual_model(stem_pool: bool) -> Vec<u8> {
+    residual_model_with(stem_pool, 1)
+}
+
+/// [`residual_model`] with a `projection` x `projection` kernel in the
+/// second block's shortcut (padded to keep the grid): from 9 up it reads
+/// more of the block's input than the block's convolutions do.
+pub fn residual_model_with(stem_pool: bool, projection: usize) -> Vec<u8> {
     let mut g = GraphBuilder::new("residual");
     let size = RESIDUAL_SIZE as i64;
     let input = g.input(
@@ -725,8 +732,8 @@ pub fn residual_model(stem_pool: bool) -> Vec<u8> {
         ],
     );
     let mut convs = residual_convs(stem_pool);
-    convs.push(residual_projection());
-    let weights = residual_weights();
+    convs.push(residual_projection(projection));
+    let weights = residual_weights(projection);
     let norms = residual_batch_norms();
     let conv_bn = |g: &mut GraphBuilder, k: usize, x: &str| -> String {
         let (w, b) = &weights[k];
@@ -785,16 +792,17 @@ pub fn residual_convs(stem_pool: bool) -> Vec<ChainConv> {
     ]
 }
 
-/// The second block's shortcut: a 1x1/2 projection to twice the channels.
-pub fn residual_projection() -> ChainConv {
+/// The second block's shortcut: a `kernel` x `kernel` projection with
+/// stride 2 to twice the channels (1x1/2 in ResNet).
+pub fn residual_projection(kernel: usize) -> ChainConv {
     ChainConv {
         in_channels: RESIDUAL_WIDTH,
         out_channels: 2 * RESIDUAL_WIDTH,
         pool: None,
         shape: ConvShape {
-            kernel: 1,
+            kernel,
             stride: 2,
-            pads: [0; 4],
+            pads: [(kernel - 1) / 2; 4],
             ..ConvShape::SAME_3X3
         },
         activation: Activation::Relu,
@@ -807,10 +815,10 @@ pub const RESIDUAL_LINKS: [Option<(usize, bool)>; 5] =
     [None, None, Some((2, false)), None, Some((4, true))];
 
 /// Weights (OIHW, bias-free) of the residual model's five convolutions
-/// and its projection.
-pub fn residual_weights() -> Vec<(Vec<f32>, Vec<f32>)> {
+/// and its projection (of that kernel side).
+pub fn residual_weights(projection: usize) -> Vec<(Vec<f32>, Vec<f32>)> {
     let mut convs = residual_convs(true);
-    convs.push(residual_projection());
+    convs.push(residual_projection(projection));
     chain_weights(&convs, 23)
         .into_iter()
         .map(|(w, b)| (w, vec![0.0; b.len()]))
@@ -821,7 +829,7 @@ pub fn residual_weights() -> Vec<(Vec<f32>, Vec<f32>)> {
 /// model's five convolutions and its projection.
 pub fn residual_batch_norms() -> Vec<[Vec<f32>; 4]> {
     let mut convs = residual_convs(true);
-    convs.push(residual_projection());
+    convs.push(residual_projection(1));
     chain_batch_norms(&convs, 29, (0.5, 1.5))
 }
 

@@ -13,28 +13,33 @@ use common::reference::Reference;
 use common::{Probed, assert_forward_is_the_references, folded, runtime};
 use fovea_engine::fixtures::{
     RESIDUAL_LINKS, RESIDUAL_SIZE, residual_batch_norms, residual_convs, residual_model,
-    residual_projection, residual_weights,
+    residual_model_with, residual_projection, residual_weights,
 };
 use ort::value::TensorRef;
 
 fn setup_with(stem_pool: bool) -> Probed {
-    let mut weights = folded(residual_weights(), residual_batch_norms());
-    let projection = weights.pop().expect("the projection's weights");
+    setup_of(stem_pool, 1)
+}
+
+/// With a `projection`-sided kernel in the second block's shortcut.
+fn setup_of(stem_pool: bool, projection: usize) -> Probed {
+    let mut weights = folded(residual_weights(projection), residual_batch_norms());
+    let weights_p = weights.pop().expect("the projection's weights");
     let links = RESIDUAL_LINKS
         .iter()
         .map(|l| {
             l.map(|(from, projected)| {
                 (
                     from,
-                    projected.then(|| (residual_projection(), projection.clone())),
+                    projected.then(|| (residual_projection(projection), weights_p.clone())),
                 )
             })
         })
         .collect();
     Probed::new(
-        &residual_model(stem_pool),
+        &residual_model_with(stem_pool, projection),
         RESIDUAL_SIZE,
-        &format!("residual-{stem_pool}"),
+        &format!("residual-{stem_pool}-{projection}"),
         Reference::of_chain(&residual_convs(stem_pool), weights, RESIDUAL_SIZE)
             .with_residuals(links),
     )
@@ -70,7 +75,7 @@ fn residual_blocks_are_read_with_their_shortcuts() {
         .as_ref()
         .and_then(|r| r.projection.as_ref());
     let projection = projection.expect("the projection");
-    assert_eq!(projection.shape, residual_projection().shape);
+    assert_eq!(projection.shape, residual_projection(1).shape);
     assert!(projection.batch_norm.is_some() && net.convs.iter().all(|c| c.batch_norm.is_some()));
     assert_eq!(
         net.dense.len(),
@@ -156,5 +161,22 @@ fn the_linear_region_along_a_line_is_the_references() {
     let neurons = s.probe_neurons();
     for n in [neurons[6], neurons[12]] {
         s.assert_region_is_the_references(n);
+    }
+}
+
+/// A 9x9/2 projection reads more of the second block's input than the
+/// block's convolutions (9 against 7 rows per neuron): that input's window
+/// is the projection's, and the convolution takes its part of it. All four
+/// modes, FOV gradients and the field of view (+8*4 = 59) hold.
+#[test]
+fn a_shortcut_wider_than_its_block_sets_the_window() {
+    let s = setup_of(true, 9);
+    let g = s.engine.geometry[5];
+    assert_eq!((g.fov, g.stride), (27 + 8 * 4, 8));
+    let tree = fovea_engine::model::network::fov_tree(&s.engine.network.convs, 5, 2, 2);
+    assert!(tree.reads[4].0.len < tree.conv_in[4].0.len, "{tree:?}");
+    s.assert_all_modes(&residual_convs(true), s.probe_neurons(), 5);
+    for n in s.probe_neurons() {
+        s.assert_fov_gradient_is_the_filter(n);
     }
 }
