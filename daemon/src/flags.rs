@@ -22,9 +22,9 @@ pub fn choice<T: Choice + Clone>() -> impl TypedValueParser<Value = T> {
 /// Which model to load and how to run it.
 #[derive(clap::Args, Debug, Clone)]
 pub struct LoadFlags {
-    /// The model: `vgg16` for the default VGG-16; `vgg19`, `vgg16-bn` or
-    /// `vgg19-bn` from the ONNX model zoo (downloaded once into the cache);
-    /// or a path to an ONNX file.
+    /// The model: `vgg16` for the default VGG-16; `vgg19`, `vgg16-bn`,
+    /// `vgg19-bn` or `resnet18|34|50|101|152` (v1) from the ONNX model zoo
+    /// (downloaded once into the cache); or a path to an ONNX file.
     #[arg(long, default_value = "vgg16", env = "FOVEA_MODEL")]
     pub model: String,
     /// Where the default model may come from.

@@ -833,6 +833,126 @@ pub fn residual_batch_norms() -> Vec<[Vec<f32>; 4]> {
     chain_batch_norms(&convs, 29, (0.5, 1.5))
 }
 
+/// Bottleneck blocks per stage of ResNet-50.
+pub const RESNET50_BLOCKS: [usize; 4] = [3, 4, 6, 3];
+
+/// Input side and classes of the ResNet-50-shaped model.
+pub const RESNET50_SIZE: usize = 224;
+pub const RESNET50_CLASSES: usize = 1000;
+
+/// A ResNet-50-shaped ImageNet classifier with generated weights, laid out
+/// as torchvision exports it: a 7x7/2 stem with batch norm and a 3x3/2
+/// padded max pool; stages of [`RESNET50_BLOCKS`] bottleneck blocks (1x1,
+/// 3x3 with the stage's stride, 1x1 to 4x the width; 64, 128, 256, 512)
+/// each convolution batch-normalised, the block's input added before the
+/// last ReLU, through a batch-normalised 1x1 projection where the shape
+/// changes; global average pooling, Flatten and a dense layer of
+/// [`RESNET50_CLASSES`]. He-normal kernels, batch norms near the identity
+/// (the last of each block scaled by 0.2 so the sums stay bounded over 16
+/// blocks), all drawn from `seed`. Input `[N, 3, 224, 224]`.
+pub fn resnet50_shaped_model(seed: u64) -> Vec<u8> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut g = GraphBuilder::new("resnet50_shaped");
+    let side = RESNET50_SIZE as i64;
+    let input = g.input(
+        "input",
+        DataType::Float,
+        &[
+            Dim::Named("N"),
+            Dim::Fixed(3),
+            Dim::Fixed(side),
+            Dim::Fixed(side),
+        ],
+    );
+    let mut k = 0usize;
+    // Conv k + batch norm (scale `gamma`) on `x`.
+    let mut conv_bn = |g: &mut GraphBuilder,
+                       x: &str,
+                       (cin, cout): (usize, usize),
+                       (kernel, stride): (usize, usize),
+                       gamma: f32| {
+        let c = ChainConv {
+            in_channels: cin,
+            out_channels: cout,
+            pool: None,
+            shape: ConvShape {
+                kernel,
+                stride,
+                pads: [(kernel - 1) / 2; 4],
+                ..ConvShape::SAME_3X3
+            },
+            activation: Activation::Relu,
+        };
+        let fan_in = cin * kernel * kernel;
+        let he = Normal::new(0.0f32, (2.0 / fan_in as f32).sqrt()).ok();
+        let w: Vec<f32> = (0..cout * fan_in)
+            .map(|_| he.map_or(0.0, |d| d.sample(&mut rng)))
+            .collect();
+        let shift: Vec<f32> = (0..cout).map(|_| rng.random_range(-0.1..0.1)).collect();
+        let norm = [vec![gamma; cout], shift, vec![0.0; cout], vec![1.0; cout]];
+        k += 1;
+        conv_node(g, k, x, &c, (&w, &[]), Some(&norm))
+    };
+    let z = conv_bn(&mut g, &input, (3, 64), (7, 2), 1.0);
+    let a = g.node("Relu", &[&z], vec![]);
+    let pool = PoolShape {
+        kernel: 3,
+        stride: 2,
+        pads: [1; 4],
+        ..PoolShape::HALVING
+    };
+    let mut x = g.node(pool.op(), &[&a], pool.own_attrs());
+    let mut channels = 64;
+    for (stage, &blocks) in RESNET50_BLOCKS.iter().enumerate() {
+        let width = 64 << stage;
+        for block in 0..blocks {
+            let stride = if stage > 0 && block == 0 { 2 } else { 1 };
+            let z = conv_bn(&mut g, &x, (channels, width), (1, 1), 1.0);
+            let a = g.node("Relu", &[&z], vec![]);
+            let z = conv_bn(&mut g, &a, (width, width), (3, stride), 1.0);
+            let a = g.node("Relu", &[&z], vec![]);
+            let z = conv_bn(&mut g, &a, (width, 4 * width), (1, 1), 0.2);
+            let shortcut = if block == 0 {
+                conv_bn(&mut g, &x, (channels, 4 * width), (1, stride), 1.0)
+            } else {
+                x.clone()
+            };
+            let sum = g.node("Add", &[&z, &shortcut], vec![]);
+            x = g.node("Relu", &[&sum], vec![]);
+            channels = 4 * width;
+        }
+    }
+    let pooled = g.node("GlobalAveragePool", &[&x], vec![]);
+    let flat = g.node("Flatten", &[&pooled], vec![("axis", Attr::Int(1))]);
+    let classes = RESNET50_CLASSES;
+    let dense = Normal::new(0.0f32, 0.01).ok();
+    let w: Vec<f32> = (0..classes * channels)
+        .map(|_| dense.map_or(0.0, |d| d.sample(&mut rng)))
+        .collect();
+    let w = g.initializer(f32_tensor(
+        "fc.weight",
+        &[classes as i64, channels as i64],
+        &w,
+    ));
+    let b = g.initializer(f32_tensor(
+        "fc.bias",
+        &[classes as i64],
+        &vec![0.0; classes],
+    ));
+    g.node_named(
+        "Gemm",
+        &[&flat, &w, &b],
+        "logits",
+        vec![("transB", Attr::Int(1))],
+    );
+    g.output(
+        "logits",
+        DataType::Float,
+        &[Dim::Named("N"), Dim::Fixed(classes as i64)],
+    );
+    encode(&g.finish())
+}
+
 /// The activation node of conv `k` on `z`, as exporters write it (ReLU6 as
 /// Clip with constant bounds).
 fn activation_node(g: &mut GraphBuilder, k: usize, z: &str, activation: Activation) -> String {

@@ -180,3 +180,54 @@ fn a_shortcut_wider_than_its_block_sets_the_window() {
         s.assert_fov_gradient_is_the_filter(n);
     }
 }
+
+/// The ResNet-50-shaped file of `fovea-bench --model resnet50-shape` is
+/// read layer by layer: 49 conv layers named by stage (conv1_1, conv2_1 ..
+/// conv5_9), a residual sum ending each of the 16 blocks (a projection
+/// where each stage starts), every batch norm folded, the dense head, and
+/// ResNet-50's field of view (427 pixels at stride 32 at the last layer).
+#[test]
+fn a_resnet50_shaped_file_is_read_layer_by_layer() {
+    use fovea_engine::fixtures::{RESNET50_SIZE, resnet50_shaped_model};
+    use fovea_engine::model::network::Network;
+    let model = fovea_onnx::decode_model(&resnet50_shaped_model(1)).expect("model");
+    let net = Network::from_model(&model).expect("read");
+    assert_eq!(net.probe_stop, None);
+    assert_eq!(net.convs.len(), 49);
+    assert!(net.convs.iter().all(|c| c.batch_norm.is_some()));
+    let sums: Vec<(usize, usize, bool)> = net
+        .convs
+        .iter()
+        .filter_map(|c| {
+            let r = c.residual.as_ref()?;
+            Some((c.number, r.from, r.projection.is_some()))
+        })
+        .collect();
+    assert_eq!(sums.len(), 16);
+    // Each block's three layers: the sum at the third adds the first's input.
+    assert!(sums.iter().all(|&(n, from, _)| n == from + 2), "{sums:?}");
+    let projected: Vec<usize> = sums.iter().filter(|s| s.2).map(|s| s.0).collect();
+    assert_eq!(projected, [4, 13, 25, 43]);
+    let names = |stage: &str| {
+        net.convs
+            .iter()
+            .filter(|c| c.name.starts_with(stage))
+            .count()
+    };
+    assert_eq!(
+        [
+            names("conv1_"),
+            names("conv2_"),
+            names("conv3_"),
+            names("conv4_"),
+            names("conv5_")
+        ],
+        [1, 9, 12, 18, 9]
+    );
+    assert_eq!(net.dense.len(), 1);
+    let g = net.geometry(RESNET50_SIZE);
+    assert_eq!(
+        (g[49].fov, g[49].stride, g[49].height, g[49].channels),
+        (427, 32, 7, 2048)
+    );
+}

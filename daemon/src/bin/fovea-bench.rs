@@ -1,6 +1,7 @@
-//! `fovea-bench`: speed and memory of the engine on the real VGG-16, every
-//! time given as a ratio to the plain ONNX Runtime forward pass of the
-//! original model measured in the same run, with the same threads.
+//! `fovea-bench`: speed and memory of the engine on the real VGG-16 (or any
+//! model, such as a generated ResNet-50-shaped one), every time given as a
+//! ratio to the plain ONNX Runtime forward pass of the original model
+//! measured in the same run, with the same threads.
 
 use clap::Parser;
 use fovea_daemon::flags::LoadFlags;
@@ -46,6 +47,75 @@ struct Args {
     /// Batch sizes of the batched-recording throughput figures.
     #[arg(long, value_delimiter = ',', default_value = "32,128")]
     batch_sizes: Vec<usize>,
+    /// With `--model resnet50-shape` (a ResNet-50-shaped model with
+    /// generated weights, so the bench runs offline): keep the generated
+    /// file here.
+    #[arg(long)]
+    save_model: Option<std::path::PathBuf>,
+}
+
+/// A file removed when dropped.
+struct Removed(std::path::PathBuf);
+
+impl Drop for Removed {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The name of the generated ResNet-50-shaped model.
+const RESNET50_SHAPE: &str = "resnet50-shape";
+
+/// A layer the bench times: its number, its key in the JSON (`l13`) and
+/// its name in the table (`layer-13`), and the targets of one
+/// reconstruction and one maximization step.
+struct Pick {
+    layer: usize,
+    key: String,
+    label: String,
+    reconstruct: f64,
+    maximize: f64,
+}
+
+/// VGG-16's layers 13, 10 and 7 (the paper's); for other networks the last
+/// layer and the middle of the second stage (ResNet's conv3_x, the layers
+/// of the second block a strided stage starts; 40% of the depth when the
+/// names do not say).
+fn picks(engine: &Engine) -> Vec<Pick> {
+    let convs = &engine.network.convs;
+    let pick = |layer: usize, key: &str, label: String, targets: (f64, f64)| Pick {
+        layer,
+        key: key.to_string(),
+        label,
+        reconstruct: targets.0,
+        maximize: targets.1,
+    };
+    if convs.len() == 13 {
+        return vec![
+            pick(13, "l13", "layer-13".into(), (0.6, 1.6)),
+            pick(10, "l10", "layer-10".into(), (0.25, 0.5)),
+            pick(7, "l7", "layer-7".into(), (0.1, f64::NAN)),
+        ];
+    }
+    let last = convs.len();
+    let stage: Vec<usize> = convs
+        .iter()
+        .filter(|c| c.name.starts_with("conv3_"))
+        .map(|c| c.number)
+        .collect();
+    let second = stage
+        .get(stage.len() / 2)
+        .copied()
+        .unwrap_or((last * 2 / 5).max(1));
+    vec![
+        pick(last, "last", format!("last-layer ({last})"), (0.6, 1.6)),
+        pick(
+            second,
+            "stage2",
+            format!("second-stage ({second})"),
+            (0.15, 0.5),
+        ),
+    ]
 }
 
 /// Median wall time of `f` in milliseconds, after one warm-up call.
@@ -128,8 +198,26 @@ fn main() {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
+    let mut options = args.load.options();
+    // Without --save-model the generated file is removed when the run
+    // ends (the baseline reads it until then).
+    let mut _generated: Option<Removed> = None;
+    if options.model == RESNET50_SHAPE {
+        let bytes = fovea_engine::fixtures::resnet50_shaped_model(50);
+        let path = args.save_model.clone().unwrap_or_else(|| {
+            std::env::temp_dir().join(format!(
+                "fovea-bench-{RESNET50_SHAPE}-{}.onnx",
+                std::process::id()
+            ))
+        });
+        std::fs::write(&path, &bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        if args.save_model.is_none() {
+            _generated = Some(Removed(path.clone()));
+        }
+        options.model = path.display().to_string();
+    }
     let started = Instant::now();
-    let engine = load(&args.load.options())?;
+    let engine = load(&options)?;
     let startup_ms = started.elapsed().as_secs_f64() * 1e3;
     let bytes = match &args.image {
         Some(path) => {
@@ -229,13 +317,17 @@ fn run(args: Args) -> anyhow::Result<()> {
             Ok(())
         })
     };
-    let l13 = one(13, &[Mode::Masked])?;
-    let l10 = one(10, &[Mode::Masked])?;
-    let l7 = one(7, &[Mode::Masked])?;
-    let four = one(13, &Mode::ALL)?;
+    let picks = picks(&engine);
+    let top = picks[0].layer;
+    let reconstructions: Vec<f64> = picks
+        .iter()
+        .map(|p| one(p.layer, &[Mode::Masked]))
+        .collect::<anyhow::Result<_>>()?;
+    let l13 = reconstructions[0];
+    let four = one(top, &Mode::ALL)?;
     if args.per_mode {
         for m in Mode::ALL {
-            eprintln!("layer 13, {m:?} alone: {:.1} ms", one(13, &[m])?);
+            eprintln!("layer {top}, {m:?} alone: {:.1} ms", one(top, &[m])?);
         }
     }
     // The cost of one more step: the difference of 8 and 4 steps (timed in
@@ -257,13 +349,17 @@ fn run(args: Args) -> anyhow::Result<()> {
         let t = time_alternating(args.repeat.min(3), &mut [run(8), run(4)])?;
         Ok((t[0] - t[1]) / 4.0)
     };
-    let max13 = step(13)?;
-    let max10 = step(10)?;
-    // One step of a channel objective at layer 10 in the Fourier
-    // parameterisation (the whole image, transformations included).
+    let max13 = step(top)?;
+    let max10 = step(picks[1].layer)?;
+    // One step of a channel objective at the second layer timed (VGG's 10)
+    // in the Fourier parameterisation (the whole image, transformations
+    // included).
+    let channel_layer = picks[1].layer;
     let channel_step = {
         let engine = &engine;
-        let objective = engine.parse_objective("channel(10,42)", &[])?;
+        let channel = 42 % engine.geometry[channel_layer].channels;
+        let objective =
+            engine.parse_objective(&format!("channel({channel_layer},{channel})"), &[])?;
         let run = |steps: usize| -> Task<'_> {
             let mut opts = VisualizeOptions::new(objective.clone());
             opts.steps = steps;
@@ -340,82 +436,65 @@ fn run(args: Args) -> anyhow::Result<()> {
     let peak = peak_rss_bytes();
     drop(held);
 
-    let mut rows: Vec<(&str, &str, f64, f64, Option<f64>)> = vec![
+    let mut rows: Vec<(String, String, f64, f64, Option<f64>)> = vec![
         (
-            "plain_forward_ms",
-            "plain ONNX Runtime forward (baseline)",
+            "plain_forward_ms".into(),
+            "plain ONNX Runtime forward (baseline)".into(),
             plain_ms,
             1.0,
             None,
         ),
         (
-            "record_ratio",
-            "record one image",
+            "record_ratio".into(),
+            "record one image".into(),
             record_ms,
             record_ms / plain_ms,
             Some(1.25),
         ),
-        (
-            "reconstruct_l13_ratio",
-            "reconstruct layer-13 neuron, one mode",
-            l13,
-            l13 / plain_ms,
-            Some(0.6),
-        ),
-        (
-            "reconstruct_l10_ratio",
-            "reconstruct layer-10 neuron, one mode",
-            l10,
-            l10 / plain_ms,
-            Some(0.25),
-        ),
-        (
-            "reconstruct_l7_ratio",
-            "reconstruct layer-7 neuron, one mode",
-            l7,
-            l7 / plain_ms,
-            Some(0.1),
-        ),
-        (
-            "four_modes_over_one",
-            "four modes of a layer-13 neuron / one mode",
-            four,
-            four / l13,
-            Some(3.0),
-        ),
-        (
-            "maximize_step_l13_ratio",
-            "maximization step, layer 13, one start",
-            max13,
-            max13 / plain_ms,
-            Some(1.6),
-        ),
-        (
-            "maximize_step_l10_ratio",
-            "maximization step, layer 10, one start",
-            max10,
-            max10 / plain_ms,
-            Some(0.5),
-        ),
     ];
+    for (p, &ms) in picks.iter().zip(&reconstructions) {
+        rows.push((
+            format!("reconstruct_{}_ratio", p.key),
+            format!("reconstruct {} neuron, one mode", p.label),
+            ms,
+            ms / plain_ms,
+            Some(p.reconstruct),
+        ));
+    }
     rows.push((
-        "channel_step_l10_ratio",
-        "channel objective step, layer 10, Fourier",
+        "four_modes_over_one".into(),
+        format!("four modes of a {} neuron / one mode", picks[0].label),
+        four,
+        four / l13,
+        Some(3.0),
+    ));
+    for (p, ms) in picks.iter().zip([max13, max10]) {
+        rows.push((
+            format!("maximize_step_{}_ratio", p.key),
+            format!("maximization step, {}, one start", p.label),
+            ms,
+            ms / plain_ms,
+            Some(p.maximize),
+        ));
+    }
+    rows.push((
+        format!("channel_step_{}_ratio", picks[1].key),
+        format!("channel objective step, {}, Fourier", picks[1].label),
         channel_step,
         channel_step / plain_ms,
         Some(1.6),
     ));
     if let (Some(cam), Some(ig)) = (gradcam, integrated) {
         rows.push((
-            "gradcam_ratio",
-            "Grad-CAM of the top class, layer 13, recorded",
+            "gradcam_ratio".into(),
+            format!("Grad-CAM of the top class, layer {top}, recorded"),
             cam,
             cam / plain_ms,
             Some(1.1),
         ));
         rows.push((
-            "integrated_gradients_32_ratio",
-            "integrated gradients, 32 steps",
+            "integrated_gradients_32_ratio".into(),
+            "integrated gradients, 32 steps".into(),
             ig,
             ig / plain_ms,
             Some(20.0),

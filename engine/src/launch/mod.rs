@@ -17,9 +17,9 @@ use std::sync::Arc;
 /// Which model to load and how to run it.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
-    /// The model: `vgg16` for the default VGG-16; `vgg19`, `vgg16-bn` or
-    /// `vgg19-bn` from the ONNX model zoo (downloaded once into the cache);
-    /// or a path to an ONNX file.
+    /// The model: `vgg16` for the default VGG-16; `vgg19`, `vgg16-bn`,
+    /// `vgg19-bn` or `resnet18|34|50|101|152` (v1) from the ONNX model zoo
+    /// (downloaded once into the cache); or a path to an ONNX file.
     pub model: String,
     /// Where the default model may come from.
     pub model_source: ModelSource,

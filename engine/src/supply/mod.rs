@@ -41,8 +41,9 @@ pub struct ZooModel {
     pub file: &'static str,
 }
 
-/// The zoo's other VGG-style ImageNet classifiers (opset 7, NCHW, 1000
-/// classes); the batch-normalised ones are folded at load.
+/// The zoo's other ImageNet classifiers Fovea probes layer by layer (opset
+/// 7, NCHW, 1000 classes): VGG-19 and the batch-normalised VGGs (folded at
+/// load), and the ResNets v1 (residual blocks with the ReLU after the sum).
 pub const ZOO_MODELS: &[ZooModel] = &[
     ZooModel {
         name: "vgg19",
@@ -64,6 +65,41 @@ pub const ZOO_MODELS: &[ZooModel] = &[
         sha256: "ce0987dfa6228ad29708013f38b7f73cbc14ca6066a05fc22ee49b35871c63ed",
         size: 574_774_380,
         file: "vgg19-bn-7.onnx",
+    },
+    ZooModel {
+        name: "resnet18",
+        url: "https://github.com/onnx/models/raw/main/validated/vision/classification/resnet/model/resnet18-v1-7.onnx",
+        sha256: "4e8f8653e7a2222b3904cc3fe8e304cd8b339ce1d05fd24688162f86fb6df52c",
+        size: 46_820_737,
+        file: "resnet18-v1-7.onnx",
+    },
+    ZooModel {
+        name: "resnet34",
+        url: "https://github.com/onnx/models/raw/main/validated/vision/classification/resnet/model/resnet34-v1-7.onnx",
+        sha256: "883a41b2e30ddc2e422c108b091b5e70b92d37dc5c345a2c563dcae27971e2cc",
+        size: 87_302_588,
+        file: "resnet34-v1-7.onnx",
+    },
+    ZooModel {
+        name: "resnet50",
+        url: "https://github.com/onnx/models/raw/main/validated/vision/classification/resnet/model/resnet50-v1-7.onnx",
+        sha256: "af16a04a6ec48ac494065d4439fe9dea590d337b9ca6dc328160ccf04a217b9c",
+        size: 102_583_340,
+        file: "resnet50-v1-7.onnx",
+    },
+    ZooModel {
+        name: "resnet101",
+        url: "https://github.com/onnx/models/raw/main/validated/vision/classification/resnet/model/resnet101-v1-7.onnx",
+        sha256: "760702f6ec0138f71ebac66f4e95d1c72dc9267a8544f4d4667a53075fd0497c",
+        size: 178_914_043,
+        file: "resnet101-v1-7.onnx",
+    },
+    ZooModel {
+        name: "resnet152",
+        url: "https://github.com/onnx/models/raw/main/validated/vision/classification/resnet/model/resnet152-v1-7.onnx",
+        sha256: "b0ec92437bf8c9d0739bf9bafdea9638e13f9e3c1e2fb766ad546cc182fd3f6d",
+        size: 241_816_206,
+        file: "resnet152-v1-7.onnx",
     },
 ];
 
