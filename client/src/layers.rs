@@ -33,7 +33,7 @@ pub fn conv_text(c: &pb::ConvGeometry) -> String {
     s + &pads_text(&c.pads)
 }
 
-/// An activation as "relu", "leaky 0.1", "relu6" or "clip 0..4".
+/// An activation as "relu", "leaky 0.1", "relu6", "clip 0..4" or "linear".
 pub fn activation_text(a: &pb::ActivationFunction) -> String {
     use pb::activation_function::Kind;
     match Kind::try_from(a.kind) {
@@ -41,6 +41,7 @@ pub fn activation_text(a: &pb::ActivationFunction) -> String {
         Ok(Kind::LeakyRelu) => format!("leaky {}", a.slope),
         Ok(Kind::ClippedRelu) if a.ceiling == 6.0 => "relu6".into(),
         Ok(Kind::ClippedRelu) => format!("clip 0..{}", a.ceiling),
+        Ok(Kind::Linear) => "linear".into(),
         _ => "?".into(),
     }
 }
@@ -123,6 +124,7 @@ mod tests {
             activation_text(&a(Kind::ClippedRelu, 0.0, 4.5)),
             "clip 0..4.5"
         );
+        assert_eq!(activation_text(&a(Kind::Linear, 0.0, 0.0)), "linear");
     }
 
     #[test]

@@ -833,6 +833,133 @@ pub fn residual_batch_norms() -> Vec<[Vec<f32>; 4]> {
     chain_batch_norms(&convs, 29, (0.5, 1.5))
 }
 
+/// Input side of the inverted-residual model.
+pub const INVERTED_SIZE: usize = 48;
+
+/// A MobileNet-v2-shaped chain: a 3x3/2 ReLU6 stem; a depthwise 3x3 and a
+/// linear 1x1 (no activation); then inverted residual blocks of a 1x1
+/// expansion (ReLU6), a depthwise 3x3 (ReLU6; the first block strided) and
+/// a linear 1x1 projection; a last 1x1 with ReLU6. The second and third
+/// blocks add their input to the projection ([`INVERTED_LINKS`]), with no
+/// activation after the sum.
+pub fn inverted_chain() -> Vec<ChainConv> {
+    let relu6 = Activation::Clip(MOBILE_CEILING);
+    let base = ConvShape::SAME_3X3;
+    let conv = |in_channels, out_channels, shape, activation| ChainConv {
+        in_channels,
+        out_channels,
+        pool: None,
+        shape,
+        activation,
+    };
+    let depthwise = |channels, stride| {
+        conv(
+            channels,
+            channels,
+            ConvShape {
+                stride,
+                groups: channels,
+                ..base
+            },
+            relu6,
+        )
+    };
+    let pointwise = |i, o, activation| {
+        conv(
+            i,
+            o,
+            ConvShape {
+                kernel: 1,
+                pads: [0; 4],
+                ..base
+            },
+            activation,
+        )
+    };
+    let block = |i, e, o, stride| {
+        [
+            pointwise(i, e, relu6),
+            depthwise(e, stride),
+            pointwise(e, o, Activation::Linear),
+        ]
+    };
+    let mut chain = vec![
+        conv(3, 8, ConvShape { stride: 2, ..base }, relu6),
+        depthwise(8, 1),
+        pointwise(8, 8, Activation::Linear),
+    ];
+    chain.extend(block(8, 16, 12, 2));
+    chain.extend(block(12, 24, 12, 1));
+    chain.extend(block(12, 24, 12, 1));
+    chain.push(pointwise(12, 32, relu6));
+    chain
+}
+
+/// The inverted-residual model's sums: per conv layer, the layer whose
+/// input it adds (as it is).
+pub const INVERTED_LINKS: [Option<usize>; 13] = [
+    None,
+    None,
+    None,
+    None,
+    None,
+    None,
+    None,
+    None,
+    Some(7),
+    None,
+    None,
+    Some(10),
+    None,
+];
+
+/// Weights (OIHW, bias-free) of the inverted-residual model.
+pub fn inverted_weights() -> Vec<(Vec<f32>, Vec<f32>)> {
+    chain_weights(&inverted_chain(), 37)
+        .into_iter()
+        .map(|(w, b)| (w, vec![0.0; b.len()]))
+        .collect()
+}
+
+/// Batch norms (scale, shift, mean, variance) of the inverted-residual
+/// model.
+pub fn inverted_batch_norms() -> Vec<[Vec<f32>; 4]> {
+    chain_batch_norms(&inverted_chain(), 41, (0.5, 1.5))
+}
+
+/// The inverted-residual model as ONNX bytes (NCHW, [`INVERTED_SIZE`]):
+/// every convolution batch-normalised, the sums of [`INVERTED_LINKS`],
+/// global average pooling and the chain models' dense head.
+pub fn inverted_model() -> Vec<u8> {
+    let chain = inverted_chain();
+    let weights = inverted_weights();
+    let norms = inverted_batch_norms();
+    let mut g = GraphBuilder::new("inverted");
+    let side = INVERTED_SIZE as i64;
+    let mut x = g.input(
+        "input",
+        DataType::Float,
+        &[
+            Dim::Named("N"),
+            Dim::Fixed(3),
+            Dim::Fixed(side),
+            Dim::Fixed(side),
+        ],
+    );
+    // Each conv's input, which the sums read.
+    let mut inputs: Vec<String> = Vec::new();
+    for (k, (c, (w, b))) in chain.iter().zip(&weights).enumerate() {
+        inputs.push(x.clone());
+        let mut z = conv_node(&mut g, k, &x, c, (w, b), Some(&norms[k]));
+        if let Some(from) = INVERTED_LINKS[k] {
+            z = g.node("Add", &[&z, &inputs[from - 1]], vec![]);
+        }
+        x = activation_node(&mut g, k, &z, c.activation);
+    }
+    dense_head(&mut g, &x, &chain, INVERTED_SIZE);
+    encode(&g.finish())
+}
+
 /// Bottleneck blocks per stage of ResNet-50.
 pub const RESNET50_BLOCKS: [usize; 4] = [3, 4, 6, 3];
 
@@ -959,6 +1086,7 @@ fn activation_node(g: &mut GraphBuilder, k: usize, z: &str, activation: Activati
     match activation {
         Activation::Relu => g.node("Relu", &[z], vec![]),
         Activation::Leaky(alpha) => g.node("LeakyRelu", &[z], vec![("alpha", Attr::Float(alpha))]),
+        Activation::Linear => z.to_string(),
         Activation::Clip(ceiling) => {
             let min = g.initializer(f32_tensor(&format!("clip{k}.min"), &[], &[0.0]));
             let max = g.initializer(f32_tensor(&format!("clip{k}.max"), &[], &[ceiling]));

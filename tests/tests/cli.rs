@@ -563,6 +563,25 @@ fn a_resnet_shaped_model_is_listed_with_its_sums_probed_and_drawn() {
     files.figures();
 }
 
+/// A MobileNet-v2-shaped file: linear bottlenecks are listed as such with
+/// the sums of the inverted residual blocks, and probed and drawn.
+#[test]
+fn a_mobilenet_v2_shaped_model_lists_its_linear_bottlenecks_and_is_drawn() {
+    use fovea_engine::fixtures::{INVERTED_SIZE, inverted_model};
+    let files = ModelFiles::new("inverted.onnx", &inverted_model(), INVERTED_SIZE);
+    let text = ok(&files.run(&["model"]));
+    let linear = text.lines().filter(|l| l.contains(" linear")).count();
+    assert!(
+        linear == 4 && text.contains("linear      + in 7") && !text.contains("probed up to"),
+        "{text}"
+    );
+    let m = json(&files.run(&["--json", "model"]));
+    assert_eq!(m["layers"][9]["activation"]["kind"], "LINEAR", "{m}");
+    assert_eq!(m["layers"][12]["residual"]["from_layer"], 10, "{m}");
+    files.reconstruct("12", "5", "6,6");
+    files.figures();
+}
+
 #[test]
 fn bad_arguments_are_one_line_errors() {
     let (dir, _model, d) = tiny_daemon();

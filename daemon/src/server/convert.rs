@@ -1143,6 +1143,7 @@ fn activation_function(a: Activation) -> pb::ActivationFunction {
         Activation::Relu => (Kind::Relu, 0.0, 0.0),
         Activation::Leaky(slope) => (Kind::LeakyRelu, slope, 0.0),
         Activation::Clip(ceiling) => (Kind::ClippedRelu, 0.0, ceiling),
+        Activation::Linear => (Kind::Linear, 0.0, 0.0),
     };
     pb::ActivationFunction {
         kind: kind as i32,

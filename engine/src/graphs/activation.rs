@@ -26,6 +26,7 @@ impl Activation {
                 let cap = scalar(g, c);
                 g.node("Min", &[&r, &cap], vec![])
             }
+            Activation::Linear => z.to_string(),
         }
     }
 
@@ -33,6 +34,12 @@ impl Activation {
     /// unit's ceiling, the leaky slope at 0).
     pub(crate) fn slope(self, g: &mut GraphBuilder, z: &str) -> String {
         let zero = scalar(g, 0.0);
+        if self == Activation::Linear {
+            // Ones shaped like `z`.
+            let none = g.node("Mul", &[z, &zero], vec![]);
+            let one = scalar(g, 1.0);
+            return g.node("Add", &[&none, &one], vec![]);
+        }
         let pos = g.node("Greater", &[z, &zero], vec![]);
         match self {
             Activation::Relu => g.to_float(&pos),
@@ -46,19 +53,21 @@ impl Activation {
                 let on = g.node("And", &[&pos, &below], vec![]);
                 g.to_float(&on)
             }
+            Activation::Linear => pos,
         }
     }
 
     /// A backward signal rectified as the deconvnet rectifies it: the
     /// activation's slopes chosen by the signal's sign rather than the
     /// pre-activation's (a ReLU for ReLUs and clipped ReLUs, whose ceiling
-    /// has no meaning at the signal's scale).
+    /// has no meaning at the signal's scale; nothing for a linear layer).
     pub(crate) fn rectify(self, g: &mut GraphBuilder, signal: &str) -> String {
         match self {
             Activation::Leaky(alpha) => {
                 g.node("LeakyRelu", &[signal], vec![("alpha", Attr::Float(alpha))])
             }
             Activation::Relu | Activation::Clip(_) => g.node("Relu", &[signal], vec![]),
+            Activation::Linear => signal.to_string(),
         }
     }
 

@@ -85,7 +85,7 @@ pub(crate) fn record_graph(
                 let below = b.node("Less", &[&c.relu_output, &cap], vec![]);
                 b.node_named("And", &[&pos, &below], &mask, vec![]);
             }
-            Activation::Relu | Activation::Leaky(_) => {
+            Activation::Relu | Activation::Leaky(_) | Activation::Linear => {
                 b.node_named("Greater", &[&c.relu_output, &zero], &mask, vec![]);
             }
         }

@@ -222,6 +222,10 @@ pub enum Activation {
     Leaky(f32),
     /// `min(max(0, x), ceiling)`: ReLU6 is `Clip(0, 6)`.
     Clip(f32),
+    /// No activation: `x` (MobileNet v2's linear bottlenecks). Its mask
+    /// marks positive units as a leaky ReLU's with slope 1 would; both
+    /// pieces pass everything, so it bounds no linear region.
+    Linear,
 }
 
 impl Activation {
@@ -232,6 +236,7 @@ impl Activation {
     pub fn slopes(self) -> [f32; 3] {
         match self {
             Activation::Leaky(alpha) => [0.0, 1.0, alpha],
+            Activation::Linear => [0.0, 1.0, 1.0],
             Activation::Relu | Activation::Clip(_) => [0.0, 1.0, 0.0],
         }
     }
@@ -240,7 +245,7 @@ impl Activation {
     pub fn offsets(self) -> [f32; 3] {
         match self {
             Activation::Clip(c) => [0.0, 0.0, c],
-            Activation::Relu | Activation::Leaky(_) => [0.0; 3],
+            Activation::Relu | Activation::Leaky(_) | Activation::Linear => [0.0; 3],
         }
     }
 
@@ -250,7 +255,7 @@ impl Activation {
     pub fn other(self, a: f32) -> bool {
         match self {
             Activation::Relu => false,
-            Activation::Leaky(_) => true,
+            Activation::Leaky(_) | Activation::Linear => true,
             Activation::Clip(_) => a > 0.0,
         }
     }
@@ -470,6 +475,8 @@ impl Network {
                 _ => None,
             }
         };
+        let readers =
+            |t: &str| -> Vec<&NodeProto> { consumers.get(t).cloned().unwrap_or_default() };
         let mut cur = input.name.clone();
         let mut layout = Layout::Nchw;
         if let Some(n) = single(&cur)
@@ -575,11 +582,23 @@ impl Network {
                 // A zero Pad in front of a convolution (as tf2onnx writes
                 // Keras' ZeroPadding2D) is read as the convolution's own.
                 "Conv" | "Pad" => match n.op_type.as_str() {
-                    "Conv" => read_conv(n, &consts, &single, channels, [0; 4], &mut pending),
+                    "Conv" => read_conv(
+                        n,
+                        (&consts, &single, &readers),
+                        channels,
+                        [0; 4],
+                        &mut pending,
+                    ),
                     _ => match single(&n.output[0]) {
                         Some(conv) if conv.op_type == "Conv" => {
                             read_pad(n, &consts).and_then(|pads| {
-                                read_conv(conv, &consts, &single, channels, pads, &mut pending)
+                                read_conv(
+                                    conv,
+                                    (&consts, &single, &readers),
+                                    channels,
+                                    pads,
+                                    &mut pending,
+                                )
                             })
                         }
                         _ => Err(node_error(
@@ -1000,10 +1019,16 @@ fn hull(a: (Span, Span), b: (Span, Span)) -> (Span, Span) {
 /// of it (top, left, bottom, right), added to its own padding.
 /// With a `pending` shortcut, an Add of it between the batch norm and the
 /// activation ends its residual block.
+/// A conv whose output goes straight to the next conv (or to a residual
+/// block's start) has no activation: a linear layer.
+#[allow(clippy::type_complexity)]
 fn read_conv<'g>(
     n: &'g NodeProto,
-    consts: &HashMap<&str, &TensorProto>,
-    single: &dyn Fn(&str) -> Option<&'g NodeProto>,
+    (consts, single, readers): (
+        &HashMap<&str, &TensorProto>,
+        &dyn Fn(&str) -> Option<&'g NodeProto>,
+        &dyn Fn(&str) -> Vec<&'g NodeProto>,
+    ),
     channels: usize,
     padded: [usize; 4],
     pending: &mut Option<PendingResidual>,
@@ -1037,6 +1062,18 @@ fn read_conv<'g>(
             add_node: display_name(add),
         });
         conv_out = add.output[0].clone();
+    }
+    let next_ops: Vec<&str> = readers(&conv_out)
+        .iter()
+        .map(|r| r.op_type.as_str())
+        .collect();
+    if matches!(
+        next_ops.as_slice(),
+        ["Conv" | "Pad"] | ["Conv" | "Pad", "Add"] | ["Add", "Conv" | "Pad"]
+    ) {
+        layer.activation = Activation::Linear;
+        layer.relu_output = conv_out;
+        return Ok(layer);
     }
     let next = single(&conv_out).ok_or_else(|| {
         node_error(

@@ -176,6 +176,10 @@ pub fn compare_patterns(
             }),
             ..LayerAgreement::default()
         };
+        // A linear layer's signs change no linear map.
+        if convs[i - 1].activation == crate::model::network::Activation::Linear {
+            agreement.same_state = agreement.units;
+        }
         // Layer 1 has no pool in front (its switches are None).
         let below = a.layer((i - 1).max(1));
         let (ph, pw) = (below.height, below.width);

@@ -424,6 +424,10 @@ fn relu_crossings(
     out: &mut Crossings,
 ) {
     let activation = c.activation;
+    if activation == Activation::Linear {
+        // Both pieces pass everything: no boundary.
+        return;
+    }
     let l = rec.layer(i);
     let (sy, sx) = tree.out[i];
     let per = l.channels * sy.len * sx.len;
@@ -471,8 +475,10 @@ fn pooled_value(
 ) -> (f32, f32) {
     let state = l.state(activation, unit) as usize;
     let (slope, offset) = (activation.slopes()[state], activation.offsets()[state]);
-    let z0 = match state {
-        1 => z[k].max(0.0),
+    // A linear unit's recorded sign is never crossed: its value is z.
+    let z0 = match (activation, state) {
+        (Activation::Linear, _) => z[k],
+        (_, 1) => z[k].max(0.0),
         _ => z[k].min(0.0),
     };
     (slope * z0 + offset, slope * z[per + k])

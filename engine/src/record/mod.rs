@@ -289,7 +289,7 @@ impl LayerRecording {
     pub fn positive_count(&self, activation: Activation) -> usize {
         match activation {
             Activation::Clip(_) => (0..self.mask.len()).filter(|&i| self.positive(i)).count(),
-            Activation::Relu | Activation::Leaky(_) => self.mask.count_ones(),
+            Activation::Relu | Activation::Leaky(_) | Activation::Linear => self.mask.count_ones(),
         }
     }
 

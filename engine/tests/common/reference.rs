@@ -45,6 +45,7 @@ pub fn activate(a: Activation, z: f64) -> f64 {
         Activation::Leaky(alpha) if z <= 0.0 => alpha as f64 * z,
         Activation::Leaky(_) => z,
         Activation::Clip(c) => z.clamp(0.0, c as f64),
+        Activation::Linear => z,
     }
 }
 
@@ -55,6 +56,7 @@ pub fn slope(a: Activation, z: f64) -> f64 {
         Activation::Leaky(alpha) if z <= 0.0 => alpha as f64,
         Activation::Leaky(_) => 1.0,
         Activation::Clip(c) => f64::from(z > 0.0 && z < c as f64),
+        Activation::Linear => 1.0,
     }
 }
 
@@ -71,6 +73,7 @@ pub fn offset(a: Activation, z: f64) -> f64 {
 /// chosen by its sign.
 pub fn rectify(a: Activation, v: f64) -> f64 {
     match a {
+        Activation::Linear => v,
         Activation::Leaky(alpha) if v <= 0.0 => alpha as f64 * v,
         Activation::Leaky(_) => v,
         _ => v.max(0.0),

@@ -136,8 +136,8 @@ class Box:
 @dataclass(frozen=True)
 class Layer:
     """A layer of the network. For conv layers `activation` is "relu",
-    "leaky_relu" (with its `slope` below zero) or "clipped_relu" (with its
-    `ceiling`, 6 for ReLU6), `pool` the pool in front of the convolution:
+    "leaky_relu" (with its `slope` below zero), "clipped_relu" (with its
+    `ceiling`, 6 for ReLU6) or "linear" (none), `pool` the pool in front of the convolution:
     "max", "average" or "", and `residual_from` the layer whose input a
     residual sum adds to this layer's (0 without one; the projection, if
     any, is in the model's `raw` message)."""
@@ -565,6 +565,7 @@ class Client:
             pb.ActivationFunction.RELU: "relu",
             pb.ActivationFunction.LEAKY_RELU: "leaky_relu",
             pb.ActivationFunction.CLIPPED_RELU: "clipped_relu",
+            pb.ActivationFunction.LINEAR: "linear",
         }
         layers = [
             Layer(

@@ -153,10 +153,12 @@ class ActivationFunction(_message.Message):
         RELU: _ClassVar[ActivationFunction.Kind]
         LEAKY_RELU: _ClassVar[ActivationFunction.Kind]
         CLIPPED_RELU: _ClassVar[ActivationFunction.Kind]
+        LINEAR: _ClassVar[ActivationFunction.Kind]
     KIND_UNSPECIFIED: ActivationFunction.Kind
     RELU: ActivationFunction.Kind
     LEAKY_RELU: ActivationFunction.Kind
     CLIPPED_RELU: ActivationFunction.Kind
+    LINEAR: ActivationFunction.Kind
     KIND_FIELD_NUMBER: _ClassVar[int]
     SLOPE_FIELD_NUMBER: _ClassVar[int]
     CEILING_FIELD_NUMBER: _ClassVar[int]
