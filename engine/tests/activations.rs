@@ -151,27 +151,15 @@ fn the_linear_filter_is_the_central_difference_gradient_and_the_fov_gradient() {
 #[test]
 fn an_objective_and_its_gradient_equal_the_reference() {
     let s = mobile();
-    let ceiling = MOBILE_CEILING as f64;
     let value = |x: &[f64]| {
         let t = s.reference.forward(x);
-        let (h, w) = t.dims[6];
-        let channel = t.pre[6][3 * h * w..4 * h * w].iter().sum::<f64>() / (h * w) as f64;
-        let squares: f64 = t.pre[4]
-            .iter()
-            .map(|&v| v.clamp(0.0, ceiling).powi(2))
-            .sum();
-        channel + 0.05 * squares
+        t.channel_mean(7, 3) + 0.05 * t.squares(5, Activation::Clip(MOBILE_CEILING))
     };
     s.check_objective("channel(7,3) + 0.05*layer(5)", value, 53);
     let s = leaky();
-    let slope = LEAKY_SLOPE as f64;
     let value = |x: &[f64]| {
         let t = s.reference.forward(x);
-        let squares: f64 = t.pre[3]
-            .iter()
-            .map(|&v| if v > 0.0 { v } else { slope * v }.powi(2))
-            .sum();
-        t.pre[4][5] + 0.05 * squares
+        t.pre[4][5] + 0.05 * t.squares(4, Activation::Leaky(LEAKY_SLOPE))
     };
     s.check_objective("neuron(5,0,0,5) + 0.05*layer(4)", value, 29);
 }

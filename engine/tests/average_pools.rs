@@ -10,6 +10,7 @@ mod common;
 use common::reference::Reference;
 use common::{Probed, assert_forward_is_the_references};
 use fovea_engine::fixtures::{AVERAGE_SIZE, average_chain, average_model, average_weights};
+use fovea_engine::model::network::Activation;
 use fovea_engine::record::{Bits, Switches};
 
 fn setup() -> Probed {
@@ -78,10 +79,7 @@ fn an_objective_and_its_gradient_equal_the_reference() {
     let s = setup();
     let value = |x: &[f64]| {
         let t = s.reference.forward(x);
-        let (h, w) = t.dims[4];
-        let channel = t.pre[4][3 * h * w..4 * h * w].iter().sum::<f64>() / (h * w) as f64;
-        let squares: f64 = t.pre[2].iter().map(|&v| v.max(0.0).powi(2)).sum();
-        channel + 0.05 * squares
+        t.channel_mean(5, 3) + 0.05 * t.squares(3, Activation::Relu)
     };
     s.check_objective("channel(5,3) + 0.05*layer(3)", value, 41);
 }

@@ -11,6 +11,7 @@ use common::{Probed, assert_forward_is_the_references};
 use fovea_engine::fixtures::{
     OVERLAPPING_SIZE, overlapping_chain, overlapping_model, overlapping_weights,
 };
+use fovea_engine::model::network::Activation;
 use fovea_engine::record::Switches;
 
 fn setup() -> Probed {
@@ -113,11 +114,7 @@ fn an_objective_and_its_gradient_equal_the_reference() {
     let s = setup();
     let value = |x: &[f64]| {
         let t = s.reference.forward(x);
-        let (h, w) = t.dims[4];
-        let channel = t.pre[4][3 * h * w..4 * h * w].iter().sum::<f64>() / (h * w) as f64;
-        let squares: f64 = t.pre[2].iter().map(|&v| v.max(0.0).powi(2)).sum();
-        let (h, w) = t.dims[3];
-        channel + 0.05 * squares - t.pre[3][(7 * h + 2) * w + 2]
+        t.channel_mean(5, 3) + 0.05 * t.squares(3, Activation::Relu) - t.unit(4, (7, 2, 2))
     };
     s.check_objective("channel(5,3) + 0.05*layer(3) - neuron(4,7,2,2)", value, 97);
 }

@@ -15,6 +15,7 @@ use fovea_engine::fixtures::{
     RESIDUAL_LINKS, RESIDUAL_SIZE, residual_batch_norms, residual_convs, residual_model,
     residual_model_with, residual_projection, residual_weights,
 };
+use fovea_engine::model::network::Activation;
 use ort::value::TensorRef;
 
 fn setup_with(stem_pool: bool) -> Probed {
@@ -145,10 +146,7 @@ fn an_objective_and_its_gradient_equal_the_reference() {
     let s = setup();
     let value = |x: &[f64]| {
         let t = s.reference.forward(x);
-        let (h, w) = t.dims[4];
-        let channel = t.pre[4][3 * h * w..4 * h * w].iter().sum::<f64>() / (h * w) as f64;
-        let squares: f64 = t.pre[2].iter().map(|&v| v.max(0.0).powi(2)).sum();
-        channel + 0.05 * squares
+        t.channel_mean(5, 3) + 0.05 * t.squares(3, Activation::Relu)
     };
     s.check_objective("channel(5,3) + 0.05*layer(3)", value, 41);
 }

@@ -309,17 +309,10 @@ pub(crate) fn affine_graph(convs: &[ConvLayer], layer: usize) -> ModelProto {
     let mut a = g.node("Unsqueeze", &[&zeros, &axes], vec![]);
     let top = &convs[layer - 1];
     let mut inputs = vec![String::new(); layer + 1];
+    let conv = |g: &mut GraphBuilder, c: &ConvLayer, x: &str| forward_conv(g, c, x, Extent::Window);
     for i in 1..=layer {
         let c = &convs[i - 1];
-        if let Some(p) = c.pool {
-            a = gated_pool(&mut g, &a, c, &tree, i, p, false);
-        }
-        inputs[i] = a.clone();
-        let read = crop(&mut g, &a, tree.conv_in[i], tree.reads[i]);
-        let z = forward_conv(&mut g, c, &read, Extent::Window);
-        let z = add_residual(&mut g, c, &z, &inputs, Some(&tree), |g, p, x| {
-            forward_conv(g, p, x, Extent::Window)
-        });
+        let z = gated_sum(&mut g, (c, &tree, i), &a, &mut inputs, false, conv);
         if i == layer {
             g.node_named("Identity", &[&z], "preact", vec![]);
             break;
@@ -329,6 +322,28 @@ pub(crate) fn affine_graph(convs: &[ConvLayer], layer: usize) -> ModelProto {
     }
     g.output("preact", DataType::Float, &one_neuron(top));
     g.finish()
+}
+
+/// The pre-activation of conv layer `i` (layer `c`) on its window of
+/// `tree`, from `a`, the window of the layer below: through its pool under
+/// the recorded switches (`shared` as for [`gated_pool`]), its convolution
+/// by `conv` and its residual sum (`conv` again for a projection). Keeps
+/// the conv's input in `inputs[i]`.
+fn gated_sum(
+    g: &mut GraphBuilder,
+    (c, tree, i): (&ConvLayer, &FovTree, usize),
+    a: &str,
+    inputs: &mut [String],
+    shared: bool,
+    conv: impl Fn(&mut GraphBuilder, &ConvLayer, &str) -> String + Copy,
+) -> String {
+    inputs[i] = match c.pool {
+        Some(p) => gated_pool(g, a, c, tree, i, p, shared),
+        None => a.to_string(),
+    };
+    let read = crop(g, &inputs[i], tree.conv_in[i], tree.reads[i]);
+    let z = conv(g, c, &read);
+    add_residual(g, c, &z, inputs, Some(tree), conv)
 }
 
 /// `z`, the output of conv layer `i`, through the input `gate{i}` (the
@@ -560,13 +575,7 @@ pub(crate) fn region_graph(convs: &[ConvLayer], layer: usize) -> ModelProto {
     let mut inputs = vec![String::new(); layer + 1];
     for i in 1..=layer {
         let c = &convs[i - 1];
-        if let Some(p) = c.pool {
-            a = gated_pool(&mut g, &a, c, &tree, i, p, true);
-        }
-        inputs[i] = a.clone();
-        let read = crop(&mut g, &a, tree.conv_in[i], tree.reads[i]);
-        let sum = scaled_conv(&mut g, c, &read);
-        let sum = add_residual(&mut g, c, &sum, &inputs, Some(&tree), scaled_conv);
+        let sum = gated_sum(&mut g, (c, &tree, i), &a, &mut inputs, true, scaled_conv);
         let z = format!("z{i}");
         g.node_named("Identity", &[&sum], &z, vec![]);
         g.output(&z, DataType::Float, &dims("n", c.out_channels, tree.out[i]));

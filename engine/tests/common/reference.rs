@@ -95,6 +95,31 @@ pub struct Trace {
     pub pools: Vec<Option<PoolMap>>,
 }
 
+impl Trace {
+    /// The mean pre-activation of channel `ch` of layer `l` (from 1).
+    pub fn channel_mean(&self, l: usize, ch: usize) -> f64 {
+        let (h, w) = self.dims[l - 1];
+        self.pre[l - 1][ch * h * w..(ch + 1) * h * w]
+            .iter()
+            .sum::<f64>()
+            / (h * w) as f64
+    }
+
+    /// The sum of layer `l`'s squared activations under `act`.
+    pub fn squares(&self, l: usize, act: Activation) -> f64 {
+        self.pre[l - 1]
+            .iter()
+            .map(|&v| activate(act, v).powi(2))
+            .sum()
+    }
+
+    /// The pre-activation of unit (ch, y, x) of layer `l`.
+    pub fn unit(&self, l: usize, (ch, y, x): (usize, usize, usize)) -> f64 {
+        let (h, w) = self.dims[l - 1];
+        self.pre[l - 1][(ch * h + y) * w + x]
+    }
+}
+
 /// A pool as a linear map (under a trace's switches): per output, the
 /// inputs it reads with their weights.
 pub type PoolMap = Vec<Vec<(usize, f64)>>;
