@@ -642,6 +642,21 @@ pub fn chain_model(
     encode(&g.finish())
 }
 
+/// The NCHW image input `input` of a generated model: `[N, 3, side,
+/// side]`.
+fn image_input(g: &mut GraphBuilder, side: i64) -> String {
+    g.input(
+        "input",
+        DataType::Float,
+        &[
+            Dim::Named("N"),
+            Dim::Fixed(3),
+            Dim::Fixed(side),
+            Dim::Fixed(side),
+        ],
+    )
+}
+
 /// The chain models' dense head on `x`, the output of `chain` at `size`:
 /// the chain's last pool (global average pooling without one), Flatten,
 /// a dense layer of [`TINY_HIDDEN`] with ReLU, one of [`TINY_CLASSES`] and
@@ -721,16 +736,7 @@ pub fn residual_model(stem_pool: bool) -> Vec<u8> {
 pub fn residual_model_with(stem_pool: bool, projection: usize) -> Vec<u8> {
     let mut g = GraphBuilder::new("residual");
     let size = RESIDUAL_SIZE as i64;
-    let input = g.input(
-        "input",
-        DataType::Float,
-        &[
-            Dim::Named("N"),
-            Dim::Fixed(3),
-            Dim::Fixed(size),
-            Dim::Fixed(size),
-        ],
-    );
+    let input = image_input(&mut g, size);
     let mut convs = residual_convs(stem_pool);
     convs.push(residual_projection(projection));
     let weights = residual_weights(projection);
@@ -936,16 +942,7 @@ pub fn inverted_model() -> Vec<u8> {
     let norms = inverted_batch_norms();
     let mut g = GraphBuilder::new("inverted");
     let side = INVERTED_SIZE as i64;
-    let mut x = g.input(
-        "input",
-        DataType::Float,
-        &[
-            Dim::Named("N"),
-            Dim::Fixed(3),
-            Dim::Fixed(side),
-            Dim::Fixed(side),
-        ],
-    );
+    let mut x = image_input(&mut g, side);
     // Each conv's input, which the sums read.
     let mut inputs: Vec<String> = Vec::new();
     for (k, (c, (w, b))) in chain.iter().zip(&weights).enumerate() {
@@ -981,16 +978,7 @@ pub fn resnet50_shaped_model(seed: u64) -> Vec<u8> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut g = GraphBuilder::new("resnet50_shaped");
     let side = RESNET50_SIZE as i64;
-    let input = g.input(
-        "input",
-        DataType::Float,
-        &[
-            Dim::Named("N"),
-            Dim::Fixed(3),
-            Dim::Fixed(side),
-            Dim::Fixed(side),
-        ],
-    );
+    let input = image_input(&mut g, side);
     let mut k = 0usize;
     // Conv k + batch norm (scale `gamma`) on `x`.
     let mut conv_bn = |g: &mut GraphBuilder,
