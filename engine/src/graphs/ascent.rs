@@ -3,7 +3,7 @@
 //! builders are shared with the head's gradient graphs.
 
 use crate::graphs::transposed::{Extent, Kernels, Waiting, forward_conv, transposed_conv};
-use crate::graphs::transposed::{add_residual, average_backward, crop, unpool};
+use crate::graphs::transposed::{add_residual, average_backward, reframe, unpool};
 use crate::model::network::{Activation, ConvLayer, FovTree, PoolShape, fov_tree, geometry_of};
 use fovea_onnx::proto::{ModelProto, tensor_proto::DataType};
 use fovea_onnx::{Dim, GraphBuilder};
@@ -234,7 +234,7 @@ pub(crate) fn chain_forward_above<'a>(
         inputs[i] = a.clone();
         let extent = frame.extent(convs, i);
         let read = match frame {
-            Frame::Window(tree) => crop(g, &a, tree.conv_in[i], tree.reads[i]),
+            Frame::Window(tree) => reframe(g, &a, tree.conv_in[i], tree.reads[i]),
             Frame::Whole(_) => a.clone(),
         };
         let z = forward_conv(g, c, &read, extent);

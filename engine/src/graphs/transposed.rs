@@ -2,7 +2,7 @@
 //! modes (a neuron's FOV window back to the input, gated by recorded masks
 //! and switches), and the affine graph of a recording's effective bias.
 
-use crate::model::network::{ConvLayer, FovTree, PoolShape, Span, fov_tree};
+use crate::model::network::{ConvLayer, FovTree, PoolShape, Span, window_tree};
 use fovea_onnx::proto::{ModelProto, tensor_proto::DataType};
 use fovea_onnx::{Attr, Dim, GraphBuilder, f32_tensor, i64_tensor};
 use rand::SeedableRng;
@@ -128,10 +128,26 @@ fn one_neuron(top: &ConvLayer) -> [Dim; 4] {
     ]
 }
 
-/// The window sizes of any neuron of `layer` (they do not depend on where
-/// it is, only the offsets do).
-pub(crate) fn tree_of(convs: &[ConvLayer], layer: usize) -> FovTree {
-    fov_tree(convs, layer, 0, 0)
+/// The window sizes of any neuron of `layer` on a `size` input (they do not
+/// depend on where it is, only the offsets do).
+pub(crate) fn tree_of(convs: &[ConvLayer], layer: usize, size: usize) -> FovTree {
+    window_tree(convs, layer, (0, 0), size)
+}
+
+/// On whole grids, input `at` (float `[n, 1, H, W]`): 1 at each sample's
+/// neuron on the top layer's grid, 0 elsewhere.
+fn at_input(g: &mut GraphBuilder, tree: &FovTree, layer: usize) -> String {
+    let (sy, sx) = tree.out[layer];
+    g.input(
+        "at",
+        DataType::Float,
+        &[
+            Dim::Named("n"),
+            Dim::Fixed(1),
+            Dim::Fixed(sy.len as i64),
+            Dim::Fixed(sx.len as i64),
+        ],
+    )
 }
 
 /// Where a generated graph's convolutions run.
@@ -239,13 +255,17 @@ pub(crate) fn transposed_conv(
 pub(crate) fn backward_graph(
     convs: &[ConvLayer],
     layer: usize,
-    kernels: &Kernels,
+    (kernels, size): (&Kernels, usize),
     linear: bool,
 ) -> ModelProto {
-    let tree = tree_of(convs, layer);
+    let tree = tree_of(convs, layer, size);
     let mut g = GraphBuilder::new(&format!("backward_l{layer}"));
     let top = &convs[layer - 1];
     let mut x = g.input("seed", DataType::Float, &one_neuron(top));
+    if tree.whole {
+        let at = at_input(&mut g, &tree, layer);
+        x = g.node("Mul", &[&x, &at], vec![]);
+    }
     let mut waiting = Waiting::new(layer);
     for i in (1..=layer).rev() {
         let c = &convs[i - 1];
@@ -268,7 +288,13 @@ pub(crate) fn backward_graph(
             Some(p) if p.average => {
                 let inside = inside_pool_input(&mut g, &tree, i, Dim::Named("n"));
                 let kept = g.node("Mul", &[&u, &inside], vec![]);
-                average_backward(&mut g, &kept, p, c.in_channels, None)
+                let spread = average_backward(&mut g, &kept, p, c.in_channels, None);
+                reframe(
+                    &mut g,
+                    &spread,
+                    pool_input(p, tree.conv_in[i]),
+                    tree.out[i - 1],
+                )
             }
             Some(p) if p.halves() => u,
             Some(p) => {
@@ -283,8 +309,9 @@ pub(crate) fn backward_graph(
         if !linear {
             v = below.rectify(&mut g, &v);
         }
-        if c.pool.is_some_and(|p| p.halves()) {
-            v = g.upsample2(&v);
+        if let Some(p) = c.pool.filter(|p| p.halves()) {
+            let up = g.upsample2(&v);
+            v = reframe(&mut g, &up, pool_input(p, tree.conv_in[i]), tree.out[i - 1]);
         }
         let slope = below.gate_slope(&mut g, &gate);
         x = g.node("Mul", &[&v, &slope], vec![]);
@@ -296,8 +323,8 @@ pub(crate) fn backward_graph(
 /// Forward graph of the affine map fixed by the recorded masks and switches,
 /// on the FOV windows, from a zero input: its output is the neuron's
 /// effective bias (pre-activation for input 0).
-pub(crate) fn affine_graph(convs: &[ConvLayer], layer: usize) -> ModelProto {
-    let tree = tree_of(convs, layer);
+pub(crate) fn affine_graph(convs: &[ConvLayer], layer: usize, size: usize) -> ModelProto {
+    let tree = tree_of(convs, layer, size);
     let mut g = GraphBuilder::new(&format!("affine_l{layer}"));
     let zeros_shape = g.initializer(i64_tensor(
         "zeros_shape",
@@ -314,7 +341,20 @@ pub(crate) fn affine_graph(convs: &[ConvLayer], layer: usize) -> ModelProto {
         let c = &convs[i - 1];
         let z = gated_sum(&mut g, (c, &tree, i), &a, &mut inputs, false, conv);
         if i == layer {
-            g.node_named("Identity", &[&z], "preact", vec![]);
+            if tree.whole {
+                // The neuron's own unit of the top grid.
+                let at = at_input(&mut g, &tree, layer);
+                let picked = g.node("Mul", &[&z, &at], vec![]);
+                let axes = g.initializer(i64_tensor("axes_hw", &[2], &[2, 3]));
+                g.node_named(
+                    "ReduceSum",
+                    &[&picked, &axes],
+                    "preact",
+                    vec![("keepdims", Attr::Int(1))],
+                );
+            } else {
+                g.node_named("Identity", &[&z], "preact", vec![]);
+            }
             break;
         }
         // The batch comes in with the first gate (the zero image has batch 1).
@@ -341,7 +381,7 @@ fn gated_sum(
         Some(p) => gated_pool(g, a, c, tree, i, p, shared),
         None => a.to_string(),
     };
-    let read = crop(g, &inputs[i], tree.conv_in[i], tree.reads[i]);
+    let read = reframe(g, &inputs[i], tree.conv_in[i], tree.reads[i]);
     let z = conv(g, c, &read);
     add_residual(g, c, &z, inputs, Some(tree), conv)
 }
@@ -389,8 +429,12 @@ fn gated_pool(
     pool: PoolShape,
     shared: bool,
 ) -> String {
+    // Average and 2x2 pools run unpadded on the window they read.
+    let read =
+        |g: &mut GraphBuilder| reframe(g, a, tree.out[i - 1], pool_input(pool, tree.conv_in[i]));
     if pool.average {
-        let pooled = g.node("AveragePool", &[a], pool.attrs([0; 4]));
+        let a = read(g);
+        let pooled = g.node("AveragePool", &[&a], pool.attrs([0; 4]));
         let batch = if shared {
             Dim::Fixed(1)
         } else {
@@ -400,7 +444,8 @@ fn gated_pool(
         return g.node("Mul", &[&pooled, &inside], vec![]);
     }
     if pool.halves() {
-        let pooled = g.node("AveragePool", &[a], pool.attrs([0; 4]));
+        let a = read(g);
+        let pooled = g.node("AveragePool", &[&a], pool.attrs([0; 4]));
         let four = g.initializer(f32_tensor(&format!("four{i}"), &[], &[4.0]));
         return g.node("Mul", &[&pooled, &four], vec![]);
     }
@@ -550,8 +595,8 @@ pub(crate) fn unpool(
 /// pre-activations as `z{i}`. Sample k of the batch gets the biases times
 /// `bias_scale[k]`: one run gives the pre-activations at an image (scale 1)
 /// and their derivative along a direction (scale 0).
-pub(crate) fn region_graph(convs: &[ConvLayer], layer: usize) -> ModelProto {
-    let tree = tree_of(convs, layer);
+pub(crate) fn region_graph(convs: &[ConvLayer], layer: usize, size: usize) -> ModelProto {
+    let tree = tree_of(convs, layer, size);
     let mut g = GraphBuilder::new(&format!("region_l{layer}"));
     let mut a = g.input("x", DataType::Float, &dims("n", 3, tree.out[0]));
     let scale = g.input(
@@ -588,36 +633,9 @@ pub(crate) fn region_graph(convs: &[ConvLayer], layer: usize) -> ModelProto {
     g.finish()
 }
 
-/// Window `have` of a tensor cut to its part `want`.
-pub(crate) fn crop(
-    g: &mut GraphBuilder,
-    x: &str,
-    have: (Span, Span),
-    want: (Span, Span),
-) -> String {
-    if have == want {
-        return x.to_string();
-    }
-    let (starts, ends) = (
-        [want.0.start - have.0.start, want.1.start - have.1.start],
-        [
-            want.0.start - have.0.start + want.0.len as i64,
-            want.1.start - have.1.start + want.1.len as i64,
-        ],
-    );
-    let constant = |g: &mut GraphBuilder, stem: &str, values: [i64; 2]| {
-        let name = g.fresh_name(stem);
-        g.initializer(i64_tensor(&name, &[2], &values))
-    };
-    let starts = constant(g, "crop_starts", starts);
-    let ends = constant(g, "crop_ends", ends);
-    let axes = constant(g, "crop_axes", [2, 3]);
-    g.node("Slice", &[x, &starts, &ends, &axes], vec![])
-}
-
-/// Window `have` of a tensor placed in the larger window `want`, zero
-/// around it.
-pub(crate) fn pad_into(
+/// Window `have` of a tensor as window `want`: cut where `want` is
+/// smaller, zero where it is larger.
+pub(crate) fn reframe(
     g: &mut GraphBuilder,
     x: &str,
     have: (Span, Span),
@@ -627,19 +645,53 @@ pub(crate) fn pad_into(
         return x.to_string();
     }
     let end = |s: Span| s.start + s.len as i64;
+    let both = |a: Span, b: Span| {
+        let start = a.start.max(b.start);
+        Span {
+            start,
+            len: (end(a).min(end(b)) - start).max(0) as usize,
+        }
+    };
+    let overlap = (both(have.0, want.0), both(have.1, want.1));
+    let mut y = x.to_string();
+    if overlap != have {
+        let constant = |g: &mut GraphBuilder, stem: &str, values: [i64; 2]| {
+            let name = g.fresh_name(stem);
+            g.initializer(i64_tensor(&name, &[2], &values))
+        };
+        let from = |o: Span, h: Span| o.start - h.start;
+        let starts = [from(overlap.0, have.0), from(overlap.1, have.1)];
+        let ends = [
+            starts[0] + overlap.0.len as i64,
+            starts[1] + overlap.1.len as i64,
+        ];
+        let starts = constant(g, "cut_starts", starts);
+        let ends = constant(g, "cut_ends", ends);
+        let axes = constant(g, "cut_axes", [2, 3]);
+        y = g.node("Slice", &[&y, &starts, &ends, &axes], vec![]);
+    }
+    if overlap == want {
+        return y;
+    }
     let pads = [
         0,
         0,
-        have.0.start - want.0.start,
-        have.1.start - want.1.start,
+        overlap.0.start - want.0.start,
+        overlap.1.start - want.1.start,
         0,
         0,
-        end(want.0) - end(have.0),
-        end(want.1) - end(have.1),
+        end(want.0) - end(overlap.0),
+        end(want.1) - end(overlap.1),
     ];
     let name = g.fresh_name("pads");
     let pads = g.initializer(i64_tensor(&name, &[8], &pads));
-    g.node("Pad", &[x, &pads], vec![])
+    g.node("Pad", &[&y, &pads], vec![])
+}
+
+/// The window of a pool's input whose unpadded pooling gives window `w`
+/// of its output.
+fn pool_input(pool: PoolShape, w: (Span, Span)) -> (Span, Span) {
+    (pool.input_span(w.0, 0), pool.input_span(w.1, 1))
 }
 
 /// `z`, conv `c`'s output, plus its residual shortcut: the input of conv
@@ -660,7 +712,7 @@ pub(crate) fn add_residual(
     if let Some(t) = tree
         && let Some(read) = t.shortcut[c.number]
     {
-        s = crop(g, &s, t.conv_in[r.from], read);
+        s = reframe(g, &s, t.conv_in[r.from], read);
     }
     if let Some(p) = &r.projection {
         s = conv(g, p, &s);
@@ -700,7 +752,7 @@ impl Waiting {
         if let Some(t) = tree
             && let Some(read) = t.shortcut[c.number]
         {
-            s = pad_into(g, &s, read, t.conv_in[r.from]);
+            s = reframe(g, &s, read, t.conv_in[r.from]);
         }
         let slot = &mut self.0[r.from];
         *slot = Some(match slot.take() {
@@ -719,7 +771,7 @@ impl Waiting {
         tree: Option<&FovTree>,
     ) -> String {
         let u = match tree {
-            Some(t) => pad_into(g, u, t.reads[i], t.conv_in[i]),
+            Some(t) => reframe(g, u, t.reads[i], t.conv_in[i]),
             None => u.to_string(),
         };
         match self.0.get_mut(i).and_then(Option::take) {

@@ -954,6 +954,50 @@ pub struct FovTree {
     pub conv_in: Vec<(Span, Span)>,
     pub reads: Vec<(Span, Span)>,
     pub shortcut: Vec<Option<(Span, Span)>>,
+    /// Every window is its layer's whole grid ([`window_tree`]).
+    pub whole: bool,
+}
+
+/// The windows the generated graphs run on for neuron (y, x) of `layer` on
+/// a `size` x `size` input: its FOV tree, or where that tree's window on
+/// the input is larger than the image (deep layers of modern networks),
+/// every layer's whole grid, which is smaller and the same for every
+/// neuron of the layer.
+pub fn window_tree(
+    convs: &[ConvLayer],
+    layer: usize,
+    (y, x): (usize, usize),
+    size: usize,
+) -> FovTree {
+    let tree = fov_tree(convs, layer, y, x);
+    let (sy, sx) = tree.out[0];
+    if sy.len <= size && sx.len <= size {
+        return tree;
+    }
+    let geometry = geometry_of(&convs[..layer], size);
+    let grid = |h: usize, w: usize| (Span { start: 0, len: h }, Span { start: 0, len: w });
+    let out: Vec<(Span, Span)> = geometry.iter().map(|g| grid(g.height, g.width)).collect();
+    let mut conv_in = out.clone();
+    let mut reads = out.clone();
+    let mut shortcut = vec![None; layer + 1];
+    for i in 1..=layer {
+        let c = &convs[i - 1];
+        let (h, w) = (geometry[i - 1].height, geometry[i - 1].width);
+        conv_in[i] = match c.pool {
+            Some(p) => grid(p.output_len(h, 0), p.output_len(w, 1)),
+            None => grid(h, w),
+        };
+        let (oy, ox) = out[i];
+        reads[i] = (c.shape.input_span(oy, 0), c.shape.input_span(ox, 1));
+        shortcut[i] = c.residual.as_ref().map(|r| r.input_span(out[i]));
+    }
+    FovTree {
+        out,
+        conv_in,
+        reads,
+        shortcut,
+        whole: true,
+    }
 }
 
 /// Windows of the FOV tree of neuron (y, x) at conv layer `layer`.
@@ -996,6 +1040,7 @@ pub fn fov_tree(convs: &[ConvLayer], layer: usize, y: usize, x: usize) -> FovTre
         conv_in,
         reads,
         shortcut,
+        whole: false,
     }
 }
 

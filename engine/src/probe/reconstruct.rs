@@ -27,7 +27,9 @@ use crate::graphs::GraphKind;
 use crate::graphs::transposed::{
     Kernels, affine_graph, backward_graph, random_shortcuts, random_weights, tree_of,
 };
-use crate::model::network::{Activation, ConvLayer, FovTree, fov_tree, inside_grid, put_window};
+use crate::model::network::{
+    Activation, ConvLayer, FovTree, fov_tree, inside_grid, put_window, window_tree,
+};
 use crate::record::{Recording, Switches};
 use crate::runtime::sessions::poisoned;
 use crate::simd::spread_flags;
@@ -132,13 +134,34 @@ pub struct Reconstruction {
 /// Samples per backward run. Small windows gain from batching; on large ones
 /// batched convolutions run slower per sample than single ones on CPU (and
 /// the memory of one run grows), so those go one at a time.
-fn batch_size(convs: &[ConvLayer], layer: usize) -> usize {
-    let (sy, sx) = tree_of(convs, layer).out[0];
+fn batch_size(convs: &[ConvLayer], layer: usize, size: usize) -> usize {
+    let (sy, sx) = tree_of(convs, layer, size).out[0];
     match sy.len * sx.len {
         a if a >= 128 * 128 => 1,
         a if a >= 64 * 64 => 2,
         _ => 8,
     }
+}
+
+/// On whole grids, the `at` input of a batch of neurons at `positions` of
+/// `layer`: one-hot maps of the top grid, with their shape.
+fn at_maps(
+    tree: &FovTree,
+    layer: usize,
+    positions: &[(usize, usize)],
+) -> Option<([usize; 4], Vec<f32>)> {
+    if !tree.whole {
+        return None;
+    }
+    let (sy, sx) = tree.out[layer];
+    let plane = sy.len * sx.len;
+    let mut at = vec![0f32; positions.len() * plane];
+    for (k, &(y, x)) in positions.iter().enumerate() {
+        if let Some(v) = at.get_mut(k * plane + y * sx.len + x) {
+            *v = 1.0;
+        }
+    }
+    Some(([positions.len(), 1, sy.len, sx.len], at))
 }
 
 /// The field-of-view box of a neuron, clipped to the input.
@@ -290,12 +313,13 @@ pub(crate) fn gate_batches(
     samples: &[GateSample],
     layer: usize,
 ) -> Result<Gates> {
-    let sizes = tree_of(convs, layer);
     let gates = crate::parallel::map_by_cost(
         layer - 1,
         |k| {
-            let (sy, sx) = sizes.out[k + 1];
-            convs[k].out_channels * sy.len * sx.len
+            samples.first().map_or(0, |s| {
+                let (sy, sx) = s.tree.out[k + 1];
+                convs[k].out_channels * sy.len * sx.len
+            })
         },
         |k| gate_batch(convs, rec, samples, k + 1),
     )
@@ -476,6 +500,7 @@ impl Engine {
             };
             (layer, order)
         });
+        let size = self.profile.input_size;
         for key in keys {
             let (layer, kind) = key;
             let session = self.cached_graph(layer, kind, || {
@@ -486,12 +511,12 @@ impl Engine {
                         let (weights, shortcuts) =
                             (random_weights(convs, s), random_shortcuts(convs, s));
                         let kernels = Kernels::of(&weights, &shortcuts);
-                        backward_graph(convs, layer, &kernels, linear)
+                        backward_graph(convs, layer, (&kernels, size), linear)
                     }
-                    _ => backward_graph(convs, layer, &Kernels::trained(convs), linear),
+                    _ => backward_graph(convs, layer, (&Kernels::trained(convs), size), linear),
                 })
             })?;
-            for chunk in groups[&key].chunks(batch_size(&self.network.convs, layer)) {
+            for chunk in groups[&key].chunks(batch_size(&self.network.convs, layer, size)) {
                 stop.check()?;
                 let batch: Vec<(NeuronAt, Mode)> =
                     chunk.iter().map(|&j| (jobs[j].1, jobs[j].2)).collect();
@@ -582,7 +607,8 @@ impl Engine {
         let c_top = convs[layer - 1].out_channels;
         let top = rec.layer(layer);
         let mut seed = vec![0f32; n * c_top];
-        let size_tree = tree_of(convs, layer);
+        let s = self.profile.input_size;
+        let size_tree = tree_of(convs, layer, s);
         let mut samples = Vec::with_capacity(n);
         for (k, (nr, mode)) in batch.iter().enumerate() {
             let act = top.activation(nr.feature, nr.y, nr.x);
@@ -597,7 +623,7 @@ impl Engine {
             }
             seed[k * c_top + nr.feature] = v;
             samples.push(GateSample {
-                tree: fov_tree(convs, layer, nr.y, nr.x),
+                tree: window_tree(convs, layer, (nr.y, nr.x), s),
                 masks: mode.uses_masks(),
             });
         }
@@ -607,16 +633,23 @@ impl Engine {
             "seed".into(),
             TensorRef::from_array_view(([n, c_top, 1, 1], seed.as_slice()))?.into(),
         ));
+        let positions: Vec<(usize, usize)> = batch.iter().map(|(nr, _)| (nr.y, nr.x)).collect();
+        let at = at_maps(&size_tree, layer, &positions);
+        if let Some((shape, at)) = &at {
+            inputs.push((
+                "at".into(),
+                TensorRef::from_array_view((*shape, at.as_slice()))?.into(),
+            ));
+        }
         inputs.extend(gate_inputs(convs, &size_tree, n, &gate_batches)?);
         let mut session = session.lock().map_err(poisoned)?;
         let outputs = session.run(inputs)?;
         let (_, image) = outputs["image"].try_extract_tensor::<f32>()?;
         let (wy, wx) = size_tree.out[0];
-        let s = self.profile.input_size;
         let per = 3 * wy.len * wx.len;
         let mut frames = Vec::with_capacity(n);
         for (k, (nr, _)) in batch.iter().enumerate() {
-            let tree = fov_tree(convs, layer, nr.y, nr.x);
+            let tree = window_tree(convs, layer, (nr.y, nr.x), s);
             let mut frame = vec![0f32; 3 * s * s];
             put_window(&mut frame, s, tree.out[0], &image[k * per..(k + 1) * per]);
             frames.push(frame);
@@ -652,21 +685,34 @@ impl Engine {
                 }
                 continue;
             }
-            let session =
-                self.cached_graph(layer, GraphKind::Affine, || Ok(affine_graph(convs, layer)))?;
-            let size_tree = tree_of(convs, layer);
-            for chunk in idx.chunks(batch_size(convs, layer)) {
+            let size = self.profile.input_size;
+            let session = self.cached_graph(layer, GraphKind::Affine, || {
+                Ok(affine_graph(convs, layer, size))
+            })?;
+            let size_tree = tree_of(convs, layer, size);
+            for chunk in idx.chunks(batch_size(convs, layer, size)) {
                 stop.check()?;
                 let n = chunk.len();
                 let samples: Vec<GateSample> = chunk
                     .iter()
                     .map(|&i| GateSample {
-                        tree: fov_tree(convs, layer, neurons[i].y, neurons[i].x),
+                        tree: window_tree(convs, layer, (neurons[i].y, neurons[i].x), size),
                         masks: true,
                     })
                     .collect();
                 let gate_batches = gate_batches(convs, rec, &samples, layer)?;
-                let inputs = gate_inputs(convs, &size_tree, n, &gate_batches)?;
+                let mut inputs = gate_inputs(convs, &size_tree, n, &gate_batches)?;
+                let positions: Vec<(usize, usize)> = chunk
+                    .iter()
+                    .map(|&i| (neurons[i].y, neurons[i].x))
+                    .collect();
+                let at = at_maps(&size_tree, layer, &positions);
+                if let Some((shape, at)) = &at {
+                    inputs.push((
+                        "at".into(),
+                        TensorRef::from_array_view((*shape, at.as_slice()))?.into(),
+                    ));
+                }
                 let mut session = session.lock().map_err(poisoned)?;
                 let outputs = session.run(inputs)?;
                 let (shape, pre) = outputs["preact"].try_extract_tensor::<f32>()?;

@@ -15,7 +15,9 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::graphs::GraphKind;
 use crate::graphs::transposed::{region_graph, tree_of};
-use crate::model::network::{Activation, ConvLayer, FovTree, PoolShape, Span, fov_tree, window_of};
+use crate::model::network::{
+    Activation, ConvLayer, FovTree, PoolShape, Span, window_of, window_tree,
+};
 use crate::probe::patterns::clip;
 use crate::probe::reconstruct::{GateSample, Mode, NeuronAt, Start, gate_batches, gate_inputs};
 use crate::record::{LayerRecording, Recording, Switches};
@@ -224,8 +226,8 @@ impl Engine {
         }
         let convs = &self.network.convs;
         let layer = n.layer;
-        let tree = fov_tree(convs, layer, n.y, n.x);
         let s = self.profile.input_size;
+        let tree = window_tree(convs, layer, (n.y, n.x), s);
         let (wy, wx) = tree.out[0];
         let mut x = window_of(base, s, tree.out[0]);
         x.extend(window_of(d, s, tree.out[0]));
@@ -233,9 +235,10 @@ impl Engine {
         let sample = GateSample { tree, masks: true };
         let gates = gate_batches(convs, rec, std::slice::from_ref(&sample), layer)?;
         let tree = sample.tree;
-        let size_tree = tree_of(convs, layer);
-        let session =
-            self.cached_graph(layer, GraphKind::Region, || Ok(region_graph(convs, layer)))?;
+        let size_tree = tree_of(convs, layer, s);
+        let session = self.cached_graph(layer, GraphKind::Region, || {
+            Ok(region_graph(convs, layer, s))
+        })?;
         let scale = [1f32, 0.0];
         let mut inputs = gate_inputs(convs, &size_tree, 1, &gates)?;
         inputs.push((
@@ -263,9 +266,11 @@ impl Engine {
                 }
             }
             let (_, top) = outputs[format!("z{layer}").as_str()].try_extract_tensor::<f32>()?;
-            let c_top = convs[layer - 1].out_channels;
-            value = top[n.feature] as f64;
-            slope = top[c_top + n.feature] as f64;
+            let (ty, tx) = tree.out[layer];
+            let per = convs[layer - 1].out_channels * ty.len * tx.len;
+            let k = window_index(tree.out[layer], n.feature, n.y, n.x);
+            value = top[k] as f64;
+            slope = top[per + k] as f64;
         }
         let boundary = |(t, flip): (f64, Flip)| Boundary {
             t,
