@@ -207,3 +207,27 @@ fn the_linear_region_along_a_line_is_the_references() {
         s.assert_region_is_the_references(n);
     }
 }
+
+/// At 26 pixels the last layer sees more than the image (a field of 31):
+/// its graphs run on whole grids, with padded
+/// convolutions of every geometry (one-sided padding, dilation, groups, an
+/// even kernel, strides restored by output padding).
+#[test]
+fn on_an_image_smaller_than_the_deep_fields_all_modes_equal_the_reference() {
+    use fovea_engine::fixtures::chain_model;
+    use fovea_engine::model::network::{Layout, window_tree};
+    let size = 26;
+    let (chain, weights) = (strided_chain(), strided_weights());
+    let model = chain_model(&chain, &weights, Layout::Nchw, true, size, None);
+    let reference = Reference::of_chain(&chain, weights, size);
+    let s = Probed::new(&model, size, "strided-26", reference);
+    let convs = &s.engine.network.convs;
+    assert!(window_tree(convs, 5, (0, 0), size).whole);
+    assert!(!window_tree(convs, 3, (0, 0), size).whole);
+    let neurons = probe_neurons(&s);
+    s.assert_all_modes(&chain, neurons.clone(), 5);
+    for n in neurons {
+        s.assert_fov_gradient_is_the_filter(n);
+    }
+    s.assert_region_is_the_references(probe_neurons(&s)[20]);
+}

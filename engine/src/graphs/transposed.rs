@@ -134,6 +134,15 @@ pub(crate) fn tree_of(convs: &[ConvLayer], layer: usize, size: usize) -> FovTree
     window_tree(convs, layer, (0, 0), size)
 }
 
+/// Where the convolutions reading conv `i`'s input run on `tree`: on a
+/// FOV window, or padded over whole grids (transposed back to that input).
+fn extent_at(tree: &FovTree, i: usize) -> Extent {
+    match tree.whole {
+        true => Extent::Whole(tree.conv_in[i].0.len, tree.conv_in[i].1.len),
+        false => Extent::Window,
+    }
+}
+
 /// On whole grids, input `at` (float `[n, 1, H, W]`): 1 at each sample's
 /// neuron on the top layer's grid, 0 elsewhere.
 fn at_input(g: &mut GraphBuilder, tree: &FovTree, layer: usize) -> String {
@@ -270,8 +279,9 @@ pub(crate) fn backward_graph(
     for i in (1..=layer).rev() {
         let c = &convs[i - 1];
         let shortcut = kernels.shortcuts[i - 1];
-        waiting.send(&mut g, c, shortcut, &x, Some(&tree), Extent::Window);
-        let u = transposed_conv(&mut g, c, kernels.convs[i - 1], &x, Extent::Window);
+        let from = c.residual.as_ref().map_or(i, |r| r.from);
+        waiting.send(&mut g, c, shortcut, &x, Some(&tree), extent_at(&tree, from));
+        let u = transposed_conv(&mut g, c, kernels.convs[i - 1], &x, extent_at(&tree, i));
         let u = waiting.gather(&mut g, i, &u, Some(&tree));
         if i == 1 {
             g.node_named("Identity", &[&u], "image", vec![]);
@@ -336,7 +346,8 @@ pub(crate) fn affine_graph(convs: &[ConvLayer], layer: usize, size: usize) -> Mo
     let mut a = g.node("Unsqueeze", &[&zeros, &axes], vec![]);
     let top = &convs[layer - 1];
     let mut inputs = vec![String::new(); layer + 1];
-    let conv = |g: &mut GraphBuilder, c: &ConvLayer, x: &str| forward_conv(g, c, x, Extent::Window);
+    let extent = extent_at(&tree, layer);
+    let conv = |g: &mut GraphBuilder, c: &ConvLayer, x: &str| forward_conv(g, c, x, extent);
     for i in 1..=layer {
         let c = &convs[i - 1];
         let z = gated_sum(&mut g, (c, &tree, i), &a, &mut inputs, false, conv);
@@ -604,6 +615,7 @@ pub(crate) fn region_graph(convs: &[ConvLayer], layer: usize, size: usize) -> Mo
         DataType::Float,
         &[Dim::Named("n"), Dim::Fixed(1), Dim::Fixed(1), Dim::Fixed(1)],
     );
+    let extent = extent_at(&tree, layer);
     // Each convolution's bias times the sample's scale.
     let scaled_conv = |g: &mut GraphBuilder, c: &ConvLayer, x: &str| {
         let w = trained_weight(g, c);
@@ -613,7 +625,7 @@ pub(crate) fn region_graph(convs: &[ConvLayer], layer: usize, size: usize) -> Mo
             &[1, c.out_channels as i64, 1, 1],
             &c.bias,
         ));
-        let linear = g.node("Conv", &[x, &w], c.shape.attrs([0; 4]));
+        let linear = g.node("Conv", &[x, &w], c.shape.attrs(forward_pads(c, extent)));
         let bias = g.node("Mul", &[&b, &scale], vec![]);
         g.node("Add", &[&linear, &bias], vec![])
     };

@@ -962,7 +962,7 @@ pub struct FovTree {
 /// a `size` x `size` input: its FOV tree, or where that tree's window on
 /// the input is larger than the image (deep layers of modern networks),
 /// every layer's whole grid, which is smaller and the same for every
-/// neuron of the layer.
+/// neuron of the layer (convolutions then run with their own padding).
 pub fn window_tree(
     convs: &[ConvLayer],
     layer: usize,
@@ -987,9 +987,9 @@ pub fn window_tree(
             Some(p) => grid(p.output_len(h, 0), p.output_len(w, 1)),
             None => grid(h, w),
         };
-        let (oy, ox) = out[i];
-        reads[i] = (c.shape.input_span(oy, 0), c.shape.input_span(ox, 1));
-        shortcut[i] = c.residual.as_ref().map(|r| r.input_span(out[i]));
+        // Convolutions run padded, from grid to grid.
+        reads[i] = conv_in[i];
+        shortcut[i] = c.residual.as_ref().map(|r| conv_in[r.from]);
     }
     FovTree {
         out,
