@@ -164,45 +164,44 @@ pub const MOBILE_CEILING: f32 = 6.0;
 /// 12, and a pointwise 1x1); no pools, so its head averages globally.
 pub fn mobile_chain() -> Vec<ChainConv> {
     let relu6 = Activation::Clip(MOBILE_CEILING);
-    let conv = |in_channels, out_channels, shape| ChainConv {
+    vec![
+        separable_conv(3, 8, (3, 2), relu6),
+        separable_conv(8, 8, (3, 1), relu6),
+        separable_conv(8, 16, (1, 1), relu6),
+        separable_conv(16, 16, (3, 2), relu6),
+        separable_conv(16, 24, (1, 1), relu6),
+        separable_conv(24, 24, (3, 1), relu6),
+        separable_conv(24, 32, (1, 1), relu6),
+    ]
+}
+
+/// A conv of a MobileNet-shaped chain, padded to keep the grid: a 1x1
+/// (pointwise), a depthwise 3x3 when `in_channels == out_channels`, else a
+/// full 3x3 (the stem); `(kernel, stride)`.
+fn separable_conv(
+    in_channels: usize,
+    out_channels: usize,
+    (kernel, stride): (usize, usize),
+    activation: Activation,
+) -> ChainConv {
+    let groups = if kernel == 3 && in_channels == out_channels {
+        in_channels
+    } else {
+        1
+    };
+    ChainConv {
         in_channels,
         out_channels,
         pool: None,
-        shape,
-        activation: relu6,
-    };
-    let base = ConvShape::SAME_3X3;
-    let depthwise = |channels, stride| {
-        conv(
-            channels,
-            channels,
-            ConvShape {
-                stride,
-                groups: channels,
-                ..base
-            },
-        )
-    };
-    let pointwise = |i, o| {
-        conv(
-            i,
-            o,
-            ConvShape {
-                kernel: 1,
-                pads: [0; 4],
-                ..base
-            },
-        )
-    };
-    vec![
-        conv(3, 8, ConvShape { stride: 2, ..base }),
-        depthwise(8, 1),
-        pointwise(8, 16),
-        depthwise(16, 2),
-        pointwise(16, 24),
-        depthwise(24, 1),
-        pointwise(24, 32),
-    ]
+        shape: ConvShape {
+            kernel,
+            stride,
+            groups,
+            pads: [(kernel - 1) / 2; 4],
+            ..ConvShape::SAME_3X3
+        },
+        activation,
+    }
 }
 
 /// The MobileNet-shaped chain as tf2onnx writes a Keras model: every
@@ -850,54 +849,23 @@ pub const INVERTED_SIZE: usize = 48;
 /// activation after the sum.
 pub fn inverted_chain() -> Vec<ChainConv> {
     let relu6 = Activation::Clip(MOBILE_CEILING);
-    let base = ConvShape::SAME_3X3;
-    let conv = |in_channels, out_channels, shape, activation| ChainConv {
-        in_channels,
-        out_channels,
-        pool: None,
-        shape,
-        activation,
-    };
-    let depthwise = |channels, stride| {
-        conv(
-            channels,
-            channels,
-            ConvShape {
-                stride,
-                groups: channels,
-                ..base
-            },
-            relu6,
-        )
-    };
-    let pointwise = |i, o, activation| {
-        conv(
-            i,
-            o,
-            ConvShape {
-                kernel: 1,
-                pads: [0; 4],
-                ..base
-            },
-            activation,
-        )
-    };
+    let linear = Activation::Linear;
     let block = |i, e, o, stride| {
         [
-            pointwise(i, e, relu6),
-            depthwise(e, stride),
-            pointwise(e, o, Activation::Linear),
+            separable_conv(i, e, (1, 1), relu6),
+            separable_conv(e, e, (3, stride), relu6),
+            separable_conv(e, o, (1, 1), linear),
         ]
     };
     let mut chain = vec![
-        conv(3, 8, ConvShape { stride: 2, ..base }, relu6),
-        depthwise(8, 1),
-        pointwise(8, 8, Activation::Linear),
+        separable_conv(3, 8, (3, 2), relu6),
+        separable_conv(8, 8, (3, 1), relu6),
+        separable_conv(8, 8, (1, 1), linear),
     ];
     chain.extend(block(8, 16, 12, 2));
     chain.extend(block(12, 24, 12, 1));
     chain.extend(block(12, 24, 12, 1));
-    chain.push(pointwise(12, 32, relu6));
+    chain.push(separable_conv(12, 32, (1, 1), relu6));
     chain
 }
 
