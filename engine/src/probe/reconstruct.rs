@@ -144,14 +144,14 @@ fn batch_size(convs: &[ConvLayer], layer: usize, size: usize) -> usize {
 }
 
 /// On whole grids, the `at` input of a batch of neurons at `positions` of
-/// `layer`: one-hot maps of the top grid, with their shape.
-fn at_maps(
+/// `layer`: one-hot maps of the top grid.
+fn at_input(
     tree: &FovTree,
     layer: usize,
     positions: &[(usize, usize)],
-) -> Option<([usize; 4], Vec<f32>)> {
+) -> Result<Option<(String, ort::session::SessionInputValue<'static>)>> {
     if !tree.whole {
-        return None;
+        return Ok(None);
     }
     let (sy, sx) = tree.out[layer];
     let plane = sy.len * sx.len;
@@ -161,7 +161,11 @@ fn at_maps(
             *v = 1.0;
         }
     }
-    Some(([positions.len(), 1, sy.len, sx.len], at))
+    let shape = [positions.len(), 1, sy.len, sx.len];
+    Ok(Some((
+        "at".into(),
+        ort::value::Tensor::from_array((shape, at))?.into(),
+    )))
 }
 
 /// The field-of-view box of a neuron, clipped to the input.
@@ -634,13 +638,7 @@ impl Engine {
             TensorRef::from_array_view(([n, c_top, 1, 1], seed.as_slice()))?.into(),
         ));
         let positions: Vec<(usize, usize)> = batch.iter().map(|(nr, _)| (nr.y, nr.x)).collect();
-        let at = at_maps(&size_tree, layer, &positions);
-        if let Some((shape, at)) = &at {
-            inputs.push((
-                "at".into(),
-                TensorRef::from_array_view((*shape, at.as_slice()))?.into(),
-            ));
-        }
+        inputs.extend(at_input(&size_tree, layer, &positions)?);
         inputs.extend(gate_inputs(convs, &size_tree, n, &gate_batches)?);
         let mut session = session.lock().map_err(poisoned)?;
         let outputs = session.run(inputs)?;
@@ -706,13 +704,7 @@ impl Engine {
                     .iter()
                     .map(|&i| (neurons[i].y, neurons[i].x))
                     .collect();
-                let at = at_maps(&size_tree, layer, &positions);
-                if let Some((shape, at)) = &at {
-                    inputs.push((
-                        "at".into(),
-                        TensorRef::from_array_view((*shape, at.as_slice()))?.into(),
-                    ));
-                }
+                inputs.extend(at_input(&size_tree, layer, &positions)?);
                 let mut session = session.lock().map_err(poisoned)?;
                 let outputs = session.run(inputs)?;
                 let (shape, pre) = outputs["preact"].try_extract_tensor::<f32>()?;
