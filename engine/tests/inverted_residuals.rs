@@ -13,7 +13,8 @@ use fovea_engine::fixtures::{
     INVERTED_LINKS, INVERTED_SIZE, inverted_batch_norms, inverted_chain, inverted_model,
     inverted_weights,
 };
-use fovea_engine::model::network::Activation;
+use fovea_engine::model::network::{Activation, Network};
+use fovea_onnx::{decode_model, proto::ModelProto};
 
 fn setup() -> Probed {
     let weights = folded(inverted_weights(), inverted_batch_norms());
@@ -56,6 +57,57 @@ fn linear_bottlenecks_and_their_sums_are_read_and_recorded() {
     // The linear layers hold negative values.
     let pass = s.engine.forward(&s.rec.input).expect("forward");
     assert!(pass.activations[8].iter().any(|&v| v < 0.0));
+}
+
+/// The file's nodes renamed as `torch.onnx.export` names them
+/// (`/features/features.{k}/conv/...`): each activation node in the block
+/// of its position, each conv in a scope of its own.
+fn torchvision_named(model: &[u8], path: impl Fn(usize, &str) -> String) -> ModelProto {
+    let mut model = decode_model(model).expect("decode");
+    if let Some(g) = model.graph.as_mut() {
+        for (k, n) in g.node.iter_mut().enumerate() {
+            n.name = path(k, &n.op_type);
+        }
+    }
+    model
+}
+
+/// Layers are named by the module paths PyTorch writes into node names
+/// (the activation's, or a linear layer's conv), and keep their block
+/// names when those paths do not tell the layers apart.
+#[test]
+fn layers_are_named_by_their_module_paths_when_the_file_has_them() {
+    let named = torchvision_named(&inverted_model(), |k, op| {
+        format!("/features/features.{k}/conv/conv.{k}/{op}")
+    });
+    let net = Network::from_model(&named).expect("read");
+    let nodes = &named.graph.as_ref().expect("graph").node;
+    for c in &net.convs {
+        // The node that names the layer: its activation, or its conv when
+        // it has none.
+        let k = nodes
+            .iter()
+            .position(|n| match c.activation {
+                Activation::Linear => n.name == c.conv_node,
+                _ => n.output.contains(&c.relu_output),
+            })
+            .expect("the layer's node");
+        assert_eq!(
+            c.name,
+            format!("features.{k}.conv.{k}"),
+            "layer {}",
+            c.number
+        );
+    }
+    let third = net.convs[2].name.clone();
+    assert!(third.starts_with("features."), "{third}");
+    assert_eq!(net.resolve_conv("layer", &third).ok(), Some(3));
+
+    // Paths that repeat keep the block names.
+    let shared = torchvision_named(&inverted_model(), |_, op| format!("/features/{op}"));
+    let net = Network::from_model(&shared).expect("read");
+    let names: Vec<&str> = net.convs.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names[..2], ["conv1_1", "conv1_2"]);
 }
 
 /// Conv neurons (corners included) and every class, in all four modes with

@@ -108,11 +108,27 @@ pub enum LayerRow {
     Layer(usize),
 }
 
-/// The group a layer's name puts it in: the name up to its last `_` or
-/// `.` (`conv3_1` -> `conv3`, `layer3.1.relu` -> `layer3.1`); empty when
-/// there is none.
+/// The group a layer's name puts it in. A module path groups by its first
+/// numbered block (`layer3.1.relu_1` -> `layer3.1`,
+/// `features.4.conv.0.2` -> `features.4`), or by its parent when the number
+/// ends it (`features.12` -> `features`); a block name by what precedes its
+/// last `_` (`conv3_1` -> `conv3`). Empty when there is none.
 pub fn layer_group(name: &str) -> &str {
-    name.rfind(['_', '.']).map_or("", |i| &name[..i])
+    if !name.contains('.') {
+        return name.rfind('_').map_or("", |i| &name[..i]);
+    }
+    let mut end = 0;
+    for part in name.split('.') {
+        let next = end + part.len();
+        if next == name.len() {
+            break;
+        }
+        if !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) {
+            return &name[..next];
+        }
+        end = next + 1;
+    }
+    name.rfind('.').map_or("", |i| &name[..i])
 }
 
 /// Work for the worker.
@@ -1209,6 +1225,20 @@ pub(crate) mod tests {
             [Command::Strongest { layer: 2, .. }]
         ));
         (app, now)
+    }
+
+    #[test]
+    fn layers_group_by_block_and_by_first_numbered_module() {
+        for (name, group) in [
+            ("conv3_1", "conv3"),
+            ("layer3.1.relu_1", "layer3.1"),
+            ("features.4.conv.0.2", "features.4"),
+            ("features.12", "features"),
+            ("relu", ""),
+            ("stem.act", "stem"),
+        ] {
+            assert_eq!(layer_group(name), group, "{name}");
+        }
     }
 
     #[test]

@@ -518,6 +518,8 @@ impl Network {
         let mut stop: Option<String> = None;
         // A residual block's shortcut, from its start until its sum.
         let mut pending: Option<PendingResidual> = None;
+        // Each layer's module path, when the file's node names carry one.
+        let mut paths: Vec<String> = Vec::new();
         loop {
             let n = match consumers.get(cur.as_str()).map(Vec::as_slice) {
                 Some([n]) => *n,
@@ -615,6 +617,7 @@ impl Network {
                     in_block += 1;
                     cur = c.relu_output.clone();
                     channels = c.out_channels;
+                    paths.push(c.name.clone());
                     convs.push(ConvLayer {
                         number: convs.len() + 1,
                         name: format!("conv{block}_{in_block}"),
@@ -708,6 +711,7 @@ impl Network {
                 });
             }
         }
+        name_by_module_paths(&mut convs, &paths, &dense);
         let head_output = if dense.is_empty() && foreign.is_none() {
             None
         } else {
@@ -1044,6 +1048,26 @@ pub fn fov_tree(convs: &[ConvLayer], layer: usize, y: usize, x: usize) -> FovTre
     }
 }
 
+/// Names the conv layers by their module paths when every layer has one,
+/// no two share one and none reads as a layer number, `input` or a dense
+/// layer's name; otherwise they keep their block names (`conv3_1`).
+fn name_by_module_paths(convs: &mut [ConvLayer], paths: &[String], dense: &[DenseLayer]) {
+    let mut seen = std::collections::HashSet::new();
+    let usable = paths.len() == convs.len()
+        && paths.iter().all(|p| {
+            !p.is_empty()
+                && p != "input"
+                && !p.bytes().all(|b| b.is_ascii_digit())
+                && !dense.iter().any(|d| d.name == *p)
+                && seen.insert(p.as_str())
+        });
+    if usable {
+        for (c, p) in convs.iter_mut().zip(paths) {
+            c.name.clone_from(p);
+        }
+    }
+}
+
 /// The smallest window holding both.
 fn hull(a: (Span, Span), b: (Span, Span)) -> (Span, Span) {
     let one = |a: Span, b: Span| {
@@ -1118,6 +1142,7 @@ fn read_conv<'g>(
     ) {
         layer.activation = Activation::Linear;
         layer.relu_output = conv_out;
+        layer.name = module_path(&n.name).unwrap_or_default();
         return Ok(layer);
     }
     let next = single(&conv_out).ok_or_else(|| {
@@ -1137,7 +1162,37 @@ fn read_conv<'g>(
         )
     })?;
     layer.relu_output = next.output[0].clone();
+    layer.name = module_path(&next.name).unwrap_or_default();
     Ok(layer)
+}
+
+/// The module path a PyTorch export writes into a node's name, as the
+/// model's author knows the layer: `/layer3/layer3.1/relu_1/Relu` ->
+/// `layer3.1.relu_1`, `/features/features.1/conv/conv.0/conv.0.2/Clip` ->
+/// `features.1.conv.0.2`. Each scope is the attribute under the one
+/// before, or one of its children (`features.1` under `features`); the
+/// last part is the op's own name. None for names without such a path.
+fn module_path(node: &str) -> Option<String> {
+    let scopes = node.strip_prefix('/')?.rsplit_once('/')?.0;
+    let mut path: Vec<&str> = Vec::new();
+    for scope in scopes.split('/') {
+        if scope.is_empty() {
+            return None;
+        }
+        match path.last() {
+            Some(last)
+                if scope
+                    .strip_prefix(*last)
+                    .is_some_and(|r| r.starts_with('.')) =>
+            {
+                if let Some(last) = path.last_mut() {
+                    *last = scope;
+                }
+            }
+            _ => path.push(scope),
+        }
+    }
+    Some(path.join("."))
 }
 
 /// A residual block's shortcut, read at its start.
@@ -1726,6 +1781,40 @@ mod tests {
         assert_eq!(tree.out[1], (span(0, 14), span(4, 14)));
         assert_eq!(tree.out[0], (span(-3, 33), span(5, 33)));
         assert_eq!(tree.out[0].0.len, g[3].fov);
+    }
+
+    #[test]
+    fn module_paths_are_read_from_pytorch_node_names() {
+        let path = |n: &str| module_path(n);
+        assert_eq!(
+            path("/layer3/layer3.1/relu_1/Relu").as_deref(),
+            Some("layer3.1.relu_1")
+        );
+        assert_eq!(
+            path("/features/features.1/conv/conv.0/conv.0.2/Clip").as_deref(),
+            Some("features.1.conv.0.2")
+        );
+        assert_eq!(
+            path("/features/features.2/conv/conv.2/Conv").as_deref(),
+            Some("features.2.conv.2")
+        );
+        assert_eq!(path("/relu/Relu").as_deref(), Some("relu"));
+        // A layer's own scope that merely starts like the one before is not
+        // its child.
+        assert_eq!(
+            path("/layer1/layer10/Relu").as_deref(),
+            Some("layer1.layer10")
+        );
+        for other in [
+            "Relu_12",
+            "vgg0_relu0_fwd",
+            "/Relu",
+            "model/block1_conv1/Relu",
+            "//x/Relu",
+            "",
+        ] {
+            assert_eq!(path(other), None, "{other}");
+        }
     }
 
     #[test]
