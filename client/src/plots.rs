@@ -48,7 +48,7 @@ impl Scale {
         }
     }
 
-    fn colour(self, v: f64) -> RGBColor {
+    pub(crate) fn colour(self, v: f64) -> RGBColor {
         match self {
             Scale::Viridis { max } => {
                 let c =

@@ -216,31 +216,41 @@ async fn all(
             })
             .await?;
         let name = &model.layers[layer as usize].name;
-        // One scale per layer, so the maps of a layer compare.
+        // One scale per layer, so the maps of a layer compare; signed
+        // (grey around zero) where units pass negative values (linear or
+        // leaky layers).
         let row_max = maps.maps.iter().map(|m| m.max).fold(0.0f32, f32::max);
+        let row_min = maps
+            .maps
+            .iter()
+            .flat_map(|m| m.values.iter().copied())
+            .fold(0.0f32, f32::min);
+        let scale = if row_min < 0.0 {
+            Scale::Diverging {
+                max: row_max.max(-row_min) as f64,
+            }
+        } else {
+            Scale::Viridis {
+                max: row_max as f64,
+            }
+        };
+        let (h, w) = (maps.height as usize, maps.width as usize);
         let tiles: Vec<Tile> = maps
             .maps
             .iter()
+            .filter(|m| m.values.len() == h * w)
             .map(|m| Tile {
-                image: fovea_engine::probe::render::render_map(
-                    &m.values,
-                    maps.height as usize,
-                    maps.width as usize,
-                    row_max,
-                )
-                .0,
+                image: image::RgbImage::from_fn(w as u32, h as u32, |x, y| {
+                    let c = scale.colour(m.values[y as usize * w + x as usize] as f64);
+                    image::Rgb([c.0, c.1, c.2])
+                }),
                 caption: format!("feature {}\nmax {:.1}", m.feature, m.max),
             })
             .collect();
         rows.push(Row {
             label: format!("layer {layer}\n{name}\n{}x{}", maps.height, maps.width),
             tiles,
-            bar: Some((
-                Scale::Viridis {
-                    max: row_max as f64,
-                },
-                "activation".into(),
-            )),
+            bar: Some((scale, "activation".into())),
         });
     }
     let fig2 = Figure::Grid(GridFigure {
@@ -248,14 +258,14 @@ async fn all(
         rows,
         tile,
         notes: vec![
-            "Each map: viridis from 0 to the largest activation among its layer's four maps (the colour bar on the right); ReLU outputs, so nothing is below 0.".into(),
+            "Each map: viridis from 0 to the largest activation among its layer's four maps (the colour bar on the right); where a layer's units pass negative values (linear or leaky layers), grey from -m (black) through 0 (mid-grey) to +m (white), m the largest magnitude shown.".into(),
         ],
     });
     let img = crate::plots::write_both(&fig2, &out.join("fig2"))?;
     show(&img);
     notes.push((
         "fig2".into(),
-        format!("Feature maps at layers {picks:?}; the 4 features with the strongest activation per layer, each layer in viridis over [0, the layer's largest value shown], with its colour bar."),
+        format!("Feature maps at layers {picks:?}; the 4 features with the strongest activation per layer, each layer in viridis over [0, the layer's largest value shown] (grey over [-m, m] where it has negative values), with its colour bar."),
     ));
 
     // Figure 4: the strongest location of the last conv layer, its two
