@@ -9,7 +9,7 @@ use fovea_proto::v1 as pb;
 pub fn layer_text(l: &pb::Layer) -> String {
     [
         l.pool.as_ref().map(pool_text),
-        l.conv.as_ref().map(conv_text),
+        l.conv.as_ref().map(|_| kernel_text(l)),
         l.residual.as_ref().map(residual_text),
         l.activation.as_ref().map(activation_text),
     ]
@@ -17,6 +17,16 @@ pub fn layer_text(l: &pb::Layer) -> String {
     .flatten()
     .collect::<Vec<_>>()
     .join(" · ")
+}
+
+/// What a conv layer computes before its activation: its convolution's
+/// geometry ([`conv_text`]), or "batch norm" for a batch norm on its own.
+pub fn kernel_text(l: &pb::Layer) -> String {
+    match (&l.conv, l.norm_only) {
+        (_, true) => "batch norm".into(),
+        (Some(c), false) => conv_text(c),
+        (None, false) => String::new(),
+    }
 }
 
 /// A convolution's geometry in a few characters: `7x7/2 p3`, `3x3 d2 g32

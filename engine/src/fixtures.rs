@@ -247,6 +247,53 @@ pub fn mobile_model_with_pad_nodes(head: bool) -> Vec<u8> {
     encode(&model)
 }
 
+/// The MobileNet-shaped model with its dense head written as 1x1
+/// convolutions on the globally pooled features, as Keras' MobileNet and
+/// MXNet's MobileNet v2 write their classifiers: a Dropout where the
+/// Flatten was, each Gemm a Conv of the same weights (`[out, in, 1, 1]`),
+/// and the Flatten before the softmax.
+pub fn mobile_model_with_pointwise_head() -> Vec<u8> {
+    let bytes = mobile_model(true);
+    let Ok(mut model) = fovea_onnx::decode_model(&bytes) else {
+        return bytes;
+    };
+    let Some(graph) = model.graph.as_mut() else {
+        return bytes;
+    };
+    let mut nodes = Vec::new();
+    for mut n in std::mem::take(&mut graph.node) {
+        match n.op_type.as_str() {
+            "Flatten" => {
+                n.op_type = "Dropout".into();
+                n.attribute.clear();
+            }
+            "Gemm" => {
+                n.op_type = "Conv".into();
+                n.attribute.clear();
+                if let Some(w) = graph.initializer.iter_mut().find(|t| t.name == n.input[1]) {
+                    w.dims.extend([1, 1]);
+                }
+            }
+            "Softmax" => {
+                let flat = format!("{}.flat", n.input[0]);
+                nodes.push(fovea_onnx::proto::NodeProto {
+                    input: vec![n.input[0].clone()],
+                    output: vec![flat.clone()],
+                    name: "flatten".into(),
+                    op_type: "Flatten".into(),
+                    attribute: vec![fovea_onnx::attribute("axis", Attr::Int(1))],
+                    ..Default::default()
+                });
+                n.input[0] = flat;
+            }
+            _ => {}
+        }
+        nodes.push(n);
+    }
+    graph.node = nodes;
+    encode(&model)
+}
+
 /// Bias-free weights of the MobileNet-shaped chain.
 pub fn mobile_weights() -> Vec<(Vec<f32>, Vec<f32>)> {
     let chain = mobile_chain();
@@ -838,6 +885,162 @@ pub fn residual_batch_norms() -> Vec<[Vec<f32>; 4]> {
     chain_batch_norms(&convs, 29, (0.5, 1.5))
 }
 
+/// Input side of the pre-activation model.
+pub const PREACTIVATION_SIZE: usize = 32;
+
+/// A batch norm on its own as the chain sees it: the depthwise 1x1
+/// convolution of its scale and shift.
+fn norm_layer(channels: usize, activation: Activation) -> ChainConv {
+    ChainConv {
+        in_channels: channels,
+        out_channels: channels,
+        pool: None,
+        shape: ConvShape {
+            kernel: 1,
+            pads: [0; 4],
+            groups: channels,
+            ..ConvShape::SAME_3X3
+        },
+        activation,
+    }
+}
+
+/// A ResNet-v2-shaped chain (pre-activation, as the model zoo's v2
+/// files): a batch norm of the input (linear), the residual model's stem
+/// (7x7/2, batch norm, ReLU), then blocks that start with batch norm and
+/// ReLU, the first after a 3x3/2 max pool padded by 1. Each block's two
+/// 3x3 convolutions (the first batch-normalised with ReLU, the second
+/// bare) end in the block's sum, a linear layer; the second block's first
+/// convolution has stride 2 and twice the channels. A last batch norm and
+/// ReLU come before the head. Sums in [`PREACTIVATION_LINKS`].
+pub fn preactivation_chain() -> Vec<ChainConv> {
+    let w = RESIDUAL_WIDTH;
+    let conv = |in_channels, out_channels, stride, activation| ChainConv {
+        in_channels,
+        out_channels,
+        pool: None,
+        shape: ConvShape {
+            stride,
+            ..ConvShape::SAME_3X3
+        },
+        activation,
+    };
+    let (relu, linear) = (Activation::Relu, Activation::Linear);
+    vec![
+        norm_layer(3, linear),
+        residual_stem(),
+        ChainConv {
+            pool: Some(PoolShape {
+                kernel: 3,
+                stride: 2,
+                pads: [1; 4],
+                ..PoolShape::HALVING
+            }),
+            ..norm_layer(w, relu)
+        },
+        conv(w, w, 1, relu),
+        conv(w, w, 1, linear),
+        norm_layer(w, relu),
+        conv(w, 2 * w, 2, relu),
+        conv(2 * w, 2 * w, 1, linear),
+        norm_layer(2 * w, relu),
+    ]
+}
+
+/// The pre-activation model's sums per layer: the layer (1-based) whose
+/// input it adds, and whether through [`residual_projection`] (1x1/2, no
+/// batch norm, reading the block's pre-activation).
+pub const PREACTIVATION_LINKS: [Option<(usize, bool)>; 9] = [
+    None,
+    None,
+    None,
+    None,
+    Some((3, false)),
+    None,
+    None,
+    Some((7, true)),
+    None,
+];
+
+/// Weights (OIHW, bias-free) of the pre-activation model's layers and its
+/// projection: the identity for the batch norms on their own.
+pub fn preactivation_weights() -> Vec<(Vec<f32>, Vec<f32>)> {
+    let mut chain = preactivation_chain();
+    chain.push(residual_projection(1));
+    chain_weights(&chain, 43)
+        .into_iter()
+        .zip(&chain)
+        .map(|((w, b), c)| {
+            let w = if c.shape.groups == c.in_channels && c.shape.kernel == 1 {
+                vec![1.0; w.len()]
+            } else {
+                w
+            };
+            (w, vec![0.0; b.len()])
+        })
+        .collect()
+}
+
+/// Batch norms (scale, shift, mean, variance) of the pre-activation
+/// model's layers and its projection: None where the file has none (the
+/// blocks' last convolutions and the projection).
+pub fn preactivation_batch_norms() -> Vec<Option<[Vec<f32>; 4]>> {
+    let mut chain = preactivation_chain();
+    chain.push(residual_projection(1));
+    let bare = [4, 7, 9];
+    chain_batch_norms(&chain, 47, (0.5, 1.5))
+        .into_iter()
+        .enumerate()
+        .map(|(k, n)| (!bare.contains(&k)).then_some(n))
+        .collect()
+}
+
+/// The pre-activation model as ONNX bytes (NCHW, [`PREACTIVATION_SIZE`]),
+/// laid out as MXNet's ResNet v2 exports: `BatchNormalization` nodes with
+/// no convolution before them, bare convolutions ending each block, sums
+/// read by the next block's batch norm (and its identity shortcut), and
+/// the chain models' dense head.
+pub fn preactivation_model() -> Vec<u8> {
+    let chain = preactivation_chain();
+    let weights = preactivation_weights();
+    let norms = preactivation_batch_norms();
+    let mut g = GraphBuilder::new("preactivation");
+    let input = image_input(&mut g, PREACTIVATION_SIZE as i64);
+    let conv = |g: &mut GraphBuilder, k: usize, x: &str, c: &ChainConv| -> String {
+        let (w, b) = &weights[k];
+        conv_node(g, k, x, c, (w, b), norms[k].as_ref())
+    };
+    let norm = |g: &mut GraphBuilder, k: usize, x: &str| -> String {
+        let z = norms[k]
+            .as_ref()
+            .map_or_else(|| x.to_string(), |n| batch_norm_node(g, k, x, n));
+        activation_node(g, k, &z, chain[k].activation)
+    };
+    let x = norm(&mut g, 0, &input);
+    let z = conv(&mut g, 1, &x, &chain[1]);
+    let a = g.node("Relu", &[&z], vec![]);
+    let pooled = match chain[2].pool {
+        Some(pool) => g.node(pool.op(), &[&a], pool.own_attrs()),
+        None => a,
+    };
+    // Block 1: identity shortcut of the pooled stem.
+    let a = norm(&mut g, 2, &pooled);
+    let z = conv(&mut g, 3, &a, &chain[3]);
+    let a = g.node("Relu", &[&z], vec![]);
+    let z = conv(&mut g, 4, &a, &chain[4]);
+    let sum = g.node("Add", &[&z, &pooled], vec![]);
+    // Block 2: the projection reads the block's pre-activation.
+    let pre = norm(&mut g, 5, &sum);
+    let z = conv(&mut g, 6, &pre, &chain[6]);
+    let a = g.node("Relu", &[&z], vec![]);
+    let z = conv(&mut g, 7, &a, &chain[7]);
+    let shortcut = conv(&mut g, 9, &pre, &residual_projection(1));
+    let sum = g.node("Add", &[&z, &shortcut], vec![]);
+    let x = norm(&mut g, 8, &sum);
+    dense_head(&mut g, &x, &chain, PREACTIVATION_SIZE);
+    encode(&g.finish())
+}
+
 /// Input side of the inverted-residual model.
 pub const INVERTED_SIZE: usize = 48;
 
@@ -1075,12 +1278,19 @@ fn conv_node(
         return g.node("Conv", &[x, &wn, &bn], attrs);
     };
     let z = g.node("Conv", &[x, &wn], attrs);
+    batch_norm_node(g, k, &z, norm)
+}
+
+/// Batch norm `k` of a generated model on `z` (scale, shift, mean,
+/// variance; epsilon [`TINY_BN_EPSILON`]). Returns the output's name.
+fn batch_norm_node(g: &mut GraphBuilder, k: usize, z: &str, norm: &[Vec<f32>; 4]) -> String {
+    let o = norm[0].len() as i64;
     let params: Vec<String> = ["weight", "bias", "running_mean", "running_var"]
         .iter()
         .zip(norm)
         .map(|(what, v)| g.initializer(f32_tensor(&format!("bn{k}.{what}"), &[o], v)))
         .collect();
-    let mut inputs = vec![z.as_str()];
+    let mut inputs = vec![z];
     inputs.extend(params.iter().map(String::as_str));
     g.node(
         "BatchNormalization",

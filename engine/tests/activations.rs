@@ -11,8 +11,8 @@ use common::reference::Reference;
 use common::{Probed, TINY_SIZE, assert_forward_is_the_references, folded};
 use fovea_engine::fixtures::{
     LEAKY_SLOPE, MOBILE_CEILING, MOBILE_SIZE, leaky_chain, leaky_model, leaky_model_as_prelu,
-    mobile_batch_norms, mobile_chain, mobile_model, mobile_model_with_pad_nodes, mobile_weights,
-    tiny_weights,
+    mobile_batch_norms, mobile_chain, mobile_model, mobile_model_with_pad_nodes,
+    mobile_model_with_pointwise_head, mobile_weights, tiny_weights,
 };
 use fovea_engine::model::network::Activation;
 use fovea_engine::probe::regions::{Direction, FlipKind};
@@ -292,4 +292,32 @@ fn a_prelu_with_one_slope_is_read_as_a_leaky_relu() {
         assert_eq!(a.activations, b.activations, "layer {}", l + 1);
         assert_eq!(a.mask, b.mask, "layer {}", l + 1);
     }
+}
+
+/// A classifier written as 1x1 convolutions on the globally pooled
+/// features (Keras' MobileNet, MXNet's MobileNet v2) is a dense head: its
+/// layers are listed, the predictions are the file's, and class neurons
+/// are reconstructed in all four modes as the reference's dense head.
+#[test]
+fn a_classifier_of_pointwise_convolutions_is_a_dense_head() {
+    let dense = mobile();
+    let bytes = mobile_model_with_pointwise_head();
+    let s = Probed::new(
+        &bytes,
+        MOBILE_SIZE,
+        "mobile-pointwise-head",
+        Reference::of_chain(
+            &mobile_chain(),
+            folded(mobile_weights(), mobile_batch_norms()),
+            MOBILE_SIZE,
+        ),
+    );
+    let net = &s.engine.network;
+    assert_eq!(net.probe_stop, None);
+    let units: Vec<(usize, bool)> = net.dense.iter().map(|d| (d.units, d.pointwise)).collect();
+    assert_eq!(units, [(10, true), (5, true)]);
+    for (a, b) in s.rec.scores.iter().zip(&dense.rec.scores) {
+        assert!((a - b).abs() <= 1e-5, "{a} vs {b}");
+    }
+    s.assert_all_modes(&mobile_chain(), s.probe_neurons(), 7);
 }

@@ -2,7 +2,7 @@
 //! weights came from.
 
 use super::Context;
-use fovea_client::layers::{activation_text, conv_text, pool_text, residual_text};
+use fovea_client::layers::{activation_text, kernel_text, pool_text, residual_text};
 use fovea_client::v1 as pb;
 use serde::Serialize;
 
@@ -72,6 +72,8 @@ struct Layer<'a> {
     activation: Option<Activation>,
     #[serde(skip_serializing_if = "Option::is_none")]
     residual: Option<Residual<'a>>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    norm_only: bool,
 }
 
 #[derive(Serialize)]
@@ -196,6 +198,7 @@ impl<'a> View<'a> {
                         add_node: &r.add_node,
                         projection_node: &r.projection_node,
                     }),
+                    norm_only: l.norm_only,
                 })
                 .collect(),
             probe_stop: &m.probe_stop,
@@ -238,8 +241,16 @@ fn print_text(m: &pb::ModelInfo, prov: &pb::Provenance, pre: &pb::Preprocessing)
         pre.profile
     );
     let residuals = m.layers.iter().any(|l| l.residual.is_some());
+    // Module paths (`layer3.1.relu_1`) are longer than block names.
+    let name_width = m
+        .layers
+        .iter()
+        .map(|l| l.name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .clamp(8, 40);
     let header = format!(
-        "{:>3}  {:<8} {:>16} {:>6} {:>6}  {:<13}  {:<18} {:<11} {}",
+        "{:>3}  {:<name_width$} {:>16} {:>6} {:>6}  {:<13}  {:<18} {:<11} {}",
         "#",
         "name",
         "C x H x W",
@@ -253,7 +264,7 @@ fn print_text(m: &pb::ModelInfo, prov: &pb::Provenance, pre: &pb::Preprocessing)
     println!("{}", header.trim_end());
     for l in &m.layers {
         let row = format!(
-            "{:>3}  {:<8} {:>16} {:>6} {:>6}  {:<13}  {:<18} {:<11} {}",
+            "{:>3}  {:<name_width$} {:>16} {:>6} {:>6}  {:<13}  {:<18} {:<11} {}",
             l.number,
             l.name,
             format!("{}x{}x{}", l.channels, l.height, l.width),
@@ -268,7 +279,7 @@ fn print_text(m: &pb::ModelInfo, prov: &pb::Provenance, pre: &pb::Preprocessing)
                 "-".into()
             },
             l.pool.as_ref().map(pool_text).unwrap_or_default(),
-            l.conv.as_ref().map(conv_text).unwrap_or_default(),
+            kernel_text(l),
             l.activation
                 .as_ref()
                 .map(activation_text)
@@ -280,11 +291,22 @@ fn print_text(m: &pb::ModelInfo, prov: &pb::Provenance, pre: &pb::Preprocessing)
     let folded = m
         .layers
         .iter()
-        .filter(|l| !l.folded_batch_norm.is_empty())
+        .filter(|l| !l.folded_batch_norm.is_empty() && !l.norm_only)
         .count();
     if folded > 0 {
         let layers = if folded == 1 { "layer" } else { "layers" };
         println!("batch norm folded into the convolutions of {folded} {layers}");
+    }
+    let alone = m.layers.iter().filter(|l| l.norm_only).count();
+    if alone > 0 {
+        let norms = if alone == 1 {
+            "batch norm"
+        } else {
+            "batch norms"
+        };
+        println!(
+            "{alone} {norms} with no convolution before them (pre-activation), each a layer: its per-channel scale and shift"
+        );
     }
     if !m.probe_stop.is_empty() {
         let probed = m.layers.iter().filter(|l| l.conv.is_some()).count();

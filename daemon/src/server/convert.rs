@@ -445,6 +445,7 @@ pub fn model_info(engine: &Engine) -> pb::ModelInfo {
         pool: None,
         activation: None,
         residual: None,
+        norm_only: false,
     }];
     for (c, g) in net.convs.iter().zip(&engine.geometry[1..]) {
         layers.push(pb::Layer {
@@ -478,6 +479,7 @@ pub fn model_info(engine: &Engine) -> pb::ModelInfo {
                     .map(|p| p.conv_node.clone())
                     .unwrap_or_default(),
             }),
+            norm_only: c.norm_only,
         });
     }
     for d in &net.dense {
@@ -497,6 +499,7 @@ pub fn model_info(engine: &Engine) -> pb::ModelInfo {
             pool: None,
             activation: None,
             residual: None,
+            norm_only: false,
         });
     }
     let p = &engine.profile;

@@ -193,7 +193,16 @@ pub(crate) fn head_graph(
         c.name = format!("head/{}", node_name(n));
         g.push_node(c);
     }
-    g.node_named("Identity", &[&rename(target)], "objective", vec![]);
+    if dense.pointwise {
+        g.node_named(
+            "Flatten",
+            &[&rename(target)],
+            "objective",
+            vec![("axis", Attr::Int(1))],
+        );
+    } else {
+        g.node_named("Identity", &[&rename(target)], "objective", vec![]);
+    }
 
     // Tensors whose values depend on the conv features.
     let mut data: HashSet<&str> = HashSet::from([chain_end]);
@@ -207,7 +216,7 @@ pub(crate) fn head_graph(
 
     // Seeded random weights in place of a head node's constant input `k`,
     // matched to the trained ones; stream 1000 + the node's place among the
-    // head's dense nodes (Gemm, MatMul).
+    // head's dense nodes (Gemm, MatMul, a pointwise classifier's Conv).
     let backward_weight =
         |g: &mut GraphBuilder, n: &NodeProto, k: usize| -> Result<Option<String>> {
             let Some(seed) = spec.random else {
@@ -228,7 +237,7 @@ pub(crate) fn head_graph(
                 + nodes
                     .iter()
                     .take_while(|m| !std::ptr::eq(**m, n))
-                    .filter(|m| matches!(m.op_type.as_str(), "Gemm" | "MatMul"))
+                    .filter(|m| matches!(m.op_type.as_str(), "Gemm" | "MatMul" | "Conv"))
                     .count() as u64;
             let random = random_like(&values, seed, stream);
             let name = format!("random/{}", node_name(n));
@@ -238,6 +247,13 @@ pub(crate) fn head_graph(
     // Back through the head, newest node first.
     let mut grads: HashMap<&str, String> = HashMap::new();
     let target_shape = g.node("Shape", &[&rename(target)], vec![]);
+    let seed = if dense.pointwise {
+        let units = dense.units as i64;
+        let shape = g.initializer(i64_tensor("seed_shape", &[4], &[1, units, 1, 1]));
+        g.node("Reshape", &[&seed, &shape], vec![])
+    } else {
+        seed
+    };
     let g0 = g.node("Expand", &[&seed, &target_shape], vec![]);
     grads.insert(target, g0);
     for n in nodes.iter().rev() {
@@ -349,6 +365,18 @@ pub(crate) fn head_graph(
                         ("alpha", Attr::Float(alpha)),
                     ],
                 )
+            }
+            // A pointwise classifier (1x1, no groups, strides or padding,
+            // as the network reader checks): a dense layer per position.
+            "Conv" => {
+                only_first("its weights must be constants")?;
+                let w = backward_weight(&mut g, n, 1)?.unwrap_or(arg(1)?);
+                let wt = g.node(
+                    "Transpose",
+                    &[&w],
+                    vec![("perm", Attr::Ints(vec![1, 0, 2, 3]))],
+                );
+                g.node("Conv", &[&out_grad, &wt], vec![])
             }
             "Add" | "Sub" | "Mul" | "Div" if inputs.len() == 1 && n.input.len() == 2 => {
                 let c = arg(1 - k)?;

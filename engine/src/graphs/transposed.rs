@@ -13,7 +13,10 @@ use rand_distr::{Distribution, Normal};
 pub fn random_weights(convs: &[ConvLayer], seed: u64) -> Vec<Vec<f32>> {
     convs
         .iter()
-        .map(|c| random_like(&c.weight, seed, c.number as u64))
+        .map(|c| match c.norm_only {
+            true => c.weight.clone(),
+            false => random_like(&c.weight, seed, c.number as u64),
+        })
         .collect()
 }
 

@@ -18,7 +18,8 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
     /// The model: `vgg16` for the default VGG-16; `vgg19`, `vgg16-bn`,
-    /// `vgg19-bn` or `resnet18|34|50|101|152` (v1) from the ONNX model zoo
+    /// `vgg19-bn`, `resnet18|34|50|101|152` (v1), `resnet18-v2` ..
+    /// `resnet152-v2` or `mobilenetv2` from the ONNX model zoo
     /// (downloaded once into the cache); or a path to an ONNX file.
     pub model: String,
     /// Where the default model may come from.

@@ -282,6 +282,11 @@ pub struct ConvLayer {
     pub batch_norm: Option<String>,
     /// A shortcut added to the pre-activation (a residual block's sum).
     pub residual: Option<Residual>,
+    /// A batch norm with no convolution before it (pre-activation
+    /// networks: ResNet v2's blocks start with batch norm and ReLU), held
+    /// as the depthwise 1x1 convolution it is; it has no filters to draw
+    /// at random, so the random-weights mode keeps it.
+    pub norm_only: bool,
 }
 
 /// A residual sum into a layer's pre-activation, as ResNet's blocks end:
@@ -337,6 +342,7 @@ impl ConvLayer {
             conv_node: String::new(),
             batch_norm: None,
             residual: None,
+            norm_only: false,
         }
     }
 }
@@ -352,6 +358,10 @@ pub struct DenseLayer {
     /// The tensor holding the layer's pre-activation: the Gemm's output, or
     /// the bias Add after a MatMul.
     pub preactivation: String,
+    /// A 1x1 convolution on globally pooled features (a classifier written
+    /// as a convolution, as Keras' MobileNet and MXNet's MobileNet v2 do):
+    /// its pre-activation is `[N, units, 1, 1]`.
+    pub pointwise: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -625,6 +635,23 @@ impl Network {
                         ..c
                     });
                 }),
+                "BatchNormalization" => {
+                    read_norm(n, (&consts, &single, &readers), channels).map(|c| {
+                        if pending_pool.is_some() {
+                            block += 1;
+                            in_block = 0;
+                        }
+                        in_block += 1;
+                        cur = c.relu_output.clone();
+                        paths.push(c.name.clone());
+                        convs.push(ConvLayer {
+                            number: convs.len() + 1,
+                            name: format!("conv{block}_{in_block}"),
+                            pool: pending_pool.take(),
+                            ..c
+                        });
+                    })
+                }
                 "MaxPool" | "AveragePool" if !convs.is_empty() && pending_pool.is_none() => {
                     pool_shape(n).map(|p| {
                         pending_pool = Some(p);
@@ -669,9 +696,17 @@ impl Network {
             .position(|n| n.output.contains(&cur))
             .unwrap_or(0);
         let tail = &graph.node[(chain_end_index + 1).min(graph.node.len())..];
+        let producers: HashMap<&str, &NodeProto> = tail
+            .iter()
+            .flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n)))
+            .collect();
+        let channels_at_end = convs.last().map_or(0, |c| c.out_channels);
+        let pointwise = |n: &NodeProto| -> Option<usize> {
+            pointwise_classifier(n, &consts, &producers, channels_at_end)
+        };
         let foreign = tail
             .iter()
-            .find(|n| !HEAD_OPS.contains(&n.op_type.as_str()));
+            .find(|n| !HEAD_OPS.contains(&n.op_type.as_str()) && pointwise(n).is_none());
         if let Some(n) = foreign
             && stop.is_none()
         {
@@ -682,7 +717,25 @@ impl Network {
             ));
         }
         for n in tail.iter().filter(|_| foreign.is_none()) {
-            if n.op_type == "Gemm" || n.op_type == "MatMul" {
+            if let Some(units) = pointwise(n) {
+                let mut preactivation = n.output[0].clone();
+                if let Some(add) = single(&preactivation).filter(|a| {
+                    a.op_type == "Add"
+                        && a.input
+                            .iter()
+                            .any(|i| *i != preactivation && consts.contains_key(i.as_str()))
+                }) {
+                    preactivation = add.output[0].clone();
+                }
+                dense.push(DenseLayer {
+                    number: convs.len() + 1 + dense.len(),
+                    name: format!("fc{}", dense.len() + 1),
+                    units,
+                    node: display_name(n),
+                    preactivation,
+                    pointwise: true,
+                });
+            } else if n.op_type == "Gemm" || n.op_type == "MatMul" {
                 let Some(w) = n.input.get(1).and_then(|w| consts.get(w.as_str())) else {
                     continue;
                 };
@@ -708,6 +761,7 @@ impl Network {
                     units,
                     node: display_name(n),
                     preactivation,
+                    pointwise: false,
                 });
             }
         }
@@ -1068,6 +1122,83 @@ fn name_by_module_paths(convs: &mut [ConvLayer], paths: &[String], dense: &[Dens
     }
 }
 
+/// The units of Conv `n` when it is a classifier on globally pooled
+/// features: a 1x1 kernel (constant, `[units, channels, 1, 1]`, no groups,
+/// strides or padding) reading one value per channel, that is a
+/// GlobalAveragePool of the chain's `channels` through pass-through,
+/// reshaping, ReLU, bias and other such convolutions. It is then a dense
+/// layer.
+fn pointwise_classifier(
+    n: &NodeProto,
+    consts: &HashMap<&str, &TensorProto>,
+    producers: &HashMap<&str, &NodeProto>,
+    channels: usize,
+) -> Option<usize> {
+    pointwise_at(n, consts, producers, channels, 0)
+}
+
+/// [`pointwise_classifier`] `depth` nodes into the walk back.
+fn pointwise_at(
+    n: &NodeProto,
+    consts: &HashMap<&str, &TensorProto>,
+    producers: &HashMap<&str, &NodeProto>,
+    channels: usize,
+    depth: usize,
+) -> Option<usize> {
+    if n.op_type != "Conv" {
+        return None;
+    }
+    let w = consts.get(n.input.get(1)?.as_str())?;
+    let plain =
+        |name: &str, value: i64| attr_ints(n, name).is_none_or(|v| v.iter().all(|&x| x == value));
+    let [units, c, 1, 1] = w.dims.as_slice() else {
+        return None;
+    };
+    let pointwise = attr_int(n, "group").unwrap_or(1) == 1
+        && plain("strides", 1)
+        && plain("pads", 0)
+        && attr_str(n, "auto_pad").is_none_or(|a| a == "NOTSET" || a == "VALID");
+    let reads = pooled_channels(n.input.first()?, consts, producers, channels, depth + 1)?;
+    (pointwise && usize::try_from(*c).ok()? == reads)
+        .then(|| usize::try_from(*units).ok())
+        .flatten()
+}
+
+/// The channels of tensor `t` when it holds one value per channel after a
+/// GlobalAveragePool of the chain's `channels` (see
+/// [`pointwise_classifier`]); None otherwise. `depth` bounds the walk.
+fn pooled_channels(
+    t: &str,
+    consts: &HashMap<&str, &TensorProto>,
+    producers: &HashMap<&str, &NodeProto>,
+    channels: usize,
+    depth: usize,
+) -> Option<usize> {
+    let p = producers.get(t)?;
+    let first = p.input.first()?;
+    if depth > 64 {
+        return None;
+    }
+    match p.op_type.as_str() {
+        "GlobalAveragePool" => Some(channels),
+        "Identity" | "Dropout" | "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" | "Transpose"
+        | "Relu" => pooled_channels(first, consts, producers, channels, depth + 1),
+        "Add" => {
+            let data: Vec<&String> = p
+                .input
+                .iter()
+                .filter(|i| !consts.contains_key(i.as_str()))
+                .collect();
+            match data.as_slice() {
+                [d] => pooled_channels(d, consts, producers, channels, depth + 1),
+                _ => None,
+            }
+        }
+        "Conv" => pointwise_at(p, consts, producers, channels, depth + 1),
+        _ => None,
+    }
+}
+
 /// The smallest window holding both.
 fn hull(a: (Span, Span), b: (Span, Span)) -> (Span, Span) {
     let one = |a: Span, b: Span| {
@@ -1132,13 +1263,35 @@ fn read_conv<'g>(
         });
         conv_out = add.output[0].clone();
     }
+    read_activation_of(layer, n, &conv_out, (consts, single, readers))
+}
+
+/// The activation of `layer` (whose node is `n`) on its pre-activation
+/// tensor `z`: the single ReLU-like node reading it, or none when `z` goes
+/// straight to the next layer (a linear layer).
+#[allow(clippy::type_complexity)]
+fn read_activation_of<'g>(
+    mut layer: ConvLayer,
+    n: &'g NodeProto,
+    z: &str,
+    (consts, single, readers): (
+        &HashMap<&str, &TensorProto>,
+        &dyn Fn(&str) -> Option<&'g NodeProto>,
+        &dyn Fn(&str) -> Vec<&'g NodeProto>,
+    ),
+) -> Result<ConvLayer> {
+    let conv_out = z.to_string();
     let next_ops: Vec<&str> = readers(&conv_out)
         .iter()
         .map(|r| r.op_type.as_str())
         .collect();
+    // The next layer's start: a convolution, or a batch norm of its own
+    // (pre-activation blocks), maybe beside a residual sum reading it too.
     if matches!(
         next_ops.as_slice(),
-        ["Conv" | "Pad"] | ["Conv" | "Pad", "Add"] | ["Add", "Conv" | "Pad"]
+        ["Conv" | "Pad" | "BatchNormalization"]
+            | ["Conv" | "Pad" | "BatchNormalization", "Add"]
+            | ["Add", "Conv" | "Pad" | "BatchNormalization"]
     ) {
         layer.activation = Activation::Linear;
         layer.relu_output = conv_out;
@@ -1226,7 +1379,7 @@ fn residual_start<'g>(
     };
     let [a, b] = readers;
     for (shortcut, main) in [(a, b), (b, a)] {
-        if !matches!(main.op_type.as_str(), "Conv" | "Pad") {
+        if !matches!(main.op_type.as_str(), "Conv" | "Pad" | "BatchNormalization") {
             continue;
         }
         let pending = |projection, joins| PendingResidual {
@@ -1305,6 +1458,39 @@ fn read_linear_conv<'g>(
         ..ConvLayer::bare(0, (channels, out), shape, None)
     };
     Ok((layer, conv_out))
+}
+
+/// BatchNormalization `n` on `channels` with no convolution before it, and
+/// its activation: a layer of its own ([`ConvLayer::norm_only`]). The
+/// layer's number, name and pool are the caller's.
+#[allow(clippy::type_complexity)]
+fn read_norm<'g>(
+    n: &'g NodeProto,
+    graph: (
+        &HashMap<&str, &TensorProto>,
+        &dyn Fn(&str) -> Option<&'g NodeProto>,
+        &dyn Fn(&str) -> Vec<&'g NodeProto>,
+    ),
+    channels: usize,
+) -> Result<ConvLayer> {
+    let (mut weight, mut bias) = (vec![1.0; channels], vec![0.0; channels]);
+    fold_batch_norm(n, graph.0, &mut weight, &mut bias)?;
+    let shape = ConvShape {
+        kernel: 1,
+        pads: [0; 4],
+        groups: channels,
+        ..ConvShape::SAME_3X3
+    };
+    let layer = ConvLayer {
+        weight,
+        bias,
+        conv_node: display_name(n),
+        batch_norm: Some(display_name(n)),
+        norm_only: true,
+        ..ConvLayer::bare(0, (channels, channels), shape, None)
+    };
+    let z = n.output.first().cloned().unwrap_or_default();
+    read_activation_of(layer, n, &z, graph)
 }
 
 /// A Pad node's zero padding of the two spatial axes (top, left, bottom,

@@ -43,7 +43,9 @@ pub struct ZooModel {
 
 /// The zoo's other ImageNet classifiers Fovea probes layer by layer (opset
 /// 7, NCHW, 1000 classes): VGG-19 and the batch-normalised VGGs (folded at
-/// load), and the ResNets v1 (residual blocks with the ReLU after the sum).
+/// load), the ResNets v1 (residual blocks with the ReLU after the sum) and
+/// v2 (pre-activation: batch norms standing alone), and MobileNet v2
+/// (linear bottlenecks, a 1x1 convolution as its classifier).
 pub const ZOO_MODELS: &[ZooModel] = &[
     ZooModel {
         name: "vgg19",
@@ -100,6 +102,48 @@ pub const ZOO_MODELS: &[ZooModel] = &[
         sha256: "b0ec92437bf8c9d0739bf9bafdea9638e13f9e3c1e2fb766ad546cc182fd3f6d",
         size: 241_816_206,
         file: "resnet152-v1-7.onnx",
+    },
+    ZooModel {
+        name: "resnet18-v2",
+        url: "https://github.com/onnx/models/raw/main/validated/vision/classification/resnet/model/resnet18-v2-7.onnx",
+        sha256: "3b4d048057854022232aa20bf68262e31718ab7119a17f920b8a2dc1433f824b",
+        size: 46_806_737,
+        file: "resnet18-v2-7.onnx",
+    },
+    ZooModel {
+        name: "resnet34-v2",
+        url: "https://github.com/onnx/models/raw/main/validated/vision/classification/resnet/model/resnet34-v2-7.onnx",
+        sha256: "3d3815e25f4b1ea967e2a526a3b27ef2a03af1725bdc199a63a271c26862d914",
+        size: 87_288_587,
+        file: "resnet34-v2-7.onnx",
+    },
+    ZooModel {
+        name: "resnet50-v2",
+        url: "https://github.com/onnx/models/raw/main/validated/vision/classification/resnet/model/resnet50-v2-7.onnx",
+        sha256: "79102261eb6e5fd7af5d27f41316293e388c5cb691e5d25bfb035c4f64fefe31",
+        size: 102_442_452,
+        file: "resnet50-v2-7.onnx",
+    },
+    ZooModel {
+        name: "resnet101-v2",
+        url: "https://github.com/onnx/models/raw/main/validated/vision/classification/resnet/model/resnet101-v2-7.onnx",
+        sha256: "3a0a819ea0953fb4700b0d98e43540aeee253e5b4c503c552b0c7979fc67767d",
+        size: 178_682_301,
+        file: "resnet101-v2-7.onnx",
+    },
+    ZooModel {
+        name: "resnet152-v2",
+        url: "https://github.com/onnx/models/raw/main/validated/vision/classification/resnet/model/resnet152-v2-7.onnx",
+        sha256: "40fb3f6dd313ba786a2c8077a0ef7d7b4afeda5d037365400d3a7fbc2b1bee64",
+        size: 241_503_848,
+        file: "resnet152-v2-7.onnx",
+    },
+    ZooModel {
+        name: "mobilenetv2",
+        url: "https://github.com/onnx/models/raw/main/validated/vision/classification/mobilenet/model/mobilenetv2-7.onnx",
+        sha256: "c1c513582d56afceff8516c73804e484c81c6a830712ab6d682253f4a3cd042f",
+        size: 14_246_826,
+        file: "mobilenetv2-7.onnx",
     },
 ];
 

@@ -140,7 +140,9 @@ class Layer:
     `ceiling`, 6 for ReLU6) or "linear" (none), `pool` the pool in front of the convolution:
     "max", "average" or "", and `residual_from` the layer whose input a
     residual sum adds to this layer's (0 without one; the projection, if
-    any, is in the model's `raw` message)."""
+    any, is in the model's `raw` message). `norm_only` marks a batch norm
+    with no convolution before it (pre-activation networks): the layer is
+    its per-channel scale and shift."""
 
     number: int
     name: str
@@ -155,6 +157,7 @@ class Layer:
     ceiling: float = 0.0
     pool: str = ""
     residual_from: int = 0
+    norm_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -582,6 +585,7 @@ class Client:
                 l.activation.ceiling,
                 ("average" if l.pool.average else "max") if l.HasField("pool") else "",
                 l.residual.from_layer,
+                l.norm_only,
             )
             for l in m.layers
         ]

@@ -1,0 +1,194 @@
+//! A ResNet-v2-shaped file (pre-activation): batch norms with no
+//! convolution before them (the input's, each block's start, the last
+//! before the head), bare convolutions ending each block in a sum that no
+//! activation follows, an identity shortcut and a 1x1/2 projection reading
+//! its block's pre-activation. A batch norm on its own is a layer: the
+//! depthwise 1x1 convolution of its scale and shift, kept as it is by the
+//! random-weights mode. Held to the plain-loop f64 reference and, for the
+//! predictions, to ONNX Runtime on the unmodified file.
+
+mod common;
+
+use common::reference::Reference;
+use common::{Probed, assert_forward_is_the_references, folded, runtime};
+use fovea_engine::fixtures::{
+    PREACTIVATION_LINKS, PREACTIVATION_SIZE, preactivation_batch_norms, preactivation_chain,
+    preactivation_model, preactivation_weights, residual_projection,
+};
+use fovea_engine::graphs::transposed::random_weights;
+use fovea_engine::model::network::Activation;
+use ort::value::TensorRef;
+
+/// The layers' and the projection's weights as the reference runs them:
+/// each batch norm folded into what it follows (the identity when alone).
+fn reference_weights() -> Vec<(Vec<f32>, Vec<f32>)> {
+    preactivation_weights()
+        .into_iter()
+        .zip(preactivation_batch_norms())
+        .map(|(w, n)| match n {
+            Some(n) => folded(vec![w], vec![n]).remove(0),
+            None => w,
+        })
+        .collect()
+}
+
+fn setup() -> Probed {
+    let mut weights = reference_weights();
+    let projection = weights.pop().expect("the projection's weights");
+    let links = PREACTIVATION_LINKS
+        .iter()
+        .map(|l| {
+            l.map(|(from, projected)| {
+                (
+                    from,
+                    projected.then(|| (residual_projection(1), projection.clone())),
+                )
+            })
+        })
+        .collect();
+    Probed::new(
+        &preactivation_model(),
+        PREACTIVATION_SIZE,
+        "preactivation",
+        Reference::of_chain(&preactivation_chain(), weights, PREACTIVATION_SIZE)
+            .with_residuals(links),
+    )
+}
+
+#[test]
+fn batch_norms_on_their_own_are_layers_and_the_sums_are_read() {
+    let s = setup();
+    let net = &s.engine.network;
+    assert_eq!(net.probe_stop, None);
+    let norm_only: Vec<usize> = net
+        .convs
+        .iter()
+        .filter(|c| c.norm_only)
+        .map(|c| c.number)
+        .collect();
+    assert_eq!(norm_only, [1, 3, 6, 9]);
+    let activations: Vec<Activation> = net.convs.iter().map(|c| c.activation).collect();
+    let want: Vec<Activation> = preactivation_chain().iter().map(|c| c.activation).collect();
+    assert_eq!(activations, want);
+    let links: Vec<Option<(usize, bool)>> = net
+        .convs
+        .iter()
+        .map(|c| {
+            c.residual
+                .as_ref()
+                .map(|r| (r.from, r.projection.is_some()))
+        })
+        .collect();
+    assert_eq!(links, PREACTIVATION_LINKS);
+    // The blocks' last convolutions and the projection have no batch norm.
+    let normed: Vec<bool> = net.convs.iter().map(|c| c.batch_norm.is_some()).collect();
+    assert_eq!(
+        normed,
+        [true, true, true, true, false, true, true, false, true]
+    );
+    assert_eq!(net.dense.len(), 2);
+    // Sides 32, 16, pool 8, 8, 8, 8, 4, 4, 4. Fields: 1; 7 at 2; pool
+    // +2*2 -> 11 at 4 (the norm adds nothing); +2*4 -> 19, 27; 27; strided
+    // +2*4 -> 35 at 8; +2*8 -> 51; 51.
+    s.assert_read_as(
+        &preactivation_chain(),
+        &[
+            (32, 32),
+            (16, 16),
+            (8, 8),
+            (8, 8),
+            (8, 8),
+            (8, 8),
+            (4, 4),
+            (4, 4),
+            (4, 4),
+        ],
+        &[
+            (1, 1),
+            (7, 2),
+            (11, 4),
+            (19, 4),
+            (27, 4),
+            (27, 4),
+            (35, 8),
+            (51, 8),
+            (51, 8),
+        ],
+    );
+    let trace = s.reference.forward(&s.input);
+    assert_forward_is_the_references(&s.engine, &s.rec, &trace);
+    // The sums hold negative values: they are linear layers.
+    let pass = s.engine.forward(&s.rec.input).expect("forward");
+    assert!(pass.activations[4].iter().any(|&v| v < 0.0));
+}
+
+/// The random-weights mode draws every convolution's kernel (and the
+/// projection's) but keeps the batch norms standing alone: they have no
+/// filters.
+#[test]
+fn random_weights_keep_the_batch_norms_standing_alone() {
+    let s = setup();
+    let want = reference_weights();
+    let drawn = random_weights(&s.engine.network.convs, 5);
+    for (c, (drawn, (w, _))) in s.engine.network.convs.iter().zip(drawn.iter().zip(&want)) {
+        let same = drawn
+            .iter()
+            .zip(w)
+            .all(|(a, b)| (a - b).abs() <= 1e-6 * b.abs().max(1.0));
+        assert_eq!(same, c.norm_only, "layer {}", c.number);
+    }
+}
+
+#[test]
+fn the_predictions_are_the_files() {
+    let s = setup();
+    let mut session = runtime().session(&preactivation_model()).expect("session");
+    let size = PREACTIVATION_SIZE;
+    let input = TensorRef::from_array_view(([1usize, 3, size, size], s.rec.input.as_slice()))
+        .expect("tensor");
+    let outputs = session.run(ort::inputs!["input" => input]).expect("run");
+    let want = outputs["probs"]
+        .try_extract_tensor::<f32>()
+        .expect("probs")
+        .1
+        .to_vec();
+    assert_eq!(s.rec.scores.len(), want.len());
+    for (a, b) in s.rec.scores.iter().zip(&want) {
+        assert!((a - b).abs() <= 1e-5, "{a} vs {b}");
+    }
+}
+
+/// Conv neurons (corners included) and every class, in all four modes with
+/// trained and random weights, with the linear identity.
+#[test]
+fn all_four_modes_from_conv_and_class_neurons_equal_the_reference() {
+    let s = setup();
+    s.assert_all_modes(&preactivation_chain(), s.probe_neurons(), 5);
+}
+
+/// The linear filter against central differences of the reference, and
+/// the FOV-window gradients against the whole-image filter.
+#[test]
+fn the_linear_filter_is_the_central_difference_gradient_and_the_fov_gradient() {
+    // The strongest neurons of a block's sum and of the last layer.
+    setup().assert_filters([12, 24], 2);
+}
+
+#[test]
+fn an_objective_and_its_gradient_equal_the_reference() {
+    let s = setup();
+    let value = |x: &[f64]| {
+        let t = s.reference.forward(x);
+        t.channel_mean(9, 3) + 0.05 * t.squares(4, Activation::Relu)
+    };
+    s.check_objective("channel(9,3) + 0.05*layer(4)", value, 41);
+}
+
+#[test]
+fn the_linear_region_along_a_line_is_the_references() {
+    let s = setup();
+    let neurons = s.probe_neurons();
+    for n in [neurons[12], neurons[24]] {
+        s.assert_region_is_the_references(n);
+    }
+}
