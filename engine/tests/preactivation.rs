@@ -192,3 +192,45 @@ fn the_linear_region_along_a_line_is_the_references() {
         s.assert_region_is_the_references(n);
     }
 }
+
+/// A neuron whose field (51 pixels) exceeds the image (32) is maximised on
+/// the whole image: every start's pre-activation rises, and the field of
+/// view is the image.
+#[test]
+fn a_neuron_seeing_more_than_the_image_is_maximised_over_it() {
+    use fovea_engine::probe::maximize::MaximizeOptions;
+    use fovea_engine::probe::reconstruct::NeuronAt;
+    let s = setup();
+    let n = NeuronAt {
+        layer: 9,
+        feature: 3,
+        y: 1,
+        x: 2,
+    };
+    let opts = MaximizeOptions {
+        starts: 2,
+        steps: 20,
+        seed: 3,
+        ..Default::default()
+    };
+    let mut first = Vec::new();
+    let out = s
+        .engine
+        .maximize(n, &opts, |p| {
+            if p.step == 1 {
+                first = p.objective.to_vec();
+            }
+            true
+        })
+        .expect("maximize");
+    assert_eq!(first.len(), 2);
+    for (a, b) in first.iter().zip(&out.objective) {
+        assert!(b > a, "objective did not rise: {a} -> {b}");
+    }
+    let size = PREACTIVATION_SIZE;
+    assert_eq!(
+        (out.fov.x0, out.fov.y0, out.fov.x1, out.fov.y1),
+        (0, 0, size, size)
+    );
+    assert_eq!(out.images[0].len(), 3 * size * size);
+}

@@ -413,3 +413,59 @@ pub(crate) fn ascent_graph(convs: &[ConvLayer], layer: usize) -> ModelProto {
     g.output("grad", DataType::Float, &x_dims);
     g.finish()
 }
+
+/// [`ascent_graph`] over the whole `size` x `size` image, for a layer whose
+/// FOV window is larger than the image (deep layers of modern networks):
+/// less to compute, and the same graph for every neuron of the layer.
+/// Inputs: `x` [S, 3, size, size], `seed` [1, C_L, 1, 1] and `at` [1, 1,
+/// H_L, W_L], one-hot on the neuron's position. Outputs as
+/// [`ascent_graph`]'s: `objective` [S, C_L, 1, 1] (every feature's
+/// pre-activation there) and `grad` like `x`.
+pub(crate) fn whole_ascent_graph(convs: &[ConvLayer], layer: usize, size: usize) -> ModelProto {
+    let mut g = GraphBuilder::new(&format!("ascent_whole_l{layer}"));
+    let side = size as i64;
+    let x_dims = [
+        Dim::Named("s"),
+        Dim::Fixed(3),
+        Dim::Fixed(side),
+        Dim::Fixed(side),
+    ];
+    let x = g.input("x", DataType::Float, &x_dims);
+    let top = geometry_of(&convs[..layer], size)[layer];
+    let seed_dims = |n| {
+        [
+            n,
+            Dim::Fixed(top.channels as i64),
+            Dim::Fixed(1),
+            Dim::Fixed(1),
+        ]
+    };
+    let seed = g.input("seed", DataType::Float, &seed_dims(Dim::Fixed(1)));
+    let at = g.input(
+        "at",
+        DataType::Float,
+        &[
+            Dim::Fixed(1),
+            Dim::Fixed(1),
+            Dim::Fixed(top.height as i64),
+            Dim::Fixed(top.width as i64),
+        ],
+    );
+    let chain = chain_forward(&mut g, convs, &x, layer, Frame::Whole(size));
+    let picked = g.node("Mul", &[&chain.top, &at], vec![]);
+    let axes = g.initializer(fovea_onnx::i64_tensor("plane_axes", &[2], &[2, 3]));
+    g.node_named(
+        "ReduceSum",
+        &[&picked, &axes],
+        "objective",
+        vec![("keepdims", fovea_onnx::Attr::Int(1))],
+    );
+    let start = g.node("Mul", &[&seed, &at], vec![]);
+    let top_shape = g.node("Shape", &[&chain.top], vec![]);
+    let start = g.node("Expand", &[&start, &top_shape], vec![]);
+    let grad = chain_backward(&mut g, convs, &chain, &start);
+    g.node_named("Identity", &[&grad], "grad", vec![]);
+    g.output("objective", DataType::Float, &seed_dims(Dim::Named("s")));
+    g.output("grad", DataType::Float, &x_dims);
+    g.finish()
+}

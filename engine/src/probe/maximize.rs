@@ -12,7 +12,7 @@
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::graphs::GraphKind;
-use crate::graphs::ascent::ascent_graph;
+use crate::graphs::ascent::{ascent_graph, whole_ascent_graph};
 use crate::model::network::{LayerId, Span, fov_tree, inside_grid, put_window, window_of};
 use crate::probe::reconstruct::{NeuronAt, PixelBox, fov_box};
 use crate::runtime::sessions::SharedSession;
@@ -247,9 +247,14 @@ impl Ascent {
             return Ascent::dense(engine, n);
         }
         let layer = n.layer;
+        let tree = fov_tree(convs, layer, n.y, n.x);
+        let size = engine.profile.input_size;
+        let (sy, sx) = tree.out[0];
+        if sy.len > size || sx.len > size {
+            return Ascent::whole(engine, n);
+        }
         let session =
             engine.cached_graph(layer, GraphKind::Ascent, || Ok(ascent_graph(convs, layer)))?;
-        let tree = fov_tree(convs, layer, n.y, n.x);
         // 1 where a window of a (rows, columns) grid lies on it.
         let inside = |name: String, window: (Span, Span), grid: (usize, usize)| Fed {
             name,
@@ -282,6 +287,49 @@ impl Ascent {
             window: (sy.len, sx.len),
             fov: fov_box(convs, n, engine.profile.input_size),
             fed,
+            units,
+            feature: n.feature,
+        })
+    }
+
+    /// A conv neuron whose FOV window is larger than the image: the graph
+    /// runs on every layer's whole grid and picks the neuron's position.
+    fn whole(engine: &Engine, n: NeuronAt) -> Result<Ascent> {
+        let convs = &engine.network.convs;
+        let size = engine.profile.input_size;
+        let session = engine.cached_graph(n.layer, GraphKind::Ascent, || {
+            Ok(whole_ascent_graph(convs, n.layer, size))
+        })?;
+        let top = engine.geometry[n.layer];
+        let units = top.channels;
+        let mut at = vec![0f32; top.height * top.width];
+        let cell = at.get_mut(n.y * top.width + n.x).ok_or_else(|| {
+            Error::invalid(
+                "neuron",
+                format!(
+                    "({}, {}) is outside the {}x{} grid",
+                    n.y, n.x, top.height, top.width
+                ),
+            )
+        })?;
+        *cell = 1.0;
+        Ok(Ascent {
+            session,
+            origin: (0, 0),
+            window: (size, size),
+            fov: fov_box(convs, n, size),
+            fed: vec![
+                Fed {
+                    name: "seed".into(),
+                    shape: vec![1, units, 1, 1],
+                    values: one_hot(units, n.feature),
+                },
+                Fed {
+                    name: "at".into(),
+                    shape: vec![1, 1, top.height, top.width],
+                    values: at,
+                },
+            ],
             units,
             feature: n.feature,
         })
