@@ -582,6 +582,48 @@ fn a_mobilenet_v2_shaped_model_lists_its_linear_bottlenecks_and_is_drawn() {
     files.figures();
 }
 
+/// A ResNet-v2-shaped file: its batch norms standing alone are listed as
+/// layers of their own, the blocks' sums as linear layers, and the model
+/// is probed and drawn. A MobileNet-shaped file whose classifier is
+/// written as 1x1 convolutions lists them as its dense layers.
+#[test]
+fn pre_activation_blocks_and_pointwise_classifiers_are_listed_and_probed() {
+    use fovea_engine::fixtures::{
+        MOBILE_SIZE, PREACTIVATION_SIZE, mobile_model_with_pointwise_head, preactivation_model,
+    };
+    let files = ModelFiles::new("preact.onnx", &preactivation_model(), PREACTIVATION_SIZE);
+    let text = ok(&files.run(&["model"]));
+    let norms = text.lines().filter(|l| l.contains(" batch norm ")).count();
+    assert!(
+        norms == 4
+            && text.contains("4 batch norms with no convolution before them")
+            && text.contains("linear      + 1x1/2 p0 of in 7")
+            && !text.contains("probed up to"),
+        "{text}"
+    );
+    let m = json(&files.run(&["--json", "model"]));
+    assert_eq!(m["layers"][6]["norm_only"], true, "{m}");
+    assert!(m["layers"][7].get("norm_only").is_none(), "{m}");
+    files.reconstruct("9", "3", "1,2");
+    files.figures();
+
+    let files = ModelFiles::new(
+        "pointwise.onnx",
+        &mobile_model_with_pointwise_head(),
+        MOBILE_SIZE,
+    );
+    let m = json(&files.run(&["--json", "model"]));
+    let dense: Vec<&str> = m["layers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|l| l["kind"] == "LAYER_KIND_DENSE")
+        .filter_map(|l| l["name"].as_str())
+        .collect();
+    assert_eq!(dense, ["fc1", "fc2"], "{m}");
+    assert!(m.get("probe_stop").is_none(), "{m}");
+}
+
 #[test]
 fn bad_arguments_are_one_line_errors() {
     let (dir, _model, d) = tiny_daemon();

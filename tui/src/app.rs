@@ -437,7 +437,9 @@ impl App {
         let mut last: Option<&str> = None;
         for i in self.visible_layers() {
             let group = layer_group(&convs[i].name);
-            if grouped && last != Some(group) {
+            // Layers before the first group (a stem) need no heading.
+            let stem = group.is_empty() && last.is_none();
+            if grouped && last != Some(group) && !stem {
                 rows.push(LayerRow::Group(group.to_string()));
             }
             last = Some(group);

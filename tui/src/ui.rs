@@ -369,6 +369,25 @@ fn layers_panel(f: &mut Frame, app: &App, area: Rect) {
             .map(|l| format!(" {:.2}", l.mask_agreement))
     };
     let rows = app.layer_rows();
+    // Under its group's heading a module path shows the rest of the path
+    // (`conv.0.2` under `features.2`); block names show whole.
+    let grouped = rows.iter().any(|r| matches!(r, LayerRow::Group(_)));
+    let short_name = |name: &str| -> String {
+        let group = crate::app::layer_group(name);
+        match name.strip_prefix(group).and_then(|r| r.strip_prefix('.')) {
+            Some(rest) if grouped && !group.is_empty() => rest.to_string(),
+            _ => name.to_string(),
+        }
+    };
+    let name_width = rows
+        .iter()
+        .filter_map(|r| match r {
+            LayerRow::Layer(i) => convs.get(*i).map(|l| short_name(&l.name).chars().count()),
+            LayerRow::Group(_) => None,
+        })
+        .max()
+        .unwrap_or(0)
+        .clamp(7, 24);
     let items: Vec<ListItem> = rows
         .iter()
         .map(|row| {
@@ -392,9 +411,9 @@ fn layers_panel(f: &mut Frame, app: &App, area: Rect) {
                 String::new()
             };
             ListItem::new(format!(
-                "{:>2} {:<7} {:>11} {:>3} {frac}{same}",
+                "{:>2} {:<name_width$} {:>11} {:>3} {frac}{same}",
                 l.number,
-                l.name,
+                short_name(&l.name),
                 format!("{}x{}x{}", l.channels, l.height, l.width),
                 l.fov
             ))

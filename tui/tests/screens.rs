@@ -13,6 +13,72 @@ use ratatui::backend::TestBackend;
 use std::path::PathBuf;
 use std::time::Instant;
 
+/// A torchvision ResNet's layers, named by module path: grouped by block
+/// (`layer1.0`), each row showing the rest of its path, and the filter
+/// matching whole paths.
+#[test]
+fn module_paths_are_grouped_by_block_and_shown_within_it() {
+    let now = Instant::now();
+    let mut app = App::new("127.0.0.1:50051", "half blocks");
+    let mut names = vec!["relu".to_string()];
+    for stage in 1..=2 {
+        for block in 0..2 {
+            for relu in ["relu", "relu_1"] {
+                names.push(format!("layer{stage}.{block}.{relu}"));
+            }
+        }
+    }
+    let layers = names
+        .iter()
+        .enumerate()
+        .map(|(k, name)| pb::Layer {
+            number: k as u32 + 1,
+            name: name.clone(),
+            kind: pb::LayerKind::Conv as i32,
+            channels: 64,
+            height: 56,
+            width: 56,
+            fov: 7 + 8 * k as u32,
+            stride: 4,
+            ..Default::default()
+        })
+        .collect();
+    app.apply(
+        Msg::Model(Box::new(pb::ModelInfo {
+            name: "resnet18".into(),
+            layers,
+            ..Default::default()
+        })),
+        now,
+    );
+    let screen = render(&app, 80, 24);
+    assert!(
+        screen.contains("── layer2.0")
+            && screen.contains("── layer2.1")
+            && screen.contains(" 7 relu_1 ")
+            && !screen.contains("layer2.0.relu"),
+        "{screen}"
+    );
+    for _ in 0..8 {
+        app.update(Action::LayerUp, now);
+    }
+    assert_eq!(app.layer, 0);
+    let screen = render(&app, 80, 24);
+    insta::assert_snapshot!("module_paths_80x24", screen);
+    app.update(Action::FilterLayers, now);
+    for c in "layer2.1.".chars() {
+        app.update(Action::FilterChar(c), now);
+    }
+    assert_eq!(app.visible_layers().len(), 2);
+    let screen = render(&app, 80, 24);
+    assert!(
+        screen.contains("── layer2.1")
+            && screen.contains(" 8 relu ")
+            && screen.contains(" 9 relu_1"),
+        "{screen}"
+    );
+}
+
 fn png(w: u32, h: u32, f: impl Fn(u32, u32) -> [u8; 3]) -> Vec<u8> {
     fovea_engine::probe::render::png(&image::RgbImage::from_fn(w, h, |x, y| image::Rgb(f(x, y))))
 }
