@@ -1146,17 +1146,40 @@ pub const RESNET50_CLASSES: usize = 1000;
 /// (the last of each block scaled by 0.2 so the sums stay bounded over 16
 /// blocks), all drawn from `seed`. Input `[N, 3, 224, 224]`.
 pub fn resnet50_shaped_model(seed: u64) -> Vec<u8> {
+    resnet50_shaped(seed, false)
+}
+
+/// [`resnet50_shaped_model`] in ResNet v2's layout (pre-activation, as
+/// MXNet's v2 files of the model zoo): a batch norm of the input; each
+/// block starting with batch norm and ReLU, which its 1x1 projection reads
+/// too (no batch norm of its own), its last 1x1 bare and the sum with no
+/// activation after it; a last batch norm and ReLU before the head.
+pub fn resnet50_v2_shaped_model(seed: u64) -> Vec<u8> {
+    resnet50_shaped(seed, true)
+}
+
+/// How a generated ResNet-50 convolution is scaled: by its batch norm's
+/// scale, or (bare) its kernel's.
+#[derive(Clone, Copy)]
+enum Scaled {
+    Normed(f32),
+    Bare(f32),
+}
+
+fn resnet50_shaped(seed: u64, pre_activation: bool) -> Vec<u8> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut g = GraphBuilder::new("resnet50_shaped");
     let side = RESNET50_SIZE as i64;
     let input = image_input(&mut g, side);
     let mut k = 0usize;
-    // Conv k + batch norm (scale `gamma`) on `x`.
-    let mut conv_bn = |g: &mut GraphBuilder,
-                       x: &str,
-                       (cin, cout): (usize, usize),
-                       (kernel, stride): (usize, usize),
-                       gamma: f32| {
+    // Conv k on `x`, with a batch norm of scale `gamma`, or bare with its
+    // kernel scaled by `gamma`'s value in `Bare`.
+    let mut conv = |g: &mut GraphBuilder,
+                    rng: &mut rand_chacha::ChaCha8Rng,
+                    x: &str,
+                    (cin, cout): (usize, usize),
+                    (kernel, stride): (usize, usize),
+                    gamma: Scaled| {
         let c = ChainConv {
             in_channels: cin,
             out_channels: cout,
@@ -1170,16 +1193,43 @@ pub fn resnet50_shaped_model(seed: u64) -> Vec<u8> {
             activation: Activation::Relu,
         };
         let fan_in = cin * kernel * kernel;
-        let he = Normal::new(0.0f32, (2.0 / fan_in as f32).sqrt()).ok();
+        let bare = match gamma {
+            Scaled::Bare(s) => s,
+            Scaled::Normed(_) => 1.0,
+        };
+        let he = Normal::new(0.0f32, bare * (2.0 / fan_in as f32).sqrt()).ok();
         let w: Vec<f32> = (0..cout * fan_in)
-            .map(|_| he.map_or(0.0, |d| d.sample(&mut rng)))
+            .map(|_| he.map_or(0.0, |d| d.sample(rng)))
             .collect();
-        let shift: Vec<f32> = (0..cout).map(|_| rng.random_range(-0.1..0.1)).collect();
-        let norm = [vec![gamma; cout], shift, vec![0.0; cout], vec![1.0; cout]];
         k += 1;
-        conv_node(g, k, x, &c, (&w, &[]), Some(&norm))
+        let norm = match gamma {
+            Scaled::Normed(gamma) => Some(resnet50_norm(rng, cout, gamma)),
+            Scaled::Bare(_) => None,
+        };
+        conv_node(g, k, x, &c, (&w, &vec![0.0; cout]), norm.as_ref())
     };
-    let z = conv_bn(&mut g, &input, (3, 64), (7, 2), 1.0);
+    // A batch norm (and ReLU) on its own: pre-activation.
+    let mut n = 1000usize;
+    let mut norm = |g: &mut GraphBuilder,
+                    rng: &mut rand_chacha::ChaCha8Rng,
+                    x: &str,
+                    channels: usize,
+                    relu: bool| {
+        n += 1;
+        let z = batch_norm_node(g, n, x, &resnet50_norm(rng, channels, 1.0));
+        if relu {
+            g.node("Relu", &[&z], vec![])
+        } else {
+            z
+        }
+    };
+    let rng = &mut rng;
+    let x = if pre_activation {
+        norm(&mut g, rng, &input, 3, false)
+    } else {
+        input
+    };
+    let z = conv(&mut g, rng, &x, (3, 64), (7, 2), Scaled::Normed(1.0));
     let a = g.node("Relu", &[&z], vec![]);
     let pool = PoolShape {
         kernel: 3,
@@ -1193,27 +1243,67 @@ pub fn resnet50_shaped_model(seed: u64) -> Vec<u8> {
         let width = 64 << stage;
         for block in 0..blocks {
             let stride = if stage > 0 && block == 0 { 2 } else { 1 };
-            let z = conv_bn(&mut g, &x, (channels, width), (1, 1), 1.0);
+            // The last convolution scaled by 0.2 keeps the 16 sums bounded.
+            let (last, projection) = if pre_activation {
+                (Scaled::Bare(0.2), Scaled::Bare(1.0))
+            } else {
+                (Scaled::Normed(0.2), Scaled::Normed(1.0))
+            };
+            // What the block's convolutions and its projection read.
+            let read = if pre_activation {
+                norm(&mut g, rng, &x, channels, true)
+            } else {
+                x.clone()
+            };
+            let z = conv(
+                &mut g,
+                rng,
+                &read,
+                (channels, width),
+                (1, 1),
+                Scaled::Normed(1.0),
+            );
             let a = g.node("Relu", &[&z], vec![]);
-            let z = conv_bn(&mut g, &a, (width, width), (3, stride), 1.0);
+            let z = conv(
+                &mut g,
+                rng,
+                &a,
+                (width, width),
+                (3, stride),
+                Scaled::Normed(1.0),
+            );
             let a = g.node("Relu", &[&z], vec![]);
-            let z = conv_bn(&mut g, &a, (width, 4 * width), (1, 1), 0.2);
+            let z = conv(&mut g, rng, &a, (width, 4 * width), (1, 1), last);
             let shortcut = if block == 0 {
-                conv_bn(&mut g, &x, (channels, 4 * width), (1, stride), 1.0)
+                conv(
+                    &mut g,
+                    rng,
+                    &read,
+                    (channels, 4 * width),
+                    (1, stride),
+                    projection,
+                )
             } else {
                 x.clone()
             };
             let sum = g.node("Add", &[&z, &shortcut], vec![]);
-            x = g.node("Relu", &[&sum], vec![]);
+            x = if pre_activation {
+                sum
+            } else {
+                g.node("Relu", &[&sum], vec![])
+            };
             channels = 4 * width;
         }
+    }
+    if pre_activation {
+        x = norm(&mut g, rng, &x, channels, true);
     }
     let pooled = g.node("GlobalAveragePool", &[&x], vec![]);
     let flat = g.node("Flatten", &[&pooled], vec![("axis", Attr::Int(1))]);
     let classes = RESNET50_CLASSES;
     let dense = Normal::new(0.0f32, 0.01).ok();
     let w: Vec<f32> = (0..classes * channels)
-        .map(|_| dense.map_or(0.0, |d| d.sample(&mut rng)))
+        .map(|_| dense.map_or(0.0, |d| d.sample(rng)))
         .collect();
     let w = g.initializer(f32_tensor(
         "fc.weight",
@@ -1237,6 +1327,18 @@ pub fn resnet50_shaped_model(seed: u64) -> Vec<u8> {
         &[Dim::Named("N"), Dim::Fixed(classes as i64)],
     );
     encode(&g.finish())
+}
+
+/// Batch norm parameters of the ResNet-50-shaped models: scale `gamma`,
+/// small random shifts, zero mean and unit variance.
+fn resnet50_norm(rng: &mut rand_chacha::ChaCha8Rng, channels: usize, gamma: f32) -> [Vec<f32>; 4] {
+    let shift: Vec<f32> = (0..channels).map(|_| rng.random_range(-0.1..0.1)).collect();
+    [
+        vec![gamma; channels],
+        shift,
+        vec![0.0; channels],
+        vec![1.0; channels],
+    ]
 }
 
 /// The activation node of conv `k` on `z`, as exporters write it (ReLU6 as

@@ -234,3 +234,56 @@ fn a_neuron_seeing_more_than_the_image_is_maximised_over_it() {
     );
     assert_eq!(out.images[0].len(), 3 * size * size);
 }
+
+/// A ResNet-50-v2-shaped file (the model zoo's v2 layout) is read layer by
+/// layer: the input's batch norm, the stem, per bottleneck block its batch
+/// norm and ReLU and three convolutions (the last a linear layer holding
+/// the sum), a last batch norm before the head: 67 layers, 18 of them batch
+/// norms on their own, 16 sums (a projection reading the block's
+/// pre-activation where each stage starts), and the v1 network's field of
+/// view (427 pixels at stride 32).
+#[test]
+fn a_resnet50_v2_shaped_file_is_read_layer_by_layer() {
+    use fovea_engine::fixtures::{RESNET50_SIZE, resnet50_v2_shaped_model};
+    use fovea_engine::model::network::Network;
+    let model = fovea_onnx::decode_model(&resnet50_v2_shaped_model(1)).expect("model");
+    let net = Network::from_model(&model).expect("read");
+    assert_eq!(net.probe_stop, None);
+    assert_eq!(net.convs.len(), 67);
+    let norms: Vec<usize> = net
+        .convs
+        .iter()
+        .filter(|c| c.norm_only)
+        .map(|c| c.number)
+        .collect();
+    // 1, 3, then every fourth layer, and the last.
+    let want: Vec<usize> = [1]
+        .into_iter()
+        .chain((0..16).map(|b| 3 + 4 * b))
+        .chain([67])
+        .collect();
+    assert_eq!(norms, want);
+    let sums: Vec<(usize, usize, bool)> = net
+        .convs
+        .iter()
+        .filter_map(|c| {
+            let r = c.residual.as_ref()?;
+            Some((c.number, r.from, r.projection.is_some()))
+        })
+        .collect();
+    assert_eq!(sums.len(), 16);
+    for &(n, from, projected) in &sums {
+        assert_eq!(net.convs[n - 1].activation, Activation::Linear, "layer {n}");
+        // A projection reads the block's pre-activation (the input of its
+        // first convolution); the identity, the block's batch norm's input.
+        assert_eq!(from, if projected { n - 2 } else { n - 3 }, "layer {n}");
+    }
+    let projected: Vec<usize> = sums.iter().filter(|s| s.2).map(|s| s.0).collect();
+    assert_eq!(projected, [6, 18, 34, 58]);
+    assert_eq!(net.dense.len(), 1);
+    let g = net.geometry(RESNET50_SIZE);
+    assert_eq!(
+        (g[67].fov, g[67].stride, g[67].height, g[67].channels),
+        (427, 32, 7, 2048)
+    );
+}

@@ -42,6 +42,8 @@ def _():
     assert all(l.activation == "relu" for l in conv), conv
     assert [l.pool for l in conv] == expected["model"]["pools"], conv
     assert m.layers[0].activation == "" and m.layers[0].pool == ""
+    # Every layer of the tiny VGG-style chain is a convolution.
+    assert not any(l.norm_only for l in m.layers), m.layers
 
 
 rec = client.record(expected["image"])
