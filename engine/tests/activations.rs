@@ -321,3 +321,61 @@ fn a_classifier_of_pointwise_convolutions_is_a_dense_head() {
     }
     s.assert_all_modes(&mobile_chain(), s.probe_neurons(), 7);
 }
+
+/// Heads that average with AveragePool, as torchvision exports its
+/// adaptive pools: after the chain's last pool (here 1x1), the global
+/// average written as a pool over the whole last grid, then a 1x1 pool
+/// (the grid already has the output size). The
+/// predictions are the global-average file's, and class neurons are
+/// reconstructed in all four modes as the reference's head.
+#[test]
+fn average_pools_in_the_head_are_followed_back() {
+    use fovea_engine::fixtures::chain_output;
+    let gap = mobile();
+    let mut model = fovea_onnx::decode_model(&mobile_model(true)).expect("decode");
+    let (_, h, w) = chain_output(&mobile_chain(), MOBILE_SIZE);
+    assert_eq!(h, w);
+    let graph = model.graph.as_mut().expect("graph");
+    let at = graph
+        .node
+        .iter()
+        .position(|n| n.op_type == "GlobalAveragePool")
+        .expect("the global average");
+    let pool = |kernel: i64, input: &str, output: &str| fovea_onnx::proto::NodeProto {
+        input: vec![input.into()],
+        output: vec![output.into()],
+        name: format!("avgpool_{output}"),
+        op_type: "AveragePool".into(),
+        attribute: vec![fovea_onnx::attribute(
+            "kernel_shape",
+            fovea_onnx::Attr::Ints(vec![kernel, kernel]),
+        )],
+        ..Default::default()
+    };
+    let (input, output) = (
+        graph.node[at].input[0].clone(),
+        graph.node[at].output[0].clone(),
+    );
+    // The first 1x1 pool ends the chain (its last pool); the head's pools
+    // read what it gives.
+    graph.node[at] = pool(1, &input, "chain_end");
+    graph
+        .node
+        .insert(at + 1, pool(h as i64, "chain_end", "whole_grid"));
+    graph.node.insert(at + 2, pool(1, "whole_grid", &output));
+    let s = Probed::new(
+        &fovea_onnx::encode(&model),
+        MOBILE_SIZE,
+        "mobile-average-pool-head",
+        Reference::of_chain(
+            &mobile_chain(),
+            folded(mobile_weights(), mobile_batch_norms()),
+            MOBILE_SIZE,
+        ),
+    );
+    assert_eq!(s.engine.network.dense.len(), 2);
+    for (a, b) in s.rec.scores.iter().zip(&gap.rec.scores) {
+        assert!((a - b).abs() <= 1e-5, "{a} vs {b}");
+    }
+    s.assert_all_modes(&mobile_chain(), s.probe_neurons(), 7);
+}

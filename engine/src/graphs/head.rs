@@ -10,8 +10,10 @@
 
 use crate::error::{Error, Result};
 use crate::graphs::ascent::{Frame, PoolFrame, Rule, chain_backward_to, chain_forward_above, pool};
-use crate::graphs::transposed::{Kernels, random_like, random_shortcuts, random_weights};
-use crate::model::network::{Activation, Network, geometry_of};
+use crate::graphs::transposed::{
+    Kernels, average_backward, random_like, random_shortcuts, random_weights,
+};
+use crate::model::network::{Activation, Network, geometry_of, pool_shape};
 use fovea_onnx::proto::{AttributeProto, ModelProto, NodeProto, tensor_proto::DataType};
 use fovea_onnx::{
     Attr, Dim, GraphBuilder, attr_int, attr_ints, f32_tensor, i64_tensor, tensor_f32,
@@ -244,6 +246,18 @@ pub(crate) fn head_graph(
             Ok(Some(g.initializer(f32_tensor(&name, &dims, &random))))
         };
 
+    // The conv features' grid where the head reads them.
+    let end_grid = {
+        let last = geometry_of(convs, size)[convs.len()];
+        match net.pool_after_last {
+            Some(p) => (
+                last.channels,
+                p.output_len(last.height, 0),
+                p.output_len(last.width, 1),
+            ),
+            None => (last.channels, last.height, last.width),
+        }
+    };
     // Back through the head, newest node first.
     let mut grads: HashMap<&str, String> = HashMap::new();
     let target_shape = g.node("Shape", &[&rename(target)], vec![]);
@@ -386,6 +400,22 @@ pub(crate) fn head_graph(
                     ("Mul", _) => g.node("Mul", &[&out_grad, &c], vec![]),
                     ("Div", 0) => g.node("Div", &[&out_grad, &c], vec![]),
                     _ => return Err(refuse("it divides by the features")),
+                }
+            }
+            // torchvision writes its adaptive average pool as AveragePool
+            // (1x1 where the grid already has the pool's output size).
+            "AveragePool" => {
+                only_first("only its first input can carry features")?;
+                let shape = pool_shape(n).map_err(|e| refuse(&e.to_string()))?;
+                if shape.kernel == 1 && shape.stride == 1 && shape.pads == [0; 4] {
+                    out_grad
+                } else if input == chain_end {
+                    let (channels, h, w) = end_grid;
+                    average_backward(&mut g, &out_grad, shape, channels, Some((h, w)))
+                } else {
+                    return Err(refuse(
+                        "an average pool larger than 1x1 must read the conv features",
+                    ));
                 }
             }
             "GlobalAveragePool" | "ReduceMean" => {

@@ -1750,7 +1750,7 @@ fn conv_shape(n: &NodeProto, wdims: &[i64], channels: usize) -> Result<ConvShape
 
 /// A MaxPool node's window; dilated pools and pools that return their
 /// indices to the graph are not read.
-fn pool_shape(n: &NodeProto) -> Result<PoolShape> {
+pub(crate) fn pool_shape(n: &NodeProto) -> Result<PoolShape> {
     if attr_ints(n, "kernel_shape").is_none() {
         return Err(node_error(n, "has no kernel_shape"));
     }
