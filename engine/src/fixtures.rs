@@ -208,43 +208,37 @@ fn separable_conv(
 /// padded convolution unpadded behind an explicit zero Pad node (Keras'
 /// ZeroPadding2D), pads as an int64 input.
 pub fn mobile_model_with_pad_nodes(head: bool) -> Vec<u8> {
-    let bytes = mobile_model(head);
-    let Ok(mut model) = fovea_onnx::decode_model(&bytes) else {
-        return bytes;
-    };
-    let Some(graph) = model.graph.as_mut() else {
-        return bytes;
-    };
-    let mut nodes = Vec::new();
-    for (k, mut n) in std::mem::take(&mut graph.node).into_iter().enumerate() {
-        let pads = n
-            .attribute
-            .iter_mut()
-            .find(|a| a.name == "pads")
-            .filter(|_| n.op_type == "Conv");
-        if let Some(pads) = pads.filter(|a| a.ints.iter().any(|&p| p != 0)) {
-            let [t, l, b, r] = [pads.ints[0], pads.ints[1], pads.ints[2], pads.ints[3]];
-            pads.ints = vec![0; 4];
-            let name = format!("pad{k}.pads");
-            graph.initializer.push(fovea_onnx::i64_tensor(
-                &name,
-                &[8],
-                &[0, 0, t, l, 0, 0, b, r],
-            ));
-            let padded = format!("pad{k}.out");
-            nodes.push(fovea_onnx::proto::NodeProto {
-                input: vec![n.input[0].clone(), name],
-                output: vec![padded.clone()],
-                name: format!("pad{k}"),
-                op_type: "Pad".into(),
-                ..Default::default()
-            });
-            n.input[0] = padded;
+    rewritten(mobile_model(head), |graph| {
+        let mut nodes = Vec::new();
+        for (k, mut n) in std::mem::take(&mut graph.node).into_iter().enumerate() {
+            let pads = n
+                .attribute
+                .iter_mut()
+                .find(|a| a.name == "pads")
+                .filter(|_| n.op_type == "Conv");
+            if let Some(pads) = pads.filter(|a| a.ints.iter().any(|&p| p != 0)) {
+                let [t, l, b, r] = [pads.ints[0], pads.ints[1], pads.ints[2], pads.ints[3]];
+                pads.ints = vec![0; 4];
+                let name = format!("pad{k}.pads");
+                graph.initializer.push(fovea_onnx::i64_tensor(
+                    &name,
+                    &[8],
+                    &[0, 0, t, l, 0, 0, b, r],
+                ));
+                let padded = format!("pad{k}.out");
+                nodes.push(fovea_onnx::proto::NodeProto {
+                    input: vec![n.input[0].clone(), name],
+                    output: vec![padded.clone()],
+                    name: format!("pad{k}"),
+                    op_type: "Pad".into(),
+                    ..Default::default()
+                });
+                n.input[0] = padded;
+            }
+            nodes.push(n);
         }
-        nodes.push(n);
-    }
-    graph.node = nodes;
-    encode(&model)
+        graph.node = nodes;
+    })
 }
 
 /// The MobileNet-shaped model with its dense head written as 1x1
@@ -253,44 +247,50 @@ pub fn mobile_model_with_pad_nodes(head: bool) -> Vec<u8> {
 /// Flatten was, each Gemm a Conv of the same weights (`[out, in, 1, 1]`),
 /// and the Flatten before the softmax.
 pub fn mobile_model_with_pointwise_head() -> Vec<u8> {
-    let bytes = mobile_model(true);
+    rewritten(mobile_model(true), |graph| {
+        let mut nodes = Vec::new();
+        for mut n in std::mem::take(&mut graph.node) {
+            match n.op_type.as_str() {
+                "Flatten" => {
+                    n.op_type = "Dropout".into();
+                    n.attribute.clear();
+                }
+                "Gemm" => {
+                    n.op_type = "Conv".into();
+                    n.attribute.clear();
+                    if let Some(w) = graph.initializer.iter_mut().find(|t| t.name == n.input[1]) {
+                        w.dims.extend([1, 1]);
+                    }
+                }
+                "Softmax" => {
+                    let flat = format!("{}.flat", n.input[0]);
+                    nodes.push(fovea_onnx::proto::NodeProto {
+                        input: vec![n.input[0].clone()],
+                        output: vec![flat.clone()],
+                        name: "flatten".into(),
+                        op_type: "Flatten".into(),
+                        attribute: vec![fovea_onnx::attribute("axis", Attr::Int(1))],
+                        ..Default::default()
+                    });
+                    n.input[0] = flat;
+                }
+                _ => {}
+            }
+            nodes.push(n);
+        }
+        graph.node = nodes;
+    })
+}
+
+/// `bytes` (a generated model) with its graph edited by `edit`.
+fn rewritten(bytes: Vec<u8>, edit: impl FnOnce(&mut fovea_onnx::proto::GraphProto)) -> Vec<u8> {
     let Ok(mut model) = fovea_onnx::decode_model(&bytes) else {
         return bytes;
     };
     let Some(graph) = model.graph.as_mut() else {
         return bytes;
     };
-    let mut nodes = Vec::new();
-    for mut n in std::mem::take(&mut graph.node) {
-        match n.op_type.as_str() {
-            "Flatten" => {
-                n.op_type = "Dropout".into();
-                n.attribute.clear();
-            }
-            "Gemm" => {
-                n.op_type = "Conv".into();
-                n.attribute.clear();
-                if let Some(w) = graph.initializer.iter_mut().find(|t| t.name == n.input[1]) {
-                    w.dims.extend([1, 1]);
-                }
-            }
-            "Softmax" => {
-                let flat = format!("{}.flat", n.input[0]);
-                nodes.push(fovea_onnx::proto::NodeProto {
-                    input: vec![n.input[0].clone()],
-                    output: vec![flat.clone()],
-                    name: "flatten".into(),
-                    op_type: "Flatten".into(),
-                    attribute: vec![fovea_onnx::attribute("axis", Attr::Int(1))],
-                    ..Default::default()
-                });
-                n.input[0] = flat;
-            }
-            _ => {}
-        }
-        nodes.push(n);
-    }
-    graph.node = nodes;
+    edit(graph);
     encode(&model)
 }
 

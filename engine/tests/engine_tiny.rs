@@ -5,7 +5,7 @@
 mod common;
 
 use common::reference::Reference;
-use common::{TINY_SIZE, engine_with, max_abs, tiny_engine};
+use common::{TINY_SIZE, engine_with, max_abs, maximize_rising, tiny_engine};
 use fovea_engine::Error;
 use fovea_engine::engine::Engine;
 use fovea_engine::fixtures::{TINY_CONVS, test_image_png, tiny_weights};
@@ -376,28 +376,6 @@ fn fov_gradient_equals_the_full_image_linear_filter_everywhere() {
             );
         }
     }
-}
-
-/// Maximizes, checking that every start's objective rose from its first step.
-fn maximize_rising(
-    engine: &Engine,
-    n: NeuronAt,
-    opts: &fovea_engine::probe::maximize::MaximizeOptions,
-) -> fovea_engine::probe::maximize::Maximized {
-    let mut first = Vec::new();
-    let out = engine
-        .maximize(n, opts, |p| {
-            if p.step == 1 {
-                first = p.objective.to_vec();
-            }
-            true
-        })
-        .expect("maximize");
-    assert_eq!(first.len(), opts.starts);
-    for (a, b) in first.iter().zip(&out.objective) {
-        assert!(b > a, "objective did not rise: {a} -> {b}");
-    }
-    out
 }
 
 #[test]

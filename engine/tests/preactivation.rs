@@ -213,20 +213,7 @@ fn a_neuron_seeing_more_than_the_image_is_maximised_over_it() {
         seed: 3,
         ..Default::default()
     };
-    let mut first = Vec::new();
-    let out = s
-        .engine
-        .maximize(n, &opts, |p| {
-            if p.step == 1 {
-                first = p.objective.to_vec();
-            }
-            true
-        })
-        .expect("maximize");
-    assert_eq!(first.len(), 2);
-    for (a, b) in first.iter().zip(&out.objective) {
-        assert!(b > a, "objective did not rise: {a} -> {b}");
-    }
+    let out = common::maximize_rising(&s.engine, n, &opts);
     let size = PREACTIVATION_SIZE;
     assert_eq!(
         (out.fov.x0, out.fov.y0, out.fov.x1, out.fov.y1),

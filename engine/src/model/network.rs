@@ -717,53 +717,44 @@ impl Network {
             ));
         }
         for n in tail.iter().filter(|_| foreign.is_none()) {
-            if let Some(units) = pointwise(n) {
-                let mut preactivation = n.output[0].clone();
-                if let Some(add) = single(&preactivation).filter(|a| {
-                    a.op_type == "Add"
-                        && a.input
-                            .iter()
-                            .any(|i| *i != preactivation && consts.contains_key(i.as_str()))
-                }) {
-                    preactivation = add.output[0].clone();
-                }
-                dense.push(DenseLayer {
-                    number: convs.len() + 1 + dense.len(),
-                    name: format!("fc{}", dense.len() + 1),
-                    units,
-                    node: display_name(n),
-                    preactivation,
-                    pointwise: true,
-                });
+            // (units, whether a bias Add may follow, pointwise).
+            let read = if let Some(units) = pointwise(n) {
+                Some((units, true, true))
             } else if n.op_type == "Gemm" || n.op_type == "MatMul" {
-                let Some(w) = n.input.get(1).and_then(|w| consts.get(w.as_str())) else {
-                    continue;
-                };
-                if w.dims.len() != 2 {
-                    continue;
-                }
-                let trans_b = n.op_type == "Gemm" && attr_int(n, "transB") == Some(1);
-                let units = if trans_b { w.dims[0] } else { w.dims[1] } as usize;
-                let mut preactivation = n.output[0].clone();
-                if n.op_type == "MatMul"
-                    && let Some(add) = single(&preactivation)
-                    && add.op_type == "Add"
-                    && add
-                        .input
-                        .iter()
-                        .any(|i| *i != preactivation && consts.contains_key(i.as_str()))
-                {
-                    preactivation = add.output[0].clone();
-                }
-                dense.push(DenseLayer {
-                    number: convs.len() + 1 + dense.len(),
-                    name: format!("fc{}", dense.len() + 1),
-                    units,
-                    node: display_name(n),
-                    preactivation,
-                    pointwise: false,
-                });
+                n.input
+                    .get(1)
+                    .and_then(|w| consts.get(w.as_str()))
+                    .filter(|w| w.dims.len() == 2)
+                    .map(|w| {
+                        let trans_b = n.op_type == "Gemm" && attr_int(n, "transB") == Some(1);
+                        let units = if trans_b { w.dims[0] } else { w.dims[1] } as usize;
+                        (units, n.op_type == "MatMul", false)
+                    })
+            } else {
+                None
+            };
+            let Some((units, bias_add, pointwise)) = read else {
+                continue;
+            };
+            let mut preactivation = n.output[0].clone();
+            if bias_add
+                && let Some(add) = single(&preactivation)
+                && add.op_type == "Add"
+                && add
+                    .input
+                    .iter()
+                    .any(|i| *i != preactivation && consts.contains_key(i.as_str()))
+            {
+                preactivation = add.output[0].clone();
             }
+            dense.push(DenseLayer {
+                number: convs.len() + 1 + dense.len(),
+                name: format!("fc{}", dense.len() + 1),
+                units,
+                node: display_name(n),
+                preactivation,
+                pointwise,
+            });
         }
         name_by_module_paths(&mut convs, &paths, &dense);
         let head_output = if dense.is_empty() && foreign.is_none() {

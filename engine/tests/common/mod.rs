@@ -616,3 +616,25 @@ impl Probed {
         out
     }
 }
+
+/// Maximizes, checking that every start's objective rose from its first step.
+pub fn maximize_rising(
+    engine: &Engine,
+    n: NeuronAt,
+    opts: &fovea_engine::probe::maximize::MaximizeOptions,
+) -> fovea_engine::probe::maximize::Maximized {
+    let mut first = Vec::new();
+    let out = engine
+        .maximize(n, opts, |p| {
+            if p.step == 1 {
+                first = p.objective.to_vec();
+            }
+            true
+        })
+        .expect("maximize");
+    assert_eq!(first.len(), opts.starts);
+    for (a, b) in first.iter().zip(&out.objective) {
+        assert!(b > a, "objective did not rise: {a} -> {b}");
+    }
+    out
+}
