@@ -603,8 +603,9 @@ fn class_neurons_are_maximized_over_the_whole_image() {
 /// rule for: Transpose, Reshape, MatMul + Add, BatchNormalization, Relu, Div
 /// and Sub by constants, Gemm (transB = 0, alpha), then Softmax. Its dense
 /// pre-activations are graph outputs too, for finite differences. With
-/// `unsupported`, a 1x1 AveragePool (a head op without a rule) comes first.
-fn rich_head_model(size: usize, unsupported: bool) -> Vec<u8> {
+/// `first`, a 1x1 pool of that op (AveragePool, as torchvision writes its
+/// adaptive pool; MaxPool, a head op without a rule) comes first.
+fn rich_head_model(size: usize, first: Option<&str>) -> Vec<u8> {
     use fovea_onnx::proto::tensor_proto::DataType;
     use fovea_onnx::{Attr, Dim, GraphBuilder, encode, f32_tensor, i64_tensor};
     let mut seed = 1u32;
@@ -646,12 +647,8 @@ fn rich_head_model(size: usize, unsupported: bool) -> Vec<u8> {
             ],
         );
     }
-    if unsupported {
-        x = g.node(
-            "AveragePool",
-            &[&x],
-            vec![("kernel_shape", Attr::Ints(vec![1, 1]))],
-        );
+    if let Some(op) = first {
+        x = g.node(op, &[&x], vec![("kernel_shape", Attr::Ints(vec![1, 1]))]);
     }
     let features = 4 * (size / 4) * (size / 4);
     let t = g.node(
@@ -706,10 +703,20 @@ fn rich_head_model(size: usize, unsupported: bool) -> Vec<u8> {
 
 #[test]
 fn every_head_rule_gives_the_finite_difference_gradient() {
+    for first in [None, Some("AveragePool")] {
+        head_rules_give_the_finite_difference_gradient(first);
+    }
+}
+
+fn head_rules_give_the_finite_difference_gradient(first: Option<&str>) {
     use ort::value::TensorRef;
     let size = 16;
-    let bytes = rich_head_model(size, false);
-    let engine = common::engine_of(&bytes, size, "rich-head");
+    let bytes = rich_head_model(size, first);
+    let engine = common::engine_of(
+        &bytes,
+        size,
+        &format!("rich-head-{}", first.unwrap_or("none")),
+    );
     assert!(engine.head_enabled);
     assert_eq!(engine.network.dense.len(), 2);
     let mut original = common::runtime().session(&bytes).expect("session");
@@ -769,12 +776,16 @@ fn every_head_rule_gives_the_finite_difference_gradient() {
 #[test]
 fn a_head_op_without_a_gradient_rule_is_refused_by_name() {
     let size = 16;
-    let engine = common::engine_of(&rich_head_model(size, true), size, "avgpool-head");
+    let engine = common::engine_of(
+        &rich_head_model(size, Some("MaxPool")),
+        size,
+        "maxpool-head",
+    );
     let n = engine
         .ascent_neuron("neuron", "fc2", 0, 0, 0)
         .expect("the neuron itself is valid");
     match engine.fov_gradient(n, &vec![0.0; 3 * size * size]) {
-        Err(Error::Unsupported(why)) => assert!(why.contains("AveragePool"), "{why}"),
+        Err(Error::Unsupported(why)) => assert!(why.contains("MaxPool"), "{why}"),
         other => panic!("expected Unsupported, got {other:?}"),
     }
     // Conv neurons of the same model are unaffected.
