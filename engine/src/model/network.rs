@@ -593,7 +593,9 @@ impl Network {
             let step = match n.op_type.as_str() {
                 // A zero Pad in front of a convolution (as tf2onnx writes
                 // Keras' ZeroPadding2D) is read as the convolution's own.
-                "Conv" | "Pad" => match n.op_type.as_str() {
+                // A batch norm with no convolution before it (a
+                // pre-activation block's start) is a layer of its own.
+                "Conv" | "Pad" | "BatchNormalization" => match n.op_type.as_str() {
                     "Conv" => read_conv(
                         n,
                         (&consts, &single, &readers),
@@ -601,6 +603,7 @@ impl Network {
                         [0; 4],
                         &mut pending,
                     ),
+                    "BatchNormalization" => read_norm(n, (&consts, &single, &readers), channels),
                     _ => match single(&n.output[0]) {
                         Some(conv) if conv.op_type == "Conv" => {
                             read_pad(n, &consts).and_then(|pads| {
@@ -635,23 +638,6 @@ impl Network {
                         ..c
                     });
                 }),
-                "BatchNormalization" => {
-                    read_norm(n, (&consts, &single, &readers), channels).map(|c| {
-                        if pending_pool.is_some() {
-                            block += 1;
-                            in_block = 0;
-                        }
-                        in_block += 1;
-                        cur = c.relu_output.clone();
-                        paths.push(c.name.clone());
-                        convs.push(ConvLayer {
-                            number: convs.len() + 1,
-                            name: format!("conv{block}_{in_block}"),
-                            pool: pending_pool.take(),
-                            ..c
-                        });
-                    })
-                }
                 "MaxPool" | "AveragePool" if !convs.is_empty() && pending_pool.is_none() => {
                     pool_shape(n).map(|p| {
                         pending_pool = Some(p);
@@ -1271,11 +1257,7 @@ fn read_activation_of<'g>(
         &dyn Fn(&str) -> Vec<&'g NodeProto>,
     ),
 ) -> Result<ConvLayer> {
-    let conv_out = z.to_string();
-    let next_ops: Vec<&str> = readers(&conv_out)
-        .iter()
-        .map(|r| r.op_type.as_str())
-        .collect();
+    let next_ops: Vec<&str> = readers(z).iter().map(|r| r.op_type.as_str()).collect();
     // The next layer's start: a convolution, or a batch norm of its own
     // (pre-activation blocks), maybe beside a residual sum reading it too.
     if matches!(
@@ -1285,11 +1267,11 @@ fn read_activation_of<'g>(
             | ["Add", "Conv" | "Pad" | "BatchNormalization"]
     ) {
         layer.activation = Activation::Linear;
-        layer.relu_output = conv_out;
+        layer.relu_output = z.to_string();
         layer.name = module_path(&n.name).unwrap_or_default();
         return Ok(layer);
     }
-    let next = single(&conv_out).ok_or_else(|| {
+    let next = single(z).ok_or_else(|| {
         node_error(
             n,
             "must be followed by a single Relu, LeakyRelu, PRelu or Clip (after an optional BatchNormalization and residual Add), found several or no nodes",
