@@ -321,3 +321,42 @@ async fn maximize_streams_progress_and_stops_when_the_client_leaves() {
     // Still serving.
     c.model().await.expect("model after cancellation");
 }
+
+/// A neuron whose field of view (51 pixels) is larger than the image (32)
+/// is maximised over the whole image: its previews and results are
+/// pictures of the image's size.
+#[tokio::test]
+async fn a_neuron_seeing_more_than_the_image_previews_the_whole_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("preact.onnx");
+    std::fs::write(&model, fovea_engine::fixtures::preactivation_model()).unwrap();
+    let args = fovea_tests::tiny_args(&model);
+    let d = Daemon::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let c = client_for(&d).await;
+    let req = pb::MaximizeRequest {
+        neuron: Some(neuron("9", 3, 1, 2)),
+        starts: 2,
+        steps: 4,
+        preview_every: 2,
+        seed: 1,
+        ..Default::default()
+    };
+    let mut stream = c.maximize(req).await.expect("maximize");
+    let (mut previews, mut result) = (Vec::new(), None);
+    while let Some(ev) = stream.message().await.expect("event") {
+        match ev.event {
+            Some(pb::maximize_event::Event::Progress(p)) => previews.extend(p.previews),
+            Some(pb::maximize_event::Event::Result(r)) => result = Some(r),
+            None => {}
+        }
+    }
+    assert_eq!(previews.len(), 4, "two starts at steps 2 and 4");
+    for png in &previews {
+        let (w, h, constant) = picture_info(png);
+        assert_eq!((w, h), (32, 32));
+        assert!(!constant);
+    }
+    let r = result.expect("final result");
+    let (w, h, _) = picture_info(&r.pngs[0]);
+    assert_eq!((w, h), (32, 32));
+}

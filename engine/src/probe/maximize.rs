@@ -13,7 +13,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::graphs::GraphKind;
 use crate::graphs::ascent::{ascent_graph, whole_ascent_graph};
-use crate::model::network::{LayerId, Span, fov_tree, inside_grid, put_window, window_of};
+use crate::model::network::{LayerId, Span, inside_grid, put_window, window_of, window_tree};
 use crate::probe::reconstruct::{NeuronAt, PixelBox, fov_box};
 use crate::runtime::sessions::SharedSession;
 use ort::value::TensorRef;
@@ -247,10 +247,8 @@ impl Ascent {
             return Ascent::dense(engine, n);
         }
         let layer = n.layer;
-        let tree = fov_tree(convs, layer, n.y, n.x);
-        let size = engine.profile.input_size;
-        let (sy, sx) = tree.out[0];
-        if sy.len > size || sx.len > size {
+        let tree = window_tree(convs, layer, (n.y, n.x), engine.profile.input_size);
+        if tree.whole {
             return Ascent::whole(engine, n);
         }
         let session =
@@ -481,13 +479,18 @@ impl Engine {
     }
 
     /// Size (h, w) of the window maximization works on: a conv neuron's
-    /// unclipped FOV, or the whole image for a dense neuron.
+    /// unclipped FOV, or the whole image for a dense neuron and one whose
+    /// FOV is larger than the image.
     pub fn fov_window(&self, n: NeuronAt) -> (usize, usize) {
+        let size = self.profile.input_size;
         if n.layer > self.network.convs.len() {
-            let size = self.profile.input_size;
             return (size, size);
         }
-        let (sy, sx) = fov_tree(&self.network.convs, n.layer, n.y, n.x).out[0];
+        let tree = window_tree(&self.network.convs, n.layer, (n.y, n.x), size);
+        if tree.whole {
+            return (size, size);
+        }
+        let (sy, sx) = tree.out[0];
         (sy.len, sx.len)
     }
 

@@ -103,8 +103,11 @@ pub fn render_input_region(values: &[f32], h: usize, w: usize, profile: &Profile
     RgbImage::from_fn(w as u32, h as u32, |x, y| {
         let mut px = [0u8; 3];
         for c in 0..3 {
-            let v = values[c * plane + y as usize * w + x as usize];
-            px[profile.rgb_of(c)] = profile.to_pixel(c, v).round().clamp(0.0, 255.0) as u8;
+            // A crop shorter than h x w shows black where it ends.
+            let v = values
+                .get(c * plane + y as usize * w + x as usize)
+                .map_or(0.0, |&v| profile.to_pixel(c, v));
+            px[profile.rgb_of(c)] = v.round().clamp(0.0, 255.0) as u8;
         }
         image::Rgb(px)
     })
