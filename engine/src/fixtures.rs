@@ -816,15 +816,8 @@ pub fn residual_model_with(stem_pool: bool, projection: usize) -> Vec<u8> {
 /// channels); with `stem_pool` the first block's input is pooled.
 pub fn residual_convs(stem_pool: bool) -> Vec<ChainConv> {
     let w = RESIDUAL_WIDTH;
-    let block = |in_channels, out_channels, stride| ChainConv {
-        in_channels,
-        out_channels,
-        pool: None,
-        shape: ConvShape {
-            stride,
-            ..ConvShape::SAME_3X3
-        },
-        activation: Activation::Relu,
+    let block = |in_channels, out_channels, stride| {
+        conv3x3((in_channels, out_channels), stride, Activation::Relu)
     };
     let pool = stem_pool.then_some(PoolShape {
         kernel: 3,
@@ -842,6 +835,24 @@ pub fn residual_convs(stem_pool: bool) -> Vec<ChainConv> {
         block(w, 2 * w, 2),
         block(2 * w, 2 * w, 1),
     ]
+}
+
+/// A 3x3 convolution padded by 1 with `stride`, not pooled.
+fn conv3x3(
+    (in_channels, out_channels): (usize, usize),
+    stride: usize,
+    activation: Activation,
+) -> ChainConv {
+    ChainConv {
+        in_channels,
+        out_channels,
+        pool: None,
+        shape: ConvShape {
+            stride,
+            ..ConvShape::SAME_3X3
+        },
+        activation,
+    }
 }
 
 /// The second block's shortcut: a `kernel` x `kernel` projection with
@@ -915,15 +926,8 @@ fn norm_layer(channels: usize, activation: Activation) -> ChainConv {
 /// ReLU come before the head. Sums in [`PREACTIVATION_LINKS`].
 pub fn preactivation_chain() -> Vec<ChainConv> {
     let w = RESIDUAL_WIDTH;
-    let conv = |in_channels, out_channels, stride, activation| ChainConv {
-        in_channels,
-        out_channels,
-        pool: None,
-        shape: ConvShape {
-            stride,
-            ..ConvShape::SAME_3X3
-        },
-        activation,
+    let conv = |in_channels, out_channels, stride, activation| {
+        conv3x3((in_channels, out_channels), stride, activation)
     };
     let (relu, linear) = (Activation::Relu, Activation::Linear);
     vec![
