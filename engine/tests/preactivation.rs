@@ -268,6 +268,12 @@ fn a_resnet50_v2_shaped_file_is_read_layer_by_layer() {
     let projected: Vec<usize> = sums.iter().filter(|s| s.2).map(|s| s.0).collect();
     assert_eq!(projected, [6, 18, 34, 58]);
     assert_eq!(net.dense.len(), 1);
+    // Each stage's layers, its blocks' batch norms included, share a name.
+    let stage = |s: &str| net.convs.iter().filter(|c| c.name.starts_with(s)).count();
+    assert_eq!(
+        ["conv1_", "conv2_", "conv3_", "conv4_", "conv5_"].map(stage),
+        [2, 12, 16, 24, 13]
+    );
     let g = net.geometry(RESNET50_SIZE);
     assert_eq!(
         (g[67].fov, g[67].stride, g[67].height, g[67].channels),

@@ -546,6 +546,13 @@ impl Network {
                             {
                                 block += 1;
                                 in_block = 0;
+                                // A pre-activation block's batch norm,
+                                // read before its projection showed the
+                                // new stage, opens it.
+                                if let Some(norm) = convs.last_mut().filter(|c| c.norm_only) {
+                                    in_block = 1;
+                                    norm.name = format!("conv{block}_1");
+                                }
                             }
                             pending = Some(PendingResidual {
                                 from: convs.len() + 1,
