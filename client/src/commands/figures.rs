@@ -181,10 +181,21 @@ async fn all(
         vec![1, 4, 7, 9, 13]
     } else {
         let n = convs.len();
-        let mut v: Vec<u32> = [0, n / 4, n / 2, 3 * n / 4, n - 1]
+        // The first layer with an activation: a batch norm of the input
+        // (ResNet v2) is only the image rescaled.
+        let first = convs
+            .iter()
+            .position(|l| {
+                l.activation
+                    .as_ref()
+                    .is_some_and(|a| a.kind != pb::activation_function::Kind::Linear as i32)
+            })
+            .unwrap_or(0);
+        let mut v: Vec<u32> = [first, n / 4, n / 2, 3 * n / 4, n - 1]
             .iter()
             .map(|&i| convs[i].number)
             .collect();
+        v.sort_unstable();
         v.dedup();
         v
     };
