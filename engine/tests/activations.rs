@@ -301,25 +301,41 @@ fn a_prelu_with_one_slope_is_read_as_a_leaky_relu() {
 #[test]
 fn a_classifier_of_pointwise_convolutions_is_a_dense_head() {
     let dense = mobile();
-    let bytes = mobile_model_with_pointwise_head();
-    let s = Probed::new(
-        &bytes,
-        MOBILE_SIZE,
-        "mobile-pointwise-head",
-        Reference::of_chain(
-            &mobile_chain(),
-            folded(mobile_weights(), mobile_batch_norms()),
-            MOBILE_SIZE,
-        ),
-    );
-    let net = &s.engine.network;
-    assert_eq!(net.probe_stop, None);
-    let units: Vec<(usize, bool)> = net.dense.iter().map(|d| (d.units, d.pointwise)).collect();
-    assert_eq!(units, [(10, true), (5, true)]);
-    for (a, b) in s.rec.scores.iter().zip(&dense.rec.scores) {
-        assert!((a - b).abs() <= 1e-5, "{a} vs {b}");
+    // As written, and with the global average as a ReduceMean over the
+    // planes (as some exporters write it).
+    let mut mean = fovea_onnx::decode_model(&mobile_model_with_pointwise_head()).expect("decode");
+    for n in &mut mean.graph.as_mut().expect("graph").node {
+        if n.op_type == "GlobalAveragePool" {
+            n.op_type = "ReduceMean".into();
+            n.attribute = vec![
+                fovea_onnx::attribute("axes", fovea_onnx::Attr::Ints(vec![2, 3])),
+                fovea_onnx::attribute("keepdims", fovea_onnx::Attr::Int(1)),
+            ];
+        }
     }
-    s.assert_all_modes(&mobile_chain(), s.probe_neurons(), 7);
+    for (name, bytes) in [
+        ("mobile-pointwise-head", mobile_model_with_pointwise_head()),
+        ("mobile-pointwise-head-mean", fovea_onnx::encode(&mean)),
+    ] {
+        let s = Probed::new(
+            &bytes,
+            MOBILE_SIZE,
+            name,
+            Reference::of_chain(
+                &mobile_chain(),
+                folded(mobile_weights(), mobile_batch_norms()),
+                MOBILE_SIZE,
+            ),
+        );
+        let net = &s.engine.network;
+        assert_eq!(net.probe_stop, None, "{name}");
+        let units: Vec<(usize, bool)> = net.dense.iter().map(|d| (d.units, d.pointwise)).collect();
+        assert_eq!(units, [(10, true), (5, true)], "{name}");
+        for (a, b) in s.rec.scores.iter().zip(&dense.rec.scores) {
+            assert!((a - b).abs() <= 1e-5, "{name}: {a} vs {b}");
+        }
+        s.assert_all_modes(&mobile_chain(), s.probe_neurons(), 7);
+    }
 }
 
 /// Heads that average with AveragePool, as torchvision exports its

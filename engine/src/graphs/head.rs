@@ -13,7 +13,7 @@ use crate::graphs::ascent::{Frame, PoolFrame, Rule, chain_backward_to, chain_for
 use crate::graphs::transposed::{
     Kernels, average_backward, random_like, random_shortcuts, random_weights,
 };
-use crate::model::network::{Activation, Network, geometry_of, pool_shape};
+use crate::model::network::{Activation, Network, averages_planes, geometry_of, pool_shape};
 use fovea_onnx::proto::{AttributeProto, ModelProto, NodeProto, tensor_proto::DataType};
 use fovea_onnx::{
     Attr, Dim, GraphBuilder, attr_int, attr_ints, f32_tensor, i64_tensor, tensor_f32,
@@ -549,16 +549,6 @@ fn default_opset(model: &ModelProto) -> i64 {
         .iter()
         .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
         .map_or(fovea_onnx::OPSET, |o| o.version)
-}
-
-/// Whether a ReduceMean averages each plane of an NCHW tensor and keeps
-/// its dimensions (axes as an attribute, as up to opset 17).
-fn averages_planes(n: &NodeProto) -> bool {
-    let spatial = matches!(
-        attr_ints(n, "axes").as_deref(),
-        Some([2, 3] | [3, 2] | [-2, -1] | [-1, -2])
-    );
-    spatial && attr_int(n, "keepdims").unwrap_or(1) == 1
 }
 
 fn attr_float(n: &NodeProto, name: &str) -> Option<f32> {

@@ -1109,7 +1109,8 @@ fn name_by_module_paths(convs: &mut [ConvLayer], paths: &[String], dense: &[Dens
 /// The units of Conv `n` when it is a classifier on globally pooled
 /// features: a 1x1 kernel (constant, `[units, channels, 1, 1]`, no groups,
 /// strides or padding) reading one value per channel, that is a
-/// GlobalAveragePool of the chain's `channels` through pass-through,
+/// GlobalAveragePool (or a ReduceMean over the planes) of the chain's
+/// `channels` through pass-through,
 /// reshaping, ReLU, bias and other such convolutions. It is then a dense
 /// layer.
 fn pointwise_classifier(
@@ -1165,6 +1166,7 @@ fn pooled_channels(
     }
     match p.op_type.as_str() {
         "GlobalAveragePool" => Some(channels),
+        "ReduceMean" if averages_planes(p) => Some(channels),
         "Identity" | "Dropout" | "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" | "Transpose"
         | "Relu" => pooled_channels(first, consts, producers, channels, depth + 1),
         "Add" => {
@@ -1181,6 +1183,16 @@ fn pooled_channels(
         "Conv" => pointwise_at(p, consts, producers, channels, depth + 1),
         _ => None,
     }
+}
+
+/// Whether a ReduceMean averages each plane of an NCHW tensor and keeps
+/// its dimensions (axes as an attribute, as up to opset 17).
+pub(crate) fn averages_planes(n: &NodeProto) -> bool {
+    let spatial = matches!(
+        attr_ints(n, "axes").as_deref(),
+        Some([2, 3] | [3, 2] | [-2, -1] | [-1, -2])
+    );
+    spatial && attr_int(n, "keepdims").unwrap_or(1) == 1
 }
 
 /// The smallest window holding both.
