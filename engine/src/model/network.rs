@@ -695,7 +695,7 @@ impl Network {
             .collect();
         let channels_at_end = convs.last().map_or(0, |c| c.out_channels);
         let pointwise = |n: &NodeProto| -> Option<usize> {
-            pointwise_classifier(n, &consts, &producers, channels_at_end)
+            pointwise_classifier(n, &consts, &producers, channels_at_end, 0)
         };
         let foreign = tail
             .iter()
@@ -1112,18 +1112,8 @@ fn name_by_module_paths(convs: &mut [ConvLayer], paths: &[String], dense: &[Dens
 /// GlobalAveragePool (or a ReduceMean over the planes) of the chain's
 /// `channels` through pass-through,
 /// reshaping, ReLU, bias and other such convolutions. It is then a dense
-/// layer.
+/// layer. `depth` counts the nodes walked back so far.
 fn pointwise_classifier(
-    n: &NodeProto,
-    consts: &HashMap<&str, &TensorProto>,
-    producers: &HashMap<&str, &NodeProto>,
-    channels: usize,
-) -> Option<usize> {
-    pointwise_at(n, consts, producers, channels, 0)
-}
-
-/// [`pointwise_classifier`] `depth` nodes into the walk back.
-fn pointwise_at(
     n: &NodeProto,
     consts: &HashMap<&str, &TensorProto>,
     producers: &HashMap<&str, &NodeProto>,
@@ -1150,7 +1140,7 @@ fn pointwise_at(
 }
 
 /// The channels of tensor `t` when it holds one value per channel after a
-/// GlobalAveragePool of the chain's `channels` (see
+/// global average of the chain's `channels` (see
 /// [`pointwise_classifier`]); None otherwise. `depth` bounds the walk.
 fn pooled_channels(
     t: &str,
@@ -1180,7 +1170,7 @@ fn pooled_channels(
                 _ => None,
             }
         }
-        "Conv" => pointwise_at(p, consts, producers, channels, depth + 1),
+        "Conv" => pointwise_classifier(p, consts, producers, channels, depth + 1),
         _ => None,
     }
 }
