@@ -548,7 +548,7 @@ fn run_recording(
                 let switch = match c.max_pool() {
                     Some(pool) => {
                         let name = format!("fovea_switch{}", c.number);
-                        let prev = &geometry[i];
+                        let prev = &c.input_geom(geometry);
                         Some(if pool.halves() {
                             let (_, sw) = outputs[name.as_str()].try_extract_tensor::<bool>()?;
                             let want = prev.channels * (prev.height / 2 * 2) * (prev.width / 2 * 2);
@@ -575,7 +575,7 @@ fn run_recording(
                 parts.len(),
                 |i| parts[i].0.len(),
                 |i| {
-                    let (g, prev) = (&geometry[i + 1], &geometry[i]);
+                    let (g, prev) = (&geometry[i + 1], net.convs[i].input_geom(geometry));
                     let (values, mask, switch) = parts[i];
                     LayerRecording {
                         channels: g.channels,
@@ -583,7 +583,7 @@ fn run_recording(
                         width: g.width,
                         activations: values.to_vec(),
                         mask: crate::record::Bits::from_bools(mask),
-                        switches: switch.map(|s| s.switches(prev)),
+                        switches: switch.map(|s| s.switches(&prev)),
                     }
                 },
             )
@@ -594,18 +594,28 @@ fn run_recording(
                 values.len(),
                 |i| values[i].len(),
                 |i| {
-                    let (g, prev) = (&geometry[i + 1], &geometry[i]);
-                    let pooled_from =
-                        net.convs[i]
-                            .max_pool()
-                            .filter(|_| i > 0)
-                            .map(|pool| PoolInput {
-                                values: values[i - 1],
-                                channels: prev.channels,
-                                height: prev.height,
-                                width: prev.width,
-                                pool,
-                            });
+                    let c = &net.convs[i];
+                    let (g, prev) = (&geometry[i + 1], c.input_geom(geometry));
+                    // The pool's input: the one source's values, or the
+                    // concatenation of its sources'.
+                    let below = c.max_pool().filter(|_| i > 0).map(|pool| {
+                        let values: std::borrow::Cow<[f32]> = match c.sources.as_slice() {
+                            [s] => values[s.saturating_sub(1)].into(),
+                            sources => sources
+                                .iter()
+                                .flat_map(|&s| values[s.saturating_sub(1)].iter().copied())
+                                .collect::<Vec<f32>>()
+                                .into(),
+                        };
+                        (values, pool)
+                    });
+                    let pooled_from = below.as_ref().map(|(values, pool)| PoolInput {
+                        values,
+                        channels: prev.channels,
+                        height: prev.height,
+                        width: prev.width,
+                        pool: *pool,
+                    });
                     LayerRecording::from_f32(
                         (g.channels, g.height, g.width),
                         net.convs[i].activation,

@@ -1132,6 +1132,207 @@ pub fn inverted_model() -> Vec<u8> {
     encode(&g.finish())
 }
 
+/// Input side of the Inception model.
+pub const INCEPTION_SIZE: usize = 32;
+
+/// The pool between the Inception model's stem and its block, as
+/// GoogLeNet's: 3x3/2 unpadded, rounding up (16 -> 8).
+pub const INCEPTION_BLOCK_POOL: PoolShape = PoolShape {
+    kernel: 3,
+    stride: 2,
+    pads: [0; 4],
+    ceil: true,
+    average: false,
+};
+
+/// The pool of the Inception block's fourth branch, 3x3/1 padded by 1.
+pub const INCEPTION_BRANCH_POOL: PoolShape = PoolShape {
+    kernel: 3,
+    stride: 1,
+    pads: [1; 4],
+    ceil: true,
+    average: false,
+};
+
+/// The pool after the Inception model's block, 3x3/2 padded by 1 (8 -> 4),
+/// over the four branches joined.
+pub const INCEPTION_TOP_POOL: PoolShape = PoolShape {
+    kernel: 3,
+    stride: 2,
+    pads: [1; 4],
+    ceil: false,
+    average: false,
+};
+
+/// The layers each conv layer of the Inception model reads (0: the image),
+/// concatenated in this order.
+pub const INCEPTION_SOURCES: [&[usize]; 8] =
+    [&[0], &[1], &[1], &[3], &[1], &[5], &[1], &[2, 4, 6, 7]];
+
+/// The Inception model's convolutions in their numbering (topological, one
+/// branch after the other): a 5x5/2 stem (32 -> 16), then GoogLeNet's
+/// block after the pool [`INCEPTION_BLOCK_POOL`]: a 1x1 branch, 1x1 then
+/// 3x3, 1x1 then 5x5 (leaky), and [`INCEPTION_BRANCH_POOL`] then 1x1,
+/// joined on channels (4 + 6 + 4 + 4) and read through
+/// [`INCEPTION_TOP_POOL`] by a 3x3 convolution. Each
+/// layer's pool is what it reads through: the block's pool for the
+/// branches' first convolutions, both pools for the fourth.
+pub fn inception_convs() -> Vec<ChainConv> {
+    let conv = |(i, o): (usize, usize), kernel: usize, pool: Option<PoolShape>| ChainConv {
+        in_channels: i,
+        out_channels: o,
+        pool,
+        shape: ConvShape {
+            kernel,
+            pads: [kernel / 2; 4],
+            ..ConvShape::SAME_3X3
+        },
+        activation: Activation::Relu,
+    };
+    let block = Some(INCEPTION_BLOCK_POOL);
+    vec![
+        ChainConv {
+            shape: ConvShape {
+                stride: 2,
+                ..conv((3, 8), 5, None).shape
+            },
+            ..conv((3, 8), 5, None)
+        },
+        conv((8, 4), 1, block),
+        conv((8, 4), 1, block),
+        conv((4, 6), 3, None),
+        conv((8, 2), 1, block),
+        ChainConv {
+            activation: Activation::Leaky(LEAKY_SLOPE),
+            ..conv((2, 4), 5, None)
+        },
+        conv((8, 4), 1, INCEPTION_BLOCK_POOL.then(INCEPTION_BRANCH_POOL)),
+        conv((18, 10), 3, Some(INCEPTION_TOP_POOL)),
+    ]
+}
+
+/// Weights and biases of the Inception model's convolutions.
+pub fn inception_weights() -> Vec<(Vec<f32>, Vec<f32>)> {
+    chain_weights(&inception_convs(), 43)
+}
+
+/// The Inception model as ONNX bytes (NCHW, [`INCEPTION_SIZE`]): the layers
+/// of [`inception_convs`] with the pools written as the file's own nodes,
+/// then global average pooling and the chain models' dense head.
+pub fn inception_model() -> Vec<u8> {
+    inception_model_with(INCEPTION_TOP_POOL)
+}
+
+/// [`inception_model`] with `after` the pool between the block and the
+/// last layer.
+pub fn inception_model_with(after: PoolShape) -> Vec<u8> {
+    let convs = inception_convs();
+    let weights = inception_weights();
+    let mut g = GraphBuilder::new("inception");
+    let input = image_input(&mut g, INCEPTION_SIZE as i64);
+    let layer = |g: &mut GraphBuilder, k: usize, x: &str| {
+        let c = ChainConv {
+            pool: None,
+            ..convs[k]
+        };
+        let (w, b) = &weights[k];
+        let z = conv_node(g, k, x, &c, (w, b), None);
+        activation_node(g, k, &z, c.activation)
+    };
+    let stem = layer(&mut g, 0, &input);
+    let pool = INCEPTION_BLOCK_POOL;
+    let x = g.node(pool.op(), &[&stem], pool.own_attrs());
+    let b1 = layer(&mut g, 1, &x);
+    let b2 = layer(&mut g, 2, &x);
+    let b2 = layer(&mut g, 3, &b2);
+    let b3 = layer(&mut g, 4, &x);
+    let b3 = layer(&mut g, 5, &b3);
+    let pool = INCEPTION_BRANCH_POOL;
+    let b4 = g.node(pool.op(), &[&x], pool.own_attrs());
+    let b4 = layer(&mut g, 6, &b4);
+    let joined = g.node(
+        "Concat",
+        &[&b1, &b2, &b3, &b4],
+        vec![("axis", Attr::Int(1))],
+    );
+    let pooled = g.node(after.op(), &[&joined], after.own_attrs());
+    let top = layer(&mut g, 7, &pooled);
+    let head = ChainConv {
+        pool: None,
+        ..convs[7]
+    };
+    dense_head(&mut g, &top, &[head], INCEPTION_SIZE);
+    encode(&g.finish())
+}
+
+/// Input side of the dense-block model.
+pub const DENSE_SIZE: usize = 16;
+
+/// The layers each layer of the dense-block model reads, concatenated.
+pub const DENSE_SOURCES: [&[usize]; 5] = [&[0], &[1], &[1, 2], &[3], &[1, 2, 4]];
+
+/// The dense-block model's layers, as DenseNet's block lays them out: a
+/// 3x3 stem (6 maps), a 3x3 layer of 4 new maps on it, a batch norm with
+/// ReLU (on its own, a layer) over the stem's and the new maps joined, a
+/// 3x3 layer of 4 more, and a 1x1 layer over all three joined (14 maps).
+pub fn dense_convs() -> Vec<ChainConv> {
+    let relu = Activation::Relu;
+    vec![
+        conv3x3((3, 6), 1, relu),
+        conv3x3((6, 4), 1, relu),
+        norm_layer(10, relu),
+        conv3x3((10, 4), 1, relu),
+        ChainConv {
+            shape: ConvShape {
+                kernel: 1,
+                pads: [0; 4],
+                ..ConvShape::SAME_3X3
+            },
+            ..conv3x3((14, 8), 1, relu)
+        },
+    ]
+}
+
+/// Weights and biases of the dense-block model's layers (the identity for
+/// the batch norm, whose parameters are [`dense_batch_norm`]).
+pub fn dense_weights() -> Vec<(Vec<f32>, Vec<f32>)> {
+    let mut weights = chain_weights(&dense_convs(), 53);
+    weights[2] = (vec![1.0; 10], vec![0.0; 10]);
+    weights
+}
+
+/// The dense-block model's batch norm (scale, shift, mean, variance).
+pub fn dense_batch_norm() -> [Vec<f32>; 4] {
+    let mut norms = chain_batch_norms(&dense_convs()[2..3], 59, (0.5, 1.5));
+    norms.remove(0)
+}
+
+/// The dense-block model as ONNX bytes (NCHW, [`DENSE_SIZE`]): each Concat
+/// joins the block's input as it is (a branch with no layer) with the new
+/// maps, and the second joins the first; then global average pooling and
+/// the chain models' dense head.
+pub fn dense_model() -> Vec<u8> {
+    let convs = dense_convs();
+    let weights = dense_weights();
+    let mut g = GraphBuilder::new("dense");
+    let input = image_input(&mut g, DENSE_SIZE as i64);
+    let layer = |g: &mut GraphBuilder, k: usize, x: &str| {
+        let (w, b) = &weights[k];
+        let z = conv_node(g, k, x, &convs[k], (w, b), None);
+        activation_node(g, k, &z, convs[k].activation)
+    };
+    let stem = layer(&mut g, 0, &input);
+    let new = layer(&mut g, 1, &stem);
+    let joined = g.node("Concat", &[&stem, &new], vec![("axis", Attr::Int(1))]);
+    let normed = batch_norm_node(&mut g, 2, &joined, &dense_batch_norm());
+    let normed = g.node("Relu", &[&normed], vec![]);
+    let more = layer(&mut g, 3, &normed);
+    let all = g.node("Concat", &[&joined, &more], vec![("axis", Attr::Int(1))]);
+    let top = layer(&mut g, 4, &all);
+    dense_head(&mut g, &top, &convs[4..], DENSE_SIZE);
+    encode(&g.finish())
+}
+
 /// Bottleneck blocks per stage of ResNet-50.
 pub const RESNET50_BLOCKS: [usize; 4] = [3, 4, 6, 3];
 

@@ -2,7 +2,9 @@
 //! the whole image) fused with its gradient, for maximization; the chain
 //! builders are shared with the head's gradient graphs.
 
-use crate::graphs::transposed::{Extent, Kernels, Waiting, forward_conv, transposed_conv};
+use crate::graphs::transposed::{
+    Arriving, Extent, Kernels, Waiting, forward_conv, joined_input, transposed_conv,
+};
 use crate::graphs::transposed::{add_residual, average_backward, reframe, unpool};
 use crate::model::network::{Activation, ConvLayer, FovTree, PoolShape, fov_tree, geometry_of};
 use fovea_onnx::proto::{ModelProto, tensor_proto::DataType};
@@ -25,7 +27,7 @@ impl<'a> Frame<'a> {
     pub(crate) fn pool(self, convs: &[ConvLayer], i: usize) -> PoolFrame {
         match self {
             Frame::Whole(size) => {
-                let below = geometry_of(&convs[..i - 1], size)[i - 1];
+                let below = convs[i - 1].input_geom(&geometry_of(&convs[..i - 1], size));
                 PoolFrame::Whole(below.height, below.width)
             }
             Frame::Window(tree) => PoolFrame::Window(tree.conv_in[i].0.len, tree.conv_in[i].1.len),
@@ -45,7 +47,7 @@ impl<'a> Frame<'a> {
         match self {
             Frame::Window(_) => Extent::Window,
             Frame::Whole(size) => {
-                let below = geometry_of(&convs[..i - 1], size)[i - 1];
+                let below = convs[i - 1].input_geom(&geometry_of(&convs[..i - 1], size));
                 match convs[i - 1].pool {
                     Some(p) => {
                         Extent::Whole(p.output_len(below.height, 0), p.output_len(below.width, 1))
@@ -60,6 +62,8 @@ impl<'a> Frame<'a> {
 /// The forward conv chain of an ascent graph, with what its gradient needs.
 pub(crate) struct Chain<'a> {
     frame: Frame<'a>,
+    /// The chain's input.
+    input: String,
     /// Pre-activation of the top layer.
     pub top: String,
     top_layer: usize,
@@ -194,7 +198,15 @@ pub(crate) fn chain_forward_above<'a>(
     frame: Frame<'a>,
     stop: usize,
 ) -> Chain<'a> {
-    let mut a = x.to_string();
+    // Each layer's output (0: the image), which the layers above read.
+    let mut outs = vec![String::new(); top + 1];
+    outs[0] = x.to_string();
+    // On a window, the layers of the tree; on the whole image every layer
+    // up to the top (objectives may weigh layers beside it).
+    let live = match frame {
+        Frame::Window(tree) => tree.live.clone(),
+        Frame::Whole(_) => vec![true; top + 1],
+    };
     let mut masks: Vec<String> = vec![String::new(); top + 1];
     let mut acts: Vec<String> = vec![String::new(); top + 1];
     let mut pres: Vec<String> = vec![String::new(); top + 1];
@@ -202,8 +214,12 @@ pub(crate) fn chain_forward_above<'a>(
     // The input of each conv (after its pool), which shortcuts read.
     let mut inputs = vec![String::new(); top + 1];
     let mut top_z = String::new();
-    for i in 1..=top {
+    for i in (1..=top).filter(|&i| live[i]) {
         let c = &convs[i - 1];
+        let mut a = match frame {
+            Frame::Window(tree) => joined_input(g, c, &outs, tree),
+            Frame::Whole(_) => joined(g, c, &outs),
+        };
         if let Some(shape) = c.pool {
             let pool_frame = frame.pool(convs, i);
             if i <= stop {
@@ -246,8 +262,8 @@ pub(crate) fn chain_forward_above<'a>(
             break;
         }
         if i <= stop && matches!(frame, Frame::Whole(_)) {
-            a = c.activation.node(g, &z);
-            acts[i] = a.clone();
+            outs[i] = c.activation.node(g, &z);
+            acts[i] = outs[i].clone();
             continue;
         }
         pres[i] = z.clone();
@@ -268,7 +284,7 @@ pub(crate) fn chain_forward_above<'a>(
             masks[i] = g.node("Mul", &[&masks[i], &inside], vec![]);
             inside_i = Some(inside);
         }
-        a = match (c.activation, &inside_i) {
+        outs[i] = match (c.activation, &inside_i) {
             // The ReLU is its slope times the pre-activation.
             (Activation::Relu, _) => g.node("Mul", &[&z, &masks[i]], vec![]),
             (activation, None) => activation.node(g, &z),
@@ -277,10 +293,11 @@ pub(crate) fn chain_forward_above<'a>(
                 g.node("Mul", &[&v, inside], vec![])
             }
         };
-        acts[i] = a.clone();
+        acts[i] = outs[i].clone();
     }
     Chain {
         frame,
+        input: outs[0].clone(),
         top: top_z,
         top_layer: top,
         masks,
@@ -352,8 +369,14 @@ pub(crate) fn chain_backward_to(
     let mut grad = grad_top.to_string();
     let tree = chain.frame.tree();
     let mut waiting = Waiting::new(chain.top_layer);
+    let mut arriving = Arriving::new(chain.top_layer);
     for i in (stop + 1..=chain.top_layer).rev() {
         let c = &convs[i - 1];
+        if i < chain.top_layer {
+            // Not below the top (another branch of a block).
+            let Some(v) = arriving.take(i) else { continue };
+            grad = rule.through_relu(g, &v, &chain.masks[i], c.activation);
+        }
         // A shortcut from below the stop bypasses its activation.
         if let Some(r) = c.residual.as_ref().filter(|r| r.from > stop) {
             let extent = chain.frame.extent(convs, r.from);
@@ -370,12 +393,31 @@ pub(crate) fn chain_backward_to(
         if let Some(p) = &chain.pools[i] {
             u = p.backward(g, &u);
         }
-        if i - 1 == stop {
-            return u;
-        }
-        grad = rule.through_relu(g, &u, &chain.masks[i - 1], convs[i - 2].activation);
+        arriving.send(g, (c, &convs[..i]), &u, tree);
     }
-    grad
+    arriving.take(stop).unwrap_or_else(|| {
+        // The stop is not below the top: nothing reaches it.
+        let below = if stop == 0 {
+            &chain.input
+        } else {
+            &chain.acts[stop]
+        };
+        let name = g.fresh_name("zero");
+        let zero = g.initializer(fovea_onnx::f32_tensor(&name, &[], &[0.0]));
+        g.node("Mul", &[below, &zero], vec![])
+    })
+}
+
+/// The outputs of conv layer `c`'s sources (`outs`, whole grids),
+/// concatenated on channels.
+fn joined(g: &mut GraphBuilder, c: &ConvLayer, outs: &[String]) -> String {
+    match c.sources.as_slice() {
+        [s] => outs[*s].clone(),
+        sources => {
+            let parts: Vec<&str> = sources.iter().map(|&s| outs[s].as_str()).collect();
+            g.node("Concat", &parts, vec![("axis", fovea_onnx::Attr::Int(1))])
+        }
+    }
 }
 
 /// Forward over the FOV window fused with the gradient of the neuron's

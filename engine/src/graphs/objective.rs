@@ -10,7 +10,7 @@
 //! the samples' Gram matrices (Lucid's), times a weight, subtracted.
 
 use crate::graphs::ascent::{Frame, chain_forward};
-use crate::graphs::transposed::{Kernels, Waiting, transposed_conv};
+use crate::graphs::transposed::{Arriving, Kernels, Waiting, transposed_conv};
 use crate::model::network::{Activation, ConvLayer, geometry_of};
 use fovea_onnx::proto::{ModelProto, tensor_proto::DataType};
 use fovea_onnx::{Attr, Dim, GraphBuilder, f32_tensor, i64_tensor};
@@ -161,12 +161,14 @@ pub(crate) fn objective_graph(
     // Back from the top, adding each layer's own terms on the way.
     let through_mask =
         |g: &mut GraphBuilder, signal: &str, l: usize| g.node("Mul", &[signal, &mask[l]], vec![]);
-    let mut grad: Option<String> = None;
+    // The signal at each layer's activation (index 0: the image), summed
+    // over the layers reading it.
+    let mut arriving = Arriving::new(top);
     let kernels = Kernels::trained(convs);
     let mut waiting = Waiting::new(top);
     for l in (1..=top).rev() {
         // The signal at layer l's activation (from above, and diversity).
-        let mut at = grad.take();
+        let mut at = arriving.take(l);
         if let Some(d) = at_act[l].take() {
             at = Some(match at {
                 None => d,
@@ -194,9 +196,11 @@ pub(crate) fn objective_graph(
         if let Some(p) = &chain.pools[l] {
             u = p.backward(&mut g, &u);
         }
-        grad = Some(u);
+        arriving.send(&mut g, (conv, &convs[..l]), &u, frame.tree());
     }
-    let grad = grad.unwrap_or_else(|| g.node("Mul", &[&x, &zero], vec![]));
+    let grad = arriving
+        .take(0)
+        .unwrap_or_else(|| g.node("Mul", &[&x, &zero], vec![]));
     g.node_named("Identity", &[&grad], "grad", vec![]);
     g.output("objective", DataType::Float, &[Dim::Named("s")]);
     g.output("diversity", DataType::Float, &[Dim::Fixed(1)]);

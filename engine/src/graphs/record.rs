@@ -92,7 +92,7 @@ pub(crate) fn record_graph(
         outputs.push(onnx::value_info(&mask, DataType::Bool, &[]));
         let Some(pool) = c.max_pool() else { continue };
         let switch = format!("fovea_switch{i}");
-        let below = &net.convs[i - 2].relu_output;
+        let below = &c.input;
         if !pool.halves() {
             // ONNX Runtime's own first maximum per window: flat indices
             // into the pool's input, reduced to plane indices when packing.
@@ -104,7 +104,7 @@ pub(crate) fn record_graph(
         // Every position equal to its 2x2 window's maximum (exact f32
         // comparisons); the first of them per window is resolved when
         // packing, which is cheaper than an ArgMax over window blocks.
-        let prev = &geometry[i - 1];
+        let prev = &geometry[c.sources.first().copied().unwrap_or(0)];
         let (h2, w2) = (prev.height / 2, prev.width / 2);
         let mut x = below.clone();
         if prev.height % 2 == 1 || prev.width % 2 == 1 {

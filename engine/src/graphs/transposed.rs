@@ -263,7 +263,9 @@ pub(crate) fn transposed_conv(
     g.node("ConvTranspose", &[x, &kernel], attrs)
 }
 
-/// Backward graph from conv layer `layer` to the input plane.
+/// Backward graph from conv layer `layer` to the input plane. Layers are
+/// met from the top down in their (topological) order, so a layer's signal
+/// holds every reader's share when it is met.
 pub(crate) fn backward_graph(
     convs: &[ConvLayer],
     layer: usize,
@@ -279,58 +281,146 @@ pub(crate) fn backward_graph(
         x = g.node("Mul", &[&x, &at], vec![]);
     }
     let mut waiting = Waiting::new(layer);
-    for i in (1..=layer).rev() {
+    // The signal at each layer's output (index 0: the image), summed over
+    // the layers reading it.
+    let mut arriving = Arriving::new(layer);
+    for i in (1..=layer).rev().filter(|&i| tree.live[i]) {
         let c = &convs[i - 1];
+        if i < layer {
+            let mut v = arriving.take_or_zero(&mut g, i, c.out_channels, &tree);
+            if !linear {
+                v = c.activation.rectify(&mut g, &v);
+            }
+            let gate = g.input(
+                &format!("gate{i}"),
+                DataType::Uint8,
+                &dims("n", c.out_channels, tree.out[i]),
+            );
+            let slope = c.activation.gate_slope(&mut g, &gate);
+            x = g.node("Mul", &[&v, &slope], vec![]);
+        }
         let shortcut = kernels.shortcuts[i - 1];
         let from = c.residual.as_ref().map_or(i, |r| r.from);
         waiting.send(&mut g, c, shortcut, &x, Some(&tree), extent_at(&tree, from));
         let u = transposed_conv(&mut g, c, kernels.convs[i - 1], &x, extent_at(&tree, i));
         let u = waiting.gather(&mut g, i, &u, Some(&tree));
-        if i == 1 {
-            g.node_named("Identity", &[&u], "image", vec![]);
-            break;
-        }
-        let gate = g.input(
-            &format!("gate{}", i - 1),
-            DataType::Uint8,
-            &dims("n", c.in_channels, tree.out[i - 1]),
-        );
-        // Unpooling, then the rectification of the layer below (the 2x2
-        // pool's spreading commutes with it).
-        let mut v = match c.pool {
+        // Unpooling, onto the window of the pool's input (the 2x2 pool's
+        // spreading commutes with the rectification, which the sources'
+        // gates carry its switches past).
+        let below = tree.below[i];
+        let v = match c.pool {
             Some(p) if p.average => {
                 let inside = inside_pool_input(&mut g, &tree, i, Dim::Named("n"));
                 let kept = g.node("Mul", &[&u, &inside], vec![]);
                 let spread = average_backward(&mut g, &kept, p, c.in_channels, None);
-                reframe(
-                    &mut g,
-                    &spread,
-                    pool_input(p, tree.conv_in[i]),
-                    tree.out[i - 1],
-                )
+                reframe(&mut g, &spread, pool_input(p, tree.conv_in[i]), below)
             }
-            Some(p) if p.halves() => u,
+            Some(p) if p.halves() => {
+                let up = g.upsample2(&u);
+                reframe(&mut g, &up, pool_input(p, tree.conv_in[i]), below)
+            }
             Some(p) => {
                 let cells = cells_input(&mut g, c, &tree, i);
-                let shape = g.node("Shape", &[&gate], vec![]);
+                let shape = window_shape(&mut g, &u, below);
                 let (cy, cx) = tree.conv_in[i];
                 unpool(&mut g, &u, &cells, &shape, p, (cy.len, cx.len))
             }
             None => u,
         };
-        let below = convs[i - 2].activation;
-        if !linear {
-            v = below.rectify(&mut g, &v);
-        }
-        if let Some(p) = c.pool.filter(|p| p.halves()) {
-            let up = g.upsample2(&v);
-            v = reframe(&mut g, &up, pool_input(p, tree.conv_in[i]), tree.out[i - 1]);
-        }
-        let slope = below.gate_slope(&mut g, &gate);
-        x = g.node("Mul", &[&v, &slope], vec![]);
+        arriving.send(&mut g, (c, &convs[..i]), &v, Some(&tree));
     }
+    let image = arriving.take_or_zero(&mut g, 0, 3, &tree);
+    g.node_named("Identity", &[&image], "image", vec![]);
     g.output("image", DataType::Float, &dims("n", 3, tree.out[0]));
     g.finish()
+}
+
+/// The shape `[n, C, rows, columns]` of `x` (`[n, C, ..]`) on window `w`.
+fn window_shape(g: &mut GraphBuilder, x: &str, w: (Span, Span)) -> String {
+    let shape = g.node("Shape", &[x], vec![]);
+    let constant = |g: &mut GraphBuilder, stem: &str, values: &[i64]| {
+        let name = g.fresh_name(stem);
+        g.initializer(i64_tensor(&name, &[values.len() as i64], values))
+    };
+    let (start, end, axis) = (
+        constant(g, "shape_start", &[0]),
+        constant(g, "shape_end", &[2]),
+        constant(g, "shape_axis", &[0]),
+    );
+    let batch = g.node("Slice", &[&shape, &start, &end, &axis], vec![]);
+    let grid = constant(g, "shape_grid", &[w.0.len as i64, w.1.len as i64]);
+    g.node("Concat", &[&batch, &grid], vec![("axis", Attr::Int(0))])
+}
+
+/// Backward signals at the layers' outputs (index = layer, 0 the image),
+/// each the sum of what its readers send.
+pub(crate) struct Arriving(Vec<Option<String>>);
+
+impl Arriving {
+    pub(crate) fn new(layers: usize) -> Arriving {
+        Arriving(vec![None; layers + 1])
+    }
+
+    /// Sends `v`, the signal at the input of conv layer `c`'s pool (on a
+    /// FOV `tree`, at `tree.below`), to its sources (`below`: the layers up
+    /// to `c`): each its channels of the concatenation, on its own window.
+    pub(crate) fn send(
+        &mut self,
+        g: &mut GraphBuilder,
+        (c, below): (&ConvLayer, &[ConvLayer]),
+        v: &str,
+        tree: Option<&FovTree>,
+    ) {
+        let mut offset = 0;
+        for &s in &c.sources {
+            let width = if s == 0 { 3 } else { below[s - 1].out_channels };
+            let mut part = v.to_string();
+            if c.sources.len() > 1 {
+                let constant = |g: &mut GraphBuilder, stem: &str, value: i64| {
+                    let name = g.fresh_name(stem);
+                    g.initializer(i64_tensor(&name, &[1], &[value]))
+                };
+                let start = constant(g, "part_start", offset as i64);
+                let end = constant(g, "part_end", (offset + width) as i64);
+                let axis = constant(g, "part_axis", 1);
+                part = g.node("Slice", &[v, &start, &end, &axis], vec![]);
+            }
+            offset += width;
+            if let Some(t) = tree {
+                part = reframe(g, &part, t.below[c.number], t.out[s]);
+            }
+            let slot = &mut self.0[s];
+            *slot = Some(match slot.take() {
+                Some(acc) => g.node("Add", &[&acc, &part], vec![]),
+                None => part,
+            });
+        }
+    }
+
+    /// The signal at layer `i`'s output, when a reader sent one.
+    pub(crate) fn take(&mut self, i: usize) -> Option<String> {
+        self.0.get_mut(i).and_then(Option::take)
+    }
+
+    /// [`Self::take`], or zero (`channels` wide on `tree.out[i]`).
+    fn take_or_zero(
+        &mut self,
+        g: &mut GraphBuilder,
+        i: usize,
+        channels: usize,
+        tree: &FovTree,
+    ) -> String {
+        if let Some(v) = self.take(i) {
+            return v;
+        }
+        let (sy, sx) = tree.out[i];
+        let name = g.fresh_name("silent");
+        g.initializer(f32_tensor(
+            &name,
+            &[1, channels as i64, sy.len as i64, sx.len as i64],
+            &vec![0.0; channels * sy.len * sx.len],
+        ))
+    }
 }
 
 /// Forward graph of the affine map fixed by the recorded masks and switches,
@@ -346,13 +436,15 @@ pub(crate) fn affine_graph(convs: &[ConvLayer], layer: usize, size: usize) -> Mo
     ));
     let zeros = g.node("ConstantOfShape", &[&zeros_shape], vec![]);
     let axes = g.initializer(i64_tensor("axes0", &[1], &[0]));
-    let mut a = g.node("Unsqueeze", &[&zeros, &axes], vec![]);
+    let mut outs = vec![String::new(); layer + 1];
+    outs[0] = g.node("Unsqueeze", &[&zeros, &axes], vec![]);
     let top = &convs[layer - 1];
     let mut inputs = vec![String::new(); layer + 1];
     let extent = extent_at(&tree, layer);
     let conv = |g: &mut GraphBuilder, c: &ConvLayer, x: &str| forward_conv(g, c, x, extent);
-    for i in 1..=layer {
+    for i in (1..=layer).filter(|&i| tree.live[i]) {
         let c = &convs[i - 1];
+        let a = joined_input(&mut g, c, &outs, &tree);
         let z = gated_sum(&mut g, (c, &tree, i), &a, &mut inputs, false, conv);
         if i == layer {
             if tree.whole {
@@ -372,10 +464,32 @@ pub(crate) fn affine_graph(convs: &[ConvLayer], layer: usize, size: usize) -> Mo
             break;
         }
         // The batch comes in with the first gate (the zero image has batch 1).
-        a = gated(&mut g, &z, c, &tree, (i, Dim::Named("n")), None);
+        outs[i] = gated(&mut g, &z, c, &tree, (i, Dim::Named("n")), None);
     }
     g.output("preact", DataType::Float, &one_neuron(top));
     g.finish()
+}
+
+/// The input of conv layer `c`'s pool on `tree.below`: its sources'
+/// outputs (`outs`, on their windows), concatenated on channels.
+pub(crate) fn joined_input(
+    g: &mut GraphBuilder,
+    c: &ConvLayer,
+    outs: &[String],
+    tree: &FovTree,
+) -> String {
+    let parts: Vec<String> = c
+        .sources
+        .iter()
+        .map(|&s| reframe(g, &outs[s], tree.out[s], tree.below[c.number]))
+        .collect();
+    match parts.as_slice() {
+        [one] => one.clone(),
+        _ => {
+            let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+            g.node("Concat", &parts, vec![("axis", Attr::Int(1))])
+        }
+    }
 }
 
 /// The pre-activation of conv layer `i` (layer `c`) on its window of
@@ -445,7 +559,7 @@ fn gated_pool(
 ) -> String {
     // Average and 2x2 pools run unpadded on the window they read.
     let read =
-        |g: &mut GraphBuilder| reframe(g, a, tree.out[i - 1], pool_input(pool, tree.conv_in[i]));
+        |g: &mut GraphBuilder| reframe(g, a, tree.below[i], pool_input(pool, tree.conv_in[i]));
     if pool.average {
         let a = read(g);
         let pooled = g.node("AveragePool", &[&a], pool.attrs([0; 4]));
@@ -612,7 +726,8 @@ pub(crate) fn unpool(
 pub(crate) fn region_graph(convs: &[ConvLayer], layer: usize, size: usize) -> ModelProto {
     let tree = tree_of(convs, layer, size);
     let mut g = GraphBuilder::new(&format!("region_l{layer}"));
-    let mut a = g.input("x", DataType::Float, &dims("n", 3, tree.out[0]));
+    let mut outs = vec![String::new(); layer + 1];
+    outs[0] = g.input("x", DataType::Float, &dims("n", 3, tree.out[0]));
     let scale = g.input(
         "bias_scale",
         DataType::Float,
@@ -633,8 +748,9 @@ pub(crate) fn region_graph(convs: &[ConvLayer], layer: usize, size: usize) -> Mo
         g.node("Add", &[&linear, &bias], vec![])
     };
     let mut inputs = vec![String::new(); layer + 1];
-    for i in 1..=layer {
+    for i in (1..=layer).filter(|&i| tree.live[i]) {
         let c = &convs[i - 1];
+        let a = joined_input(&mut g, c, &outs, &tree);
         let sum = gated_sum(&mut g, (c, &tree, i), &a, &mut inputs, true, scaled_conv);
         let z = format!("z{i}");
         g.node_named("Identity", &[&sum], &z, vec![]);
@@ -643,7 +759,7 @@ pub(crate) fn region_graph(convs: &[ConvLayer], layer: usize, size: usize) -> Mo
             break;
         }
         // One configuration for the whole batch: the gates broadcast.
-        a = gated(&mut g, &z, c, &tree, (i, Dim::Fixed(1)), Some(&scale));
+        outs[i] = gated(&mut g, &z, c, &tree, (i, Dim::Fixed(1)), Some(&scale));
     }
     g.finish()
 }

@@ -164,6 +164,53 @@ impl PoolShape {
         self.window().input_span(span, axis)
     }
 
+    /// Max pool `self` then max pool `next` as one max pool, when they are
+    /// one: a maximum of maxima is the maximum over the union of their
+    /// windows. Checked on every input length up to 128: the same output
+    /// lengths, and each output reading the same input cells.
+    pub fn then(self, next: PoolShape) -> Option<PoolShape> {
+        if self.average || next.average {
+            return None;
+        }
+        let both = PoolShape {
+            kernel: self.kernel + (next.kernel - 1) * self.stride,
+            stride: self.stride * next.stride,
+            pads: std::array::from_fn(|k| self.pads[k] + next.pads[k] * self.stride),
+            ceil: false,
+            average: false,
+        };
+        let cells = |p: &PoolShape, o: usize, len: usize, axis: usize| {
+            let start = p.window_start(o, axis);
+            (start.max(0)..(start + p.kernel as i64).min(len as i64)).map(|c| c as usize)
+        };
+        let same = |both: &PoolShape| {
+            (0..2).all(|axis| {
+                (1..=128).all(|len| {
+                    let inner = self.output_len(len, axis);
+                    let outer = next.output_len(inner, axis);
+                    outer == both.output_len(len, axis)
+                        && (0..outer).all(|o| {
+                            let mut union = vec![false; len];
+                            for j in cells(&next, o, inner, axis) {
+                                for c in cells(&self, j, len, axis) {
+                                    union[c] = true;
+                                }
+                            }
+                            let mut one = vec![false; len];
+                            for c in cells(both, o, len, axis) {
+                                one[c] = true;
+                            }
+                            union == one
+                        })
+                })
+            })
+        };
+        [false, true]
+            .into_iter()
+            .map(|ceil| PoolShape { ceil, ..both })
+            .find(same)
+    }
+
     /// The ONNX attributes of the pool with `pads` (no ceil mode: callers
     /// running it on a window size it to whole windows). Zero pads are left
     /// out, as the model files write them (ONNX Runtime's layout
@@ -282,6 +329,14 @@ pub struct ConvLayer {
     pub batch_norm: Option<String>,
     /// A shortcut added to the pre-activation (a residual block's sum).
     pub residual: Option<Residual>,
+    /// The layers whose outputs, concatenated on channels in this order,
+    /// the pool and the convolution read (0: the image). A chain's layer i
+    /// reads `[i - 1]`; the branches of an Inception block read the block's
+    /// input, and the layer after it the branches' ends.
+    pub sources: Vec<usize>,
+    /// The tensor of the model file holding that input (before the pool):
+    /// the one source's activation, or the Concat's output.
+    pub input: String,
     /// A batch norm with no convolution before it (pre-activation
     /// networks: ResNet v2's blocks start with batch norm and ReLU), held
     /// as the depthwise 1x1 convolution it is; it has no filters to draw
@@ -314,6 +369,16 @@ impl Residual {
 }
 
 impl ConvLayer {
+    /// The grid the layer's pool (or convolution) reads, in `geometry`:
+    /// its sources' (which share it), with all their channels.
+    pub fn input_geom(&self, geometry: &[LayerGeom]) -> LayerGeom {
+        let source = geometry[self.sources.first().copied().unwrap_or(0)];
+        LayerGeom {
+            channels: self.in_channels,
+            ..source
+        }
+    }
+
     /// The max pool preceding the convolution (whose switches a recording
     /// keeps).
     pub fn max_pool(&self) -> Option<PoolShape> {
@@ -342,6 +407,8 @@ impl ConvLayer {
             conv_node: String::new(),
             batch_norm: None,
             residual: None,
+            sources: vec![number.saturating_sub(1)],
+            input: String::new(),
             norm_only: false,
         }
     }
@@ -530,72 +597,187 @@ impl Network {
         let mut pending: Option<PendingResidual> = None;
         // Each layer's module path, when the file's node names carry one.
         let mut paths: Vec<String> = Vec::new();
+        // The layers whose outputs `cur` holds (concatenated), and the
+        // tensor holding them before any pool.
+        let mut sources = vec![0usize];
+        let mut source_tensor = cur.clone();
+        // The Inception block being read, and the next branch's first node.
+        let mut junction: Option<Junction> = None;
+        let mut forced: Option<&NodeProto> = None;
+        let position: HashMap<*const NodeProto, usize> = graph
+            .node
+            .iter()
+            .enumerate()
+            .map(|(k, n)| (n as *const NodeProto, k))
+            .collect();
         loop {
-            let n = match consumers.get(cur.as_str()).map(Vec::as_slice) {
-                Some([n]) => *n,
-                Some([a, b]) if !convs.is_empty() && pending.is_none() => {
-                    match residual_start([*a, *b], &cur, &consts, &single, channels) {
-                        Some(Ok((main, shortcut))) => {
-                            // ResNet's stages start with a strided
-                            // projection: a new block in the layer names.
-                            if shortcut
-                                .projection
-                                .as_ref()
-                                .is_some_and(|p| p.shape.stride > 1)
-                                && pending_pool.is_none()
-                            {
-                                block += 1;
-                                in_block = 0;
-                                // A pre-activation block's batch norm,
-                                // read before its projection showed the
-                                // new stage, opens it.
-                                if let Some(norm) = convs.last_mut().filter(|c| c.norm_only) {
-                                    in_block = 1;
-                                    norm.name = format!("conv{block}_1");
-                                }
-                            }
-                            pending = Some(PendingResidual {
-                                from: convs.len() + 1,
-                                ..shortcut
-                            });
-                            main
-                        }
-                        Some(Err(Error::Model(why))) => {
-                            stop = Some(why);
-                            break;
-                        }
-                        Some(Err(e)) => return Err(e),
-                        None if [a, b]
-                            .iter()
-                            .all(|n| HEAD_OPS.contains(&n.op_type.as_str())) =>
-                        {
-                            break;
-                        }
-                        None => {
-                            stop = Some(format!(
-                                "{cur} feeds 2 nodes (a branch) that do not start a residual block; Fovea probes chains and residual blocks"
-                            ));
-                            break;
-                        }
-                    }
-                }
-                // Shape plumbing reading the chain's end (a Flatten written
-                // as Shape + Reshape) starts the head; anything else is a
-                // branch the chain cannot follow.
-                Some(several)
-                    if several.len() > 1
-                        && !convs.is_empty()
-                        && several
-                            .iter()
-                            .any(|n| !HEAD_OPS.contains(&n.op_type.as_str())) =>
-                {
+            // A branch reaching its block's Concat: on to the next branch,
+            // or past the Concat when every branch is read.
+            // A branch that is no layer at all (DenseNet's: the block's
+            // input joins the Concat as it is) ends where it starts.
+            if let (Some(f), Some(j)) = (forced, junction.as_ref())
+                && std::ptr::eq(f, j.concat)
+            {
+                forced = None;
+            }
+            if forced.is_none()
+                && let Some(j) = junction.as_mut()
+                && j.concat.input.contains(&cur)
+            {
+                if pending_pool.is_some() || pending.is_some() {
                     stop = Some(format!(
-                        "{cur} feeds {} nodes (a branch); Fovea probes chains and residual blocks",
-                        several.len()
+                        "{cur} joins the Concat {:?} after a pool or inside a residual block; Fovea joins the outputs of layers",
+                        display_name(j.concat)
                     ));
                     break;
                 }
-                _ => break,
+                j.parts.insert(cur.clone(), (sources.clone(), channels));
+                if let Some(next) = j.todo.pop() {
+                    forced = Some(next);
+                    cur.clone_from(&j.start);
+                    sources.clone_from(&j.sources);
+                    source_tensor.clone_from(&j.start_tensor);
+                    channels = j.channels;
+                    pending_pool = j.pool;
+                    continue;
+                }
+                let mut joined = Vec::new();
+                let mut width = 0;
+                for part in &j.concat.input {
+                    let Some((s, c)) = j.parts.get(part) else {
+                        stop = Some(format!(
+                            "the Concat {:?} joins {part}, which its block's input does not lead to",
+                            display_name(j.concat)
+                        ));
+                        break;
+                    };
+                    joined.extend_from_slice(s);
+                    width += c;
+                }
+                if stop.is_some() {
+                    break;
+                }
+                cur = j.concat.output.first().cloned().unwrap_or_default();
+                source_tensor.clone_from(&cur);
+                sources = joined;
+                channels = width;
+                junction = None;
+                block += 1;
+                in_block = 0;
+                continue;
+            }
+            let n = match forced.take() {
+                Some(n) => n,
+                None => match consumers.get(cur.as_str()).map(Vec::as_slice) {
+                    Some([n]) => *n,
+                    Some([a, b]) if !convs.is_empty() && pending.is_none() => {
+                        match residual_start([*a, *b], &cur, &consts, &single, channels) {
+                            Some(Ok((main, shortcut))) => {
+                                // ResNet's stages start with a strided
+                                // projection: a new block in the layer names.
+                                if shortcut
+                                    .projection
+                                    .as_ref()
+                                    .is_some_and(|p| p.shape.stride > 1)
+                                    && pending_pool.is_none()
+                                {
+                                    block += 1;
+                                    in_block = 0;
+                                    // A pre-activation block's batch norm,
+                                    // read before its projection showed the
+                                    // new stage, opens it.
+                                    if let Some(norm) = convs.last_mut().filter(|c| c.norm_only) {
+                                        in_block = 1;
+                                        norm.name = format!("conv{block}_1");
+                                    }
+                                }
+                                pending = Some(PendingResidual {
+                                    from: convs.len() + 1,
+                                    ..shortcut
+                                });
+                                main
+                            }
+                            Some(Err(Error::Model(why))) => {
+                                stop = Some(why);
+                                break;
+                            }
+                            Some(Err(e)) => return Err(e),
+                            None if [a, b]
+                                .iter()
+                                .all(|n| HEAD_OPS.contains(&n.op_type.as_str()))
+                                && junction_start(&[*a, *b], &consumers, &position).is_none() =>
+                            {
+                                break;
+                            }
+                            None => match junction_start(&[*a, *b], &consumers, &position) {
+                                Some(concat)
+                                    if junction.is_none()
+                                        && !pending_pool.is_some_and(|p| p.halves()) =>
+                                {
+                                    let mut j = Junction::new(
+                                        (concat, convs.len()),
+                                        &[*a, *b],
+                                        (&cur, &source_tensor),
+                                        &sources,
+                                        channels,
+                                        pending_pool,
+                                    );
+                                    forced = j.todo.pop();
+                                    junction = Some(j);
+                                    block += 1;
+                                    in_block = 0;
+                                    continue;
+                                }
+                                _ => {
+                                    stop = Some(format!(
+                                        "{cur} feeds 2 nodes (a branch) that neither start a residual block nor join again in a Concat on channels; Fovea probes chains, residual blocks and Inception blocks"
+                                    ));
+                                    break;
+                                }
+                            },
+                        }
+                    }
+                    // Shape plumbing reading the chain's end (a Flatten written
+                    // as Shape + Reshape) starts the head; anything else is a
+                    // branch the chain cannot follow.
+                    Some(several)
+                        if several.len() > 1
+                            && !convs.is_empty()
+                            && (several
+                                .iter()
+                                .any(|n| !HEAD_OPS.contains(&n.op_type.as_str()))
+                                || junction_start(several, &consumers, &position).is_some()) =>
+                    {
+                        match junction_start(several, &consumers, &position) {
+                            Some(concat)
+                                if junction.is_none()
+                                    && !pending_pool.is_some_and(|p| p.halves()) =>
+                            {
+                                let mut j = Junction::new(
+                                    (concat, convs.len()),
+                                    several,
+                                    (&cur, &source_tensor),
+                                    &sources,
+                                    channels,
+                                    pending_pool,
+                                );
+                                forced = j.todo.pop();
+                                junction = Some(j);
+                                block += 1;
+                                in_block = 0;
+                                continue;
+                            }
+                            _ => {
+                                stop = Some(format!(
+                                    "{cur} feeds {} nodes (a branch) that do not join again in a Concat on channels; Fovea probes chains, residual blocks and Inception blocks",
+                                    several.len()
+                                ));
+                                break;
+                            }
+                        }
+                    }
+                    _ => break,
+                },
             };
             let step = match n.op_type.as_str() {
                 // A zero Pad in front of a convolution (as tf2onnx writes
@@ -630,7 +812,9 @@ impl Network {
                     },
                 }
                 .map(|c| {
-                    if pending_pool.is_some() {
+                    // A pool starts a new block (one not begun already,
+                    // as after an Inception block).
+                    if pending_pool.is_some() && junction.is_none() && in_block > 0 {
                         block += 1;
                         in_block = 0;
                     }
@@ -638,19 +822,47 @@ impl Network {
                     cur = c.relu_output.clone();
                     channels = c.out_channels;
                     paths.push(c.name.clone());
+                    let number = convs.len() + 1;
                     convs.push(ConvLayer {
-                        number: convs.len() + 1,
+                        number,
                         name: format!("conv{block}_{in_block}"),
                         pool: pending_pool.take(),
+                        sources: std::mem::replace(&mut sources, vec![number]),
+                        input: std::mem::replace(&mut source_tensor, cur.clone()),
                         ..c
                     });
                 }),
-                "MaxPool" | "AveragePool" if !convs.is_empty() && pending_pool.is_none() => {
-                    pool_shape(n).map(|p| {
+                "MaxPool" | "AveragePool" if !convs.is_empty() => match pending_pool {
+                    // The switches of a 2x2/2 pool travel in the gates of
+                    // the layer below, which then must have no other reader.
+                    None => pool_shape(n).and_then(|p| {
+                        if p.halves() && (junction.is_some() || sources.len() > 1) {
+                            return Err(node_error(
+                                n,
+                                "is a 2x2/2 max pool inside or right after an Inception block",
+                            ));
+                        }
                         pending_pool = Some(p);
                         cur = n.output[0].clone();
-                    })
-                }
+                        Ok(())
+                    }),
+                    // Two max pools in a row in a block (GoogLeNet's pool
+                    // branch after the pool between stages) are one larger
+                    // max pool; after the last layer a second pool starts
+                    // the head.
+                    Some(first) => match pool_shape(n).ok().and_then(|p| first.then(p)) {
+                        Some(both) if junction.is_some() => {
+                            pending_pool = Some(both);
+                            cur = n.output[0].clone();
+                            Ok(())
+                        }
+                        _ if junction.is_none() => break,
+                        _ => Err(node_error(
+                            n,
+                            "follows another pool, and the two are not one max pool",
+                        )),
+                    },
+                },
                 "Identity" | "Dropout" => {
                     cur = n.output[0].clone();
                     Ok(())
@@ -672,9 +884,24 @@ impl Network {
                 Err(e) => return Err(e),
             }
         }
+        // A block left unfinished leaves no layers behind: what the
+        // probe-able part holds all leads to where it ends.
+        if let Some(j) = junction {
+            convs.truncate(j.first_layer);
+            paths.truncate(j.first_layer);
+            cur = j.start;
+            sources = j.sources;
+            pending_pool = j.pool;
+        }
         if convs.is_empty() {
             return Err(Error::Model(
                 "the graph has no convolution after its input".into(),
+            ));
+        }
+        if sources.len() > 1 && stop.is_none() {
+            stop = Some(format!(
+                "the head reads {cur}, a Concat of {} layers; the head's own layers are not probed",
+                sources.len()
             ));
         }
 
@@ -697,9 +924,9 @@ impl Network {
         let pointwise = |n: &NodeProto| -> Option<usize> {
             pointwise_classifier(n, &consts, &producers, channels_at_end, 0)
         };
-        let foreign = tail
-            .iter()
-            .find(|n| !HEAD_OPS.contains(&n.op_type.as_str()) && pointwise(n).is_none());
+        let foreign = tail.iter().find(|n| {
+            sources.len() > 1 || !HEAD_OPS.contains(&n.op_type.as_str()) && pointwise(n).is_none()
+        });
         if let Some(n) = foreign
             && stop.is_none()
         {
@@ -870,8 +1097,10 @@ pub fn geometry_of(convs: &[ConvLayer], input_size: usize) -> Vec<LayerGeom> {
         stride: 1,
         pooled: false,
     }];
-    let (mut h, mut w, mut stride) = (input_size, input_size, 1usize);
     for (i, c) in convs.iter().enumerate() {
+        // The sources of a concatenation share their grid.
+        let below = out[c.sources.first().copied().unwrap_or(0).min(i)];
+        let (mut h, mut w, mut stride) = (below.height, below.width, below.stride);
         if let Some(p) = c.pool {
             h = p.output_len(h, 0);
             w = p.output_len(w, 1);
@@ -996,6 +1225,14 @@ pub struct FovTree {
     pub conv_in: Vec<(Span, Span)>,
     pub reads: Vec<(Span, Span)>,
     pub shortcut: Vec<Option<(Span, Span)>>,
+    /// The window at the input of layer i's pool (its conv input without
+    /// one) on its sources' grid: `out[i - 1]` in a chain; a source read by
+    /// several layers holds the hull of their windows.
+    pub below: Vec<(Span, Span)>,
+    /// Whether layer i is in the tree: the top or a layer it reads through
+    /// others (the branches of an Inception block beside the top's own are
+    /// not). Windows of layers out of the tree are empty.
+    pub live: Vec<bool>,
     /// Every window is its layer's whole grid ([`window_tree`]).
     pub whole: bool,
 }
@@ -1021,13 +1258,15 @@ pub fn window_tree(
     let out: Vec<(Span, Span)> = geometry.iter().map(|g| grid(g.height, g.width)).collect();
     let mut conv_in = out.clone();
     let mut reads = out.clone();
+    let mut pool_in = out.clone();
     let mut shortcut = vec![None; layer + 1];
     for i in 1..=layer {
         let c = &convs[i - 1];
-        let (h, w) = (geometry[i - 1].height, geometry[i - 1].width);
+        let below = geometry[c.sources.first().copied().unwrap_or(0)];
+        pool_in[i] = grid(below.height, below.width);
         conv_in[i] = match c.pool {
-            Some(p) => grid(p.output_len(h, 0), p.output_len(w, 1)),
-            None => grid(h, w),
+            Some(p) => grid(p.output_len(below.height, 0), p.output_len(below.width, 1)),
+            None => grid(below.height, below.width),
         };
         // Convolutions run padded, from grid to grid.
         reads[i] = conv_in[i];
@@ -1038,6 +1277,8 @@ pub fn window_tree(
         conv_in,
         reads,
         shortcut,
+        below: pool_in,
+        live: tree.live,
         whole: true,
     }
 }
@@ -1048,10 +1289,13 @@ pub fn fov_tree(convs: &[ConvLayer], layer: usize, y: usize, x: usize) -> FovTre
     let mut out = vec![empty; layer + 1];
     let mut conv_in = out.clone();
     let mut reads = out.clone();
+    let mut pool_in = out.clone();
     let mut shortcut = vec![None; layer + 1];
-    // What residuals above need at each conv input, as they are met.
+    // What the layers above need at each conv input (residuals) and each
+    // layer's output (its readers), as they are met.
     let mut needed: Vec<Option<(Span, Span)>> = vec![None; layer + 1];
-    out[layer] = (
+    let mut wanted: Vec<Option<(Span, Span)>> = vec![None; layer + 1];
+    wanted[layer] = Some((
         Span {
             start: y as i64,
             len: 1,
@@ -1060,8 +1304,14 @@ pub fn fov_tree(convs: &[ConvLayer], layer: usize, y: usize, x: usize) -> FovTre
             start: x as i64,
             len: 1,
         },
-    );
+    ));
+    let mut live = vec![false; layer + 1];
+    // Layers are numbered in topological order: every reader of a layer
+    // comes after it, so its window is whole when it is met.
     for i in (1..=layer).rev() {
+        let Some(w) = wanted[i] else { continue };
+        live[i] = true;
+        out[i] = w;
         let c = &convs[i - 1];
         let (oy, ox) = out[i];
         reads[i] = (c.shape.input_span(oy, 0), c.shape.input_span(ox, 1));
@@ -1072,16 +1322,24 @@ pub fn fov_tree(convs: &[ConvLayer], layer: usize, y: usize, x: usize) -> FovTre
         }
         conv_in[i] = needed[i].map_or(reads[i], |n| hull(n, reads[i]));
         let (sy, sx) = conv_in[i];
-        out[i - 1] = match c.pool {
+        let below = match c.pool {
             Some(p) => (p.input_span(sy, 0), p.input_span(sx, 1)),
             None => (sy, sx),
         };
+        pool_in[i] = below;
+        for &s in &c.sources {
+            wanted[s] = Some(wanted[s].map_or(below, |n| hull(n, below)));
+        }
     }
+    live[0] = true;
+    out[0] = wanted[0].unwrap_or(empty);
     FovTree {
         out,
         conv_in,
         reads,
         shortcut,
+        below: pool_in,
+        live,
         whole: false,
     }
 }
@@ -1328,6 +1586,87 @@ fn module_path(node: &str) -> Option<String> {
         }
     }
     Some(path.join("."))
+}
+
+/// An Inception block being read: branches from one tensor, each a chain
+/// of layers (or nothing), joined by a Concat on channels.
+struct Junction<'g> {
+    concat: &'g NodeProto,
+    /// The tensor the branches read (after any pool), the tensor before
+    /// that pool, its sources, channels and the pool itself.
+    start: String,
+    start_tensor: String,
+    sources: Vec<usize>,
+    channels: usize,
+    pool: Option<PoolShape>,
+    /// The first nodes of the branches not read yet, the last first.
+    todo: Vec<&'g NodeProto>,
+    /// The number of layers read before the block.
+    first_layer: usize,
+    /// Each branch's end read so far: its sources and channels.
+    parts: HashMap<String, (Vec<usize>, usize)>,
+}
+
+impl<'g> Junction<'g> {
+    fn new(
+        (concat, first_layer): (&'g NodeProto, usize),
+        readers: &[&'g NodeProto],
+        (start, start_tensor): (&str, &str),
+        sources: &[usize],
+        channels: usize,
+        pool: Option<PoolShape>,
+    ) -> Junction<'g> {
+        Junction {
+            concat,
+            start: start.to_string(),
+            start_tensor: start_tensor.to_string(),
+            sources: sources.to_vec(),
+            channels,
+            pool,
+            todo: readers.iter().rev().copied().collect(),
+            first_layer,
+            parts: HashMap::new(),
+        }
+    }
+}
+
+/// The Concat on channels where the branches from `start` (its
+/// `readers`) join again: the first, in the file's (topological) order,
+/// that every branch leads to. None when they do not join in one.
+fn junction_start<'g>(
+    readers: &[&'g NodeProto],
+    consumers: &HashMap<&str, Vec<&'g NodeProto>>,
+    position: &HashMap<*const NodeProto, usize>,
+) -> Option<&'g NodeProto> {
+    // Bounds the walk on files with huge graphs after the block.
+    const WALK: usize = 4096;
+    let mut common: Option<Vec<&'g NodeProto>> = None;
+    for &r in readers {
+        let mut seen: std::collections::HashSet<*const NodeProto> = Default::default();
+        let mut stack = vec![r];
+        let mut concats = Vec::new();
+        while let Some(n) = stack.pop() {
+            if seen.len() > WALK || !seen.insert(n) {
+                continue;
+            }
+            if n.op_type == "Concat" && matches!(attr_int(n, "axis"), Some(1 | -3)) {
+                concats.push(n);
+            }
+            for o in &n.output {
+                stack.extend(consumers.get(o.as_str()).into_iter().flatten().copied());
+            }
+        }
+        common = Some(match common {
+            None => concats,
+            Some(c) => c
+                .into_iter()
+                .filter(|n| concats.iter().any(|m| std::ptr::eq(*n, *m)))
+                .collect(),
+        });
+    }
+    common?
+        .into_iter()
+        .min_by_key(|n| position.get(&(*n as *const NodeProto)).copied())
 }
 
 /// A residual block's shortcut, read at its start.
@@ -1983,6 +2322,33 @@ mod tests {
         ] {
             assert_eq!(path(other), None, "{other}");
         }
+    }
+
+    #[test]
+    fn max_pools_in_a_row_are_one_when_their_windows_join() {
+        let pool = |kernel, stride, pad, ceil| PoolShape {
+            kernel,
+            stride,
+            pads: [pad; 4],
+            ceil,
+            average: false,
+        };
+        // GoogLeNet's pool branch after the pool between its stages.
+        assert_eq!(
+            pool(3, 2, 0, true).then(pool(3, 1, 1, true)),
+            Some(pool(7, 2, 2, true))
+        );
+        assert_eq!(
+            pool(2, 2, 0, false).then(pool(2, 2, 0, false)),
+            Some(pool(4, 4, 0, false))
+        );
+        // Windows with gaps between them, and averages, are no one pool.
+        assert_eq!(pool(1, 2, 0, false).then(pool(2, 1, 0, false)), None);
+        let average = PoolShape {
+            average: true,
+            ..pool(2, 2, 0, false)
+        };
+        assert_eq!(average.then(pool(2, 2, 0, false)), None);
     }
 
     #[test]

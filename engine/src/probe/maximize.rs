@@ -259,15 +259,17 @@ impl Ascent {
             shape: vec![1, 1, window.0.len, window.1.len],
             values: inside_grid(window, grid),
         };
+        // Layers out of the tree (other branches of a block) have no inputs.
         let mut fed: Vec<Fed> = (1..layer)
+            .filter(|&i| tree.live[i])
             .map(|i| {
                 let g = &engine.geometry[i];
                 inside(format!("inside{i}"), tree.out[i], (g.height, g.width))
             })
             .collect();
-        for i in 2..=layer {
+        for i in (2..=layer).filter(|&i| tree.live[i]) {
             if let Some(p) = convs[i - 1].pool {
-                let g = &engine.geometry[i - 1];
+                let g = &convs[i - 1].input_geom(&engine.geometry);
                 let grid = (p.output_len(g.height, 0), p.output_len(g.width, 1));
                 fed.push(inside(format!("inside_pool{i}"), tree.conv_in[i], grid));
             }

@@ -180,20 +180,23 @@ pub fn compare_patterns(
         if convs[i - 1].activation == crate::model::network::Activation::Linear {
             agreement.same_state = agreement.units;
         }
-        // Layer 1 has no pool in front (its switches are None).
-        let below = a.layer((i - 1).max(1));
-        let (ph, pw) = (below.height, below.width);
-        match (&la.switches, &lb.switches, convs[i - 1].pool) {
+        // The grid the layer's pool reads: its sources' (layer 1 has no
+        // pool in front, its switches are None), with all their channels.
+        let conv = &convs[i - 1];
+        let source = a.layer(conv.sources.first().copied().unwrap_or(0).max(1));
+        let (ph, pw) = (source.height, source.width);
+        let in_channels = conv.in_channels;
+        match (&la.switches, &lb.switches, conv.pool) {
             (Some(Switches::Bits(sa)), Some(Switches::Bits(sb)), _) => {
                 let grid = match &tree {
-                    Some(t) => clip(t.out[i - 1], ph, pw),
+                    Some(t) => clip(t.below[i], ph, pw),
                     None => Rect::whole(ph, pw),
                 };
                 let windows = grid.pool_windows(ph, pw);
-                agreement.windows = below.channels * windows.area() / 4;
+                agreement.windows = in_channels * windows.area() / 4;
                 // A window holds one switch bit in each recording: a moved
                 // switch differs in exactly two bits.
-                let moved = count(below.channels, ph, pw, windows, |k| {
+                let moved = count(in_channels, ph, pw, windows, |k| {
                     sa.bits_at(k) ^ sb.bits_at(k)
                 }) / 2;
                 agreement.same_switch = agreement.windows - moved;
@@ -204,9 +207,9 @@ pub fn compare_patterns(
                     Some(t) => clip(t.conv_in[i], oh, ow),
                     None => Rect::whole(oh, ow),
                 };
-                agreement.windows = below.channels * outputs.area();
+                agreement.windows = in_channels * outputs.area();
                 let mut same = 0;
-                for c in 0..below.channels {
+                for c in 0..in_channels {
                     for y in outputs.y0..outputs.y1 {
                         let row = (c * oh + y) * ow;
                         same += (outputs.x0..outputs.x1)
@@ -286,10 +289,10 @@ mod tests {
         }
     }
 
-    fn conv(number: usize, pooled: bool) -> ConvLayer {
+    fn conv(number: usize, channels: usize, pooled: bool) -> ConvLayer {
         ConvLayer::bare(
             number,
-            (1, 1),
+            (channels, channels),
             ConvShape::SAME_3X3,
             pooled.then_some(PoolShape::HALVING),
         )
@@ -346,7 +349,7 @@ mod tests {
             layer(c, h, w, &b1, None),
             layer(c, 5, 35, &b2, Some(&b1)),
         ]);
-        let convs = [conv(1, false), conv(2, true)];
+        let convs = [conv(1, c, false), conv(2, c, true)];
         let cmp = compare_patterns(&convs, &ra, &rb, None);
         for (i, l) in cmp.layers.iter().enumerate() {
             let (n, same, act_a, act_b, both) = plain(&ra.layers[i], &rb.layers[i]);
@@ -398,7 +401,7 @@ mod tests {
             layer(1, h, w, &b1, None),
             layer(1, 6, 6, &a2, Some(&b1)),
         ]);
-        let convs = [conv(1, false), conv(2, true)];
+        let convs = [conv(1, 1, false), conv(2, 1, true)];
         let n = NeuronAt {
             layer: 2,
             feature: 0,

@@ -198,7 +198,8 @@ fn gate_batch(convs: &[ConvLayer], rec: &Recording, samples: &[GateSample], i: u
         _ => None,
     };
     let (h, w) = (l.height, l.width);
-    let Some(first) = samples.first() else {
+    // Layers out of the tree (other branches of a block) have no gates.
+    let Some(first) = samples.first().filter(|s| s.tree.live[i]) else {
         return Vec::new();
     };
     let (sy, sx) = first.tree.out[i];
@@ -256,8 +257,10 @@ fn cell_batch(
     let Some(Switches::Cells(cells)) = rec.layer(j).switches.as_ref() else {
         return None;
     };
-    let below = rec.layer(j - 1);
+    let conv = &convs[j - 1];
+    let below = rec.layer(conv.sources.first().copied().unwrap_or(0).max(1));
     let (h, w) = (below.height, below.width);
+    let channels = conv.in_channels;
     let (oh, ow) = (pool.output_len(h, 0), pool.output_len(w, 1));
     let last = pool.kernel as i64 - 1;
     // The row (or column) of output `o`'s window the cell sits on when the
@@ -274,10 +277,13 @@ fn cell_batch(
     };
     let mut out = Vec::new();
     for (b, sample) in samples.iter().enumerate() {
+        if !sample.tree.live[j] {
+            continue;
+        }
         let (cy, cx) = sample.tree.conv_in[j];
-        let (sy, sx) = sample.tree.out[j - 1];
-        for c in 0..below.channels {
-            let base = (b * below.channels + c) as i64 * (sy.len * sx.len) as i64;
+        let (sy, sx) = sample.tree.below[j];
+        for c in 0..channels {
+            let base = (b * channels + c) as i64 * (sy.len * sx.len) as i64;
             for oy in cy.start..cy.start + cy.len as i64 {
                 for ox in cx.start..cx.start + cx.len as i64 {
                     let (y, x) = match (beyond(oy, oh, 0), beyond(ox, ow, 1)) {
@@ -333,8 +339,9 @@ pub(crate) fn gate_batches(
         .collect();
     let insides = (1..=layer)
         .map(|j| {
-            let pool = convs[j - 1].pool.filter(|p| p.average)?;
-            let below = rec.layer(j - 1);
+            let conv = &convs[j - 1];
+            let pool = conv.pool.filter(|p| p.average)?;
+            let below = rec.layer(conv.sources.first().copied().unwrap_or(0).max(1));
             let grid = (
                 pool.output_len(below.height, 0),
                 pool.output_len(below.width, 1),
@@ -731,7 +738,14 @@ pub(crate) fn gate_inputs<'a>(
     batches: &'a Gates,
 ) -> Result<Vec<(String, ort::session::SessionInputValue<'a>)>> {
     let mut inputs = Vec::new();
-    for (i, g) in batches.gates.iter().enumerate() {
+    // Layers out of the tree (other branches of a block) have no inputs.
+    let live = |k: usize| size_tree.live.get(k).copied().unwrap_or(false);
+    for (i, g) in batches
+        .gates
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| live(i + 1))
+    {
         let (sy, sx) = size_tree.out[i + 1];
         let shape = [n, convs[i].out_channels, sy.len, sx.len];
         inputs.push((
@@ -739,7 +753,12 @@ pub(crate) fn gate_inputs<'a>(
             TensorRef::from_array_view((shape, g.as_slice()))?.into(),
         ));
     }
-    for (j, inside) in batches.insides.iter().enumerate() {
+    for (j, inside) in batches
+        .insides
+        .iter()
+        .enumerate()
+        .filter(|(j, _)| live(j + 1))
+    {
         let Some(inside) = inside else { continue };
         let (cy, cx) = size_tree.conv_in[j + 1];
         inputs.push((
@@ -747,7 +766,12 @@ pub(crate) fn gate_inputs<'a>(
             TensorRef::from_array_view(([n, 1, cy.len, cx.len], inside.as_slice()))?.into(),
         ));
     }
-    for (j, cells) in batches.cells.iter().enumerate() {
+    for (j, cells) in batches
+        .cells
+        .iter()
+        .enumerate()
+        .filter(|(j, _)| live(j + 1))
+    {
         let Some(cells) = cells else { continue };
         let (cy, cx) = size_tree.conv_in[j + 1];
         let shape = [n, convs[j].in_channels, cy.len, cx.len];

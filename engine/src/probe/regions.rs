@@ -61,6 +61,9 @@ pub struct Flip {
     /// For a switch of a pool whose windows overlap (not 2x2/2): the pool
     /// output (row, column) whose maximum moves to (y, x).
     pub output: Option<(usize, usize)>,
+    /// For a switch: the layer whose pool holds it (the next one in a
+    /// chain; a branch's first layer in an Inception block); 0 otherwise.
+    pub reader: usize,
 }
 
 /// One end of a region: where it is (in t from the base point), which unit
@@ -254,15 +257,28 @@ impl Engine {
         {
             let mut session = session.lock().map_err(poisoned)?;
             let outputs = session.run(inputs)?;
-            for i in 1..layer {
-                let (_, z) = outputs[format!("z{i}").as_str()].try_extract_tensor::<f32>()?;
-                let below = &convs[i - 1];
-                relu_crossings(rec, &tree, (i, below), z, &mut crossings);
-                let unit = (i, below.activation);
-                match convs[i].max_pool() {
-                    Some(p) if p.halves() => switch_crossings(rec, &tree, unit, z, &mut crossings),
-                    Some(p) => cell_crossings(rec, &tree, unit, p, z, &mut crossings),
-                    None => {}
+            // Layers out of the tree (other branches of a block) have no
+            // pre-activations here.
+            let mut zs: Vec<&[f32]> = vec![&[]; layer];
+            for i in (1..layer).filter(|&i| tree.live[i]) {
+                zs[i] = outputs[format!("z{i}").as_str()]
+                    .try_extract_tensor::<f32>()?
+                    .1;
+                relu_crossings(rec, &tree, (i, &convs[i - 1]), zs[i], &mut crossings);
+            }
+            // The switches of each pool, over each of its sources' channels.
+            for j in (2..=layer).filter(|&j| tree.live[j]) {
+                let Some(p) = convs[j - 1].max_pool() else {
+                    continue;
+                };
+                for &i in convs[j - 1].sources.iter().filter(|&&i| i > 0) {
+                    let unit = (i, convs[i - 1].activation);
+                    if p.halves() {
+                        switch_crossings(rec, &tree, unit, zs[i], &mut crossings);
+                    } else {
+                        let offset = channel_offset(convs, j, i);
+                        cell_crossings(rec, &tree, unit, (j, offset, p), zs[i], &mut crossings);
+                    }
                 }
             }
             let (_, top) = outputs[format!("z{layer}").as_str()].try_extract_tensor::<f32>()?;
@@ -390,7 +406,12 @@ fn cross(convs: &[ConvLayer], config: &mut Recording, flip: Flip) {
                 layer.activations[at] = half::f16::from_f32(ceiling);
             }
         }
-        FlipKind::Switch => match (config.layers[flip.layer].switches.as_mut(), flip.output) {
+        FlipKind::Switch => match (
+            config.layers[flip.reader.saturating_sub(1)]
+                .switches
+                .as_mut(),
+            flip.output,
+        ) {
             (Some(Switches::Bits(switches)), _) => {
                 let (wy, wx) = (flip.y & !1, flip.x & !1);
                 for (y, x) in [(wy, wx), (wy, wx + 1), (wy + 1, wx), (wy + 1, wx + 1)] {
@@ -401,14 +422,28 @@ fn cross(convs: &[ConvLayer], config: &mut Recording, flip: Flip) {
                 switches.toggle(unit(flip.y, flip.x));
             }
             (Some(Switches::Cells(cells)), Some((oy, ox))) => {
-                if let Some(pool) = convs[flip.layer].max_pool() {
+                if let Some(pool) = convs[flip.reader.saturating_sub(1)].max_pool() {
                     let (oh, ow) = (pool.output_len(h, 0), pool.output_len(w, 1));
-                    cells[(flip.feature * oh + oy) * ow + ox] = (flip.y * w + flip.x) as u32;
+                    let channel = channel_offset(convs, flip.reader, flip.layer) + flip.feature;
+                    if let Some(cell) = cells.get_mut((channel * oh + oy) * ow + ox) {
+                        *cell = (flip.y * w + flip.x) as u32;
+                    }
                 }
             }
             _ => {}
         },
     }
+}
+
+/// Where layer `source`'s channels start in the input of layer `reader`
+/// (the concatenation of its sources).
+fn channel_offset(convs: &[ConvLayer], reader: usize, source: usize) -> usize {
+    convs[reader - 1]
+        .sources
+        .iter()
+        .take_while(|&&s| s != source)
+        .map(|&s| if s == 0 { 3 } else { convs[s - 1].out_channels })
+        .sum()
 }
 
 /// Where unit (c, y, x) of a layer's grid sits in its FOV window `w`
@@ -449,6 +484,7 @@ fn relu_crossings(
                     y,
                     x,
                     output: None,
+                    reader: 0,
                 };
                 let unit = (f * l.height + y) * l.width + x;
                 match (activation, l.state(activation, unit)) {
@@ -530,6 +566,7 @@ fn switch_crossings(
                         y,
                         x,
                         output: None,
+                        reader: i + 1,
                     };
                     out.consider(m0 - v0, md - vd, flip);
                 }
@@ -538,26 +575,27 @@ fn switch_crossings(
     }
 }
 
-/// Crossings of the switches of `pool`, a pool other than 2x2/2 after hidden
-/// layer `i`, inside the tree: each output's maximum against each other
-/// value of its window inside the image.
+/// Crossings of the switches of `pool`, a pool other than 2x2/2 in front
+/// of layer `j` reading hidden layer `i` (its channels from `offset` on in
+/// the pool's input), inside the tree: each output's maximum against each
+/// other value of its window inside the image.
 fn cell_crossings(
     rec: &Recording,
     tree: &FovTree,
     (i, activation): (usize, Activation),
-    pool: PoolShape,
+    (j, offset, pool): (usize, usize, PoolShape),
     z: &[f32],
     out: &mut Crossings,
 ) {
     let l = rec.layer(i);
-    let Some(Switches::Cells(cells)) = rec.layer(i + 1).switches.as_ref() else {
+    let Some(Switches::Cells(cells)) = rec.layer(j).switches.as_ref() else {
         return;
     };
     let (h, w) = (l.height, l.width);
     let (oh, ow) = (pool.output_len(h, 0), pool.output_len(w, 1));
     let (sy, sx) = tree.out[i];
     let per = l.channels * sy.len * sx.len;
-    let outputs = clip(tree.conv_in[i + 1], oh, ow);
+    let outputs = clip(tree.conv_in[j], oh, ow);
     let k = pool.kernel as i64;
     let inside =
         |start: i64, len: usize| start.max(0) as usize..((start + k).max(0) as usize).min(len);
@@ -568,7 +606,10 @@ fn cell_crossings(
         };
         for oy in outputs.y0..outputs.y1 {
             for ox in outputs.x0..outputs.x1 {
-                let cell = cells[(c * oh + oy) * ow + ox] as usize;
+                let Some(&cell) = cells.get(((offset + c) * oh + oy) * ow + ox) else {
+                    continue;
+                };
+                let cell = cell as usize;
                 let max = (cell / w, cell % w);
                 let (m0, md) = value(max);
                 for y in inside(pool.window_start(oy, 0), h) {
@@ -584,6 +625,7 @@ fn cell_crossings(
                             y,
                             x,
                             output: Some((oy, ox)),
+                            reader: j,
                         };
                         out.consider(m0 - v0, md - vd, flip);
                     }
@@ -605,6 +647,7 @@ mod tests {
             y: 0,
             x: 0,
             output: None,
+            reader: 0,
         }
     }
 

@@ -25,6 +25,12 @@ pub struct Reference {
     pub activations: Vec<Activation>,
     /// Per layer, a residual sum into its pre-activation.
     pub residuals: Vec<Option<RefResidual>>,
+    /// Per layer, the layers (1-based, 0 the image) whose outputs it reads,
+    /// concatenated on channels.
+    pub sources: Vec<Vec<usize>>,
+    /// The head averages the last layer's maps globally (else it pools as
+    /// the last pooled layer does).
+    pub averaged_head: bool,
     pub size: usize,
 }
 
@@ -324,7 +330,17 @@ impl Reference {
     /// The pool in front of the head: the chain's last; None for a global
     /// average (a chain without pools).
     pub fn head_pool(&self) -> Option<PoolShape> {
+        if self.averaged_head {
+            return None;
+        }
         self.layers.iter().rev().find_map(|l| l.2)
+    }
+
+    /// The network with a head that averages the last layer's maps, pools
+    /// below or not.
+    pub fn with_averaged_head(mut self) -> Reference {
+        self.averaged_head = true;
+        self
     }
 
     pub fn of_chain(
@@ -349,7 +365,28 @@ impl Reference {
                 .collect(),
             activations: chain.iter().map(|c| c.activation).collect(),
             residuals: chain.iter().map(|_| None).collect(),
+            sources: (0..chain.len()).map(|i| vec![i]).collect(),
+            averaged_head: false,
             size,
+        }
+    }
+
+    /// The network with each layer reading the concatenation of `sources`.
+    pub fn with_sources(mut self, sources: &[&[usize]]) -> Reference {
+        self.sources = sources.iter().map(|s| s.to_vec()).collect();
+        self
+    }
+
+    /// (channels, rows, columns) of layer `s`'s output (0: the image) in
+    /// `trace`.
+    fn output_dims(&self, trace: &Trace, s: usize) -> (usize, usize, usize) {
+        match s {
+            0 => (3, self.size, self.size),
+            s => (
+                self.layers[s - 1].1,
+                trace.dims[s - 1].0,
+                trace.dims[s - 1].1,
+            ),
         }
     }
 
@@ -411,8 +448,8 @@ impl Reference {
     }
 
     pub fn forward(&self, input: &[f64]) -> Trace {
-        let (mut h, mut w) = (self.size, self.size);
-        let mut x = input.to_vec();
+        // Each layer's output (0: the image), which the layers above read.
+        let mut outs: Vec<Vec<f64>> = vec![input.to_vec()];
         let mut trace = Trace {
             pre: vec![],
             dims: vec![],
@@ -425,6 +462,12 @@ impl Reference {
         for (i, ((cin, cout, pool, wt, b, shape), &act)) in
             self.layers.iter().zip(&self.activations).enumerate()
         {
+            let (_, mut h, mut w) = self.output_dims(&trace, self.sources[i][0]);
+            let mut x: Vec<f64> = self.sources[i]
+                .iter()
+                .flat_map(|&s| outs[s].iter().copied())
+                .collect();
+            assert_eq!(x.len(), cin * h * w, "layer {}'s input", i + 1);
             if let Some(p) = pool {
                 let (map, out) = pool_map(&x, *cin, (h, w), *p);
                 x = pooled(&map, &x);
@@ -444,10 +487,9 @@ impl Reference {
                 assert_eq!(added.len(), pre.len(), "the residual's shape");
                 pre.iter_mut().zip(&added).for_each(|(p, a)| *p += a);
             }
-            (h, w) = out;
-            x = pre.iter().map(|&v| activate(act, v)).collect();
+            outs.push(pre.iter().map(|&v| activate(act, v)).collect());
             trace.pre.push(pre);
-            trace.dims.push((h, w));
+            trace.dims.push(out);
         }
         trace
     }
@@ -505,7 +547,7 @@ impl Reference {
         &self,
         trace: &Trace,
         l: usize,
-        mut x: Vec<f64>,
+        x: Vec<f64>,
         mode: Mode,
         weights: &[Vec<f64>],
         mask_top: bool,
@@ -513,7 +555,32 @@ impl Reference {
     ) -> Vec<f64> {
         // Signals sent down residual shortcuts, at their source's input.
         let mut waiting: Vec<Option<Vec<f64>>> = vec![None; l + 1];
+        // Signals at each layer's output (0: the image), summed over its
+        // readers.
+        let mut arriving: Vec<Option<Vec<f64>>> = vec![None; l + 1];
+        let add = |slot: &mut Option<Vec<f64>>, v: &[f64]| match slot {
+            Some(acc) => acc.iter_mut().zip(v).for_each(|(a, v)| *a += v),
+            None => *slot = Some(v.to_vec()),
+        };
+        // The rectification of layer s (the deconvnet's and the masked
+        // modes'), on the sum of what its readers send.
+        let rectified = |s: usize, mut u: Vec<f64>| {
+            if mode != Mode::LinearFilter && s > 0 {
+                let act = self.activations[s - 1];
+                u.iter_mut().for_each(|v| *v = rectify(act, *v));
+            }
+            u
+        };
+        let mut top = Some(x);
         for i in (stop + 1..=l).rev() {
+            let mut x = match top.take() {
+                Some(x) => x,
+                None => match arriving[i].take() {
+                    Some(v) => rectified(i, v),
+                    // Not below the neuron (another branch of a block).
+                    None => continue,
+                },
+            };
             let (cin, cout, _, _, _, shape) = &self.layers[i - 1];
             let masked = match mode {
                 Mode::Deconvnet => false,
@@ -533,36 +600,30 @@ impl Reference {
                     }
                     None => x.clone(),
                 };
-                let slot = &mut waiting[r.from];
-                match slot {
-                    Some(acc) => acc.iter_mut().zip(&sent).for_each(|(a, v)| *a += v),
-                    None => *slot = Some(sent),
-                }
+                add(&mut waiting[r.from], &sent);
             }
             let mut u = conv_t(&x, *cin, trace.inputs[i - 1], &weights[i - 1], *cout, shape);
             if let Some(sent) = waiting[i].take() {
                 u.iter_mut().zip(&sent).for_each(|(a, v)| *a += v);
             }
-            if i == 1 {
-                return u;
-            }
+            let sources = &self.sources[i - 1];
             if let Some(map) = &trace.pools[i - 1] {
                 // Unpooling adds: overlapping windows can share a maximum.
-                let (ph, pw) = trace.dims[i - 2];
+                let (_, ph, pw) = self.output_dims(trace, sources[0]);
                 u = unpooled(map, &u, cin * ph * pw);
             }
-            // The rectification of layer i - 1, after unpooling (the pool
-            // follows that ReLU in the forward pass).
-            if mode != Mode::LinearFilter {
-                let act = self.activations[i - 2];
-                u.iter_mut().for_each(|v| *v = rectify(act, *v));
+            let mut offset = 0;
+            for &s in sources {
+                let (c, h, w) = self.output_dims(trace, s);
+                add(&mut arriving[s], &u[offset..offset + c * h * w]);
+                offset += c * h * w;
             }
-            if i - 1 == stop {
-                return u;
-            }
-            x = u;
         }
-        x
+        let (c, h, w) = self.output_dims(trace, stop);
+        let at_stop = arriving[stop]
+            .take()
+            .unwrap_or_else(|| vec![0.0; c * h * w]);
+        rectified(stop, at_stop)
     }
 }
 
