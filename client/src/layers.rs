@@ -3,11 +3,13 @@
 
 use fovea_proto::v1 as pb;
 
-/// The pool, convolution, residual sum and activation of a conv layer,
-/// joined by " · " (`2x2/2 · 3x3 p1 · relu`, `3x3 p1 · + in 2 · relu`);
-/// empty for the input and dense layers.
+/// The layers read (when not the one before), pool, convolution, residual
+/// sum and activation of a conv layer, joined by " · " (`2x2/2 · 3x3 p1 ·
+/// relu`, `3x3 p1 · + in 2 · relu`, `reads 2+4 · 1x1 · relu`); empty for
+/// the input and dense layers.
 pub fn layer_text(l: &pb::Layer) -> String {
     [
+        reads_text(l),
         l.pool.as_ref().map(pool_text),
         l.conv.as_ref().map(|_| kernel_text(l)),
         l.residual.as_ref().map(residual_text),
@@ -17,6 +19,24 @@ pub fn layer_text(l: &pb::Layer) -> String {
     .flatten()
     .collect::<Vec<_>>()
     .join(" · ")
+}
+
+/// The layers a conv layer reads when it is not just the one before it
+/// (an Inception block's branches and the layer joining them): "reads 1",
+/// "reads 2+4+6+7" (their outputs concatenated in this order).
+pub fn reads_text(l: &pb::Layer) -> Option<String> {
+    match l.sources.as_slice() {
+        [] => None,
+        [s] if *s + 1 == l.number => None,
+        sources => Some(format!(
+            "reads {}",
+            sources
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join("+")
+        )),
+    }
 }
 
 /// What a conv layer computes before its activation: its convolution's

@@ -624,6 +624,35 @@ fn pre_activation_blocks_and_pointwise_classifiers_are_listed_and_probed() {
     assert!(m.get("probe_stop").is_none(), "{m}");
 }
 
+/// An Inception-shaped file: the layers each branch and the layer after
+/// the block read are listed, and the model is probed and drawn.
+#[test]
+fn inception_blocks_are_listed_with_what_each_layer_reads_and_probed() {
+    use fovea_engine::fixtures::{INCEPTION_SIZE, inception_model};
+    let files = ModelFiles::new("inception.onnx", &inception_model(), INCEPTION_SIZE);
+    let text = ok(&files.run(&["model"]));
+    let reads = |name: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(name))
+            .map(|l| l.split_whitespace().last().unwrap_or_default().to_string())
+    };
+    assert!(text.contains(" reads"), "{text}");
+    assert_eq!(reads("conv3_1").as_deref(), Some("2+4+6+7"), "{text}");
+    // The second branch's first layer reads the block's input, layer 1.
+    assert_eq!(reads("conv2_2").as_deref(), Some("1"), "{text}");
+    assert!(!text.contains("probed up to"), "{text}");
+    let m = json(&files.run(&["--json", "model"]));
+    assert_eq!(
+        m["layers"][8]["sources"],
+        serde_json::json!([2, 4, 6, 7]),
+        "{m}"
+    );
+    assert_eq!(m["layers"][4]["sources"], serde_json::json!([3]), "{m}");
+    files.reconstruct("4", "2", "3,3");
+    files.reconstruct("8", "3", "1,2");
+    files.figures();
+}
+
 #[test]
 fn bad_arguments_are_one_line_errors() {
     let (dir, _model, d) = tiny_daemon();

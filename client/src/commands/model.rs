@@ -2,7 +2,7 @@
 //! weights came from.
 
 use super::Context;
-use fovea_client::layers::{activation_text, kernel_text, pool_text, residual_text};
+use fovea_client::layers::{activation_text, kernel_text, pool_text, reads_text, residual_text};
 use fovea_client::v1 as pb;
 use serde::Serialize;
 
@@ -74,6 +74,8 @@ struct Layer<'a> {
     residual: Option<Residual<'a>>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     norm_only: bool,
+    #[serde(skip_serializing_if = "<[u32]>::is_empty")]
+    sources: &'a [u32],
 }
 
 #[derive(Serialize)]
@@ -199,6 +201,7 @@ impl<'a> View<'a> {
                         projection_node: &r.projection_node,
                     }),
                     norm_only: l.norm_only,
+                    sources: &l.sources,
                 })
                 .collect(),
             probe_stop: &m.probe_stop,
@@ -241,6 +244,8 @@ fn print_text(m: &pb::ModelInfo, prov: &pb::Provenance, pre: &pb::Preprocessing)
         pre.profile
     );
     let residuals = m.layers.iter().any(|l| l.residual.is_some());
+    // Inception blocks: which layers each layer reads.
+    let joins = m.layers.iter().any(|l| reads_text(l).is_some());
     // Module paths (`layer3.1.relu_1`) are longer than block names.
     let name_width = m
         .layers
@@ -250,7 +255,7 @@ fn print_text(m: &pb::ModelInfo, prov: &pb::Provenance, pre: &pb::Preprocessing)
         .unwrap_or(0)
         .clamp(8, 40);
     let header = format!(
-        "{:>3}  {:<name_width$} {:>16} {:>6} {:>6}  {:<13}  {:<18} {:<11} {}",
+        "{:>3}  {:<name_width$} {:>16} {:>6} {:>6}  {:<13}  {:<18} {:<11} {:<18} {}",
         "#",
         "name",
         "C x H x W",
@@ -259,12 +264,13 @@ fn print_text(m: &pb::ModelInfo, prov: &pb::Provenance, pre: &pb::Preprocessing)
         "pool",
         "conv",
         "activation",
-        if residuals { "residual" } else { "" }
+        if residuals { "residual" } else { "" },
+        if joins { "reads" } else { "" }
     );
     println!("{}", header.trim_end());
     for l in &m.layers {
         let row = format!(
-            "{:>3}  {:<name_width$} {:>16} {:>6} {:>6}  {:<13}  {:<18} {:<11} {}",
+            "{:>3}  {:<name_width$} {:>16} {:>6} {:>6}  {:<13}  {:<18} {:<11} {:<18} {}",
             l.number,
             l.name,
             format!("{}x{}x{}", l.channels, l.height, l.width),
@@ -284,7 +290,10 @@ fn print_text(m: &pb::ModelInfo, prov: &pb::Provenance, pre: &pb::Preprocessing)
                 .as_ref()
                 .map(activation_text)
                 .unwrap_or_default(),
-            l.residual.as_ref().map(residual_text).unwrap_or_default()
+            l.residual.as_ref().map(residual_text).unwrap_or_default(),
+            reads_text(l)
+                .map(|r| r.trim_start_matches("reads ").to_string())
+                .unwrap_or_default()
         );
         println!("{}", row.trim_end());
     }

@@ -42,8 +42,10 @@ def _():
     assert all(l.activation == "relu" for l in conv), conv
     assert [l.pool for l in conv] == expected["model"]["pools"], conv
     assert m.layers[0].activation == "" and m.layers[0].pool == ""
-    # Every layer of the tiny VGG-style chain is a convolution.
+    # Every layer of the tiny VGG-style chain is a convolution reading the
+    # one before it.
     assert not any(l.norm_only for l in m.layers), m.layers
+    assert [l.sources for l in conv] == [(l.number - 1,) for l in conv], conv
 
 
 rec = client.record(expected["image"])

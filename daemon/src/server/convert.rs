@@ -446,6 +446,7 @@ pub fn model_info(engine: &Engine) -> pb::ModelInfo {
         activation: None,
         residual: None,
         norm_only: false,
+        sources: Vec::new(),
     }];
     for (c, g) in net.convs.iter().zip(&engine.geometry[1..]) {
         layers.push(pb::Layer {
@@ -480,6 +481,7 @@ pub fn model_info(engine: &Engine) -> pb::ModelInfo {
                     .unwrap_or_default(),
             }),
             norm_only: c.norm_only,
+            sources: c.sources.iter().map(|&s| s as u32).collect(),
         });
     }
     for d in &net.dense {
@@ -500,6 +502,7 @@ pub fn model_info(engine: &Engine) -> pb::ModelInfo {
             activation: None,
             residual: None,
             norm_only: false,
+            sources: Vec::new(),
         });
     }
     let p = &engine.profile;

@@ -142,7 +142,9 @@ class Layer:
     residual sum adds to this layer's (0 without one; the projection, if
     any, is in the model's `raw` message). `norm_only` marks a batch norm
     with no convolution before it (pre-activation networks): the layer is
-    its per-channel scale and shift."""
+    its per-channel scale and shift. `sources` are the layers whose outputs,
+    concatenated on channels, the layer reads (0 the input; the one before
+    it in a chain, several after an Inception block's Concat)."""
 
     number: int
     name: str
@@ -158,6 +160,7 @@ class Layer:
     pool: str = ""
     residual_from: int = 0
     norm_only: bool = False
+    sources: Tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -586,6 +589,7 @@ class Client:
                 ("average" if l.pool.average else "max") if l.HasField("pool") else "",
                 l.residual.from_layer,
                 l.norm_only,
+                tuple(l.sources),
             )
             for l in m.layers
         ]

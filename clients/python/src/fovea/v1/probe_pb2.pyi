@@ -100,7 +100,7 @@ class GetModelRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Layer(_message.Message):
-    __slots__ = ("number", "name", "kind", "channels", "height", "width", "pooled", "fov", "stride", "source_node", "folded_batch_norm", "conv", "pool", "activation", "residual", "norm_only")
+    __slots__ = ("number", "name", "kind", "channels", "height", "width", "pooled", "fov", "stride", "source_node", "folded_batch_norm", "conv", "pool", "activation", "residual", "norm_only", "sources")
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -117,6 +117,7 @@ class Layer(_message.Message):
     ACTIVATION_FIELD_NUMBER: _ClassVar[int]
     RESIDUAL_FIELD_NUMBER: _ClassVar[int]
     NORM_ONLY_FIELD_NUMBER: _ClassVar[int]
+    SOURCES_FIELD_NUMBER: _ClassVar[int]
     number: int
     name: str
     kind: LayerKind
@@ -133,7 +134,8 @@ class Layer(_message.Message):
     activation: ActivationFunction
     residual: Residual
     norm_only: bool
-    def __init__(self, number: _Optional[int] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[LayerKind, str]] = ..., channels: _Optional[int] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., pooled: bool = ..., fov: _Optional[int] = ..., stride: _Optional[int] = ..., source_node: _Optional[str] = ..., folded_batch_norm: _Optional[str] = ..., conv: _Optional[_Union[ConvGeometry, _Mapping]] = ..., pool: _Optional[_Union[PoolGeometry, _Mapping]] = ..., activation: _Optional[_Union[ActivationFunction, _Mapping]] = ..., residual: _Optional[_Union[Residual, _Mapping]] = ..., norm_only: bool = ...) -> None: ...
+    sources: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, number: _Optional[int] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[LayerKind, str]] = ..., channels: _Optional[int] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., pooled: bool = ..., fov: _Optional[int] = ..., stride: _Optional[int] = ..., source_node: _Optional[str] = ..., folded_batch_norm: _Optional[str] = ..., conv: _Optional[_Union[ConvGeometry, _Mapping]] = ..., pool: _Optional[_Union[PoolGeometry, _Mapping]] = ..., activation: _Optional[_Union[ActivationFunction, _Mapping]] = ..., residual: _Optional[_Union[Residual, _Mapping]] = ..., norm_only: bool = ..., sources: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Residual(_message.Message):
     __slots__ = ("from_layer", "projection", "add_node", "projection_node")
