@@ -1226,6 +1226,30 @@ pub fn inception_model() -> Vec<u8> {
 /// [`inception_model`] with `after` the pool between the block and the
 /// last layer.
 pub fn inception_model_with(after: PoolShape) -> Vec<u8> {
+    inception_graph(Some(after))
+}
+
+/// The Inception model's first seven layers, its head reading the block's
+/// Concat (global average pooling over its 18 maps, as GoogLeNet's head
+/// reads its last block).
+pub fn inception_model_ending_in_the_block() -> Vec<u8> {
+    inception_graph(None)
+}
+
+/// The head of [`inception_model_ending_in_the_block`] as a chain: the
+/// block's 18 maps averaged.
+pub fn inception_block_head() -> ChainConv {
+    ChainConv {
+        in_channels: 8,
+        out_channels: 18,
+        pool: None,
+        ..inception_convs()[0]
+    }
+}
+
+/// The Inception model's graph, with `after` and the last layer, or with
+/// the head on the block.
+fn inception_graph(after: Option<PoolShape>) -> Vec<u8> {
     let convs = inception_convs();
     let weights = inception_weights();
     let mut g = GraphBuilder::new("inception");
@@ -1255,6 +1279,10 @@ pub fn inception_model_with(after: PoolShape) -> Vec<u8> {
         &[&b1, &b2, &b3, &b4],
         vec![("axis", Attr::Int(1))],
     );
+    let Some(after) = after else {
+        dense_head(&mut g, &joined, &[inception_block_head()], INCEPTION_SIZE);
+        return encode(&g.finish());
+    };
     let pooled = g.node(after.op(), &[&joined], after.own_attrs());
     let top = layer(&mut g, 7, &pooled);
     let head = ChainConv {

@@ -206,3 +206,141 @@ fn a_halving_pool_after_the_block_ends_the_probed_part() {
     let (rec, _) = common::record_test_image(&engine);
     assert_eq!(rec.scores.len(), fovea_engine::fixtures::TINY_CLASSES);
 }
+
+/// GoogLeNet's head reads its last block's Concat: class neurons go back
+/// into every branch, in all four modes and with the linear identity.
+#[test]
+fn a_head_reading_the_block_takes_every_branch() {
+    use fovea_engine::fixtures::{inception_block_head, inception_model_ending_in_the_block};
+    let convs = &inception_convs()[..7];
+    let s = Probed::new(
+        &inception_model_ending_in_the_block(),
+        INCEPTION_SIZE,
+        "inception-head",
+        Reference::of_chain(convs, inception_weights()[..7].to_vec(), INCEPTION_SIZE)
+            .with_sources(&INCEPTION_SOURCES[..7])
+            .with_end(&[2, 4, 6, 7])
+            .with_averaged_head(),
+    );
+    let net = &s.engine.network;
+    assert_eq!(net.probe_stop, None);
+    assert_eq!(net.end_sources, [2, 4, 6, 7]);
+    assert_eq!(net.dense.len(), 2);
+    s.assert_all_modes(&[inception_block_head()], s.probe_neurons(), 9);
+}
+
+/// Grad-CAM through a head reading the block: at a branch's end (its part
+/// of the head's gradient), inside a branch, and at the stem (where the
+/// branches' signals add up), for every class, against the reference.
+#[test]
+fn grad_cam_reads_every_branch_of_a_head_reading_the_block() {
+    use common::reference::{Head, unpooled};
+    use fovea_engine::fixtures::{
+        TINY_CLASSES, TINY_HIDDEN, chain_head_weights, inception_block_head,
+        inception_model_ending_in_the_block,
+    };
+    use fovea_engine::probe::attribute::{AttributeRequest, Baseline, Method, grad_cam};
+    use fovea_engine::probe::reconstruct::Mode;
+    use fovea_engine::stop::Stop;
+    let convs = &inception_convs()[..7];
+    let weights = inception_weights()[..7].to_vec();
+    let ends = [2usize, 4, 6, 7];
+    let reference = Reference::of_chain(convs, weights, INCEPTION_SIZE)
+        .with_sources(&INCEPTION_SOURCES[..7])
+        .with_end(&ends)
+        .with_averaged_head();
+    let s = Probed::new(
+        &inception_model_ending_in_the_block(),
+        INCEPTION_SIZE,
+        "inception-cam",
+        reference,
+    );
+    let head = Head::new(chain_head_weights(
+        &[inception_block_head()],
+        INCEPTION_SIZE,
+    ));
+    let trace = s.reference.forward(&s.input);
+    let ht = head.forward(&s.reference, &trace);
+    let trained: Vec<Vec<f64>> = s.reference.layers.iter().map(|l| l.3.clone()).collect();
+    let (w1, w2) = (&head.dense[0].0, &head.dense[1].0);
+    let f = ht.pooled.len();
+    let features: usize = ends.iter().map(|&l| trace.pre[l - 1].len()).sum();
+    // Maps that are not empty (Grad-CAM keeps what is positive).
+    let mut drawn = 0;
+    for class in 0..TINY_CLASSES {
+        let n = s
+            .engine
+            .ascent_neuron("n", "9", class as i64, 0, 0)
+            .expect("class neuron");
+        // The head's gradient at the block's 18 averaged maps, then at
+        // every unit of the Concat, cut into the branches' parts.
+        let at_pooled: Vec<f64> = (0..f)
+            .map(|i| {
+                (0..TINY_HIDDEN)
+                    .filter(|&o| ht.pre[0][o] > 0.0)
+                    .map(|o| w1[o * f + i] * w2[class * TINY_HIDDEN + o])
+                    .sum()
+            })
+            .collect();
+        let at_features = unpooled(&ht.map, &at_pooled, features);
+        let mut seeds = Vec::new();
+        let mut offset = 0;
+        for l in ends {
+            let k = trace.pre[l - 1].len();
+            seeds.push((l, at_features[offset..offset + k].to_vec()));
+            offset += k;
+        }
+        for layer in [4usize, 3, 1] {
+            let req = AttributeRequest {
+                target: n,
+                method: Method::GradCam,
+                cam_layer: Some(layer),
+                steps: 1,
+                baseline: Baseline::Black,
+            };
+            let got = s
+                .engine
+                .attribute(&s.rec, &req, &Stop::never(), |_, _| {})
+                .expect("grad-cam");
+            let at = s.reference.signal_from(
+                &trace,
+                (7, None, true),
+                seeds.clone(),
+                Mode::LinearFilter,
+                &trained,
+                layer,
+            );
+            let act: Vec<f32> = trace.pre[layer - 1]
+                .iter()
+                .map(|&v| v.max(0.0) as f32)
+                .collect();
+            let at: Vec<f32> = at.iter().map(|&v| v as f32).collect();
+            let (h, w) = trace.dims[layer - 1];
+            let want = grad_cam(
+                &act,
+                &at,
+                (convs[layer - 1].out_channels, h, w),
+                INCEPTION_SIZE,
+            );
+            let cam = got.cam.expect("cam map");
+            assert_eq!((cam.layer, cam.height, cam.width), (layer, h, w));
+            let scale = want
+                .grid
+                .iter()
+                .fold(0f32, |m, v| m.max(v.abs()))
+                .max(1e-12);
+            let err = cam
+                .grid
+                .iter()
+                .zip(&want.grid)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()))
+                / scale;
+            assert!(
+                err <= 1e-5,
+                "class {class} layer {layer}: relative error {err:e}"
+            );
+            drawn += usize::from(cam.grid.iter().any(|&v| v > 0.0));
+        }
+    }
+    assert!(drawn >= TINY_CLASSES, "{drawn} maps drawn");
+}

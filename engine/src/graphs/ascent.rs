@@ -350,18 +350,28 @@ pub(crate) fn chain_backward(
     grad_top: &str,
 ) -> String {
     let kernels = Kernels::trained(convs);
-    chain_backward_to(g, convs, chain, grad_top, &kernels, Rule::Gradient, 0)
+    chain_backward_to(
+        g,
+        convs,
+        chain,
+        (grad_top, &[]),
+        &kernels,
+        Rule::Gradient,
+        0,
+    )
 }
 
 /// The signal at the activation of layer `stop` (0: the input), given the
-/// signal at the chain's top pre-activation, going back through the
-/// transposed convolutions of `weights` (OIHW per layer) and the chain's
-/// ReLUs by `rule`. Unpooling follows the forward pass's switches.
+/// signal at the chain's top pre-activation and `seeds`, signals at the
+/// activations of layers below it (a last Inception block's other
+/// branches), going back through the transposed convolutions of `weights`
+/// (OIHW per layer) and the chain's ReLUs by `rule`. Unpooling follows the
+/// forward pass's switches.
 pub(crate) fn chain_backward_to(
     g: &mut GraphBuilder,
     convs: &[ConvLayer],
     chain: &Chain,
-    grad_top: &str,
+    (grad_top, seeds): (&str, &[(usize, String)]),
     kernels: &Kernels,
     rule: Rule,
     stop: usize,
@@ -370,6 +380,9 @@ pub(crate) fn chain_backward_to(
     let tree = chain.frame.tree();
     let mut waiting = Waiting::new(chain.top_layer);
     let mut arriving = Arriving::new(chain.top_layer);
+    for (s, v) in seeds {
+        arriving.add(g, *s, v.clone());
+    }
     for i in (stop + 1..=chain.top_layer).rev() {
         let c = &convs[i - 1];
         if i < chain.top_layer {

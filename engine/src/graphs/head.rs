@@ -11,7 +11,7 @@
 use crate::error::{Error, Result};
 use crate::graphs::ascent::{Frame, PoolFrame, Rule, chain_backward_to, chain_forward_above, pool};
 use crate::graphs::transposed::{
-    Kernels, average_backward, random_like, random_shortcuts, random_weights,
+    Kernels, average_backward, channel_parts, random_like, random_shortcuts, random_weights,
 };
 use crate::model::network::{Activation, Network, averages_planes, geometry_of, pool_shape};
 use fovea_onnx::proto::{AttributeProto, ModelProto, NodeProto, tensor_proto::DataType};
@@ -146,10 +146,30 @@ pub(crate) fn head_graph(
     let zero = g.initializer(f32_tensor("head_zero", &[], &[0.0]));
     let top_activation = convs[convs.len() - 1].activation;
     let top_mask = top_activation.slope(&mut g, &chain.top);
-    let mut features = top_activation.node(&mut g, &chain.top);
+    let top_act = top_activation.node(&mut g, &chain.top);
+    // The features the head reads: the last layer's activation, or the
+    // activations of a last Inception block's branches joined.
+    let ends: Vec<String> = net
+        .end_sources
+        .iter()
+        .map(|&s| {
+            if s == convs.len() {
+                top_act.clone()
+            } else {
+                chain.acts[s].clone()
+            }
+        })
+        .collect();
+    let mut features = match ends.as_slice() {
+        [one] => one.clone(),
+        _ => {
+            let parts: Vec<&str> = ends.iter().map(String::as_str).collect();
+            g.node("Concat", &parts, vec![("axis", Attr::Int(1))])
+        }
+    };
     let mut last_pool = None;
     if let Some(shape) = net.pool_after_last {
-        let last = crate::model::network::geometry_of(convs, size)[convs.len()];
+        let last = net.end_geom(&crate::model::network::geometry_of(convs, size));
         let p = pool(
             &mut g,
             &features,
@@ -248,7 +268,7 @@ pub(crate) fn head_graph(
 
     // The conv features' grid where the head reads them.
     let end_grid = {
-        let last = geometry_of(convs, size)[convs.len()];
+        let last = net.end_geom(&geometry_of(convs, size));
         match net.pool_after_last {
             Some(p) => (
                 last.channels,
@@ -486,17 +506,46 @@ pub(crate) fn head_graph(
             Dim::Fixed(l.width as i64),
         ]
     };
+    // The signal at each end source's activation; the top's goes on
+    // through its ReLU, the others join the backward pass where it meets
+    // their layers.
+    let widths: Vec<usize> = net
+        .end_sources
+        .iter()
+        .map(|&s| geometry[s].channels)
+        .collect();
+    let mut at_top_act = None;
+    let mut seeds = Vec::new();
+    for (&s, part) in net
+        .end_sources
+        .iter()
+        .zip(channel_parts(&mut g, &u, &widths))
+    {
+        if s == top {
+            at_top_act = Some(part);
+        } else {
+            seeds.push((s, part));
+        }
+    }
+    let u = at_top_act.unwrap_or_else(|| g.node("Mul", &[&top_act, &zero], vec![]));
     match spec.cam_layer {
         Some(k) if k == top => {
-            let act = top_activation.node(&mut g, &chain.top);
-            g.node_named("Identity", &[&act], "act", vec![]);
+            g.node_named("Identity", &[&top_act], "act", vec![]);
             g.node_named("Identity", &[&u], "at_act", vec![]);
         }
         Some(k) if (1..top).contains(&k) => {
             let at_top = spec
                 .rule
                 .through_relu(&mut g, &u, &top_mask, top_activation);
-            let at = chain_backward_to(&mut g, convs, &chain, &at_top, &weights, spec.rule, k);
+            let at = chain_backward_to(
+                &mut g,
+                convs,
+                &chain,
+                (&at_top, &seeds),
+                &weights,
+                spec.rule,
+                k,
+            );
             g.node_named("Identity", &[&chain.acts[k]], "act", vec![]);
             g.node_named("Identity", &[&at], "at_act", vec![]);
         }
@@ -509,7 +558,15 @@ pub(crate) fn head_graph(
             let at_top = spec
                 .rule
                 .through_relu(&mut g, &u, &top_mask, top_activation);
-            let grad = chain_backward_to(&mut g, convs, &chain, &at_top, &weights, spec.rule, 0);
+            let grad = chain_backward_to(
+                &mut g,
+                convs,
+                &chain,
+                (&at_top, &seeds),
+                &weights,
+                spec.rule,
+                0,
+            );
             g.node_named("Identity", &[&grad], "grad", vec![]);
         }
     }

@@ -352,6 +352,27 @@ fn window_shape(g: &mut GraphBuilder, x: &str, w: (Span, Span)) -> String {
     g.node("Concat", &[&batch, &grid], vec![("axis", Attr::Int(0))])
 }
 
+/// `v` cut along its channels into parts of `widths` (`v` itself for one).
+pub(crate) fn channel_parts(g: &mut GraphBuilder, v: &str, widths: &[usize]) -> Vec<String> {
+    if widths.len() == 1 {
+        return vec![v.to_string()];
+    }
+    let mut offset = 0;
+    let mut parts = Vec::with_capacity(widths.len());
+    for &width in widths {
+        let constant = |g: &mut GraphBuilder, stem: &str, value: i64| {
+            let name = g.fresh_name(stem);
+            g.initializer(i64_tensor(&name, &[1], &[value]))
+        };
+        let start = constant(g, "part_start", offset as i64);
+        let end = constant(g, "part_end", (offset + width) as i64);
+        let axis = constant(g, "part_axis", 1);
+        parts.push(g.node("Slice", &[v, &start, &end, &axis], vec![]));
+        offset += width;
+    }
+    parts
+}
+
 /// Backward signals at the layers' outputs (index = layer, 0 the image),
 /// each the sum of what its readers send.
 pub(crate) struct Arriving(Vec<Option<String>>);
@@ -371,30 +392,28 @@ impl Arriving {
         v: &str,
         tree: Option<&FovTree>,
     ) {
-        let mut offset = 0;
-        for &s in &c.sources {
-            let width = if s == 0 { 3 } else { below[s - 1].out_channels };
-            let mut part = v.to_string();
-            if c.sources.len() > 1 {
-                let constant = |g: &mut GraphBuilder, stem: &str, value: i64| {
-                    let name = g.fresh_name(stem);
-                    g.initializer(i64_tensor(&name, &[1], &[value]))
-                };
-                let start = constant(g, "part_start", offset as i64);
-                let end = constant(g, "part_end", (offset + width) as i64);
-                let axis = constant(g, "part_axis", 1);
-                part = g.node("Slice", &[v, &start, &end, &axis], vec![]);
-            }
-            offset += width;
+        let widths: Vec<usize> = c
+            .sources
+            .iter()
+            .map(|&s| if s == 0 { 3 } else { below[s - 1].out_channels })
+            .collect();
+        for (&s, mut part) in c.sources.iter().zip(channel_parts(g, v, &widths)) {
             if let Some(t) = tree {
                 part = reframe(g, &part, t.below[c.number], t.out[s]);
             }
-            let slot = &mut self.0[s];
-            *slot = Some(match slot.take() {
-                Some(acc) => g.node("Add", &[&acc, &part], vec![]),
-                None => part,
-            });
+            self.add(g, s, part);
         }
+    }
+
+    /// Adds `v` to the signal at layer `i`'s output.
+    pub(crate) fn add(&mut self, g: &mut GraphBuilder, i: usize, v: String) {
+        let Some(slot) = self.0.get_mut(i) else {
+            return;
+        };
+        *slot = Some(match slot.take() {
+            Some(acc) => g.node("Add", &[&acc, &v], vec![]),
+            None => v,
+        });
     }
 
     /// The signal at layer `i`'s output, when a reader sent one.

@@ -442,6 +442,10 @@ pub struct Network {
     pub pool_after_last: Option<PoolShape>,
     /// The tensor where the conv chain ends and the head begins.
     pub chain_end: String,
+    /// The layers whose outputs, concatenated on channels, that tensor
+    /// holds (before `pool_after_last`): the last layer, or the branches
+    /// of a last Inception block.
+    pub end_sources: Vec<usize>,
     pub dense: Vec<DenseLayer>,
     /// The graph output holding class scores, when the model has a head.
     pub head_output: Option<String>,
@@ -504,6 +508,14 @@ impl Network {
                     n.output.first(),
                     attr(n, "value").and_then(|a| a.t.as_ref()),
                 )
+            {
+                consts.insert(out.as_str(), t);
+            }
+            // PyTorch's exporter writes equal parameters once and the
+            // others as an Identity of it.
+            if n.op_type == "Identity"
+                && let (Some(input), Some(out)) = (n.input.first(), n.output.first())
+                && let Some(&t) = consts.get(input.as_str())
             {
                 consts.insert(out.as_str(), t);
             }
@@ -871,6 +883,10 @@ impl Network {
                     n,
                     "where the network should start with a Conv; Fovea reads chains of Conv, a ReLU-like activation and max or average pools",
                 )),
+                _ if junction.is_some() => Err(node_error(
+                    n,
+                    "is in a branch of an Inception block and is not a layer or a pool (a Concat inside a branch, as DenseNet's layers write theirs, or another op)",
+                )),
                 _ if HEAD_OPS.contains(&n.op_type.as_str()) => break,
                 _ => Err(node_error(n, "is not a conv, ReLU or pool")),
             };
@@ -898,12 +914,6 @@ impl Network {
                 "the graph has no convolution after its input".into(),
             ));
         }
-        if sources.len() > 1 && stop.is_none() {
-            stop = Some(format!(
-                "the head reads {cur}, a Concat of {} layers; the head's own layers are not probed",
-                sources.len()
-            ));
-        }
 
         // Whatever follows the chain is the head: list its dense layers when
         // it is a dense head (ops Fovea can differentiate), and find the
@@ -920,13 +930,16 @@ impl Network {
             .iter()
             .flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n)))
             .collect();
-        let channels_at_end = convs.last().map_or(0, |c| c.out_channels);
+        let channels_at_end = sources
+            .iter()
+            .map(|&s| convs.get(s.wrapping_sub(1)).map_or(0, |c| c.out_channels))
+            .sum();
         let pointwise = |n: &NodeProto| -> Option<usize> {
             pointwise_classifier(n, &consts, &producers, channels_at_end, 0)
         };
-        let foreign = tail.iter().find(|n| {
-            sources.len() > 1 || !HEAD_OPS.contains(&n.op_type.as_str()) && pointwise(n).is_none()
-        });
+        let foreign = tail
+            .iter()
+            .find(|n| !HEAD_OPS.contains(&n.op_type.as_str()) && pointwise(n).is_none());
         if let Some(n) = foreign
             && stop.is_none()
         {
@@ -1004,6 +1017,7 @@ impl Network {
             convs,
             pool_after_last: pending_pool,
             chain_end: cur,
+            end_sources: sources,
             dense,
             head_output,
             classes,
@@ -1011,6 +1025,16 @@ impl Network {
             producer: model.producer_name.clone(),
             labels,
         })
+    }
+
+    /// The grid the head reads in `geometry` (before `pool_after_last`):
+    /// its sources', with all their channels.
+    pub fn end_geom(&self, geometry: &[LayerGeom]) -> LayerGeom {
+        let first = geometry[self.end_sources.first().copied().unwrap_or(0)];
+        LayerGeom {
+            channels: self.end_sources.iter().map(|&s| geometry[s].channels).sum(),
+            ..first
+        }
     }
 
     /// Shapes and fields of view at the working input size. Index 0 is the
@@ -2215,6 +2239,7 @@ mod tests {
             convs: vgg_like(),
             pool_after_last: Some(PoolShape::HALVING),
             chain_end: String::new(),
+            end_sources: vec![13],
             dense: vec![],
             head_output: None,
             classes: None,

@@ -31,6 +31,8 @@ pub struct Reference {
     /// The head averages the last layer's maps globally (else it pools as
     /// the last pooled layer does).
     pub averaged_head: bool,
+    /// The layers whose outputs, concatenated, the head reads.
+    pub end: Vec<usize>,
     pub size: usize,
 }
 
@@ -336,6 +338,12 @@ impl Reference {
         self.layers.iter().rev().find_map(|l| l.2)
     }
 
+    /// The network with a head reading the concatenation of `end`.
+    pub fn with_end(mut self, end: &[usize]) -> Reference {
+        self.end = end.to_vec();
+        self
+    }
+
     /// The network with a head that averages the last layer's maps, pools
     /// below or not.
     pub fn with_averaged_head(mut self) -> Reference {
@@ -367,6 +375,7 @@ impl Reference {
             residuals: chain.iter().map(|_| None).collect(),
             sources: (0..chain.len()).map(|i| vec![i]).collect(),
             averaged_head: false,
+            end: vec![chain.len()],
             size,
         }
     }
@@ -553,6 +562,29 @@ impl Reference {
         mask_top: bool,
         stop: usize,
     ) -> Vec<f64> {
+        self.signal_from(
+            trace,
+            (l, Some(x), mask_top),
+            Vec::new(),
+            mode,
+            weights,
+            stop,
+        )
+    }
+
+    /// Back from `seeds`, signals at layers' outputs before their
+    /// rectification, and a signal `x` at layer `l`'s (the top's own mask
+    /// applied when `mask_top`, except for the deconvnet), to layer
+    /// `stop`'s activation.
+    pub fn signal_from(
+        &self,
+        trace: &Trace,
+        (l, x, mask_top): (usize, Option<Vec<f64>>, bool),
+        seeds: Vec<(usize, Vec<f64>)>,
+        mode: Mode,
+        weights: &[Vec<f64>],
+        stop: usize,
+    ) -> Vec<f64> {
         // Signals sent down residual shortcuts, at their source's input.
         let mut waiting: Vec<Option<Vec<f64>>> = vec![None; l + 1];
         // Signals at each layer's output (0: the image), summed over its
@@ -571,7 +603,10 @@ impl Reference {
             }
             u
         };
-        let mut top = Some(x);
+        for (s, v) in seeds {
+            add(&mut arriving[s], &v);
+        }
+        let mut top = x;
         for i in (stop + 1..=l).rev() {
             let mut x = match top.take() {
                 Some(x) => x,
@@ -695,11 +730,16 @@ impl Head {
     }
 
     pub fn forward(&self, r: &Reference, trace: &Trace) -> HeadTrace {
-        let l = r.layers.len();
-        let c = r.layers[l - 1].1;
-        let (h, w) = trace.dims[l - 1];
-        let act = r.activations[l - 1];
-        let a: Vec<f64> = trace.pre[l - 1].iter().map(|&v| activate(act, v)).collect();
+        let c = r.end.iter().map(|&s| r.layers[s - 1].1).sum();
+        let (h, w) = trace.dims[r.end[0] - 1];
+        let a: Vec<f64> = r
+            .end
+            .iter()
+            .flat_map(|&s| {
+                let act = r.activations[s - 1];
+                trace.pre[s - 1].iter().map(move |&v| activate(act, v))
+            })
+            .collect();
         let map = head_pool_map(r.head_pool(), &a, c, (h, w));
         let pooled = pooled(&map, &a);
         let argmax = match r.head_pool() {
@@ -774,13 +814,19 @@ impl Head {
                 g = through(g, &ht.pre[k - 1]);
             }
         }
-        let l = r.layers.len();
-        let mut top = unpooled(&ht.map, &g, trace.pre[l - 1].len());
-        if mode != Mode::LinearFilter {
-            let act = r.activations[l - 1];
-            top.iter_mut().for_each(|v| *v = rectify(act, *v));
+        let features: usize = r.end.iter().map(|&s| trace.pre[s - 1].len()).sum();
+        let top = unpooled(&ht.map, &g, features);
+        // Each layer the head reads gets its part, rectified and masked as
+        // it is met.
+        let mut seeds = Vec::new();
+        let mut offset = 0;
+        for &s in &r.end {
+            let n = trace.pre[s - 1].len();
+            seeds.push((s, top[offset..offset + n].to_vec()));
+            offset += n;
         }
-        r.backward_signal(trace, l, top, mode, conv_weights, true)
+        let l = r.layers.len();
+        r.signal_from(trace, (l, None, true), seeds, mode, conv_weights, 0)
     }
 
     /// The unit's pre-activation for a zero input under the masks and
@@ -793,9 +839,13 @@ impl Head {
         (index, unit): (usize, usize),
     ) -> f64 {
         // The affine map with every gate fixed, run on a zero image.
-        let mut x: Vec<f64> = vec![0.0; 3 * r.size * r.size];
+        let mut outs: Vec<Vec<f64>> = vec![vec![0.0; 3 * r.size * r.size]];
         let mut inputs: Vec<Vec<f64>> = Vec::new();
         for (i, (cin, cout, _, w, b, shape)) in r.layers.iter().enumerate() {
+            let mut x: Vec<f64> = r.sources[i]
+                .iter()
+                .flat_map(|&s| outs[s].iter().copied())
+                .collect();
             if let Some(map) = &trace.pools[i] {
                 x = pooled(map, &x);
             }
@@ -805,12 +855,18 @@ impl Head {
                 z.iter_mut().zip(&added).for_each(|(p, a)| *p += a);
             }
             let act = r.activations[i];
-            x = z
-                .iter()
-                .zip(&trace.pre[i])
-                .map(|(&v, &p)| slope(act, p) * v + offset(act, p))
-                .collect();
+            outs.push(
+                z.iter()
+                    .zip(&trace.pre[i])
+                    .map(|(&v, &p)| slope(act, p) * v + offset(act, p))
+                    .collect(),
+            );
         }
+        let x: Vec<f64> = r
+            .end
+            .iter()
+            .flat_map(|&s| outs[s].iter().copied())
+            .collect();
         let mut f = pooled(&ht.map, &x);
         for k in 0..=index {
             let z = dense(&self.dense[k].0, &self.dense[k].1, &f);
