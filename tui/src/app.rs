@@ -110,14 +110,17 @@ pub enum LayerRow {
 
 /// The group a layer's name puts it in. A module path groups by its first
 /// numbered block (`layer3.1.relu_1` -> `layer3.1`,
-/// `features.4.conv.0.2` -> `features.4`), or by its parent when the number
-/// ends it (`features.12` -> `features`); a block name by what precedes its
-/// last `_` (`conv3_1` -> `conv3`). Empty when there is none.
+/// `features.4.conv.0.2` -> `features.4`); else by its first named block
+/// with a number (`inception4c.branch2.0` -> `inception4c`, whose branches
+/// it holds), or by its parent (`features.12` -> `features`); a block name
+/// by what precedes its last `_` (`conv3_1` -> `conv3`). Empty when there
+/// is none.
 pub fn layer_group(name: &str) -> &str {
     if !name.contains('.') {
         return name.rfind('_').map_or("", |i| &name[..i]);
     }
     let mut end = 0;
+    let mut named_block = None;
     for part in name.split('.') {
         let next = end + part.len();
         if next == name.len() {
@@ -126,9 +129,15 @@ pub fn layer_group(name: &str) -> &str {
         if !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) {
             return &name[..next];
         }
+        if named_block.is_none() && part.bytes().any(|b| b.is_ascii_digit()) {
+            named_block = Some(next);
+        }
         end = next + 1;
     }
-    name.rfind('.').map_or("", |i| &name[..i])
+    match named_block {
+        Some(next) => &name[..next],
+        None => name.rfind('.').map_or("", |i| &name[..i]),
+    }
 }
 
 /// Work for the worker.
@@ -1236,6 +1245,9 @@ pub(crate) mod tests {
             ("layer3.1.relu_1", "layer3.1"),
             ("features.4.conv.0.2", "features.4"),
             ("features.12", "features"),
+            ("inception4c.branch2.0", "inception4c"),
+            ("inception4c.branch1", "inception4c"),
+            ("features.3.squeeze_activation", "features.3"),
             ("relu", ""),
             ("stem.act", "stem"),
         ] {
