@@ -24,8 +24,9 @@ pub fn choice<T: Choice + Clone>() -> impl TypedValueParser<Value = T> {
 pub struct LoadFlags {
     /// The model: `vgg16` for the default VGG-16; `vgg19`, `vgg16-bn`,
     /// `vgg19-bn`, `resnet18|34|50|101|152` (v1), `resnet18-v2` ..
-    /// `resnet152-v2` or `mobilenetv2` from the ONNX model zoo
-    /// (downloaded once into the cache); or a path to an ONNX file.
+    /// `resnet152-v2`, `mobilenetv2`, `alexnet`, `caffenet`, `googlenet` or
+    /// `inception-v1` from the ONNX model zoo (downloaded once into the
+    /// cache); or a path to an ONNX file.
     #[arg(long, default_value = "vgg16", env = "FOVEA_MODEL")]
     pub model: String,
     /// Where the default model may come from.

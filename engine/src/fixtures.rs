@@ -468,6 +468,42 @@ pub fn overlapping_model(head: bool) -> Vec<u8> {
     )
 }
 
+/// The overlapping-pool model with its head, and a local response
+/// normalisation after the first ReLU, as the Caffe networks of the model
+/// zoo (AlexNet, CaffeNet, GoogLeNet) have: not piecewise linear.
+pub fn overlapping_model_with_lrn() -> Vec<u8> {
+    rewritten(overlapping_model(true), |g| {
+        let Some(relu) = g.node.iter().position(|n| n.op_type == "Relu") else {
+            return;
+        };
+        let out = g.node[relu].output[0].clone();
+        let normed = format!("{out}_lrn");
+        for n in &mut g.node {
+            for i in &mut n.input {
+                if *i == out {
+                    i.clone_from(&normed);
+                }
+            }
+        }
+        let mut b = GraphBuilder::new("lrn");
+        b.node_named(
+            "LRN",
+            &[&out],
+            &normed,
+            vec![
+                ("size", Attr::Int(5)),
+                ("alpha", Attr::Float(1e-4)),
+                ("beta", Attr::Float(0.75)),
+                ("bias", Attr::Float(1.0)),
+            ],
+        );
+        let lrn = b.finish().graph.and_then(|h| h.node.into_iter().next());
+        if let Some(lrn) = lrn {
+            g.node.insert(relu + 1, lrn);
+        }
+    })
+}
+
 /// Deterministic He-initialised weights (OIHW) and biases of a chain.
 pub fn chain_weights(chain: &[ChainConv], seed: u64) -> Vec<(Vec<f32>, Vec<f32>)> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);

@@ -180,6 +180,7 @@ fn loopback_zoo(url: String, sha: &str, size: u64) -> fovea_engine::supply::ZooM
         url: Box::leak(url.into_boxed_str()),
         sha256: Box::leak(sha.to_string().into_boxed_str()),
         size,
+        profile: fovea_engine::model::profile::ProfileName::Torchvision,
         file: "vgg19-7.onnx",
     }
 }
@@ -230,7 +231,8 @@ fn a_corrupt_zoo_download_is_refused_and_leaves_no_model() {
 /// Every zoo name resolves to its cache file and reports its own name.
 #[test]
 fn zoo_names_resolve_to_their_cache_files() {
-    use fovea_engine::supply::{ModelSource, ZOO_MODELS, model_name, resolve_model};
+    use fovea_engine::model::profile::ProfileName;
+    use fovea_engine::supply::{ModelSource, ZOO_MODELS, model_name, resolve_model, zoo_profile};
     let cache = tempfile::tempdir().unwrap();
     let models = cache.path().join("models");
     std::fs::create_dir_all(&models).unwrap();
@@ -243,6 +245,15 @@ fn zoo_names_resolve_to_their_cache_files() {
             ("cache", zoo.url)
         );
         assert_eq!(model_name(&prov), zoo.name);
+        // The Caffe networks take BGR minus the mean, the others
+        // torchvision's normalisation.
+        let caffe = ["alexnet", "caffenet", "googlenet", "inception-v1"].contains(&zoo.name);
+        let want = if caffe {
+            ProfileName::Caffe
+        } else {
+            ProfileName::Torchvision
+        };
+        assert_eq!(zoo_profile(&prov), Some(want), "{}", zoo.name);
         assert!(zoo.url.ends_with(zoo.file) && zoo.sha256.len() == 64);
     }
     let err = resolve_model("vgg20", ModelSource::Auto, cache.path()).unwrap_err();

@@ -151,3 +151,30 @@ fn the_reference_pool_shares_maxima_and_takes_the_first_of_ties() {
     let (arg, _) = first_max_pool(&[1.0; 25], 1, (5, 5), pool);
     assert_eq!(arg, vec![0, 2, 10, 12]);
 }
+
+/// The Caffe networks' local response normalisation after the first ReLU
+/// is not piecewise linear: the probe-able part ends there, named, the
+/// first layer is probed, and the whole file still predicts.
+#[test]
+fn a_local_response_normalisation_ends_the_probed_part() {
+    use fovea_engine::fixtures::{TINY_CLASSES, overlapping_model_with_lrn};
+    let engine = common::engine_of(&overlapping_model_with_lrn(), OVERLAPPING_SIZE, "lrn");
+    let net = &engine.network;
+    let why = net.probe_stop.as_deref().expect("a stop");
+    assert!(why.contains("LRN"), "{why}");
+    assert_eq!(net.convs.len(), 1);
+    assert!(net.dense.is_empty());
+    let (rec, _) = common::record_test_image(&engine);
+    assert_eq!(rec.scores.len(), TINY_CLASSES);
+    let sum: f32 = rec.scores.iter().sum();
+    assert!((sum - 1.0).abs() < 1e-4, "softmax scores sum to {sum}");
+    let n = fovea_engine::probe::reconstruct::NeuronAt {
+        layer: 1,
+        feature: 2,
+        y: 5,
+        x: 7,
+    };
+    let r = common::reconstruct_all_modes(&engine, &rec, &[n], 1);
+    assert_eq!(r.len(), 4);
+    assert!(r.iter().all(|r| r.values.iter().any(|&v| v != 0.0)));
+}

@@ -19,8 +19,9 @@ use std::sync::Arc;
 pub struct LoadOptions {
     /// The model: `vgg16` for the default VGG-16; `vgg19`, `vgg16-bn`,
     /// `vgg19-bn`, `resnet18|34|50|101|152` (v1), `resnet18-v2` ..
-    /// `resnet152-v2` or `mobilenetv2` from the ONNX model zoo
-    /// (downloaded once into the cache); or a path to an ONNX file.
+    /// `resnet152-v2`, `mobilenetv2`, `alexnet`, `caffenet`, `googlenet` or
+    /// `inception-v1` from the ONNX model zoo (downloaded once into the
+    /// cache); or a path to an ONNX file.
     pub model: String,
     /// Where the default model may come from.
     pub model_source: ModelSource,
@@ -98,7 +99,8 @@ pub fn load(opts: &LoadOptions) -> Result<Arc<Engine>> {
     );
     let options = EngineOptions {
         input_size: opts.input_size,
-        profile: opts.profile,
+        // The Caffe networks of the zoo take BGR minus the mean.
+        profile: opts.profile.or(crate::supply::zoo_profile(&provenance)),
         dump_graphs: opts.dump_graphs.clone(),
         ..Default::default()
     };

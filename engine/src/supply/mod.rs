@@ -10,6 +10,7 @@ pub mod progress;
 
 use crate::choice::Choice;
 use crate::error::{Error, Result};
+use crate::model::profile::ProfileName;
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::io::{Read, Write};
@@ -37,21 +38,27 @@ pub struct ZooModel {
     pub url: &'static str,
     pub sha256: &'static str,
     pub size: u64,
+    /// How its pixels become its input when `--profile` says nothing.
+    pub profile: ProfileName,
     /// The file's name in the cache's `models` folder.
     pub file: &'static str,
 }
 
-/// The zoo's other ImageNet classifiers Fovea probes layer by layer (opset
-/// 7, NCHW, 1000 classes): VGG-19 and the batch-normalised VGGs (folded at
-/// load), the ResNets v1 (residual blocks with the ReLU after the sum) and
-/// v2 (pre-activation: batch norms standing alone), and MobileNet v2
-/// (linear bottlenecks, a 1x1 convolution as its classifier).
+/// The zoo's other ImageNet classifiers (NCHW, 1000 classes): VGG-19 and
+/// the batch-normalised VGGs (folded at load), the ResNets v1 (residual
+/// blocks with the ReLU after the sum) and v2 (pre-activation: batch norms
+/// standing alone), MobileNet v2 (linear bottlenecks, a 1x1 convolution as
+/// its classifier), probed layer by layer; and the Caffe networks AlexNet,
+/// CaffeNet and GoogLeNet (Inception v1), BGR minus the mean, probed up to
+/// their first local response normalisation, which is not piecewise
+/// linear (the rest predicts).
 pub const ZOO_MODELS: &[ZooModel] = &[
     ZooModel {
         name: "vgg19",
         url: "https://github.com/onnx/models/raw/main/validated/vision/classification/vgg/model/vgg19-7.onnx",
         sha256: "692f9f927f1df1b89033787a77a73eac59fd9b3344f9ecdf0b13221e41c2046f",
         size: 574_677_321,
+        profile: ProfileName::Torchvision,
         file: "vgg19-7.onnx",
     },
     ZooModel {
@@ -59,6 +66,7 @@ pub const ZOO_MODELS: &[ZooModel] = &[
         url: "https://github.com/onnx/models/raw/main/validated/vision/classification/vgg/model/vgg16-bn-7.onnx",
         sha256: "4fdceabf1ef715c9ed3020fa2eac1cb2a448296c086b03633c80cf47e1c5afce",
         size: 553_512_191,
+        profile: ProfileName::Torchvision,
         file: "vgg16-bn-7.onnx",
     },
     ZooModel {
@@ -66,6 +74,7 @@ pub const ZOO_MODELS: &[ZooModel] = &[
         url: "https://github.com/onnx/models/raw/main/validated/vision/classification/vgg/model/vgg19-bn-7.onnx",
         sha256: "ce0987dfa6228ad29708013f38b7f73cbc14ca6066a05fc22ee49b35871c63ed",
         size: 574_774_380,
+        profile: ProfileName::Torchvision,
         file: "vgg19-bn-7.onnx",
     },
     ZooModel {
@@ -73,6 +82,7 @@ pub const ZOO_MODELS: &[ZooModel] = &[
         url: "https://github.com/onnx/models/raw/main/validated/vision/classification/resnet/model/resnet18-v1-7.onnx",
         sha256: "4e8f8653e7a2222b3904cc3fe8e304cd8b339ce1d05fd24688162f86fb6df52c",
         size: 46_820_737,
+        profile: ProfileName::Torchvision,
         file: "resnet18-v1-7.onnx",
     },
     ZooModel {
@@ -80,6 +90,7 @@ pub const ZOO_MODELS: &[ZooModel] = &[
         url: "https://github.com/onnx/models/raw/main/validated/vision/classification/resnet/model/resnet34-v1-7.onnx",
         sha256: "883a41b2e30ddc2e422c108b091b5e70b92d37dc5c345a2c563dcae27971e2cc",
         size: 87_302_588,
+        profile: ProfileName::Torchvision,
         file: "resnet34-v1-7.onnx",
     },
     ZooModel {
@@ -87,6 +98,7 @@ pub const ZOO_MODELS: &[ZooModel] = &[
         url: "https://github.com/onnx/models/raw/main/validated/vision/classification/resnet/model/resnet50-v1-7.onnx",
         sha256: "af16a04a6ec48ac494065d4439fe9dea590d337b9ca6dc328160ccf04a217b9c",
         size: 102_583_340,
+        profile: ProfileName::Torchvision,
         file: "resnet50-v1-7.onnx",
     },
     ZooModel {
@@ -94,6 +106,7 @@ pub const ZOO_MODELS: &[ZooModel] = &[
         url: "https://github.com/onnx/models/raw/main/validated/vision/classification/resnet/model/resnet101-v1-7.onnx",
         sha256: "760702f6ec0138f71ebac66f4e95d1c72dc9267a8544f4d4667a53075fd0497c",
         size: 178_914_043,
+        profile: ProfileName::Torchvision,
         file: "resnet101-v1-7.onnx",
     },
     ZooModel {
@@ -101,6 +114,7 @@ pub const ZOO_MODELS: &[ZooModel] = &[
         url: "https://github.com/onnx/models/raw/main/validated/vision/classification/resnet/model/resnet152-v1-7.onnx",
         sha256: "b0ec92437bf8c9d0739bf9bafdea9638e13f9e3c1e2fb766ad546cc182fd3f6d",
         size: 241_816_206,
+        profile: ProfileName::Torchvision,
         file: "resnet152-v1-7.onnx",
     },
     ZooModel {
@@ -108,6 +122,7 @@ pub const ZOO_MODELS: &[ZooModel] = &[
         url: "https://github.com/onnx/models/raw/main/validated/vision/classification/resnet/model/resnet18-v2-7.onnx",
         sha256: "3b4d048057854022232aa20bf68262e31718ab7119a17f920b8a2dc1433f824b",
         size: 46_806_737,
+        profile: ProfileName::Torchvision,
         file: "resnet18-v2-7.onnx",
     },
     ZooModel {
@@ -115,6 +130,7 @@ pub const ZOO_MODELS: &[ZooModel] = &[
         url: "https://github.com/onnx/models/raw/main/validated/vision/classification/resnet/model/resnet34-v2-7.onnx",
         sha256: "3d3815e25f4b1ea967e2a526a3b27ef2a03af1725bdc199a63a271c26862d914",
         size: 87_288_587,
+        profile: ProfileName::Torchvision,
         file: "resnet34-v2-7.onnx",
     },
     ZooModel {
@@ -122,6 +138,7 @@ pub const ZOO_MODELS: &[ZooModel] = &[
         url: "https://github.com/onnx/models/raw/main/validated/vision/classification/resnet/model/resnet50-v2-7.onnx",
         sha256: "79102261eb6e5fd7af5d27f41316293e388c5cb691e5d25bfb035c4f64fefe31",
         size: 102_442_452,
+        profile: ProfileName::Torchvision,
         file: "resnet50-v2-7.onnx",
     },
     ZooModel {
@@ -129,6 +146,7 @@ pub const ZOO_MODELS: &[ZooModel] = &[
         url: "https://github.com/onnx/models/raw/main/validated/vision/classification/resnet/model/resnet101-v2-7.onnx",
         sha256: "3a0a819ea0953fb4700b0d98e43540aeee253e5b4c503c552b0c7979fc67767d",
         size: 178_682_301,
+        profile: ProfileName::Torchvision,
         file: "resnet101-v2-7.onnx",
     },
     ZooModel {
@@ -136,6 +154,7 @@ pub const ZOO_MODELS: &[ZooModel] = &[
         url: "https://github.com/onnx/models/raw/main/validated/vision/classification/resnet/model/resnet152-v2-7.onnx",
         sha256: "40fb3f6dd313ba786a2c8077a0ef7d7b4afeda5d037365400d3a7fbc2b1bee64",
         size: 241_503_848,
+        profile: ProfileName::Torchvision,
         file: "resnet152-v2-7.onnx",
     },
     ZooModel {
@@ -143,9 +162,50 @@ pub const ZOO_MODELS: &[ZooModel] = &[
         url: "https://github.com/onnx/models/raw/main/validated/vision/classification/mobilenet/model/mobilenetv2-7.onnx",
         sha256: "c1c513582d56afceff8516c73804e484c81c6a830712ab6d682253f4a3cd042f",
         size: 14_246_826,
+        profile: ProfileName::Torchvision,
         file: "mobilenetv2-7.onnx",
     },
+    ZooModel {
+        name: "alexnet",
+        url: "https://github.com/onnx/models/raw/main/validated/vision/classification/alexnet/model/bvlcalexnet-12.onnx",
+        sha256: "6b0da9510f27f234ee96a85dc3809dd210150fdefad87f6850f9788513216945",
+        size: 243_863_787,
+        profile: ProfileName::Caffe,
+        file: "bvlcalexnet-12.onnx",
+    },
+    ZooModel {
+        name: "caffenet",
+        url: "https://github.com/onnx/models/raw/main/validated/vision/classification/caffenet/model/caffenet-12.onnx",
+        sha256: "ea563e5c47d1f58e1717cf1a2d8bf288b8adc07af0ad228b622096cd243aeecb",
+        size: 243_863_798,
+        profile: ProfileName::Caffe,
+        file: "caffenet-12.onnx",
+    },
+    ZooModel {
+        name: "googlenet",
+        url: "https://github.com/onnx/models/raw/main/validated/vision/classification/inception_and_googlenet/googlenet/model/googlenet-12.onnx",
+        sha256: "c99c507058eaf41de8723408fdda7db8325cb57f0a89f2ee07a716d6e963e14e",
+        size: 28_021_836,
+        profile: ProfileName::Caffe,
+        file: "googlenet-12.onnx",
+    },
+    ZooModel {
+        name: "inception-v1",
+        url: "https://github.com/onnx/models/raw/main/validated/vision/classification/inception_and_googlenet/inception_v1/model/inception-v1-12.onnx",
+        sha256: "814b31a6316873bd03d2d808415ce1f40a7bf48ad88eab5ecc3cdc8dc6cf38ec",
+        size: 28_021_958,
+        profile: ProfileName::Caffe,
+        file: "inception-v1-12.onnx",
+    },
 ];
+
+/// The preprocessing of the zoo model a provenance names, when it is one.
+pub fn zoo_profile(prov: &Provenance) -> Option<ProfileName> {
+    ZOO_MODELS
+        .iter()
+        .find(|m| m.url == prov.origin)
+        .map(|m| m.profile)
+}
 
 /// The names `--model` knows besides paths.
 pub fn model_names() -> String {
