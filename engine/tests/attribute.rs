@@ -12,7 +12,7 @@ use fovea_engine::fixtures::{
     TINY_CLASSES, TINY_CONVS, TINY_HIDDEN, tiny_head_weights, tiny_weights,
 };
 use fovea_engine::model::network::Layout;
-use fovea_engine::probe::attribute::{AttributeRequest, Baseline, Method, grad_cam};
+use fovea_engine::probe::attribute::{AttributeRequest, Baseline, Method};
 use fovea_engine::probe::reconstruct::{Mode, NeuronAt, ReconstructRequest, Start};
 use fovea_engine::record::Recording;
 use fovea_engine::stop::Stop;
@@ -186,17 +186,6 @@ fn grad_cam_equals_the_reference_activations_and_gradients() {
         .expect("class neuron");
     let l = TINY_CONVS.len();
     for layer in [l, 3] {
-        let req = AttributeRequest {
-            target: n,
-            method: Method::GradCam,
-            cam_layer: Some(layer),
-            steps: 1,
-            baseline: Baseline::Black,
-        };
-        let got = s
-            .engine
-            .attribute(&s.rec, &req, &Stop::never(), |_, _| {})
-            .expect("grad-cam");
         // The reference's gradient at the layer's activation: the head's
         // gradient unpooled onto the top, then back to `layer`.
         let w2 = &s.head.dense[1].0;
@@ -226,23 +215,15 @@ fn grad_cam_equals_the_reference_activations_and_gradients() {
             s.reference
                 .signal_at(&trace, l, top, Mode::LinearFilter, &trained, true, layer)
         };
-        let act: Vec<f32> = trace.pre[layer - 1]
-            .iter()
-            .map(|&v| v.max(0.0) as f32)
-            .collect();
-        let at: Vec<f32> = at.iter().map(|&v| v as f32).collect();
         let (h, w) = trace.dims[layer - 1];
-        let want = grad_cam(&act, &at, (TINY_CONVS[layer - 1].1, h, w), TINY_SIZE);
-        let cam = got.cam.expect("cam map");
-        assert_eq!((cam.layer, cam.height, cam.width), (layer, h, w));
-        let grid: Vec<f64> = want.grid.iter().map(|&v| v as f64).collect();
-        let err = relative(&cam.grid, &grid);
-        assert!(err <= 1e-5, "layer {layer}: relative error {err:e}");
-        assert!(
-            cam.grid.iter().any(|&v| v > 0.0),
-            "layer {layer}: an empty map"
+        let drawn = common::assert_grad_cam(
+            &s.engine,
+            &s.rec,
+            (n, layer),
+            (&trace.pre[layer - 1], &at),
+            (TINY_CONVS[layer - 1].1, h, w),
         );
-        assert_eq!(got.values.len(), TINY_SIZE * TINY_SIZE);
+        assert!(drawn, "layer {layer}: an empty map");
     }
 }
 

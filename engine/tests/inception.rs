@@ -9,14 +9,13 @@
 mod common;
 
 use common::reference::Reference;
-use common::{Probed, assert_forward_is_the_references, runtime};
+use common::{Probed, assert_forward_is_the_references};
 use fovea_engine::fixtures::{
     ChainConv, INCEPTION_BLOCK_POOL, INCEPTION_BRANCH_POOL, INCEPTION_SIZE, INCEPTION_SOURCES,
     inception_convs, inception_model, inception_weights,
 };
 use fovea_engine::model::network::{Activation, PoolShape};
 use fovea_engine::probe::reconstruct::NeuronAt;
-use ort::value::TensorRef;
 
 fn setup() -> Probed {
     Probed::new(
@@ -116,21 +115,7 @@ fn linear_filters_are_the_central_differences_through_the_block() {
 
 #[test]
 fn the_predictions_are_the_files() {
-    let s = setup();
-    let mut session = runtime().session(&inception_model()).expect("session");
-    let size = INCEPTION_SIZE;
-    let input = TensorRef::from_array_view(([1usize, 3, size, size], s.rec.input.as_slice()))
-        .expect("tensor");
-    let outputs = session.run(ort::inputs!["input" => input]).expect("run");
-    let want = outputs["probs"]
-        .try_extract_tensor::<f32>()
-        .expect("probs")
-        .1
-        .to_vec();
-    assert_eq!(s.rec.scores.len(), want.len());
-    for (a, b) in s.rec.scores.iter().zip(&want) {
-        assert!((a - b).abs() <= 1e-5, "{a} vs {b}");
-    }
+    setup().assert_predictions_are_the_files(&inception_model());
 }
 
 /// Terms on two branches of the block and on the layer reading it: the
@@ -239,9 +224,7 @@ fn grad_cam_reads_every_branch_of_a_head_reading_the_block() {
         TINY_CLASSES, TINY_HIDDEN, chain_head_weights, inception_block_head,
         inception_model_ending_in_the_block,
     };
-    use fovea_engine::probe::attribute::{AttributeRequest, Baseline, Method, grad_cam};
     use fovea_engine::probe::reconstruct::Mode;
-    use fovea_engine::stop::Stop;
     let convs = &inception_convs()[..7];
     let weights = inception_weights()[..7].to_vec();
     let ends = [2usize, 4, 6, 7];
@@ -291,17 +274,6 @@ fn grad_cam_reads_every_branch_of_a_head_reading_the_block() {
             offset += k;
         }
         for layer in [4usize, 3, 1] {
-            let req = AttributeRequest {
-                target: n,
-                method: Method::GradCam,
-                cam_layer: Some(layer),
-                steps: 1,
-                baseline: Baseline::Black,
-            };
-            let got = s
-                .engine
-                .attribute(&s.rec, &req, &Stop::never(), |_, _| {})
-                .expect("grad-cam");
             let at = s.reference.signal_from(
                 &trace,
                 (7, None, true),
@@ -310,36 +282,14 @@ fn grad_cam_reads_every_branch_of_a_head_reading_the_block() {
                 &trained,
                 layer,
             );
-            let act: Vec<f32> = trace.pre[layer - 1]
-                .iter()
-                .map(|&v| v.max(0.0) as f32)
-                .collect();
-            let at: Vec<f32> = at.iter().map(|&v| v as f32).collect();
             let (h, w) = trace.dims[layer - 1];
-            let want = grad_cam(
-                &act,
-                &at,
+            drawn += usize::from(common::assert_grad_cam(
+                &s.engine,
+                &s.rec,
+                (n, layer),
+                (&trace.pre[layer - 1], &at),
                 (convs[layer - 1].out_channels, h, w),
-                INCEPTION_SIZE,
-            );
-            let cam = got.cam.expect("cam map");
-            assert_eq!((cam.layer, cam.height, cam.width), (layer, h, w));
-            let scale = want
-                .grid
-                .iter()
-                .fold(0f32, |m, v| m.max(v.abs()))
-                .max(1e-12);
-            let err = cam
-                .grid
-                .iter()
-                .zip(&want.grid)
-                .fold(0f32, |m, (a, b)| m.max((a - b).abs()))
-                / scale;
-            assert!(
-                err <= 1e-5,
-                "class {class} layer {layer}: relative error {err:e}"
-            );
-            drawn += usize::from(cam.grid.iter().any(|&v| v > 0.0));
+            ));
         }
     }
     assert!(drawn >= TINY_CLASSES, "{drawn} maps drawn");

@@ -10,14 +10,13 @@
 mod common;
 
 use common::reference::Reference;
-use common::{Probed, assert_forward_is_the_references, folded, runtime};
+use common::{Probed, assert_forward_is_the_references, folded};
 use fovea_engine::fixtures::{
     PREACTIVATION_LINKS, PREACTIVATION_SIZE, preactivation_batch_norms, preactivation_chain,
     preactivation_model, preactivation_weights, residual_projection,
 };
 use fovea_engine::graphs::transposed::random_weights;
 use fovea_engine::model::network::Activation;
-use ort::value::TensorRef;
 
 /// The layers' and the projection's weights as the reference runs them:
 /// each batch norm folded into what it follows (the identity when alone).
@@ -141,21 +140,7 @@ fn random_weights_keep_the_batch_norms_standing_alone() {
 
 #[test]
 fn the_predictions_are_the_files() {
-    let s = setup();
-    let mut session = runtime().session(&preactivation_model()).expect("session");
-    let size = PREACTIVATION_SIZE;
-    let input = TensorRef::from_array_view(([1usize, 3, size, size], s.rec.input.as_slice()))
-        .expect("tensor");
-    let outputs = session.run(ort::inputs!["input" => input]).expect("run");
-    let want = outputs["probs"]
-        .try_extract_tensor::<f32>()
-        .expect("probs")
-        .1
-        .to_vec();
-    assert_eq!(s.rec.scores.len(), want.len());
-    for (a, b) in s.rec.scores.iter().zip(&want) {
-        assert!((a - b).abs() <= 1e-5, "{a} vs {b}");
-    }
+    setup().assert_predictions_are_the_files(&preactivation_model());
 }
 
 /// Conv neurons (corners included) and every class, in all four modes with

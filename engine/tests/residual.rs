@@ -10,13 +10,12 @@
 mod common;
 
 use common::reference::Reference;
-use common::{Probed, assert_forward_is_the_references, folded, runtime};
+use common::{Probed, assert_forward_is_the_references, folded};
 use fovea_engine::fixtures::{
     RESIDUAL_LINKS, RESIDUAL_SIZE, residual_batch_norms, residual_convs, residual_model,
     residual_model_with, residual_projection, residual_weights,
 };
 use fovea_engine::model::network::Activation;
-use ort::value::TensorRef;
 
 fn setup_with(stem_pool: bool) -> Probed {
     setup_of(stem_pool, 1)
@@ -101,21 +100,7 @@ fn residual_blocks_are_read_with_their_shortcuts() {
 /// The engine's predictions are ONNX Runtime's on the unmodified file.
 #[test]
 fn the_predictions_are_the_files() {
-    let s = setup();
-    let mut session = runtime().session(&residual_model(true)).expect("session");
-    let size = RESIDUAL_SIZE;
-    let input = TensorRef::from_array_view(([1usize, 3, size, size], s.rec.input.as_slice()))
-        .expect("tensor");
-    let outputs = session.run(ort::inputs!["input" => input]).expect("run");
-    let want = outputs["probs"]
-        .try_extract_tensor::<f32>()
-        .expect("probs")
-        .1
-        .to_vec();
-    assert_eq!(s.rec.scores.len(), want.len());
-    for (a, b) in s.rec.scores.iter().zip(&want) {
-        assert!((a - b).abs() <= 1e-5, "{a} vs {b}");
-    }
+    setup().assert_predictions_are_the_files(&residual_model(true));
 }
 
 /// Conv neurons (corners included) and every class, in all four modes with

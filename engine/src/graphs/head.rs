@@ -533,7 +533,14 @@ pub(crate) fn head_graph(
             g.node_named("Identity", &[&top_act], "act", vec![]);
             g.node_named("Identity", &[&u], "at_act", vec![]);
         }
-        Some(k) if (1..top).contains(&k) => {
+        Some(k) if k == 0 || k > top => {
+            return Err(Error::Unsupported(format!(
+                "conv layer {k} does not exist; allowed 1..={top}"
+            )));
+        }
+        cam => {
+            // Back to the Grad-CAM layer's activation, or to the input.
+            let stop = cam.unwrap_or(0);
             let at_top = spec
                 .rule
                 .through_relu(&mut g, &u, &top_mask, top_activation);
@@ -544,30 +551,14 @@ pub(crate) fn head_graph(
                 (&at_top, &seeds),
                 &weights,
                 spec.rule,
-                k,
+                stop,
             );
-            g.node_named("Identity", &[&chain.acts[k]], "act", vec![]);
-            g.node_named("Identity", &[&at], "at_act", vec![]);
-        }
-        Some(k) => {
-            return Err(Error::Unsupported(format!(
-                "conv layer {k} does not exist; allowed 1..={top}"
-            )));
-        }
-        None => {
-            let at_top = spec
-                .rule
-                .through_relu(&mut g, &u, &top_mask, top_activation);
-            let grad = chain_backward_to(
-                &mut g,
-                convs,
-                &chain,
-                (&at_top, &seeds),
-                &weights,
-                spec.rule,
-                0,
-            );
-            g.node_named("Identity", &[&grad], "grad", vec![]);
+            if stop > 0 {
+                g.node_named("Identity", &[&chain.acts[stop]], "act", vec![]);
+                g.node_named("Identity", &[&at], "at_act", vec![]);
+            } else {
+                g.node_named("Identity", &[&at], "grad", vec![]);
+            }
         }
     }
     g.output(

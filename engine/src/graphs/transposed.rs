@@ -335,13 +335,15 @@ pub(crate) fn backward_graph(
     g.finish()
 }
 
+/// A fresh int64 constant of `values` (its name from `stem`).
+fn constant(g: &mut GraphBuilder, stem: &str, values: &[i64]) -> String {
+    let name = g.fresh_name(stem);
+    g.initializer(i64_tensor(&name, &[values.len() as i64], values))
+}
+
 /// The shape `[n, C, rows, columns]` of `x` (`[n, C, ..]`) on window `w`.
 fn window_shape(g: &mut GraphBuilder, x: &str, w: (Span, Span)) -> String {
     let shape = g.node("Shape", &[x], vec![]);
-    let constant = |g: &mut GraphBuilder, stem: &str, values: &[i64]| {
-        let name = g.fresh_name(stem);
-        g.initializer(i64_tensor(&name, &[values.len() as i64], values))
-    };
     let (start, end, axis) = (
         constant(g, "shape_start", &[0]),
         constant(g, "shape_end", &[2]),
@@ -360,13 +362,9 @@ pub(crate) fn channel_parts(g: &mut GraphBuilder, v: &str, widths: &[usize]) -> 
     let mut offset = 0;
     let mut parts = Vec::with_capacity(widths.len());
     for &width in widths {
-        let constant = |g: &mut GraphBuilder, stem: &str, value: i64| {
-            let name = g.fresh_name(stem);
-            g.initializer(i64_tensor(&name, &[1], &[value]))
-        };
-        let start = constant(g, "part_start", offset as i64);
-        let end = constant(g, "part_end", (offset + width) as i64);
-        let axis = constant(g, "part_axis", 1);
+        let start = constant(g, "part_start", &[offset as i64]);
+        let end = constant(g, "part_end", &[(offset + width) as i64]);
+        let axis = constant(g, "part_axis", &[1]);
         parts.push(g.node("Slice", &[v, &start, &end, &axis], vec![]));
         offset += width;
     }
@@ -712,17 +710,13 @@ pub(crate) fn unpool(
     if m == 1 {
         return g.node("MaxUnpool", &[grad, indices, input_shape], attrs());
     }
-    let constant = |g: &mut GraphBuilder, stem: &str, values: [i64; 2]| {
-        let name = g.fresh_name(stem);
-        g.initializer(i64_tensor(&name, &[2], &values))
-    };
-    let ends = constant(g, "phase_ends", [i64::MAX; 2]);
-    let axes = constant(g, "phase_axes", [2, 3]);
-    let steps = constant(g, "phase_steps", [m as i64; 2]);
+    let ends = constant(g, "phase_ends", &[i64::MAX; 2]);
+    let axes = constant(g, "phase_axes", &[2, 3]);
+    let steps = constant(g, "phase_steps", &[m as i64; 2]);
     let mut sum: Option<String> = None;
     for ry in 0..m.min(output_size.0) {
         for rx in 0..m.min(output_size.1) {
-            let starts = constant(g, "phase_starts", [ry as i64, rx as i64]);
+            let starts = constant(g, "phase_starts", &[ry as i64, rx as i64]);
             let slice = |g: &mut GraphBuilder, x: &str| {
                 g.node("Slice", &[x, &starts, &ends, &axes, &steps], vec![])
             };
@@ -805,19 +799,15 @@ pub(crate) fn reframe(
     let overlap = (both(have.0, want.0), both(have.1, want.1));
     let mut y = x.to_string();
     if overlap != have {
-        let constant = |g: &mut GraphBuilder, stem: &str, values: [i64; 2]| {
-            let name = g.fresh_name(stem);
-            g.initializer(i64_tensor(&name, &[2], &values))
-        };
         let from = |o: Span, h: Span| o.start - h.start;
         let starts = [from(overlap.0, have.0), from(overlap.1, have.1)];
         let ends = [
             starts[0] + overlap.0.len as i64,
             starts[1] + overlap.1.len as i64,
         ];
-        let starts = constant(g, "cut_starts", starts);
-        let ends = constant(g, "cut_ends", ends);
-        let axes = constant(g, "cut_axes", [2, 3]);
+        let starts = constant(g, "cut_starts", &starts);
+        let ends = constant(g, "cut_ends", &ends);
+        let axes = constant(g, "cut_axes", &[2, 3]);
         y = g.node("Slice", &[&y, &starts, &ends, &axes], vec![]);
     }
     if overlap == want {

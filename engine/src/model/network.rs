@@ -680,94 +680,63 @@ impl Network {
             }
             let n = match forced.take() {
                 Some(n) => n,
-                None => match consumers.get(cur.as_str()).map(Vec::as_slice) {
-                    Some([n]) => *n,
-                    Some([a, b]) if !convs.is_empty() && pending.is_none() => {
-                        match residual_start([*a, *b], &cur, &consts, &single, channels) {
-                            Some(Ok((main, shortcut))) => {
-                                // ResNet's stages start with a strided
-                                // projection: a new block in the layer names.
-                                if shortcut
-                                    .projection
-                                    .as_ref()
-                                    .is_some_and(|p| p.shape.stride > 1)
-                                    && pending_pool.is_none()
-                                {
-                                    block += 1;
-                                    in_block = 0;
-                                    // A pre-activation block's batch norm,
-                                    // read before its projection showed the
-                                    // new stage, opens it.
-                                    if let Some(norm) = convs.last_mut().filter(|c| c.norm_only) {
-                                        in_block = 1;
-                                        norm.name = format!("conv{block}_1");
-                                    }
-                                }
-                                pending = Some(PendingResidual {
-                                    from: convs.len() + 1,
-                                    ..shortcut
-                                });
-                                main
-                            }
-                            Some(Err(Error::Model(why))) => {
-                                stop = Some(why);
-                                break;
-                            }
-                            Some(Err(e)) => return Err(e),
-                            None if [a, b]
-                                .iter()
-                                .all(|n| HEAD_OPS.contains(&n.op_type.as_str()))
-                                && junction_start(&[*a, *b], &consumers, &position).is_none() =>
-                            {
-                                break;
-                            }
-                            None => match junction_start(&[*a, *b], &consumers, &position) {
-                                Some(concat)
-                                    if junction.is_none()
-                                        && !pending_pool.is_some_and(|p| p.halves()) =>
-                                {
-                                    let mut j = Junction::new(
-                                        (concat, convs.len()),
-                                        &[*a, *b],
-                                        (&cur, &source_tensor),
-                                        &sources,
-                                        channels,
-                                        pending_pool,
-                                    );
-                                    forced = j.todo.pop();
-                                    junction = Some(j);
-                                    block += 1;
-                                    in_block = 0;
-                                    continue;
-                                }
-                                _ => {
-                                    stop = Some(format!(
-                                        "{cur} feeds 2 nodes (a branch) that neither start a residual block nor join again in a Concat on channels; Fovea probes chains, residual blocks and Inception blocks"
-                                    ));
-                                    break;
-                                }
-                            },
+                None => {
+                    let readers = consumers.get(cur.as_str()).map_or(&[][..], Vec::as_slice);
+                    let branch = readers.len() > 1 && !convs.is_empty();
+                    let residual = match readers {
+                        [a, b] if branch && pending.is_none() => {
+                            residual_start([*a, *b], &cur, &consts, &single, channels)
                         }
-                    }
-                    // Shape plumbing reading the chain's end (a Flatten written
-                    // as Shape + Reshape) starts the head; anything else is a
-                    // branch the chain cannot follow.
-                    Some(several)
-                        if several.len() > 1
-                            && !convs.is_empty()
-                            && (several
-                                .iter()
-                                .any(|n| !HEAD_OPS.contains(&n.op_type.as_str()))
-                                || junction_start(several, &consumers, &position).is_some()) =>
-                    {
-                        match junction_start(several, &consumers, &position) {
-                            Some(concat)
-                                if junction.is_none()
-                                    && !pending_pool.is_some_and(|p| p.halves()) =>
+                        _ => None,
+                    };
+                    match residual {
+                        Some(Ok((main, shortcut))) => {
+                            // ResNet's stages start with a strided
+                            // projection: a new block in the layer names.
+                            if shortcut
+                                .projection
+                                .as_ref()
+                                .is_some_and(|p| p.shape.stride > 1)
+                                && pending_pool.is_none()
                             {
+                                block += 1;
+                                in_block = 0;
+                                // A pre-activation block's batch norm,
+                                // read before its projection showed the
+                                // new stage, opens it.
+                                if let Some(norm) = convs.last_mut().filter(|c| c.norm_only) {
+                                    in_block = 1;
+                                    norm.name = format!("conv{block}_1");
+                                }
+                            }
+                            pending = Some(PendingResidual {
+                                from: convs.len() + 1,
+                                ..shortcut
+                            });
+                            main
+                        }
+                        Some(Err(Error::Model(why))) => {
+                            stop = Some(why);
+                            break;
+                        }
+                        Some(Err(e)) => return Err(e),
+                        None if branch => match junction_start(readers, &consumers, &position) {
+                            Some(_) if junction.is_some() => {
+                                stop = Some(format!(
+                                    "{cur} branches again inside a branch of an Inception block; Fovea reads blocks whose branches are chains"
+                                ));
+                                break;
+                            }
+                            Some(_) if pending_pool.is_some_and(|p| p.halves()) => {
+                                stop = Some(format!(
+                                    "{cur} is the output of a 2x2/2 max pool that an Inception block's branches read"
+                                ));
+                                break;
+                            }
+                            Some(concat) => {
                                 let mut j = Junction::new(
                                     (concat, convs.len()),
-                                    several,
+                                    readers,
                                     (&cur, &source_tensor),
                                     &sources,
                                     channels,
@@ -779,17 +748,30 @@ impl Network {
                                 in_block = 0;
                                 continue;
                             }
-                            _ => {
+                            // Shape plumbing reading the chain's end (a
+                            // Flatten written as Shape + Reshape) starts the
+                            // head.
+                            None if junction.is_none()
+                                && readers
+                                    .iter()
+                                    .all(|n| HEAD_OPS.contains(&n.op_type.as_str())) =>
+                            {
+                                break;
+                            }
+                            None => {
                                 stop = Some(format!(
-                                    "{cur} feeds {} nodes (a branch) that do not join again in a Concat on channels; Fovea probes chains, residual blocks and Inception blocks",
-                                    several.len()
+                                    "{cur} feeds {} nodes (a branch) that neither start a residual block nor join again in a Concat on channels; Fovea probes chains, residual blocks and Inception blocks",
+                                    readers.len()
                                 ));
                                 break;
                             }
-                        }
+                        },
+                        None => match readers {
+                            [n] => *n,
+                            _ => break,
+                        },
                     }
-                    _ => break,
-                },
+                }
             };
             let step = match n.op_type.as_str() {
                 // A zero Pad in front of a convolution (as tf2onnx writes

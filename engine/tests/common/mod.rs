@@ -390,6 +390,28 @@ impl Probed {
 }
 
 impl Probed {
+    /// The recording's scores are ONNX Runtime's `probs` on `model`, the
+    /// unmodified file, at the recorded input (to 1e-5).
+    pub fn assert_predictions_are_the_files(&self, model: &[u8]) {
+        let mut session = runtime().session(model).expect("session");
+        let size = self.engine.profile.input_size;
+        let input = ort::value::TensorRef::from_array_view((
+            [1usize, 3, size, size],
+            self.rec.input.as_slice(),
+        ))
+        .expect("tensor");
+        let outputs = session.run(ort::inputs!["input" => input]).expect("run");
+        let want = outputs["probs"]
+            .try_extract_tensor::<f32>()
+            .expect("probs")
+            .1
+            .to_vec();
+        assert_eq!(self.rec.scores.len(), want.len());
+        for (a, b) in self.rec.scores.iter().zip(&want) {
+            assert!((a - b).abs() <= 1e-5, "{a} vs {b}");
+        }
+    }
+
     /// [`assert_all_modes_are_the_references`] on this set-up, whose model
     /// has `chain`'s dense head; prints and returns the worst relative
     /// difference.
@@ -615,6 +637,50 @@ impl Probed {
         }
         out
     }
+}
+
+/// Grad-CAM of `target` at conv layer `layer` of `rec` against the map
+/// drawn from the reference's pre-activations `pre` there and its signal
+/// `at` at the layer's activation (`dims`: channels, rows, columns), to
+/// 1e-5 relative. Returns whether the map is not empty.
+pub fn assert_grad_cam(
+    engine: &Engine,
+    rec: &fovea_engine::record::Recording,
+    (target, layer): (NeuronAt, usize),
+    (pre, at): (&[f64], &[f64]),
+    dims: (usize, usize, usize),
+) -> bool {
+    use fovea_engine::probe::attribute::{AttributeRequest, Baseline, Method, grad_cam};
+    let req = AttributeRequest {
+        target,
+        method: Method::GradCam,
+        cam_layer: Some(layer),
+        steps: 1,
+        baseline: Baseline::Black,
+    };
+    let got = engine
+        .attribute(rec, &req, &fovea_engine::stop::Stop::never(), |_, _| {})
+        .expect("grad-cam");
+    let act: Vec<f32> = pre.iter().map(|&v| v.max(0.0) as f32).collect();
+    let at: Vec<f32> = at.iter().map(|&v| v as f32).collect();
+    let size = engine.profile.input_size;
+    let want = grad_cam(&act, &at, dims, size);
+    let cam = got.cam.expect("cam map");
+    assert_eq!((cam.layer, cam.height, cam.width), (layer, dims.1, dims.2));
+    let scale = want
+        .grid
+        .iter()
+        .fold(0f32, |m, v| m.max(v.abs()))
+        .max(1e-30);
+    let err = cam
+        .grid
+        .iter()
+        .zip(&want.grid)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()))
+        / scale;
+    assert!(err <= 1e-5, "layer {layer}: relative error {err:e}");
+    assert_eq!(got.values.len(), size * size);
+    cam.grid.iter().any(|&v| v > 0.0)
 }
 
 /// Maximizes, checking that every start's objective rose from its first step.
