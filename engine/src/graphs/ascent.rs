@@ -3,7 +3,8 @@
 //! builders are shared with the head's gradient graphs.
 
 use crate::graphs::transposed::{
-    Arriving, Extent, Kernels, Waiting, forward_conv, joined_input, transposed_conv,
+    Arriving, Extent, Kernels, Waiting, concat_channels, forward_conv, joined_input,
+    transposed_conv,
 };
 use crate::graphs::transposed::{add_residual, average_backward, reframe, unpool};
 use crate::model::network::{Activation, ConvLayer, FovTree, PoolShape, fov_tree, geometry_of};
@@ -218,7 +219,10 @@ pub(crate) fn chain_forward_above<'a>(
         let c = &convs[i - 1];
         let mut a = match frame {
             Frame::Window(tree) => joined_input(g, c, &outs, tree),
-            Frame::Whole(_) => joined(g, c, &outs),
+            Frame::Whole(_) => {
+                let parts: Vec<String> = c.sources.iter().map(|&s| outs[s].clone()).collect();
+                concat_channels(g, &parts)
+            }
         };
         if let Some(shape) = c.pool {
             let pool_frame = frame.pool(convs, i);
@@ -419,18 +423,6 @@ pub(crate) fn chain_backward_to(
         let zero = g.initializer(fovea_onnx::f32_tensor(&name, &[], &[0.0]));
         g.node("Mul", &[below, &zero], vec![])
     })
-}
-
-/// The outputs of conv layer `c`'s sources (`outs`, whole grids),
-/// concatenated on channels.
-fn joined(g: &mut GraphBuilder, c: &ConvLayer, outs: &[String]) -> String {
-    match c.sources.as_slice() {
-        [s] => outs[*s].clone(),
-        sources => {
-            let parts: Vec<&str> = sources.iter().map(|&s| outs[s].as_str()).collect();
-            g.node("Concat", &parts, vec![("axis", fovea_onnx::Attr::Int(1))])
-        }
-    }
 }
 
 /// Forward over the FOV window fused with the gradient of the neuron's

@@ -11,7 +11,8 @@
 use crate::error::{Error, Result};
 use crate::graphs::ascent::{Frame, PoolFrame, Rule, chain_backward_to, chain_forward_above, pool};
 use crate::graphs::transposed::{
-    Kernels, average_backward, channel_parts, random_like, random_shortcuts, random_weights,
+    Kernels, average_backward, channel_parts, concat_channels, random_like, random_shortcuts,
+    random_weights,
 };
 use crate::model::network::{Activation, Network, averages_planes, geometry_of, pool_shape};
 use fovea_onnx::proto::{AttributeProto, ModelProto, NodeProto, tensor_proto::DataType};
@@ -160,13 +161,7 @@ pub(crate) fn head_graph(
             }
         })
         .collect();
-    let mut features = match ends.as_slice() {
-        [one] => one.clone(),
-        _ => {
-            let parts: Vec<&str> = ends.iter().map(String::as_str).collect();
-            g.node("Concat", &parts, vec![("axis", Attr::Int(1))])
-        }
-    };
+    let mut features = concat_channels(&mut g, &ends);
     let mut last_pool = None;
     if let Some(shape) = net.pool_after_last {
         let last = net.end_geom(&crate::model::network::geometry_of(convs, size));

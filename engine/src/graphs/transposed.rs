@@ -500,7 +500,12 @@ pub(crate) fn joined_input(
         .iter()
         .map(|&s| reframe(g, &outs[s], tree.out[s], tree.below[c.number]))
         .collect();
-    match parts.as_slice() {
+    concat_channels(g, &parts)
+}
+
+/// `parts` joined along their channels (the one part as it is).
+pub(crate) fn concat_channels(g: &mut GraphBuilder, parts: &[String]) -> String {
+    match parts {
         [one] => one.clone(),
         _ => {
             let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
